@@ -1,0 +1,1 @@
+"""Thin Hydra entrypoints: each composes its config and calls one library function."""

@@ -1,0 +1,31 @@
+"""The ``backend`` group: the real engine and the scheduling policy that Vidur must mirror."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class BackendConfig:
+    """One real serving engine's settings (a superset: each backend reads the fields it uses).
+
+    ``vidur_scheduler`` and the limits below are what vidur-sim mirrors, so the simulated batch
+    policy matches the real one; where they cannot match, ``specs/`` says so.
+    """
+
+    name: str = MISSING  # registry key in real_bench.backends
+    vidur_scheduler: str = MISSING  # vllm | sarathi | orca | ...
+    max_requests_per_batch: int = 1
+    max_batch_tokens: Optional[int] = None  # tokens per iteration (chunk size); null: whole prompts
+    num_blocks: Optional[int] = None  # KV-cache blocks; null: derived from memory
+    block_size: int = 256
+    watermark_blocks_fraction: float = 0.01
+    cache_implementation: str = "dynamic"  # hf-generate: dynamic | static
+    compile: bool = False
+    use_cuda_graph: bool = False
+    attn_implementation: str = "sdpa"
+    early_stop: bool = False  # let EOS end a request before num_decode_tokens
+    warmup_requests: int = 2

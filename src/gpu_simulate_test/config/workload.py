@@ -1,0 +1,67 @@
+"""The ``workload`` group: which requests arrive when, with how many prompt and output tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class LengthDistConfig:
+    """One token-length distribution; which fields matter depends on ``lengths.source``.
+
+    fixed: ``value``; uniform: ``min``..``max``; normal: ``mean``/``std``; lognormal: ``median``/``sigma``;
+    zipf: ``theta`` over ``min``..``max``. Every synthetic draw is clipped to ``min``..``max``.
+    """
+
+    value: int = 128
+    min: int = 1
+    max: int = 4096
+    mean: float = 256.0
+    std: float = 64.0
+    median: float = 256.0
+    sigma: float = 1.0
+    theta: float = 1.2
+
+
+@dataclass
+class LengthsConfig:
+    """Where lengths (and prompts) come from: a synthetic distribution or an importer of a real trace."""
+
+    # fixed | uniform | normal | lognormal | zipf | sharegpt | azure | mooncake | burstgpt | vidur_trace | prompts_jsonl
+    source: str = "fixed"
+    path: Optional[str] = None
+    prefill: LengthDistConfig = field(default_factory=LengthDistConfig)
+    decode: LengthDistConfig = field(default_factory=lambda: LengthDistConfig(value=32, max=1024, mean=64.0, std=16.0, median=64.0))
+
+
+@dataclass
+class ArrivalConfig:
+    """Arrival process. ``trace`` keeps the imported trace's own timestamps, multiplied by ``time_scale``."""
+
+    process: str = "poisson"  # poisson | gamma | constant | all_at_once | trace
+    qps: float = 1.0
+    cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times (1 = Poisson)
+    time_scale: float = 1.0
+
+
+@dataclass
+class TokenizerConfig:
+    """Tokenizer for prompt texts: a Hugging Face tokenizer when one is found, else the offline Qwen BPE."""
+
+    source: str = "auto"  # auto | hf | qwen
+    name_or_path: Optional[str] = None
+
+
+@dataclass
+class WorkloadConfig:
+    """A whole workload; with the app's ``seed`` it determines the files and the ``workload_id``."""
+
+    name: str = "workload"
+    num_requests: int = 100  # for synthetic sources: how many; for imported traces: the cap (null = all)
+    lengths: LengthsConfig = field(default_factory=LengthsConfig)
+    arrival: ArrivalConfig = field(default_factory=ArrivalConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    subsample: bool = False  # imported traces: seeded random subsample of num_requests instead of the first ones
+    drop_over_context: bool = False  # drop requests whose prompt + decode exceed max_context (else: error)
+    max_context: Optional[int] = None  # null: the model's max_position_embeddings

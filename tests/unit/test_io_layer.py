@@ -1,0 +1,85 @@
+"""The artifact IO layer: atomic directories, validated tables, consistent run files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gpu_simulate_test.errors import ArtifactError, OutputExistsError
+from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.runs import RequestRecord, check_consistency, tables_from_records
+from gpu_simulate_test.io.schemas import TRACE_INTERVALS
+from gpu_simulate_test.io.tables import read_table, write_table
+
+
+def test_atomic_dir_commits_only_on_success(tmp_path: Path) -> None:
+    final = tmp_path / "runs" / "r1"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "a.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert not final.exists()
+    assert list((tmp_path / "runs").iterdir()) == []
+    with atomic_dir(final) as tmp:
+        (tmp / "a.txt").write_text("x")
+    assert (final / "a.txt").read_text() == "x"
+    with pytest.raises(OutputExistsError):
+        with atomic_dir(final):
+            pass
+    with atomic_dir(final, overwrite=True) as tmp:
+        (tmp / "b.txt").write_text("y")
+    assert sorted(p.name for p in final.iterdir()) == ["b.txt"]
+
+
+def test_canonical_hash_ignores_key_order() -> None:
+    assert short_hash(canonical_json({"a": 1, "b": [1, 2]})) == short_hash(canonical_json({"b": [1, 2], "a": 1}))
+    assert short_hash(canonical_json({"a": 1})) != short_hash(canonical_json({"a": 2}))
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ("request_id,arrival_time_ns\n0,5\n1,x\n", "line 3, column 'arrival_time_ns' is not a number"),
+        ("request_id,arrival_time_ns\n0,5\n1,3\n", "line 3 (request_id=1): violates 'arrival_time_ns is non-decreasing'"),
+        ("request_id,arrival\n0,5\n", "missing column(s) ['arrival_time_ns']"),
+        ("request_id,arrival_time_ns\n0,5\n0,6\n", "line 3: duplicate request_id=0"),
+        ("request_id,arrival_time_ns\n0,5\n1,6.5\n", "is not an integer"),
+        ("request_id,arrival_time_ns\n0,5\n1,-6\n", "below 0"),
+        ("", "file is empty"),
+    ],
+)
+def test_reader_names_file_line_and_column(tmp_path: Path, body: str, fragment: str) -> None:
+    path = tmp_path / "trace_intervals.csv"
+    path.write_text(body)
+    with pytest.raises(ArtifactError) as err:
+        read_table(path, TRACE_INTERVALS)
+    assert str(path) in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_tables_from_records_follow_bench_serve_definitions(tmp_path: Path) -> None:
+    recs = [
+        RequestRecord(1, 100, 110, 8, 3, [200, 260, 330]),
+        RequestRecord(0, 0, 5, 4, 1, [50]),
+    ]
+    req, tok = tables_from_records(recs)
+    r1 = req.set_index("request_id").loc[1]
+    assert r1.ttft_ns == 100 and r1.e2e_ns == 230 and r1.tpot_ns == 65
+    assert pd.isna(req.set_index("request_id").loc[0].tpot_ns)
+    assert tok["token_index"].tolist() == [0, 0, 1, 2]
+    written = write_table(req, tmp_path / "request_metrics.csv", __import__("gpu_simulate_test.io.schemas", fromlist=["x"]).REQUEST_METRICS)
+    check_consistency(written, tok, source="test")
+    bad = tok.copy()
+    bad.loc[3, "token_time_ns"] = 999
+    with pytest.raises(ArtifactError, match="completion_time_ns"):
+        check_consistency(written, bad, source="test")
+
+
+def test_writer_refuses_invalid_frame(tmp_path: Path) -> None:
+    df = pd.DataFrame({"request_id": [0, 1], "arrival_time_ns": [10, 5]})
+    with pytest.raises(ArtifactError, match="row 1"):
+        write_table(df, tmp_path / "x.csv", TRACE_INTERVALS)
+    assert not (tmp_path / "x.csv").exists()
