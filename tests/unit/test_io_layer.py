@@ -11,7 +11,7 @@ from gpu_simulate_test.errors import ArtifactError, OutputExistsError
 from gpu_simulate_test.io.ids import canonical_json, short_hash
 from gpu_simulate_test.io.rundir import atomic_dir
 from gpu_simulate_test.io.runs import RequestRecord, check_consistency, tables_from_records
-from gpu_simulate_test.io.schemas import TRACE_INTERVALS
+from gpu_simulate_test.io.schemas import REQUEST_METRICS, TRACE_INTERVALS
 from gpu_simulate_test.io.tables import read_table, write_table
 
 
@@ -70,7 +70,7 @@ def test_tables_from_records_follow_bench_serve_definitions(tmp_path: Path) -> N
     assert r1.ttft_ns == 100 and r1.e2e_ns == 230 and r1.tpot_ns == 65
     assert pd.isna(req.set_index("request_id").loc[0].tpot_ns)
     assert tok["token_index"].tolist() == [0, 0, 1, 2]
-    written = write_table(req, tmp_path / "request_metrics.csv", __import__("gpu_simulate_test.io.schemas", fromlist=["x"]).REQUEST_METRICS)
+    written = write_table(req, tmp_path / "request_metrics.csv", REQUEST_METRICS)
     check_consistency(written, tok, source="test")
     bad = tok.copy()
     bad.loc[3, "token_time_ns"] = 999
