@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
+from gpu_simulate_test.config.experiment import ExperimentAppConfig
 from gpu_simulate_test.config.apps import (
     CompareRunsAppConfig,
     RealBenchAppConfig,
@@ -18,6 +19,7 @@ APP_SCHEMAS = {
     "vidur_profile": VidurProfileAppConfig,
     "vidur_sim": VidurSimAppConfig,
     "compare_runs": CompareRunsAppConfig,
+    "experiment": ExperimentAppConfig,
 }
 
 

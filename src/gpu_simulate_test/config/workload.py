@@ -30,7 +30,12 @@ class LengthsConfig:
 
     # fixed | uniform | normal | lognormal | zipf | sharegpt | azure | mooncake | burstgpt | vidur_trace | prompts_jsonl
     source: str = "fixed"
-    path: Optional[str] = None
+    path: Optional[str] = None  # the trace or prompts file of an importer
+    # imported traces: clip their lengths into prefill/decode min..max too (prompts truncated or padded)
+    clip_imported: bool = False
+    # the distribution (fixed | uniform | normal | lognormal | zipf) of decode lengths a trace does not give
+    # (prompts_jsonl lines without a count); synthetic sources use ``source`` for both
+    decode_dist: str = "fixed"
     prefill: LengthDistConfig = field(default_factory=LengthDistConfig)
     decode: LengthDistConfig = field(default_factory=lambda: LengthDistConfig(value=32, max=1024, mean=64.0, std=16.0, median=64.0))
 
@@ -58,7 +63,7 @@ class WorkloadConfig:
     """A whole workload; with the app's ``seed`` it determines the files and the ``workload_id``."""
 
     name: str = "workload"
-    num_requests: int = 100  # for synthetic sources: how many; for imported traces: the cap (null = all)
+    num_requests: Optional[int] = 100  # for synthetic sources: how many; for imported traces: the cap (null = all)
     lengths: LengthsConfig = field(default_factory=LengthsConfig)
     arrival: ArrivalConfig = field(default_factory=ArrivalConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

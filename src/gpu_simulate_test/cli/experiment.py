@@ -1,0 +1,62 @@
+"""``experiment``: the whole pipeline for one config; ``-m`` sweeps and ends with a sweep report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
+from gpu_simulate_test.experiment import PointRecord, run_experiment
+
+log = logging.getLogger(__name__)
+_POINTS_FILE = "experiment_points.jsonl"
+
+
+def _run(cfg: DictConfig) -> PointRecord:
+    rec = run_experiment(cfg)
+    print(json.dumps(rec.__dict__, indent=2))
+    try:  # inside a multirun, remember the point for the sweep report
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        if hc.mode.name == "MULTIRUN":
+            with open(Path(hc.sweep.dir) / _POINTS_FILE, "a") as fh:
+                fh.write(json.dumps({**rec.__dict__, "paths_root": str(cfg.paths.root)}) + "\n")
+    except ValueError:
+        pass
+    return rec
+
+
+class SweepReport(Callback):
+    """After a multirun, hand every point's comparison to the sweep report (latency and error vs load)."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        points_file = Path(config.hydra.sweep.dir) / _POINTS_FILE
+        if not points_file.is_file():
+            return
+        points = [json.loads(line) for line in points_file.read_text().splitlines() if line.strip()]
+        comparisons = [
+            str(Path(config.paths.comparisons) / p["comparison_id"]) for p in points if p.get("comparison_id")
+        ]
+        if len(comparisons) < 2:
+            log.info("sweep report skipped: %d comparison(s)", len(comparisons))
+            return
+        from gpu_simulate_test.analysis.sweep import write_sweep_report
+
+        out = write_sweep_report([Path(c) for c in comparisons], Path(config.hydra.sweep.dir) / "sweep_report")
+        print(f"sweep report: {out}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="experiment")
+def main(cfg: DictConfig) -> None:
+    run_app(_run, cfg)
+
+
+if __name__ == "__main__":
+    main()

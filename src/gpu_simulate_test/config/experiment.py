@@ -1,0 +1,56 @@
+"""The ``experiment`` app: the five stages for one config, resumable, and sweeps over load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.compare import CompareConfig
+from gpu_simulate_test.config.hardware import HardwareConfig
+from gpu_simulate_test.config.model import ModelConfig
+from gpu_simulate_test.config.paths import PathsConfig
+from gpu_simulate_test.config.profile import ProfileConfig
+from gpu_simulate_test.config.vidur import VidurConfig
+from gpu_simulate_test.config.workload import WorkloadConfig
+
+STAGES = ("workload", "real", "profile", "sim", "compare")
+
+
+@dataclass
+class LoadConfig:
+    """Offered load of this point: an absolute ``qps``, or a fraction of the backend's measured capacity.
+
+    Both null: the workload's own arrival settings are kept.
+    """
+
+    qps: Optional[float] = None
+    capacity_fraction: Optional[float] = None
+
+
+@dataclass
+class CapacityConfig:
+    """The capacity probe: ``num_requests`` of the workload's lengths, all at once; capacity = requests / makespan."""
+
+    num_requests: int = 32
+
+
+@dataclass
+class ExperimentAppConfig:
+    seed: int = 0
+    workload: WorkloadConfig = MISSING
+    model: ModelConfig = MISSING
+    hardware: HardwareConfig = MISSING
+    backend: BackendConfig = MISSING
+    vidur: VidurConfig = field(default_factory=VidurConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    load: LoadConfig = field(default_factory=LoadConfig)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
+    # Which stages this invocation may run; a point's finished stages are always reused, never redone.
+    stages: List[str] = field(default_factory=lambda: list(STAGES))
+    # Archive this point's run directories into <dir>/<point_key>.tar.gz (for bringing runs back from a GPU machine).
+    archive_dir: Optional[str] = None

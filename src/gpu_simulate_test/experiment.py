@@ -1,0 +1,220 @@
+"""One experiment point: workload -> real run -> profile bundle -> simulation -> comparison.
+
+Every stage's output is found again before it is rebuilt: workloads and bundles by their content
+ids, runs and comparisons through the point's record (``<paths.root>/experiments/<point_key>.json``),
+so an interrupted sweep resumes where it stopped, also after its run directories travelled back
+from a GPU machine as archives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tarfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from gpu_simulate_test.config.apps import (
+    CompareRunsAppConfig,
+    RealBenchAppConfig,
+    VidurProfileAppConfig,
+    VidurSimAppConfig,
+    WorkloadSpecAppConfig,
+)
+from gpu_simulate_test.config.experiment import STAGES
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.io.meta import read_meta
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PointRecord:
+    """What one point has produced so far; ids only, the directories hold the data."""
+
+    point_key: str
+    workload_id: str
+    offered_qps: Optional[float] = None
+    capacity_rps: Optional[float] = None
+    real_run: Optional[str] = None
+    bundle_id: Optional[str] = None
+    sim_run: Optional[str] = None
+    comparison_id: Optional[str] = None
+
+
+def _sub(schema: type, cfg: DictConfig, **values: Any) -> DictConfig:
+    """An app's config: its schema's defaults, the experiment's shared groups, then ``values``."""
+    base = OmegaConf.structured(schema)
+    shared = {k: cfg[k] for k in base.keys() if k in cfg and k not in values}
+    return OmegaConf.merge(base, shared, values)
+
+
+def _paths(cfg: DictConfig) -> DictConfig:
+    return cfg.paths
+
+
+def _record_path(cfg: DictConfig, key: str) -> Path:
+    return Path(_paths(cfg).root) / "experiments" / f"{key}.json"
+
+
+def _save(cfg: DictConfig, rec: PointRecord) -> None:
+    path = _record_path(cfg, rec.point_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(rec), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _load(cfg: DictConfig, key: str, workload_id: str) -> PointRecord:
+    path = _record_path(cfg, key)
+    if path.is_file():
+        return PointRecord(**json.loads(path.read_text()))
+    return PointRecord(point_key=key, workload_id=workload_id)
+
+
+def point_key(cfg: DictConfig, workload_id: str) -> str:
+    """Everything that decides the point's results, hashed: same config and workload, same key on any machine."""
+    parts = {
+        "workload_id": workload_id,
+        "seed": cfg.seed,
+        **{g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("model", "hardware", "backend", "vidur", "profile")},
+    }
+    return short_hash(canonical_json(parts))
+
+
+def _complete(path: Path, meta_name: str) -> bool:
+    try:
+        return read_meta(path / meta_name)["status"] == "complete"
+    except Exception:  # noqa: BLE001 - anything unreadable is simply redone
+        return False
+
+
+def _workload_cfg(cfg: DictConfig, qps: Optional[float]) -> DictConfig:
+    wl = OmegaConf.to_container(cfg.workload, resolve=True)
+    if qps is not None:
+        wl["arrival"]["qps"] = float(qps)
+        if wl["arrival"]["process"] in ("all_at_once", "trace"):
+            raise InputError(f"load.qps/capacity_fraction need a rate-based arrival process, not {wl['arrival']['process']!r}")
+    return _sub(WorkloadSpecAppConfig, cfg, workload=wl)
+
+
+def probe_capacity(cfg: DictConfig, stages: StageFunctions) -> float:
+    """Sustainable request rate of the backend on this workload's lengths: N requests at once, N / makespan.
+
+    Cached per (model, hardware, backend, lengths, seed) under ``<root>/capacity/``.
+    """
+    wl = OmegaConf.to_container(cfg.workload, resolve=True)
+    wl["arrival"] = {"process": "all_at_once"}
+    wl["num_requests"] = int(cfg.capacity.num_requests)
+    wl["name"] = f"{wl['name']}-capacity"
+    key = short_hash(canonical_json({
+        "workload": wl, "seed": cfg.seed,
+        **{g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("model", "hardware", "backend")},
+    }))
+    cache = Path(_paths(cfg).root) / "capacity" / f"{key}.json"
+    if cache.is_file():
+        return float(json.loads(cache.read_text())["capacity_rps"])
+    wdir = stages.workload(_sub(WorkloadSpecAppConfig, cfg, workload=wl))
+    run_dir = stages.real(_sub(RealBenchAppConfig, cfg, workload_id=wdir.name))
+    from gpu_simulate_test.io.runs import load_run
+
+    run = load_run(run_dir)
+    makespan_s = (run.requests["completion_time_ns"].max() - run.requests["arrival_time_ns"].min()) / 1e9
+    capacity = len(run.requests) / makespan_s
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"capacity_rps": capacity, "real_run": run_dir.name, "makespan_s": makespan_s}, indent=2) + "\n")
+    log.info("capacity probe: %d requests in %.2f s -> %.3f requests/s", len(run.requests), makespan_s, capacity)
+    return capacity
+
+
+@dataclass(frozen=True)
+class StageFunctions:
+    """The library function behind each app; each takes its app's config and returns its output directory."""
+
+    workload: Callable[[DictConfig], Path]
+    real: Callable[[DictConfig], Path]
+    profile: Callable[[DictConfig], Path]
+    sim: Callable[[DictConfig], Path]
+    compare: Callable[[DictConfig], Path]
+
+
+def default_stages() -> StageFunctions:
+    from gpu_simulate_test.analysis.report import run_compare
+    from gpu_simulate_test.real_bench.run import run_real_bench
+    from gpu_simulate_test.vidur_ext.profiler import run_vidur_profile
+    from gpu_simulate_test.vidur_ext.sim import run_vidur_sim
+    from gpu_simulate_test.workloads.spec import generate_workload
+
+    return StageFunctions(generate_workload, run_real_bench, run_vidur_profile, run_vidur_sim, run_compare)
+
+
+def run_experiment(cfg: DictConfig, stages: Optional[StageFunctions] = None) -> PointRecord:
+    """Run (or resume) one point; stages not listed in ``cfg.stages`` are skipped, as are all after a missing input."""
+    unknown = set(cfg.stages) - set(STAGES)
+    if unknown:
+        raise InputError(f"stages {sorted(unknown)} unknown; choose from {list(STAGES)}")
+    fns = stages or default_stages()
+    capacity = None
+    qps = cfg.load.qps
+    if cfg.load.capacity_fraction is not None:
+        if qps is not None:
+            raise InputError("set load.qps or load.capacity_fraction, not both")
+        capacity = probe_capacity(cfg, fns)
+        qps = float(cfg.load.capacity_fraction) * capacity
+    wdir = fns.workload(_workload_cfg(cfg, qps))
+    rec = _load(cfg, point_key(cfg, wdir.name), wdir.name)
+    rec.offered_qps, rec.capacity_rps = qps, capacity
+    p = _paths(cfg)
+    want = set(cfg.stages)
+
+    if not (rec.real_run and _complete(Path(p.real_runs) / rec.real_run, "run_meta.json")):
+        if "real" not in want:
+            _save(cfg, rec)
+            return rec
+        rec.real_run = fns.real(_sub(RealBenchAppConfig, cfg, workload_id=rec.workload_id)).name
+        _save(cfg, rec)
+    if "profile" in want:  # content-addressed: an existing bundle is found by id, not rebuilt
+        rec.bundle_id = fns.profile(_sub(VidurProfileAppConfig, cfg)).name
+        _save(cfg, rec)
+    elif rec.bundle_id is None:
+        return _archive(cfg, rec)
+    if not (rec.sim_run and _complete(Path(p.vidur_runs) / rec.sim_run, "run_meta.json")):
+        if "sim" not in want:
+            return _archive(cfg, rec)
+        rec.sim_run = fns.sim(
+            _sub(VidurSimAppConfig, cfg, workload_id=rec.workload_id, profiling_root=rec.bundle_id)
+        ).name
+        rec.comparison_id = None
+        _save(cfg, rec)
+    if rec.comparison_id is None or not (Path(p.comparisons) / rec.comparison_id).is_dir():
+        if "compare" in want:
+            rec.comparison_id = fns.compare(_sub(CompareRunsAppConfig, cfg, real_run=rec.real_run, sim_run=rec.sim_run)).name
+            _save(cfg, rec)
+    return _archive(cfg, rec)
+
+
+def _archive(cfg: DictConfig, rec: PointRecord) -> PointRecord:
+    """Pack the point's record and directories (relative to paths.root) into one tar.gz, if asked."""
+    if not cfg.archive_dir:
+        return rec
+    p = _paths(cfg)
+    root = Path(p.root)
+    members = [
+        _record_path(cfg, rec.point_key),
+        Path(p.workloads) / rec.workload_id,
+        *([Path(p.real_runs) / rec.real_run] if rec.real_run else []),
+        *([Path(p.profiling) / rec.bundle_id] if rec.bundle_id else []),
+        *([Path(p.vidur_runs) / rec.sim_run] if rec.sim_run else []),
+        *([Path(p.comparisons) / rec.comparison_id] if rec.comparison_id else []),
+    ]
+    out = Path(cfg.archive_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out / f"{rec.point_key}.tar.gz", "w:gz") as tar:
+        for m in members:
+            tar.add(m, arcname=str(m.resolve().relative_to(root.resolve())))
+    return rec

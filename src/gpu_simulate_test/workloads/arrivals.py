@@ -1,0 +1,81 @@
+"""Arrival processes (a registry keyed by name): integer ns from the workload's start, non-decreasing.
+
+The first request arrives at 0; later ones follow the process's inter-arrival gaps, so the
+workload's duration is the last arrival time.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from gpu_simulate_test.config.workload import ArrivalConfig
+from gpu_simulate_test.errors import InputError
+
+NS_PER_S = 1_000_000_000
+
+# (n, config, rng, the trace's own timestamps in ns or None) -> arrival times in ns
+ArrivalProcess = Callable[[int, ArrivalConfig, np.random.Generator, Optional[np.ndarray]], np.ndarray]
+
+
+def _need_qps(cfg: ArrivalConfig) -> float:
+    if not cfg.qps > 0:
+        raise InputError(f"workload.arrival.qps={cfg.qps} must be > 0 for process {cfg.process!r}")
+    return float(cfg.qps)
+
+
+def _from_gaps(gaps_s: np.ndarray) -> np.ndarray:
+    """Cumulative sum of gaps (seconds) after a first arrival at 0, rounded once to ns (so never decreasing)."""
+    times = np.concatenate(([0.0], np.cumsum(gaps_s[1:]))) if len(gaps_s) else np.zeros(0)
+    return np.rint(times * NS_PER_S).astype(np.int64)
+
+
+def _poisson(n: int, cfg: ArrivalConfig, rng: np.random.Generator, ts: Optional[np.ndarray]) -> np.ndarray:
+    return _from_gaps(rng.exponential(1.0 / _need_qps(cfg), size=n))
+
+
+def _gamma(n: int, cfg: ArrivalConfig, rng: np.random.Generator, ts: Optional[np.ndarray]) -> np.ndarray:
+    """Gamma gaps with mean 1/qps and coefficient of variation ``cv`` (cv=1 is Poisson, >1 is bursty)."""
+    qps = _need_qps(cfg)
+    if not cfg.cv > 0:
+        raise InputError(f"workload.arrival.cv={cfg.cv} must be > 0 (1 = Poisson, larger = burstier)")
+    shape = 1.0 / cfg.cv**2
+    return _from_gaps(rng.gamma(shape, 1.0 / (qps * shape), size=n))
+
+
+def _constant(n: int, cfg: ArrivalConfig, rng: np.random.Generator, ts: Optional[np.ndarray]) -> np.ndarray:
+    return _from_gaps(np.full(n, 1.0 / _need_qps(cfg)))
+
+
+def _all_at_once(n: int, cfg: ArrivalConfig, rng: np.random.Generator, ts: Optional[np.ndarray]) -> np.ndarray:
+    return np.zeros(n, dtype=np.int64)
+
+
+def _trace(n: int, cfg: ArrivalConfig, rng: np.random.Generator, ts: Optional[np.ndarray]) -> np.ndarray:
+    """The trace's own timestamps, relative to its first selected request, times ``time_scale``."""
+    if ts is None:
+        raise InputError(
+            "workload.arrival.process=trace needs a trace with timestamps (azure, mooncake, burstgpt, vidur_trace); "
+            "this length source has none: choose poisson, gamma, constant or all_at_once"
+        )
+    if not cfg.time_scale > 0:
+        raise InputError(f"workload.arrival.time_scale={cfg.time_scale} must be > 0 (2 = twice as slow)")
+    rel = (ts - ts[0]).astype(np.float64) if len(ts) else np.zeros(0)
+    return np.rint(rel * cfg.time_scale).astype(np.int64)
+
+
+ARRIVAL_PROCESSES: dict[str, ArrivalProcess] = {
+    "poisson": _poisson,
+    "gamma": _gamma,
+    "constant": _constant,
+    "all_at_once": _all_at_once,
+    "trace": _trace,
+}
+
+
+def arrival_times(cfg: ArrivalConfig, n: int, rng: np.random.Generator, trace_ns: Optional[np.ndarray]) -> np.ndarray:
+    """Arrival times (ns) of ``n`` requests under ``cfg.process``."""
+    if cfg.process not in ARRIVAL_PROCESSES:
+        raise InputError(f"workload.arrival.process={cfg.process!r} is unknown; choose one of {sorted(ARRIVAL_PROCESSES)}")
+    return ARRIVAL_PROCESSES[cfg.process](n, cfg, rng, trace_ns)

@@ -1,0 +1,94 @@
+"""The experiment app: stages chained by id, finished stages reused, capacity-relative load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from omegaconf import DictConfig
+
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.experiment import StageFunctions, run_experiment
+from gpu_simulate_test.io.meta import build_meta, write_json
+
+
+class FakeStages:
+    """Stage functions that only write a meta file, and count their calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.workload_qps: list[float] = []
+
+    def _dir(self, root: str, name: str, meta_name: str, kind: str) -> Path:
+        d = Path(root) / name
+        d.mkdir(parents=True, exist_ok=True)
+        write_json(d / meta_name, build_meta(kind=kind, id=name, config={}, inputs={}))
+        return d
+
+    def functions(self) -> StageFunctions:
+        def workload(cfg: DictConfig) -> Path:
+            self.calls.append("workload")
+            self.workload_qps.append(float(cfg.workload.arrival.qps))
+            return self._dir(cfg.paths.workloads, f"w{cfg.workload.arrival.qps:g}", "workload_meta.json", "workload")
+
+        def real(cfg: DictConfig) -> Path:
+            self.calls.append("real")
+            return self._dir(cfg.paths.real_runs, f"real-{len(self.calls)}", "run_meta.json", "real_run")
+
+        def profile(cfg: DictConfig) -> Path:
+            self.calls.append("profile")
+            return self._dir(cfg.paths.profiling, "bundle", "profile_meta.json", "profile_bundle")
+
+        def sim(cfg: DictConfig) -> Path:
+            self.calls.append("sim")
+            assert cfg.profiling_root == "bundle"
+            return self._dir(cfg.paths.vidur_runs, f"sim-{len(self.calls)}", "run_meta.json", "vidur_run")
+
+        def compare(cfg: DictConfig) -> Path:
+            self.calls.append("compare")
+            assert cfg.real_run.startswith("real-") and cfg.sim_run.startswith("sim-")
+            return self._dir(cfg.paths.comparisons, f"cmp-{len(self.calls)}", "comparison_meta.json", "comparison")
+
+        return StageFunctions(workload, real, profile, sim, compare)
+
+
+def test_point_runs_every_stage_once_then_resumes(compose_app: Callable[..., DictConfig]) -> None:
+    fake = FakeStages()
+    cfg = compose_app("experiment", ["load.qps=3"])
+    rec = run_experiment(cfg, fake.functions())
+    assert fake.calls == ["workload", "real", "profile", "sim", "compare"]
+    assert rec.offered_qps == 3 and rec.comparison_id
+    again = run_experiment(cfg, fake.functions())
+    assert fake.calls[5:] == ["workload", "profile"]  # content-addressed stages are asked again, runs are reused
+    assert again == rec
+
+
+def test_gpu_half_then_local_half(compose_app: Callable[..., DictConfig]) -> None:
+    """A GPU machine runs workload/real/profile and archives; the sim and comparison run later from the record."""
+    fake = FakeStages()
+    gpu = compose_app("experiment", ["load.qps=2", "stages=[workload,real,profile]"])
+    archive = Path(gpu.paths.root) / "archives"
+    gpu.archive_dir = str(archive)
+    rec = run_experiment(gpu, fake.functions())
+    assert rec.sim_run is None and "sim" not in fake.calls
+    assert (archive / f"{rec.point_key}.tar.gz").is_file()
+    local = run_experiment(compose_app("experiment", ["load.qps=2"]), fake.functions())
+    assert local.real_run == rec.real_run and fake.calls.count("real") == 1
+    assert local.sim_run and local.comparison_id
+
+
+def test_capacity_fraction_scales_the_offered_rate(compose_app: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch) -> None:
+    import gpu_simulate_test.experiment as exp
+
+    monkeypatch.setattr(exp, "probe_capacity", lambda cfg, stages: 10.0)
+    fake = FakeStages()
+    rec = run_experiment(compose_app("experiment", ["load.capacity_fraction=0.25"]), fake.functions())
+    assert fake.workload_qps == [2.5] and rec.capacity_rps == 10.0
+
+
+def test_bad_stage_and_conflicting_load(compose_app: Callable[..., DictConfig]) -> None:
+    with pytest.raises(InputError, match="unknown"):
+        run_experiment(compose_app("experiment", ["stages=[workload,magic]"]), FakeStages().functions())
+    with pytest.raises(InputError, match="not both"):
+        run_experiment(compose_app("experiment", ["load.qps=1", "load.capacity_fraction=0.5"]), FakeStages().functions())
