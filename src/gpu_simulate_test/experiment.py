@@ -144,13 +144,13 @@ class StageFunctions:
 
 
 def default_stages() -> StageFunctions:
-    from gpu_simulate_test.analysis.report import run_compare
+    from gpu_simulate_test.analysis.compare import compare_runs
     from gpu_simulate_test.real_bench.run import run_real_bench
     from gpu_simulate_test.vidur_ext.profiler import run_vidur_profile
-    from gpu_simulate_test.vidur_ext.sim import run_vidur_sim
+    from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim
     from gpu_simulate_test.workloads.spec import generate_workload
 
-    return StageFunctions(generate_workload, run_real_bench, run_vidur_profile, run_vidur_sim, run_compare)
+    return StageFunctions(generate_workload, run_real_bench, run_vidur_profile, run_vidur_sim, compare_runs)
 
 
 def run_experiment(cfg: DictConfig, stages: Optional[StageFunctions] = None) -> PointRecord:

@@ -9,9 +9,11 @@ from typing import Any
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
+from gpu_simulate_test.config.apps import CompareRunsAppConfig
+from gpu_simulate_test.errors import OutputExistsError
 from gpu_simulate_test.experiment import PointRecord, run_experiment
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,7 @@ def _run(cfg: DictConfig) -> PointRecord:
         hc = HydraConfig.get()
         if hc.mode.name == "MULTIRUN":
             with open(Path(hc.sweep.dir) / _POINTS_FILE, "a") as fh:
-                fh.write(json.dumps({**rec.__dict__, "paths_root": str(cfg.paths.root)}) + "\n")
+                fh.write(json.dumps(rec.__dict__) + "\n")
     except ValueError:
         pass
     return rec
@@ -41,16 +43,20 @@ class SweepReport(Callback):
         if not points_file.is_file():
             return
         points = [json.loads(line) for line in points_file.read_text().splitlines() if line.strip()]
-        comparisons = [
-            str(Path(config.paths.comparisons) / p["comparison_id"]) for p in points if p.get("comparison_id")
-        ]
+        comparisons = [p["comparison_id"] for p in points if p.get("comparison_id")]
         if len(comparisons) < 2:
             log.info("sweep report skipped: %d comparison(s)", len(comparisons))
             return
-        from gpu_simulate_test.analysis.sweep import write_sweep_report
+        from gpu_simulate_test.analysis.sweep import run_sweep
 
-        out = write_sweep_report([Path(c) for c in comparisons], Path(config.hydra.sweep.dir) / "sweep_report")
-        print(f"sweep report: {out}")
+        sweep_cfg = OmegaConf.merge(
+            OmegaConf.structured(CompareRunsAppConfig),
+            {"mode": "sweep", "comparisons": comparisons, "paths": config.paths, "compare": config.compare},
+        )
+        try:
+            print(f"sweep report: {run_sweep(sweep_cfg)}")
+        except OutputExistsError as exc:  # the same comparisons were reported before: the report stands
+            print(f"sweep report exists already: {exc}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="experiment")

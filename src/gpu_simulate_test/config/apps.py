@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 from omegaconf import MISSING
 
@@ -65,11 +65,19 @@ class VidurSimAppConfig:
 
 @dataclass
 class CompareRunsAppConfig:
+    """``mode`` picks the job: ``compare`` (two runs), ``sweep`` (several comparisons) or ``import_vllm``."""
+
     seed: int = 0
-    real_run: str = MISSING  # run id under paths.real_runs, or a directory
-    sim_run: str = MISSING  # run id under paths.vidur_runs, or a directory
+    mode: str = "compare"  # compare | sweep | import_vllm
+    real_run: Optional[str] = None  # compare: run id under paths.real_runs, or a directory
+    sim_run: Optional[str] = None  # compare: run id under paths.vidur_runs, or a directory
+    comparisons: List[str] = field(default_factory=list)  # sweep: ids/dirs/globs under paths.comparisons
+    vllm_json: Optional[str] = None  # import_vllm: a `vllm bench serve --save-detailed` result file
+    workload_id: Optional[str] = None  # import_vllm: the workload that the vLLM run replayed
     compare: CompareConfig = field(default_factory=CompareConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     allow_incomplete: bool = False
-    comparison_id: Optional[str] = None
+    comparison_id: Optional[str] = None  # compare: null = derived from the two run ids
+    sweep_id: Optional[str] = None  # sweep: null = derived from the comparison ids
+    run_id: Optional[str] = None  # import_vllm: null = derived from the file's content and the workload
     overwrite: bool = False

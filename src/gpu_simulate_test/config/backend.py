@@ -24,7 +24,10 @@ class BackendConfig:
     block_size: int = 256
     watermark_blocks_fraction: float = 0.01
     cache_implementation: str = "dynamic"  # hf-generate: dynamic | static
-    compile: bool = False
+    # hf-generate static cache: its length is the workload's longest context rounded up to this, so every
+    # request reuses one cache shape (one compiled decode graph) instead of recompiling per request.
+    static_cache_bucket: int = 256
+    compile: bool = False  # hf-generate: compile the static-cache forward; hf-continuous: default_compile_level=1
     use_cuda_graph: bool = False
     attn_implementation: str = "sdpa"
     early_stop: bool = False  # let EOS end a request before num_decode_tokens

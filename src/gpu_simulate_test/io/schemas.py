@@ -267,3 +267,217 @@ def markdown_table(schema: TableSchema) -> str:
         opt = " (optional column)" if c.name in schema.optional else ""
         lines.append(f"| `{c.name}` | {c.dtype} | {c.unit} | {'yes' if c.nullable else 'no'} | {c.description}{opt} |")
     return "\n".join(lines)
+
+
+# --- vidur-profile ---
+# Vidur's predictor reads mlp.csv / attention.csv by these exact column names; its times are float ms.
+PROFILE_STATS = ("median", "mean", "std", "min", "max")
+MLP_PROFILE_OPS = (
+    "attn_pre_proj", "attn_post_proj", "attn_rope", "mlp_up_proj", "mlp_down_proj", "mlp_act",
+    "input_layernorm", "post_attention_layernorm", "add",
+)
+ATTENTION_PROFILE_OPS = ("attn_prefill", "attn_decode", "attn_kv_cache_save")
+
+
+def _stat_columns(op: str, what: str, nullable: bool = False) -> tuple[Column, ...]:
+    return tuple(
+        Column(f"time_stats.{op}.{s}", "float", "ms", f"{s} of {what}", nullable=nullable, min=0) for s in PROFILE_STATS
+    )
+
+
+MLP_PROFILE = register_table(TableSchema(
+    name="mlp_profile",
+    filename="mlp.csv",
+    spec_file="profiling_root.md",
+    description="Vidur's compute profile: one row per num_tokens, per-layer operator times (non-layer costs folded in).",
+    columns=(
+        Column("num_tokens", "int", "tokens", "Tokens in the iteration (all requests)", min=1),
+        Column("n_head", "int", "-", "Query heads (Vidur filter column)", min=1),
+        Column("n_kv_head", "int", "-", "KV heads (filter)", min=1),
+        Column("n_embd", "int", "-", "Hidden size (filter)", min=1),
+        Column("n_expanded_embd", "int", "-", "MLP intermediate size (filter)", min=1),
+        Column("vocab_size", "int", "-", "Vocabulary size (filter)", min=1),
+        Column("use_gated_mlp", "bool", "-", "Gated (SwiGLU) MLP (filter)"),
+        Column("num_tensor_parallel_workers", "int", "-", "Tensor-parallel degree (filter; always 1)", min=1),
+        *(c for op in MLP_PROFILE_OPS for c in _stat_columns(op, f"{op} per layer")),
+    ),
+    key=("num_tokens",),
+))
+
+ATTENTION_PROFILE = register_table(TableSchema(
+    name="attention_profile",
+    filename="attention.csv",
+    spec_file="profiling_root.md",
+    description="Vidur's attention profile: prefill rows (batch 1, chunk + KV already cached) and decode rows (batch x KV).",
+    columns=(
+        Column("batch_size", "int", "requests", "Requests (1 for prefill rows)", min=1),
+        Column("prefill_chunk_size", "int", "tokens", "Prompt tokens of the chunk; 0 on decode rows", min=0),
+        Column("kv_cache_size", "int", "tokens", "KV tokens already cached before this iteration (per request)", min=0),
+        Column("is_prefill", "bool", "-", "Prefill row (else decode)"),
+        Column("n_embd", "int", "-", "Hidden size (filter)", min=1),
+        Column("n_q_head", "int", "-", "Query heads (filter)", min=1),
+        Column("n_kv_head", "int", "-", "KV heads (filter)", min=1),
+        Column("block_size", "int", "tokens", "KV block size of the backend (filter)", min=1),
+        Column("num_tensor_parallel_workers", "int", "-", "Tensor-parallel degree (filter; always 1)", min=1),
+        Column("max_model_len", "int", "tokens", "Largest context the grid covers", min=1),
+        Column("attention_backend", "str", "-", "The attention implementation timed (sdpa, eager, ...)"),
+        *_stat_columns("attn_prefill", "prefill attention per layer (empty on decode rows)", nullable=True),
+        *_stat_columns("attn_decode", "decode attention per layer, per-request costs folded in (empty on prefill rows)", nullable=True),
+        *_stat_columns("attn_kv_cache_save", "KV-cache write per layer (Vidur 0.0.26 leaves it out of the total)"),
+    ),
+    key=("batch_size", "prefill_chunk_size", "kv_cache_size"),
+))
+
+ITERATION_PROFILE = register_table(TableSchema(
+    name="iteration_profile",
+    filename="iterations.csv",
+    spec_file="profiling_root.md",
+    description="Whole-iteration wall times of the backend for fixed batch shapes: 'fit' rows calibrate the folded-in costs, 'held_out' rows only check.",
+    columns=(
+        Column("shape", "str", "-", "Batch shape: prefill:<chunk>[@<kv>], decode:<batch>x<kv>, mixed:<chunk>+<batch>x<kv>"),
+        Column("role", "str", "-", "fit | held_out"),
+        Column("batch_size", "int", "requests", "Requests in the iteration", min=1),
+        Column("num_prefill_tokens", "int", "tokens", "Prompt tokens in the iteration", min=0),
+        Column("num_decode_tokens", "int", "tokens", "Decode tokens in the iteration", min=0),
+        Column("num_samples", "int", "-", "Iterations timed", min=1),
+        Column("median_ns", "int", "ns", "Median wall time of one iteration", min=0),
+        Column("p10_ns", "int", "ns", "10th percentile", min=0),
+        Column("p90_ns", "int", "ns", "90th percentile", min=0),
+    ),
+    key=("shape",),
+    invariants=(Invariant("p90_ns >= median_ns >= p10_ns", lambda df: ((df["p90_ns"] < df["median_ns"]) | (df["median_ns"] < df["p10_ns"])).to_numpy(dtype=bool)),),
+))
+
+HELD_OUT_CHECK = register_table(TableSchema(
+    name="held_out_check",
+    filename="held_out_check.csv",
+    spec_file="profiling_root.md",
+    description="Held-out batch shapes: measured iteration time against Vidur's own predictor reading this bundle.",
+    columns=(
+        Column("shape", "str", "-", "Batch shape (as in iterations.csv, role held_out)"),
+        Column("measured_ns", "int", "ns", "Median measured wall time of the iteration", min=0),
+        Column("predicted_ns", "int", "ns", "Vidur's predicted iteration time (its roundings included)", min=0),
+        Column("error_pct", "float", "%", "100 * (predicted - measured) / measured"),
+    ),
+    key=("shape",),
+))
+
+
+# --- compare-runs ---
+def _cmp_metric(desc: str = "Metric: ttft, tpot, itl, e2e or e2e_per_token (specs/comparison.md)") -> Column:
+    return Column("metric", "str", "-", desc)
+
+
+COMPARISON_STATS = register_table(TableSchema(
+    name="comparison_stats",
+    filename="stats.csv",
+    spec_file="comparison.md",
+    description="One row per metric and statistic: the real and simulated value side by side.",
+    columns=(
+        _cmp_metric(),
+        Column("unit", "str", "-", "Unit of real, sim and diff (ns, or ns/token for e2e_per_token)"),
+        Column("statistic", "str", "-", "mean, or p<q> for the q-th percentile (linear interpolation)"),
+        Column("real", "float", "unit", "The statistic over the real run's values; empty when no value is defined", nullable=True),
+        Column("sim", "float", "unit", "The statistic over the simulated run's values; empty when no value is defined", nullable=True),
+        Column("diff", "float", "unit", "sim - real", nullable=True),
+        Column("error_pct", "float", "%", "Signed error 100 * (sim - real) / real; empty where real is 0", nullable=True),
+    ),
+    key=("metric", "statistic"),
+))
+
+COMPARISON_DISTRIBUTION = register_table(TableSchema(
+    name="comparison_distribution",
+    filename="distribution.csv",
+    spec_file="comparison.md",
+    description="One row per metric: how far apart the two distributions and the paired values are.",
+    columns=(
+        _cmp_metric(),
+        Column("unit", "str", "-", "Unit of wasserstein"),
+        Column("n_pairs", "int", "-", "Paired values compared (requests, or token gaps for itl)", min=0),
+        Column("n_excluded", "int", "-", "Pairs where the metric is undefined (tpot of one-token outputs): counted, not used", min=0),
+        Column("ks_statistic", "float", "-", "Two-sample Kolmogorov-Smirnov statistic (largest ECDF gap)", nullable=True, min=0),
+        Column("wasserstein", "float", "unit", "Wasserstein-1 distance between the two distributions", nullable=True, min=0),
+        Column("paired_abs_err_p50_pct", "float", "%", "Median over pairs of 100 * abs(sim - real) / real (pairs with real > 0)", nullable=True, min=0),
+        Column("paired_abs_err_p90_pct", "float", "%", "P90 over pairs of 100 * abs(sim - real) / real (pairs with real > 0)", nullable=True, min=0),
+    ),
+    key=("metric",),
+))
+
+COMPARISON_REQUESTS = register_table(TableSchema(
+    name="comparison_requests",
+    filename="requests.csv",
+    spec_file="comparison.md",
+    description="One row per request finished in both runs: each metric real and simulated, over the same tokens.",
+    columns=(
+        _rid(),
+        Column("real_tokens", "int", "tokens", "Tokens the real run produced", min=1),
+        Column("sim_tokens", "int", "tokens", "Tokens the simulated run produced", min=1),
+        Column("tokens_compared", "int", "tokens", "min(real_tokens, sim_tokens): the series are cut to this (early stop)", min=1),
+        Column("ttft_real_ns", "int", "ns", "Real TTFT", min=0),
+        Column("ttft_sim_ns", "int", "ns", "Simulated TTFT", min=0),
+        Column("tpot_real_ns", "float", "ns", "Real TPOT over the compared tokens; empty when tokens_compared = 1", nullable=True, min=0),
+        Column("tpot_sim_ns", "float", "ns", "Simulated TPOT over the compared tokens; empty when tokens_compared = 1", nullable=True, min=0),
+        Column("e2e_real_ns", "int", "ns", "Real E2E up to the last compared token", min=0),
+        Column("e2e_sim_ns", "int", "ns", "Simulated E2E up to the last compared token", min=0),
+        Column("e2e_per_token_real_ns", "float", "ns/token", "e2e_real_ns / tokens_compared", min=0),
+        Column("e2e_per_token_sim_ns", "float", "ns/token", "e2e_sim_ns / tokens_compared", min=0),
+    ),
+    key=("request_id",),
+    invariants=(Invariant("tokens_compared = min(real_tokens, sim_tokens)", lambda df: (
+        df["tokens_compared"] != np.minimum(df["real_tokens"], df["sim_tokens"])).to_numpy(dtype=bool)),),
+))
+
+COMPARISON_ITERATION_PAIRS = register_table(TableSchema(
+    name="comparison_iteration_pairs",
+    filename="iteration_pairs.csv",
+    spec_file="comparison.md",
+    description="One row per real iteration matched to a simulated one with the same batch composition.",
+    columns=(
+        Column("real_iteration_id", "int", "-", "iteration_id in the real run's iteration_metrics.csv", min=0),
+        Column("sim_iteration_id", "int", "-", "iteration_id in the simulated run's iteration_metrics.csv", min=0),
+        Column("batch_size", "int", "requests", "Requests in the step", min=1),
+        Column("num_prefill_tokens", "int", "tokens", "Prompt tokens in the step", min=0),
+        Column("num_decode_tokens", "int", "tokens", "Decode tokens in the step", min=0),
+        Column("real_step_ns", "int", "ns", "Real end_time_ns - start_time_ns", min=0),
+        Column("sim_step_ns", "int", "ns", "Simulated end_time_ns - start_time_ns", min=0),
+    ),
+    key=("real_iteration_id",),
+))
+
+COMPARISON_ITERATION_ERROR = register_table(TableSchema(
+    name="comparison_iteration_error",
+    filename="iteration_error.csv",
+    spec_file="comparison.md",
+    description="Step-time error of matched iterations grouped by batch size, decode tokens and a prefill-token bin.",
+    columns=(
+        Column("batch_size", "int", "requests", "Requests in the step", min=1),
+        Column("num_decode_tokens", "int", "tokens", "Decode tokens in the step", min=0),
+        Column("prefill_lo", "int", "tokens", "Prefill tokens of the step are >= prefill_lo", min=0),
+        Column("prefill_hi", "int", "tokens", "... and < prefill_hi; empty for the open last bin", nullable=True, min=0),
+        Column("n_matched", "int", "-", "Matched iteration pairs in the group", min=1),
+        Column("real_step_mean_ns", "float", "ns", "Mean real step time", min=0),
+        Column("sim_step_mean_ns", "float", "ns", "Mean simulated step time", min=0),
+        Column("error_pct", "float", "%", "Signed error of the means, 100 * (sim - real) / real", nullable=True),
+        Column("paired_abs_err_p50_pct", "float", "%", "Median over pairs of 100 * abs(sim - real) / real", nullable=True, min=0),
+    ),
+    key=("batch_size", "num_decode_tokens", "prefill_lo"),
+))
+
+COMPARISON_SWEEP = register_table(TableSchema(
+    name="comparison_sweep",
+    filename="sweep.csv",
+    spec_file="comparison.md",
+    description="Sweep mode: one row per comparison, metric and statistic, with the load it was measured at.",
+    columns=(
+        Column("comparison_id", "str", "-", "The comparison directory's id"),
+        Column("load_qps", "float", "requests/s", "Offered load: the workload's configured QPS, else the arrivals' rate", min=0),
+        Column("load_source", "str", "-", "Where load_qps came from: workload_config or offered_rate"),
+        _cmp_metric(),
+        Column("unit", "str", "-", "Unit of real and sim"),
+        Column("statistic", "str", "-", "mean or p<q>"),
+        Column("real", "float", "unit", "Real value"),
+        Column("sim", "float", "unit", "Simulated value"),
+        Column("error_pct", "float", "%", "100 * (sim - real) / real; empty where real is 0", nullable=True),
+    ),
+    key=("comparison_id", "metric", "statistic"),
+))

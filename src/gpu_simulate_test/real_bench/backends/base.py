@@ -1,0 +1,100 @@
+"""The engine interface real-bench drives, and the registry that maps ``backend.name`` to an engine."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, Optional
+
+from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.hardware import HardwareConfig
+from gpu_simulate_test.config.model import ModelConfig
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.real_bench.recorder import Recorder
+from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
+
+BACKENDS: dict[str, type["Backend"]] = {}
+
+
+def register_backend(name: str) -> Callable[[type["Backend"]], type["Backend"]]:
+    """Class decorator: make an engine selectable as ``backend=<name>``."""
+
+    def deco(cls: type[Backend]) -> type[Backend]:
+        if name in BACKENDS and BACKENDS[name] is not cls:
+            raise ValueError(f"backend {name!r} registered twice")
+        cls.name = name
+        BACKENDS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_backend(name: str) -> type["Backend"]:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise InputError(f"backend.name {name!r} is not a known backend (known: {sorted(BACKENDS)})") from None
+
+
+class Backend(ABC):
+    """A real engine. Lifecycle: ``check_workload`` -> ``load`` -> ``warmup`` -> ``start`` -> ``submit``* ->
+    ``wait_all`` (or ``stop`` on interrupt) -> ``close``.
+
+    The engine loop runs in a background thread; ``submit`` is called from the replay (main) thread and
+    must only enqueue. Token times come from the engine's own per-token events.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, backend: BackendConfig, model: ModelConfig, hardware: HardwareConfig, seed: int) -> None:
+        self.cfg = backend
+        self.model_cfg = model
+        self.hardware_cfg = hardware
+        self.seed = seed
+        self.recorder: Optional[Recorder] = None
+
+    def check_workload(self, workload: Workload) -> None:
+        """Refuse, before anything is loaded, a workload this engine cannot run as specified."""
+        limit = self.model_cfg.max_position_embeddings
+        for i, r in enumerate(workload.requests):
+            if r.num_prefill_tokens + r.num_decode_tokens > limit:
+                raise InputError(
+                    f"{workload.path / 'trace_lengths.csv'}: request {r.request_id}: prompt ({r.num_prefill_tokens}) + "
+                    f"decode ({r.num_decode_tokens}) tokens exceed model {self.model_cfg.name}'s context of {limit}; "
+                    "regenerate the workload with a smaller max_context or drop_over_context=true"
+                )
+
+    @abstractmethod
+    def load(self) -> str:
+        """Load model and engine; return the weights source (``pretrained:<id>`` or ``random``)."""
+
+    @abstractmethod
+    def warmup(self, workload: Workload, prompts: dict[int, list[int]]) -> None:
+        """Exercise the engine (compilation, graphs, allocator) before the clock starts."""
+
+    def start(self, recorder: Recorder) -> None:
+        """From now on the engine records into ``recorder`` (whose clock has just started)."""
+        self.recorder = recorder
+
+    @abstractmethod
+    def submit(self, request: WorkloadRequest, prompt: list[int]) -> int:
+        """Hand one request to the engine's queue; return the dispatch time (run-relative ns)."""
+
+    @abstractmethod
+    def wait_all(self) -> None:
+        """Block until every submitted request finished; re-raise an engine failure."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop now (interrupt or crash): unfinished requests are dropped, finished ones stay recorded."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the engine (threads, memory). Safe after ``stop`` and after a failed ``load``."""
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """The settings in effect (after the engine resolved its defaults), for ``run_meta.json``."""
+
+    def run_stats(self) -> dict[str, Any]:
+        """Engine facts about the measured run (e.g. recompilations); empty when there are none."""
+        return {}

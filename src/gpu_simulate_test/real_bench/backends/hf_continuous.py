@@ -1,0 +1,221 @@
+"""``hf-continuous``: transformers' continuous-batching manager (FIFO, chunked prefill, paged KV cache).
+
+Settings are explicit so that Vidur's ``sarathi`` scheduler can mirror them: ``max_batch_tokens`` is the
+chunk size, ``max_requests_per_batch`` the batch cap, ``num_blocks``/``block_size`` the KV cache; prefix
+sharing is off and batching is synchronous (one step's results are in before the next is scheduled).
+Token times are the engine's own ``record_timestamps`` (``time.perf_counter()``, taken after the step's
+outputs reached the host). Iterations are observed by wrapping the batch processor's own methods:
+``prepare_next_batch`` (step start), the scheduler's ``schedule_batch`` (who is in the step, with how
+many tokens) and ``update_batch`` (step end, after the token stamps).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import time
+from typing import Any, Optional
+
+from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.real_bench.backends import _hf
+from gpu_simulate_test.real_bench.backends.base import Backend, register_backend
+from gpu_simulate_test.real_bench.recorder import StepItem
+from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
+
+_WARMUP_PREFIX = "warmup-"
+
+
+def continuous_batching_config(cfg: BackendConfig, seed: int) -> Any:
+    """The engine settings that mirror Vidur's sarathi policy: FIFO, chunked prefill, no prefix sharing, no async.
+
+    Shared with vidur-profile, which must time the very engine real-bench runs.
+    """
+    from transformers import ContinuousBatchingConfig
+
+    return ContinuousBatchingConfig(
+        block_size=cfg.block_size,
+        num_blocks=cfg.num_blocks,
+        max_batch_tokens=cfg.max_batch_tokens,
+        max_requests_per_batch=cfg.max_requests_per_batch,
+        allow_block_sharing=False,
+        use_async_batching=False,
+        use_cuda_graph=cfg.use_cuda_graph,
+        default_compile_level=1 if cfg.compile else 0,
+        scheduler_type="fifo",
+        seed=seed,
+    )
+
+
+def _rid(engine_id: str) -> Optional[int]:
+    """Our integer id from the engine's ``r<id>``; None for warm-up requests."""
+    return int(engine_id[1:]) if engine_id.startswith("r") else None
+
+
+@register_backend("hf-continuous")
+class HFContinuousBackend(Backend):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for key in ("max_requests_per_batch", "block_size"):
+            if getattr(self.cfg, key) < 1:
+                raise InputError(f"backend.{key} must be >= 1")
+        self.manager: Any = None
+        self._pending: set[str] = set()
+        self._step_start = 0
+        self._step_items: list[tuple[str, int, bool]] = []
+        self._settings: dict[str, Any] = {}
+
+    def check_workload(self, workload: Workload) -> None:
+        super().check_workload(workload)
+        if self.cfg.num_blocks is None:
+            return
+        capacity = self.cfg.num_blocks * self.cfg.block_size
+        for r in workload.requests:
+            need = math.ceil((r.num_prefill_tokens + r.num_decode_tokens) / self.cfg.block_size)
+            if need > self.cfg.num_blocks:
+                raise InputError(
+                    f"{workload.path / 'trace_lengths.csv'}: request {r.request_id} needs {need} KV blocks "
+                    f"({r.num_prefill_tokens}+{r.num_decode_tokens} tokens) but the cache holds {self.cfg.num_blocks} "
+                    f"x {self.cfg.block_size} = {capacity} tokens; raise backend.num_blocks"
+                )
+
+    def load(self) -> str:
+        from transformers import GenerationConfig
+
+        loaded = _hf.load(self.model_cfg, self.hardware_cfg, self.cfg.attn_implementation, self.seed)
+        self.model, self.device = loaded.model, loaded.device
+        self._eos = _hf.eos_token_ids(self.model) if self.cfg.early_stop else -1  # -1: EOS ignored
+        gen = GenerationConfig(do_sample=False, pad_token_id=_hf.pad_token_id(self.model), eos_token_id=self._eos)
+        cb = continuous_batching_config(self.cfg, self.seed)
+        self.manager = self.model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
+        self.manager.warmup()  # creates the batch processor (and captures graphs / compiles when asked)
+        self._instrument(self.manager.batch_processor)
+        self._settings = self._resolved_settings()
+        self.manager.start()
+        return loaded.weights_source
+
+    def _instrument(self, bp: Any) -> None:
+        """Observe each engine step through the batch processor's own calls (see the module docstring)."""
+        prepare, update, schedule = bp.prepare_next_batch, bp.update_batch, bp.scheduler.schedule_batch
+
+        def prepare_next_batch() -> bool:
+            self._step_start = time.perf_counter_ns()
+            self._step_items = []
+            return prepare()
+
+        def schedule_batch(token_budget: int, cache_budget: int) -> Any:
+            out = schedule(token_budget, cache_budget)
+            # generated_len() == 0: the step works on the prompt (the last chunk also yields token 0).
+            self._step_items = [(fs.state.request_id, fs.query_length, fs.state.generated_len() == 0) for fs in out[0] or []]
+            return out
+
+        def update_batch() -> None:
+            update()
+            end = time.perf_counter_ns()
+            rec = self.recorder
+            items = [StepItem(rid, n, pre) for eid, n, pre in self._step_items if (rid := _rid(eid)) is not None]
+            if rec is not None and items:
+                rec.iteration(rec.clock.rel(self._step_start), rec.clock.rel(end), items)
+
+        bp.prepare_next_batch, bp.update_batch, bp.scheduler.schedule_batch = prepare_next_batch, update_batch, schedule_batch
+
+    def _add(self, engine_id: str, prompt: list[int], num_decode: int) -> None:
+        got = self.manager.add_request(
+            prompt, request_id=engine_id, max_new_tokens=num_decode, record_timestamps=True, eos_token_id=self._eos
+        )
+        if got is None:
+            raise RuntimeError(f"the continuous-batching engine refused request {engine_id} (its loop has stopped)")
+        self._pending.add(engine_id)
+
+    def warmup(self, workload: Workload, prompts: dict[int, list[int]]) -> None:
+        """A few workload prompts at once (longest first), through the same manager the run uses."""
+        reqs = sorted(workload.requests, key=lambda r: r.num_prefill_tokens, reverse=True)[: max(self.cfg.warmup_requests, 0)]
+        for i, r in enumerate(reqs):
+            self._add(f"{_WARMUP_PREFIX}{i}", prompts[r.request_id], min(r.num_decode_tokens, 8))
+        self._collect(block=True)
+
+    def submit(self, request: WorkloadRequest, prompt: list[int]) -> int:
+        assert self.recorder is not None
+        self._add(f"r{request.request_id}", prompt, request.num_decode_tokens)
+        # Provisional; replaced by the engine's own stamp (taken inside add_request, before the queue put).
+        return self.recorder.clock.now()
+
+    def _collect(self, *, block: bool) -> None:
+        """Take results off the engine's output queue; ``block``: until nothing is pending."""
+        while self._pending:
+            out = self.manager.get_result(timeout=0.1 if block else 0)
+            if out is None:
+                if not self.manager.is_running():
+                    raise RuntimeError("the continuous-batching engine loop stopped with requests pending")
+                if block:
+                    continue
+                return
+            if not out.is_finished():
+                continue
+            self._pending.discard(out.request_id)
+            if out.error is not None:
+                raise RuntimeError(f"the continuous-batching engine failed request {out.request_id}: {out.error}")
+            rid = _rid(out.request_id)
+            if rid is not None and self.recorder is not None:
+                clock = self.recorder.clock
+                self.recorder.dispatch(rid, clock.from_perf_counter(out.created_time))
+                self.recorder.finish(rid, [clock.from_perf_counter(t) for t in out.timestamps])
+
+    def wait_all(self) -> None:
+        self._collect(block=True)
+
+    def stop(self) -> None:
+        if self.manager is None:
+            return
+        self.manager.stop(block=True, hard_stop=True)
+        self._drain_finished()
+
+    def _drain_finished(self) -> None:
+        """After a hard stop: keep the requests that had finished (failed ones were cut short)."""
+        q = self.manager.output_router.output_queue
+        while True:
+            try:
+                out = q.get_nowait()
+            except queue.Empty:
+                return
+            rid = _rid(out.request_id)
+            if out.error is None and out.is_finished() and rid is not None and self.recorder is not None:
+                clock = self.recorder.clock
+                self.recorder.dispatch(rid, clock.from_perf_counter(out.created_time))
+                self.recorder.finish(rid, [clock.from_perf_counter(t) for t in out.timestamps])
+
+    def close(self) -> None:
+        if self.manager is not None:
+            if self.manager.is_running():
+                self.manager.stop(block=True)
+            self.manager.destroy()
+            self.manager = None
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self._settings)
+
+    def _resolved_settings(self) -> dict[str, Any]:
+        """The engine's settings after it resolved its defaults (read once, while the batch processor exists)."""
+        resolved = self.manager.continuous_batching_config
+
+        def get(key: str) -> Any:
+            return getattr(resolved, key, None)
+
+        cuda_graph = get("use_cuda_graph")
+        return {
+            "name": self.name,
+            "scheduler": "fifo (transformers FIFOScheduler: decodes first, then prefill chunks)",
+            "max_batch_tokens": get("max_batch_tokens"),
+            "max_requests_per_batch": get("max_requests_per_batch"),
+            "num_blocks": get("num_blocks"),
+            "block_size": get("block_size"),
+            "prefix_sharing": False,
+            "async_batching": False,
+            "use_cuda_graph": list(cuda_graph) if isinstance(cuda_graph, tuple) else cuda_graph,
+            "default_compile_level": get("default_compile_level"),
+            "safety_margin": float(self.manager.batch_processor.scheduler.safety_margin),
+            "attn_implementation": self.cfg.attn_implementation,
+            "early_stop": self.cfg.early_stop,
+            "warmup_requests": self.cfg.warmup_requests,
+            "token_time_source": "engine record_timestamps (time.perf_counter), converted to ns",
+        }

@@ -1,0 +1,96 @@
+"""Open-loop replay: hand each request to the engine at its scheduled time and measure how late that was.
+
+The dispatcher is the main thread; every engine runs its loop in a background thread. Under the GIL a
+waiting thread gets the interpreter back only after the running thread's switch interval (5 ms by
+default), so the replay lowers it to :data:`SWITCH_INTERVAL_S` for the measured run. The numbers behind
+this choice (and against a dispatcher polled by the engine loop or a separate process) are in
+``specs/run.md``, section "Dispatch and the GIL".
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Optional
+
+import numpy as np
+
+from gpu_simulate_test.workloads.load import WorkloadRequest
+
+SWITCH_INTERVAL_S = 1e-4  # 100 us: dispatch p99 stays well under 1 ms next to a busy engine thread
+SPIN_NS = 300_000  # sleep until this close to the arrival, then spin (time.sleep overshoots by ~60-100 us)
+
+
+class RunClock:
+    """One monotonic clock for the whole run: ``perf_counter_ns`` relative to the run's start."""
+
+    def __init__(self) -> None:
+        self.start_ns = time.perf_counter_ns()
+
+    def now(self) -> int:
+        return time.perf_counter_ns() - self.start_ns
+
+    def rel(self, perf_counter_ns: int) -> int:
+        """A raw ``perf_counter_ns`` reading, relative to the run's start."""
+        return perf_counter_ns - self.start_ns
+
+    def from_perf_counter(self, seconds: float) -> int:
+        """An engine's ``time.perf_counter()`` float (the same clock, in seconds) as run-relative ns.
+
+        A float64 of ~1e6 s has a resolution of ~0.1 ns, so rounding recovers the integer reading.
+        """
+        return round(seconds * 1e9) - self.start_ns
+
+
+def wait_until(clock: RunClock, target_ns: int, spin_ns: int = SPIN_NS) -> None:
+    """Return at ``target_ns`` (never earlier): sleep most of the way, spin the rest."""
+    remaining = target_ns - clock.now()
+    if remaining > spin_ns:
+        time.sleep((remaining - spin_ns) / 1e9)
+    while clock.now() < target_ns:
+        pass
+
+
+@contextmanager
+def switch_interval(seconds: float = SWITCH_INTERVAL_S) -> Iterator[None]:
+    """Lower the GIL switch interval for the measured run only."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+def replay(
+    requests: Iterable[WorkloadRequest],
+    submit: Callable[[WorkloadRequest], int],
+    clock: RunClock,
+    *,
+    on_dispatch: Optional[Callable[[WorkloadRequest, int], None]] = None,
+) -> None:
+    """Open loop: at each request's ``arrival_time_ns`` call ``submit`` (which returns the dispatch time).
+
+    Earlier requests are never waited for; ``on_dispatch`` sees each (request, dispatch_ns).
+    """
+    for req in requests:
+        wait_until(clock, req.arrival_time_ns)
+        dispatched = submit(req)
+        if on_dispatch is not None:
+            on_dispatch(req, dispatched)
+
+
+def lateness_stats(lateness_ns: Sequence[int]) -> dict[str, Optional[float]]:
+    """p50/p99/max/mean of dispatch - scheduled arrival, in ns (None when nothing was dispatched)."""
+    if len(lateness_ns) == 0:
+        return {"count": 0, "p50_ns": None, "p99_ns": None, "max_ns": None, "mean_ns": None}
+    arr = np.asarray(lateness_ns, dtype=np.int64)
+    return {
+        "count": int(arr.size),
+        "p50_ns": float(np.percentile(arr, 50)),
+        "p99_ns": float(np.percentile(arr, 99)),
+        "max_ns": int(arr.max()),
+        "mean_ns": float(arr.mean()),
+    }

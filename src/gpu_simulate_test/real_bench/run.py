@@ -1,0 +1,138 @@
+"""real-bench: replay one workload on a real engine and write ``<paths.real_runs>/<run_id>/``.
+
+Order matters for the fault rules: every check that can fail fast (ids, output dir, context lengths,
+backend availability) runs before the model loads; load and warm-up failures leave no directory; once
+the clock runs, an interrupt or crash still writes what finished, marked ``incomplete``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.hardware import HardwareConfig
+from gpu_simulate_test.config.model import ModelConfig
+from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, OutputExistsError, RunInterrupted
+from gpu_simulate_test.io.ids import is_valid_id, new_run_id
+from gpu_simulate_test.io.meta import accelerator_name, build_meta
+from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.real_bench.backends import get_backend
+from gpu_simulate_test.real_bench.backends.base import Backend
+from gpu_simulate_test.real_bench.recorder import Recorder
+from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, RunClock, lateness_stats, replay, switch_interval
+from gpu_simulate_test.workloads.load import Workload, load_workload
+
+log = logging.getLogger(__name__)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+
+
+def _oom_error(exc: BaseException, backend: BackendConfig) -> EnvironmentUnavailableError:
+    return EnvironmentUnavailableError(
+        f"backend {backend.name}: device out of memory ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+        "lower backend.num_blocks / max_batch_tokens / max_requests_per_batch, or use a shorter workload"
+    )
+
+
+def _structured(cfg: Any, cls: type) -> Any:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), cfg))
+
+
+def _prepare(backend: Backend, workload: Workload) -> tuple[str, float, dict[int, list[int]]]:
+    """Load and warm up; returns (weights source, warm-up seconds, prompts). Any failure here is fatal."""
+    try:
+        weights = backend.load()
+        prompts = workload.prompt_token_ids()
+        t0 = time.perf_counter()
+        backend.warmup(workload, prompts)
+        return weights, time.perf_counter() - t0, prompts
+    except Exception as exc:
+        backend.close()
+        if _is_oom(exc):
+            raise _oom_error(exc, backend.cfg) from exc
+        if isinstance(exc, (InputError, EnvironmentUnavailableError)):
+            raise
+        raise EnvironmentUnavailableError(f"backend {backend.cfg.name} could not load or warm up: {type(exc).__name__}: {exc}") from exc
+
+
+def run_real_bench(cfg: DictConfig) -> Path:
+    """The real-bench app; returns the run directory."""
+    model_cfg: ModelConfig = _structured(cfg.model, ModelConfig)
+    hw_cfg: HardwareConfig = _structured(cfg.hardware, HardwareConfig)
+    be_cfg: BackendConfig = _structured(cfg.backend, BackendConfig)
+    run_id = cfg.run_id or new_run_id("real")
+    if not is_valid_id(run_id):
+        raise InputError(f"run_id {run_id!r} is not a valid id (letters, digits, '.', '_', '-')")
+    final = Path(cfg.paths.real_runs) / run_id
+    if final.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{final} exists already; pass overwrite=true to replace it, or choose another run_id")
+    workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
+    backend = get_backend(be_cfg.name)(be_cfg, model_cfg, hw_cfg, int(cfg.seed))
+    backend.check_workload(workload)
+    weights, warmup_s, prompts = _prepare(backend, workload)
+
+    failure: Optional[BaseException] = None
+    with switch_interval():
+        recorder = Recorder(workload.requests, RunClock())  # the run starts now
+        try:
+            backend.start(recorder)
+            replay(
+                workload.requests,
+                lambda r: backend.submit(r, prompts[r.request_id]),
+                recorder.clock,
+                on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
+            )
+            backend.wait_all()
+        except BaseException as exc:  # noqa: BLE001 - Ctrl-C and crashes keep what was measured
+            failure = exc
+            backend.stop()
+        finally:
+            run_s = recorder.clock.now() / 1e9
+            stats = backend.run_stats()
+            settings = backend.settings()
+            backend.close()
+
+    status = "complete" if failure is None else "incomplete"
+    requests, tokens = tables_from_records(recorder.records())
+    meta = build_meta(
+        kind="real_run",
+        id=run_id,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        inputs={"workload_id": workload.workload_id},
+        status=status,
+        backend=settings,
+        model=model_cfg.name,
+        hardware=hw_cfg.name,
+        gpu=accelerator_name(),
+        weights_source=weights,
+        warmup_s=warmup_s,
+        run_s=run_s,
+        num_requests=len(workload.requests),
+        num_dispatched=recorder.num_dispatched,
+        num_finished=recorder.num_finished,
+        dispatch_lateness=lateness_stats(recorder.dispatch_lateness_ns()),
+        gil_switch_interval_s=SWITCH_INTERVAL_S,
+        engine_stats=stats,
+        failure=None if failure is None else f"{type(failure).__name__}: {failure}",
+    )
+    with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+        write_run_tables(tmp, requests, tokens, recorder.iterations_frame())
+        write_run_meta(tmp, meta)
+    if failure is None:
+        return final
+    kept = f"{recorder.num_finished} of {len(workload.requests)} requests finished and were kept in {final} (status incomplete)"
+    if isinstance(failure, KeyboardInterrupt):
+        raise RunInterrupted(f"interrupted; {kept}") from failure
+    if _is_oom(failure):
+        raise _oom_error(failure, be_cfg) from failure
+    raise RunInterrupted(f"backend {be_cfg.name} failed mid-run ({type(failure).__name__}: {failure}); {kept}") from failure

@@ -1,0 +1,294 @@
+"""Vidur's own sklearn execution-time predictor, trained from a local profiling root, nothing downloaded.
+
+``vidur==0.0.26`` fetches ``mlp.csv.xz``/``attention.csv.xz`` (and pre-computed predictions) from the
+Hugging Face hub. The subclasses here read a bundle's ``mlp.csv``/``attention.csv`` instead, train in
+a cache dir of their own per bundle content (Vidur's cache key ignores the model and the CSV bytes),
+and are registered under Vidur's own predictor keys, so ``Simulator`` builds them unchanged.
+
+Public API (the vidur-profile helper uses the first three to check a bundle on held-out shapes):
+    PredictorGrid(max_tokens: int, max_prefill_chunk: int, max_batch_size: int)
+        The predictor's pre-computed grid: tokens per request/iteration, prefill chunk, decode batch.
+    build_predictor(mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, hardware: HardwareConfig,
+                    block_size: int, grid: PredictorGrid, cache_root: Path, vidur: VidurConfig | None = None,
+                    seed: int = 0) -> SklearnExecutionTimePredictor
+        Vidur's predictor (``vidur.execution_time_predictor_type``) trained on the two CSVs; the files
+        may sit in a bundle that is still being written (nothing else of the bundle is read).
+    predict_batch_time_s(predictor, shapes: Sequence[tuple[int, int]]) -> float
+        Vidur's predicted time (seconds, its roundings included) of ONE iteration whose requests have
+        ``(num_q_tokens, num_kv_tokens)`` each, exactly as Vidur's ``Batch`` takes them: ``num_q_tokens``
+        = prompt tokens of the chunk (1 for a decode), ``num_kv_tokens`` = context after this iteration
+        (tokens cached before + ``num_q_tokens``).
+    predictor_config(...) -> the Vidur predictor config (used by vidur-sim's SimulationConfig).
+    grid_for(limits, vidur) -> PredictorGrid covering a bundle's whole grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import pandas as pd
+from sklearn.base import BaseEstimator
+from vidur.config import (
+    BaseExecutionTimePredictorConfig,
+    CacheConfig,
+    LinearRegressionExecutionTimePredictorConfig,
+    RandomForrestExecutionTimePredictorConfig,
+)
+from vidur.entities import Batch, Request
+from vidur.execution_time_predictor import ExecutionTimePredictorRegistry
+from vidur.execution_time_predictor.linear_regression_execution_time_predictor import (
+    LinearRegressionExecutionTimePredictor,
+)
+from vidur.execution_time_predictor.random_forrest_execution_time_predictor import (
+    RandomForrestExecutionTimePredictor,
+)
+from vidur.execution_time_predictor.sklearn_execution_time_predictor import SklearnExecutionTimePredictor
+from vidur.types import ExecutionTimePredictorType, ReplicaId
+from vidur.utils.random import set_seeds
+
+from gpu_simulate_test.config.hardware import HardwareConfig
+from gpu_simulate_test.config.model import ModelConfig
+from gpu_simulate_test.config.vidur import VidurConfig
+from gpu_simulate_test.errors import ArtifactError, GstError, InputError
+from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
+
+KV_GRANULARITY = 256  # Vidur's kv_cache_prediction_granularity (its default; KV lookups round up to it)
+CHUNK_GRANULARITY = 32  # Vidur rounds prefill chunks up to multiples of 32
+
+
+@dataclass(frozen=True)
+class PredictorGrid:
+    """What the predictor pre-computes; every lookup of a run must fall inside (else Vidur raises KeyError)."""
+
+    max_tokens: int
+    max_prefill_chunk: int
+    max_batch_size: int
+
+
+@dataclass
+class LocalRandomForrestConfig(RandomForrestExecutionTimePredictorConfig):
+    """Vidur's random-forest config plus the bundle to read; ``get_type`` stays RANDOM_FORREST."""
+
+    profiling_files: Optional[tuple[str, str]] = None  # (mlp.csv, attention.csv)
+    random_state: Optional[int] = None
+
+
+@dataclass
+class LocalLinearRegressionConfig(LinearRegressionExecutionTimePredictorConfig):
+    profiling_files: Optional[tuple[str, str]] = None
+    random_state: Optional[int] = None
+
+
+class _LocalProfileMixin:
+    """Read the profile from local files; without ``profiling_files`` behave exactly as Vidur does."""
+
+    _config: BaseExecutionTimePredictorConfig
+
+    def _local_files(self) -> Optional[tuple[str, str]]:
+        return getattr(self._config, "profiling_files", None)
+
+    def _get_input_files(self) -> tuple[str, str, str, str]:
+        files = self._local_files()
+        if files is None:
+            return super()._get_input_files()  # type: ignore[misc]
+        mlp, attention = files
+        # all_reduce / send_recv are read only with TP > 1 or PP > 1, which vidur-sim never sets.
+        return mlp, attention, f"{mlp}.no_all_reduce_at_tp1", f"{mlp}.no_send_recv_at_pp1"
+
+    def _load_predictions_from_hf(self) -> dict[str, Any]:
+        """The hub fetch, replaced: train on the local profile (cached per bundle) and predict the grid."""
+        if self._local_files() is None:
+            return super()._load_predictions_from_hf()  # type: ignore[misc]
+        return self._predict_from_models(self._train_models())  # type: ignore[attr-defined]
+
+    def _train_models(self) -> dict[str, BaseEstimator]:
+        try:
+            return super()._train_models()  # type: ignore[misc]
+        except GstError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Vidur raises bare Exceptions (e.g. empty training data)
+            raise ArtifactError(
+                f"Vidur's predictor could not be trained from {self._local_files()}: {exc}; "
+                "check that the bundle was profiled for this model, TP=1 and this KV block size"
+            ) from exc
+
+    def _get_estimator(self) -> BaseEstimator:
+        """Vidur's estimator with a fixed random state, so one bundle always trains the same model."""
+        est = super()._get_estimator()  # type: ignore[misc]
+        state = getattr(self._config, "random_state", None)
+        if state is not None and "random_state" in est.get_params():
+            est.set_params(random_state=state)
+        return est
+
+
+class LocalRandomForrestPredictor(_LocalProfileMixin, RandomForrestExecutionTimePredictor):
+    pass
+
+
+class LocalLinearRegressionPredictor(_LocalProfileMixin, LinearRegressionExecutionTimePredictor):
+    pass
+
+
+@dataclass(frozen=True)
+class _PredictorKind:
+    key: ExecutionTimePredictorType
+    predictor: type[SklearnExecutionTimePredictor]
+    make_config: Callable[[VidurConfig], BaseExecutionTimePredictorConfig]
+
+
+PREDICTORS: dict[str, _PredictorKind] = {
+    "random_forrest": _PredictorKind(
+        ExecutionTimePredictorType.RANDOM_FORREST,
+        LocalRandomForrestPredictor,
+        lambda v: LocalRandomForrestConfig(
+            num_estimators=list(v.random_forrest.num_estimators),
+            max_depth=list(v.random_forrest.max_depth),
+            min_samples_split=list(v.random_forrest.min_samples_split),
+        ),
+    ),
+    "linear_regression": _PredictorKind(
+        ExecutionTimePredictorType.LINEAR_REGRESSION,
+        LocalLinearRegressionPredictor,
+        lambda v: LocalLinearRegressionConfig(
+            polynomial_degree=list(v.linear_regression.polynomial_degree),
+            polynomial_include_bias=list(v.linear_regression.polynomial_include_bias),
+            polynomial_interaction_only=list(v.linear_regression.polynomial_interaction_only),
+            fit_intercept=list(v.linear_regression.fit_intercept),
+        ),
+    ),
+}
+
+
+def _kind(vidur: VidurConfig) -> _PredictorKind:
+    kind = PREDICTORS.get(str(vidur.execution_time_predictor))
+    if kind is None:
+        raise InputError(
+            f"vidur.execution_time_predictor={vidur.execution_time_predictor!r} is not one of {sorted(PREDICTORS)}"
+        )
+    return kind
+
+
+def register_predictors() -> None:
+    """Put the local-profile predictors under Vidur's own keys (unregistering Vidur's first)."""
+    for kind in PREDICTORS.values():
+        replace_registration(ExecutionTimePredictorRegistry, kind.key, kind.predictor)
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-int(value) // step) * step
+
+
+def _pow2_at_least(value: int, floor: int) -> int:
+    out = floor
+    while out < value:
+        out *= 2
+    return out
+
+
+def grid_for_needs(max_tokens: int, max_prefill_chunk: int, max_batch_size: int) -> PredictorGrid:
+    """A grid over the needs, rounded up to powers of two so that similar runs reuse Vidur's cache."""
+    return PredictorGrid(
+        max_tokens=_pow2_at_least(max_tokens, KV_GRANULARITY),
+        max_prefill_chunk=_pow2_at_least(max_prefill_chunk, CHUNK_GRANULARITY),
+        max_batch_size=int(max_batch_size),
+    )
+
+
+def grid_for(limits: Any, vidur: Optional[VidurConfig] = None) -> PredictorGrid:
+    """The grid covering a bundle's whole :class:`~.profiling_root.GridLimits`."""
+    top = max(int(limits.max_kv_tokens), int(limits.max_tokens))
+    if vidur is not None and vidur.prediction_max_tokens_per_request:
+        top = int(vidur.prediction_max_tokens_per_request)
+    return PredictorGrid(_round_up(top, KV_GRANULARITY), _round_up(limits.max_prefill_chunk, CHUNK_GRANULARITY),
+                         int(limits.max_batch_size))
+
+
+def bundle_cache_dir(cache_root: Path, mlp_csv: Path, attention_csv: Path, model: ModelConfig, seed: int) -> Path:
+    """``<cache_root>/vidur_predictor/<hash of the CSV bytes, the model and the seed>``: one dir per bundle."""
+    for path in (mlp_csv, attention_csv):
+        if not Path(path).is_file():
+            raise ArtifactError(f"profiling root: {path} is missing; rebuild the bundle with vidur-profile")
+    model_key = canonical_json({"name": vidur_model_name(model), "head_dim": int(model.head_dim), "seed": int(seed)})
+    digest = short_hash(Path(mlp_csv).read_bytes(), Path(attention_csv).read_bytes(), model_key, length=16)
+    return Path(cache_root) / "vidur_predictor" / digest
+
+
+def predictor_config(
+    mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, grid: PredictorGrid, cache_root: Path,
+    vidur: Optional[VidurConfig] = None, seed: int = 0,
+) -> BaseExecutionTimePredictorConfig:
+    """Vidur's predictor config reading the two CSVs, with a small model grid and a per-bundle cache dir."""
+    vidur = vidur or VidurConfig()
+    cache_dir = bundle_cache_dir(cache_root, mlp_csv, attention_csv, model, seed)
+    cfg = _kind(vidur).make_config(vidur)
+    cfg.profiling_files = (str(Path(mlp_csv).resolve()), str(Path(attention_csv).resolve()))
+    cfg.random_state = int(seed)
+    cfg.model_profiling_dataset = f"local:{cache_dir.name}"  # enters Vidur's own cache key
+    cfg.network_profiling_dataset = "none:tp1-pp1"
+    cfg.cache_dir = str(cache_dir)
+    cfg.k_fold_cv_splits = int(vidur.k_fold_cv_splits)
+    cfg.num_training_job_threads = int(vidur.num_training_job_threads)
+    cfg.attention_decode_batching_overhead_fraction = float(vidur.attention_decode_batching_overhead_fraction)
+    cfg.kv_cache_prediction_granularity = KV_GRANULARITY
+    cfg.prediction_max_tokens_per_request = int(grid.max_tokens)
+    cfg.prediction_max_prefill_chunk_size = int(grid.max_prefill_chunk)
+    cfg.prediction_max_batch_size = int(grid.max_batch_size)
+    cfg.upload_predictions = False
+    cfg.no_cache = False
+    cfg.use_native_execution_time_predictor = False
+    return cfg
+
+
+def build_predictor(
+    mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, hardware: HardwareConfig, block_size: int,
+    grid: PredictorGrid, cache_root: Path, vidur: Optional[VidurConfig] = None, seed: int = 0,
+) -> SklearnExecutionTimePredictor:
+    """Vidur's own predictor for ``model`` on ``hardware`` (TP=1, PP=1), trained on the two CSVs."""
+    vidur = vidur or VidurConfig()
+    logging.getLogger("vidur").setLevel(str(vidur.log_level).upper())
+    register_predictors()
+    replica = build_replica_config(model, hardware)
+    cfg = predictor_config(mlp_csv, attention_csv, model=model, grid=grid, cache_root=cache_root, vidur=vidur, seed=seed)
+    check_profile_rows(mlp_csv, attention_csv, model=model, block_size=block_size)
+    set_seeds(seed)
+    return _kind(vidur).predictor(predictor_config=cfg, replica_config=replica, cache_config=CacheConfig(block_size=int(block_size)))
+
+
+def check_profile_rows(mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, block_size: int) -> None:
+    """The rows Vidur will select (its filter columns) exist for this model, TP=1 and KV block size."""
+    mlp = pd.read_csv(mlp_csv)
+    attention = pd.read_csv(attention_csv)
+    mlp_keys = {"n_head": int(model.num_attention_heads), "n_kv_head": int(model.num_kv_heads), "n_embd": int(model.hidden_size),
+                "n_expanded_embd": int(model.intermediate_size), "vocab_size": int(model.vocab_size),
+                "num_tensor_parallel_workers": 1}
+    attn_keys = {"n_embd": int(model.hidden_size), "n_q_head": int(model.num_attention_heads),
+                 "n_kv_head": int(model.num_kv_heads), "num_tensor_parallel_workers": 1, "block_size": int(block_size)}
+    for path, df, keys in ((mlp_csv, mlp, mlp_keys), (attention_csv, attention, attn_keys)):
+        for col, want in keys.items():
+            if col not in df.columns:
+                raise ArtifactError(f"{path}: no column {col!r}, which Vidur filters on; rebuild the bundle (specs/profiling_root.md)")
+            have = sorted(set(df[col].tolist()))
+            if want not in have:
+                raise ArtifactError(
+                    f"{path}: no rows with {col}={want} (model {model.name}, TP=1, block size {block_size}); it has {have[:8]}: "
+                    "the bundle was profiled for another model or backend"
+                )
+    decode = attention[attention["prefill_chunk_size"] == 0]
+    if decode.empty or len(decode) == len(attention):
+        raise ArtifactError(f"{attention_csv}: needs both prefill rows (prefill_chunk_size > 0) and decode rows (= 0)")
+
+
+def predict_batch_time_s(predictor: SklearnExecutionTimePredictor, shapes: Sequence[tuple[int, int]]) -> float:
+    """Vidur's predicted time of one iteration, built from Vidur's own ``Request``/``Batch`` objects."""
+    if not shapes:
+        raise ValueError("a batch needs at least one (num_q_tokens, num_kv_tokens) pair")
+    for q, kv in shapes:
+        if q < 1 or kv < q:
+            raise ValueError(f"bad batch shape ({q}, {kv}): need num_q_tokens >= 1 and num_kv_tokens >= num_q_tokens")
+    requests = [Request(arrived_at=0.0, num_prefill_tokens=int(kv), num_decode_tokens=1) for _, kv in shapes]
+    batch = Batch(ReplicaId(0), requests, [int(q) for q, _ in shapes], [int(kv) for _, kv in shapes])
+    return float(predictor.get_execution_time(batch, 0).total_time)

@@ -1,0 +1,179 @@
+"""Build a profiling root end to end: operators, whole iterations, fold, held-out check, atomic write."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from rich.progress import Progress
+
+from gpu_simulate_test.config.apps import VidurProfileAppConfig
+from gpu_simulate_test.errors import GstError, InputError
+from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.io.meta import build_meta, write_json
+from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.schemas import ATTENTION_PROFILE, HELD_OUT_CHECK, ITERATION_PROFILE, MLP_PROFILE
+from gpu_simulate_test.io.tables import write_table
+from gpu_simulate_test.vidur_ext import profiling_root as pr
+from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
+from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
+from gpu_simulate_test.vidur_ext.profiler.iterations import make_timer
+from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, time_attention, time_token_ops
+from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, device_sync, stats_ms
+
+log = logging.getLogger(__name__)
+
+# Vidur's predictor applied to a root: (root, shapes) -> predicted iteration times in ms.
+Predict = Callable[[Path, list[BatchShape]], list[float]]
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    path: Path
+    reused: bool
+    check: pd.DataFrame
+
+
+def bundle_config(cfg: VidurProfileAppConfig) -> dict[str, Any]:
+    return {"model": asdict(cfg.model), "hardware": asdict(cfg.hardware), "backend": asdict(cfg.backend), "profile": asdict(cfg.profile)}
+
+
+def bundle_id(cfg: VidurProfileAppConfig) -> str:
+    """Content hash of model + hardware + backend + grid/timing config: the same request finds the same bundle."""
+    c = bundle_config(cfg)
+    return f"{cfg.model.name}-{cfg.hardware.name}-{cfg.backend.name}-{short_hash(canonical_json(c))}"
+
+
+def _stats_row(samples: dict[str, np.ndarray]) -> dict[str, float]:
+    return {f"time_stats.{op}.{s}": v for op, arr in samples.items() for s, v in stats_ms(arr).items()}
+
+
+def _measure_operators(ops: LayerOps, grid: Grid, cfg: VidurProfileAppConfig, method: TimingMethod, sync: Any,
+                       progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+    m = cfg.model
+    common = {"n_head": m.num_attention_heads, "n_kv_head": m.num_kv_heads, "n_embd": m.hidden_size,
+              "n_expanded_embd": m.intermediate_size, "vocab_size": m.vocab_size, "use_gated_mlp": True,
+              "num_tensor_parallel_workers": pr.TENSOR_PARALLEL_SIZE}
+    task = progress.add_task("operators (num_tokens)", total=len(grid.token_points))
+    mlp_rows = []
+    for n, samples in time_token_ops(ops, grid.token_points, method, sync):
+        mlp_rows.append({"num_tokens": n, **common, **_stats_row(samples)})
+        progress.advance(task)
+    att_common = {"n_embd": m.hidden_size, "n_q_head": m.num_attention_heads, "n_kv_head": m.num_kv_heads,
+                  "block_size": cfg.backend.block_size, "num_tensor_parallel_workers": pr.TENSOR_PARALLEL_SIZE,
+                  "max_model_len": grid.limits.max_kv_tokens, "attention_backend": cfg.backend.attn_implementation}
+    task = progress.add_task("attention (prefill, decode)", total=len(grid.prefill_points) + len(grid.decode_points))
+    att_rows = []
+    for kind, a, kv, samples in time_attention(ops, grid.prefill_points, grid.decode_points, method, sync):
+        pre = kind == "prefill"
+        att_rows.append({"batch_size": 1 if pre else a, "prefill_chunk_size": a if pre else 0, "kv_cache_size": kv,
+                         "is_prefill": pre, **att_common, **_stats_row(samples)})
+        progress.advance(task)
+    return pd.DataFrame(mlp_rows), pd.DataFrame(att_rows)
+
+
+def _measure_iterations(model: Any, cfg: VidurProfileAppConfig, progress: Progress) -> tuple[pd.DataFrame, list[str]]:
+    """Time every feasible fit / held-out shape; return the table and the skipped shapes with reasons."""
+    wanted = [(s, "fit") for s in cfg.profile.fit] + [(s, "held_out") for s in cfg.profile.held_out]
+    parsed = [(BatchShape.parse(s, f"profile.{role}"), role) for s, role in wanted]
+    seen = [str(s) for s, _ in parsed]
+    dup = sorted({s for s in seen if seen.count(s) > 1})
+    if dup:
+        raise InputError(f"profile.fit / profile.held_out list {dup} more than once; a held-out shape must never be fitted")
+    timer = make_timer(model, cfg.backend, cfg.profile.iteration_samples)
+    rows, skipped = [], []
+    task = progress.add_task("whole iterations", total=len(parsed))
+    try:
+        for shape, role in parsed:
+            why = timer.unsupported(shape)
+            if why is not None:
+                skipped.append(f"{shape} ({role}): {why}")
+            else:
+                ns = timer.measure(shape)
+                rows.append({"shape": str(shape), "role": role, "batch_size": shape.batch_size,
+                             "num_prefill_tokens": shape.prefill_tokens, "num_decode_tokens": shape.decode_batch,
+                             "num_samples": len(ns), "median_ns": int(np.median(ns)),
+                             "p10_ns": int(np.percentile(ns, 10)), "p90_ns": int(np.percentile(ns, 90))})
+            progress.advance(task)
+    finally:
+        timer.close()
+    for s in skipped:
+        log.warning("skipped batch shape %s", s)
+    return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped
+
+
+def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFrame, att: pd.DataFrame,
+                iters: pd.DataFrame, check: pd.DataFrame, grid: Grid, extra: dict[str, Any]) -> None:
+    from gpu_simulate_test.vidur_ext.registration import vidur_model_name
+
+    write_table(mlp, path / pr.MLP_FILE, MLP_PROFILE)
+    write_table(att, path / pr.ATTENTION_FILE, ATTENTION_PROFILE)
+    write_table(iters, path / pr.ITERATIONS_FILE, ITERATION_PROFILE)
+    write_table(check, path / pr.HELD_OUT_FILE, HELD_OUT_CHECK)
+    write_json(path / pr.DATASET_CONFIG_FILE, {"model": vidur_model_name(cfg.model), "device_sku": cfg.hardware.vidur_device})
+    meta = build_meta(kind=pr.BUNDLE_KIND, id=bid, config=bundle_config(cfg), inputs={},
+                      grid_limits=grid.limits.to_dict(), **extra)
+    write_json(path / pr.META_FILE, meta)
+
+
+def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[float]]:
+    sub = iters[iters["role"] == role]
+    return [BatchShape.parse(s) for s in sub["shape"]], (sub["median_ns"] / 1e6).tolist()
+
+
+def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
+    """Measure and write ``<paths.profiling>/<bundle_id>/``; an existing complete bundle is returned as is."""
+    from gpu_simulate_test.modeling import load_model
+
+    bid = bundle_id(cfg)
+    final = Path(cfg.paths.profiling) / bid
+    if final.exists() and not cfg.overwrite:
+        root = pr.load_profiling_root(final)
+        log.info("bundle %s exists already: reusing it (overwrite=true rebuilds it)", final)
+        from gpu_simulate_test.io.tables import read_table
+
+        return BundleResult(final, True, read_table(root.held_out_csv, HELD_OUT_CHECK))
+    grid = build_grid(cfg.model, cfg.backend, cfg.profile)
+    method = TimingMethod(cfg.profile.warmup_iters, cfg.profile.repeat_iters, cfg.profile.calls_per_repeat)
+    t_start = time.monotonic()
+    with atomic_dir(final, overwrite=cfg.overwrite) as out:
+        try:
+            loaded = load_model(cfg.model, cfg.hardware, attn_implementation=cfg.backend.attn_implementation, seed=cfg.seed)
+        except GstError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; the user needs one message
+            raise InputError(f"backend {cfg.backend.name} cannot build model {cfg.model.name}: {type(exc).__name__}: {exc}") from exc
+        sync = device_sync(loaded.device)
+        with Progress() as progress:
+            mlp, att = _measure_operators(LayerOps(loaded.model, cfg.backend.attn_implementation), grid, cfg, method, sync, progress)
+            iters, skipped = _measure_iterations(loaded.model, cfg, progress)
+        fit_shapes, fit_ms = _shapes(iters, "fit")
+        empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
+        with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
+            _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows"})
+            raw_pred = predict(Path(raw), fit_shapes) if fit_shapes else []
+        overhead = fit_overhead(fit_shapes, fit_ms, raw_pred)
+        mlp_f, att_f = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
+        held, held_ms = _shapes(iters, "held_out")
+        extra = {"timing_method": method.describe(), "weights_source": loaded.weights_source,
+                 "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name}
+        _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra)
+        pred = predict(out, held) if held else []
+        check = pd.DataFrame({
+            "shape": [str(s) for s in held], "measured_ns": [int(round(m * 1e6)) for m in held_ms],
+            "predicted_ns": [int(round(p * 1e6)) for p in pred],
+            "error_pct": [100.0 * (p - m) / m for p, m in zip(pred, held_ms)],
+        }, columns=HELD_OUT_CHECK.column_names)
+        summary = {"num_shapes": len(check), "median_abs_error_pct": float(np.median(np.abs(check["error_pct"]))) if len(check) else None,
+                   "table": check.to_dict(orient="records")}
+        extra.update(held_out_check=summary, build_wall_s=round(time.monotonic() - t_start, 1))
+        _write_root(out, cfg, bid, mlp_f, att_f, iters, check, grid, extra)
+    return BundleResult(final, False, check)
+

@@ -1,0 +1,54 @@
+"""The grid a bundle covers, derived from model, backend and profile configs (explicit limits win)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.model import ModelConfig
+from gpu_simulate_test.config.profile import ProfileConfig
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
+
+
+def ladder(top: int, start: int = 1) -> list[int]:
+    """``start``, then powers of two and their 1.5x up to ``top``; ``top`` itself always included."""
+    out = {top}
+    p = 1
+    while p <= top:
+        for v in (p, p * 3 // 2):
+            if start <= v <= top:
+                out.add(v)
+        p *= 2
+    return sorted(v for v in out if v >= start)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Sample points of every profiled table, and the limits they imply."""
+
+    limits: GridLimits
+    token_points: list[int]  # mlp.csv num_tokens
+    prefill_points: list[tuple[int, int]]  # (chunk, kv cached before it)
+    decode_points: list[tuple[int, int]]  # (batch, kv cached)
+
+
+def build_grid(model: ModelConfig, backend: BackendConfig, profile: ProfileConfig) -> Grid:
+    """Cover what the backend can schedule: chunk (or whole prompt), batch cap and context in use."""
+    max_kv = profile.max_kv_tokens or model.max_position_embeddings
+    max_tokens = profile.max_tokens or backend.max_batch_tokens or max_kv
+    max_batch = profile.max_batch_size or backend.max_requests_per_batch
+    for name, v in (("max_kv_tokens", max_kv), ("max_tokens", max_tokens), ("max_batch_size", max_batch)):
+        if v < 1:
+            raise InputError(f"profile.{name} resolves to {v}; it must be >= 1")
+    if max_kv > model.max_position_embeddings:
+        raise InputError(
+            f"profile.max_kv_tokens={max_kv} exceeds model.max_position_embeddings={model.max_position_embeddings} of {model.name}"
+        )
+    chunk = min(max_tokens, max_kv)
+    limits = GridLimits(max_tokens=max_tokens, max_prefill_chunk=chunk, max_batch_size=max_batch,
+                        max_kv_tokens=max_kv, block_size=backend.block_size)
+    kv = [0, *ladder(max_kv, start=profile.min_kv_step)]
+    prefill = [(c, k) for c in ladder(chunk, start=8) for k in kv if c + k <= max_kv]
+    decode = [(b, k) for b in ladder(max_batch) for k in kv if 1 <= k < max_kv]
+    return Grid(limits, ladder(max_tokens), prefill, decode)

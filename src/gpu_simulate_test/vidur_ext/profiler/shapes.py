@@ -1,0 +1,63 @@
+"""Batch shapes of one iteration, written as short strings in configs and tables.
+
+``prefill:<chunk>`` one request's prompt chunk (nothing cached yet); ``decode:<batch>x<kv>`` ``batch``
+requests decoding one token each with ``kv`` tokens cached; ``mixed:<chunk>+<batch>x<kv>`` both at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gpu_simulate_test.errors import InputError
+
+_RE = re.compile(r"^(?:prefill:(?P<p>\d+)|decode:(?P<db>\d+)x(?P<dk>\d+)|mixed:(?P<mp>\d+)\+(?P<mb>\d+)x(?P<mk>\d+))$")
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    prefill_tokens: int  # 0: no prefill request in the iteration
+    decode_batch: int  # 0: no decode requests
+    decode_kv: int  # tokens cached per decode request before this iteration
+
+    @classmethod
+    def parse(cls, text: str, where: str = "profile") -> "BatchShape":
+        m = _RE.match(text.strip())
+        if m is None:
+            raise InputError(
+                f"{where}: batch shape {text!r} is not prefill:<chunk>, decode:<batch>x<kv> or mixed:<chunk>+<batch>x<kv>"
+            )
+        g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
+        shape = cls(g.get("p", g.get("mp", 0)), g.get("db", g.get("mb", 0)), g.get("dk", g.get("mk", 0)))
+        if (g.get("db", 1) == 0 or g.get("mb", 1) == 0 or g.get("p", 1) == 0 or g.get("mp", 1) == 0
+                or ("dk" in g and shape.decode_kv == 0) or ("mk" in g and shape.decode_kv == 0)):
+            raise InputError(f"{where}: batch shape {text!r} has a zero count; every number must be >= 1")
+        return shape
+
+    @property
+    def kind(self) -> str:
+        if self.prefill_tokens and self.decode_batch:
+            return "mixed"
+        return "prefill" if self.prefill_tokens else "decode"
+
+    def __str__(self) -> str:
+        decode = f"{self.decode_batch}x{self.decode_kv}"
+        return {"prefill": f"prefill:{self.prefill_tokens}", "decode": f"decode:{decode}",
+                "mixed": f"mixed:{self.prefill_tokens}+{decode}"}[self.kind]
+
+    @property
+    def batch_size(self) -> int:
+        return self.decode_batch + (1 if self.prefill_tokens else 0)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.prefill_tokens + self.decode_batch
+
+    def vidur_batch(self) -> tuple[list[int], list[int]]:
+        """Vidur's ``(num_q_tokens, num_kv_tokens)`` lists: KV counted after this iteration, as its schedulers do."""
+        q = ([self.prefill_tokens] if self.prefill_tokens else []) + [1] * self.decode_batch
+        kv = ([self.prefill_tokens] if self.prefill_tokens else []) + [self.decode_kv + 1] * self.decode_batch
+        return q, kv
+
+    def max_request_tokens(self) -> int:
+        return max(self.prefill_tokens, self.decode_kv + 1 if self.decode_batch else 0)

@@ -1,0 +1,55 @@
+"""Pipelined wall-time measurement: the engines are host-bound at small batches, so the time that counts
+is what the host spends issuing the work plus whatever the device adds, not kernel time alone."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from gpu_simulate_test.io.schemas import PROFILE_STATS
+
+
+@dataclass(frozen=True)
+class TimingMethod:
+    warmup_iters: int
+    repeat_iters: int
+    calls_per_repeat: int
+
+    def describe(self) -> str:
+        return (
+            f"pipelined wall time: {self.warmup_iters} warm-up calls, then {self.repeat_iters} repeats of "
+            f"{self.calls_per_repeat} back-to-back calls with one device sync per repeat; per-call time = repeat / calls"
+        )
+
+
+def device_sync(device: Any) -> Callable[[], None]:
+    """The sync that closes a timed repeat: the device's own when it is a GPU, nothing on the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def time_call(fn: Callable[[], Any], sync: Callable[[], None], method: TimingMethod) -> np.ndarray:
+    """Per-call wall times in ms, one per repeat."""
+    for _ in range(method.warmup_iters):
+        fn()
+    sync()
+    out = np.empty(method.repeat_iters)
+    for r in range(method.repeat_iters):
+        t0 = time.perf_counter_ns()
+        for _ in range(method.calls_per_repeat):
+            fn()
+        sync()
+        out[r] = (time.perf_counter_ns() - t0) / method.calls_per_repeat / 1e6
+    return out
+
+
+def stats_ms(samples: np.ndarray) -> dict[str, float]:
+    """Vidur's ``time_stats.<op>.<stat>`` values (it fits on the median)."""
+    fns = {"median": np.median, "mean": np.mean, "std": np.std, "min": np.min, "max": np.max}
+    return {s: float(fns[s](samples)) for s in PROFILE_STATS}

@@ -1,0 +1,176 @@
+"""Layout and validation of a profiling root (``tmp/profiling/<bundle_id>/``), the contract between
+vidur-profile (writer) and vidur-sim (reader).
+
+A root holds what ``vidur==0.0.26``'s sklearn execution-time predictor reads as its compute profile
+(``mlp.csv``, ``attention.csv``, ``config.json``), the whole-iteration measurements and held-out check
+that justify it, and ``profile_meta.json``. ``specs/profiling_root.md`` documents every file.
+The grid limits live here so that vidur-sim can refuse a workload the profile does not cover.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from gpu_simulate_test.errors import ArtifactError, InputError
+from gpu_simulate_test.io.ids import is_valid_id
+from gpu_simulate_test.io.meta import read_meta
+
+BUNDLE_KIND = "profile_bundle"
+META_FILE = "profile_meta.json"
+MLP_FILE = "mlp.csv"
+ATTENTION_FILE = "attention.csv"
+DATASET_CONFIG_FILE = "config.json"  # what Vidur's HF compute datasets carry: model and device_sku
+ITERATIONS_FILE = "iterations.csv"
+HELD_OUT_FILE = "held_out_check.csv"
+REQUIRED_FILES = (META_FILE, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
+TENSOR_PARALLEL_SIZE = 1  # the bundles hold TP=1 rows only (no all_reduce/send_recv files)
+
+
+@dataclass(frozen=True)
+class GridLimits:
+    """What the profile covers; predictions outside it would be extrapolations, so vidur-sim refuses them.
+
+    ``max_tokens``: tokens of one iteration (the num_tokens grid of mlp.csv); ``max_prefill_chunk``:
+    tokens of one prefill chunk; ``max_batch_size``: requests per iteration; ``max_kv_tokens``: context
+    (prompt + generated) of one request; ``block_size``: the KV block size the attention rows were filtered by.
+    """
+
+    max_tokens: int
+    max_prefill_chunk: int
+    max_batch_size: int
+    max_kv_tokens: int
+    block_size: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> "GridLimits":
+        try:
+            return cls(**{k: int(data[k]) for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{source}: 'grid_limits' must hold integers {list(cls.__dataclass_fields__)} ({exc}); rebuild the bundle") from exc
+
+    def violations(
+        self,
+        *,
+        max_tokens_per_iteration: Optional[int] = None,
+        max_prefill_chunk: Optional[int] = None,
+        max_batch_size: Optional[int] = None,
+        max_request_tokens: Optional[int] = None,
+        block_size: Optional[int] = None,
+    ) -> list[str]:
+        """One sentence per requested quantity that exceeds the grid (empty: covered)."""
+        checks = (
+            ("tokens per iteration", max_tokens_per_iteration, self.max_tokens, "profile.max_tokens"),
+            ("prefill chunk tokens", max_prefill_chunk, self.max_prefill_chunk, "profile.max_tokens"),
+            ("requests per batch", max_batch_size, self.max_batch_size, "profile.max_batch_size"),
+            ("tokens of one request (prompt + decode)", max_request_tokens, self.max_kv_tokens, "profile.max_kv_tokens"),
+        )
+        out = [
+            f"{what}: {asked} exceeds the profiled maximum {have} (rebuild the bundle with a larger {knob})"
+            for what, asked, have, knob in checks
+            if asked is not None and asked > have
+        ]
+        if block_size is not None and block_size != self.block_size:
+            out.append(f"KV block size {block_size} differs from the profiled {self.block_size} (rebuild with that backend)")
+        return out
+
+    def require(self, root: Path, **asked: Optional[int]) -> None:
+        """Raise :class:`InputError` naming every way the request falls outside this grid."""
+        bad = self.violations(**asked)
+        if bad:
+            raise InputError(f"profiling root {root} does not cover this workload: " + "; ".join(bad))
+
+
+@dataclass(frozen=True)
+class ProfilingRoot:
+    """A validated bundle: its files, its grid and the model/hardware/backend it was measured for."""
+
+    path: Path
+    meta: dict[str, Any]
+    limits: GridLimits
+
+    @property
+    def mlp_csv(self) -> Path:
+        return self.path / MLP_FILE
+
+    @property
+    def attention_csv(self) -> Path:
+        return self.path / ATTENTION_FILE
+
+    @property
+    def iterations_csv(self) -> Path:
+        return self.path / ITERATIONS_FILE
+
+    @property
+    def held_out_csv(self) -> Path:
+        return self.path / HELD_OUT_FILE
+
+    @property
+    def bundle_id(self) -> str:
+        return str(self.meta["id"])
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The ``model`` config the bundle was measured with."""
+        return dict(self.meta["config"]["model"])
+
+    @property
+    def hardware(self) -> dict[str, Any]:
+        return dict(self.meta["config"]["hardware"])
+
+    @property
+    def backend(self) -> dict[str, Any]:
+        return dict(self.meta["config"]["backend"])
+
+    def require_match(self, *, model: str, hardware: str, backend: Optional[str] = None) -> None:
+        """Refuse a bundle measured for another model/hardware/backend than the sim run's."""
+        want = {"model": model, "hardware": hardware, "backend": backend}
+        have = {"model": self.model.get("name"), "hardware": self.hardware.get("name"), "backend": self.backend.get("name")}
+        bad = [f"{k}={have[k]!r} (run asks for {want[k]!r})" for k in want if want[k] is not None and want[k] != have[k]]
+        if bad:
+            raise InputError(f"profiling root {self.path} was measured for {', '.join(bad)}; build a matching bundle with vidur-profile")
+
+
+def resolve_root(value: str, profiling_dir: Path) -> Path:
+    """``value`` is a directory, or a bundle id under ``paths.profiling``."""
+    as_path = Path(value)
+    if as_path.is_dir():
+        return as_path
+    if is_valid_id(value) and (Path(profiling_dir) / value).is_dir():
+        return Path(profiling_dir) / value
+    raise InputError(
+        f"profiling_root={value!r} is neither a directory nor a bundle id under {profiling_dir}; "
+        "run vidur-profile first, or give the bundle's path"
+    )
+
+
+def load_profiling_root(path: Path, *, check_tables: bool = True) -> ProfilingRoot:
+    """Validate the layout (files, meta kind/status, grid limits and, by default, every table's schema)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"profiling root {path} does not exist; run vidur-profile first")
+    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    if missing:
+        raise ArtifactError(f"profiling root {path} lacks {missing}; it is incomplete or not a bundle (specs/profiling_root.md)")
+    meta = read_meta(path / META_FILE, kind=BUNDLE_KIND)
+    if meta["status"] != "complete":
+        raise ArtifactError(f"{path / META_FILE}: status {meta['status']!r}; rebuild the bundle with vidur-profile")
+    if "grid_limits" not in meta:
+        raise ArtifactError(f"{path / META_FILE}: missing 'grid_limits'; rebuild the bundle with this version")
+    limits = GridLimits.from_dict(meta["grid_limits"], str(path / META_FILE))
+    try:
+        json.loads((path / DATASET_CONFIG_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path / DATASET_CONFIG_FILE}: line {exc.lineno}: not valid JSON; rebuild the bundle") from exc
+    if check_tables:
+        from gpu_simulate_test.io.tables import read_table
+        from gpu_simulate_test.io.schemas import ATTENTION_PROFILE, HELD_OUT_CHECK, ITERATION_PROFILE, MLP_PROFILE
+
+        for schema in (MLP_PROFILE, ATTENTION_PROFILE, ITERATION_PROFILE, HELD_OUT_CHECK):
+            read_table(path / schema.filename, schema)
+    return ProfilingRoot(path=path, meta=meta, limits=limits)

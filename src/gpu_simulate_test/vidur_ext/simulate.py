@@ -1,0 +1,273 @@
+"""vidur-sim: replay a workload in ``vidur==0.0.26`` (unpatched) and write a run directory like real-bench's.
+
+Everything is checked before anything is written (workload, profiling root, model, grid, KV capacity),
+so a bad input leaves no run directory. Vidur's own files (its trace input and ``simulator_output/``)
+go under the run's ``vidur/`` folder and its trained predictors under ``paths.cache``; nothing goes to the cwd.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from vidur.config import (
+    ClusterConfig,
+    MetricsConfig,
+    RoundRobinGlobalSchedulerConfig,
+    SimulationConfig,
+    TraceRequestGeneratorConfig,
+)
+from vidur.request_generator import RequestGeneratorRegistry
+from vidur.types import RequestGeneratorType
+from vidur.utils.random import set_seeds
+
+from gpu_simulate_test.errors import InputError, OutputExistsError
+from gpu_simulate_test.io.ids import is_valid_id, new_run_id
+from gpu_simulate_test.io.meta import build_meta
+from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.schemas import ITERATION_METRICS
+from gpu_simulate_test.vidur_ext.predictor import (
+    PredictorGrid,
+    check_profile_rows,
+    grid_for_needs,
+    predictor_config,
+    register_predictors,
+)
+from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot, load_profiling_root, resolve_root
+from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
+from gpu_simulate_test.vidur_ext.schedulers import SchedulerPlan, cache_config, plan_scheduler
+from gpu_simulate_test.vidur_ext.tracing import REQUEST_ID_COLUMN, TracingSimulator, TracingTraceReplayGenerator
+from gpu_simulate_test.workloads.load import Workload, load_workload
+
+NS_PER_S = 1_000_000_000
+TRACE_DATE = "1970-01-01"  # Vidur's trace reader keeps only rows whose Date equals its configured date
+VIDUR_DIR = "vidur"
+TRACE_FILE = "trace.csv"
+
+
+@dataclass(frozen=True)
+class SimInputs:
+    """Everything a simulation needs, validated."""
+
+    workload: Workload
+    root: ProfilingRoot
+    plan: SchedulerPlan
+    grid: PredictorGrid
+
+
+@dataclass
+class SimResult:
+    requests: pd.DataFrame
+    tokens: pd.DataFrame
+    iterations: pd.DataFrame
+    settings: dict[str, Any]
+
+
+def vidur_version() -> str:
+    return metadata.version("vidur")
+
+
+def prepare(cfg: DictConfig) -> SimInputs:
+    """Load and check every input; raise :class:`InputError`/:class:`ArtifactError` before anything is written."""
+    workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
+    root = load_profiling_root(resolve_root(str(cfg.profiling_root), Path(cfg.paths.profiling)))
+    root.require_match(model=str(cfg.model.name), hardware=str(cfg.hardware.name), backend=str(cfg.backend.name))
+    model = cfg.model
+    if workload.max_context > int(model.max_position_embeddings):
+        raise InputError(
+            f"workload {workload.workload_id}: its longest request has {workload.max_context} tokens (prompt + decode), "
+            f"more than model {model.name}'s context of {model.max_position_embeddings}; drop or shorten it in workload-spec"
+        )
+    if int(cfg.vidur.num_replicas) < 1:
+        raise InputError(f"vidur.num_replicas={cfg.vidur.num_replicas}; it must be >= 1")
+    plan = plan_scheduler(cfg.backend, workload)
+    root.limits.require(
+        root.path,
+        max_tokens_per_iteration=plan.max_tokens_per_iteration,
+        max_prefill_chunk=plan.max_prefill_chunk,
+        max_batch_size=plan.max_batch_size,
+        max_request_tokens=workload.max_context,
+        block_size=int(cfg.backend.block_size),
+    )
+    cache_config(cfg.backend, workload, build_replica_config(model, cfg.hardware))  # KV capacity check
+    check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=int(cfg.backend.block_size))
+    need = max(workload.max_context, plan.max_tokens_per_iteration)
+    grid = grid_for_needs(need, plan.max_prefill_chunk, plan.max_batch_size)
+    explicit = cfg.vidur.prediction_max_tokens_per_request
+    if explicit is not None:
+        if int(explicit) < need:
+            raise InputError(
+                f"vidur.prediction_max_tokens_per_request={explicit} is below what this workload needs ({need} tokens "
+                "per request or iteration); raise it or leave it null"
+            )
+        grid = PredictorGrid(int(explicit), grid.max_prefill_chunk, grid.max_batch_size)
+    return SimInputs(workload, root, plan, grid)
+
+
+def write_trace(workload: Workload, path: Path) -> None:
+    """Vidur's trace format with exact lengths and arrivals in seconds (17 significant digits: exact round trip)."""
+    df = pd.DataFrame(
+        {
+            "Date": TRACE_DATE,
+            "Time": [r.arrival_time_ns / NS_PER_S for r in workload.requests],
+            "PromptTokenCount": [r.num_prefill_tokens for r in workload.requests],
+            "CompletionTokenCount": [r.num_decode_tokens for r in workload.requests],
+            REQUEST_ID_COLUMN: [r.request_id for r in workload.requests],
+        }
+    )
+    df.to_csv(path, index=False, float_format="%.17g")
+
+
+def _to_ns(seconds: Any) -> np.ndarray:
+    return np.rint(np.asarray(seconds, dtype=np.float64) * NS_PER_S).astype(np.int64)
+
+
+def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
+    """Run Vidur on the workload; ``scratch`` receives Vidur's own files."""
+    vidur_cfg = cfg.vidur
+    logging.getLogger("vidur").setLevel(str(vidur_cfg.log_level).upper())
+    scratch.mkdir(parents=True, exist_ok=True)
+    trace = scratch / TRACE_FILE
+    write_trace(inputs.workload, trace)
+    workload = inputs.workload
+
+    cache_root = Path(cfg.paths.cache)
+    register_predictors()
+    replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
+    replica = build_replica_config(cfg.model, cfg.hardware)
+    cache = cache_config(cfg.backend, workload, replica)
+    sim_config = SimulationConfig(
+        seed=int(cfg.seed),
+        log_level=str(vidur_cfg.log_level),
+        time_limit=0,
+        cluster_config=ClusterConfig(
+            num_replicas=int(vidur_cfg.num_replicas),
+            replica_config=replica,
+            cache_config=cache,
+            global_scheduler_config=RoundRobinGlobalSchedulerConfig(),
+            replica_scheduler_config=inputs.plan.config,
+        ),
+        request_generator_config=TraceRequestGeneratorConfig(
+            seed=int(cfg.seed),
+            trace_file=str(trace),
+            date=TRACE_DATE,
+            prefill_scale_factor=1.0,
+            decode_scale_factor=1.0,
+            time_scale_factor=1.0,
+            max_tokens=workload.max_context,  # nothing is clipped
+        ),
+        execution_time_predictor_config=predictor_config(
+            inputs.root.mlp_csv, inputs.root.attention_csv, model=cfg.model, grid=inputs.grid,
+            cache_root=cache_root, vidur=vidur_cfg, seed=int(cfg.seed),
+        ),
+        metrics_config=MetricsConfig(
+            write_metrics=False,
+            write_json_trace=False,
+            enable_chrome_trace=False,
+            store_plots=False,
+            store_operation_metrics=False,
+            store_token_completion_metrics=False,
+            wandb_project=None,
+            output_dir=str(scratch / "simulator_output"),
+        ),
+    )
+    set_seeds(int(cfg.seed))
+    with Progress(
+        TextColumn("vidur-sim"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as progress:
+        task = progress.add_task("requests", total=len(workload.requests))
+        simulator = TracingSimulator(sim_config, on_completed=lambda n: progress.advance(task, n))
+        simulator.run()
+    records = _records(simulator, workload)
+    requests, tokens = tables_from_records(records)
+    settings = {
+        "scheduler": inputs.plan.describe(),
+        "cache": {"block_size": cache.block_size, "num_blocks": cache.num_blocks,
+                  "watermark_blocks_fraction": cache.watermark_blocks_fraction},
+        "model_name": vidur_model_name(cfg.model),
+        "device": str(cfg.hardware.vidur_device),
+        "network_device": str(cfg.hardware.vidur_node),
+        "tensor_parallel_size": 1,
+        "num_pipeline_stages": 1,
+        "num_replicas": int(vidur_cfg.num_replicas),
+        "execution_time_predictor": str(vidur_cfg.execution_time_predictor),
+        "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.max_tokens,
+                           "prediction_max_prefill_chunk_size": inputs.grid.max_prefill_chunk,
+                           "prediction_max_batch_size": inputs.grid.max_batch_size},
+        "predictor_cache_dir": str(sim_config.execution_time_predictor_config.cache_dir),
+        "trace": {"time_scale_factor": 1.0, "prefill_scale_factor": 1.0, "decode_scale_factor": 1.0,
+                  "max_tokens": workload.max_context},
+        "num_iterations": len(simulator.recorder.end_s),
+        "num_restarts": int(sum(r.num_restarts for r in simulator.requests)),
+    }
+    return SimResult(requests, tokens, _iterations(simulator), settings)
+
+
+def _records(simulator: TracingSimulator, workload: Workload) -> list[RequestRecord]:
+    """One record per request; checked against Vidur's own per-request times (prefill end, completion)."""
+    by_id = {r.request_id: r for r in workload.requests}
+    records = []
+    for req in simulator.requests:
+        w = by_id[req.workload_id]
+        times = req.token_times_s
+        if not req.completed or len(times) != w.num_decode_tokens or times[0] != req.prefill_completed_at or times[-1] != req.completed_at:
+            raise RuntimeError(
+                f"vidur-sim: request {w.request_id}: recorded {len(times)} token times for {w.num_decode_tokens} tokens "
+                "that disagree with Vidur's own request times; this is a bug in vidur_ext/tracing.py"
+            )
+        records.append(RequestRecord(
+            request_id=w.request_id, arrival_time_ns=w.arrival_time_ns, dispatch_time_ns=w.arrival_time_ns,
+            num_prefill_tokens=w.num_prefill_tokens, num_decode_tokens=w.num_decode_tokens,
+            token_times_ns=_to_ns(times).tolist(),
+        ))
+    return records
+
+
+def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
+    rec = simulator.recorder
+    df = pd.DataFrame({
+        "start_time_ns": _to_ns(rec.start_s),
+        "end_time_ns": _to_ns(rec.end_s),
+        "batch_size": np.asarray(rec.batch_size, dtype=np.int64),
+        "num_prefill_tokens": np.asarray(rec.num_prefill_tokens, dtype=np.int64),
+        "num_decode_tokens": np.asarray(rec.num_decode_tokens, dtype=np.int64),
+        "requests": rec.members,
+    })
+    # Batch-end order; with several replicas batches overlap, so order by start (ties: end) as real runs do.
+    df = df.sort_values(["start_time_ns", "end_time_ns"], kind="stable").reset_index(drop=True)
+    df.insert(0, "iteration_id", np.arange(len(df), dtype=np.int64))
+    return df[ITERATION_METRICS.column_names]
+
+
+def run_vidur_sim(cfg: DictConfig) -> Path:
+    """The vidur-sim app: validate, simulate, write ``<paths.vidur_runs>/<run_id>/`` atomically."""
+    run_id = str(cfg.run_id) if cfg.run_id is not None else new_run_id("vidur")
+    if not is_valid_id(run_id):
+        raise InputError(f"run_id={run_id!r}: use letters, digits, '.', '_' and '-' only")
+    final = Path(cfg.paths.vidur_runs) / run_id
+    if final.exists() and not cfg.overwrite:
+        raise OutputExistsError(f"{final} exists already; pass overwrite=true to replace it, or choose another run_id")
+    inputs = prepare(cfg)
+    with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+        result = simulate(cfg, inputs, tmp / VIDUR_DIR)
+        write_run_tables(tmp, result.requests, result.tokens, result.iterations)
+        meta = build_meta(
+            kind="vidur_run",
+            id=run_id,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id},
+            vidur_version=vidur_version(),
+            scheduler=result.settings["scheduler"],
+            settings=result.settings,
+        )
+        write_run_meta(tmp, meta)
+    print(f"vidur-sim: {len(result.requests)} requests, {len(result.iterations)} iterations -> {final}")
+    return final

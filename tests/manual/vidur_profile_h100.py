@@ -1,0 +1,63 @@
+"""Build the qwen3-0.6b profiling bundles on the H100 for hf-generate and hf-continuous; print the held-out checks.
+
+Run on the GPU machine from the repository root (hydra-core, omegaconf and vidur installed, e.g. from wheels):
+
+    PYTHONPATH=src python3 tests/manual/vidur_profile_h100.py --out /tmp/profiling_h100
+
+Each bundle lands in ``<out>/profiling/<bundle_id>/``; the target is a median |error| <= 10% on the held-out
+shapes of ``configs/profile/gpu.yaml`` and under 10 minutes for both bundles together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, type=Path, help="artifact root (paths.root); bundles go under <out>/profiling")
+    parser.add_argument("--backends", default="hf-generate,hf-continuous", help="comma-separated backend configs")
+    parser.add_argument("--model", default="qwen3-0.6b")
+    parser.add_argument("--hardware", default="h100")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild bundles that exist already")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. profile.repeat_iters=20")
+    args = parser.parse_args()
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from gpu_simulate_test.cli._app import CONFIG_DIR
+    from gpu_simulate_test.errors import GstError
+    from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle
+    from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
+
+    t0 = time.monotonic()
+    summary = []
+    for backend in args.backends.split(","):
+        overrides = [f"model={args.model}", f"hardware={args.hardware}", f"backend={backend}",
+                     f"paths.root={args.out}", f"overwrite={str(args.overwrite).lower()}", *args.overrides]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = OmegaConf.to_object(compose(config_name="vidur_profile", overrides=overrides))
+        start = time.monotonic()
+        try:
+            result = build_bundle(cfg, vidur_predict(cfg))
+        except GstError as exc:
+            print(f"error ({backend}): {exc}", file=sys.stderr)
+            return exc.exit_code
+        check = result.check
+        mae = float(check["error_pct"].abs().median()) if len(check) else float("nan")
+        print(f"\n== {backend}: {result.path} ({'reused' if result.reused else f'built in {time.monotonic() - start:.0f} s'})")
+        print("| shape | measured ms | predicted ms | error % |\n| --- | --- | --- | --- |")
+        for row in check.itertuples():
+            print(f"| {row.shape} | {row.measured_ns / 1e6:.3f} | {row.predicted_ns / 1e6:.3f} | {row.error_pct:+.1f} |")
+        print(f"median |error|: {mae:.1f}%")
+        summary.append((backend, mae))
+    print(f"\ntotal {time.monotonic() - t0:.0f} s; " + ", ".join(f"{b}: median |error| {m:.1f}%" for b, m in summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

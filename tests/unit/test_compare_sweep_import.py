@@ -1,0 +1,139 @@
+"""compare-runs sweep mode, the vLLM importer, and the CLI's mode registry and error exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import DictConfig
+
+from gpu_simulate_test.analysis.synthetic import SyntheticRun, sequential_run, write_run
+from gpu_simulate_test.cli.compare_runs import run_mode
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.meta import build_meta, read_meta, write_json
+from gpu_simulate_test.io.schemas import COMPARISON_STATS, COMPARISON_SWEEP, TRACE_INTERVALS, TRACE_LENGTHS
+from gpu_simulate_test.io.tables import read_table, write_table
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(qps: float) -> dict:
+    return {"model": {"name": "qwen3-tiny"}, "hardware": {"name": "cpu"}, "backend": {"name": "hf-generate"},
+            "workload": {"arrival": {"process": "poisson", "qps": qps}}}
+
+
+def test_sweep_tables_and_figures_over_load(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+    for i, (qps, factor) in enumerate(((1.0, 1.05), (2.0, 1.1), (4.0, 1.2))):
+        run = sequential_run(12, 6, seed=i)
+        write_run(tmp_path / "real_runs", f"real-{i}", "real_run", f"wl-{i}", run, with_iterations=False, config=_config(qps))
+        write_run(tmp_path / "vidur_runs", f"sim-{i}", "vidur_run", f"wl-{i}", run.scaled(factor), with_iterations=False)
+        run_mode(compose_app("compare_runs", [f"real_run=real-{i}", f"sim_run=sim-{i}", "compare.timeline_requests=2"]))
+    text = run_mode(compose_app("compare_runs", ["mode=sweep", "comparisons=[cmp-*]", "sweep_id=sw"]))
+    out = tmp_path / "comparisons" / "sw"
+    assert str(out / "summary.md") in text
+    sweep = read_table(out / "tables" / COMPARISON_SWEEP.filename, COMPARISON_SWEEP)
+    p50 = sweep[(sweep.metric == "e2e") & (sweep.statistic == "p50")].sort_values("load_qps")
+    assert p50["load_qps"].tolist() == [1.0, 2.0, 4.0] and set(sweep["load_source"]) == {"workload_config"}
+    assert np.allclose(p50["error_pct"], [5.0, 10.0, 20.0], atol=1e-3)
+    assert sorted(p.name for p in (out / "figs").iterdir()) == ["sweep_error.png", "sweep_latency.png"]
+    assert read_meta(out / "sweep_meta.json", "comparison_sweep")["inputs"]["comparisons"] == [
+        "cmp-real-0--sim-0", "cmp-real-1--sim-1", "cmp-real-2--sim-2"]
+    with pytest.raises(InputError, match="matches nothing"):
+        run_mode(compose_app("compare_runs", ["mode=sweep", "comparisons=[nope-*]"]))
+
+
+def test_unknown_mode_is_refused(compose_app: Callable[..., DictConfig]) -> None:
+    with pytest.raises(InputError, match="not one of"):
+        run_mode(compose_app("compare_runs", ["mode=plot"]))
+
+
+def _write_workload(root: Path, run: SyntheticRun) -> str:
+    d = root / "workloads" / "wl-v"
+    d.mkdir(parents=True)
+    rid = np.arange(len(run.counts))
+    write_table(pd.DataFrame({"request_id": rid, "num_prefill_tokens": run.num_prefill, "num_decode_tokens": run.num_decode}),
+                d / TRACE_LENGTHS.filename, TRACE_LENGTHS)
+    write_table(pd.DataFrame({"request_id": rid, "arrival_time_ns": run.arrival_ns,
+                              "inter_arrival_ns": np.diff(run.arrival_ns, prepend=0)}), d / TRACE_INTERVALS.filename, TRACE_INTERVALS)
+    write_json(d / "workload_meta.json", build_meta(kind="workload", id="wl-v", config={}, inputs={}))
+    return "wl-v"
+
+
+def _vllm_json(run: SyntheticRun, n: int) -> dict:
+    off = run.offsets
+    series = [run.times_ns[off[i]:off[i + 1]] for i in range(n)]
+    return {
+        "model_id": "Qwen/Qwen3-0.6B", "backend": "openai", "request_rate": 2.0,
+        "ttfts": [float((s[0] - run.arrival_ns[i]) / 1e9) for i, s in enumerate(series)],
+        "itls": [(np.diff(s) / 1e9).tolist() for s in series],
+        "input_lens": run.num_prefill[:n].tolist(),
+        "output_lens": run.counts[:n].tolist(),
+        "start_times": [1000.0 + a / 1e9 for a in run.arrival_ns[:n]],
+        "errors": [""] * n,
+    }
+
+
+def test_vllm_import_round_trips_and_compares(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+    run = sequential_run(10, 5, seed=3)
+    wl = _write_workload(tmp_path, run)
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(_vllm_json(run, 10)))
+    text = run_mode(compose_app("compare_runs", ["mode=import_vllm", f"vllm_json={path}", f"workload_id={wl}", "run_id=vllm-1"]))
+    assert "vllm-1" in text
+    meta = read_meta(tmp_path / "real_runs" / "vllm-1" / "run_meta.json", "real_run")
+    assert meta["status"] == "complete" and meta["config"]["model"]["name"] == "Qwen/Qwen3-0.6B"
+    write_run(tmp_path / "vidur_runs", "sim-v", "vidur_run", wl, run, with_iterations=False)
+    run_mode(compose_app("compare_runs", ["real_run=vllm-1", "sim_run=sim-v"]))
+    stats = read_table(tmp_path / "comparisons" / "cmp-vllm-1--sim-v" / "tables" / COMPARISON_STATS.filename, COMPARISON_STATS)
+    assert (stats["diff"].abs() <= 1.0).all()  # seconds -> ns round trip is exact to the ns
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda o: o["itls"].__setitem__(2, o["itls"][2][:-1]), "ITLs for 5 output tokens"),
+        (lambda o: o["input_lens"].__setitem__(1, 99999), "input_lens is 99999"),
+        (lambda o: o.pop("ttfts"), "missing key(s) ['ttfts']"),
+        (lambda o: o["output_lens"].pop(), "must be a list as long as 'ttfts'"),
+    ],
+)
+def test_vllm_import_rejects_bad_files(compose_app: Callable[..., DictConfig], tmp_path: Path,
+                                       edit: Callable[[dict], object], fragment: str) -> None:
+    run = sequential_run(4, 5, seed=4)
+    wl = _write_workload(tmp_path, run)
+    obj = _vllm_json(run, 4)
+    edit(obj)
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(obj))
+    with pytest.raises(InputError) as err:
+        run_mode(compose_app("compare_runs", ["mode=import_vllm", f"vllm_json={path}", f"workload_id={wl}"]))
+    assert fragment in str(err.value)
+    assert not (tmp_path / "real_runs").exists()
+
+
+def test_vllm_failed_requests_make_an_incomplete_run(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+    run = sequential_run(6, 3, seed=5)
+    wl = _write_workload(tmp_path, run)
+    obj = _vllm_json(run, 5)  # the sixth request is missing, the second failed
+    obj["errors"][1] = "timeout"
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(obj))
+    run_mode(compose_app("compare_runs", ["mode=import_vllm", f"vllm_json={path}", f"workload_id={wl}", "run_id=v"]))
+    meta = read_meta(tmp_path / "real_runs" / "v" / "run_meta.json")
+    assert meta["status"] == "incomplete" and meta["left_out"] == 2
+
+
+def test_cli_prints_one_error_line_and_exits_2(tmp_path: Path) -> None:
+    run = sequential_run(4, 3, seed=6)
+    write_run(tmp_path / "real_runs", "r", "real_run", "wl-a", run, with_iterations=False)
+    write_run(tmp_path / "vidur_runs", "s", "vidur_run", "wl-b", run, with_iterations=False)
+    proc = subprocess.run([str(REPO / ".venv/bin/compare-runs"), f"paths.root={tmp_path}", "real_run=r", "sim_run=s"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: real run 'r' replayed workload 'wl-a' but simulated run 's'")
+    assert not (tmp_path / "comparisons").exists()

@@ -1,0 +1,66 @@
+"""vidur-profile end to end on qwen3-tiny / CPU with a small grid, read back by Vidur's own predictor."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from gpu_simulate_test.errors import EnvironmentUnavailableError, GstError, InputError
+from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
+from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
+from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
+
+SMALL = [
+    "profile.max_tokens=64", "profile.max_kv_tokens=128", "profile.repeat_iters=3", "profile.warmup_iters=1",
+    "profile.iteration_samples=3", "profile.fit=[prefill:16,prefill:48,decode:1x32,decode:1x96]",
+    "profile.held_out=[prefill:32,decode:1x64,decode:4x64]",
+]
+
+
+def _cfg(compose_app, extra: list[str] = ()):
+    return OmegaConf.to_object(compose_app("vidur_profile", [*SMALL, *extra]))
+
+
+def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
+    cfg = _cfg(compose_app)
+    result = build_bundle(cfg, vidur_predict(cfg))
+    root = load_profiling_root(result.path)
+    assert not result.reused and root.bundle_id == bundle_id(cfg) == result.path.name
+    meta = read_meta(result.path / "profile_meta.json", kind="profile_bundle")
+    assert meta["backend_measured"] == "hf-generate" and meta["config"]["model"]["name"] == "qwen3-tiny"
+    assert list(result.check["shape"]) == ["prefill:32", "decode:1x64"]  # held-out order; 4x64 exceeds hf-generate's cap
+    assert any(s.startswith("decode:4x64 (held_out)") for s in meta["skipped_shapes"])
+    assert meta["held_out_check"]["num_shapes"] == 2 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
+    # Vidur's own predictor classes, through vidur_ext.predictor, give finite positive times.
+    pred = vidur_predict(cfg)(result.path, [BatchShape.parse(s) for s in ("prefill:40", "decode:1x100", "mixed:24+1x8")])
+    assert all(math.isfinite(p) and p > 0 for p in pred)
+    again = build_bundle(cfg, vidur_predict(cfg))
+    assert again.reused and again.path == result.path and again.check.equals(result.check)
+
+
+def test_gpu_hardware_without_gpu_leaves_nothing(compose_app, tmp_path: Path) -> None:
+    cfg = _cfg(compose_app, ["hardware=h100"])
+    with pytest.raises(EnvironmentUnavailableError, match="GPU"):
+        build_bundle(cfg, vidur_predict(cfg))
+    assert not (Path(cfg.paths.profiling)).exists() or not any(Path(cfg.paths.profiling).iterdir())
+
+
+def test_model_the_backend_cannot_build(compose_app) -> None:
+    cfg = _cfg(compose_app, ["model.architecture=mamba"])
+    with pytest.raises(InputError, match="architecture"):
+        build_bundle(cfg, vidur_predict(cfg))
+    assert not any(Path(cfg.paths.profiling).iterdir())
+
+
+def test_unwritable_root(compose_app, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    cfg = _cfg(compose_app, [f"paths.profiling={blocker}/profiling"])
+    with pytest.raises(GstError, match="paths.root"):
+        build_bundle(cfg, vidur_predict(cfg))
+    assert blocker.is_file()

@@ -1,0 +1,73 @@
+"""Batch-shape strings, the grid and its limits: the contract vidur-sim relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.profile import ProfileConfig
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.schemas import ATTENTION_PROFILE, HELD_OUT_CHECK, ITERATION_PROFILE, MLP_PROFILE, markdown_table
+from gpu_simulate_test.vidur_ext.profiler.grid import build_grid, ladder
+from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("text,kind,q,kv", [
+    ("prefill:512", "prefill", [512], [512]),
+    ("decode:3x100", "decode", [1, 1, 1], [101, 101, 101]),
+    ("mixed:64+2x10", "mixed", [64, 1, 1], [64, 11, 11]),
+])
+def test_shapes_round_trip_and_vidur_batch(text: str, kind: str, q: list[int], kv: list[int]) -> None:
+    shape = BatchShape.parse(text)
+    assert str(shape) == text and shape.kind == kind
+    assert shape.vidur_batch() == (q, kv)  # KV counted after the iteration, as Vidur's schedulers do
+
+
+@pytest.mark.parametrize("bad", ["prefill:0", "decode:0x8", "decode:8", "mixed:8+2x0", "foo:1"])
+def test_bad_shapes_fail_clearly(bad: str) -> None:
+    with pytest.raises(InputError, match="batch shape"):
+        BatchShape.parse(bad, "profile.held_out")
+
+
+def test_grid_covers_backend_and_reports_limits(compose_app) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_object(compose_app("vidur_profile", ["backend=hf-continuous"]))
+    grid = build_grid(cfg.model, cfg.backend, cfg.profile)
+    lim = grid.limits
+    assert lim.max_batch_size == cfg.backend.max_requests_per_batch and lim.block_size == cfg.backend.block_size
+    assert max(grid.token_points) == lim.max_tokens and max(b for b, _ in grid.decode_points) == lim.max_batch_size
+    assert all(c + k <= lim.max_kv_tokens for c, k in grid.prefill_points)
+    assert lim.violations(max_tokens_per_iteration=lim.max_tokens, max_batch_size=lim.max_batch_size) == []
+    msgs = lim.violations(max_request_tokens=lim.max_kv_tokens + 1, block_size=16)
+    assert len(msgs) == 2 and "max_kv_tokens" in msgs[0]
+    with pytest.raises(InputError, match="does not cover"):
+        lim.require(Path("x"), max_batch_size=lim.max_batch_size + 1)
+
+
+def test_grid_rejects_context_beyond_model(compose_app) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_object(compose_app("vidur_profile"))
+    with pytest.raises(InputError, match="max_position_embeddings"):
+        build_grid(cfg.model, BackendConfig(name="x", vidur_scheduler="vllm"), ProfileConfig(max_kv_tokens=10**6))
+
+
+def test_ladder() -> None:
+    assert ladder(10) == [1, 2, 3, 4, 6, 8, 10]
+    assert ladder(12, start=8) == [8, 12]
+
+
+def test_profile_follows_hardware(compose_app) -> None:
+    assert compose_app("vidur_profile").profile.max_kv_tokens == 512
+    assert compose_app("vidur_profile", ["hardware=h100"]).profile.max_kv_tokens == 8192
+
+
+def test_spec_documents_every_table() -> None:
+    spec = (REPO / "specs" / "profiling_root.md").read_text()
+    for schema in (MLP_PROFILE, ATTENTION_PROFILE, ITERATION_PROFILE, HELD_OUT_CHECK):
+        assert markdown_table(schema) in spec, schema.name

@@ -1,0 +1,111 @@
+"""vidur-sim end to end on hand-made constant profiles: schedules computed by hand, exact to the nanosecond."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from omegaconf import DictConfig
+
+from _vidur_profile_factory import constant_profile
+from _workload_factory import make_workload
+from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
+from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim
+
+# Per layer: each of the 9 mlp.csv ops 0.1 ms, prefill attention 2 ms, decode attention 0.5 ms; qwen3-tiny has
+# 2 layers and is GQA (4 q / 2 kv heads), so Vidur adds 10% to decode attention when 2+ requests decode together.
+OP, PREFILL, DECODE, LAYERS = 0.1, 2.0, 0.5, 2
+MS = 1_000_000
+P = round(LAYERS * (9 * OP + PREFILL) * MS)  # one prefill: 5.8 ms
+D1 = round(LAYERS * (9 * OP + DECODE) * MS)  # one decode: 2.8 ms
+MIX = round(LAYERS * (9 * OP + PREFILL + DECODE) * MS)  # one prefill chunk + one decode: 6.8 ms
+D2 = round(LAYERS * (9 * OP + DECODE * 1.1) * MS)  # two decodes: 2.9 ms
+FAST_GRID = ["vidur.random_forrest.num_estimators=[8]", "vidur.k_fold_cv_splits=2"]
+
+
+def _setup(compose_app: Callable[..., DictConfig], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048) -> DictConfig:
+    cfg = compose_app("vidur_sim", [f"backend={backend}", "workload_id=w", "profiling_root=b", *FAST_GRID, *extra])
+    make_workload(Path(cfg.paths.workloads), "w", requests)
+    limits = GridLimits(max_tokens=512, max_prefill_chunk=512, max_batch_size=32, max_kv_tokens=max_kv,
+                        block_size=int(cfg.backend.block_size))
+    constant_profile(Path(cfg.paths.profiling), "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
+                     limits=limits, op=OP, prefill=PREFILL, decode=DECODE)
+    return cfg
+
+
+def _token_times(run) -> dict[int, list[int]]:
+    return {int(r): g.sort_values("token_index")["token_time_ns"].tolist() for r, g in run.tokens.groupby("request_id")}
+
+
+def test_one_request_matches_hand_computation(compose_app, tmp_path: Path) -> None:
+    cfg = _setup(compose_app, tmp_path, "hf-generate", [(3 * MS, 100, 5)])
+    run = load_run(run_vidur_sim(cfg), "vidur_run")
+    assert _token_times(run)[0] == [3 * MS + P + k * D1 for k in range(5)]
+    req = run.requests.iloc[0]
+    assert req.ttft_ns == P and req.dispatch_time_ns == req.arrival_time_ns == 3 * MS
+    assert run.iterations["requests"].tolist() == ["r0:100"] + ["r0:1"] * 4
+    assert run.meta["inputs"] == {"workload_id": "w", "bundle_id": "b"}
+    assert run.meta["scheduler"]["name"] == "vllm" and run.meta["scheduler"]["batch_size_cap"] == 1
+    assert run.meta["vidur_version"] == "0.0.26"
+
+
+def test_two_overlapping_requests_under_sarathi(compose_app, tmp_path: Path) -> None:
+    # r1 arrives during r0's prefill; at r0's prefill end sarathi batches r0's decode with r1's whole prompt.
+    cfg = _setup(compose_app, tmp_path, "hf-continuous", [(0, 100, 3), (1 * MS, 50, 2)])
+    run = load_run(run_vidur_sim(cfg), "vidur_run")
+    assert _token_times(run) == {0: [P, P + MIX, P + MIX + D2], 1: [P + MIX, P + MIX + D2]}
+    it = run.iterations
+    assert it["requests"].tolist() == ["r0:100", "r0:1;r1:50", "r0:1;r1:1"]
+    assert it["start_time_ns"].tolist() == [0, P, P + MIX] and it["end_time_ns"].tolist() == [P, P + MIX, P + MIX + D2]
+    assert run.meta["scheduler"]["chunk_size"] == 512 and run.meta["scheduler"]["batch_size_cap"] == 32
+
+
+def test_counts_order_and_determinism_with_chunking_and_preemption(compose_app, tmp_path: Path) -> None:
+    # sarathi: chunks of 64 tokens, 16-token blocks and only 12 of them, so decodes run out of KV and restart.
+    reqs = [(i * MS // 2, 40 + 30 * (i % 3), 12 + i) for i in range(6)]
+    extra = ["backend.max_batch_tokens=64", "backend.num_blocks=12", "backend.watermark_blocks_fraction=0.0"]
+    cfg = _setup(compose_app, tmp_path, "sarathi", reqs, extra)
+    first = run_vidur_sim(cfg)
+    cfg.run_id = "again"
+    second = run_vidur_sim(cfg)
+    a, b = load_run(first, "vidur_run"), load_run(second, "vidur_run")
+    assert a.meta["settings"]["num_restarts"] > 0
+    assert a.requests["num_decode_tokens_actual"].tolist() == [d for _, _, d in reqs]
+    for times in _token_times(a).values():
+        assert all(x < y for x, y in zip(times, times[1:]))
+    assert (a.iterations["num_prefill_tokens"] + a.iterations["num_decode_tokens"]).max() <= 64 + 6
+    for name in ("request_metrics.csv", "token_metrics.csv", "iteration_metrics.csv"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+    settings = json.loads((first / "run_meta.json").read_text())["settings"]
+    assert settings["cache"] == {"block_size": 16, "num_blocks": 12, "watermark_blocks_fraction": 0.0}
+    assert not (Path.cwd() / "simulator_output").exists() or not any((Path.cwd() / "simulator_output").iterdir())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"profiling_root": "nope"}, "neither a directory nor a bundle id"),
+        ({"model": "qwen3-0.6b"}, "was measured for model='qwen3-tiny'"),
+        ({"requests": [(0, 100, 3000)]}, "tokens of one request (prompt + decode): 3100 exceeds the profiled maximum 2048"),
+        ({"requests": [(0, 40000, 2000)]}, "more than model qwen3-tiny's context of 40960"),
+        ({"partial": "attention.csv"}, "lacks ['attention.csv']"),
+    ],
+)
+def test_bad_inputs_fail_clearly_without_run_dir(compose_app, tmp_path: Path, change: dict, message: str) -> None:
+    from gpu_simulate_test.errors import GstError
+
+    cfg = _setup(compose_app, tmp_path, "hf-generate", change.get("requests", [(0, 100, 3)]))
+    if "partial" in change:
+        (Path(cfg.paths.profiling) / "b" / change["partial"]).unlink()
+    if "profiling_root" in change:
+        cfg.profiling_root = change["profiling_root"]
+    if "model" in change:
+        cfg = compose_app("vidur_sim", ["backend=hf-generate", "workload_id=w", "profiling_root=b", "model=qwen3-0.6b"])
+    with pytest.raises(GstError) as err:
+        run_vidur_sim(cfg)
+    assert message in str(err.value)
+    runs = Path(cfg.paths.vidur_runs)
+    assert not runs.exists() or not any(runs.iterdir())
