@@ -103,20 +103,29 @@ def _workload_cfg(cfg: DictConfig, qps: Optional[float]) -> DictConfig:
     return _sub(WorkloadSpecAppConfig, cfg, workload=wl)
 
 
+def _capacity_workload(cfg: DictConfig) -> dict[str, Any]:
+    wl = OmegaConf.to_container(cfg.workload, resolve=True)
+    wl["arrival"] = {"process": "all_at_once"}
+    wl["num_requests"] = int(cfg.capacity.num_requests)
+    wl["name"] = f"{wl['name']}-capacity"
+    return wl
+
+
+def _capacity_path(cfg: DictConfig) -> Path:
+    key = short_hash(canonical_json({
+        "workload": _capacity_workload(cfg), "seed": cfg.seed,
+        **{g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("model", "hardware", "backend")},
+    }))
+    return Path(_paths(cfg).root) / "capacity" / f"{key}.json"
+
+
 def probe_capacity(cfg: DictConfig, stages: StageFunctions) -> float:
     """Sustainable request rate of the backend on this workload's lengths: N requests at once, N / makespan.
 
     Cached per (model, hardware, backend, lengths, seed) under ``<root>/capacity/``.
     """
-    wl = OmegaConf.to_container(cfg.workload, resolve=True)
-    wl["arrival"] = {"process": "all_at_once"}
-    wl["num_requests"] = int(cfg.capacity.num_requests)
-    wl["name"] = f"{wl['name']}-capacity"
-    key = short_hash(canonical_json({
-        "workload": wl, "seed": cfg.seed,
-        **{g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("model", "hardware", "backend")},
-    }))
-    cache = Path(_paths(cfg).root) / "capacity" / f"{key}.json"
+    wl = _capacity_workload(cfg)
+    cache = _capacity_path(cfg)
     if cache.is_file():
         return float(json.loads(cache.read_text())["capacity_rps"])
     wdir = stages.workload(_sub(WorkloadSpecAppConfig, cfg, workload=wl))
@@ -206,6 +215,7 @@ def _archive(cfg: DictConfig, rec: PointRecord) -> PointRecord:
     root = Path(p.root)
     members = [
         _record_path(cfg, rec.point_key),
+        *([_capacity_path(cfg)] if cfg.load.capacity_fraction is not None else []),
         Path(p.workloads) / rec.workload_id,
         *([Path(p.real_runs) / rec.real_run] if rec.real_run else []),
         *([Path(p.profiling) / rec.bundle_id] if rec.bundle_id else []),

@@ -28,7 +28,11 @@ def _run(compose_app: Callable[..., Any], tmp_path: Path, overrides: list[str]) 
     return run_real_bench(compose_app("real_bench", ["workload_id=w1", "backend.warmup_requests=1", *overrides]))
 
 
-@pytest.mark.parametrize("overrides", [["backend=hf-generate"], ["backend=hf-continuous", *CB]], ids=["hf-generate", "hf-continuous"])
+@pytest.mark.parametrize(
+    "overrides",
+    [["backend=hf-generate"], ["backend=hf-generate", "backend.cache_implementation=static"], ["backend=hf-continuous", *CB]],
+    ids=["hf-generate", "hf-generate-static", "hf-continuous"],  # static: one cache, reset between requests
+)
 def test_backend_records_exact_consistent_times(compose_app: Callable[..., Any], tmp_path: Path, overrides: list[str]) -> None:
     run = load_run(_run(compose_app, tmp_path, overrides), "real_run")  # validates every file and their agreement
     req = run.requests.set_index("request_id")

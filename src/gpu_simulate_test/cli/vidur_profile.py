@@ -26,3 +26,7 @@ def profile(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="vidur_profile")
 def main(cfg: DictConfig) -> None:
     run_app(profile, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -110,8 +110,9 @@ class ContinuousTimer(IterationTimer):
             t0 = time.perf_counter_ns()
             keep = original(bp, bootstrapping)
             if getattr(self.manager, "current_batch", 0) != before:
-                io = bp.inputs_and_outputs
-                self.records.append((int(io.num_q_tokens), int(io.num_request_in_batch), time.perf_counter_ns() - t0))
+                # num_q_tokens is padded to a graph bucket under CUDA graphs: count the requests' real query tokens.
+                reqs = bp.inputs_and_outputs.requests_in_batch
+                self.records.append((sum(int(r.query_length) for r in reqs), len(reqs), time.perf_counter_ns() - t0))
             return keep
 
         self.manager._generation_loop_body = body

@@ -1,0 +1,44 @@
+"""The demo's pipeline end to end on a smaller workload: every stage, both HF backends, then reuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from omegaconf import DictConfig
+
+from gpu_simulate_test.analysis.report import headline_text
+from gpu_simulate_test.experiment import run_experiment
+from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.runs import load_run
+
+SMALL = ["workload=demo", "workload.num_requests=6", "workload.lengths.prefill.max=64", "workload.lengths.decode.max=12"]
+
+
+@pytest.mark.parametrize("backend", ["hf-generate", "hf-continuous"])
+def test_demo_pipeline_small(backend: str, compose_app: Callable[..., DictConfig]) -> None:
+    cfg = compose_app("experiment", [f"backend={backend}", *SMALL])
+    rec = run_experiment(cfg)
+    paths = cfg.paths
+    real = load_run(Path(paths.real_runs) / rec.real_run, "real_run")
+    sim = load_run(Path(paths.vidur_runs) / rec.sim_run, "vidur_run")
+    assert real.workload_id == sim.workload_id == rec.workload_id
+    assert len(real.requests) == len(sim.requests) == 6
+    assert (real.requests["num_decode_tokens_actual"] == real.requests["num_decode_tokens"]).all()
+    assert sim.tokens.groupby("request_id").size().tolist() == sim.requests["num_decode_tokens"].tolist()
+    comparison = Path(paths.comparisons) / rec.comparison_id
+    assert read_meta(comparison / "comparison_meta.json", "comparison")["status"] == "complete"
+    for fig in ("cdf.png", "scatter.png", "timeline.png", "step_time.png"):
+        assert (comparison / "figs" / fig).stat().st_size > 10_000
+    table = headline_text(comparison)
+    assert "TTFT" in table and "TPOT" in table and "E2E" in table
+
+    # Again: nothing measured or simulated twice, the same comparison comes back.
+    before = {p.name for p in Path(paths.real_runs).iterdir()}
+    again = run_experiment(cfg)
+    assert again == rec
+    assert {p.name for p in Path(paths.real_runs).iterdir()} == before
+    record = json.loads((Path(paths.root) / "experiments" / f"{rec.point_key}.json").read_text())
+    assert record["comparison_id"] == rec.comparison_id
