@@ -12,7 +12,7 @@ from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
 def main(cfg: DictConfig) -> None:
     from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim  # Vidur takes seconds to import
 
-    run_app(run_vidur_sim, cfg)
+    print(run_app(run_vidur_sim, cfg))
 
 
 if __name__ == "__main__":

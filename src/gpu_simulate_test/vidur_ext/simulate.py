@@ -52,6 +52,8 @@ TRACE_DATE = "1970-01-01"  # Vidur's trace reader keeps only rows whose Date equ
 VIDUR_DIR = "vidur"
 TRACE_FILE = "trace.csv"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SimInputs:
@@ -269,5 +271,5 @@ def run_vidur_sim(cfg: DictConfig) -> Path:
             settings=result.settings,
         )
         write_run_meta(tmp, meta)
-    print(f"vidur-sim: {len(result.requests)} requests, {len(result.iterations)} iterations -> {final}")
+    log.info("vidur-sim: %d requests, %d iterations -> %s", len(result.requests), len(result.iterations), final)
     return final

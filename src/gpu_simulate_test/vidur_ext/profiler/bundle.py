@@ -105,7 +105,7 @@ def _measure_iterations(model: Any, cfg: VidurProfileAppConfig, progress: Progre
     finally:
         timer.close()
     for s in skipped:
-        log.warning("skipped batch shape %s", s)
+        log.info("skipped batch shape %s (listed in profile_meta.json)", s)
     return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped
 
 
