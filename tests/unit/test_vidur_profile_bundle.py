@@ -10,6 +10,8 @@ from omegaconf import OmegaConf
 
 from gpu_simulate_test.errors import EnvironmentUnavailableError, GstError, InputError
 from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.schemas import ATTENTION_RAW_PROFILE, MLP_PROFILE, MLP_RAW_PROFILE
+from gpu_simulate_test.io.tables import read_table
 from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
@@ -36,6 +38,18 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert list(result.check["shape"]) == ["prefill:32", "decode:1x64"]  # held-out order; 4x64 exceeds hf-generate's cap
     assert any(s.startswith("decode:4x64 (held_out)") for s in meta["skipped_shapes"])
     assert meta["held_out_check"]["num_shapes"] == 2 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
+    assert meta["fit_check"]["num_shapes"] == 4 and math.isfinite(meta["fit_check"]["median_abs_error_pct"])
+    assert min(meta["overhead_fit"].values()) >= 0  # negative corrections go into the scale, never into clipped rows
+    # The raw rows are kept, so the bundle can be re-folded offline: scaled + folded they give mlp.csv again.
+    raw_mlp = read_table(result.path / "mlp_raw.csv", MLP_RAW_PROFILE)
+    read_table(result.path / "attention_raw.csv", ATTENTION_RAW_PROFILE)
+    folded = read_table(result.path / "mlp.csv", MLP_PROFILE)
+    o = meta["overhead_fit"]
+    n = raw_mlp["num_tokens"]
+    expect = o["scale"] * raw_mlp["time_stats.mlp_up_proj.median"]
+    assert (abs(folded["time_stats.mlp_up_proj.median"] - expect.clip(lower=1e-6)) < 1e-9).all()
+    expect_add = (o["scale"] * raw_mlp["time_stats.add.median"]).clip(lower=1e-6) + (o["c_iter_ms"] + o["c_token_ms"] * n) / meta["config"]["model"]["num_layers"]
+    assert (abs(folded["time_stats.add.median"] - expect_add) < 1e-6).all()
     # Vidur's own predictor classes, through vidur_ext.predictor, give finite positive times.
     pred = vidur_predict(cfg)(result.path, [BatchShape.parse(s) for s in ("prefill:40", "decode:1x100", "mixed:24+1x8")])
     assert all(math.isfinite(p) and p > 0 for p in pred)

@@ -9,7 +9,15 @@ import pytest
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.profile import ProfileConfig
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.schemas import ATTENTION_PROFILE, HELD_OUT_CHECK, ITERATION_PROFILE, MLP_PROFILE, markdown_table
+from gpu_simulate_test.io.schemas import (
+    ATTENTION_PROFILE,
+    ATTENTION_RAW_PROFILE,
+    HELD_OUT_CHECK,
+    ITERATION_PROFILE,
+    MLP_PROFILE,
+    MLP_RAW_PROFILE,
+    markdown_table,
+)
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid, ladder
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 
@@ -69,5 +77,5 @@ def test_profile_follows_hardware(compose_app) -> None:
 
 def test_spec_documents_every_table() -> None:
     spec = (REPO / "specs" / "profiling_root.md").read_text()
-    for schema in (MLP_PROFILE, ATTENTION_PROFILE, ITERATION_PROFILE, HELD_OUT_CHECK):
+    for schema in (MLP_PROFILE, ATTENTION_PROFILE, ITERATION_PROFILE, HELD_OUT_CHECK, MLP_RAW_PROFILE, ATTENTION_RAW_PROFILE):
         assert markdown_table(schema) in spec, schema.name

@@ -23,6 +23,7 @@ class BackendConfig:
     num_blocks: Optional[int] = None  # KV-cache blocks; null: derived from memory
     block_size: int = 256
     watermark_blocks_fraction: float = 0.01
+    gpu_memory_utilization: float = 0.8  # sarathi: memory share it profiles its KV block count from (num_blocks must be null)
     cache_implementation: str = "dynamic"  # hf-generate: dynamic | static
     # hf-generate static cache: its length is the workload's longest context rounded up to this, so every
     # request reuses one cache shape (one compiled decode graph) instead of recompiling per request.

@@ -481,3 +481,31 @@ COMPARISON_SWEEP = register_table(TableSchema(
     ),
     key=("comparison_id", "metric", "statistic"),
 ))
+
+
+# --- vidur-profile: raw operator rows ---
+# The operator rows as measured, before the fold (same columns as mlp.csv / attention.csv), so that a bundle
+# can be re-folded offline from its own files.
+MLP_RAW_PROFILE = register_table(TableSchema(
+    name="mlp_raw_profile",
+    filename="mlp_raw.csv",
+    spec_file="profiling_root.md",
+    description="mlp.csv before the fold: per-layer operator times exactly as measured (nothing scaled or folded in).",
+    columns=tuple(
+        Column(c.name, c.dtype, c.unit, c.description.replace(" (non-layer costs folded in)", ""), c.nullable, c.min)
+        for c in MLP_PROFILE.columns
+    ),
+    key=MLP_PROFILE.key,
+))
+
+ATTENTION_RAW_PROFILE = register_table(TableSchema(
+    name="attention_raw_profile",
+    filename="attention_raw.csv",
+    spec_file="profiling_root.md",
+    description="attention.csv before the fold: per-layer attention times exactly as measured (nothing scaled or folded in).",
+    columns=tuple(
+        Column(c.name, c.dtype, c.unit, c.description.replace(", per-request costs folded in", ", as measured"), c.nullable, c.min)
+        for c in ATTENTION_PROFILE.columns
+    ),
+    key=ATTENTION_PROFILE.key,
+))

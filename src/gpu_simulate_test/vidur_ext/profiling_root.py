@@ -25,6 +25,8 @@ ATTENTION_FILE = "attention.csv"
 DATASET_CONFIG_FILE = "config.json"  # what Vidur's HF compute datasets carry: model and device_sku
 ITERATIONS_FILE = "iterations.csv"
 HELD_OUT_FILE = "held_out_check.csv"
+MLP_RAW_FILE = "mlp_raw.csv"  # the operator rows before the fold (optional: bundles before 2026-11-24 lack them)
+ATTENTION_RAW_FILE = "attention_raw.csv"
 REQUIRED_FILES = (META_FILE, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
 TENSOR_PARALLEL_SIZE = 1  # the bundles hold TP=1 rows only (no all_reduce/send_recv files)
 

@@ -7,7 +7,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,14 @@ from gpu_simulate_test.errors import GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash
 from gpu_simulate_test.io.meta import build_meta, write_json
 from gpu_simulate_test.io.rundir import atomic_dir
-from gpu_simulate_test.io.schemas import ATTENTION_PROFILE, HELD_OUT_CHECK, ITERATION_PROFILE, MLP_PROFILE
+from gpu_simulate_test.io.schemas import (
+    ATTENTION_PROFILE,
+    ATTENTION_RAW_PROFILE,
+    HELD_OUT_CHECK,
+    ITERATION_PROFILE,
+    MLP_PROFILE,
+    MLP_RAW_PROFILE,
+)
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
@@ -110,11 +117,16 @@ def _measure_iterations(model: Any, cfg: VidurProfileAppConfig, progress: Progre
 
 
 def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFrame, att: pd.DataFrame,
-                iters: pd.DataFrame, check: pd.DataFrame, grid: Grid, extra: dict[str, Any]) -> None:
+                iters: pd.DataFrame, check: pd.DataFrame, grid: Grid, extra: dict[str, Any],
+                raw: Optional[tuple[pd.DataFrame, pd.DataFrame]] = None) -> None:
+    """A root whose ``mlp.csv``/``attention.csv`` are ``mlp``/``att``; ``raw`` (the unfolded rows) is kept beside them."""
     from gpu_simulate_test.vidur_ext.registration import vidur_model_name
 
     write_table(mlp, path / pr.MLP_FILE, MLP_PROFILE)
     write_table(att, path / pr.ATTENTION_FILE, ATTENTION_PROFILE)
+    if raw is not None:
+        write_table(raw[0], path / pr.MLP_RAW_FILE, MLP_RAW_PROFILE)
+        write_table(raw[1], path / pr.ATTENTION_RAW_FILE, ATTENTION_RAW_PROFILE)
     write_table(iters, path / pr.ITERATIONS_FILE, ITERATION_PROFILE)
     write_table(check, path / pr.HELD_OUT_FILE, HELD_OUT_CHECK)
     write_json(path / pr.DATASET_CONFIG_FILE, {"model": vidur_model_name(cfg.model), "device_sku": cfg.hardware.vidur_device})
@@ -164,8 +176,11 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         held, held_ms = _shapes(iters, "held_out")
         extra = {"timing_method": method.describe(), "weights_source": loaded.weights_source,
                  "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name}
-        _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra)
-        pred = predict(out, held) if held else []
+        _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra, raw=(mlp, att))
+        both = predict(out, held + fit_shapes)  # fit_overhead refused an empty fit list
+        pred, fit_pred = both[:len(held)], both[len(held):]
+        fit_err = [100.0 * abs(p - m) / m for p, m in zip(fit_pred, fit_ms)]
+        extra["fit_check"] = {"num_shapes": len(fit_err), "median_abs_error_pct": float(np.median(fit_err)) if fit_err else None}
         check = pd.DataFrame({
             "shape": [str(s) for s in held], "measured_ns": [int(round(m * 1e6)) for m in held_ms],
             "predicted_ns": [int(round(p * 1e6)) for p in pred],
@@ -174,6 +189,6 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         summary = {"num_shapes": len(check), "median_abs_error_pct": float(np.median(np.abs(check["error_pct"]))) if len(check) else None,
                    "table": check.to_dict(orient="records")}
         extra.update(held_out_check=summary, build_wall_s=round(time.monotonic() - t_start, 1))
-        _write_root(out, cfg, bid, mlp_f, att_f, iters, check, grid, extra)
+        _write_root(out, cfg, bid, mlp_f, att_f, iters, check, grid, extra, raw=(mlp, att))
     return BundleResult(final, False, check)
 

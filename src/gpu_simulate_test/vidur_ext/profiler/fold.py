@@ -1,12 +1,20 @@
-"""Fold what Vidur's per-layer operators miss into the operator rows, so that its own total includes it.
+"""Fold what Vidur's per-layer operators miss (or overcount) into the operator rows, so that its own total
+matches the engine's measured iterations.
 
 Vidur 0.0.26 sums ``num_layers x (per-layer ops)`` and nothing else: no embedding, final norm, LM head,
-sampling or engine host work, and no cpu_overhead model. The gap between the measured whole iteration
-and Vidur's prediction from the raw operator rows is fitted on the ``fit`` shapes as
+sampling or engine host work, and no cpu_overhead model. Operators timed one by one can also cost *more*
+than the engine's real iteration (a CUDA-graph replay of the same kernels is far cheaper than launching them
+eagerly). So the measured whole iteration of every ``fit`` shape is fitted as
 
-    residual_ms = c_iter + c_token * num_tokens + c_decode * decode_requests + c_prefill * prefill_requests
+    measured_ms = scale * vidur_raw_ms + c_iter + c_token * num_tokens_8 + c_decode * decode_requests
+                  + c_prefill * prefill_requests
 
-and divided by the layer count into rows Vidur already reads (``specs/profiling_root.md`` gives the rules).
+(``num_tokens_8``: rounded up to a multiple of 8, as Vidur looks the rows up) with every coefficient >= 0:
+a negative correction is carried by ``scale < 1``, never by a negative term, so no folded row has to be
+clipped and Vidur predicts exactly the fitted model. The loss is the sum of absolute *relative* errors (the
+acceptance metric is a median relative error, and one odd fit iteration, such as a step that captured a
+CUDA graph, must not drag the fit). Every operator row is multiplied by ``scale`` and the terms are divided
+by the layer count into rows Vidur already reads (``specs/profiling_root.md``).
 """
 
 from __future__ import annotations
@@ -22,11 +30,16 @@ from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 
 # Vidur multiplies batched decode attention by (1 + this) for GQA models; folded per-request costs are pre-divided.
 DECODE_BATCHING_OVERHEAD = 0.1
+VIDUR_TOKEN_ROUNDING = 8  # Vidur rounds an iteration's num_tokens up to a multiple of this for the mlp.csv lookups
 _FLOOR_MS = 1e-6  # rows stay positive: Vidur's random forest and our schema both expect times > 0
+# Tie-break between equally good fits (e.g. c_iter vs c_decode + c_prefill when every fit shape has one request):
+# prefer the smallest coefficients; small enough never to trade off fit error.
+_TIE_BREAK = 1e-6
 
 
 @dataclass(frozen=True)
 class Overhead:
+    scale: float
     c_iter_ms: float
     c_token_ms: float
     c_decode_ms: float
@@ -35,19 +48,45 @@ class Overhead:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    @property
+    def terms(self) -> np.ndarray:
+        return np.array([self.c_iter_ms, self.c_token_ms, self.c_decode_ms, self.c_prefill_ms])
+
 
 def _features(shape: BatchShape) -> list[float]:
-    return [1.0, float(shape.num_tokens), float(shape.decode_batch), 1.0 if shape.prefill_tokens else 0.0]
+    """The terms' multipliers as Vidur will apply them: it looks num_tokens rows up rounded up to a multiple of 8."""
+    tokens = -(-shape.num_tokens // VIDUR_TOKEN_ROUNDING) * VIDUR_TOKEN_ROUNDING
+    return [1.0, float(tokens), float(shape.decode_batch), 1.0 if shape.prefill_tokens else 0.0]
 
 
 def fit_overhead(shapes: list[BatchShape], measured_ms: list[float], predicted_ms: list[float]) -> Overhead:
-    """Least squares (minimum norm where the fit shapes cannot tell the terms apart)."""
+    """Least absolute relative error, all coefficients >= 0 (a linear program)."""
+    from scipy.optimize import linprog
+
     if not shapes:
         raise InputError("profile.fit lists no shape this backend can run; add prefill and decode shapes to the profile config")
-    x = np.array([_features(s) for s in shapes])
-    y = np.array(measured_ms) - np.array(predicted_ms)
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    return Overhead(*(float(c) for c in coef))
+    y = np.asarray(measured_ms, dtype=float)
+    raw = np.asarray(predicted_ms, dtype=float)
+    if len(y) != len(shapes) or len(raw) != len(shapes):
+        raise ValueError(f"{len(shapes)} fit shapes but {len(y)} measured and {len(raw)} predicted times")
+    if not (np.all(np.isfinite(y)) and np.all(y > 0) and np.all(np.isfinite(raw)) and np.all(raw >= 0)):
+        raise InputError(f"fit iterations need positive measured times and finite Vidur predictions; got {y.tolist()} / {raw.tolist()}")
+    a = np.column_stack([raw, [_features(s) for s in shapes]]) / y[:, None]  # relative residual = a @ theta - 1
+    n, k = len(y), a.shape[1]
+    # variables: theta (k) then e (n) with e >= |a @ theta - 1|; minimise sum(e) (+ a negligible sum(theta)).
+    cost = np.concatenate([np.full(k, _TIE_BREAK), np.ones(n)])
+    a_ub = np.block([[a, -np.eye(n)], [-a, -np.eye(n)]])
+    b_ub = np.concatenate([np.ones(n), -np.ones(n)])
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=[(0, None)] * (k + n), method="highs")
+    if res.status != 0:
+        raise InputError(f"the fold of the fit shapes {[str(s) for s in shapes]} has no solution: {res.message}")
+    return Overhead(*(float(c) for c in res.x[:k]))
+
+
+def _scale(df: pd.DataFrame, factor: float) -> None:
+    for col in (c for c in df.columns if c.startswith("time_stats.")):
+        values = df[col].to_numpy(dtype=float) * factor
+        df[col] = values if col.endswith(".std") else np.where(np.isnan(values), values, np.maximum(values, _FLOOR_MS))
 
 
 def _add(df: pd.DataFrame, op: str, rows: pd.Series, extra: np.ndarray) -> None:
@@ -55,13 +94,18 @@ def _add(df: pd.DataFrame, op: str, rows: pd.Series, extra: np.ndarray) -> None:
         if s == "std":
             continue
         col = f"time_stats.{op}.{s}"
-        df.loc[rows, col] = np.maximum(df.loc[rows, col].to_numpy() + extra, _FLOOR_MS)
+        df.loc[rows, col] = df.loc[rows, col].to_numpy() + extra
 
 
 def fold(mlp: pd.DataFrame, attention: pd.DataFrame, overhead: Overhead, num_layers: int, gqa: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-iteration and per-token terms into ``add`` (num_tokens rows), per decode request into
-    ``attn_decode`` (batch rows), per prefill request into every ``attn_prefill`` row; all divided by layers."""
+    """Every operator row times ``scale``; then per-iteration and per-token terms into ``add`` (num_tokens rows),
+    per decode request into ``attn_decode`` (batch rows), per prefill request into every ``attn_prefill`` row;
+    all divided by layers."""
+    if min(overhead.scale, *overhead.terms) < 0:
+        raise ValueError(f"fold coefficients must be >= 0 (negative terms would be clipped): {overhead}")
     mlp, attention = mlp.copy(), attention.copy()
+    _scale(mlp, overhead.scale)
+    _scale(attention, overhead.scale)
     every = pd.Series(True, index=mlp.index)
     _add(mlp, "add", every, (overhead.c_iter_ms + overhead.c_token_ms * mlp["num_tokens"].to_numpy()) / num_layers)
     dec = ~attention["is_prefill"]
