@@ -26,3 +26,17 @@ def test_replay_dispatches_in_order_and_reports_lateness() -> None:
     # The median is robust on a shared CI core; the p99 < 1 ms target is benchmarks/bench_replay.py's to check.
     assert stats["p50_ns"] < 1_000_000
     assert lateness_stats([])["p99_ns"] is None
+
+
+def test_on_idle_runs_only_ahead_of_long_waits() -> None:
+    """Progress redraws happen only where they cannot delay a dispatch."""
+    from gpu_simulate_test.real_bench.replay import IDLE_MIN_NS
+    from gpu_simulate_test.workloads.load import WorkloadRequest
+
+    # Gaps: 0 (first, at once), 1 ms, then 2 x IDLE_MIN_NS, then 1 ms.
+    times = [0, 1_000_000, 1_000_000 + 2 * IDLE_MIN_NS, 2_000_000 + 2 * IDLE_MIN_NS]
+    reqs = [WorkloadRequest(i, t, 4, 2) for i, t in enumerate(times)]
+    clock = RunClock()
+    events: list[str] = []
+    replay(reqs, lambda r: (events.append(f"d{r.request_id}"), clock.now())[1], clock, on_idle=lambda: events.append("idle"))
+    assert events == ["d0", "d1", "idle", "d2", "d3"]

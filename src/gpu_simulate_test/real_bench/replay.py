@@ -64,18 +64,26 @@ def switch_interval(seconds: float = SWITCH_INTERVAL_S) -> Iterator[None]:
         sys.setswitchinterval(old)
 
 
+IDLE_MIN_NS = 20_000_000  # on_idle runs only when the next arrival is at least this far away
+
+
 def replay(
     requests: Iterable[WorkloadRequest],
     submit: Callable[[WorkloadRequest], int],
     clock: RunClock,
     *,
     on_dispatch: Optional[Callable[[WorkloadRequest, int], None]] = None,
+    on_idle: Optional[Callable[[], None]] = None,
 ) -> None:
     """Open loop: at each request's ``arrival_time_ns`` call ``submit`` (which returns the dispatch time).
 
-    Earlier requests are never waited for; ``on_dispatch`` sees each (request, dispatch_ns).
+    Earlier requests are never waited for; ``on_dispatch`` sees each (request, dispatch_ns). ``on_idle``
+    (e.g. redrawing a progress bar) runs only ahead of a wait of at least :data:`IDLE_MIN_NS`, so it
+    never delays a dispatch.
     """
     for req in requests:
+        if on_idle is not None and req.arrival_time_ns - clock.now() >= IDLE_MIN_NS:
+            on_idle()
         wait_until(clock, req.arrival_time_ns)
         dispatched = submit(req)
         if on_dispatch is not None:

@@ -24,6 +24,7 @@ from gpu_simulate_test.io.rundir import atomic_dir
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.real_bench.backends import get_backend
 from gpu_simulate_test.real_bench.backends.base import Backend
+from gpu_simulate_test.real_bench.progress import RunProgress
 from gpu_simulate_test.real_bench.recorder import Recorder
 from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, RunClock, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
@@ -85,14 +86,17 @@ def run_real_bench(cfg: DictConfig) -> Path:
     with switch_interval():
         recorder = Recorder(workload.requests, RunClock())  # the run starts now
         try:
-            backend.start(recorder)
-            replay(
-                workload.requests,
-                lambda r: backend.submit(r, prompts[r.request_id]),
-                recorder.clock,
-                on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
-            )
-            backend.wait_all()
+            with RunProgress(len(workload.requests), lambda: recorder.num_finished) as progress:
+                backend.start(recorder)
+                replay(
+                    workload.requests,
+                    lambda r: backend.submit(r, prompts[r.request_id]),
+                    recorder.clock,
+                    on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
+                    on_idle=progress.redraw,
+                )
+                with progress.draining():
+                    backend.wait_all()
         except BaseException as exc:  # noqa: BLE001 - Ctrl-C and crashes keep what was measured
             failure = exc
             backend.stop()
