@@ -6,12 +6,14 @@
 #       bash tests/manual/h100_experiment.sh gpu "$OUT" [fractions]
 #   It writes one <point_key>.tar.gz per measured point and profiling.tgz (the bundle) into the given folder.
 #
-#   Local half, anywhere (no GPU): unpack those archives into tmp/ and simulate + compare every point:
-#       bash tests/manual/h100_experiment.sh local <folder with the archives> [fractions]
+#   Local half, anywhere (no GPU): unpack those archives into tmp/ (or $GST_ROOT), simulate and compare every
+#   point found in them, and write the sweep report:
+#       bash tests/manual/h100_experiment.sh local <folder with the archives>
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:?gpu or local}; dir=${2:?folder for the archives}; fractions=${3:-0.8,0.5,0.3,0.2}
-POINT=(model=qwen3-0.6b hardware=h100 workload=lognormal_long_tail backend=hf-continuous backend.use_cuda_graph=true)
+SETUP=(model=qwen3-0.6b hardware=h100 backend=hf-continuous backend.use_cuda_graph=true)
+POINT=("${SETUP[@]}" workload=lognormal_long_tail)
 
 case "$mode" in
   gpu)
@@ -25,9 +27,21 @@ case "$mode" in
     tar czf "$dir/profiling.tgz" -C "$root" profiling
     ;;
   local)
-    mkdir -p tmp
-    for a in "$dir"/*.tar.gz "$dir"/*.tgz; do [ -e "$a" ] && tar xzf "$a" -C tmp; done
-    uv run --frozen experiment -m "${POINT[@]}" "load.capacity_fraction=$fractions"
+    # Driven by the point records that came back, not by recomputed ids: the ids hash the whole resolved config,
+    # so a later version of the tool (a new config field) would not find these runs again by hashing.
+    root=${GST_ROOT:-tmp}
+    mkdir -p "$root"
+    for a in "$dir"/*.tar.gz "$dir"/*.tgz; do [ -e "$a" ] && tar xzf "$a" -C "$root"; done
+    bundle=$(ls -d "$root"/profiling/qwen3-0.6b-h100-hf-continuous-* | head -1)
+    comparisons=()
+    for rec in "$root"/experiments/*.json; do
+      read -r wid real < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["workload_id"], r["real_run"])' "$rec")
+      sim=$(uv run --frozen vidur-sim "${SETUP[@]}" "workload_id=$wid" "profiling_root=$bundle" "paths.root=$root" | tail -1)
+      cmp=$(uv run --frozen compare-runs "real_run=$real" "sim_run=$(basename "$sim")" "paths.root=$root" | sed -n 's/^summary: //p')
+      echo "$wid: $(dirname "$cmp")"
+      comparisons+=("$(basename "$(dirname "$cmp")")")
+    done
+    uv run --frozen compare-runs mode=sweep "comparisons=[$(IFS=,; echo "${comparisons[*]}")]" "paths.root=$root"
     ;;
   *) echo "usage: $0 gpu|local <folder> [fractions]" >&2; exit 2 ;;
 esac
