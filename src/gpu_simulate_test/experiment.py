@@ -25,9 +25,9 @@ from gpu_simulate_test.config.apps import (
     VidurSimAppConfig,
     WorkloadSpecAppConfig,
 )
-from gpu_simulate_test.config.experiment import STAGES
+from gpu_simulate_test.config.experiment import STAGES, ExperimentAppConfig
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import read_meta
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def point_key(cfg: DictConfig, workload_id: str) -> str:
         "seed": cfg.seed,
         **{g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("model", "hardware", "backend", "vidur", "profile")},
     }
-    return short_hash(canonical_json(parts))
+    return short_hash(canonical_json(without_defaults(parts, ExperimentAppConfig)))
 
 
 def _complete(path: Path, meta_name: str) -> bool:
@@ -112,10 +112,10 @@ def _capacity_workload(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _capacity_path(cfg: DictConfig) -> Path:
-    key = short_hash(canonical_json({
+    key = short_hash(canonical_json(without_defaults({
         "workload": _capacity_workload(cfg), "seed": cfg.seed,
         **{g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("model", "hardware", "backend")},
-    }))
+    }, ExperimentAppConfig)))
     return Path(_paths(cfg).root) / "capacity" / f"{key}.json"
 
 

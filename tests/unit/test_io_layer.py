@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from gpu_simulate_test.errors import ArtifactError, OutputExistsError
-from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.rundir import atomic_dir
 from gpu_simulate_test.io.runs import RequestRecord, check_consistency, tables_from_records
 from gpu_simulate_test.io.schemas import REQUEST_METRICS, TRACE_INTERVALS
@@ -83,3 +84,32 @@ def test_writer_refuses_invalid_frame(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="row 1"):
         write_table(df, tmp_path / "x.csv", TRACE_INTERVALS)
     assert not (tmp_path / "x.csv").exists()
+
+
+
+@dataclass
+class _Inner:
+    a: int = 1
+    b: str = "x"
+
+
+@dataclass
+class _Old:
+    name: str = "???"
+    inner: _Inner = field(default_factory=_Inner)
+    rate: float = 2.0
+
+
+@dataclass
+class _New(_Old):
+    added: bool = False
+
+
+def test_ids_ignore_fields_left_at_their_defaults() -> None:
+    """A new config field with a default must not move existing ids; a changed value must."""
+    old = asdict(_Old(name="m"))
+    new = asdict(_New(name="m"))
+    assert without_defaults(old, _Old) == without_defaults(new, _New) == {"name": "m"}
+    assert without_defaults(asdict(_New(name="m", added=True)), _New) == {"name": "m", "added": True}
+    assert without_defaults(asdict(_Old(name="m", inner=_Inner(a=2))), _Old) == {"name": "m", "inner": {"a": 2}}
+    assert without_defaults({"name": "m", "extra": 3}, _Old) == {"name": "m", "extra": 3}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import secrets
+import typing
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,6 +18,39 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def canonical_json(obj: Any) -> bytes:
     """One byte string per value, whatever the machine or dict order: sorted keys, no spaces, ASCII."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def without_defaults(value: Any, schema: type) -> Any:
+    """``value`` (the plain dict of a ``schema`` dataclass) without the fields left at their defaults, recursively.
+
+    Ids hash this form, so adding a config field with a default leaves every existing id unchanged; a field
+    whose default is MISSING (``???``) is always kept.
+    """
+    if not (dataclasses.is_dataclass(schema) and isinstance(value, Mapping)):
+        return value
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        f = fields.get(key)
+        if f is None:
+            out[key] = item
+            continue
+        sub = hints.get(key)
+        if dataclasses.is_dataclass(sub):
+            reduced = without_defaults(item, sub)
+            if reduced != {}:
+                out[key] = reduced
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if default == "???" or item != default:
+            out[key] = item
+    return out
 
 
 def short_hash(*parts: bytes, length: int = 12) -> str:

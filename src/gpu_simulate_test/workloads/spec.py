@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 from gpu_simulate_test.config.workload import WorkloadConfig
 from gpu_simulate_test.errors import InputError, OutputExistsError
-from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash
+from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
 from gpu_simulate_test.io.rundir import atomic_dir
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS
@@ -301,7 +301,7 @@ def generate_workload(cfg: DictConfig) -> Path:
         id_config["lengths"]["path"] = trace_sha  # the file's content, not where it lies on this machine
         # which tokenizer ran shows in the prompts' content; its name or local path would split ids for equal data
         del id_config["tokenizer"]
-        id_basis = {"workload": id_config, "seed": seed, "max_context": max_context}
+        id_basis = {"workload": without_defaults(id_config, WorkloadConfig), "seed": seed, "max_context": max_context}
         workload_id = f"{w.name}-{short_hash(canonical_json(id_basis), canonical_json(digests))}"
         final = root / workload_id
         if final.exists() and not cfg.overwrite:

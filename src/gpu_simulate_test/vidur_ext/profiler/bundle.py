@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
 from gpu_simulate_test.errors import GstError, InputError
-from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
 from gpu_simulate_test.io.rundir import atomic_dir
 from gpu_simulate_test.io.schemas import (
@@ -54,7 +54,7 @@ def bundle_config(cfg: VidurProfileAppConfig) -> dict[str, Any]:
 
 def bundle_id(cfg: VidurProfileAppConfig) -> str:
     """Content hash of model + hardware + backend + grid/timing config: the same request finds the same bundle."""
-    c = bundle_config(cfg)
+    c = without_defaults(bundle_config(cfg), VidurProfileAppConfig)
     return f"{cfg.model.name}-{cfg.hardware.name}-{cfg.backend.name}-{short_hash(canonical_json(c))}"
 
 
