@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
@@ -115,3 +116,26 @@ def test_ctrl_c_keeps_finished_requests_marked_incomplete(compose_app: Callable[
     assert sorted(run.requests["request_id"]) == [0, 1, 2]
     assert not [p for p in (tmp_path / "real_runs").iterdir() if p.name.startswith(".")]
     assert json.loads((tmp_path / "real_runs" / "cut" / "run_meta.json").read_text())["num_finished"] == 3
+
+
+def test_hf_continuous_counts_graph_captures_inside_the_run_only(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    """A capture during warm-up is not counted; one after the clock starts is (CPU: called by hand)."""
+    from gpu_simulate_test.real_bench.backends.hf_continuous import HFContinuousBackend
+    from gpu_simulate_test.real_bench.recorder import Recorder
+    from gpu_simulate_test.real_bench.replay import RunClock
+
+    make_workload(tmp_path / "workloads", "w1", REQUESTS)
+    cfg = compose_app("real_bench", ["workload_id=w1", "backend=hf-continuous", *CB])
+    backend = HFContinuousBackend(cfg.backend, cfg.model, cfg.hardware, 0)
+    try:
+        backend.load()
+        io = backend.manager.batch_processor.inputs_and_outputs
+        graph = SimpleNamespace(reset=lambda: None)  # stands in for a torch.cuda.CUDAGraph
+        io.set_graph(graph)  # as during warm-up
+        backend.start(Recorder([], RunClock()))
+        assert backend.run_stats() == {"cuda_graph_captures_during_run": 0}
+        io.set_graph(graph)
+        assert backend.run_stats() == {"cuda_graph_captures_during_run": 1}
+    finally:
+        backend.close()
+

@@ -64,6 +64,8 @@ class HFContinuousBackend(Backend):
         self._step_start = 0
         self._step_items: list[tuple[str, int, bool]] = []
         self._settings: dict[str, Any] = {}
+        self._graph_captures = 0
+        self._graph_captures_at_start = 0
 
     def check_workload(self, workload: Workload) -> None:
         super().check_workload(workload)
@@ -119,6 +121,17 @@ class HFContinuousBackend(Backend):
 
         bp.prepare_next_batch, bp.update_batch, bp.scheduler.schedule_batch = prepare_next_batch, update_batch, schedule_batch
 
+        # The engine captures a CUDA graph for each new (tokens, KV) bucket when it first meets it; one captured
+        # inside the measured run inflates that step, so the run reports how many there were.
+        io = bp.inputs_and_outputs
+        set_graph = io.set_graph
+
+        def counted_set_graph(graph: Any) -> None:
+            self._graph_captures += 1
+            set_graph(graph)
+
+        io.set_graph = counted_set_graph
+
     def _add(self, engine_id: str, prompt: list[int], num_decode: int) -> None:
         got = self.manager.add_request(
             prompt, request_id=engine_id, max_new_tokens=num_decode, record_timestamps=True, eos_token_id=self._eos
@@ -133,6 +146,13 @@ class HFContinuousBackend(Backend):
         for i, r in enumerate(reqs):
             self._add(f"{_WARMUP_PREFIX}{i}", prompts[r.request_id], min(r.num_decode_tokens, 8))
         self._collect(block=True)
+
+    def start(self, recorder: Any) -> None:
+        super().start(recorder)
+        self._graph_captures_at_start = self._graph_captures
+
+    def run_stats(self) -> dict[str, Any]:
+        return {"cuda_graph_captures_during_run": self._graph_captures - self._graph_captures_at_start}
 
     def submit(self, request: WorkloadRequest, prompt: list[int]) -> int:
         assert self.recorder is not None
