@@ -54,12 +54,8 @@ def _sub(schema: type, cfg: DictConfig, **values: Any) -> DictConfig:
     return OmegaConf.merge(base, shared, values)
 
 
-def _paths(cfg: DictConfig) -> DictConfig:
-    return cfg.paths
-
-
 def _record_path(cfg: DictConfig, key: str) -> Path:
-    return Path(_paths(cfg).root) / "experiments" / f"{key}.json"
+    return Path(cfg.paths.root) / "experiments" / f"{key}.json"
 
 
 def _save(cfg: DictConfig, rec: PointRecord) -> None:
@@ -116,7 +112,7 @@ def _capacity_path(cfg: DictConfig) -> Path:
         "workload": _capacity_workload(cfg), "seed": cfg.seed,
         **{g: OmegaConf.to_container(cfg[g], resolve=True) for g in ("model", "hardware", "backend")},
     }, ExperimentAppConfig)))
-    return Path(_paths(cfg).root) / "capacity" / f"{key}.json"
+    return Path(cfg.paths.root) / "capacity" / f"{key}.json"
 
 
 def probe_capacity(cfg: DictConfig, stages: StageFunctions) -> float:
@@ -178,7 +174,7 @@ def run_experiment(cfg: DictConfig, stages: Optional[StageFunctions] = None) -> 
     wdir = fns.workload(_workload_cfg(cfg, qps))
     rec = _load(cfg, point_key(cfg, wdir.name), wdir.name)
     rec.offered_qps, rec.capacity_rps = qps, capacity
-    p = _paths(cfg)
+    p = cfg.paths
     want = set(cfg.stages)
 
     if not (rec.real_run and _complete(Path(p.real_runs) / rec.real_run, "run_meta.json")):
@@ -211,7 +207,7 @@ def _archive(cfg: DictConfig, rec: PointRecord) -> PointRecord:
     """Pack the point's record and directories (relative to paths.root) into one tar.gz, if asked."""
     if not cfg.archive_dir:
         return rec
-    p = _paths(cfg)
+    p = cfg.paths
     root = Path(p.root)
     members = [
         _record_path(cfg, rec.point_key),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from gpu_simulate_test.config.hardware import HardwareConfig
 from gpu_simulate_test.config.model import ModelConfig
@@ -57,6 +57,15 @@ def resolve_device(hardware: HardwareConfig) -> Any:
             f"but this machine has {name!r}; pick the matching hardware config"
         )
     return torch.device("cuda", 0)
+
+
+def device_sync(device: Any) -> Callable[[], None]:
+    """A function that waits for the device's queued work, so that a host timestamp taken after it is real."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
 
 
 def hf_config(model: ModelConfig) -> Any:

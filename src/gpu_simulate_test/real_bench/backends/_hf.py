@@ -1,25 +1,8 @@
-"""What both transformers backends share: loading, the device sync behind every token time, EOS handling."""
+"""What both transformers backends share: EOS and padding ids."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
-
-from gpu_simulate_test.config.hardware import HardwareConfig
-from gpu_simulate_test.config.model import ModelConfig
-from gpu_simulate_test.modeling import LoadedModel, load_model
-
-
-def load(model: ModelConfig, hardware: HardwareConfig, attn_implementation: str, seed: int) -> LoadedModel:
-    return load_model(model, hardware, attn_implementation=attn_implementation, seed=seed)
-
-
-def device_sync(device: Any) -> Callable[[], None]:
-    """A function that waits for the device's queued work, so a host timestamp after it is real."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.synchronize
-    return lambda: None
+from typing import Any, Optional
 
 
 def eos_token_ids(model: Any) -> Optional[int | list[int]]:

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.modeling import load_model
 from gpu_simulate_test.real_bench.backends import _hf
 from gpu_simulate_test.real_bench.backends.base import Backend, register_backend
 from gpu_simulate_test.real_bench.recorder import StepItem
@@ -84,7 +85,7 @@ class HFContinuousBackend(Backend):
     def load(self) -> str:
         from transformers import GenerationConfig
 
-        loaded = _hf.load(self.model_cfg, self.hardware_cfg, self.cfg.attn_implementation, self.seed)
+        loaded = load_model(self.model_cfg, self.hardware_cfg, attn_implementation=self.cfg.attn_implementation, seed=self.seed)
         self.model, self.device = loaded.model, loaded.device
         self._eos = _hf.eos_token_ids(self.model) if self.cfg.early_stop else -1  # -1: EOS ignored
         gen = GenerationConfig(do_sample=False, pad_token_id=_hf.pad_token_id(self.model), eos_token_id=self._eos)
@@ -175,11 +176,15 @@ class HFContinuousBackend(Backend):
             self._pending.discard(out.request_id)
             if out.error is not None:
                 raise RuntimeError(f"the continuous-batching engine failed request {out.request_id}: {out.error}")
-            rid = _rid(out.request_id)
-            if rid is not None and self.recorder is not None:
-                clock = self.recorder.clock
-                self.recorder.dispatch(rid, clock.from_perf_counter(out.created_time))
-                self.recorder.finish(rid, [clock.from_perf_counter(t) for t in out.timestamps])
+            self._record(out)
+
+    def _record(self, out: Any) -> None:
+        """A finished request's engine stamps: dispatch (taken inside add_request) and every token time."""
+        rid = _rid(out.request_id)
+        if rid is not None and self.recorder is not None:
+            clock = self.recorder.clock
+            self.recorder.dispatch(rid, clock.from_perf_counter(out.created_time))
+            self.recorder.finish(rid, [clock.from_perf_counter(t) for t in out.timestamps])
 
     def wait_all(self) -> None:
         self._collect(block=True)
@@ -198,11 +203,8 @@ class HFContinuousBackend(Backend):
                 out = q.get_nowait()
             except queue.Empty:
                 return
-            rid = _rid(out.request_id)
-            if out.error is None and out.is_finished() and rid is not None and self.recorder is not None:
-                clock = self.recorder.clock
-                self.recorder.dispatch(rid, clock.from_perf_counter(out.created_time))
-                self.recorder.finish(rid, [clock.from_perf_counter(t) for t in out.timestamps])
+            if out.error is None and out.is_finished():
+                self._record(out)
 
     def close(self) -> None:
         if self.manager is not None:

@@ -14,6 +14,7 @@ import time
 from typing import Any, Optional
 
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.modeling import device_sync, load_model
 from gpu_simulate_test.real_bench.backends import _hf
 from gpu_simulate_test.real_bench.backends.base import Backend, register_backend
 from gpu_simulate_test.real_bench.recorder import StepItem
@@ -75,9 +76,9 @@ class HFGenerateBackend(Backend):
         import torch
         from transformers import StaticCache
 
-        loaded = _hf.load(self.model_cfg, self.hardware_cfg, self.cfg.attn_implementation, self.seed)
+        loaded = load_model(self.model_cfg, self.hardware_cfg, attn_implementation=self.cfg.attn_implementation, seed=self.seed)
         self.model, self.device = loaded.model, loaded.device
-        self._sync = _hf.device_sync(self.device)
+        self._sync = device_sync(self.device)
         self._gen_kwargs = {
             "do_sample": False,
             "pad_token_id": _hf.pad_token_id(self.model),

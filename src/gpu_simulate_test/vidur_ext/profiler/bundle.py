@@ -33,7 +33,7 @@ from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
 from gpu_simulate_test.vidur_ext.profiler.iterations import make_timer
 from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, device_sync, stats_ms
+from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[floa
 
 def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     """Measure and write ``<paths.profiling>/<bundle_id>/``; an existing complete bundle is returned as is."""
-    from gpu_simulate_test.modeling import load_model
+    from gpu_simulate_test.modeling import device_sync, load_model
 
     bid = bundle_id(cfg)
     final = Path(cfg.paths.profiling) / bid

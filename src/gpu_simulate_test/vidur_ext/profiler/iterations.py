@@ -14,7 +14,7 @@ import numpy as np
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.errors import EnvironmentUnavailableError
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.profiler.timing import device_sync
+from gpu_simulate_test.modeling import device_sync
 
 
 def _prompt(n: int, vocab: int, seed: int) -> list[int]:

@@ -25,15 +25,6 @@ class TimingMethod:
         )
 
 
-def device_sync(device: Any) -> Callable[[], None]:
-    """The sync that closes a timed repeat: the device's own when it is a GPU, nothing on the CPU."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.synchronize
-    return lambda: None
-
-
 def time_call(fn: Callable[[], Any], sync: Callable[[], None], method: TimingMethod) -> np.ndarray:
     """Per-call wall times in ms, one per repeat."""
     for _ in range(method.warmup_iters):
