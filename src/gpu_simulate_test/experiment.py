@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tarfile
 from dataclasses import asdict, dataclass
@@ -96,6 +97,12 @@ def _workload_cfg(cfg: DictConfig, qps: Optional[float]) -> DictConfig:
         wl["arrival"]["qps"] = float(qps)
         if wl["arrival"]["process"] in ("all_at_once", "trace"):
             raise InputError(f"load.qps/capacity_fraction need a rate-based arrival process, not {wl['arrival']['process']!r}")
+    span = cfg.load.max_arrival_span_s
+    if span is not None:
+        if qps is None or span <= 0:
+            raise InputError("load.max_arrival_span_s needs a positive value and load.qps or load.capacity_fraction")
+        sized = max(1, math.ceil(float(qps) * float(span)))
+        wl["num_requests"] = sized if wl["num_requests"] is None else min(int(wl["num_requests"]), sized)
     return _sub(WorkloadSpecAppConfig, cfg, workload=wl)
 
 

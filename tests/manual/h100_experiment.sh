@@ -1,47 +1,78 @@
 #!/usr/bin/env bash
-# The published H100 experiment (docs/results/h100-qwen3-0.6b/), in two halves.
+# The published H100 experiment (docs/results/h100-qwen3-0.6b/), in halves.
 #
-#   GPU half, on the H100 machine (device tool: carry .whl; each call at most 10 minutes, so run it more than
-#   once: finished points are kept in their records and skipped):
-#       bash tests/manual/h100_experiment.sh gpu "$OUT" [fractions]
-#   It writes one <point_key>.tar.gz per measured point and profiling.tgz (the bundle) into the given folder.
+#   GPU half, on the H100 machine (device tool: carry .whl, and gpu_carry if used; each call at most 10 minutes, so
+#   run it more than once: finished points are kept in their records and skipped):
+#       bash tests/manual/h100_experiment.sh gpu "$OUT" <backend> [fractions] [max_arrival_span_s]
+#       bash tests/manual/h100_experiment.sh profile "$OUT" ['hf-generate hf-continuous']  # bundles -> $OUT/profiling.tgz
+#   backend: hf-continuous (CUDA graphs, 100 requests a point) or hf-generate (one request at a time: a short
+#   8-request capacity probe, and each point sized to max_arrival_span_s, default 120 s, of arrivals).
+#   Files in gpu_carry/ (if carried) are copied into the artifact root first, e.g. gpu_carry/capacity/<key>.json
+#   from an earlier session, so that later points use the same measured capacity and so the same offered rates.
+#   Each measured point comes back as <point_key>.tar.gz (record, workload, real run, capacity file).
 #
-#   Local half, anywhere (no GPU): unpack those archives into tmp/ (or $GST_ROOT), simulate and compare every
-#   point found in them, and write the sweep report:
+#   Local half, anywhere (no GPU): unpack the archives into tmp/ (or $GST_ROOT), simulate and compare every point
+#   found in them against the bundle of its backend that came in profiling.tgz, and write one sweep report per backend:
 #       bash tests/manual/h100_experiment.sh local <folder with the archives>
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-mode=${1:?gpu or local}; dir=${2:?folder for the archives}; fractions=${3:-0.8,0.5,0.3,0.2}
-SETUP=(model=qwen3-0.6b hardware=h100 backend=hf-continuous backend.use_cuda_graph=true)
-POINT=("${SETUP[@]}" workload=lognormal_long_tail)
+mode=${1:?gpu, profile or local}; dir=${2:?folder for the archives}
+MODEL=(model=qwen3-0.6b hardware=h100)
+
+setup() {  # the backend's settings, shared by its real runs and its simulations
+  case "$1" in
+    hf-continuous) echo "backend=hf-continuous backend.use_cuda_graph=true" ;;
+    hf-generate) echo "backend=hf-generate" ;;
+    *) echo "unknown backend $1 (hf-continuous or hf-generate)" >&2; return 2 ;;
+  esac
+}
 
 case "$mode" in
-  gpu)
+  gpu|profile)
     source tests/manual/gpu_env.sh
     export PYTHONPATH="$PWD/src:$PYTHONPATH"
     root=/tmp/gst
-    python3 -m gpu_simulate_test.cli.experiment -m "${POINT[@]}" "load.capacity_fraction=$fractions" \
-      'stages=[workload,real]' "archive_dir=$dir" "paths.root=$root"
-    python3 -m gpu_simulate_test.cli.vidur_profile model=qwen3-0.6b hardware=h100 backend=hf-continuous \
-      backend.use_cuda_graph=true "paths.root=$root"
-    tar czf "$dir/profiling.tgz" -C "$root" profiling
+    mkdir -p "$root" "$dir"
+    [ -d gpu_carry ] && cp -r gpu_carry/. "$root/"
+    if [ "$mode" = profile ]; then
+      specs=()  # each bundle measures its backend exactly as the points run it (setup above)
+      for b in ${3:-hf-generate hf-continuous}; do
+        read -r -a S <<< "$(setup "$b")"; specs+=("$b$(printf ':%s' "${S[@]:1}")")
+      done
+      python3 tests/manual/vidur_profile_h100.py --out "$root" --backends "$(IFS=,; echo "${specs[*]}")"
+      tar czf "$dir/profiling.tgz" -C "$root" profiling
+      exit 0
+    fi
+    backend=${3:?backend}; read -r -a SETUP <<< "$(setup "$backend")"
+    extra=()
+    if [ "$backend" = hf-generate ]; then
+      extra=(capacity.num_requests=8 "load.max_arrival_span_s=${5:-120}")
+    fi
+    python3 -m gpu_simulate_test.cli.experiment -m "${MODEL[@]}" "${SETUP[@]}" workload=lognormal_long_tail \
+      "load.capacity_fraction=${4:-0.8,0.5,0.3,0.1}" "${extra[@]}" 'stages=[workload,real]' "archive_dir=$dir" "paths.root=$root"
     ;;
   local)
-    # Driven by the point records that came back, not by recomputed ids: the ids hash the whole resolved config,
-    # so a later version of the tool (a new config field) would not find these runs again by hashing.
+    # Driven by the point records that came back, not by recomputed ids: archives made before ids left out
+    # default-valued fields (the first hf-continuous points) are not found by hashing, but their records name everything.
     root=${GST_ROOT:-tmp}
     mkdir -p "$root"
-    for a in "$dir"/*.tar.gz "$dir"/*.tgz; do [ -e "$a" ] && tar xzf "$a" -C "$root"; done
-    bundle=$(ls -d "$root"/profiling/qwen3-0.6b-h100-hf-continuous-* | head -1)
-    comparisons=()
+    for a in "$dir"/*.tar.gz "$dir"/profiling.tgz; do [ -e "$a" ] && tar xzf "$a" -C "$root"; done
+    declare -A comparisons=()
     for rec in "$root"/experiments/*.json; do
       read -r wid real < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["workload_id"], r["real_run"])' "$rec")
-      sim=$(uv run --frozen vidur-sim "${SETUP[@]}" "workload_id=$wid" "profiling_root=$bundle" "paths.root=$root" | tail -1)
+      backend=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backend"]["name"])' "$root/real_runs/$real/run_meta.json")
+      read -r -a SETUP <<< "$(setup "$backend")"
+      bundle=$(tar tzf "$dir/profiling.tgz" | sed -n "s|^\(profiling/qwen3-0.6b-h100-$backend-[0-9a-f]*\)/.*|\1|p" | sort -u | head -1)
+      [ -n "$bundle" ] || { echo "no $backend bundle in $dir/profiling.tgz" >&2; exit 2; }
+      sim=$(uv run --frozen vidur-sim "${MODEL[@]}" "${SETUP[@]}" "workload_id=$wid" "profiling_root=$root/$bundle" "paths.root=$root" | tail -1)
       cmp=$(uv run --frozen compare-runs "real_run=$real" "sim_run=$(basename "$sim")" "paths.root=$root" | sed -n 's/^summary: //p')
-      echo "$wid: $(dirname "$cmp")"
-      comparisons+=("$(basename "$(dirname "$cmp")")")
+      echo "$backend $wid: $(dirname "$cmp")"
+      comparisons[$backend]+="${comparisons[$backend]:+,}$(basename "$(dirname "$cmp")")"
     done
-    uv run --frozen compare-runs mode=sweep "comparisons=[$(IFS=,; echo "${comparisons[*]}")]" "paths.root=$root"
+    for backend in "${!comparisons[@]}"; do
+      echo "== $backend sweep"
+      uv run --frozen compare-runs mode=sweep "comparisons=[${comparisons[$backend]}]" "paths.root=$root"
+    done
     ;;
-  *) echo "usage: $0 gpu|local <folder> [fractions]" >&2; exit 2 ;;
+  *) echo "usage: $0 gpu|profile|local <folder> [backend] [fractions] [span_s]" >&2; exit 2 ;;
 esac

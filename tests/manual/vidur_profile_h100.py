@@ -19,7 +19,8 @@ from pathlib import Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="artifact root (paths.root); bundles go under <out>/profiling")
-    parser.add_argument("--backends", default="hf-generate,hf-continuous", help="comma-separated backend configs")
+    parser.add_argument("--backends", default="hf-generate,hf-continuous:backend.use_cuda_graph=true",
+                        help="comma-separated backend configs, each with its own overrides after ':' (as real-bench runs it)")
     parser.add_argument("--model", default="qwen3-0.6b")
     parser.add_argument("--hardware", default="h100")
     parser.add_argument("--overwrite", action="store_true", help="rebuild bundles that exist already")
@@ -36,8 +37,9 @@ def main() -> int:
 
     t0 = time.monotonic()
     summary = []
-    for backend in args.backends.split(","):
-        overrides = [f"model={args.model}", f"hardware={args.hardware}", f"backend={backend}",
+    for spec in args.backends.split(","):
+        backend, *backend_overrides = [part for part in spec.split(":") if part]
+        overrides = [f"model={args.model}", f"hardware={args.hardware}", f"backend={backend}", *backend_overrides,
                      f"paths.root={args.out}", f"overwrite={str(args.overwrite).lower()}", *args.overrides]
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = OmegaConf.to_object(compose(config_name="vidur_profile", overrides=overrides))

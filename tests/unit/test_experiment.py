@@ -87,6 +87,22 @@ def test_capacity_fraction_scales_the_offered_rate(compose_app: Callable[..., Di
     assert fake.workload_qps == [2.5] and rec.capacity_rps == 10.0
 
 
+def test_arrival_span_sizes_the_point(compose_app: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow engine's low-load points get fewer requests: ceil(rate x span), never more than the workload has."""
+    import gpu_simulate_test.experiment as exp
+
+    monkeypatch.setattr(exp, "probe_capacity", lambda cfg, stages: 2.0)
+    sized = {}
+    for fraction in (0.1, 0.5, 1.0):
+        cfg = compose_app("experiment", [f"load.capacity_fraction={fraction}", "load.max_arrival_span_s=7", "workload.num_requests=10"])
+        sized[fraction] = exp._workload_cfg(cfg, fraction * 2.0).workload.num_requests
+    assert sized == {0.1: 2, 0.5: 7, 1.0: 10}
+    with pytest.raises(InputError, match="max_arrival_span_s"):
+        exp._workload_cfg(compose_app("experiment", ["load.max_arrival_span_s=7"]), None)
+    with pytest.raises(InputError, match="max_arrival_span_s"):
+        exp._workload_cfg(compose_app("experiment", ["load.qps=1", "load.max_arrival_span_s=0"]), 1.0)
+
+
 def test_bad_stage_and_conflicting_load(compose_app: Callable[..., DictConfig]) -> None:
     with pytest.raises(InputError, match="unknown"):
         run_experiment(compose_app("experiment", ["stages=[workload,magic]"]), FakeStages().functions())

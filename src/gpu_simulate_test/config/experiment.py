@@ -23,11 +23,14 @@ STAGES = ("workload", "real", "profile", "sim", "compare")
 class LoadConfig:
     """Offered load of this point: an absolute ``qps``, or a fraction of the backend's measured capacity.
 
-    Both null: the workload's own arrival settings are kept.
+    Both null: the workload's own arrival settings are kept. ``max_arrival_span_s`` sizes a point to a time budget
+    (fewer requests at low rates, for engines too slow to serve the workload's full count at every load):
+    num_requests = min(workload.num_requests, ceil(rate x span)).
     """
 
     qps: Optional[float] = None
     capacity_fraction: Optional[float] = None
+    max_arrival_span_s: Optional[float] = None
 
 
 @dataclass
