@@ -6,6 +6,8 @@ on the same 256-token prompt, plus the two crossed variants (profiler path under
 ``inference_mode``) and the real-bench path on a worker thread as real-bench runs it. Per decode step it records wall
 time (``perf_counter_ns``) and the calling thread's CPU time (``thread_time_ns``): equal interleaved medians point at
 the machine, a steady gap at the code path; wall far above CPU time means the thread waited (GPU or starved).
+Two more variants split the worker-thread effect: a fresh thread pinned to the main thread's CPU, and one long-lived
+worker fed through a queue (real-bench's layout); the JSON also records CPUs, cgroup quota and GPU topology.
 
 Run on the GPU machine (after ``source tests/manual/gpu_env.sh``):
     python3 tests/manual/generate_timer_h100.py --out "$OUT" [--rounds 5 --tokens 32]
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import queue
 import statistics
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -79,12 +84,22 @@ def main() -> int:
             backend._generate(prompt, args.tokens, _stamper(backend._sync, wall, cpu))
         return wall, cpu
 
-    def on_thread(fn: Callable[[], tuple[list[int], list[int]]]) -> tuple[list[int], list[int]]:
+    def on_thread(fn: Callable[[], tuple[list[int], list[int]]], pin: bool = False) -> tuple[list[int], list[int]]:
+        """A fresh thread per call; ``pin``: on the CPU the main thread last ran on (Linux only)."""
         box: list[Any] = []
-        t = threading.Thread(target=lambda: box.append(fn()))
+        cpu = _last_cpu(threading.main_thread().native_id) if pin else None
+
+        def body() -> None:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})  # 0 = the calling thread
+            box.append(fn())
+
+        t = threading.Thread(target=body)
         t.start()
         t.join()
         return box[0]
+
+    persistent = _Worker()  # one long-lived thread fed through a queue, as real-bench's engine thread
 
     variants: dict[str, Callable[[], tuple[list[int], list[int]]]] = {
         "profiler (inference_mode, main thread)": lambda: run_profiler(torch.inference_mode),
@@ -92,6 +107,8 @@ def main() -> int:
         "profiler path under no_grad": lambda: run_profiler(torch.no_grad),
         "real-bench path under inference_mode": lambda: run_bench(torch.inference_mode),
         "real-bench (no_grad, worker thread)": lambda: on_thread(lambda: run_bench(torch.no_grad)),
+        "real-bench, worker pinned to main's CPU": lambda: on_thread(lambda: run_bench(torch.no_grad), pin=True),
+        "real-bench, long-lived worker (as real-bench)": lambda: persistent.call(lambda: run_bench(torch.no_grad)),
         "profiler measure() as the bundle calls it": lambda: _measure_as_bundle(timer),
     }
     for fn in variants.values():  # warm-up: every path once
@@ -112,9 +129,62 @@ def main() -> int:
         table[name] = row
         cpu = f"{row['cpu_p50']:.2f}" if row["cpu_p50"] is not None else "-"
         print(f"| {name} | {row['wall_p50']:.2f} | {row['wall_p10']:.2f} | {row['wall_p90']:.2f} | {cpu} |")
+    persistent.close()
+    env = _environment()
+    print(json.dumps({k: env[k] for k in ("cpu_count", "affinity", "cgroup_cpu_max")}))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "generate_timer.json").write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "table": table}, indent=2))
+    (args.out / "generate_timer.json").write_text(
+        json.dumps({"args": vars(args) | {"out": str(args.out)}, "table": table, "environment": env}, indent=2))
     return 0
+
+
+class _Worker:
+    """One thread that runs the calls it is given, one at a time, like real-bench's engine thread."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self._done: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._done.put(job())
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        self._jobs.put(fn)
+        return self._done.get()
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+
+def _last_cpu(tid: int) -> int | None:
+    """The CPU a thread last ran on (field 39 of /proc/<pid>/task/<tid>/stat), None off Linux."""
+    try:
+        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[36])
+
+
+def _environment() -> dict[str, Any]:
+    """What the host gives this process: CPUs, cgroup quota, GPU/NUMA topology (for reading the table)."""
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"unavailable: {exc}"
+
+    cpu_max = Path("/sys/fs/cgroup/cpu.max")
+    return {
+        "cpu_count": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cgroup_cpu_max": cpu_max.read_text().strip() if cpu_max.is_file() else None,
+        "nvidia_smi_topo": run(["nvidia-smi", "topo", "-m"]),
+        "lscpu": run(["lscpu"]),
+    }
 
 
 def _measure_as_bundle(timer: Any) -> tuple[list[int], list[int]]:
