@@ -4,7 +4,7 @@
 
 Per request: wait = start of the first step that carries it - arrival; prefill span = first token - that start;
 TTFT = wait + prefill span. Prints each part's P50/P90 on both sides and the paired (real - sim) mean and median,
-overall and by prompt length. Reads only the run directories' ``iteration_metrics.csv`` and ``request_metrics.csv``.
+overall and by prompt length. Both run directories are read (and validated) through ``io.runs.load_run``.
 """
 
 from __future__ import annotations
@@ -14,17 +14,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.io.schemas import parse_requests_field
+
 PARTS = ("ttft_ns", "wait_ns", "prefill_span_ns")
 
 
-def decompose(run: Path) -> pd.DataFrame:
-    it = pd.read_csv(run / "iteration_metrics.csv")
-    rq = pd.read_csv(run / "request_metrics.csv").set_index("request_id")
+def decompose(run_dir: Path) -> pd.DataFrame:
+    run = load_run(run_dir)
+    if run.iterations is None:
+        raise SystemExit(f"{run_dir} has no iteration_metrics.csv")
+    rq = run.requests.set_index("request_id")
     first: dict[int, int] = {}
-    for start, reqs in zip(it["start_time_ns"], it["requests"]):
-        for item in str(reqs).split(";"):
-            if item:
-                first.setdefault(int(item.split(":")[0].lstrip("r")), int(start))
+    for start, reqs in zip(run.iterations["start_time_ns"], run.iterations["requests"]):
+        for rid, _ in parse_requests_field(str(reqs)):
+            first.setdefault(rid, int(start))
     rq["first_step_ns"] = pd.Series(first)
     rq["wait_ns"] = rq["first_step_ns"] - rq["arrival_time_ns"]
     rq["prefill_span_ns"] = rq["first_token_time_ns"] - rq["first_step_ns"]

@@ -16,11 +16,10 @@ import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from scipy.optimize import linprog
 
 from gpu_simulate_test.cli._app import CONFIG_DIR
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
-from gpu_simulate_test.vidur_ext.profiler.fold import _TIE_BREAK, Overhead, _features, _scale, fit_overhead, fold
+from gpu_simulate_test.vidur_ext.profiler.fold import Overhead, _features, _scale, fit_overhead, fold, least_abs_relative
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 
 BUNDLE = Path("/tmp/h100new/profiling/qwen3-0.6b-h100-hf-continuous-f32a12a7d2be")
@@ -35,17 +34,6 @@ def write(dst: Path, mlp: pd.DataFrame, att: pd.DataFrame) -> Path:
     mlp.to_csv(dst / "mlp.csv", index=False)
     att.to_csv(dst / "attention.csv", index=False)
     return dst
-
-
-def lp(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least absolute relative error, every coefficient >= 0 (as fold.fit_overhead)."""
-    a = columns / y[:, None]
-    n, k = a.shape
-    cost = np.concatenate([np.full(k, _TIE_BREAK), np.ones(n)])
-    res = linprog(cost, A_ub=np.block([[a, -np.eye(n)], [-a, -np.eye(n)]]), b_ub=np.concatenate([np.ones(n), -np.ones(n)]),
-                  bounds=[(0, None)] * (k + n), method="highs")
-    assert res.status == 0, res.message
-    return res.x[:k]
 
 
 def main() -> None:
@@ -82,7 +70,7 @@ def main() -> None:
 
     # 2. separate scales: measured ~ s_mlp * mlp_part + s_attn * attn_part + terms.
     feats = np.array([_features(s) for s in fit_s])
-    coef = lp(np.column_stack([mlp_part[:len(fit_s)], attn_part[:len(fit_s)], feats]), fy)
+    coef = least_abs_relative(np.column_stack([mlp_part[:len(fit_s)], attn_part[:len(fit_s)], feats]), fy)
     s_mlp, s_attn = coef[:2]
     o2 = Overhead(1.0, *coef[2:])
     m2, a2 = mlp.copy(), att.copy()

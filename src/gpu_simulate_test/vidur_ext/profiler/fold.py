@@ -61,8 +61,6 @@ def _features(shape: BatchShape) -> list[float]:
 
 def fit_overhead(shapes: list[BatchShape], measured_ms: list[float], predicted_ms: list[float]) -> Overhead:
     """Least absolute relative error, all coefficients >= 0 (a linear program)."""
-    from scipy.optimize import linprog
-
     if not shapes:
         raise InputError("profile.fit lists no shape this backend can run; add prefill and decode shapes to the profile config")
     y = np.asarray(measured_ms, dtype=float)
@@ -71,16 +69,27 @@ def fit_overhead(shapes: list[BatchShape], measured_ms: list[float], predicted_m
         raise ValueError(f"{len(shapes)} fit shapes but {len(y)} measured and {len(raw)} predicted times")
     if not (np.all(np.isfinite(y)) and np.all(y > 0) and np.all(np.isfinite(raw)) and np.all(raw >= 0)):
         raise InputError(f"fit iterations need positive measured times and finite Vidur predictions; got {y.tolist()} / {raw.tolist()}")
-    a = np.column_stack([raw, [_features(s) for s in shapes]]) / y[:, None]  # relative residual = a @ theta - 1
-    n, k = len(y), a.shape[1]
+    try:
+        theta = least_abs_relative(np.column_stack([raw, [_features(s) for s in shapes]]), y)
+    except ValueError as exc:
+        raise InputError(f"the fold of the fit shapes {[str(s) for s in shapes]} has no solution: {exc}") from exc
+    return Overhead(*(float(c) for c in theta))
+
+
+def least_abs_relative(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``theta >= 0`` minimising ``sum |columns @ theta / y - 1|`` (a linear program); ValueError if it has no solution."""
+    from scipy.optimize import linprog
+
+    a = columns / y[:, None]  # relative residual = a @ theta - 1
+    n, k = a.shape
     # variables: theta (k) then e (n) with e >= |a @ theta - 1|; minimise sum(e) (+ a negligible sum(theta)).
     cost = np.concatenate([np.full(k, _TIE_BREAK), np.ones(n)])
     a_ub = np.block([[a, -np.eye(n)], [-a, -np.eye(n)]])
     b_ub = np.concatenate([np.ones(n), -np.ones(n)])
     res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=[(0, None)] * (k + n), method="highs")
     if res.status != 0:
-        raise InputError(f"the fold of the fit shapes {[str(s) for s in shapes]} has no solution: {res.message}")
-    return Overhead(*(float(c) for c in res.x[:k]))
+        raise ValueError(res.message)
+    return res.x[:k]
 
 
 def _scale(df: pd.DataFrame, factor: float) -> None:
