@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
 
 from gpu_simulate_test.config.hardware import HardwareConfig
 from gpu_simulate_test.config.model import ModelConfig
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 _ARCHITECTURES = {"qwen3": "Qwen3Config"}
 _DTYPES = ("float32", "bfloat16", "float16")
+# backend.sdpa_kernels names -> torch.backends.cuda switches (process-wide, so every thread sees the same set)
+SDPA_KERNELS = {"flash": "flash", "efficient": "mem_efficient", "cudnn": "cudnn", "math": "math"}
 
 
 @dataclass
@@ -27,6 +29,7 @@ class LoadedModel:
     device: Any  # torch.device
     dtype: Any  # torch.dtype
     weights_source: str  # "pretrained:<id or path>" or "random"
+    sdpa_kernels: list[str]  # the SDPA kernels left enabled (select_sdpa_kernels)
 
 
 def torch_dtype(model: ModelConfig, hardware: HardwareConfig) -> Any:
@@ -91,12 +94,33 @@ def hf_config(model: ModelConfig) -> Any:
     )
 
 
-def load_model(model: ModelConfig, hardware: HardwareConfig, *, attn_implementation: str = "sdpa", seed: int = 0) -> LoadedModel:
+def select_sdpa_kernels(kernels: Optional[Sequence[str]]) -> list[str]:
+    """Allow only ``kernels`` (None: all) for torch's scaled-dot-product attention; return the enabled set.
+
+    Why it is a setting: on the H100 (torch 2.11) SDPA picks cuDNN attention, which builds an execution graph for
+    every new (batch, query, KV) shape and caches it per thread. A dynamic KV cache meets a new KV length every
+    decode step, so an engine thread pays ~2.5 ms per layer per unseen length (a Qwen3-0.6B decode step: ~110 ms
+    instead of ~45 ms), and how much depends on what that thread ran before (``tests/manual/thread_diagnosis_h100.py``).
+    """
+    import torch
+
+    names = list(SDPA_KERNELS) if kernels is None else list(kernels)
+    unknown = sorted(set(names) - set(SDPA_KERNELS))
+    if unknown or not names:
+        raise InputError(f"backend.sdpa_kernels must be a non-empty list of {sorted(SDPA_KERNELS)} or null, not {kernels!r}")
+    for name, switch in SDPA_KERNELS.items():
+        getattr(torch.backends.cuda, f"enable_{switch}_sdp")(name in names)
+    return [n for n in SDPA_KERNELS if getattr(torch.backends.cuda, f"{SDPA_KERNELS[n]}_sdp_enabled")()]
+
+
+def load_model(model: ModelConfig, hardware: HardwareConfig, *, attn_implementation: str = "sdpa",
+               sdpa_kernels: Optional[Sequence[str]] = None, seed: int = 0) -> LoadedModel:
     """``from_pretrained`` when allowed and available offline, else random weights from :func:`hf_config`."""
     import torch
     import transformers
 
     device = resolve_device(hardware)
+    kernels = select_sdpa_kernels(sdpa_kernels)
     dtype = torch_dtype(model, hardware)
     if model.weights not in ("auto", "pretrained", "random"):
         raise InputError(f"model.weights must be auto, pretrained or random, not {model.weights!r}")
@@ -105,7 +129,7 @@ def load_model(model: ModelConfig, hardware: HardwareConfig, *, attn_implementat
             hf = transformers.AutoModelForCausalLM.from_pretrained(
                 model.hf_id, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
             )
-            return LoadedModel(hf.to(device).eval(), device, dtype, f"pretrained:{model.hf_id}")
+            return LoadedModel(hf.to(device).eval(), device, dtype, f"pretrained:{model.hf_id}", kernels)
         except (OSError, ValueError) as exc:
             if model.weights == "pretrained":
                 raise EnvironmentUnavailableError(
@@ -118,4 +142,4 @@ def load_model(model: ModelConfig, hardware: HardwareConfig, *, attn_implementat
     cfg._attn_implementation = attn_implementation
     with torch.device(device):
         hf = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn_implementation)
-    return LoadedModel(hf.eval(), device, dtype, "random")
+    return LoadedModel(hf.eval(), device, dtype, "random", kernels)

@@ -63,6 +63,22 @@ def test_backend_records_exact_consistent_times(compose_app: Callable[..., Any],
     assert meta["inputs"]["workload_id"] == "w1" and meta["weights_source"] == "random"
     assert meta["dispatch_lateness"]["count"] == len(REQUESTS) and meta["dispatch_lateness"]["p99_ns"] >= 0
     assert meta["warmup_s"] > 0 and meta["backend"]["name"] == overrides[0].split("=")[1]
+    # hf-generate's config leaves cuDNN attention out (modeling.select_sdpa_kernels); the meta says what was in effect.
+    expect = ["flash", "efficient", "math"] if "hf-generate" in overrides[0] else ["flash", "efficient", "cudnn", "math"]
+    assert meta["backend"]["sdpa_kernels"] == expect
+
+
+def test_sdpa_kernels_are_checked_and_set_process_wide() -> None:
+    from gpu_simulate_test.modeling import select_sdpa_kernels
+
+    try:
+        assert select_sdpa_kernels(["math", "efficient"]) == ["efficient", "math"]
+        assert not torch.backends.cuda.cudnn_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled()
+        for bad in (["cudnn", "fast"], []):
+            with pytest.raises(InputError, match="backend.sdpa_kernels"):
+                select_sdpa_kernels(bad)
+    finally:
+        assert select_sdpa_kernels(None) == ["flash", "efficient", "cudnn", "math"]  # torch's own default set
 
 
 def test_prompt_longer_than_context_fails_before_loading(compose_app: Callable[..., Any], tmp_path: Path) -> None:

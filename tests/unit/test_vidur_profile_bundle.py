@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from gpu_simulate_test.errors import EnvironmentUnavailableError, GstError, InputError
 from gpu_simulate_test.io.meta import read_meta
-from gpu_simulate_test.io.schemas import ATTENTION_RAW_PROFILE, MLP_PROFILE, MLP_RAW_PROFILE
+from gpu_simulate_test.io.schemas import ATTENTION_RAW_PROFILE, ITERATION_PROFILE, MLP_PROFILE, MLP_RAW_PROFILE
 from gpu_simulate_test.io.tables import read_table
 from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
@@ -29,7 +29,7 @@ def _cfg(compose_app, extra: list[str] = ()):
 
 
 def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
-    cfg = _cfg(compose_app)
+    cfg = _cfg(compose_app, ["profile.iteration_rounds=2"])
     result = build_bundle(cfg, vidur_predict(cfg))
     root = load_profiling_root(result.path)
     assert not result.reused and root.bundle_id == bundle_id(cfg) == result.path.name
@@ -39,6 +39,9 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert any(s.startswith("decode:4x64 (held_out)") for s in meta["skipped_shapes"])
     assert meta["held_out_check"]["num_shapes"] == 2 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
     assert meta["fit_check"]["num_shapes"] == 4 and math.isfinite(meta["fit_check"]["median_abs_error_pct"])
+    iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
+    assert (iters["num_samples"] == 2 * 3).all()  # two round-robin rounds of iteration_samples=3, pooled
+    assert meta["sdpa_kernels"] == ["flash", "efficient", "math"]
     assert min(meta["overhead_fit"].values()) >= 0  # negative corrections go into the scale, never into clipped rows
     # The raw rows are kept, so the bundle can be re-folded offline: scaled + folded they give mlp.csv again.
     raw_mlp = read_table(result.path / "mlp_raw.csv", MLP_RAW_PROFILE)
@@ -62,6 +65,13 @@ def test_gpu_hardware_without_gpu_leaves_nothing(compose_app, tmp_path: Path) ->
     with pytest.raises(EnvironmentUnavailableError, match="GPU"):
         build_bundle(cfg, vidur_predict(cfg))
     assert not (Path(cfg.paths.profiling)).exists() or not any(Path(cfg.paths.profiling).iterdir())
+
+
+def test_iteration_rounds_below_one_fail_before_measuring(compose_app) -> None:
+    cfg = _cfg(compose_app, ["profile.iteration_rounds=0"])
+    with pytest.raises(InputError, match="iteration_rounds"):
+        build_bundle(cfg, vidur_predict(cfg))
+    assert not Path(cfg.paths.profiling).exists() or not any(Path(cfg.paths.profiling).iterdir())
 
 
 def test_model_the_backend_cannot_build(compose_app) -> None:

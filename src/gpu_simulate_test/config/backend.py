@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 from omegaconf import MISSING
 
@@ -31,5 +31,8 @@ class BackendConfig:
     compile: bool = False  # hf-generate: compile the static-cache forward; hf-continuous: default_compile_level=1
     use_cuda_graph: bool = False
     attn_implementation: str = "sdpa"
+    # torch SDPA kernels the engine may pick from (flash, efficient, cudnn, math); null: torch's own default set.
+    # Set process-wide when the model loads, so a bundle and a real run of the same backend use the same kernels.
+    sdpa_kernels: Optional[List[str]] = None
     early_stop: bool = False  # let EOS end a request before num_decode_tokens
     warmup_requests: int = 2

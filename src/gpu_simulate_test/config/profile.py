@@ -22,6 +22,7 @@ class ProfileConfig:
     warmup_iters: int = 3
     repeat_iters: int = 10  # timed repeats per operator point (median and spread over them)
     calls_per_repeat: int = 5  # back-to-back calls per repeat, no sync in between (pipelined wall time)
-    iteration_samples: int = 8  # timed iterations per whole-iteration shape
+    iteration_samples: int = 8  # timed iterations per whole-iteration shape and round
+    iteration_rounds: int = 1  # passes over all fit and held-out shapes, interleaved; samples are pooled
     fit: List[str] = field(default_factory=list)  # shapes that calibrate the non-layer costs
     held_out: List[str] = field(default_factory=list)  # e.g. "prefill:512", "decode:8x1024", "mixed:256+4x512"

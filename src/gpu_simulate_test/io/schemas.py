@@ -343,7 +343,10 @@ ITERATION_PROFILE = register_table(TableSchema(
         Column("median_ns", "int", "ns", "Median wall time of one iteration", min=0),
         Column("p10_ns", "int", "ns", "10th percentile", min=0),
         Column("p90_ns", "int", "ns", "90th percentile", min=0),
+        Column("trimmed_mean_ns", "int", "ns", "Mean after dropping the lowest and highest 10% of the samples: the fit and "
+               "held-out target (bundles built before 2026-11-23 lack it and were fitted on median_ns)", min=0),
     ),
+    optional=("trimmed_mean_ns",),
     key=("shape",),
     invariants=(Invariant("p90_ns >= median_ns >= p10_ns", lambda df: ((df["p90_ns"] < df["median_ns"]) | (df["median_ns"] < df["p10_ns"])).to_numpy(dtype=bool)),),
 ))
@@ -355,7 +358,7 @@ HELD_OUT_CHECK = register_table(TableSchema(
     description="Held-out batch shapes: measured iteration time against Vidur's own predictor reading this bundle.",
     columns=(
         Column("shape", "str", "-", "Batch shape (as in iterations.csv, role held_out)"),
-        Column("measured_ns", "int", "ns", "Median measured wall time of the iteration", min=0),
+        Column("measured_ns", "int", "ns", "Measured wall time of the iteration: iterations.csv's trimmed_mean_ns (median_ns in bundles built before 2026-11-23)", min=0),
         Column("predicted_ns", "int", "ns", "Vidur's predicted iteration time (its roundings included)", min=0),
         Column("error_pct", "float", "%", "100 * (predicted - measured) / measured"),
     ),

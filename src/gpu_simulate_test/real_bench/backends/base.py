@@ -51,6 +51,7 @@ class Backend(ABC):
         self.hardware_cfg = hardware
         self.seed = seed
         self.recorder: Optional[Recorder] = None
+        self.sdpa_kernels: Optional[list[str]] = None  # the SDPA kernels in effect, once ``load`` set them
 
     def check_workload(self, workload: Workload) -> None:
         """Refuse, before anything is loaded, a workload this engine cannot run as specified."""

@@ -85,8 +85,9 @@ class HFContinuousBackend(Backend):
     def load(self) -> str:
         from transformers import GenerationConfig
 
-        loaded = load_model(self.model_cfg, self.hardware_cfg, attn_implementation=self.cfg.attn_implementation, seed=self.seed)
-        self.model, self.device = loaded.model, loaded.device
+        loaded = load_model(self.model_cfg, self.hardware_cfg, attn_implementation=self.cfg.attn_implementation,
+                            sdpa_kernels=self.cfg.sdpa_kernels, seed=self.seed)
+        self.model, self.device, self.sdpa_kernels = loaded.model, loaded.device, loaded.sdpa_kernels
         self._eos = _hf.eos_token_ids(self.model) if self.cfg.early_stop else -1  # -1: EOS ignored
         gen = GenerationConfig(do_sample=False, pad_token_id=_hf.pad_token_id(self.model), eos_token_id=self._eos)
         cb = continuous_batching_config(self.cfg, self.seed)
@@ -237,6 +238,7 @@ class HFContinuousBackend(Backend):
             "default_compile_level": get("default_compile_level"),
             "safety_margin": float(self.manager.batch_processor.scheduler.safety_margin),
             "attn_implementation": self.cfg.attn_implementation,
+            "sdpa_kernels": self.sdpa_kernels,
             "early_stop": self.cfg.early_stop,
             "warmup_requests": self.cfg.warmup_requests,
             "token_time_source": "engine record_timestamps (time.perf_counter), converted to ns",

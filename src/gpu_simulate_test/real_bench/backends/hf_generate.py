@@ -76,8 +76,9 @@ class HFGenerateBackend(Backend):
         import torch
         from transformers import StaticCache
 
-        loaded = load_model(self.model_cfg, self.hardware_cfg, attn_implementation=self.cfg.attn_implementation, seed=self.seed)
-        self.model, self.device = loaded.model, loaded.device
+        loaded = load_model(self.model_cfg, self.hardware_cfg, attn_implementation=self.cfg.attn_implementation,
+                            sdpa_kernels=self.cfg.sdpa_kernels, seed=self.seed)
+        self.model, self.device, self.sdpa_kernels = loaded.model, loaded.device, loaded.sdpa_kernels
         self._sync = device_sync(self.device)
         self._gen_kwargs = {
             "do_sample": False,
@@ -183,6 +184,7 @@ class HFGenerateBackend(Backend):
             "static_max_cache_len": self._max_cache_len if self.cfg.cache_implementation == "static" else None,
             "compile": self.cfg.compile,
             "attn_implementation": self.cfg.attn_implementation,
+            "sdpa_kernels": self.sdpa_kernels,
             "early_stop": self.cfg.early_stop,
             "warmup_requests": self.cfg.warmup_requests,
             "token_time_source": "logits-processor hook after a device sync, perf_counter_ns",

@@ -33,7 +33,7 @@ from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
 from gpu_simulate_test.vidur_ext.profiler.iterations import make_timer
 from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms
+from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
 
 log = logging.getLogger(__name__)
 
@@ -94,23 +94,33 @@ def _measure_iterations(model: Any, cfg: VidurProfileAppConfig, progress: Progre
     dup = sorted({s for s in seen if seen.count(s) > 1})
     if dup:
         raise InputError(f"profile.fit / profile.held_out list {dup} more than once; a held-out shape must never be fitted")
+    rounds = cfg.profile.iteration_rounds
     timer = make_timer(model, cfg.backend, cfg.profile.iteration_samples)
-    rows, skipped = [], []
-    task = progress.add_task("whole iterations", total=len(parsed))
+    measured, skipped = [], []
+    for shape, role in parsed:
+        why = timer.unsupported(shape)
+        if why is None:
+            measured.append((shape, role))
+        else:
+            skipped.append(f"{shape} ({role}): {why}")
+    samples: dict[str, list[np.ndarray]] = {str(s): [] for s, _ in measured}
+    task = progress.add_task("whole iterations", total=len(measured) * rounds)
     try:
-        for shape, role in parsed:
-            why = timer.unsupported(shape)
-            if why is not None:
-                skipped.append(f"{shape} ({role}): {why}")
-            else:
-                ns = timer.measure(shape)
-                rows.append({"shape": str(shape), "role": role, "batch_size": shape.batch_size,
-                             "num_prefill_tokens": shape.prefill_tokens, "num_decode_tokens": shape.decode_batch,
-                             "num_samples": len(ns), "median_ns": int(np.median(ns)),
-                             "p10_ns": int(np.percentile(ns, 10)), "p90_ns": int(np.percentile(ns, 90))})
-            progress.advance(task)
+        # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves fit and held-out shapes alike.
+        for _ in range(rounds):
+            for shape, _role in measured:
+                samples[str(shape)].append(timer.measure(shape))
+                progress.advance(task)
     finally:
         timer.close()
+    rows = []
+    for shape, role in measured:
+        ns = np.concatenate(samples[str(shape)])
+        rows.append({"shape": str(shape), "role": role, "batch_size": shape.batch_size,
+                     "num_prefill_tokens": shape.prefill_tokens, "num_decode_tokens": shape.decode_batch,
+                     "num_samples": len(ns), "median_ns": int(np.median(ns)),
+                     "p10_ns": int(np.percentile(ns, 10)), "p90_ns": int(np.percentile(ns, 90)),
+                     "trimmed_mean_ns": int(round(trimmed_mean(ns)))})
     for s in skipped:
         log.info("skipped batch shape %s (listed in profile_meta.json)", s)
     return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped
@@ -137,7 +147,7 @@ def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFr
 
 def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[float]]:
     sub = iters[iters["role"] == role]
-    return [BatchShape.parse(s) for s in sub["shape"]], (sub["median_ns"] / 1e6).tolist()
+    return [BatchShape.parse(s) for s in sub["shape"]], (sub["trimmed_mean_ns"] / 1e6).tolist()
 
 
 def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
@@ -153,11 +163,14 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
 
         return BundleResult(final, True, read_table(root.held_out_csv, HELD_OUT_CHECK))
     grid = build_grid(cfg.model, cfg.backend, cfg.profile)
+    if cfg.profile.iteration_rounds < 1:
+        raise InputError(f"profile.iteration_rounds must be >= 1, not {cfg.profile.iteration_rounds}")
     method = TimingMethod(cfg.profile.warmup_iters, cfg.profile.repeat_iters, cfg.profile.calls_per_repeat)
     t_start = time.monotonic()
     with atomic_dir(final, overwrite=cfg.overwrite) as out:
         try:
-            loaded = load_model(cfg.model, cfg.hardware, attn_implementation=cfg.backend.attn_implementation, seed=cfg.seed)
+            loaded = load_model(cfg.model, cfg.hardware, attn_implementation=cfg.backend.attn_implementation,
+                                sdpa_kernels=cfg.backend.sdpa_kernels, seed=cfg.seed)
         except GstError:
             raise
         except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; the user needs one message
@@ -174,7 +187,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         overhead = fit_overhead(fit_shapes, fit_ms, raw_pred)
         mlp_f, att_f = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
         held, held_ms = _shapes(iters, "held_out")
-        extra = {"timing_method": method.describe(), "weights_source": loaded.weights_source,
+        extra = {"timing_method": method.describe(), "weights_source": loaded.weights_source, "sdpa_kernels": loaded.sdpa_kernels,
                  "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name}
         _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra, raw=(mlp, att))
         both = predict(out, held + fit_shapes)  # fit_overhead refused an empty fit list

@@ -44,3 +44,18 @@ def stats_ms(samples: np.ndarray) -> dict[str, float]:
     """Vidur's ``time_stats.<op>.<stat>`` values (it fits on the median)."""
     fns = {"median": np.median, "mean": np.mean, "std": np.std, "min": np.min, "max": np.max}
     return {s: float(fns[s](samples)) for s in PROFILE_STATS}
+
+
+TRIM = 0.1  # share of samples dropped at each end by trimmed_mean
+
+
+def trimmed_mean(samples: np.ndarray, cut: float = TRIM) -> float:
+    """Mean of the samples left after dropping ``floor(cut * n)`` at each end.
+
+    The whole-iteration target: Vidur's sums of step times (TPOT, E2E) follow the mean, and a host whose step time
+    has two modes (the H100 host's hf-generate decode: ~24 and ~45 ms) moves the median from one mode to the other;
+    the trim still drops the rare outlier (a CUDA-graph capture, a stall).
+    """
+    ordered = np.sort(np.asarray(samples, dtype=float))
+    k = int(cut * len(ordered))
+    return float(ordered[k:len(ordered) - k].mean())
