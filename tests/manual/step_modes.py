@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gpu_simulate_test.io.runs import load_run
-from gpu_simulate_test.io.schemas import ITERATION_PROFILE, parse_requests_field
+from gpu_simulate_test.io.schemas import ITERATION_PROFILE
 from gpu_simulate_test.io.tables import read_table
 from gpu_simulate_test.vidur_ext.profiler.timing import trimmed_mean
 
@@ -34,8 +34,8 @@ def main() -> int:
         if run.meta["backend"]["name"] != "hf-generate" or run.iterations is None:
             continue
         it = run.iterations
-        one_token = it["requests"].map(lambda s: sum(n for _, n in parse_requests_field(s)) == 1)
-        ms = ((it["end_time_ns"] - it["start_time_ns"]) / 1e6)[one_token].to_numpy()
+        decode = it["num_prefill_tokens"] == 0  # one request at a time: a step without prefill is one decode token
+        ms = ((it["end_time_ns"] - it["start_time_ns"]) / 1e6)[decode].to_numpy()
         _row(f"real run {d.name} ({run.meta['num_requests']} requests)", ms, args.slow_ms)
     if args.bundle is not None:
         its = read_table(args.bundle / "iterations.csv", ITERATION_PROFILE)
