@@ -153,8 +153,8 @@ class Scheduler:
 
     def _preempt_for(self, seq: Sequence, running: list[Sequence]) -> None:
         """No block is free for the running decode ``seq``: Vidur's ``while not _can_allocate_request(...)`` loop
-        restarts the newest sequence not yet walked (popped off the end of ``running``) until a block is free or,
-        with none left after ``seq``, ``seq`` itself (then ``seq.status`` is ``WAITING``)."""
+        restarts the last sequence not walked yet (popped off the end of ``running``; usually the newest) until a
+        block is free or, with none left after ``seq``, ``seq`` itself (then ``seq.status`` is ``WAITING``)."""
         while self.block_manager.num_free < 1:
             if running[-1] is seq:
                 self._restart(seq)
@@ -235,7 +235,7 @@ class Scheduler:
     def _form_vllm(self) -> list[BatchEntry]:
         """Vidur's ``VLLMReplicaScheduler._get_next_batch``: whole prompts first come first served while the
         token cap, the batch cap and the watermark allow; only when none was admitted, every running decode
-        (sorted by arrival) up to the batch cap."""
+        (sorted by arrival)."""
         cfg = self.config
         cap = cfg.max_requests_per_batch
         block_size = cfg.block_size
