@@ -14,6 +14,7 @@ Run on a GPU: ``PYTHONPATH=src python3 benchmarks/bench_kernels.py`` (exits 0 wi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -101,7 +102,7 @@ class Report:
                           "floor_us": floor * 1e6, "x_floor": seconds / floor, "programs": programs,
                           "programs_per_sm": programs / self.num_sms, "limit": note or limit, **extra})
         r = self.rows[-1]
-        print(f"{kernel:<22} {shape:<30} {r['us']:9.1f} {r['MB']:9.2f} {r['TBps']:6.2f} {r['floor_us']:9.1f} "
+        print(f"{kernel:<22} {shape:<44} {r['us']:9.1f} {r['MB']:9.2f} {r['TBps']:6.2f} {r['floor_us']:9.1f} "
               f"{r['x_floor']:7.2f} {programs:8d} {r['programs_per_sm']:6.2f}  {r['limit']}", flush=True)
 
 
@@ -133,7 +134,8 @@ def attention_inputs(seqs: list[tuple[int, int]], sets: int):
     return k_cache, v_cache, cu, lens, batches
 
 
-def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]]) -> None:
+def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]], plan=None, variant: str = "") -> None:
+    """``plan``: None for the shipped one (``plan_attention``), or a variant of it (the sweep)."""
     from gpu_simulate_test.engine.kernels import attention
 
     tokens, num_seqs = sum(n for n, _ in seqs), len(seqs)
@@ -143,20 +145,45 @@ def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]]) -> N
     k_cache, v_cache, cu, lens, batches = attention_inputs(seqs, copies(kv_bytes))
     outs = [torch.empty_like(q) for q, _ in batches]
     scale = HEAD_DIM ** -0.5
-    launches = [lambda q=q, t=t, o=o: attention.paged_attention(q, k_cache, v_cache, cu, lens, t, scale, out=o)
+    plan = plan or attention.plan_attention(num_seqs, N_KV, MAX_CONTEXT, report.num_sms)
+    launches = [lambda q=q, t=t, o=o: attention.paged_attention(q, k_cache, v_cache, cu, lens, t, scale, out=o,
+                                                                plan=plan)
                 for (q, t), o in zip(batches, outs)]
     seconds = timed(launches)
-    plan = attention.plan_attention(num_seqs, N_KV, MAX_CONTEXT, report.num_sms)
     grids = attention.launches(tokens, num_seqs, N_Q, N_KV, plan)
     decodes = sum(1 for n, _ in seqs if n == 1)
     # programs with work: a decode launch over a batch without decodes exits at once, so it does not count
     programs = (math.prod(grids.decode_grid) if decodes else 0) + \
         (math.prod(grids.prefill_grid) if grids.prefill_grid else 0)
-    shape = f"B={num_seqs} T={tokens} KV<={max(c for _, c in seqs)}"
+    shape = f"B={num_seqs} T={tokens} KV<={max(c for _, c in seqs)}{variant}"
     report.add(name, shape, seconds, kv_bytes, programs, flops if tokens > num_seqs else 0.0,
                splits=plan.num_splits if decodes else None, kv_TBps=kv_bytes / seconds / 1e12)
     del k_cache, v_cache, batches, outs
     torch.cuda.empty_cache()
+
+
+def sweep_attention(report: Report) -> None:
+    """Tile and split variants at a few points, for tuning: tile = (rows, keys per step, warps, stages)."""
+    from gpu_simulate_test.engine.kernels import attention
+
+    def tile_name(t: attention.TileConfig) -> str:
+        return f"{t.block_m}x{t.block_n} w{t.num_warps} s{t.num_stages}"
+
+    for batch, kv in ((1, 8192), (8, 2048), (64, 2048), (128, 8192)):
+        shipped = attention.plan_attention(batch, N_KV, MAX_CONTEXT, report.num_sms)
+        variants = [dataclasses.replace(shipped, decode=attention.TileConfig(16, n, w, st))
+                    for n, w, st in ((32, 4, 3), (128, 4, 3), (64, 4, 2), (64, 4, 4), (64, 8, 3), (128, 8, 2))]
+        variants += [dataclasses.replace(shipped, num_splits=s) for s in {1, max(shipped.num_splits // 2, 1),
+                                                                            min(shipped.num_splits * 2, 64)}
+                     if s != shipped.num_splits]
+        for plan in variants:
+            bench_attention(report, "sweep decode", [(1, kv)] * batch, plan,
+                            f" {tile_name(plan.decode)} splits {plan.num_splits}")
+    for chunk in (2048, 8192):
+        shipped = attention.plan_attention(1, N_KV, MAX_CONTEXT, report.num_sms)
+        for m, n, w, st in ((128, 128, 8, 3), (128, 64, 8, 2), (128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 8, 4)):
+            plan = dataclasses.replace(shipped, prefill=attention.TileConfig(m, n, w, st))
+            bench_attention(report, "sweep prefill", [(chunk, chunk)], plan, f" {tile_name(plan.prefill)}")
 
 
 def bench_varlen(report: Report, chunk: int) -> None:
@@ -249,7 +276,7 @@ def main() -> int:
     print(f"copy bandwidth {ceil['copy_TBps']:.2f} TB/s (read + write); bf16 matmul 8192^3 "
           f"{ceil['matmul_TFLOPs']:.0f} TFLOP/s", flush=True)
     report = Report(ceil, num_sms)
-    print(f"\n{'kernel':<22} {'shape':<30} {'us':>9} {'MB':>9} {'TB/s':>6} {'floor_us':>9} {'xfloor':>7} "
+    print(f"\n{'kernel':<22} {'shape':<44} {'us':>9} {'MB':>9} {'TB/s':>6} {'floor_us':>9} {'xfloor':>7} "
           f"{'programs':>8} {'/SM':>6}  limit")
     for batch in (1, 8, 32, 64, 128):
         for kv in (512, 2048, 8192):
@@ -261,6 +288,8 @@ def main() -> int:
     bench_attention(report, "attention mixed", [(1, 2048)] * 127 + [(512, 2048)])  # a sarathi step
     for tokens in (1, 128, 2048):
         bench_elementwise(report, tokens)
+    print("\nsweep (the shipped tiles: decode 16x64 w4 s3, prefill 128x64 w8 s3; splits from plan_attention)")
+    sweep_attention(report)
     res = resources(num_sms)
     print(f"\n{'compiled kernel':<26} {'warps':>5} {'stages':>6} {'regs':>5} {'spills':>6} {'shared':>8} "
           f"{'fit/SM':>6}")
