@@ -169,13 +169,12 @@ def sweep_attention(report: Report) -> None:
     def tile_name(t: attention.TileConfig) -> str:
         return f"{t.block_m}x{t.block_n} w{t.num_warps} s{t.num_stages}"
 
-    for batch, kv in ((1, 8192), (8, 2048), (64, 2048), (128, 8192)):
+    for batch, kv in ((1, 8192), (8, 2048), (32, 2048), (64, 2048), (128, 8192)):
         shipped = attention.plan_attention(batch, N_KV, MAX_CONTEXT, report.num_sms)
         variants = [dataclasses.replace(shipped, decode=attention.TileConfig(16, n, w, st))
                     for n, w, st in ((32, 4, 3), (128, 4, 3), (64, 4, 2), (64, 4, 4), (64, 8, 3), (128, 8, 2))]
-        variants += [dataclasses.replace(shipped, num_splits=s) for s in {1, max(shipped.num_splits // 2, 1),
-                                                                            min(shipped.num_splits * 2, 64)}
-                     if s != shipped.num_splits]
+        splits = {1, 2, 4, max(shipped.num_splits // 2, 1), min(shipped.num_splits * 2, attention.MAX_SPLITS)}
+        variants += [dataclasses.replace(shipped, num_splits=s) for s in sorted(splits - {shipped.num_splits})]
         for plan in variants:
             bench_attention(report, "sweep decode", [(1, kv)] * batch, plan,
                             f" {tile_name(plan.decode)} splits {plan.num_splits}")
