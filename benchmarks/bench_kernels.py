@@ -172,7 +172,7 @@ def sweep_attention(report: Report) -> None:
     for batch, kv in ((1, 8192), (8, 2048), (32, 2048), (64, 2048), (128, 8192)):
         shipped = attention.plan_attention(batch, N_KV, MAX_CONTEXT, report.num_sms)
         variants = [dataclasses.replace(shipped, decode=attention.TileConfig(16, n, w, st))
-                    for n, w, st in ((32, 4, 3), (128, 4, 3), (64, 4, 2), (64, 4, 4), (64, 8, 3), (128, 8, 2))]
+                    for n, w, st in ((64, 4, 3), (32, 4, 5), (32, 4, 3), (128, 4, 3), (64, 8, 5), (128, 8, 2))]
         splits = {1, 2, 4, max(shipped.num_splits // 2, 1), min(shipped.num_splits * 2, attention.MAX_SPLITS)}
         variants += [dataclasses.replace(shipped, num_splits=s) for s in sorted(splits - {shipped.num_splits})]
         for plan in variants:
@@ -180,7 +180,7 @@ def sweep_attention(report: Report) -> None:
                             f" {tile_name(plan.decode)} splits {plan.num_splits}")
     for chunk in (2048, 8192):
         shipped = attention.plan_attention(1, N_KV, MAX_CONTEXT, report.num_sms)
-        for m, n, w, st in ((128, 128, 8, 3), (128, 64, 8, 2), (128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 8, 4)):
+        for m, n, w, st in ((128, 64, 8, 3), (128, 32, 8, 5), (128, 128, 8, 3), (64, 64, 4, 5)):
             plan = dataclasses.replace(shipped, prefill=attention.TileConfig(m, n, w, st))
             bench_attention(report, "sweep prefill", [(chunk, chunk)], plan, f" {tile_name(plan.prefill)}")
 
@@ -287,7 +287,7 @@ def main() -> int:
     bench_attention(report, "attention mixed", [(1, 2048)] * 127 + [(512, 2048)])  # a sarathi step
     for tokens in (1, 128, 2048):
         bench_elementwise(report, tokens)
-    print("\nsweep (the shipped tiles: decode 16x64 w4 s3, prefill 128x64 w8 s3; splits from plan_attention)")
+    print("\nsweep (the shipped tiles: decode 16x64 w4 s5, prefill 128x64 w8 s5; splits from plan_attention)")
     sweep_attention(report)
     res = resources(num_sms)
     print(f"\n{'compiled kernel':<26} {'warps':>5} {'stages':>6} {'regs':>5} {'spills':>6} {'shared':>8} "

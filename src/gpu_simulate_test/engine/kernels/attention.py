@@ -53,8 +53,12 @@ class AttentionPlan:
     num_splits: int  # split-KV parts of each decode sequence (1: no split, no merge kernel)
 
 
-DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=3)
-PREFILL_TILE = TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=3)
+# num_stages 5: with the block-table load ahead of the K/V loads, triton 3.6 gives K/V a second shared-memory
+# buffer (the next tile loads while this one computes) only from 5 stages; at 3 or 4 it waits for every copy
+# before computing (read off the compiled TTGIR). Decode: 142 registers, 72 KB shared, 3 programs per SM.
+# Prefill: wgmma, 234 registers, 132 KB, one program of 8 warps per SM. ``bench_kernels.py`` sweeps alternatives.
+DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=5)
+PREFILL_TILE = TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=5)
 
 
 @functools.lru_cache(maxsize=None)
