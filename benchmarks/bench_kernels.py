@@ -91,7 +91,8 @@ class Report:
         floor = max(mem_floor, flop_floor)
         tbps = nbytes / seconds / 1e12
         if flop_floor > mem_floor:
-            limit = f"compute: {flops / seconds / 1e12:.0f} TFLOP/s = {flops / seconds / 1e12 / self.ceil['matmul_TFLOPs']:.0%} of matmul"
+            rate = flops / seconds / 1e12
+            limit = f"compute: {rate:.0f} TFLOP/s = {rate / self.ceil['matmul_TFLOPs']:.0%} of matmul"
         elif seconds < 8e-6 and mem_floor < 2e-6:
             limit = "latency: too little work to fill the chip"
         elif tbps > 0.8 * self.ceil["copy_TBps"]:
