@@ -235,6 +235,13 @@ def test_paged_attention_mixed_batch(gen: torch.Generator) -> None:
     assert torch.equal(out[-3:], torch.zeros_like(out[-3:]))
 
 
+def test_paged_attention_float32(gen: torch.Generator) -> None:
+    """float32 takes its own tiles (exact dots): decodes and prefills against the reference at float32 precision."""
+    b = make_batch(gen, decode_seqs(gen, 8, 2048) + [(512, 512), (300, 1324)])
+    b.q, b.k_cache, b.v_cache = f32(b.q), f32(b.k_cache), f32(b.v_cache)
+    assert rel_err(b.run(), b.reference()) < 1e-5
+
+
 @pytest.mark.parametrize("batch", [1, 64])
 def test_decode_captured_in_a_cuda_graph_replays_with_new_lengths(gen: torch.Generator, batch: int) -> None:
     """The engine's use: one capture per batch bucket at start-up, replays with new lengths, tables and queries.
