@@ -170,8 +170,8 @@ class Batch:
 
 
 def make_batch(gen: torch.Generator, seqs: list[tuple[int, int]], width: int | None = None) -> Batch:
-    """``seqs``: (new tokens, context after the step). Blocks come shuffled from the pool; slots past a context,
-    spare blocks and table entries past a context (they point at block 0) hold NaN."""
+    """``seqs``: (new tokens, context after the step). Blocks come shuffled from the pool; block 0 (where table
+    entries past a context point) and the slots past each context hold NaN."""
     need = [-(-ctx // PAGE) for _, ctx in seqs]
     width = width or max(max(need), 1)
     num_blocks = sum(need) + 1
