@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class SequenceStatus(enum.Enum):
@@ -18,6 +19,11 @@ class Sequence:
 
     A preempted sequence restarts by recompute: its blocks are freed, ``num_computed_tokens`` returns to 0 and the
     prompt plus every token generated so far is prefilled again before it decodes on.
+
+    ``num_prefill_tokens``: tokens the current attempt prefills (the prompt; after a restart, every token known
+    then), Vidur's ``Request.num_prefill_tokens``. The prefill is complete once that many are computed; from then
+    on each iteration decodes one token. It is needed because a prefill chunk can leave exactly one prompt token,
+    which ``num_computed_tokens`` alone cannot tell from a decode.
     """
 
     seq_id: int
@@ -29,6 +35,10 @@ class Sequence:
     num_computed_tokens: int = 0
     block_table: list[int] = field(default_factory=list)
     num_restarts: int = 0
+    num_prefill_tokens: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.num_prefill_tokens = len(self.token_ids)
 
     @property
     def num_tokens(self) -> int:
@@ -42,13 +52,18 @@ class Sequence:
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
 
+    @property
+    def is_prefill_complete(self) -> bool:
+        return self.num_computed_tokens >= self.num_prefill_tokens
 
-@dataclass(frozen=True)
-class BatchEntry:
+
+class BatchEntry(NamedTuple):
     """One sequence's share of an iteration: ``num_q_tokens`` tokens from position ``start`` (= KV cached before).
 
     ``samples``: the entry reaches the sequence's last known token, so the iteration yields its next token.
     ``is_prefill``: the tokens are (re-)prefill tokens, not a decode step.
+    A named tuple (immutable, fields by name) rather than a frozen dataclass: it is built once per sequence per
+    iteration, and a frozen dataclass costs ~3x more to build (~0.3 ms per step at batch 128 on a busy core).
     """
 
     seq: Sequence

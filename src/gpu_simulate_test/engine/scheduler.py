@@ -1,0 +1,285 @@
+"""The scheduling policies, exactly as vidur-sim simulates them (Vidur 0.0.26 plus ``vidur_ext/tracing.py``).
+
+Each policy is a transcription of one Vidur replica scheduler's ``_get_next_batch`` into the engine's terms,
+over the same state: ``waiting`` is Vidur's ``_request_queue`` (restarted sequences go to its front),
+``running`` its ``_preempted_requests`` (admitted sequences not in the iteration in flight, in the very order Vidur
+keeps them), the block ledger its allocation map. The correspondence, the order of every check and the places
+where the order of a list matters are in specs/engine.md; a difference from vidur-sim is a bug here.
+
+Vidur's ``num_processed_tokens`` counts the token emitted when a prefill completes; in the engine that token is
+appended to ``token_ids``, so Vidur's processed count is ``num_computed_tokens`` during a prefill and
+``num_tokens`` (= ``num_computed_tokens + 1``) once it is complete.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from operator import attrgetter
+from typing import Callable
+
+from gpu_simulate_test.engine.block_manager import BlockManager
+from gpu_simulate_test.engine.config import EngineConfig
+from gpu_simulate_test.engine.sequence import BatchEntry, ScheduledBatch, Sequence, SequenceStatus
+from gpu_simulate_test.errors import InputError
+
+_by_arrival = attrgetter("arrival_time_ns")
+_entry = tuple.__new__  # _entry(BatchEntry, (...)): a named tuple without its keyword-parsing __new__ (hot loop)
+
+
+class Scheduler:
+    """Forms each iteration's batch by the configured policy and keeps the KV block ledger.
+
+    ``num_blocks`` is the pool as Vidur counts it (vidur-sim is given the same number); ``num_physical_blocks``
+    is what the runner allocates: the same, since the ledger's reservation covers every token stored.
+    """
+
+    def __init__(self, config: EngineConfig, num_blocks: int) -> None:
+        form = POLICIES.get(config.policy)
+        if form is None:
+            raise InputError(f"engine policy {config.policy!r} is unknown; choose one of {sorted(POLICIES)}")
+        for name in ("max_batch_tokens", "max_requests_per_batch", "block_size"):
+            if getattr(config, name) < 1:
+                raise InputError(f"engine {name}={getattr(config, name)}; it must be >= 1")
+        if num_blocks < 1:
+            raise InputError(f"engine num_blocks={num_blocks}; the KV pool needs at least one block")
+        self.config = config
+        self._form: Callable[[Scheduler], list[BatchEntry]] = form
+        self.block_manager = BlockManager(num_blocks, config.block_size)
+        self.num_physical_blocks = num_blocks
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.num_preemptions = 0
+        self._watermark = int(config.watermark_blocks_fraction * num_blocks)  # Vidur's own rounding
+        self._num_admitted = 0  # sequences holding blocks: len(Vidur's allocation map)
+
+    # -- the engine's API --------------------------------------------------------------------------------------
+
+    def check_request(self, num_prompt_tokens: int, max_tokens: int) -> None:
+        """Raise :class:`InputError` for a request this engine could never serve (callers may check a whole
+        workload up front). The KV rule is vidur-sim's, so both sides refuse the same requests."""
+        cfg = self.config
+        if num_prompt_tokens < 1 or max_tokens < 1:
+            raise InputError(f"a request needs >= 1 prompt token and >= 1 token to generate, got {num_prompt_tokens} and {max_tokens}")
+        context = num_prompt_tokens + max_tokens
+        if context > cfg.model.max_position_embeddings:
+            raise InputError(
+                f"a request of {num_prompt_tokens} prompt + {max_tokens} generated tokens exceeds the model's context "
+                f"of {cfg.model.max_position_embeddings}; shorten it"
+            )
+        need = -(-context // cfg.block_size)
+        usable = self.block_manager.num_blocks - self._watermark
+        if need > usable:
+            raise InputError(
+                f"a request of {context} tokens needs {need} KV blocks of {cfg.block_size} tokens, but the pool of "
+                f"{self.block_manager.num_blocks} blocks leaves {usable} above the watermark; it could never run "
+                "(raise num_blocks or gpu_memory_utilization)"
+            )
+        if cfg.policy == "vllm" and num_prompt_tokens > cfg.max_batch_tokens:
+            raise InputError(
+                f"a prompt of {num_prompt_tokens} tokens exceeds max_batch_tokens={cfg.max_batch_tokens}; the vllm "
+                "policy prefills whole prompts, so it would never be scheduled (raise max_batch_tokens)"
+            )
+
+    def add(self, seq: Sequence) -> None:
+        """Queue a new sequence (after every request added before it: first come, first served)."""
+        self.check_request(seq.num_prompt_tokens, seq.max_tokens)
+        seq.status = SequenceStatus.WAITING
+        self.waiting.append(seq)
+
+    def schedule(self) -> ScheduledBatch | None:
+        """The next iteration; None when there is nothing to run. Every entry's block table covers
+        ``start + num_q_tokens`` tokens."""
+        entries = self._form(self)
+        if entries:
+            return ScheduledBatch(tuple(entries))
+        if self.waiting and self._num_admitted == 0:
+            seq = self.waiting[0]
+            raise InputError(
+                f"request {seq.seq_id} can never run again: restarted after a preemption with "
+                f"{seq.num_prefill_tokens} tokens to prefill, more than max_batch_tokens={self.config.max_batch_tokens}, "
+                "which the vllm policy prefills whole (Vidur 0.0.26 stalls the same way); raise max_batch_tokens or num_blocks"
+            )
+        return None
+
+    def postprocess(self, batch: ScheduledBatch, sampled: list[int]) -> list[Sequence]:
+        """Apply one finished iteration: ``sampled`` holds one token per sampling entry, in entry order.
+
+        Appends them, advances ``num_computed_tokens``, finishes (and frees) the sequences that generated
+        ``max_tokens``; the rest rejoin ``running`` in entry order (Vidur's ``on_batch_end``). Returns the finished.
+        """
+        finished: list[Sequence] = []
+        rejoin = self.running.append
+        k = 0
+        for seq, start, num_q, samples, _ in batch.entries:
+            seq.num_computed_tokens = start + num_q
+            if samples:
+                tokens = seq.token_ids
+                tokens.append(sampled[k])
+                k += 1
+                if len(tokens) == seq.num_prompt_tokens + seq.max_tokens:
+                    self.block_manager.free(seq)
+                    self._num_admitted -= 1
+                    seq.status = SequenceStatus.FINISHED
+                    finished.append(seq)
+                    continue
+            rejoin(seq)
+        if k != len(sampled):
+            raise ValueError(f"postprocess: {len(sampled)} sampled tokens for {k} sampling entries")
+        return finished
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting) or self._num_admitted > 0
+
+    # -- the ledger and restarts (Vidur's allocate / free / Request.restart) ------------------------------------
+
+    def _admit(self, seq: Sequence, num_blocks: int) -> None:
+        self.block_manager.allocate(seq, num_blocks)
+        self._num_admitted += 1
+        seq.status = SequenceStatus.RUNNING
+
+    def _restart(self, seq: Sequence) -> None:
+        """Preempt by recompute: free the blocks; every known token becomes the prompt of a prefill from scratch.
+
+        Vidur's ``Request.restart`` with the rule of ``vidur_ext/tracing.py``: mid-prefill, the prefill simply
+        starts over (its length is unchanged, as ``num_tokens`` is during a prefill)."""
+        self.block_manager.free(seq)
+        self._num_admitted -= 1
+        seq.num_computed_tokens = 0
+        seq.num_prefill_tokens = len(seq.token_ids)
+        seq.status = SequenceStatus.WAITING
+        seq.num_restarts += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(seq)
+
+    def _preempt_for(self, seq: Sequence, running: list[Sequence], head: int, tail: int) -> int:
+        """No block is free for the running decode ``seq``: Vidur's ``while not _can_allocate_request(...)`` loop
+        restarts the newest remaining sequence (the end of ``running[head:tail]``) until a block is free or, with
+        none left, ``seq`` itself. Returns the new tail; ``seq.status`` tells whether ``seq`` was restarted."""
+        while self.block_manager.num_free < 1:
+            if head < tail:
+                tail -= 1
+                self._restart(running[tail])
+            else:
+                self._restart(seq)
+                break
+        return tail
+
+    def _decodes(self, running: list[Sequence], head: int, tail: int, entries: list[BatchEntry],
+                 prefills: list[Sequence]) -> tuple[int, int]:
+        """Vidur's loop over ``_preempted_requests`` (both policies): from ``running[head]`` on, up to the batch
+        cap, each decode needs one free block ("vllm requires at least one block to be available") or preempts
+        (:meth:`_preempt_for`), then reserves one more block if its processed tokens exceed its reservation.
+        Sequences mid-prefill go to ``prefills`` (sarathi; vllm's running sequences all decode).
+        Returns ``(head, tail)``: ``running[head:tail]`` are the ones left."""
+        blocks = self.block_manager
+        block_size = blocks.block_size
+        cap = self.config.max_requests_per_batch
+        append = entries.append
+        free = blocks.num_free
+        while head < tail:
+            if len(entries) == cap:  # counts the decodes only, as Vidur's check does
+                break
+            seq = running[head]
+            head += 1
+            if seq.num_computed_tokens < seq.num_prefill_tokens:
+                prefills.append(seq)
+                continue
+            if free < 1:
+                tail = self._preempt_for(seq, running, head, tail)
+                free = blocks.num_free
+                if seq.status is SequenceStatus.WAITING:
+                    continue
+            num_tokens = len(seq.token_ids)  # Vidur's processed tokens
+            if num_tokens > len(seq.block_table) * block_size:
+                blocks.allocate(seq, 1)
+                free -= 1
+            append(_entry(BatchEntry, (seq, num_tokens - 1, 1, True, False)))
+        return head, tail
+
+    # -- the policies ---------------------------------------------------------------------------------------------
+
+    def _form_sarathi(self) -> list[BatchEntry]:
+        """Vidur's ``SarathiReplicaScheduler._get_next_batch`` (one stage): running decodes in ``running`` order,
+        then the running prefills' next chunks within the token budget, then new sequences first come first
+        served while the budget, the batch cap and the watermark allow."""
+        cfg = self.config
+        cap = cfg.max_requests_per_batch
+        budget = cfg.max_batch_tokens
+        block_size = cfg.block_size
+        entries: list[BatchEntry] = []
+        prefills: list[Sequence] = []
+        running = self.running
+        # A decode's next chunk is 1 token, never 0, so Vidur's "0 tokens: skip" branch never takes one.
+        head, tail = self._decodes(running, 0, len(running), entries, prefills)
+        num_tokens = len(entries)
+        skipped: list[Sequence] = []
+        for seq in prefills:
+            start = seq.num_computed_tokens
+            num_q = min(seq.num_prefill_tokens - start, budget - num_tokens)
+            if num_q <= 0:
+                skipped.append(seq)
+                continue
+            entries.append(_entry(BatchEntry, (seq, start, num_q, start + num_q == seq.num_prefill_tokens, True)))
+            num_tokens += num_q
+        rest = skipped + running[head:tail]
+        rest.sort(key=_by_arrival)  # stable, as Vidur's sorted(): equal arrivals keep the order above
+        self.running = rest
+        waiting = self.waiting
+        free = self.block_manager.num_free
+        while waiting:
+            if self._num_admitted == cap or len(entries) == cap:
+                break
+            seq = waiting[0]
+            prefill = seq.num_prefill_tokens
+            need = -(-prefill // block_size)
+            if free - need < self._watermark:
+                break
+            num_q = min(prefill, budget - num_tokens)
+            if num_q <= 0:
+                break
+            waiting.popleft()
+            self._admit(seq, need)
+            free -= need
+            entries.append(_entry(BatchEntry, (seq, 0, num_q, num_q == prefill, True)))
+            num_tokens += num_q
+        return entries
+
+    def _form_vllm(self) -> list[BatchEntry]:
+        """Vidur's ``VLLMReplicaScheduler._get_next_batch``: whole prompts first come first served while the
+        token cap, the batch cap and the watermark allow; only when none was admitted, every running decode
+        (sorted by arrival) up to the batch cap."""
+        cfg = self.config
+        cap = cfg.max_requests_per_batch
+        block_size = cfg.block_size
+        entries: list[BatchEntry] = []
+        waiting = self.waiting
+        free = self.block_manager.num_free
+        num_tokens = 0
+        while waiting:
+            seq = waiting[0]
+            prefill = seq.num_prefill_tokens
+            need = -(-prefill // block_size)
+            if free - need < self._watermark or num_tokens + prefill > cfg.max_batch_tokens:
+                break
+            if self._num_admitted == cap or len(entries) == cap:
+                break
+            waiting.popleft()
+            self._admit(seq, need)
+            free -= need
+            entries.append(_entry(BatchEntry, (seq, 0, prefill, True, True)))
+            num_tokens += prefill
+        if entries:
+            return entries
+        running = self.running
+        running.sort(key=_by_arrival)
+        prefills: list[Sequence] = []
+        head, tail = self._decodes(running, 0, len(running), entries, prefills)
+        assert not prefills, "vllm prefills whole prompts: every running sequence decodes"
+        self.running = running[head:tail]
+        return entries
+
+
+POLICIES: dict[str, Callable[[Scheduler], list[BatchEntry]]] = {
+    "sarathi": Scheduler._form_sarathi,
+    "vllm": Scheduler._form_vllm,
+}
