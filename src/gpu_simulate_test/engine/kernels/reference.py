@@ -70,6 +70,14 @@ def store_kv(k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: t
     v_cache[blocks, offsets] = v[keep].to(v_cache.dtype)
 
 
+def qk_norm_rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_weight: torch.Tensor,
+                          k_weight: torch.Tensor, positions: torch.Tensor, cos_sin: torch.Tensor, eps: float,
+                          k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+    """``qk_norm_rope`` then ``store_kv``: what the fused Triton kernel does in one launch."""
+    qk_norm_rope(q, k, q_weight, k_weight, positions, cos_sin, eps)
+    store_kv(k, v, k_cache, v_cache, slot_mapping)
+
+
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cu_seqlens_q: torch.Tensor,
                     seq_lens: torch.Tensor, block_tables: torch.Tensor, scale: float,
                     out: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -1,0 +1,263 @@
+"""Paged attention in Triton: prefill chunks (with or without a cached prefix) and decodes, any mix in one call.
+
+Two launches of one kernel, so that each kind of sequence gets the tile it needs:
+
+- the decode launch, one program per (sequence, KV head, split): sequences with exactly one new token. Its rows are
+  the query heads that share the KV head (GQA: K/V are read once for all of them), padded to the 16 rows ``tl.dot``
+  needs. Split-KV (flash-decoding) cuts each context into ``num_splits`` ranges when ``batch x KV heads`` programs
+  would leave SMs idle; a merge kernel combines the parts by their log-sum-exp.
+- the prefill launch, one program per (block of ``block_q`` new tokens of one sequence, KV head): sequences with two
+  or more new tokens, causal over the cached prefix and within the chunk. Which sequence a program serves is found
+  on the device from ``cu_seqlens_q``: sequence b owns programs ``cu[b] // block_q + b`` up to the next sequence's,
+  at least as many as its query blocks, so ``T // block_q + B`` programs always suffice.
+
+Every grid depends on shapes and the plan only (tokens, sequences, KV heads, splits), never on the values in
+``seq_lens`` or ``cu_seqlens_q``, and every integer that changes between steps is left unspecialised: a decode call
+captured in a CUDA graph replays with new lengths, and a serving run compiles nothing after its first steps.
+Precondition beyond the reference's: every sequence has at least one new token (graph padding rows: one token,
+``seq_len`` 0), so that ``T == B`` means a decode-only batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+MAX_SPLITS = 64  # the merge kernel's width: split-KV parts per decode sequence at most
+SEARCH_BLOCK = 128  # sequences scanned per step when a prefill program looks up its sequence
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """One launch's tiling: ``block_m`` rows (query tokens x the query heads of one KV head), ``block_n`` keys per
+    inner step, and Triton's ``num_warps`` / ``num_stages`` (software-pipelining depth of the key loop)."""
+
+    block_m: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """How one call is launched; ``plan_attention`` picks it from static shapes, tests and benchmarks override it."""
+
+    decode: TileConfig
+    prefill: TileConfig
+    num_splits: int  # split-KV parts of each decode sequence (1: no split, no merge kernel)
+
+
+DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=3)
+PREFILL_TILE = TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=3)
+
+
+@functools.lru_cache(maxsize=None)
+def _num_sms(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: int) -> AttentionPlan:
+    """Split decode contexts only when ``num_seqs x num_kv_heads`` programs cannot fill the SMs: then aim at two
+    programs per SM, never more parts than key tiles in ``max_context`` (the block table's reach) or ``MAX_SPLITS``."""
+    programs = num_seqs * num_kv_heads
+    splits = 1
+    if programs < num_sms:
+        splits = min(-(-2 * num_sms // programs), -(-max_context // DECODE_TILE.block_n), MAX_SPLITS)
+    return AttentionPlan(decode=DECODE_TILE, prefill=PREFILL_TILE, num_splits=max(splits, 1))
+
+
+@triton.jit
+def _attend_tiles(acc, l_i, m_i, q, k_cache_ptr, v_cache_ptr, block_table_ptr, head_offset, q_pos, kv_end,
+                  tile_lo, tile_hi, scale_log2, stride_cache_block, stride_cache_slot,
+                  HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, PAGE: tl.constexpr, MASKED: tl.constexpr,
+                  DOT_PRECISION: tl.constexpr):
+    """Online softmax over key tiles ``tile_lo .. tile_hi``; MASKED applies causality and the context end (only
+    the last tiles need it), and reads nothing past ``kv_end``, so unwritten cache slots never reach a product."""
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    for tile in range(tile_lo, tile_hi):
+        k_pos = tile * BLOCK_N + offs_n
+        if MASKED:
+            in_ctx = k_pos < kv_end
+            block = tl.load(block_table_ptr + k_pos // PAGE, mask=in_ctx, other=0)
+        else:
+            block = tl.load(block_table_ptr + k_pos // PAGE)
+        offset = block.to(tl.int64) * stride_cache_block + (k_pos % PAGE) * stride_cache_slot + head_offset
+        if MASKED:
+            k = tl.load(k_cache_ptr + offset[None, :] + offs_d[:, None], mask=in_ctx[None, :], other=0.0)
+            v = tl.load(v_cache_ptr + offset[:, None] + offs_d[None, :], mask=in_ctx[:, None], other=0.0)
+        else:
+            k = tl.load(k_cache_ptr + offset[None, :] + offs_d[:, None])
+            v = tl.load(v_cache_ptr + offset[:, None] + offs_d[None, :])
+        s = tl.dot(q, k, input_precision=DOT_PRECISION) * scale_log2
+        if MASKED:
+            s = tl.where(k_pos[None, :] <= q_pos[:, None], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit(do_not_specialize=["num_seqs", "stride_block_table"])
+def _paged_attention_kernel(
+    q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, part_acc_ptr, part_m_ptr, part_l_ptr,
+    cu_seqlens_ptr, seq_lens_ptr, block_tables_ptr, scale_log2, num_seqs,
+    stride_q_tok, stride_q_head, stride_out_tok, stride_out_head,
+    stride_cache_block, stride_cache_slot, stride_cache_head, stride_block_table,
+    NUM_HEADS: tl.constexpr, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
+    PAGE: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    SEARCH: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    kv_head = tl.program_id(1)
+    split = tl.program_id(2)
+    num_splits = tl.num_programs(2)
+    if BLOCK_Q == 1:
+        # decode launch: program b serves sequence b if it has exactly one new token
+        seq = tl.program_id(0)
+        q_lo = tl.load(cu_seqlens_ptr + seq)
+        q_hi = tl.load(cu_seqlens_ptr + seq + 1)
+        if q_hi - q_lo != 1:
+            return
+        tile_lo = q_lo
+    else:
+        # prefill launch, heaviest tiles (last sequences, last query blocks) first
+        pid = tl.num_programs(0) - 1 - tl.program_id(0)
+        seq = 0
+        for start in range(0, num_seqs, SEARCH):
+            b = start + tl.arange(0, SEARCH)
+            nxt = tl.load(cu_seqlens_ptr + 1 + b, mask=b < num_seqs, other=0)
+            seq += tl.sum(((nxt // BLOCK_Q + b + 1 <= pid) & (b < num_seqs)).to(tl.int32), axis=0)
+        q_lo = tl.load(cu_seqlens_ptr + seq)
+        q_hi = tl.load(cu_seqlens_ptr + seq + 1)
+        tile_lo = q_lo + (pid - q_lo // BLOCK_Q - seq) * BLOCK_Q
+        if (q_hi - q_lo < 2) | (tile_lo >= q_hi):
+            return
+    seq_len = tl.load(seq_lens_ptr + seq)
+    ctx_start = seq_len - (q_hi - q_lo)  # position of the sequence's first new token
+
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    tok = tile_lo + offs_m // GROUP_PAD
+    head = kv_head * GROUP + offs_m % GROUP_PAD
+    row_ok = (offs_m % GROUP_PAD < GROUP) & (tok < q_hi)
+    q_pos = ctx_start + (tok - q_lo)
+    q = tl.load(q_ptr + tok[:, None] * stride_q_tok + head[:, None] * stride_q_head + offs_d[None, :],
+                mask=row_ok[:, None], other=0.0)
+
+    # keys 0 .. kv_end - 1 are seen by the tile's last token; keys below kv_all by all of its tokens
+    kv_end = ctx_start + tl.minimum(tile_lo + BLOCK_Q, q_hi) - q_lo
+    kv_all = tl.maximum(ctx_start + tile_lo - q_lo + 1, 0)
+    num_tiles = tl.cdiv(kv_end, BLOCK_N)
+    per_split = tl.cdiv(num_tiles, num_splits)
+    t_lo = split * per_split
+    t_hi = tl.minimum(t_lo + per_split, num_tiles)
+    t_mid = tl.minimum(tl.maximum(kv_all // BLOCK_N, t_lo), t_hi)
+
+    m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)  # finite: a row with no visible key in a tile stays NaN-free
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    block_table_ptr = block_tables_ptr + seq.to(tl.int64) * stride_block_table
+    head_offset = kv_head * stride_cache_head
+    acc, l_i, m_i = _attend_tiles(acc, l_i, m_i, q, k_cache_ptr, v_cache_ptr, block_table_ptr, head_offset, q_pos,
+                                  kv_end, t_lo, t_mid, scale_log2, stride_cache_block, stride_cache_slot,
+                                  HEAD_DIM, BLOCK_N, PAGE, False, DOT_PRECISION)
+    acc, l_i, m_i = _attend_tiles(acc, l_i, m_i, q, k_cache_ptr, v_cache_ptr, block_table_ptr, head_offset, q_pos,
+                                  kv_end, t_mid, t_hi, scale_log2, stride_cache_block, stride_cache_slot,
+                                  HEAD_DIM, BLOCK_N, PAGE, True, DOT_PRECISION)
+
+    if num_splits > 1:
+        # unnormalised parts, [B, NUM_HEADS, splits] (+ HEAD_DIM), merged by _merge_splits_kernel
+        part = (seq * NUM_HEADS + head) * num_splits + split
+        tl.store(part_m_ptr + part, m_i, mask=row_ok)
+        tl.store(part_l_ptr + part, l_i, mask=row_ok)
+        tl.store(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=row_ok[:, None])
+    else:
+        out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # no visible key (seq_len 0): zeros
+        tl.store(out_ptr + tok[:, None] * stride_out_tok + head[:, None] * stride_out_head + offs_d[None, :],
+                 out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.jit(do_not_specialize=["num_splits"])
+def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqlens_ptr, num_splits,
+                         stride_out_tok, stride_out_head,
+                         NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr):
+    """One program per (decode sequence, query head): rescale each part to the common maximum and normalise.
+    One compiled variant serves every split count (SPLITS_PAD is MAX_SPLITS)."""
+    seq = tl.program_id(0)
+    head = tl.program_id(1)
+    q_lo = tl.load(cu_seqlens_ptr + seq)
+    if tl.load(cu_seqlens_ptr + seq + 1) - q_lo != 1:
+        return
+    s = tl.arange(0, SPLITS_PAD)
+    offs_d = tl.arange(0, HEAD_DIM)
+    part = (seq * NUM_HEADS + head) * num_splits + s
+    ok = s < num_splits
+    m = tl.load(part_m_ptr + part, mask=ok, other=float("-inf"))
+    l = tl.load(part_l_ptr + part, mask=ok, other=0.0)
+    acc = tl.load(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], mask=ok[:, None], other=0.0)
+    w = tl.exp2(m - tl.max(m, axis=0))
+    total = tl.sum(l * w, axis=0)
+    out = tl.sum(acc * w[:, None], axis=0) / tl.where(total > 0, total, 1.0)
+    tl.store(out_ptr + q_lo * stride_out_tok + head * stride_out_head + offs_d, out.to(out_ptr.dtype.element_ty))
+
+
+def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cu_seqlens_q: torch.Tensor,
+                    seq_lens: torch.Tensor, block_tables: torch.Tensor, scale: float,
+                    out: Optional[torch.Tensor] = None, plan: Optional[AttentionPlan] = None) -> torch.Tensor:
+    """``reference.paged_attention`` in Triton (layouts there). ``plan``: None picks it from the shapes."""
+    num_tokens, num_heads, head_dim = q.shape
+    _, page, num_kv_heads, _ = k_cache.shape
+    num_seqs = seq_lens.shape[0]
+    if k_cache.stride() != v_cache.stride() or k_cache.stride(-1) != 1 or q.stride(-1) != 1:
+        raise ValueError("paged_attention: K and V caches need one layout, head_dim contiguous (q too)")
+    if head_dim & (head_dim - 1) or num_heads % num_kv_heads:
+        raise ValueError(f"paged_attention: head_dim {head_dim} must be a power of two and {num_heads} query heads "
+                         f"a multiple of {num_kv_heads} KV heads")
+    if plan is None:
+        num_sms = _num_sms(q.device.index if q.device.index is not None else torch.cuda.current_device()) \
+            if q.is_cuda else 1
+        plan = plan_attention(num_seqs, num_kv_heads, block_tables.shape[1] * page, num_sms)
+    out = torch.empty_like(q) if out is None else out
+    group = num_heads // num_kv_heads
+    group_pad = triton.next_power_of_2(group)
+    common = dict(NUM_HEADS=num_heads, GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, PAGE=page,
+                  SEARCH=SEARCH_BLOCK, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+    args = (cu_seqlens_q, seq_lens, block_tables, scale * LOG2E, num_seqs, q.stride(0), q.stride(1),
+            out.stride(0), out.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+            block_tables.stride(0))
+
+    splits = plan.num_splits
+    if splits > 1:
+        part_acc = torch.empty(num_seqs * num_heads * splits * head_dim, device=q.device, dtype=torch.float32)
+        part_m = torch.empty(num_seqs * num_heads * splits, device=q.device, dtype=torch.float32)
+        part_l = torch.empty_like(part_m)
+    else:
+        part_acc = part_m = part_l = q.new_empty(1, dtype=torch.float32)  # never touched; float32 like the parts,
+        # so that the split and the unsplit decode launches share one compiled kernel
+    tile = plan.decode
+    _paged_attention_kernel[(num_seqs, num_kv_heads, splits)](
+        q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=1,
+        BLOCK_M=max(tile.block_m, group_pad), BLOCK_N=tile.block_n, num_warps=tile.num_warps,
+        num_stages=tile.num_stages, **common)
+    if splits > 1:
+        _merge_splits_kernel[(num_seqs, num_heads)](
+            part_acc, part_m, part_l, out, cu_seqlens_q, splits, out.stride(0), out.stride(1),
+            NUM_HEADS=num_heads, HEAD_DIM=head_dim, SPLITS_PAD=MAX_SPLITS, num_warps=4)
+    if num_tokens > num_seqs:
+        tile = plan.prefill
+        block_m = max(tile.block_m, 16, group_pad)
+        block_q = max(block_m // group_pad, 2)
+        _paged_attention_kernel[(num_tokens // block_q + num_seqs, num_kv_heads, 1)](
+            q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=block_q,
+            BLOCK_M=block_q * group_pad, BLOCK_N=tile.block_n, num_warps=tile.num_warps,
+            num_stages=tile.num_stages, **common)
+    return out

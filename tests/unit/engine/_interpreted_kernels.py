@@ -1,0 +1,256 @@
+"""The Triton kernels under ``TRITON_INTERPRET=1`` on CPU tensors, against the plain-torch references (float32).
+
+Not collected by itself (the name does not start with ``test_``): ``test_kernels.py`` runs it with pytest in a
+subprocess whose environment sets ``TRITON_INTERPRET=1`` before anything imports the kernels, since triton reads
+the variable when ``@triton.jit`` decorates. Every check draws its own random inputs, poisons outputs (and unused
+cache slots) with NaN so that an unwritten element or a read past the context fails, and compares by
+``||out - ref|| / ||ref||``: the interpreter computes in float32 like the reference, so only the order of sums and
+``exp2`` against ``exp`` differ (measured ~1e-7; the bound is 1e-5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from triton.runtime import interpreter
+
+from gpu_simulate_test.engine.kernels import activation, attention, cache, norm, reference, rope
+
+TOL = 1e-5
+
+if not isinstance(attention._paged_attention_kernel, interpreter.InterpretedFunction):
+    raise RuntimeError("run this module with TRITON_INTERPRET=1 set before the kernels are imported")
+
+
+def _patch_numpy_scalars() -> None:
+    """triton 3.6's interpreter turns a scalar into an int with ``int(1-element array)``, which numpy >= 2.4
+    rejects (triton-lang/triton#9171, fixed upstream after 3.6): convert through a 0-d view instead."""
+    original = interpreter._patch_lang_tensor
+
+    def patched(tensor, scope) -> None:
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(())))
+
+    interpreter._patch_lang_tensor = patched
+
+
+_patch_numpy_scalars()
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    assert not out.isnan().any(), "NaN in the output: an element was not written, or a poisoned slot was read"
+    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+@pytest.fixture
+def gen(request: pytest.FixtureRequest) -> torch.Generator:
+    """Fresh inputs for every check (seeded by the test's id, so a failure reproduces)."""
+    return torch.Generator().manual_seed(hash(request.node.nodeid) % 2**31)
+
+
+def randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen)
+
+
+# --- norms and activation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tokens,hidden", [(5, 48), (3, 64), (1, 200)])
+def test_rms_norm(gen: torch.Generator, tokens: int, hidden: int) -> None:
+    x, w = randn(gen, tokens, hidden), randn(gen, hidden)
+    assert rel_err(norm.rms_norm(x, w, 1e-6), reference.rms_norm(x, w, 1e-6)) < TOL
+
+
+def test_rms_norm_of_strided_rows(gen: torch.Generator) -> None:
+    base = randn(gen, 6, 80)
+    x, w = base[:, 8:72], randn(gen, 64)  # row stride 80, not 64
+    assert rel_err(norm.rms_norm(x, w, 1e-5), reference.rms_norm(x, w, 1e-5)) < TOL
+
+
+@pytest.mark.parametrize("tokens,hidden", [(4, 48), (2, 128)])
+def test_add_rms_norm_updates_the_residual_in_place(gen: torch.Generator, tokens: int, hidden: int) -> None:
+    x, residual, w = randn(gen, tokens, hidden), randn(gen, tokens, hidden), randn(gen, hidden)
+    ref_residual = residual.clone()
+    ref_out, _ = reference.add_rms_norm(x, ref_residual, w, 1e-6)
+    out, returned = norm.add_rms_norm(x, residual, w, 1e-6)
+    assert returned is residual
+    assert rel_err(residual, ref_residual) < TOL
+    assert rel_err(out, ref_out) < TOL
+
+
+@pytest.mark.parametrize("tokens,inter", [(3, 40), (2, 1100)])  # 1100: more than one column block
+def test_silu_and_mul(gen: torch.Generator, tokens: int, inter: int) -> None:
+    x = randn(gen, tokens, 2 * inter) * 3
+    assert rel_err(activation.silu_and_mul(x), reference.silu_and_mul(x)) < TOL
+
+
+# --- qk-norm + RoPE and the KV store -------------------------------------------------------------------------
+
+
+def _fused_qkv(gen: torch.Generator, tokens: int, n_q: int, n_kv: int, head_dim: int):
+    """q/k/v as views into one fused buffer with spare columns, so the token stride is none of theirs."""
+    width = (n_q + 2 * n_kv) * head_dim + 16
+    qkv = randn(gen, tokens, width)
+    q = qkv[:, : n_q * head_dim].view(tokens, n_q, head_dim)
+    k = qkv[:, n_q * head_dim: (n_q + n_kv) * head_dim].view(tokens, n_kv, head_dim)
+    v = qkv[:, (n_q + n_kv) * head_dim: (n_q + 2 * n_kv) * head_dim].view(tokens, n_kv, head_dim)
+    return qkv, q, k, v
+
+
+def _poisoned_cache(num_blocks: int, page: int, n_kv: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.full((num_blocks, page, n_kv, head_dim), float("nan")),
+            torch.full((num_blocks, page, n_kv, head_dim), float("nan")))
+
+
+def _assert_same_cache(got: torch.Tensor, ref: torch.Tensor) -> None:
+    assert torch.equal(got.isnan(), ref.isnan()), "a slot was written that should not be, or the reverse"
+    torch.testing.assert_close(got.nan_to_num(), ref.nan_to_num(), rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("n_q,n_kv,head_dim", [(4, 2, 32), (6, 3, 16)])  # 6 / 3: heads padded to 8 / 4
+def test_qk_norm_rope_in_place_on_fused_views(gen: torch.Generator, n_q: int, n_kv: int, head_dim: int) -> None:
+    tokens = 7
+    qkv, q, k, _ = _fused_qkv(gen, tokens, n_q, n_kv, head_dim)
+    qw, kw = randn(gen, head_dim), randn(gen, head_dim)
+    positions = torch.randint(0, 300, (tokens,), generator=gen)
+    cos_sin = reference.rope_cos_sin(head_dim, 300, 1e6)
+    ref_qkv = qkv.clone()
+    _, ref_q, ref_k, _ = (ref_qkv, *(t for t in _views_like(ref_qkv, n_q, n_kv, head_dim)))
+    reference.qk_norm_rope(ref_q, ref_k, qw, kw, positions, cos_sin, 1e-6)
+    rope.qk_norm_rope(q, k, qw, kw, positions, cos_sin, 1e-6)
+    assert rel_err(q, ref_q) < TOL and rel_err(k, ref_k) < TOL
+    untouched = (n_q + n_kv) * head_dim  # v and the spare columns
+    assert torch.equal(qkv[:, untouched:], ref_qkv[:, untouched:])
+
+
+def _views_like(qkv: torch.Tensor, n_q: int, n_kv: int, head_dim: int):
+    tokens = qkv.shape[0]
+    return (qkv[:, : n_q * head_dim].view(tokens, n_q, head_dim),
+            qkv[:, n_q * head_dim: (n_q + n_kv) * head_dim].view(tokens, n_kv, head_dim),
+            qkv[:, (n_q + n_kv) * head_dim: (n_q + 2 * n_kv) * head_dim].view(tokens, n_kv, head_dim))
+
+
+def _slots(gen: torch.Generator, tokens: int, num_blocks: int, page: int) -> torch.Tensor:
+    """Distinct slots in shuffled blocks, two of them -1 (graph padding)."""
+    slots = torch.randperm(num_blocks * page, generator=gen)[:tokens]
+    slots[torch.randperm(tokens, generator=gen)[:2]] = -1
+    return slots
+
+
+@pytest.mark.parametrize("n_kv,head_dim,page", [(2, 32, 4), (3, 16, 8)])
+def test_store_kv_skips_negative_slots(gen: torch.Generator, n_kv: int, head_dim: int, page: int) -> None:
+    tokens, num_blocks = 9, 6
+    _, _, k, v = _fused_qkv(gen, tokens, 4, n_kv, head_dim)
+    slots = _slots(gen, tokens, num_blocks, page)
+    k_cache, v_cache = _poisoned_cache(num_blocks, page, n_kv, head_dim)
+    ref_k_cache, ref_v_cache = k_cache.clone(), v_cache.clone()
+    reference.store_kv(k, v, ref_k_cache, ref_v_cache, slots)
+    cache.store_kv(k, v, k_cache, v_cache, slots)
+    _assert_same_cache(k_cache, ref_k_cache)
+    _assert_same_cache(v_cache, ref_v_cache)
+
+
+def test_qk_norm_rope_store_kv_matches_the_composition(gen: torch.Generator) -> None:
+    tokens, n_q, n_kv, head_dim, page, num_blocks = 8, 4, 2, 32, 4, 5
+    qkv, q, k, v = _fused_qkv(gen, tokens, n_q, n_kv, head_dim)
+    ref_qkv = qkv.clone()
+    ref_q, ref_k, ref_v = _views_like(ref_qkv, n_q, n_kv, head_dim)
+    qw, kw = randn(gen, head_dim), randn(gen, head_dim)
+    positions = torch.randint(0, 64, (tokens,), generator=gen, dtype=torch.int32)
+    cos_sin = reference.rope_cos_sin(head_dim, 64, 1e6)
+    slots = _slots(gen, tokens, num_blocks, page)
+    k_cache, v_cache = _poisoned_cache(num_blocks, page, n_kv, head_dim)
+    ref_k_cache, ref_v_cache = k_cache.clone(), v_cache.clone()
+    reference.qk_norm_rope_store_kv(ref_q, ref_k, ref_v, qw, kw, positions, cos_sin, 1e-6, ref_k_cache, ref_v_cache,
+                                    slots)
+    rope.qk_norm_rope_store_kv(q, k, v, qw, kw, positions, cos_sin, 1e-6, k_cache, v_cache, slots)
+    assert rel_err(qkv, ref_qkv) < TOL
+    _assert_same_cache(k_cache, ref_k_cache)
+    _assert_same_cache(v_cache, ref_v_cache)
+
+
+# --- paged attention -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Batch:
+    q: torch.Tensor
+    k_cache: torch.Tensor
+    v_cache: torch.Tensor
+    cu_seqlens_q: torch.Tensor
+    seq_lens: torch.Tensor
+    block_tables: torch.Tensor
+
+
+def make_batch(gen: torch.Generator, seqs: list[tuple[int, int]], n_q: int, n_kv: int, head_dim: int,
+               page: int) -> Batch:
+    """``seqs``: (new tokens, context after the step). Blocks are drawn shuffled from a pool with spare blocks;
+    every slot outside a context, and every table entry past one, points at NaN."""
+    need = [-(-ctx // page) for _, ctx in seqs]
+    width = max(need) + 2
+    num_blocks = sum(need) + 3
+    k_cache, v_cache = _poisoned_cache(num_blocks, page, n_kv, head_dim)
+    order = torch.randperm(num_blocks - 1, generator=gen).to(torch.int32) + 1  # block 0: all NaN, the filler
+    tables = torch.zeros(len(seqs), width, dtype=torch.int32)
+    used = 0
+    for b, (_, ctx) in enumerate(seqs):
+        blocks = order[used: used + need[b]]
+        used += need[b]
+        tables[b, : need[b]] = blocks
+        kv = randn(gen, 2, need[b] * page, n_kv, head_dim)
+        kv[:, ctx:] = float("nan")
+        k_cache[blocks.long()] = kv[0].view(-1, page, n_kv, head_dim)
+        v_cache[blocks.long()] = kv[1].view(-1, page, n_kv, head_dim)
+    lengths = torch.tensor([n for n, _ in seqs])
+    cu = torch.zeros(len(seqs) + 1, dtype=torch.int32)
+    cu[1:] = lengths.cumsum(0)
+    tokens = int(cu[-1])
+    q = _fused_qkv(gen, tokens, n_q, n_kv, head_dim)[1]
+    return Batch(q, k_cache, v_cache, cu, torch.tensor([c for _, c in seqs], dtype=torch.int32), tables)
+
+
+def small_plan(num_splits: int) -> attention.AttentionPlan:
+    """Tiles small enough that tiny contexts span several, so every loop runs and masks bite."""
+    tile = attention.TileConfig(block_m=16, block_n=16, num_warps=4, num_stages=1)
+    return attention.AttentionPlan(decode=tile, prefill=tile, num_splits=num_splits)
+
+
+def check_attention(batch: Batch, plan: attention.AttentionPlan | None) -> None:
+    b = batch
+    ref = reference.paged_attention(b.q, b.k_cache, b.v_cache, b.cu_seqlens_q, b.seq_lens, b.block_tables, 0.17)
+    out = torch.full_like(b.q, float("nan"))
+    got = attention.paged_attention(b.q, b.k_cache, b.v_cache, b.cu_seqlens_q, b.seq_lens, b.block_tables, 0.17,
+                                    out=out, plan=plan)
+    assert got is out
+    assert rel_err(out, ref) < TOL
+    padding = (b.seq_lens == 0).nonzero().flatten().tolist()
+    for seq in padding:  # rows of graph padding are exact zeros
+        assert torch.equal(out[b.cu_seqlens_q[seq]: b.cu_seqlens_q[seq + 1]], torch.zeros_like(out[:1]))
+
+
+# decodes, a chunk over a cached prefix, fresh prefills, a one-token prefill and a padding row, in one call
+MIXED = [(1, 37), (9, 30), (12, 12), (1, 1), (25, 70), (1, 0), (2, 2)]
+
+
+# 6 / 2: a group of 3 padded to 4; 8 splits: more parts than some contexts have tiles
+@pytest.mark.parametrize("n_q,n_kv,num_splits", [(4, 2, 1), (4, 2, 3), (6, 2, 8), (4, 4, 2)])
+def test_paged_attention_mixed_batch(gen: torch.Generator, n_q: int, n_kv: int, num_splits: int) -> None:
+    check_attention(make_batch(gen, MIXED, n_q, n_kv, 16, 4), small_plan(num_splits))
+
+
+@pytest.mark.parametrize("num_splits", [1, 4])
+def test_paged_attention_decode_batch_with_padding_rows(gen: torch.Generator, num_splits: int) -> None:
+    decodes = [(1, 50), (1, 17), (1, 64), (1, 0), (1, 0)]
+    check_attention(make_batch(gen, decodes, 4, 2, 32, 8), small_plan(num_splits))
+
+
+def test_paged_attention_default_plan_spans_full_and_partial_tiles(gen: torch.Generator) -> None:
+    """The shipped tiles (decode keys in 64s, prefill rows in 128s): contexts long enough for unmasked tiles."""
+    seqs = [(1, 150), (70, 200), (1, 64), (40, 40)]
+    batch = make_batch(gen, seqs, 4, 2, 32, 16)
+    check_attention(batch, None)
+    split = dataclasses.replace(attention.plan_attention(len(seqs), 2, batch.block_tables.shape[1] * 16, 1),
+                                num_splits=2)
+    check_attention(batch, split)
