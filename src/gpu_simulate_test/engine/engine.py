@@ -8,6 +8,7 @@ from typing import Mapping, NamedTuple, Optional
 
 import torch
 
+from gpu_simulate_test.engine import kernels
 from gpu_simulate_test.engine.config import POLICIES, EngineConfig
 from gpu_simulate_test.engine.memory import MemoryPlan, kv_block_bytes, plan_kv_pool
 from gpu_simulate_test.engine.model import Qwen3Model
@@ -76,8 +77,8 @@ class LLMEngine:
         self.scheduler = Scheduler(config, num_blocks)
         self.num_blocks = num_blocks
         self.runner.allocate_kv_cache(self.scheduler.num_physical_blocks)
-        self.runner.warmup()
-        if self.runner.graph_sizes:
+        if self.runner.device.type == "cuda":  # compile and load every kernel variant, then capture
+            self.runner.warmup()
             self.runner.capture_graphs()
         self._captures_at_startup = self.runner.num_captures
         self._loads_at_startup = TritonLoads.count
@@ -147,7 +148,7 @@ class LLMEngine:
             "num_physical_blocks": self.scheduler.num_physical_blocks,
             "block_size": self.config.block_size,
             "memory": None if self.memory is None else self.memory.as_dict(),
-            "kernel_path": "triton" if self.runner.device.type == "cuda" else "reference",
+            "kernel_path": kernels.kernel_path(self.runner.device),
             "cuda_graph_batch_sizes": list(self.runner.graph_sizes),
             "cuda_graph_captures_at_startup": self._captures_at_startup,
             "cuda_graph_captures_since_startup": self.runner.num_captures - self._captures_at_startup,

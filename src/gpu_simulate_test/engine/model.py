@@ -54,14 +54,14 @@ class Qwen3Layer:
 
     def attention(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionInputs, k_cache: torch.Tensor,
                   v_cache: torch.Tensor, cos_sin: torch.Tensor) -> torch.Tensor:
-        """qkv projection, qk-norm + RoPE, KV store, paged attention, output projection."""
+        """qkv projection, qk-norm + RoPE + KV store (one kernel), paged attention, output projection."""
         s, t = self.shape, x.shape[0]
         qkv = F.linear(x, self.w.qkv_proj)
         q = qkv[:, : self.q_size].view(t, s.num_attention_heads, s.head_dim)
         k = qkv[:, self.q_size : self.q_size + self.kv_size].view(t, s.num_kv_heads, s.head_dim)
         v = qkv[:, self.q_size + self.kv_size :].view(t, s.num_kv_heads, s.head_dim)
-        kernels.qk_norm_rope(q, k, self.w.q_norm, self.w.k_norm, positions, cos_sin, s.rms_norm_eps)
-        kernels.store_kv(k, v, k_cache, v_cache, attn.slot_mapping)
+        kernels.qk_norm_rope_store_kv(q, k, v, self.w.q_norm, self.w.k_norm, positions, cos_sin, s.rms_norm_eps,
+                                      k_cache, v_cache, attn.slot_mapping)
         o = torch.empty(t, s.num_attention_heads, s.head_dim, dtype=x.dtype, device=x.device)
         kernels.paged_attention(q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale, out=o)
         return F.linear(o.view(t, self.q_size), self.w.o_proj)

@@ -186,6 +186,8 @@ class ModelRunner:
 
     def capture_graphs(self) -> None:
         """One graph per bucket, largest first, all in one memory pool; counted in ``num_captures``."""
+        if not self.graph_sizes:
+            return
         pool = None
         for bs in reversed(self.graph_sizes):
             layout = _Layout(bs, bs, 0, 0)

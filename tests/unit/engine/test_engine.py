@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from _qwen3_tiny import TINY, engine_config, hf_model, prompts
+from gpu_simulate_test.engine.engine import LLMEngine, StepEntry, StepOutput
 from gpu_simulate_test.engine.model import Qwen3Model
 from gpu_simulate_test.engine.runner import ModelRunner
 from gpu_simulate_test.engine.sequence import BatchEntry, ScheduledBatch, Sequence, SequenceStatus
+from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +76,122 @@ def test_block_table_rows_are_reused_and_reclaimed(hf):
     runner.release(s2)
     s1.status = SequenceStatus.RUNNING
     assert runner.tables.row(s1, idx := [], blocks := []) == r2 and blocks == [4]
+
+
+# ---- the whole engine against model.generate ------------------------------------------------------------------
+
+
+def _generate(hf, prompt: list[int], n: int) -> list[int]:
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                          max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+@pytest.fixture(scope="module")
+def workload(hf):
+    """(prompt, max_tokens, step at which it arrives) and the tokens ``model.generate`` gives each."""
+    lengths, outputs, arrive = [23, 5, 40, 9, 17, 31], [6, 9, 4, 12, 7, 5], [0, 0, 0, 2, 5, 5]
+    reqs = list(zip(prompts(lengths, seed=7), outputs, arrive))
+    return reqs, [_generate(hf, p, n) for p, n, _ in reqs]
+
+
+def _serve(engine: LLMEngine, reqs, first_id: int = 0) -> tuple[dict[int, list[int]], list[StepOutput]]:
+    """Add request ``first_id + i`` at its step, step until all finish; the tokens of each, the steps."""
+    tokens: dict[int, list[int]] = {first_id + i: [] for i in range(len(reqs))}
+    steps: list[StepOutput] = []
+    while len(steps) < 1000:
+        for i, (prompt, n, at) in enumerate(reqs):
+            if at == len(steps):
+                engine.add_request(first_id + i, prompt, n)
+        if not engine.has_unfinished():
+            if len(steps) > max(at for _, _, at in reqs):
+                break
+            steps.append(None)  # an idle tick: the next arrival has not come yet
+            continue
+        out = engine.step()
+        assert out.start_ns <= out.end_ns
+        for rid, tok in out.new_tokens:
+            tokens[rid].append(tok)
+        steps.append(out)
+    return tokens, [s for s in steps if s is not None]
+
+
+def _engine(hf, **overrides) -> LLMEngine:
+    return LLMEngine(engine_config(**overrides), hf.state_dict())
+
+
+def test_single_requests_match_generate(hf, workload):
+    reqs, want = workload
+    engine = _engine(hf, max_batch_tokens=64)
+    for i in (0, 3):  # one request at a time: a whole-prompt prefill, then decodes
+        prompt, n, _ = reqs[i]
+        got, steps = _serve(engine, [(prompt, n, 0)], first_id=i)
+        assert got[i] == want[i]
+        assert [s.entries[0].is_prefill for s in steps] == [True] + [False] * (n - 1)
+        assert steps[-1].finished == [i]
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "vllm"])
+def test_interleaved_batches_match_generate(hf, workload, policy):
+    """Chunked prefills (sarathi's budget of 16 tokens) mixed with decodes, arrivals during the run."""
+    reqs, want = workload
+    engine = _engine(hf, policy=policy, max_batch_tokens=16 if policy == "sarathi" else 48)
+    got, steps = _serve(engine, reqs)
+    assert [got[i] for i in range(len(reqs))] == want
+    kinds = [{e.is_prefill for e in s.entries} for s in steps]
+    if policy == "sarathi":
+        assert any(e.is_prefill and e.context_len < len(reqs[e.request_id][0]) for s in steps for e in s.entries)
+        assert {True, False} in kinds  # a chunk beside decodes
+    assert max(len(s.entries) for s in steps) > 2
+    assert engine.stats()["preemptions"] == 0
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "vllm"])
+def test_preemption_restarts_match_generate(hf, workload, policy):
+    """A pool of 20 blocks of 4 tokens cannot hold every context at once: the newest restart by recompute."""
+    reqs, want = workload
+    engine = _engine(hf, policy=policy, num_blocks=20, max_batch_tokens=48, watermark_blocks_fraction=0.0)
+    got, steps = _serve(engine, reqs)
+    assert engine.stats()["preemptions"] > 0
+    assert [got[i] for i in range(len(reqs))] == want
+    assert engine.stats()["num_blocks"] == 20
+
+
+def test_stats_and_step_record(hf, workload):
+    reqs, _ = workload
+    engine = _engine(hf, num_blocks=64)
+    engine.add_request(5, reqs[0][0], 3)
+    out = engine.step()
+    assert out.entries == [StepEntry(5, len(reqs[0][0]), len(reqs[0][0]), True)]
+    assert [rid for rid, _ in out.new_tokens] == [5] and out.finished == [] and not out.cuda_graph
+    stats = engine.stats()
+    assert stats["kernel_path"] == "reference" and stats["cuda_graph_batch_sizes"] == []
+    assert stats["cuda_graph_captures_since_startup"] == 0 and stats["compilations_since_startup"] == 0
+    assert stats["num_physical_blocks"] >= stats["num_blocks"] == 64 and stats["memory"] is None
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    (dict(policy="fcfs"), InputError, "policy 'fcfs' is unknown"),
+    (dict(device="cuda"), EnvironmentUnavailableError, "sees no GPU"),
+    (dict(num_blocks=None), InputError, "on the CPU set num_blocks"),
+    (dict(dtype="int8"), InputError, "dtype"),
+])
+def test_bad_configs_fail_before_loading(overrides, error, match):
+    if overrides.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(error, match=match):
+        LLMEngine(engine_config(**overrides), {})  # an empty state dict: the config is refused first
+
+
+def test_bad_requests_are_clear_errors(hf):
+    engine = _engine(hf, num_blocks=8)
+    with pytest.raises(InputError, match="exceeds the model's context"):
+        engine.add_request(0, [1] * 40000, 961)
+    with pytest.raises(InputError, match="could never run"):
+        engine.check_request(30, 10)  # 40 tokens need 10 blocks of 4
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        engine.add_request(1, [TINY.vocab_size], 1)
+    engine.add_request(2, [1, 2], 1)
+    with pytest.raises(InputError, match="added already"):
+        engine.add_request(2, [1, 2], 1)
