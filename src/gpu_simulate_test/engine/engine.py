@@ -90,13 +90,13 @@ class LLMEngine:
         """vLLM's rule on the device: ``gpu_memory_utilization`` of its memory after the weights, a dry-run forward
         at ``max_batch_tokens`` and the CUDA graphs' pool."""
         torch.cuda.synchronize()
-        weights = torch.cuda.memory_allocated()  # the model, its RoPE table and the step buffers
+        resident = torch.cuda.memory_allocated()  # the model, its RoPE table, the step buffers, the caller's tensors
         peak, graph_reserve = self.runner.profile_memory()
         free, total = torch.cuda.mem_get_info()
         non_torch = total - free - torch.cuda.memory_reserved()
         element_size = torch.finfo(_DTYPES[self.config.dtype]).bits // 8
         return plan_kv_pool(total=total, gpu_memory_utilization=self.config.gpu_memory_utilization,
-                            weights=weights, peak_activations=peak, graph_reserve=graph_reserve,
+                            resident=resident, peak_activations=peak, graph_reserve=graph_reserve,
                             non_torch=max(0, non_torch),
                             block_bytes=kv_block_bytes(self.config.model, self.config.block_size, element_size))
 
@@ -125,8 +125,8 @@ class LLMEngine:
         batch = self.scheduler.schedule()
         if batch is None:
             raise RuntimeError("step() with nothing to run: call it only while has_unfinished()")
-        graph = self.runner.graph_size(batch) is not None
         sampled = self.runner.run(batch)
+        graph = self.runner.last_graph_size is not None
         finished = self.scheduler.postprocess(batch, sampled)
         for seq in finished:
             self.runner.release(seq)

@@ -19,8 +19,8 @@ class MemoryPlan:
 
     total: int  # the device's memory
     gpu_memory_utilization: float
-    weights: int
-    peak_activations: int  # over the weights, in the dry-run forward of ``max_batch_tokens`` tokens
+    resident: int  # held before the pool: the weights, the step buffers, anything else the process holds
+    peak_activations: int  # over that, in the dry-run forwards (``max_batch_tokens`` tokens; the most sampled rows)
     graph_reserve: int  # held for the CUDA graphs' pool: a decode forward at the largest graph bucket
     non_torch: int  # CUDA context, cuBLAS workspaces: device memory torch's allocator does not hold
     block_bytes: int
@@ -30,12 +30,13 @@ class MemoryPlan:
         return asdict(self)
 
 
-def plan_kv_pool(*, total: int, gpu_memory_utilization: float, weights: int, peak_activations: int,
+def plan_kv_pool(*, total: int, gpu_memory_utilization: float, resident: int, peak_activations: int,
                  graph_reserve: int, non_torch: int, block_bytes: int) -> MemoryPlan:
-    """Blocks in ``gpu_memory_utilization * total`` once weights, peak activations, graphs and the rest are held."""
+    """Blocks in ``gpu_memory_utilization * total`` once the resident tensors, peak activations, graphs and the
+    rest are held."""
     if not 0.0 < gpu_memory_utilization <= 1.0:
         raise InputError(f"gpu_memory_utilization must be in (0, 1], not {gpu_memory_utilization}")
-    budget = int(gpu_memory_utilization * total) - weights - peak_activations - graph_reserve - non_torch
-    return MemoryPlan(total=total, gpu_memory_utilization=gpu_memory_utilization, weights=weights,
+    budget = int(gpu_memory_utilization * total) - resident - peak_activations - graph_reserve - non_torch
+    return MemoryPlan(total=total, gpu_memory_utilization=gpu_memory_utilization, resident=resident,
                       peak_activations=peak_activations, graph_reserve=graph_reserve, non_torch=non_torch,
                       block_bytes=block_bytes, blocks_that_fit=max(0, budget // block_bytes))

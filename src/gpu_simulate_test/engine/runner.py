@@ -10,6 +10,7 @@ batches run eagerly. Sampling is greedy; the sampled tokens are the one device-t
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -83,32 +84,48 @@ class _BlockTables:
         return self._free.pop()
 
 
+_ALIGN = 16  # int32 elements: each input starts 64-byte aligned, as Triton specialises pointers on alignment
+
+
 @dataclass(frozen=True)
 class _Layout:
-    """Offsets of a step's inputs in the packed int32 buffer: T tokens, B entries, S sampling, D new blocks."""
+    """Where a step's inputs sit in the packed int32 buffer: T tokens, B entries, S sampling, D new blocks.
+
+    Every segment starts aligned whatever T and B are: a Triton kernel compiled for an aligned pointer must never
+    meet an unaligned one mid-run (that would compile a second variant inside a measured step). The segments up to
+    ``logits`` do not move with S and D."""
 
     T: int
     B: int
     S: int
     D: int
 
+    @functools.cached_property
+    def offsets(self) -> dict[str, int]:
+        sizes = (("ids", self.T), ("pos", self.T), ("slots", self.T), ("seq_lens", self.B), ("rows", self.B),
+                 ("cu", self.B + 1), ("logits", self.S), ("new_index", self.D), ("new_block", self.D))
+        out, o = {}, 0
+        for name, n in sizes:
+            out[name] = o
+            o += -(-n // _ALIGN) * _ALIGN
+        out["end"] = o
+        return out
+
     @property
     def end(self) -> int:
-        return 3 * self.T + 3 * self.B + 1 + self.S + 2 * self.D
+        return self.offsets["end"]
 
-    def views(self, buf: torch.Tensor) -> dict[str, torch.Tensor]:
-        T, B, S, D = self.T, self.B, self.S, self.D
-        o = [0, T, 2 * T, 3 * T, 3 * T + B, 3 * T + 2 * B, 3 * T + 3 * B + 1, 3 * T + 3 * B + 1 + S]
-        return {"ids": buf[o[0]:o[1]], "pos": buf[o[1]:o[2]], "slots": buf[o[2]:o[3]], "seq_lens": buf[o[3]:o[4]],
-                "rows": buf[o[4]:o[5]], "cu": buf[o[5]:o[6]], "logits": buf[o[6]:o[7]],
-                "new_index": buf[o[7]:o[7] + D], "new_block": buf[o[7] + D:o[7] + 2 * D]}
+    def view(self, buf: torch.Tensor, name: str) -> torch.Tensor:
+        o = self.offsets[name]
+        n = {"ids": self.T, "pos": self.T, "slots": self.T, "seq_lens": self.B, "rows": self.B, "cu": self.B + 1,
+             "logits": self.S, "new_index": self.D, "new_block": self.D}[name]
+        return buf[o:o + n]
 
 
 @dataclass
 class _Graph:
     graph: "torch.cuda.CUDAGraph"
-    inputs: dict[str, torch.Tensor]
-    tokens: torch.Tensor  # [bs] int64, written by the replay
+    tokens: torch.Tensor  # [bs] int64, written by each replay
 
 
 class ModelRunner:
@@ -136,6 +153,7 @@ class ModelRunner:
                                    if 0 < b <= min(self.max_seqs, self.max_tokens)}) if cuda else []
         self.graphs: dict[int, _Graph] = {}
         self.num_captures = 0
+        self.last_graph_size: Optional[int] = None
         self.kv_cache: Optional[torch.Tensor] = None
 
     # ---- start-up ---------------------------------------------------------------------------------------------
@@ -152,6 +170,7 @@ class ModelRunner:
             raise InputError(f"a KV pool of {num_blocks} blocks ({gib:.1f} GiB) does not fit in the device's memory; "
                              "lower num_blocks (or leave it null to size it from gpu_memory_utilization)") from None
 
+    @torch.inference_mode()
     def profile_memory(self) -> tuple[int, int]:
         """Bytes over what is allocated now that (a) the largest eager step and (b) a decode step at the largest
         graph bucket (the graphs' pool) reach at their peak: dry runs over a throw-away KV cache."""
@@ -184,6 +203,7 @@ class ModelRunner:
             if sum(n for _, n in case) <= self.max_tokens and len(case) <= self.max_seqs:
                 self._run_synthetic(case)
 
+    @torch.inference_mode()
     def capture_graphs(self) -> None:
         """One graph per bucket, largest first, all in one memory pool; counted in ``num_captures``."""
         if not self.graph_sizes:
@@ -193,20 +213,22 @@ class ModelRunner:
             layout = _Layout(bs, bs, 0, 0)
             self._fill_padding(layout, 0)
             self._dev[:layout.end].copy_(self._host[:layout.end])
-            inputs = layout.views(self._dev)
-            self._graph_forward(inputs)  # eager once: kernels loaded, workspaces allocated, before capture
+            self._forward(layout, None)  # eager once: kernels loaded, workspaces allocated, before capture
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                tokens = self._graph_forward(inputs)
+                tokens = self._forward(layout, None)
             pool = graph.pool() if pool is None else pool
-            self.graphs[bs] = _Graph(graph, inputs, tokens)
+            self.graphs[bs] = _Graph(graph, tokens)
             self.num_captures += 1
         torch.cuda.synchronize()
 
-    def _graph_forward(self, v: dict[str, torch.Tensor]) -> torch.Tensor:
-        attn = AttentionInputs(v["slots"], v["cu"], v["seq_lens"], self.tables.table.index_select(0, v["rows"]))
-        return self.model.forward(v["ids"], v["pos"], attn, self.kv_cache, None).argmax(-1)
+    def _forward(self, layout: _Layout, logits_indices: Optional[torch.Tensor]) -> torch.Tensor:
+        """The greedy tokens of a step whose inputs are on the device at ``layout``."""
+        v = functools.partial(layout.view, self._dev)
+        tables = self.tables.table.index_select(0, v("rows"))
+        attn = AttentionInputs(v("slots"), v("cu"), v("seq_lens"), tables)
+        return self.model.forward(v("ids"), v("pos"), attn, self.kv_cache, logits_indices).argmax(-1)
 
     # ---- one step ---------------------------------------------------------------------------------------------
 
@@ -219,21 +241,18 @@ class ModelRunner:
 
     @torch.inference_mode()
     def run(self, batch: ScheduledBatch, allow_graph: bool = True) -> list[int]:
-        """Run one iteration; return the sampled token of each entry whose ``samples`` is set, in entry order."""
+        """Run one iteration; return the sampled token of each entry whose ``samples`` is set, in entry order.
+        ``last_graph_size`` then says which graph bucket ran it (None: eager)."""
         bs = self.graph_size(batch) if allow_graph else None
+        self.last_graph_size = bs
         entries = batch.entries
-        if bs is None:
-            layout, num_new = self._fill(entries, batch.num_tokens)
-        else:
-            layout, num_new = self._fill(entries, bs, pad_to=bs)
+        layout = self._fill(entries, batch.num_tokens if bs is None else bs, pad_to=bs)
         self._dev[:layout.end].copy_(self._host[:layout.end], non_blocking=True)
-        v = layout.views(self._dev)
-        if num_new:
-            self.tables.table.view(-1).index_put_((v["new_index"],), v["new_block"])
+        if layout.D:
+            new_index, new_block = layout.view(self._dev, "new_index"), layout.view(self._dev, "new_block")
+            self.tables.table.view(-1).index_put_((new_index,), new_block)
         if bs is None:
-            attn = AttentionInputs(v["slots"], v["cu"], v["seq_lens"], self.tables.table.index_select(0, v["rows"]))
-            tokens = self.model.forward(v["ids"], v["pos"], attn, self.kv_cache, v["logits"]).argmax(-1)
-            return self._to_host(tokens, layout.S)
+            return self._to_host(self._forward(layout, layout.view(self._dev, "logits")), layout.S)
         graph = self.graphs[bs]
         graph.graph.replay()
         return self._to_host(graph.tokens, len(entries))
@@ -242,13 +261,12 @@ class ModelRunner:
         """Forget a finished sequence (its block-table row returns to the free rows)."""
         self.tables.release(seq)
 
-    def _fill(self, entries: tuple[BatchEntry, ...], num_tokens: int,
-              pad_to: Optional[int] = None) -> tuple[_Layout, int]:
-        """Write the step's inputs into the pinned host buffer; return their layout and the number of new blocks."""
+    def _fill(self, entries: tuple[BatchEntry, ...], num_tokens: int, pad_to: Optional[int]) -> _Layout:
+        """Write the step's inputs into the pinned host buffer (``pad_to``: a graph bucket's rows); their layout."""
         h, bs = self._host_np, self.config.block_size
-        B = len(entries) if pad_to is None else pad_to
-        T = num_tokens
-        o_ids, o_pos, o_slot, o_len, o_row, o_cu = 0, T, 2 * T, 3 * T, 3 * T + B, 3 * T + 2 * B
+        T, B = num_tokens, len(entries) if pad_to is None else pad_to
+        o = _Layout(T, B, 0, 0).offsets
+        o_ids, o_pos, o_slot = o["ids"], o["pos"], o["slots"]
         dec_at: list[int] = []
         dec_ids: list[int] = []
         dec_pos: list[int] = []
@@ -262,7 +280,7 @@ class ModelRunner:
         for e in entries:
             seq, p, n = e.seq, e.start, e.num_q_tokens
             table = seq.block_table
-            if n == 1:
+            if n == 1:  # Python scalars: cheaper than numpy for one token
                 dec_at.append(end)
                 dec_ids.append(seq.token_ids[p])
                 dec_pos.append(p)
@@ -279,38 +297,35 @@ class ModelRunner:
             rows.append(self.tables.row(seq, new_index, new_block))
             if e.samples:
                 sampling.append(end - 1)
-        if dec_at:
-            if len(dec_at) == end:  # decode-only: the entries are the tokens, in order
-                h[o_ids:o_ids + end], h[o_pos:o_pos + end], h[o_slot:o_slot + end] = dec_ids, dec_pos, dec_slot
-            else:
-                at = np.asarray(dec_at)
-                h[o_ids + at], h[o_pos + at], h[o_slot + at] = dec_ids, dec_pos, dec_slot
-        n_entries = len(entries)
-        h[o_len:o_len + n_entries] = seq_lens
-        h[o_row:o_row + n_entries] = rows
-        cu = h[o_cu:o_cu + n_entries + 1]
-        cu[0] = 0
-        np.cumsum([e.num_q_tokens for e in entries], out=cu[1:])
-        if pad_to is not None:
-            self._fill_padding(_Layout(T, B, 0, 0), n_entries)
+        if len(dec_at) == end:  # decode-only: the entries are the tokens, in order
+            h[o_ids:o_ids + end], h[o_pos:o_pos + end], h[o_slot:o_slot + end] = dec_ids, dec_pos, dec_slot
+        elif dec_at:
+            at = np.asarray(dec_at)
+            h[o_ids + at], h[o_pos + at], h[o_slot + at] = dec_ids, dec_pos, dec_slot
+        n = len(entries)
+        h[o["seq_lens"]:o["seq_lens"] + n] = seq_lens
+        h[o["rows"]:o["rows"] + n] = rows
         layout = _Layout(T, B, 0 if pad_to is not None else len(sampling), len(new_index))
-        v = layout.views(self._host)  # host views share the numpy buffer
-        if layout.S:
-            v["logits"].numpy()[:] = sampling
+        if pad_to is None:
+            cu = h[o["cu"]:o["cu"] + n + 1]
+            cu[0] = 0
+            np.cumsum([e.num_q_tokens for e in entries], out=cu[1:])
+            h[o["logits"]:o["logits"] + layout.S] = sampling
+        else:
+            self._fill_padding(layout, n)
         if layout.D:
-            v["new_index"].numpy()[:] = new_index
-            v["new_block"].numpy()[:] = new_block
-        return layout, layout.D
+            o = layout.offsets
+            h[o["new_index"]:o["new_index"] + layout.D] = new_index
+            h[o["new_block"]:o["new_block"] + layout.D] = new_block
+        return layout
 
     def _fill_padding(self, layout: _Layout, start: int) -> None:
-        """Rows ``start..B`` of a graph bucket: token 0 at position 0, no KV slot, context 0 (attention gives 0)."""
-        v = {k: t.numpy() for k, t in layout.views(self._host).items()}
-        v["ids"][start:] = 0
-        v["pos"][start:] = 0
-        v["slots"][start:] = -1
-        v["seq_lens"][start:] = 0
-        v["rows"][start:] = 0
-        v["cu"][:] = self._arange[:layout.B + 1]
+        """Rows ``start..B`` of a graph bucket: token 0 at position 0, no KV slot, context 0 (attention gives 0);
+        ``cu_seqlens_q`` one token a row."""
+        h, o, B = self._host_np, layout.offsets, layout.B
+        for name, value in (("ids", 0), ("pos", 0), ("slots", -1), ("seq_lens", 0), ("rows", 0)):
+            h[o[name] + start:o[name] + B] = value
+        h[o["cu"]:o["cu"] + B + 1] = self._arange[:B + 1]
 
     def _to_host(self, tokens: torch.Tensor, n: int) -> list[int]:
         if self._done is None:

@@ -195,3 +195,23 @@ def test_bad_requests_are_clear_errors(hf):
     engine.add_request(2, [1, 2], 1)
     with pytest.raises(InputError, match="added already"):
         engine.add_request(2, [1, 2], 1)
+
+
+def test_graph_bucket_inputs_with_padding_rows(hf):
+    """What a graph replays, run eagerly on the CPU: 3 decodes padded to a bucket of 4 give the right tokens, and
+    the padding row writes no K/V (slot -1) and reads none (context 0)."""
+    cfg = engine_config(num_blocks=16)
+    runner = ModelRunner(cfg, Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+    runner.allocate_kv_cache(16)
+    seqs = [_seq(i, p, [3 * i, 3 * i + 1, 3 * i + 2]) for i, p in enumerate(prompts([6, 9, 3], seed=5))]
+    first = runner.run(ScheduledBatch(tuple(_entry(s, 0, s.num_prompt_tokens, True) for s in seqs)))
+    for s, tok in zip(seqs, first):
+        s.token_ids.append(tok)
+    kv_before = runner.kv_cache.clone()
+    layout = runner._fill(tuple(_entry(s, s.num_prompt_tokens, 1, True, False) for s in seqs), 4, pad_to=4)
+    assert layout.D == 0  # no new block: the device table is current
+    with torch.inference_mode():
+        tokens = runner._forward(layout, None).tolist()
+    assert tokens[:3] == [_greedy_next(hf, s.token_ids) for s in seqs]
+    written = (runner.kv_cache != kv_before).any(dim=(0, 1, 4, 5)).nonzero().tolist()  # (block, offset) pairs
+    assert sorted(written) == sorted([[s.block_table[s.num_prompt_tokens // 4], s.num_prompt_tokens % 4] for s in seqs])
