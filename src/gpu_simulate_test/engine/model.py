@@ -43,7 +43,8 @@ class LayerWeights:
 
 
 class Qwen3Layer:
-    """One decoder layer; its stages are methods so that a profiler can time each as the model runs it."""
+    """One decoder layer. Its stages are methods, each one op (Vidur's operator names in brackets), so that a
+    profiler times exactly what ``forward`` runs."""
 
     def __init__(self, shape: ModelShape, weights: LayerWeights) -> None:
         self.shape = shape
@@ -52,35 +53,61 @@ class Qwen3Layer:
         self.kv_size = shape.num_kv_heads * shape.head_dim
         self.scale = shape.head_dim ** -0.5
 
-    def attention(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionInputs, k_cache: torch.Tensor,
-                  v_cache: torch.Tensor, cos_sin: torch.Tensor) -> torch.Tensor:
-        """qkv projection, qk-norm + RoPE + KV store (one kernel), paged attention, output projection."""
+    def qkv_proj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[attn_pre_proj] q ``[T, q_heads, head_dim]``, k and v ``[T, kv_heads, head_dim]``: views of one matmul."""
         s, t = self.shape, x.shape[0]
         qkv = F.linear(x, self.w.qkv_proj)
         q = qkv[:, : self.q_size].view(t, s.num_attention_heads, s.head_dim)
         k = qkv[:, self.q_size : self.q_size + self.kv_size].view(t, s.num_kv_heads, s.head_dim)
         v = qkv[:, self.q_size + self.kv_size :].view(t, s.num_kv_heads, s.head_dim)
-        kernels.qk_norm_rope_store_kv(q, k, v, self.w.q_norm, self.w.k_norm, positions, cos_sin, s.rms_norm_eps,
-                                      k_cache, v_cache, attn.slot_mapping)
-        o = torch.empty(t, s.num_attention_heads, s.head_dim, dtype=x.dtype, device=x.device)
-        kernels.paged_attention(q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale, out=o)
-        return F.linear(o.view(t, self.q_size), self.w.o_proj)
+        return q, k, v
 
-    def mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(kernels.silu_and_mul(F.linear(x, self.w.gate_up_proj)), self.w.down_proj)
+    def rope_and_store(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
+                       attn: AttentionInputs, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                       cos_sin: torch.Tensor) -> None:
+        """[attn_rope + attn_kv_cache_save] qk-norm and RoPE in place, K/V into their slots: one kernel."""
+        kernels.qk_norm_rope_store_kv(q, k, v, self.w.q_norm, self.w.k_norm, positions, cos_sin,
+                                      self.shape.rms_norm_eps, k_cache, v_cache, attn.slot_mapping)
+
+    def attend(self, q: torch.Tensor, attn: AttentionInputs, k_cache: torch.Tensor,
+               v_cache: torch.Tensor) -> torch.Tensor:
+        """[attn_prefill / attn_decode] paged attention of every entry's new tokens; ``[T, q_heads * head_dim]``."""
+        o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        kernels.paged_attention(q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale,
+                                out=o)
+        return o.view(q.shape[0], self.q_size)
+
+    def o_proj(self, o: torch.Tensor) -> torch.Tensor:
+        """[attn_post_proj]"""
+        return F.linear(o, self.w.o_proj)
+
+    def mlp_up_proj(self, x: torch.Tensor) -> torch.Tensor:
+        """[mlp_up_proj] gate and up in one matmul, ``[T, 2 * intermediate]``."""
+        return F.linear(x, self.w.gate_up_proj)
+
+    def mlp_act(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """[mlp_act]"""
+        return kernels.silu_and_mul(gate_up)
+
+    def mlp_down_proj(self, x: torch.Tensor) -> torch.Tensor:
+        """[mlp_down_proj]"""
+        return F.linear(x, self.w.down_proj)
 
     def forward(self, h: torch.Tensor, residual: Optional[torch.Tensor], positions: torch.Tensor,
                 attn: AttentionInputs, k_cache: torch.Tensor, v_cache: torch.Tensor,
                 cos_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(h, residual)`` in, ``(h, residual)`` out: the residual add of each block is fused into the next norm."""
+        """``(h, residual)`` in, ``(h, residual)`` out: each residual add is fused into the next norm
+        [input_layernorm, post_attention_layernorm, add]."""
         eps = self.shape.rms_norm_eps
         if residual is None:  # the first layer: the residual stream starts as the embeddings
             residual, h = h, kernels.rms_norm(h, self.w.input_norm, eps)
         else:
             h, residual = kernels.add_rms_norm(h, residual, self.w.input_norm, eps)
-        h = self.attention(h, positions, attn, k_cache, v_cache, cos_sin)
+        q, k, v = self.qkv_proj(h)
+        self.rope_and_store(q, k, v, positions, attn, k_cache, v_cache, cos_sin)
+        h = self.o_proj(self.attend(q, attn, k_cache, v_cache))
         h, residual = kernels.add_rms_norm(h, residual, self.w.post_norm, eps)
-        return self.mlp(h), residual
+        return self.mlp_down_proj(self.mlp_act(self.mlp_up_proj(h))), residual
 
 
 class Qwen3Model:
@@ -99,7 +126,9 @@ class Qwen3Model:
     @classmethod
     def from_hf_state_dict(cls, shape: ModelShape, state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype,
                            device: torch.device) -> "Qwen3Model":
-        """Map a transformers ``Qwen3ForCausalLM`` state dict onto the fused layout (copies; the input is left as is)."""
+        """Map a transformers ``Qwen3ForCausalLM`` state dict onto the fused layout. The input is never modified;
+        a tensor already of ``dtype`` on ``device`` is shared, not copied (hand over a CPU state dict, or drop the
+        source model, so that the weights are not held twice on the device)."""
 
         def get(name: str) -> torch.Tensor:
             if name not in state_dict:
