@@ -151,41 +151,32 @@ class Scheduler:
         self.num_preemptions += 1
         self.waiting.appendleft(seq)
 
-    def _preempt_for(self, seq: Sequence, running: list[Sequence], head: int, tail: int) -> int:
+    def _preempt_for(self, seq: Sequence, running: list[Sequence]) -> None:
         """No block is free for the running decode ``seq``: Vidur's ``while not _can_allocate_request(...)`` loop
-        restarts the newest remaining sequence (the end of ``running[head:tail]``) until a block is free or, with
-        none left, ``seq`` itself. Returns the new tail; ``seq.status`` tells whether ``seq`` was restarted."""
+        restarts the last sequence not walked yet (popped off the end of ``running``; usually the newest) until a
+        block is free or, with none left after ``seq``, ``seq`` itself (then ``seq.status`` is ``WAITING``)."""
         while self.block_manager.num_free < 1:
-            if head < tail:
-                tail -= 1
-                self._restart(running[tail])
-            else:
+            if running[-1] is seq:
                 self._restart(seq)
-                break
-        return tail
+                return
+            self._restart(running.pop())
 
-    def _decodes(self, running: list[Sequence], head: int, tail: int, entries: list[BatchEntry],
-                 prefills: list[Sequence]) -> tuple[int, int]:
-        """Vidur's loop over ``_preempted_requests`` (both policies): from ``running[head]`` on, up to the batch
-        cap, each decode needs one free block ("vllm requires at least one block to be available") or preempts
-        (:meth:`_preempt_for`), then reserves one more block if its processed tokens exceed its reservation.
-        Sequences mid-prefill go to ``prefills`` (sarathi; vllm's running sequences all decode).
-        Returns ``(head, tail)``: ``running[head:tail]`` are the ones left."""
+    def _decodes(self, running: list[Sequence], entries: list[BatchEntry], prefills: list[Sequence]) -> None:
+        """Vidur's walk over ``_preempted_requests`` (both policies), which it empties: each decode needs one free
+        block ("vllm requires at least one block to be available") or preempts (:meth:`_preempt_for`), then
+        reserves one more block if its processed tokens exceed its reservation. Sequences mid-prefill go to
+        ``prefills`` (sarathi; vllm's running sequences all decode). Vidur's batch-cap check in this walk never
+        fires: at most ``max_requests_per_batch`` sequences hold blocks, so the walk ends first."""
         blocks = self.block_manager
         block_size = blocks.block_size
-        cap = self.config.max_requests_per_batch
         append = entries.append
         free = blocks.num_free
-        while head < tail:
-            if len(entries) == cap:  # counts the decodes only, as Vidur's check does
-                break
-            seq = running[head]
-            head += 1
+        for seq in running:  # victims are popped off the end of ``running``: the walk stops before them
             if seq.num_computed_tokens < seq.num_prefill_tokens:
                 prefills.append(seq)
                 continue
             if free < 1:
-                tail = self._preempt_for(seq, running, head, tail)
+                self._preempt_for(seq, running)
                 free = blocks.num_free
                 if seq.status is SequenceStatus.WAITING:
                     continue
@@ -194,7 +185,6 @@ class Scheduler:
                 blocks.allocate(seq, 1)
                 free -= 1
             append(_entry(BatchEntry, (seq, num_tokens - 1, 1, True, False)))
-        return head, tail
 
     # -- the policies ---------------------------------------------------------------------------------------------
 
@@ -208,9 +198,8 @@ class Scheduler:
         block_size = cfg.block_size
         entries: list[BatchEntry] = []
         prefills: list[Sequence] = []
-        running = self.running
         # A decode's next chunk is 1 token, never 0, so Vidur's "0 tokens: skip" branch never takes one.
-        head, tail = self._decodes(running, 0, len(running), entries, prefills)
+        self._decodes(self.running, entries, prefills)
         num_tokens = len(entries)
         skipped: list[Sequence] = []
         for seq in prefills:
@@ -221,9 +210,8 @@ class Scheduler:
                 continue
             entries.append(_entry(BatchEntry, (seq, start, num_q, start + num_q == seq.num_prefill_tokens, True)))
             num_tokens += num_q
-        rest = skipped + running[head:tail]
-        rest.sort(key=_by_arrival)  # stable, as Vidur's sorted(): equal arrivals keep the order above
-        self.running = rest
+        skipped.sort(key=_by_arrival)  # stable, as Vidur's sorted(): equal arrivals keep the order above
+        self.running = skipped
         waiting = self.waiting
         free = self.block_manager.num_free
         while waiting:
@@ -247,7 +235,7 @@ class Scheduler:
     def _form_vllm(self) -> list[BatchEntry]:
         """Vidur's ``VLLMReplicaScheduler._get_next_batch``: whole prompts first come first served while the
         token cap, the batch cap and the watermark allow; only when none was admitted, every running decode
-        (sorted by arrival) up to the batch cap."""
+        (sorted by arrival)."""
         cfg = self.config
         cap = cfg.max_requests_per_batch
         block_size = cfg.block_size
@@ -270,12 +258,11 @@ class Scheduler:
             num_tokens += prefill
         if entries:
             return entries
-        running = self.running
-        running.sort(key=_by_arrival)
+        self.running.sort(key=_by_arrival)
         prefills: list[Sequence] = []
-        head, tail = self._decodes(running, 0, len(running), entries, prefills)
+        self._decodes(self.running, entries, prefills)
         assert not prefills, "vllm prefills whole prompts: every running sequence decodes"
-        self.running = running[head:tail]
+        self.running = []
         return entries
 
 

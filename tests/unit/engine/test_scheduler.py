@@ -5,7 +5,6 @@ block ledger's invariants."""
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -293,22 +292,3 @@ def test_stress_ledger_covers_every_entry_and_tokens_survive_restarts(policy: st
             assert q.token_ids == [1000 + q.seq_id] * q.num_prompt_tokens + [q.seq_id * 100 + g for g in range(q.max_tokens)]
         total_restarts += s.num_preemptions
     assert total_restarts > 0  # the pools were small enough to preempt
-
-
-def test_schedule_and_postprocess_cost_at_batch_128() -> None:
-    """A decode step's scheduling at batch 128: well under 100 us of CPU on an idle core (measured and reported
-    in specs/engine.md); the bound here is loose because the test machine's cores are shared."""
-    s = make("sarathi", num_blocks=20000, block_size=16, budget=512, cap=128)
-    for i in range(128):
-        add(s, i, 16, 3000)
-    while not (b := s.schedule()).is_decode_only or len(b.entries) < 128:
-        s.postprocess(b, [0] * sum(e.samples for e in b.entries))
-    s.postprocess(b, [0] * 128)
-    tokens = [0] * 128
-    best = float("inf")
-    for _ in range(10):
-        t0 = time.thread_time_ns()
-        for _ in range(50):
-            s.postprocess(s.schedule(), tokens)
-        best = min(best, (time.thread_time_ns() - t0) / 50)
-    assert best < 400_000, f"schedule + postprocess at batch 128: {best / 1e3:.0f} us"
