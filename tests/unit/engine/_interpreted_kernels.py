@@ -11,6 +11,7 @@ cache slots) with NaN so that an unwritten element or a read past the context fa
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import pytest
 import torch
@@ -47,7 +48,7 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
 @pytest.fixture
 def gen(request: pytest.FixtureRequest) -> torch.Generator:
     """Fresh inputs for every check (seeded by the test's id, so a failure reproduces)."""
-    return torch.Generator().manual_seed(hash(request.node.nodeid) % 2**31)
+    return torch.Generator().manual_seed(zlib.crc32(request.node.nodeid.encode()))
 
 
 def randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
@@ -90,13 +91,16 @@ def test_silu_and_mul(gen: torch.Generator, tokens: int, inter: int) -> None:
 
 
 def _fused_qkv(gen: torch.Generator, tokens: int, n_q: int, n_kv: int, head_dim: int):
-    """q/k/v as views into one fused buffer with spare columns, so the token stride is none of theirs."""
-    width = (n_q + 2 * n_kv) * head_dim + 16
-    qkv = randn(gen, tokens, width)
-    q = qkv[:, : n_q * head_dim].view(tokens, n_q, head_dim)
-    k = qkv[:, n_q * head_dim: (n_q + n_kv) * head_dim].view(tokens, n_kv, head_dim)
-    v = qkv[:, (n_q + n_kv) * head_dim: (n_q + 2 * n_kv) * head_dim].view(tokens, n_kv, head_dim)
-    return qkv, q, k, v
+    """A fused qkv buffer with spare columns, and q/k/v as views into it: the token stride is none of theirs."""
+    qkv = randn(gen, tokens, (n_q + 2 * n_kv) * head_dim + 16)
+    return (qkv, *_views(qkv, n_q, n_kv, head_dim))
+
+
+def _views(qkv: torch.Tensor, n_q: int, n_kv: int, head_dim: int):
+    tokens = qkv.shape[0]
+    return (qkv[:, : n_q * head_dim].view(tokens, n_q, head_dim),
+            qkv[:, n_q * head_dim: (n_q + n_kv) * head_dim].view(tokens, n_kv, head_dim),
+            qkv[:, (n_q + n_kv) * head_dim: (n_q + 2 * n_kv) * head_dim].view(tokens, n_kv, head_dim))
 
 
 def _poisoned_cache(num_blocks: int, page: int, n_kv: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,19 +121,12 @@ def test_qk_norm_rope_in_place_on_fused_views(gen: torch.Generator, n_q: int, n_
     positions = torch.randint(0, 300, (tokens,), generator=gen)
     cos_sin = reference.rope_cos_sin(head_dim, 300, 1e6)
     ref_qkv = qkv.clone()
-    _, ref_q, ref_k, _ = (ref_qkv, *(t for t in _views_like(ref_qkv, n_q, n_kv, head_dim)))
+    ref_q, ref_k, _ = _views(ref_qkv, n_q, n_kv, head_dim)
     reference.qk_norm_rope(ref_q, ref_k, qw, kw, positions, cos_sin, 1e-6)
     rope.qk_norm_rope(q, k, qw, kw, positions, cos_sin, 1e-6)
     assert rel_err(q, ref_q) < TOL and rel_err(k, ref_k) < TOL
     untouched = (n_q + n_kv) * head_dim  # v and the spare columns
     assert torch.equal(qkv[:, untouched:], ref_qkv[:, untouched:])
-
-
-def _views_like(qkv: torch.Tensor, n_q: int, n_kv: int, head_dim: int):
-    tokens = qkv.shape[0]
-    return (qkv[:, : n_q * head_dim].view(tokens, n_q, head_dim),
-            qkv[:, n_q * head_dim: (n_q + n_kv) * head_dim].view(tokens, n_kv, head_dim),
-            qkv[:, (n_q + n_kv) * head_dim: (n_q + 2 * n_kv) * head_dim].view(tokens, n_kv, head_dim))
 
 
 def _slots(gen: torch.Generator, tokens: int, num_blocks: int, page: int) -> torch.Tensor:
@@ -156,7 +153,7 @@ def test_qk_norm_rope_store_kv_matches_the_composition(gen: torch.Generator) -> 
     tokens, n_q, n_kv, head_dim, page, num_blocks = 8, 4, 2, 32, 4, 5
     qkv, q, k, v = _fused_qkv(gen, tokens, n_q, n_kv, head_dim)
     ref_qkv = qkv.clone()
-    ref_q, ref_k, ref_v = _views_like(ref_qkv, n_q, n_kv, head_dim)
+    ref_q, ref_k, ref_v = _views(ref_qkv, n_q, n_kv, head_dim)
     qw, kw = randn(gen, head_dim), randn(gen, head_dim)
     positions = torch.randint(0, 64, (tokens,), generator=gen, dtype=torch.int32)
     cos_sin = reference.rope_cos_sin(head_dim, 64, 1e6)
@@ -231,11 +228,11 @@ def check_attention(batch: Batch, plan: attention.AttentionPlan | None) -> None:
 
 
 # decodes, a chunk over a cached prefix, fresh prefills, a one-token prefill and a padding row, in one call
-MIXED = [(1, 37), (9, 30), (12, 12), (1, 1), (25, 70), (1, 0), (2, 2)]
+MIXED = [(1, 37), (9, 30), (12, 12), (1, 1), (20, 45), (1, 0), (2, 2)]
 
 
 # 6 / 2: a group of 3 padded to 4; 8 splits: more parts than some contexts have tiles
-@pytest.mark.parametrize("n_q,n_kv,num_splits", [(4, 2, 1), (4, 2, 3), (6, 2, 8), (4, 4, 2)])
+@pytest.mark.parametrize("n_q,n_kv,num_splits", [(4, 2, 1), (6, 2, 8), (4, 4, 3)])
 def test_paged_attention_mixed_batch(gen: torch.Generator, n_q: int, n_kv: int, num_splits: int) -> None:
     check_attention(make_batch(gen, MIXED, n_q, n_kv, 16, 4), small_plan(num_splits))
 
