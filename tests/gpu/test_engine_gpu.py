@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import random
 
 import pytest
@@ -17,12 +18,13 @@ from gpu_simulate_test.engine.engine import LLMEngine
 from gpu_simulate_test.engine.model import AttentionInputs
 from gpu_simulate_test.errors import InputError
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = pytest.mark.gpu  # tests/gpu/conftest.py skips it without a GPU
 
 QWEN3_06B = ModelShape(hidden_size=1024, num_layers=28, num_attention_heads=16, num_kv_heads=8, head_dim=128,
                        intermediate_size=3072, vocab_size=151936, max_position_embeddings=40960, rope_theta=1e6,
                        rms_norm_eps=1e-6, tie_word_embeddings=True)
 BLOCK = 16
+_ids = itertools.count(1_000_000)  # request ids, unique across the module's tests
 
 
 def _hf_config():
@@ -141,9 +143,8 @@ def test_logits_match_hf_prefill_decode_mixed(engine, hf32, hf16):
 
 def _decode_batch(engine, n: int, rng: random.Random):
     """n requests prefilled through the engine and left decoding; returns the engine's next decode batch."""
-    base = 10_000 * (n + 1)
-    for i in range(n):
-        engine.add_request(base + i, [rng.randrange(1000) for _ in range(rng.randrange(20, 300))], 40)
+    for _ in range(n):
+        engine.add_request(next(_ids), [rng.randrange(1000) for _ in range(rng.randrange(20, 300))], 40)
     while True:
         batch = engine.scheduler.schedule()
         if batch.is_decode_only and len(batch.entries) == n:
@@ -191,12 +192,10 @@ def test_no_capture_or_compilation_during_a_run(engine):
     before it; stats() says so and counts both kinds of step."""
     before = engine.stats()
     rng = random.Random(7)
-    rid = 0
     for wave in range(4):
         for _ in range(rng.randrange(5, 40)):
-            engine.add_request(100 + rid, [rng.randrange(QWEN3_06B.vocab_size) for _ in range(rng.randrange(1, 1500))],
+            engine.add_request(next(_ids), [rng.randrange(QWEN3_06B.vocab_size) for _ in range(rng.randrange(1, 1500))],
                                rng.randrange(1, 60))
-            rid += 1
         for _ in range(rng.randrange(5, 30)):
             if engine.has_unfinished():
                 engine.step()

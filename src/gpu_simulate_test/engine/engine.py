@@ -142,7 +142,8 @@ class LLMEngine:
         return self.scheduler.has_unfinished()
 
     def stats(self) -> dict:
-        """What the run's meta records: the pool, graphs and compilations at start-up and since, preemptions."""
+        """What the run's meta records: the pool, graphs and compilations at start-up and since, preemptions.
+        ``compilations_*`` count Triton kernel variants loaded (the engine uses no ``torch.compile``)."""
         return {
             "num_blocks": self.num_blocks,
             "num_physical_blocks": self.scheduler.num_physical_blocks,
@@ -154,7 +155,6 @@ class LLMEngine:
             "cuda_graph_captures_since_startup": self.runner.num_captures - self._captures_at_startup,
             "compilations_at_startup": self._loads_at_startup,
             "compilations_since_startup": TritonLoads.count - self._loads_at_startup,
-            "torch_compile": False,
             "graph_steps": self.num_graph_steps,
             "eager_steps": self.num_eager_steps,
             "preemptions": self.scheduler.num_preemptions,
