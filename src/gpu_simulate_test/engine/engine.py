@@ -82,7 +82,7 @@ class LLMEngine:
             self.runner.capture_graphs()
         self._captures_at_startup = self.runner.num_captures
         self._loads_at_startup = TritonLoads.count
-        self._seqs: dict[int, Sequence] = {}
+        self._active: set[int] = set()  # ids of the requests not finished yet
         self.num_graph_steps = 0
         self.num_eager_steps = 0
 
@@ -108,7 +108,7 @@ class LLMEngine:
                     arrival_time_ns: Optional[int] = None) -> None:
         """Queue a request; it generates exactly ``max_tokens`` tokens (no EOS). ``arrival_time_ns`` orders
         preempted sequences as Vidur does (by arrival); by default, now."""
-        if request_id in self._seqs:
+        if request_id in self._active:
             raise InputError(f"request id {request_id} was added already")
         vocab = self.config.model.vocab_size
         if prompt_token_ids and not (0 <= min(prompt_token_ids) and max(prompt_token_ids) < vocab):
@@ -117,7 +117,7 @@ class LLMEngine:
                        max_tokens=max_tokens,
                        arrival_time_ns=time.perf_counter_ns() if arrival_time_ns is None else arrival_time_ns)
         self.scheduler.add(seq)  # checks it against the context and the pool
-        self._seqs[request_id] = seq
+        self._active.add(request_id)
 
     def step(self) -> StepOutput:
         """One iteration: schedule, run the model, sample, apply."""
@@ -130,7 +130,7 @@ class LLMEngine:
         finished = self.scheduler.postprocess(batch, sampled)
         for seq in finished:
             self.runner.release(seq)
-            del self._seqs[seq.seq_id]
+            self._active.discard(seq.seq_id)
         end = time.perf_counter_ns()
         if graph:
             self.num_graph_steps += 1

@@ -137,8 +137,9 @@ class ModelRunner:
         self.device = model.embed_tokens.device
         self.dtype = model.embed_tokens.dtype
         shape = config.model
-        self.max_tokens = config.max_batch_tokens
         self.max_seqs = config.max_requests_per_batch
+        # Vidur's policies take every running decode up to the batch cap, even past the token budget
+        self.max_tokens = max(config.max_batch_tokens, self.max_seqs)
         width = math.ceil(shape.max_position_embeddings / config.block_size)
         self.tables = _BlockTables(self.max_seqs, width, self.device)
         cuda = self.device.type == "cuda"
@@ -174,12 +175,12 @@ class ModelRunner:
     def profile_memory(self) -> tuple[int, int]:
         """Bytes over what is allocated now that (a) the largest eager step and (b) a decode step at the largest
         graph bucket (the graphs' pool) reach at their peak: dry runs over a throw-away KV cache."""
-        tokens, bs = self.max_tokens, self.config.block_size
-        self.allocate_kv_cache(math.ceil(tokens / bs))
+        tokens = self.config.max_batch_tokens
+        self.allocate_kv_cache(math.ceil(tokens / self.config.block_size))
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         peaks = []
-        for case in ([(0, tokens)], [(0, 1)] * min(self.max_seqs, tokens)):  # most tokens; most sampled rows
+        for case in ([(0, tokens)], [(0, 1)] * self.max_seqs):  # the longest prefill; the most sampled rows
             torch.cuda.reset_peak_memory_stats()
             self._run_synthetic(case)
             peaks.append(torch.cuda.max_memory_allocated() - base)
@@ -336,14 +337,14 @@ class ModelRunner:
         return self._tokens_host[:n].tolist()
 
     def _run_synthetic(self, case: list[tuple[int, int]]) -> None:
-        """Run entries (start, n) of throw-away sequences whose blocks are 0, 1, 2, ... of the pool (their K/V is
-        garbage that no real sequence reads: a sequence reads only slots it wrote)."""
-        bs = self.config.block_size
+        """Run entries (start, n) of throw-away sequences whose blocks are 0, 1, 2, ... of the pool, wrapped around
+        (their K/V is garbage that no real sequence reads: a sequence reads only slots it wrote)."""
+        bs, pool = self.config.block_size, self.kv_cache.shape[2]
         entries = []
         for i, (start, n) in enumerate(case):
             seq = Sequence(seq_id=-1 - i, token_ids=[0] * (start + n), num_prompt_tokens=start + n, max_tokens=1,
                            status=SequenceStatus.RUNNING, num_computed_tokens=start,
-                           block_table=list(range(math.ceil((start + n) / bs))))
+                           block_table=[b % pool for b in range(math.ceil((start + n) / bs))])
             entries.append(BatchEntry(seq=seq, start=start, num_q_tokens=n, samples=True, is_prefill=n > 1))
         self.run(ScheduledBatch(entries=tuple(entries)), allow_graph=False)
         for e in entries:

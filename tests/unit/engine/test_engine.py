@@ -215,3 +215,13 @@ def test_graph_bucket_inputs_with_padding_rows(hf):
     assert tokens[:3] == [_greedy_next(hf, s.token_ids) for s in seqs]
     written = (runner.kv_cache != kv_before).any(dim=(0, 1, 4, 5)).nonzero().tolist()  # (block, offset) pairs
     assert sorted(written) == sorted([[s.block_table[s.num_prompt_tokens // 4], s.num_prompt_tokens % 4] for s in seqs])
+
+
+def test_decodes_past_the_token_budget(hf):
+    """Vidur's policies decode every running sequence up to the batch cap, even past max_batch_tokens: here 6
+    decodes in one step under a budget of 4 tokens."""
+    reqs = [(p, 4, 0) for p in prompts([4, 3, 4, 2, 3, 4], seed=11)]
+    engine = _engine(hf, policy="vllm", max_batch_tokens=4, max_requests_per_batch=6)
+    got, steps = _serve(engine, reqs)
+    assert any(len(s.entries) == 6 and not any(e.is_prefill for e in s.entries) for s in steps)
+    assert [got[i] for i in range(len(reqs))] == [_generate(hf, p, n) for p, n, _ in reqs]
