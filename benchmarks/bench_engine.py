@@ -129,12 +129,16 @@ def decode_point(engine, batch: int, context: int, bw: float, rng: random.Random
     row = {"batch": batch, "context": context, "mean_context": kv_tokens / batch, "floor_ms": floor_ms,
            "step_ms": statistics.median(step_ms[WARM_STEPS:]), "cuda_graph": last.cuda_graph}
     bs = engine.runner.graph_size(last.batch)
+    kernels = 0
     if bs is not None:
         graph = engine.runner.graphs[bs].graph
         row["replay_ms"] = _median_ms(graph.replay, REPLAYS)  # the last step's inputs, written again in place
-        row["kernels_per_step"] = count_kernels(graph.replay)
-    else:
-        row["kernels_per_step"] = count_kernels(lambda: engine.runner.run(last.batch, allow_graph=False))
+        kernels = count_kernels(graph.replay)
+        row["kernels_counted_in"] = "graph replay"
+    if not kernels:  # eager, or a profiler that does not see inside graphs: the same step run eagerly
+        kernels = count_kernels(lambda: engine.runner.run(last.batch, allow_graph=False))
+        row["kernels_counted_in"] = "eager step"
+    row["kernels_per_step"] = kernels
     row["step_over_floor"] = row["step_ms"] / floor_ms
     if "replay_ms" in row:
         row["replay_over_floor"] = row["replay_ms"] / floor_ms
