@@ -55,9 +55,11 @@ class _BlockTables:
     def row(self, seq: Sequence, new_index: list[int], new_block: list[int]) -> int:
         """The sequence's row; appends the flat table index and block id of each block not uploaded yet."""
         st = self._state.get(seq)
+        blocks = seq.block_table
+        if st is not None and st[2] == len(blocks) and st[1] == seq.num_restarts:  # the common case: no news
+            return st[0]
         if st is None:
             st = self._state[seq] = [self._take_row(), seq.num_restarts, 0]
-        blocks = seq.block_table
         if st[1] != seq.num_restarts or st[2] > len(blocks):  # restarted: a new block table from scratch
             st[1], st[2] = seq.num_restarts, 0
         if st[2] < len(blocks):
@@ -278,8 +280,8 @@ class ModelRunner:
         new_index: list[int] = []
         new_block: list[int] = []
         end = 0
-        for e in entries:
-            seq, p, n = e.seq, e.start, e.num_q_tokens
+        row = self.tables.row
+        for seq, p, n, samples, _ in entries:
             table = seq.block_table
             if n == 1:  # Python scalars: cheaper than numpy for one token
                 dec_at.append(end)
@@ -295,8 +297,8 @@ class ModelRunner:
                 h[o_slot + end:o_slot + end + n] = blocks[pos // bs - first] * bs + pos % bs
             end += n
             seq_lens.append(p + n)
-            rows.append(self.tables.row(seq, new_index, new_block))
-            if e.samples:
+            rows.append(row(seq, new_index, new_block))
+            if samples:
                 sampling.append(end - 1)
         if len(dec_at) == end:  # decode-only: the entries are the tokens, in order
             h[o_ids:o_ids + end], h[o_pos:o_pos + end], h[o_slot:o_slot + end] = dec_ids, dec_pos, dec_slot
