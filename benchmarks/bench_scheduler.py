@@ -19,7 +19,7 @@ QWEN3_06B = ModelShape(hidden_size=1024, num_layers=28, num_attention_heads=16, 
                        intermediate_size=3072, vocab_size=151936, max_position_embeddings=40960, rope_theta=1e6,
                        rms_norm_eps=1e-6, tie_word_embeddings=True)
 TARGET_US, TARGET_BATCH = 100.0, 128
-ROUNDS, STEPS = 15, 100
+ROUNDS, STEPS = 60, 25
 
 
 def _sampled(batch: ScheduledBatch) -> list[int]:

@@ -59,7 +59,9 @@ class Scheduler:
         workload up front). The KV rule is vidur-sim's, so both sides refuse the same requests."""
         cfg = self.config
         if num_prompt_tokens < 1 or max_tokens < 1:
-            raise InputError(f"a request needs >= 1 prompt token and >= 1 token to generate, got {num_prompt_tokens} and {max_tokens}")
+            raise InputError(
+                f"a request needs >= 1 prompt token and >= 1 token to generate, got {num_prompt_tokens} and {max_tokens}"
+            )
         context = num_prompt_tokens + max_tokens
         if context > cfg.model.max_position_embeddings:
             raise InputError(
@@ -95,9 +97,9 @@ class Scheduler:
         if self.waiting and self._num_admitted == 0:
             seq = self.waiting[0]
             raise InputError(
-                f"request {seq.seq_id} can never run again: restarted after a preemption with "
-                f"{seq.num_prefill_tokens} tokens to prefill, more than max_batch_tokens={self.config.max_batch_tokens}, "
-                "which the vllm policy prefills whole (Vidur 0.0.26 stalls the same way); raise max_batch_tokens or num_blocks"
+                f"request {seq.seq_id} can never run again: restarted after a preemption with {seq.num_prefill_tokens} "
+                f"tokens to prefill, more than max_batch_tokens={self.config.max_batch_tokens}, which the vllm policy "
+                "prefills whole (Vidur 0.0.26 stalls the same way); raise max_batch_tokens or num_blocks"
             )
         return None
 
