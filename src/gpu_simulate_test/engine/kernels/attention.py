@@ -53,8 +53,12 @@ class AttentionPlan:
     num_splits: int  # split-KV parts of each decode sequence (1: no split, no merge kernel)
 
 
-DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=3)
-PREFILL_TILE = TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=3)
+# num_stages 5: with the block-table load ahead of the K/V loads, triton 3.6 gives K/V a second shared-memory
+# buffer (the next tile loads while this one computes) only from 5 stages; at 3 or 4 it waits for every copy
+# before computing (read off the compiled TTGIR). Decode: 142 registers, 72 KB shared, 3 programs per SM.
+# Prefill: wgmma, 234 registers, 132 KB, one program of 8 warps per SM. ``bench_kernels.py`` sweeps alternatives.
+DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=5)
+PREFILL_TILE = TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=5)
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,6 +74,27 @@ def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: 
     if programs < num_sms:
         splits = min(-(-2 * num_sms // programs), -(-max_context // DECODE_TILE.block_n), MAX_SPLITS)
     return AttentionPlan(decode=DECODE_TILE, prefill=PREFILL_TILE, num_splits=max(splits, 1))
+
+
+@dataclass(frozen=True)
+class Launches:
+    """The grids of one call: (programs, KV heads, splits) each, and the rows / query tokens of each program."""
+
+    decode_grid: tuple[int, int, int]
+    decode_rows: int
+    prefill_grid: Optional[tuple[int, int, int]]  # None: a decode-only batch (T == B)
+    prefill_rows: int
+    prefill_block_q: int
+
+
+def launches(num_tokens: int, num_seqs: int, num_heads: int, num_kv_heads: int, plan: AttentionPlan) -> Launches:
+    """What ``paged_attention`` launches for these shapes (the benchmark reports the grids against the SMs)."""
+    group_pad = triton.next_power_of_2(num_heads // num_kv_heads)
+    block_q = max(max(plan.prefill.block_m, 16, group_pad) // group_pad, 2)
+    prefill = (num_tokens // block_q + num_seqs, num_kv_heads, 1) if num_tokens > num_seqs else None
+    return Launches(decode_grid=(num_seqs, num_kv_heads, plan.num_splits),
+                    decode_rows=max(plan.decode.block_m, group_pad), prefill_grid=prefill,
+                    prefill_rows=block_q * group_pad, prefill_block_q=block_q)
 
 
 @triton.jit
@@ -223,14 +248,15 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         raise ValueError(f"paged_attention: head_dim {head_dim} must be a power of two and {num_heads} query heads "
                          f"a multiple of {num_kv_heads} KV heads")
     if plan is None:
-        num_sms = _num_sms(q.device.index if q.device.index is not None else torch.cuda.current_device()) \
-            if q.is_cuda else 1
+        num_sms = 1  # triton's interpreter (CPU tensors): no SMs to fill
+        if q.is_cuda:
+            num_sms = _num_sms(q.device.index if q.device.index is not None else torch.cuda.current_device())
         plan = plan_attention(num_seqs, num_kv_heads, block_tables.shape[1] * page, num_sms)
     out = torch.empty_like(q) if out is None else out
+    grids = launches(num_tokens, num_seqs, num_heads, num_kv_heads, plan)
     group = num_heads // num_kv_heads
-    group_pad = triton.next_power_of_2(group)
-    common = dict(NUM_HEADS=num_heads, GROUP=group, GROUP_PAD=group_pad, HEAD_DIM=head_dim, PAGE=page,
-                  SEARCH=SEARCH_BLOCK, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
+    common = dict(NUM_HEADS=num_heads, GROUP=group, GROUP_PAD=triton.next_power_of_2(group), HEAD_DIM=head_dim,
+                  PAGE=page, SEARCH=SEARCH_BLOCK, DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32")
     args = (cu_seqlens_q, seq_lens, block_tables, scale * LOG2E, num_seqs, q.stride(0), q.stride(1),
             out.stride(0), out.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
             block_tables.stride(0))
@@ -244,20 +270,17 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         part_acc = part_m = part_l = q.new_empty(1, dtype=torch.float32)  # never touched; float32 like the parts,
         # so that the split and the unsplit decode launches share one compiled kernel
     tile = plan.decode
-    _paged_attention_kernel[(num_seqs, num_kv_heads, splits)](
-        q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=1,
-        BLOCK_M=max(tile.block_m, group_pad), BLOCK_N=tile.block_n, num_warps=tile.num_warps,
-        num_stages=tile.num_stages, **common)
+    _paged_attention_kernel[grids.decode_grid](
+        q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=1, BLOCK_M=grids.decode_rows,
+        BLOCK_N=tile.block_n, num_warps=tile.num_warps, num_stages=tile.num_stages, **common)
     if splits > 1:
         _merge_splits_kernel[(num_seqs, num_heads)](
             part_acc, part_m, part_l, out, cu_seqlens_q, splits, out.stride(0), out.stride(1),
             NUM_HEADS=num_heads, HEAD_DIM=head_dim, SPLITS_PAD=MAX_SPLITS, num_warps=4)
-    if num_tokens > num_seqs:
+    if grids.prefill_grid is not None:
         tile = plan.prefill
-        block_m = max(tile.block_m, 16, group_pad)
-        block_q = max(block_m // group_pad, 2)
-        _paged_attention_kernel[(num_tokens // block_q + num_seqs, num_kv_heads, 1)](
-            q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=block_q,
-            BLOCK_M=block_q * group_pad, BLOCK_N=tile.block_n, num_warps=tile.num_warps,
+        _paged_attention_kernel[grids.prefill_grid](
+            q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=grids.prefill_block_q,
+            BLOCK_M=grids.prefill_rows, BLOCK_N=tile.block_n, num_warps=tile.num_warps,
             num_stages=tile.num_stages, **common)
     return out

@@ -1,0 +1,310 @@
+"""The engine's Triton kernels on the GPU at Qwen3-0.6B's serving shapes (bf16), each next to its floor.
+
+First the two ceilings of this device (copy bandwidth: bytes read + written by a large device copy; bf16 matmul
+8192^3), then every kernel timed as a CUDA graph replays it (median over repeats; inputs rotated among copies that
+together exceed L2), with the bytes it must move, the achieved TB/s, its memory floor at the measured bandwidth, the
+grid against the SMs, and what limits it. Decode attention at batch 1-128 x KV 512-8192 (block tables as wide as
+the model's 40,960-token context, as the engine captures them); prefill attention TFLOP/s at chunks 512-8192
+(beside torch's ``varlen_attn`` where it runs); the other kernels at 1, 128 and 2,048 tokens; last, each compiled
+kernel's registers, spills and shared memory and the programs per SM they allow.
+
+Run on a GPU: ``PYTHONPATH=src python3 benchmarks/bench_kernels.py`` (exits 0 with a message without one). With
+``$OUT`` set, the table is also written to ``$OUT/bench_kernels.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import sys
+from typing import Callable, Optional
+
+import torch
+
+HIDDEN, N_Q, N_KV, HEAD_DIM, INTER, PAGE, MAX_CONTEXT = 1024, 16, 8, 128, 3072, 16, 40960
+BF16 = torch.bfloat16
+KV_BYTES_PER_TOKEN = 2 * N_KV * HEAD_DIM * 2  # one layer's K and V
+ROTATE_BYTES = 256 << 20  # input copies per timing: at least this much in all (H200 L2: 50 MB)
+
+
+def timed(launches: list[Callable[[], None]], target_s: float = 0.02, repeats: int = 7) -> float:
+    """Median seconds per launch while a CUDA graph of ``launches`` replays back to back."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for launch in launches:  # compile and load outside the capture
+            launch()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for launch in launches:
+            launch()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    graph.replay()
+    start.record()
+    graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    replays = max(1, min(1000, int(target_s / max(start.elapsed_time(end) / 1e3, 1e-7))))
+    samples = []
+    for _ in range(repeats):
+        start.record()
+        for _ in range(replays):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3 / (replays * len(launches)))
+    del graph
+    return statistics.median(samples)
+
+
+def copies(nbytes: int) -> int:
+    """How many input sets to rotate among so that they do not all sit in L2."""
+    return max(1, min(64, math.ceil(ROTATE_BYTES / max(nbytes, 1))))
+
+
+def ceilings() -> dict:
+    n = 1 << 30
+    src = torch.randn(n // 4, device="cuda")
+    dst = torch.empty_like(src)
+    copy_s = timed([lambda: dst.copy_(src)], target_s=0.2)
+    del src, dst
+    a = torch.randn(8192, 8192, device="cuda", dtype=BF16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=BF16)
+    mm_s = timed([lambda: torch.mm(a, b)], target_s=0.2)
+    return {"copy_TBps": 2 * n / copy_s / 1e12, "matmul_TFLOPs": 2 * 8192 ** 3 / mm_s / 1e12}
+
+
+class Report:
+    """Rows of the table; each row knows its floor and says what limits it."""
+
+    def __init__(self, ceil: dict, num_sms: int) -> None:
+        self.ceil, self.num_sms, self.rows = ceil, num_sms, []
+
+    def add(self, kernel: str, shape: str, seconds: float, nbytes: float, programs: int, flops: float = 0.0,
+            note: str = "", **extra) -> None:
+        mem_floor = nbytes / (self.ceil["copy_TBps"] * 1e12)
+        flop_floor = flops / (self.ceil["matmul_TFLOPs"] * 1e12)
+        floor = max(mem_floor, flop_floor)
+        tbps = nbytes / seconds / 1e12
+        if flop_floor > mem_floor:
+            rate = flops / seconds / 1e12
+            limit = f"compute: {rate:.0f} TFLOP/s = {rate / self.ceil['matmul_TFLOPs']:.0%} of matmul"
+        elif seconds < 8e-6 and mem_floor < 2e-6:
+            limit = "latency: too little work to fill the chip"
+        elif tbps > 0.8 * self.ceil["copy_TBps"]:
+            limit = "memory bandwidth"
+        else:
+            limit = f"under bandwidth ({tbps / self.ceil['copy_TBps']:.0%}), grid {programs / self.num_sms:.2f}/SM"
+        self.rows.append({"kernel": kernel, "shape": shape, "us": seconds * 1e6, "MB": nbytes / 1e6, "TBps": tbps,
+                          "floor_us": floor * 1e6, "x_floor": seconds / floor, "programs": programs,
+                          "programs_per_sm": programs / self.num_sms, "limit": note or limit, **extra})
+        r = self.rows[-1]
+        print(f"{kernel:<22} {shape:<44} {r['us']:9.1f} {r['MB']:9.2f} {r['TBps']:6.2f} {r['floor_us']:9.1f} "
+              f"{r['x_floor']:7.2f} {programs:8d} {r['programs_per_sm']:6.2f}  {r['limit']}", flush=True)
+
+
+def qkv_views(tokens: int):
+    qkv = torch.randn(tokens, (N_Q + 2 * N_KV) * HEAD_DIM, device="cuda", dtype=BF16)
+    return (qkv[:, : N_Q * HEAD_DIM].view(tokens, N_Q, HEAD_DIM),
+            qkv[:, N_Q * HEAD_DIM: (N_Q + N_KV) * HEAD_DIM].view(tokens, N_KV, HEAD_DIM),
+            qkv[:, (N_Q + N_KV) * HEAD_DIM:].view(tokens, N_KV, HEAD_DIM))
+
+
+def attention_inputs(seqs: list[tuple[int, int]], sets: int):
+    """``sets`` independent batches of ``seqs`` ((new tokens, context)), their blocks shuffled across one pool."""
+    need = [-(-ctx // PAGE) for _, ctx in seqs]
+    per_set = sum(need)
+    k_cache = torch.randn(sets * per_set + 1, PAGE, N_KV, HEAD_DIM, device="cuda", dtype=BF16)
+    v_cache = torch.randn_like(k_cache)
+    cu = torch.zeros(len(seqs) + 1, device="cuda", dtype=torch.int32)
+    cu[1:] = torch.tensor([n for n, _ in seqs], device="cuda").cumsum(0)
+    lens = torch.tensor([ctx for _, ctx in seqs], device="cuda", dtype=torch.int32)
+    batches = []
+    for s in range(sets):
+        order = torch.randperm(per_set, device="cuda", dtype=torch.int32) + 1 + s * per_set
+        tables = torch.zeros(len(seqs), MAX_CONTEXT // PAGE, device="cuda", dtype=torch.int32)
+        used = 0
+        for b, n in enumerate(need):
+            tables[b, :n] = order[used: used + n]
+            used += n
+        batches.append((qkv_views(int(cu[-1]))[0], tables))
+    return k_cache, v_cache, cu, lens, batches
+
+
+def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]], plan=None, variant: str = "") -> None:
+    """``plan``: None for the shipped one (``plan_attention``), or a variant of it (the sweep)."""
+    from gpu_simulate_test.engine.kernels import attention
+
+    tokens, num_seqs = sum(n for n, _ in seqs), len(seqs)
+    kv_bytes = sum(ctx for _, ctx in seqs) * KV_BYTES_PER_TOKEN + 2 * tokens * N_Q * HEAD_DIM * 2
+    pairs = sum(n * (ctx - n) + n * (n + 1) // 2 for n, ctx in seqs)
+    flops = 4 * N_Q * HEAD_DIM * pairs
+    k_cache, v_cache, cu, lens, batches = attention_inputs(seqs, copies(kv_bytes))
+    outs = [torch.empty_like(q) for q, _ in batches]
+    scale = HEAD_DIM ** -0.5
+    plan = plan or attention.plan_attention(num_seqs, N_KV, MAX_CONTEXT, report.num_sms)
+    launches = [lambda q=q, t=t, o=o: attention.paged_attention(q, k_cache, v_cache, cu, lens, t, scale, out=o,
+                                                                plan=plan)
+                for (q, t), o in zip(batches, outs)]
+    seconds = timed(launches)
+    grids = attention.launches(tokens, num_seqs, N_Q, N_KV, plan)
+    decodes = sum(1 for n, _ in seqs if n == 1)
+    # programs with work: a decode launch over a batch without decodes exits at once, so it does not count
+    programs = (math.prod(grids.decode_grid) if decodes else 0) + \
+        (math.prod(grids.prefill_grid) if grids.prefill_grid else 0)
+    shape = f"B={num_seqs} T={tokens} KV<={max(c for _, c in seqs)}{variant}"
+    report.add(name, shape, seconds, kv_bytes, programs, flops if tokens > num_seqs else 0.0,
+               splits=plan.num_splits if decodes else None, kv_TBps=kv_bytes / seconds / 1e12)
+    del k_cache, v_cache, batches, outs
+    torch.cuda.empty_cache()
+
+
+def sweep_attention(report: Report) -> None:
+    """Tile and split variants at a few points, for tuning: tile = (rows, keys per step, warps, stages)."""
+    from gpu_simulate_test.engine.kernels import attention
+
+    def tile_name(t: attention.TileConfig) -> str:
+        return f"{t.block_m}x{t.block_n} w{t.num_warps} s{t.num_stages}"
+
+    for batch, kv in ((1, 8192), (8, 2048), (32, 2048), (64, 2048), (128, 8192)):
+        shipped = attention.plan_attention(batch, N_KV, MAX_CONTEXT, report.num_sms)
+        variants = [dataclasses.replace(shipped, decode=attention.TileConfig(16, n, w, st))
+                    for n, w, st in ((64, 4, 3), (32, 4, 5), (32, 4, 3), (128, 4, 3), (64, 8, 5), (128, 8, 2))]
+        splits = {1, 2, 4, max(shipped.num_splits // 2, 1), min(shipped.num_splits * 2, attention.MAX_SPLITS)}
+        variants += [dataclasses.replace(shipped, num_splits=s) for s in sorted(splits - {shipped.num_splits})]
+        for plan in variants:
+            bench_attention(report, "sweep decode", [(1, kv)] * batch, plan,
+                            f" {tile_name(plan.decode)} splits {plan.num_splits}")
+    for chunk in (2048, 8192):
+        shipped = attention.plan_attention(1, N_KV, MAX_CONTEXT, report.num_sms)
+        for m, n, w, st in ((128, 64, 8, 3), (128, 32, 8, 5), (128, 128, 8, 3), (64, 64, 4, 5)):
+            plan = dataclasses.replace(shipped, prefill=attention.TileConfig(m, n, w, st))
+            bench_attention(report, "sweep prefill", [(chunk, chunk)], plan, f" {tile_name(plan.prefill)}")
+
+
+def bench_varlen(report: Report, chunk: int) -> None:
+    """torch's flash ``varlen_attn`` on the same fresh prefill (contiguous K/V, no cache): what routing fresh
+    prefills to it would give."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return
+    q, k, v = qkv_views(chunk)
+    cu = torch.tensor([0, chunk], device="cuda", dtype=torch.int32)
+    flops = 4 * N_Q * HEAD_DIM * chunk * (chunk + 1) // 2
+    try:
+        seconds = timed([lambda: varlen_attn(q, k, v, cu, cu, chunk, chunk, window_size=(-1, 0))])
+    except Exception as exc:  # report, do not fail the benchmark: it is only a comparison
+        print(f"varlen_attn chunk {chunk}: {exc!r}"[:300])
+        return
+    report.add("varlen_attn (torch)", f"B=1 T={chunk} fresh", seconds, 4 * chunk * N_Q * HEAD_DIM * 2, 0, flops,
+               note=f"{flops / seconds / 1e12:.0f} TFLOP/s (reference point for prefill attention)")
+
+
+def bench_elementwise(report: Report, tokens: int) -> None:
+    from gpu_simulate_test.engine.kernels import activation, cache, norm, reference, rope
+
+    cos_sin = reference.rope_cos_sin(HEAD_DIM, MAX_CONTEXT, 1e6, device="cuda")
+    w = torch.randn(HIDDEN, device="cuda", dtype=BF16)
+    hw = torch.randn(HEAD_DIM, device="cuda", dtype=BF16)
+    positions = torch.randint(0, MAX_CONTEXT, (tokens,), device="cuda")
+    e = 2  # bytes per element
+    qk_bytes = 2 * tokens * (N_Q + N_KV) * HEAD_DIM * e
+    kv_bytes = tokens * N_KV * HEAD_DIM * e
+    num_blocks = tokens // PAGE + 1
+    specs: list[tuple[str, float, int, Callable[[], Callable[[], None]]]] = [
+        ("rms_norm", 2 * tokens * HIDDEN * e, tokens,
+         lambda: (lambda x=torch.randn(tokens, HIDDEN, device="cuda", dtype=BF16): norm.rms_norm(x, w, 1e-6))),
+        ("add_rms_norm", 4 * tokens * HIDDEN * e, tokens,
+         lambda: (lambda x=torch.randn(tokens, HIDDEN, device="cuda", dtype=BF16),
+                  r=torch.randn(tokens, HIDDEN, device="cuda", dtype=BF16): norm.add_rms_norm(x, r, w, 1e-6))),
+        ("silu_and_mul", 3 * tokens * INTER * e, tokens * -(-INTER // 1024),
+         lambda: (lambda x=torch.randn(tokens, 2 * INTER, device="cuda", dtype=BF16): activation.silu_and_mul(x))),
+        ("store_kv", 4 * kv_bytes, tokens,
+         lambda: (lambda kv=qkv_views(tokens), c=torch.empty(2, num_blocks, PAGE, N_KV, HEAD_DIM, device="cuda",
+                                                             dtype=BF16):
+                  cache.store_kv(kv[1], kv[2], c[0], c[1], torch.arange(tokens, device="cuda")))),
+        ("qk_norm_rope", qk_bytes, tokens,
+         lambda: (lambda qkv=qkv_views(tokens): rope.qk_norm_rope(qkv[0], qkv[1], hw, hw, positions, cos_sin, 1e-6))),
+        ("qk_norm_rope_store_kv", qk_bytes + 3 * kv_bytes, tokens,
+         lambda: (lambda qkv=qkv_views(tokens), c=torch.empty(2, num_blocks, PAGE, N_KV, HEAD_DIM, device="cuda",
+                                                              dtype=BF16):
+                  rope.qk_norm_rope_store_kv(qkv[0], qkv[1], qkv[2], hw, hw, positions, cos_sin, 1e-6, c[0], c[1],
+                                             torch.arange(tokens, device="cuda")))),
+    ]
+    for name, nbytes, programs, make in specs:
+        launches = [make() for _ in range(copies(int(nbytes)))]
+        report.add(name, f"T={tokens}", timed(launches), nbytes, programs)
+        del launches
+    torch.cuda.empty_cache()
+
+
+def resources(num_sms: int) -> list[dict]:
+    """Every compiled variant: registers, spills, shared memory, and how many programs fit on one SM."""
+    from gpu_simulate_test.engine.kernels import activation, attention, cache, norm, rope
+
+    device = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(device)
+    smem = getattr(props, "shared_memory_per_multiprocessor", 228 * 1024)
+    regs_per_sm = getattr(props, "regs_per_multiprocessor", 65536)
+    out = []
+    for fn in (attention._paged_attention_kernel, attention._merge_splits_kernel, norm._rms_norm_kernel,
+               activation._silu_and_mul_kernel, cache._store_kv_kernel, rope._qk_norm_rope_kernel):
+        for kernel in fn.device_caches[device][0].values():
+            warps, shared = kernel.metadata.num_warps, kernel.metadata.shared
+            fit = min(regs_per_sm // max(kernel.n_regs * 32 * warps, 1), smem // max(shared + 1024, 1),
+                      2048 // (32 * warps), 32)
+            out.append({"kernel": fn.fn.__name__, "num_warps": warps, "num_stages": kernel.metadata.num_stages,
+                        "registers": kernel.n_regs, "spills": kernel.n_spills, "shared_bytes": shared,
+                        "programs_per_sm_max": fit})
+    return out
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("bench_kernels: no CUDA GPU here; nothing to measure (run it on the GPU host)")
+        return 0
+    torch.manual_seed(0)
+    props = torch.cuda.get_device_properties(0)
+    num_sms = props.multi_processor_count
+    print(f"{props.name}: {num_sms} SMs, {props.total_memory / 2**30:.0f} GiB; torch {torch.__version__}", flush=True)
+    ceil = ceilings()
+    print(f"copy bandwidth {ceil['copy_TBps']:.2f} TB/s (read + write); bf16 matmul 8192^3 "
+          f"{ceil['matmul_TFLOPs']:.0f} TFLOP/s", flush=True)
+    report = Report(ceil, num_sms)
+    print(f"\n{'kernel':<22} {'shape':<44} {'us':>9} {'MB':>9} {'TB/s':>6} {'floor_us':>9} {'xfloor':>7} "
+          f"{'programs':>8} {'/SM':>6}  limit")
+    for batch in (1, 8, 32, 64, 128):
+        for kv in (512, 2048, 8192):
+            bench_attention(report, "attention decode", [(1, kv)] * batch)
+    for chunk in (512, 2048, 8192):
+        bench_attention(report, "attention prefill", [(chunk, chunk)])
+        bench_varlen(report, chunk)
+    bench_attention(report, "attention prefill", [(2048, 8192)])  # a chunk over a 6,144-token prefix
+    bench_attention(report, "attention mixed", [(1, 2048)] * 127 + [(512, 2048)])  # a sarathi step
+    for tokens in (1, 128, 2048):
+        bench_elementwise(report, tokens)
+    print("\nsweep (the shipped tiles: decode 16x64 w4 s5, prefill 128x64 w8 s5; splits from plan_attention)")
+    sweep_attention(report)
+    res = resources(num_sms)
+    print(f"\n{'compiled kernel':<26} {'warps':>5} {'stages':>6} {'regs':>5} {'spills':>6} {'shared':>8} "
+          f"{'fit/SM':>6}")
+    for r in res:
+        print(f"{r['kernel']:<26} {r['num_warps']:5d} {r['num_stages']:6d} {r['registers']:5d} {r['spills']:6d} "
+              f"{r['shared_bytes']:8d} {r['programs_per_sm_max']:6d}")
+    out_dir: Optional[str] = os.environ.get("OUT")
+    if out_dir:
+        path = os.path.join(out_dir, "bench_kernels.json")
+        with open(path, "w") as f:
+            json.dump({"device": props.name, "num_sms": num_sms, "torch": torch.__version__, **ceil,
+                       "rows": report.rows, "resources": res}, f, indent=1)
+        print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
