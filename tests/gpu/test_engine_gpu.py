@@ -205,7 +205,8 @@ def test_no_capture_or_compilation_during_a_run(engine):
     assert stats["cuda_graph_captures_since_startup"] == 0
     assert stats["compilations_since_startup"] == 0
     assert stats["graph_steps"] > before["graph_steps"] and stats["eager_steps"] > before["eager_steps"]
-    assert stats["kernel_path"] == "triton" and stats["cuda_graph_captures_at_startup"] == len(stats["cuda_graph_batch_sizes"])
+    assert stats["kernel_path"] == "triton"
+    assert stats["cuda_graph_captures_at_startup"] == len(stats["cuda_graph_batch_sizes"])
 
 
 def test_pool_sized_from_memory_utilization(hf16):

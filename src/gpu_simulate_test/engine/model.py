@@ -138,10 +138,14 @@ class Qwen3Model:
         def fused(*names: str) -> torch.Tensor:
             return torch.cat([get(n) for n in names], dim=0).contiguous()
 
+        h, d, inter = shape.hidden_size, shape.head_dim, shape.intermediate_size
+        q, kv = shape.num_attention_heads * d, shape.num_kv_heads * d
+        expected_layer = LayerWeights(input_norm=(h,), qkv_proj=(q + 2 * kv, h), q_norm=(d,), k_norm=(d,),
+                                      o_proj=(h, q), post_norm=(h,), gate_up_proj=(2 * inter, h), down_proj=(h, inter))
         layers = []
         for i in range(shape.num_layers):
             p = f"model.layers.{i}."
-            layers.append(LayerWeights(
+            w = LayerWeights(
                 input_norm=get(p + "input_layernorm.weight"),
                 qkv_proj=fused(*(p + f"self_attn.{x}_proj.weight" for x in "qkv")),
                 q_norm=get(p + "self_attn.q_norm.weight"),
@@ -150,7 +154,12 @@ class Qwen3Model:
                 post_norm=get(p + "post_attention_layernorm.weight"),
                 gate_up_proj=fused(p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"),
                 down_proj=get(p + "mlp.down_proj.weight").contiguous(),
-            ))
+            )
+            for name, want in vars(expected_layer).items():
+                if tuple(getattr(w, name).shape) != want:
+                    raise InputError(f"layer {i}'s {name} is {tuple(getattr(w, name).shape)}, the model shape says "
+                                     f"{want}: the state dict is not of this shape")
+            layers.append(w)
         embed = get("model.embed_tokens.weight").contiguous()
         lm_head = embed if shape.tie_word_embeddings else get("lm_head.weight").contiguous()
         expected = (shape.vocab_size, shape.hidden_size)

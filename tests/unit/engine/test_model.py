@@ -98,3 +98,6 @@ def test_missing_or_misshapen_weights_are_clear_errors(hf):
     wrong = dataclasses.replace(TINY, vocab_size=1000)
     with pytest.raises(InputError, match="embeddings"):
         Qwen3Model.from_hf_state_dict(wrong, hf.state_dict(), torch.float32, torch.device("cpu"))
+    wrong = dataclasses.replace(TINY, num_kv_heads=4)
+    with pytest.raises(InputError, match="layer 0's qkv_proj is \\(256, 128\\), the model shape says \\(384, 128\\)"):
+        Qwen3Model.from_hf_state_dict(wrong, hf.state_dict(), torch.float32, torch.device("cpu"))
