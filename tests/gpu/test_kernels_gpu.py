@@ -170,8 +170,8 @@ class Batch:
 
 
 def make_batch(gen: torch.Generator, seqs: list[tuple[int, int]], width: int | None = None) -> Batch:
-    """``seqs``: (new tokens, context after the step). Blocks come shuffled from the pool; slots past a context,
-    spare blocks and table entries past a context (they point at block 0) hold NaN."""
+    """``seqs``: (new tokens, context after the step). Blocks come shuffled from the pool; block 0 (where table
+    entries past a context point) and the slots past each context hold NaN."""
     need = [-(-ctx // PAGE) for _, ctx in seqs]
     width = width or max(max(need), 1)
     num_blocks = sum(need) + 1
@@ -233,6 +233,13 @@ def test_paged_attention_mixed_batch(gen: torch.Generator) -> None:
     out = b.run()
     assert rel_err(out, b.reference()) < TOL
     assert torch.equal(out[-3:], torch.zeros_like(out[-3:]))
+
+
+def test_paged_attention_float32(gen: torch.Generator) -> None:
+    """float32 takes its own tiles (exact dots): decodes and prefills against the reference at float32 precision."""
+    b = make_batch(gen, decode_seqs(gen, 8, 2048) + [(512, 512), (300, 1324)])
+    b.q, b.k_cache, b.v_cache = f32(b.q), f32(b.k_cache), f32(b.v_cache)
+    assert rel_err(b.run(), b.reference()) < 1e-5
 
 
 @pytest.mark.parametrize("batch", [1, 64])

@@ -243,11 +243,13 @@ def test_paged_attention_decode_batch_with_padding_rows(gen: torch.Generator, nu
     check_attention(make_batch(gen, decodes, 4, 2, 32, 8), small_plan(num_splits))
 
 
-def test_paged_attention_default_plan_spans_full_and_partial_tiles(gen: torch.Generator) -> None:
-    """The shipped tiles (decode keys in 64s, prefill rows in 128s): contexts long enough for unmasked tiles."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_paged_attention_shipped_tiles_span_full_and_partial_tiles(gen: torch.Generator, dtype: torch.dtype) -> None:
+    """The tiles ``plan_attention`` ships for a dtype (bf16: decode keys in 64s, prefill rows in 128s; computed
+    here in float32 all the same), with and without a split: contexts long enough for unmasked tiles."""
     seqs = [(1, 150), (70, 200), (1, 64), (40, 40)]
     batch = make_batch(gen, seqs, 4, 2, 32, 16)
-    check_attention(batch, None)
-    split = dataclasses.replace(attention.plan_attention(len(seqs), 2, batch.block_tables.shape[1] * 16, 1),
-                                num_splits=2)
-    check_attention(batch, split)
+    plan = attention.plan_attention(len(seqs), 2, batch.block_tables.shape[1] * 16, 1, dtype)
+    assert plan.num_splits == 1
+    check_attention(batch, plan)
+    check_attention(batch, dataclasses.replace(plan, num_splits=2))

@@ -59,6 +59,10 @@ class AttentionPlan:
 # Prefill: wgmma, 234 registers, 132 KB, one program of 8 warps per SM. ``bench_kernels.py`` sweeps alternatives.
 DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=5)
 PREFILL_TILE = TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=5)
+# float32 (exact ``ieee`` dots, twice the bytes a tile): the tiles above would spill kilobytes a thread and fill
+# shared memory; these compile without spills (decode) or with a few hundred bytes (prefill). Not a speed target.
+DECODE_TILE_FP32 = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=2)
+PREFILL_TILE_FP32 = TileConfig(block_m=32, block_n=32, num_warps=4, num_stages=2)
 
 
 @functools.lru_cache(maxsize=None)
@@ -66,14 +70,16 @@ def _num_sms(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: int) -> AttentionPlan:
+def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: int,
+                   dtype: torch.dtype = torch.bfloat16) -> AttentionPlan:
     """Split decode contexts only when ``num_seqs x num_kv_heads`` programs cannot fill the SMs: then aim at two
     programs per SM, never more parts than key tiles in ``max_context`` (the block table's reach) or ``MAX_SPLITS``."""
+    decode, prefill = (DECODE_TILE_FP32, PREFILL_TILE_FP32) if dtype.itemsize >= 4 else (DECODE_TILE, PREFILL_TILE)
     programs = num_seqs * num_kv_heads
     splits = 1
     if programs < num_sms:
-        splits = min(-(-2 * num_sms // programs), -(-max_context // DECODE_TILE.block_n), MAX_SPLITS)
-    return AttentionPlan(decode=DECODE_TILE, prefill=PREFILL_TILE, num_splits=max(splits, 1))
+        splits = min(-(-2 * num_sms // programs), -(-max_context // decode.block_n), MAX_SPLITS)
+    return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1))
 
 
 @dataclass(frozen=True)
@@ -251,7 +257,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         num_sms = 1  # triton's interpreter (CPU tensors): no SMs to fill
         if q.is_cuda:
             num_sms = _num_sms(q.device.index if q.device.index is not None else torch.cuda.current_device())
-        plan = plan_attention(num_seqs, num_kv_heads, block_tables.shape[1] * page, num_sms)
+        plan = plan_attention(num_seqs, num_kv_heads, block_tables.shape[1] * page, num_sms, q.dtype)
     out = torch.empty_like(q) if out is None else out
     grids = launches(num_tokens, num_seqs, num_heads, num_kv_heads, plan)
     group = num_heads // num_kv_heads
