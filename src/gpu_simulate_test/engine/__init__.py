@@ -11,5 +11,6 @@ Layout (one concern a file):
     kernels/         Triton kernels, each beside an independent plain-torch reference
     model.py         the dense Qwen3 model over packed tokens and the paged cache
     runner.py        inputs, CUDA graphs for decode batches, greedy sampling
+    memory.py        how many KV blocks fit (vLLM's gpu_memory_utilization rule)
     engine.py        the step loop: schedule, run, sample, log the iteration
 """

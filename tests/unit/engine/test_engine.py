@@ -1,0 +1,227 @@
+"""The runner on hand-built batches and the whole engine against ``model.generate`` (CPU, float32)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from _qwen3_tiny import TINY, engine_config, hf_model, prompts
+from gpu_simulate_test.engine.engine import LLMEngine, StepEntry, StepOutput
+from gpu_simulate_test.engine.model import Qwen3Model
+from gpu_simulate_test.engine.runner import ModelRunner
+from gpu_simulate_test.engine.sequence import BatchEntry, ScheduledBatch, Sequence, SequenceStatus
+from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return hf_model()
+
+
+def _greedy_next(hf, tokens: list[int]) -> int:
+    with torch.no_grad():
+        return int(hf(torch.tensor([tokens])).logits[0, -1].argmax())
+
+
+def _seq(seq_id: int, tokens: list[int], table: list[int]) -> Sequence:
+    return Sequence(seq_id=seq_id, token_ids=list(tokens), num_prompt_tokens=len(tokens), max_tokens=8,
+                    status=SequenceStatus.RUNNING, block_table=table)
+
+
+def _entry(seq: Sequence, start: int, n: int, samples: bool, is_prefill: bool = True) -> BatchEntry:
+    return BatchEntry(seq=seq, start=start, num_q_tokens=n, samples=samples, is_prefill=is_prefill)
+
+
+def test_runner_on_hand_built_batches(hf):
+    cfg = engine_config(num_blocks=40)
+    runner = ModelRunner(cfg, Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+    runner.allocate_kv_cache(40)
+    pa, pb = prompts([13, 5])
+    a, b = _seq(1, pa, [7, 3, 20, 11]), _seq(2, pb, [0, 38])
+    # 1: a chunk of A that does not sample, all of B
+    assert runner.run(ScheduledBatch((_entry(a, 0, 10, False), _entry(b, 0, 5, True)))) == [_greedy_next(hf, pb)]
+    b.token_ids.append(_greedy_next(hf, pb))
+    # 2: B decodes (no new block), A finishes its prompt
+    got = runner.run(ScheduledBatch((_entry(b, 5, 1, True, False), _entry(a, 10, 3, True))))
+    assert got == [_greedy_next(hf, b.token_ids), _greedy_next(hf, pa)]
+    a.token_ids.append(got[1])
+    b.token_ids.append(got[0])
+    # 3: A is preempted and restarts on other blocks (its whole context prefilled again); B decodes into a new block
+    a.num_restarts, a.block_table = 1, [30, 31, 2, 5]
+    b.block_table = b.block_table + [17]
+    got = runner.run(ScheduledBatch((_entry(b, 6, 1, True, False), _entry(a, 0, 14, True))))
+    assert got == [_greedy_next(hf, b.token_ids), _greedy_next(hf, a.token_ids)]
+    b.token_ids.append(got[0])
+    a.token_ids.append(got[1])
+    # 4: decode-only (the graph-shaped path); the device table holds exactly the current tables
+    got = runner.run(ScheduledBatch((_entry(a, 14, 1, True, False), _entry(b, 7, 1, True, False))))
+    assert got == [_greedy_next(hf, a.token_ids), _greedy_next(hf, b.token_ids)]
+    for seq in (a, b):
+        row = runner.tables.row(seq, new_index := [], [])
+        assert new_index == []  # nothing left to upload
+        assert runner.tables.table[row, : len(seq.block_table)].tolist() == seq.block_table
+
+
+def test_block_table_rows_are_reused_and_reclaimed(hf):
+    cfg = engine_config(max_requests_per_batch=2)
+    runner = ModelRunner(cfg, Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+    s1, s2, s3 = _seq(1, [1], [4]), _seq(2, [1], [5]), _seq(3, [1], [6])
+    idx, blocks = [], []
+    r1, r2 = runner.tables.row(s1, idx, blocks), runner.tables.row(s2, idx, blocks)
+    assert blocks == [4, 5] and idx == [r1 * runner.tables.width, r2 * runner.tables.width]
+    with pytest.raises(RuntimeError, match="more than 2 sequences"):
+        runner.tables.row(s3, [], [])
+    s1.status = SequenceStatus.WAITING  # preempted: its row may go to another sequence
+    assert runner.tables.row(s3, [], []) == r1
+    runner.release(s2)
+    s1.status = SequenceStatus.RUNNING
+    assert runner.tables.row(s1, idx := [], blocks := []) == r2 and blocks == [4]
+
+
+# ---- the whole engine against model.generate ------------------------------------------------------------------
+
+
+def _generate(hf, prompt: list[int], n: int) -> list[int]:
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                          max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+    return out[0, len(prompt):].tolist()
+
+
+@pytest.fixture(scope="module")
+def workload(hf):
+    """(prompt, max_tokens, step at which it arrives) and the tokens ``model.generate`` gives each."""
+    lengths, outputs, arrive = [23, 5, 40, 9, 17, 31], [6, 9, 4, 12, 7, 5], [0, 0, 0, 2, 5, 5]
+    reqs = list(zip(prompts(lengths, seed=7), outputs, arrive))
+    return reqs, [_generate(hf, p, n) for p, n, _ in reqs]
+
+
+def _serve(engine: LLMEngine, reqs, first_id: int = 0) -> tuple[dict[int, list[int]], list[StepOutput]]:
+    """Add request ``first_id + i`` at its step, step until all finish; the tokens of each, the steps."""
+    tokens: dict[int, list[int]] = {first_id + i: [] for i in range(len(reqs))}
+    steps: list[StepOutput] = []
+    while len(steps) < 1000:
+        for i, (prompt, n, at) in enumerate(reqs):
+            if at == len(steps):
+                engine.add_request(first_id + i, prompt, n)
+        if not engine.has_unfinished():
+            if len(steps) > max(at for _, _, at in reqs):
+                break
+            steps.append(None)  # an idle tick: the next arrival has not come yet
+            continue
+        out = engine.step()
+        assert out.start_ns <= out.end_ns
+        for rid, tok in out.new_tokens:
+            tokens[rid].append(tok)
+        steps.append(out)
+    return tokens, [s for s in steps if s is not None]
+
+
+def _engine(hf, **overrides) -> LLMEngine:
+    return LLMEngine(engine_config(**overrides), hf.state_dict())
+
+
+def test_single_requests_match_generate(hf, workload):
+    reqs, want = workload
+    engine = _engine(hf, max_batch_tokens=64)
+    for i in (0, 3):  # one request at a time: a whole-prompt prefill, then decodes
+        prompt, n, _ = reqs[i]
+        got, steps = _serve(engine, [(prompt, n, 0)], first_id=i)
+        assert got[i] == want[i]
+        assert [s.entries[0].is_prefill for s in steps] == [True] + [False] * (n - 1)
+        assert steps[-1].finished == [i]
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "vllm"])
+def test_interleaved_batches_match_generate(hf, workload, policy):
+    """Chunked prefills (sarathi's budget of 16 tokens) mixed with decodes, arrivals during the run."""
+    reqs, want = workload
+    engine = _engine(hf, policy=policy, max_batch_tokens=16 if policy == "sarathi" else 48)
+    got, steps = _serve(engine, reqs)
+    assert [got[i] for i in range(len(reqs))] == want
+    kinds = [{e.is_prefill for e in s.entries} for s in steps]
+    if policy == "sarathi":
+        assert any(e.is_prefill and e.context_len < len(reqs[e.request_id][0]) for s in steps for e in s.entries)
+        assert {True, False} in kinds  # a chunk beside decodes
+    assert max(len(s.entries) for s in steps) > 2
+    assert engine.stats()["preemptions"] == 0
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "vllm"])
+def test_preemption_restarts_match_generate(hf, workload, policy):
+    """A pool of 20 blocks of 4 tokens cannot hold every context at once: the newest restart by recompute."""
+    reqs, want = workload
+    engine = _engine(hf, policy=policy, num_blocks=20, max_batch_tokens=48, watermark_blocks_fraction=0.0)
+    got, steps = _serve(engine, reqs)
+    assert engine.stats()["preemptions"] > 0
+    assert [got[i] for i in range(len(reqs))] == want
+    assert engine.stats()["num_blocks"] == 20
+
+
+def test_stats_and_step_record(hf, workload):
+    reqs, _ = workload
+    engine = _engine(hf, num_blocks=64)
+    engine.add_request(5, reqs[0][0], 3)
+    out = engine.step()
+    assert out.entries == [StepEntry(5, len(reqs[0][0]), len(reqs[0][0]), True)]
+    assert [rid for rid, _ in out.new_tokens] == [5] and out.finished == [] and not out.cuda_graph
+    stats = engine.stats()
+    assert stats["kernel_path"] == "reference" and stats["cuda_graph_batch_sizes"] == []
+    assert stats["cuda_graph_captures_since_startup"] == 0 and stats["compilations_since_startup"] == 0
+    assert stats["num_physical_blocks"] >= stats["num_blocks"] == 64 and stats["memory"] is None
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    (dict(policy="fcfs"), InputError, "policy 'fcfs' is unknown"),
+    (dict(device="cuda"), EnvironmentUnavailableError, "sees no GPU"),
+    (dict(num_blocks=None), InputError, "on the CPU set num_blocks"),
+    (dict(dtype="int8"), InputError, "dtype"),
+])
+def test_bad_configs_fail_before_loading(overrides, error, match):
+    if overrides.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(error, match=match):
+        LLMEngine(engine_config(**overrides), {})  # an empty state dict: the config is refused first
+
+
+def test_bad_requests_are_clear_errors(hf):
+    engine = _engine(hf, num_blocks=8)
+    with pytest.raises(InputError, match="exceeds the model's context"):
+        engine.add_request(0, [1] * 40000, 961)
+    with pytest.raises(InputError, match="could never run"):
+        engine.check_request(30, 10)  # 40 tokens need 10 blocks of 4
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        engine.add_request(1, [TINY.vocab_size], 1)
+    engine.add_request(2, [1, 2], 1)
+    with pytest.raises(InputError, match="added already"):
+        engine.add_request(2, [1, 2], 1)
+
+
+def test_graph_bucket_inputs_with_padding_rows(hf):
+    """What a graph replays, run eagerly on the CPU: 3 decodes padded to a bucket of 4 give the right tokens, and
+    the padding row writes no K/V (slot -1) and reads none (context 0)."""
+    cfg = engine_config(num_blocks=16)
+    runner = ModelRunner(cfg, Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+    runner.allocate_kv_cache(16)
+    seqs = [_seq(i, p, [3 * i, 3 * i + 1, 3 * i + 2]) for i, p in enumerate(prompts([6, 9, 3], seed=5))]
+    first = runner.run(ScheduledBatch(tuple(_entry(s, 0, s.num_prompt_tokens, True) for s in seqs)))
+    for s, tok in zip(seqs, first):
+        s.token_ids.append(tok)
+    kv_before = runner.kv_cache.clone()
+    layout = runner._fill(tuple(_entry(s, s.num_prompt_tokens, 1, True, False) for s in seqs), 4, pad_to=4)
+    assert layout.D == 0  # no new block: the device table is current
+    with torch.inference_mode():
+        tokens = runner._forward(layout, None).tolist()
+    assert tokens[:3] == [_greedy_next(hf, s.token_ids) for s in seqs]
+    written = (runner.kv_cache != kv_before).any(dim=(0, 1, 4, 5)).nonzero().tolist()  # (block, offset) pairs
+    assert sorted(written) == sorted([[s.block_table[s.num_prompt_tokens // 4], s.num_prompt_tokens % 4] for s in seqs])
+
+
+def test_decodes_past_the_token_budget(hf):
+    """Vidur's policies decode every running sequence up to the batch cap, even past max_batch_tokens: here 6
+    decodes in one step under a budget of 4 tokens."""
+    reqs = [(p, 4, 0) for p in prompts([4, 3, 4, 2, 3, 4], seed=11)]
+    engine = _engine(hf, policy="vllm", max_batch_tokens=4, max_requests_per_batch=6)
+    got, steps = _serve(engine, reqs)
+    assert any(len(s.entries) == 6 and not any(e.is_prefill for e in s.entries) for s in steps)
+    assert [got[i] for i in range(len(reqs))] == [_generate(hf, p, n) for p, n, _ in reqs]
