@@ -16,7 +16,6 @@ import time
 T_START = time.perf_counter()
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,15 +23,11 @@ import numpy as np
 import pandas as pd
 from hydra import compose, initialize_config_dir
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "unit"))
-
-from _vidur_profile_factory import make_profile  # noqa: E402
-
 from gpu_simulate_test.cli._app import CONFIG_DIR  # noqa: E402
 from gpu_simulate_test.io.meta import build_meta, write_json  # noqa: E402
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS  # noqa: E402
 from gpu_simulate_test.io.tables import write_table  # noqa: E402
+from gpu_simulate_test.testing import make_profile  # noqa: E402
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits  # noqa: E402
 from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim  # noqa: E402
 

@@ -12,11 +12,11 @@ from omegaconf import DictConfig
 
 from gpu_simulate_test.analysis.compare import compare_runs
 from gpu_simulate_test.analysis.report import headline_text
-from gpu_simulate_test.analysis.synthetic import SyntheticRun, sequential_run, write_run
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.schemas import TABLES, markdown_table
 from gpu_simulate_test.io.tables import read_table
+from gpu_simulate_test.testing import SyntheticRun, sequential_run, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 N = 40

@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from omegaconf import DictConfig
 
-from gpu_simulate_test.analysis.synthetic import SyntheticRun, sequential_run, write_run
 from gpu_simulate_test.cli.compare_runs import run_mode
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.meta import build_meta, read_meta, write_json
 from gpu_simulate_test.io.schemas import COMPARISON_STATS, COMPARISON_SWEEP, TRACE_INTERVALS, TRACE_LENGTHS
 from gpu_simulate_test.io.tables import read_table, write_table
+from gpu_simulate_test.testing import SyntheticRun, sequential_run, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,13 +10,13 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from _workload_factory import make_workload
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import parse_requests_field
 from gpu_simulate_test.real_bench.backends import register_backend
 from gpu_simulate_test.real_bench.backends.hf_generate import HFGenerateBackend
 from gpu_simulate_test.real_bench.run import run_real_bench
+from gpu_simulate_test.testing import make_workload
 
 # (arrival ns, prompt tokens, decode tokens): overlapping arrivals, a one-token output, a prompt over one chunk.
 REQUESTS = [(0, 40, 5), (1_000_000, 30, 1), (2_000_000, 70, 6), (30_000_000, 20, 3)]

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from _vidur_profile_factory import make_profile
 from gpu_simulate_test.config.vidur import VidurConfig
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.testing import make_profile
 from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiler.fold import Overhead, fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape

@@ -7,8 +7,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from vidur.config import BaseDeviceSKUConfig, BaseModelConfig
 
-from _vidur_profile_factory import constant_profile
 from gpu_simulate_test.config.vidur import VidurConfig
+from gpu_simulate_test.testing import constant_profile
 from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, register_hardware, register_model

@@ -9,9 +9,8 @@ from typing import Callable
 import pytest
 from omegaconf import DictConfig
 
-from _vidur_profile_factory import constant_profile
-from _workload_factory import make_workload
 from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.testing import constant_profile, make_workload
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim
 

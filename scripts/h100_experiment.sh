@@ -3,19 +3,20 @@
 #
 #   GPU half, on the H100 machine (device tool: carry .whl, and gpu_carry if used; each call at most 10 minutes, so
 #   run it more than once: finished points are kept in their records and skipped):
-#       bash tests/manual/h100_experiment.sh gpu "$OUT" <backend> [fractions] [max_arrival_span_s]
-#       bash tests/manual/h100_experiment.sh profile "$OUT" ['hf-generate hf-continuous']  # bundles -> $OUT/profiling.tgz
+#       bash scripts/h100_experiment.sh gpu "$OUT" <backend> [fractions] [max_arrival_span_s]
+#       bash scripts/h100_experiment.sh profile "$OUT" ['hf-generate hf-continuous']  # bundles -> $OUT/profiling.tgz
 #   backend: hf-continuous (CUDA graphs, 100 requests a point) or hf-generate (one request at a time: a short
 #   8-request capacity probe, and each point sized to max_arrival_span_s, default 120 s, of arrivals).
 #   Files in gpu_carry/ (if carried) are copied into the artifact root first, e.g. gpu_carry/capacity/<key>.json
 #   from an earlier session, so that later points use the same measured capacity and so the same offered rates.
 #   Each measured point comes back as <point_key>.tar.gz (record, workload, real run, capacity file).
 #
-#   Local half, anywhere (no GPU): unpack the archives into tmp/ (or $GST_ROOT), simulate and compare every point
+#   Local half, anywhere (no GPU): unpack the archives into the artifact root, simulate and compare every point
 #   found in them against the bundle of its backend that came in profiling.tgz, and write one sweep report per backend:
-#       bash tests/manual/h100_experiment.sh local <folder with the archives>
+#       bash scripts/h100_experiment.sh local <folder with the archives>
+#   Both halves write under the artifact root $GST_ROOT (default: tmp/ in the repository, git-ignored).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 mode=${1:?gpu, profile or local}; dir=${2:?folder for the archives}
 MODEL=(model=qwen3-0.6b hardware=h100)
 
@@ -38,9 +39,8 @@ profile_setup() {  # how the bundle samples whole iterations, per backend
 
 case "$mode" in
   gpu|profile)
-    source tests/manual/gpu_env.sh
-    export PYTHONPATH="$PWD/src:$PYTHONPATH"
-    root=/tmp/gst
+    source scripts/gpu_env.sh
+    root=${GST_ROOT:-tmp}
     mkdir -p "$root" "$dir"
     [ -d gpu_carry ] && cp -r gpu_carry/. "$root/"
     if [ "$mode" = profile ]; then
@@ -49,7 +49,7 @@ case "$mode" in
         read -r -a S <<< "$(setup "$b")"; read -r -a P <<< "$(profile_setup "$b")"
         specs+=("$b$(printf ':%s' "${S[@]:1}" "${P[@]}")")
       done
-      python3 tests/manual/vidur_profile_h100.py --out "$root" --backends "$(IFS=,; echo "${specs[*]}")"
+      python3 scripts/vidur_profile_h100.py --out "$root" --backends "$(IFS=,; echo "${specs[*]}")"
       tar czf "$dir/profiling.tgz" -C "$root" profiling
       exit 0
     fi

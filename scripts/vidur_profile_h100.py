@@ -1,8 +1,9 @@
 """Build the qwen3-0.6b profiling bundles on the H100 for hf-generate and hf-continuous; print the held-out checks.
 
-Run on the GPU machine from the repository root (hydra-core, omegaconf and vidur installed, e.g. from wheels):
+Run on the GPU machine from the repository root, after ``source scripts/gpu_env.sh`` (which installs hydra-core,
+omegaconf and vidur from the carried wheels):
 
-    PYTHONPATH=src python3 tests/manual/vidur_profile_h100.py --out /tmp/profiling_h100
+    python3 scripts/vidur_profile_h100.py --out "$OUT"
 
 Each bundle lands in ``<out>/profiling/<bundle_id>/``; the target is a median |error| <= 10% on the held-out
 shapes of ``configs/profile/gpu.yaml`` and under 10 minutes for both bundles together.

@@ -7,7 +7,7 @@ common scale of 0.063 flattens them. A separate attention scale is motivated by 
 held-out shapes are only read to report the result.
 
     mkdir -p /tmp/h100new && tar xzf docs/results/h100-qwen3-0.6b/gpu_runs/profiling.tgz -C /tmp/h100new
-    .venv/bin/python tests/manual/fold_study/twoscale.py
+    .venv/bin/python studies/2026-11-23-fold/twoscale.py
 """
 import shutil
 from pathlib import Path

@@ -5,7 +5,7 @@ occurs changes from one GPU call to the next. This prints, per real run, the dec
 (the statistic the bundle is fitted on), P10/P90 and the share above ``--slow-ms``, and the same for every decode
 shape of the bundle, so a TPOT error can be read against the host's state during each measurement.
 
-    .venv/bin/python tests/manual/step_modes.py --runs tmp/real_runs --bundle tmp/profiling/<hf-generate bundle>
+    .venv/bin/python scripts/step_modes.py --runs tmp/real_runs --bundle tmp/profiling/<hf-generate bundle>
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ and, once on the main thread and once on a worker, a ``torch.profiler`` trace of
 by self CPU time: where the extra time goes). The whole child is repeated in subprocesses under environment
 variants (``MALLOC_ARENA_MAX=1``, ``OMP_NUM_THREADS=1``) in case the host's allocator arenas or OpenMP explain it.
 
-Run on the GPU machine (after ``source tests/manual/gpu_env.sh``):
-    python3 tests/manual/thread_diagnosis_h100.py --out "$OUT" [--envs default] [--sdpa-kernels '[flash,efficient,cudnn,math]']
+Run on the GPU machine (after ``source scripts/gpu_env.sh``):
+    python3 scripts/thread_diagnosis_h100.py --out "$OUT" [--envs default] [--sdpa-kernels '[flash,efficient,cudnn,math]']
 The first GPU run (2026-11-23, with cuDNN attention allowed) put the whole gap in ``aten::_cudnn_attention_forward``:
 64 us a call on the main thread against 2.6 ms on a fresh worker, whose per-thread cuDNN graph cache was empty.
 Prints one table per environment and writes ``<out>/thread_diagnosis.json`` and ``<out>/profile_<where>.txt``.

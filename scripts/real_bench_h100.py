@@ -1,7 +1,7 @@
 """Manual: real-bench on the H100 with qwen3-0.6b, both HF backends, one 50-request workload.
 
-Run by the lead on the GPU machine (src/ on PYTHONPATH):
-    python tests/manual/real_bench_h100.py --out "$OUT"
+Run on the GPU machine, after ``source scripts/gpu_env.sh``:
+    python3 scripts/real_bench_h100.py --out "$OUT"
 Each configuration runs in its own process (a CUDA failure in one cannot take the others down); run
 directories go under ``<out>/real_runs/``, and ``<out>/summary.json`` holds the printed table.
 Budget: about 8 minutes in all (generate with a dynamic cache costs ~35 ms per token on the H100,
@@ -23,11 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "unit"))
-sys.path.insert(0, str(REPO / "src"))
+from gpu_simulate_test.testing import make_workload
 
-from _workload_factory import make_workload  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 WORKLOAD_ID = "h100-qwen3-50"
 COMMON = ["model=qwen3-0.6b", "hardware=h100", f"workload_id={WORKLOAD_ID}", "backend.warmup_requests=2"]
@@ -87,7 +85,7 @@ def main() -> int:
     idle = measure(None, SWITCH_INTERVAL_S)
     print(f"replay loop alone at 1000 req/s: dispatch p99 {idle['p99_ns'] / 1e6:.3f} ms", flush=True)
     results: dict[str, dict] = {"replay_loop_alone": {"dispatch_p99_ms": idle["p99_ns"] / 1e6}}
-    # Keep what tests/manual/gpu_env.sh put on the path (carried hydra/omegaconf), with src/ first.
+    # Keep what scripts/gpu_env.sh put on the path (carried hydra/omegaconf), with src/ first.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
     for name, overrides in RUNS.items():
         if args.only and name not in args.only:
