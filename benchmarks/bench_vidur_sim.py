@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_dir
 
 from gpu_simulate_test.cli._app import CONFIG_DIR  # noqa: E402
 from gpu_simulate_test.io.meta import build_meta, write_json  # noqa: E402
+from gpu_simulate_test.io.outputs import WORKLOAD_META  # noqa: E402
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS  # noqa: E402
 from gpu_simulate_test.io.tables import write_table  # noqa: E402
 from gpu_simulate_test.testing import make_profile  # noqa: E402
@@ -52,7 +53,7 @@ def write_workload(root: Path, n: int, qps: float, seed: int = 0) -> int:
                 path / TRACE_LENGTHS.filename, TRACE_LENGTHS)
     write_table(pd.DataFrame({"request_id": ids, "arrival_time_ns": arrivals, "inter_arrival_ns": np.diff(arrivals, prepend=0)}),
                 path / TRACE_INTERVALS.filename, TRACE_INTERVALS)
-    write_json(path / "workload_meta.json", build_meta(kind="workload", id="conv", config={"bench": True}, inputs={}))
+    write_json(path / WORKLOAD_META, build_meta(kind="workload", id="conv", config={"bench": True}, inputs={}))
     print(f"workload: {n} requests, median prompt {int(np.median(prompt))}, median output {int(np.median(output))}, "
           f"span {arrivals[-1] / 1e9:.0f} s")
     return int((prompt + output).max())

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpu_simulate_test.io.outputs import RUN_META
 from gpu_simulate_test.testing import make_workload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def build_workload(root: Path) -> None:
 
 
 def summarize(run_dir: Path) -> dict:
-    meta = json.loads((run_dir / "run_meta.json").read_text())
+    meta = json.loads((run_dir / RUN_META).read_text())
     tok = pd.read_csv(run_dir / "token_metrics.csv")
     gaps = tok.groupby("request_id")["token_time_ns"].diff().dropna().to_numpy()
     late = meta["dispatch_lateness"]
@@ -97,7 +98,7 @@ def main() -> int:
             if proc.returncode != 0:
                 results[name] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-5:]}
             run_dir = root / "real_runs" / name
-            if (run_dir / "run_meta.json").exists():
+            if (run_dir / RUN_META).exists():
                 results[name] = {**results.get(name, {}), **summarize(run_dir)}
         except subprocess.TimeoutExpired:
             results[name] = {"error": f"timed out after {TIMEOUT_S[name]} s"}

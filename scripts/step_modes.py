@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_simulate_test.io.outputs import RUN_META
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import ITERATION_PROFILE
 from gpu_simulate_test.io.tables import read_table
@@ -29,7 +30,7 @@ def main() -> int:
     args = ap.parse_args()
     print(f"| what | decode steps | median ms | trimmed mean ms | P10 ms | P90 ms | share > {args.slow_ms:g} ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for d in sorted(p for p in args.runs.iterdir() if (p / "run_meta.json").is_file()):
+    for d in sorted(p for p in args.runs.iterdir() if (p / RUN_META).is_file()):
         run = load_run(d, "real_run")
         if run.meta["backend"]["name"] != "hf-generate" or run.iterations is None:
             continue

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from gpu_simulate_test.cli._app import CONFIG_DIR
 from gpu_simulate_test.errors import GstError
 from gpu_simulate_test.experiment import run_experiment
+from gpu_simulate_test.io.outputs import SUMMARY
 
 BACKENDS = ("hf-generate", "hf-continuous")
 
@@ -32,7 +33,7 @@ def run_demo(overrides: list[str]) -> list[Path]:
         comparison = Path(cfg.paths.comparisons) / str(rec.comparison_id)
         print(f"\n=== {backend}: pipeline took {time.perf_counter() - start:.1f} s")
         print(headline_text(comparison))
-        print(f"summary: {comparison / 'summary.md'}")
+        print(f"summary: {comparison / SUMMARY}")
         out.append(comparison)
     return out
 

@@ -26,10 +26,11 @@ from gpu_simulate_test.config.apps import (
     VidurSimAppConfig,
     WorkloadSpecAppConfig,
 )
-from gpu_simulate_test.config.experiment import STAGES, ExperimentAppConfig
+from gpu_simulate_test.config.experiment import ExperimentAppConfig, STAGES
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.outputs import RUN_META
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def run_experiment(cfg: DictConfig, stages: Optional[StageFunctions] = None) -> 
     p = cfg.paths
     want = set(cfg.stages)
 
-    if not (rec.real_run and _complete(Path(p.real_runs) / rec.real_run, "run_meta.json")):
+    if not (rec.real_run and _complete(Path(p.real_runs) / rec.real_run, RUN_META)):
         if "real" not in want:
             _save(cfg, rec)
             return rec
@@ -195,7 +196,7 @@ def run_experiment(cfg: DictConfig, stages: Optional[StageFunctions] = None) -> 
         _save(cfg, rec)
     elif rec.bundle_id is None:
         return _archive(cfg, rec)
-    if not (rec.sim_run and _complete(Path(p.vidur_runs) / rec.sim_run, "run_meta.json")):
+    if not (rec.sim_run and _complete(Path(p.vidur_runs) / rec.sim_run, RUN_META)):
         if "sim" not in want:
             return _archive(cfg, rec)
         rec.sim_run = fns.sim(

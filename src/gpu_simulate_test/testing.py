@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.io.meta import build_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import PROFILE_META, WORKLOAD_META, atomic_dir
 from gpu_simulate_test.io.runs import write_run_meta, write_run_tables
 from gpu_simulate_test.io.schemas import (
     ATTENTION_PROFILE,
@@ -40,7 +40,8 @@ from gpu_simulate_test.io.schemas import (
 )
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext.profiler.grid import ladder
-from gpu_simulate_test.vidur_ext.profiling_root import DATASET_CONFIG_FILE, META_FILE, GridLimits
+from gpu_simulate_test.vidur_ext.profiling_root import DATASET_CONFIG_FILE, GridLimits
+from gpu_simulate_test.workloads.load import PROMPTS
 
 
 # --- workloads -----------------------------------------------------------------------------------------
@@ -65,10 +66,10 @@ def make_workload(
         path / TRACE_INTERVALS.filename,
         TRACE_INTERVALS,
     )
-    with open(path / "prompts.jsonl", "w") as fh:
+    with open(path / PROMPTS, "w") as fh:
         for rid, (_, prefill, _) in zip(ids, requests):
             fh.write(json.dumps({"request_id": rid, "prompt_token_ids": [rng.randrange(vocab) for _ in range(prefill)]}) + "\n")
-    write_json(path / "workload_meta.json", build_meta(kind="workload", id=workload_id, config={"test": True}, inputs={}))
+    write_json(path / WORKLOAD_META, build_meta(kind="workload", id=workload_id, config={"test": True}, inputs={}))
     return path
 
 
@@ -120,7 +121,7 @@ def make_profile(
                 path / HELD_OUT_CHECK.filename, HELD_OUT_CHECK)
     (path / DATASET_CONFIG_FILE).write_text(json.dumps({"model": vidur_model_name(model), "device_sku": hardware.vidur_device}))
     config = {"model": {"name": model.name}, "hardware": {"name": hardware.name}, "backend": {"name": backend.name}}
-    write_json(path / META_FILE, build_meta(kind="profile_bundle", id=bundle_id, config=config, inputs={},
+    write_json(path / PROFILE_META, build_meta(kind="profile_bundle", id=bundle_id, config=config, inputs={},
                                            grid_limits=limits.to_dict()))
     return path
 

@@ -18,12 +18,12 @@ from gpu_simulate_test.analysis.iterations import IterationMatch, match_iteratio
 from gpu_simulate_test.analysis.metrics import metric_values
 from gpu_simulate_test.analysis.plots import figures_dir, optional_step_figure, plot_cdfs, plot_scatter, plot_timeline
 from gpu_simulate_test.analysis.report import HEADLINE_STATS, setup, write_summary
-from gpu_simulate_test.analysis.sweep import COMPARISON_META, offered_load
+from gpu_simulate_test.analysis.sweep import offered_load
 from gpu_simulate_test.analysis.tables import requests_frame, stats_and_distribution, write_comparison_tables
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash
 from gpu_simulate_test.io.meta import build_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import COMPARISON_META, stage_output
 
 STEPS = ("load runs", "metrics", "iterations", "tables", "figures")
 
@@ -62,8 +62,6 @@ def _counts(pair: PairedRuns, one_token: int) -> dict[str, int]:
 def compare_runs(cfg: DictConfig) -> Path:
     """Compare ``cfg.real_run`` with ``cfg.sim_run``; returns the comparison directory."""
     pcts = _check_settings(cfg)
-    if cfg.comparison_id is not None and not is_valid_id(str(cfg.comparison_id)):
-        raise InputError(f"comparison_id {cfg.comparison_id!r}: use letters, digits, '.', '_' and '-' only")
     c = cfg.compare
     columns = (TextColumn("compare-runs: {task.description}"), BarColumn(), TimeElapsedColumn())
     console = Console(stderr=True)  # stdout stays for the headline; no bar (nor blank line) when not a terminal
@@ -75,6 +73,8 @@ def compare_runs(cfg: DictConfig) -> Path:
 
         pair = load_pair(Path(cfg.paths.real_runs), Path(cfg.paths.vidur_runs), cfg.real_run, cfg.sim_run,
                          allow_incomplete=bool(cfg.allow_incomplete))
+        out = stage_output(cfg.paths.comparisons, cfg.comparison_id, lambda: comparison_id(pair.real.id, pair.sim.id),
+                           overwrite=bool(cfg.overwrite), key="comparison_id")
         step(1)
         values = metric_values(pair)
         stats, dist = stats_and_distribution(values, pcts)
@@ -84,10 +84,8 @@ def compare_runs(cfg: DictConfig) -> Path:
         if pair.real.iterations is not None and pair.sim.iterations is not None:
             iterations = match_iterations(pair.real.iterations, pair.sim.iterations, list(c.prefill_bin_edges))
         step(3)
-        cid = str(cfg.comparison_id or comparison_id(pair.real.id, pair.sim.id))
-        final = Path(cfg.paths.comparisons) / cid
         meta: dict[str, Any] = build_meta(
-            kind="comparison", id=cid, config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            kind="comparison", id=out.id, config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
             inputs={"real_run": pair.real.id, "sim_run": pair.sim.id, "workload_id": pair.real.workload_id},
             setup=setup(pair.real.meta, pair.sim.meta),
             load=offered_load(pair.real, pair.sim, Path(cfg.paths.workloads)),
@@ -95,7 +93,7 @@ def compare_runs(cfg: DictConfig) -> Path:
             iterations=None if iterations is None else iterations.summary,
             run_paths={"real": str(pair.real.path), "sim": str(pair.sim.path)},
         )
-        with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+        with out.write() as tmp:
             write_comparison_tables(tmp, stats, dist, requests, iterations)
             step(4)
             figs = figures_dir(tmp)
@@ -109,4 +107,4 @@ def compare_runs(cfg: DictConfig) -> Path:
             write_json(tmp / COMPARISON_META, meta)
             write_summary(tmp, meta, pair.real.meta, pair.sim.meta, stats, dist, names, float(c.tolerance_pct))
             step(5)
-    return final
+    return out.path

@@ -15,11 +15,12 @@ import hydra
 from omegaconf import DictConfig
 
 from gpu_simulate_test.analysis.compare import compare_runs
-from gpu_simulate_test.analysis.report import SUMMARY, headline_text
+from gpu_simulate_test.analysis.report import headline_text
 from gpu_simulate_test.analysis.sweep import run_sweep
 from gpu_simulate_test.analysis.vllm_import import import_vllm_run
 from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.outputs import SUMMARY
 
 
 @dataclass(frozen=True)

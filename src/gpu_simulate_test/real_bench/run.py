@@ -18,15 +18,15 @@ from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.hardware import HardwareConfig
 from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, OutputExistsError, RunInterrupted
-from gpu_simulate_test.io.ids import is_valid_id, new_run_id
+from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import accelerator_name, build_meta
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.real_bench.backends import get_backend
 from gpu_simulate_test.real_bench.backends.base import Backend
 from gpu_simulate_test.real_bench.progress import RunProgress
 from gpu_simulate_test.real_bench.recorder import Recorder
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, RunClock, lateness_stats, replay, switch_interval
+from gpu_simulate_test.real_bench.replay import RunClock, SWITCH_INTERVAL_S, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,7 @@ def run_real_bench(cfg: DictConfig) -> Path:
     model_cfg: ModelConfig = _structured(cfg.model, ModelConfig)
     hw_cfg: HardwareConfig = _structured(cfg.hardware, HardwareConfig)
     be_cfg: BackendConfig = _structured(cfg.backend, BackendConfig)
-    run_id = cfg.run_id or new_run_id("real")
-    if not is_valid_id(run_id):
-        raise InputError(f"run_id {run_id!r} is not a valid id (letters, digits, '.', '_', '-')")
-    final = Path(cfg.paths.real_runs) / run_id
-    if final.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{final} exists already; pass overwrite=true to replace it, or choose another run_id")
+    out = stage_output(cfg.paths.real_runs, cfg.run_id, lambda: new_run_id("real"), overwrite=bool(cfg.overwrite))
     workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
     backend = get_backend(be_cfg.name)(be_cfg, model_cfg, hw_cfg, int(cfg.seed))
     backend.check_workload(workload)
@@ -110,7 +105,7 @@ def run_real_bench(cfg: DictConfig) -> Path:
     requests, tokens = tables_from_records(recorder.records())
     meta = build_meta(
         kind="real_run",
-        id=run_id,
+        id=out.id,
         config=OmegaConf.to_container(cfg, resolve=True),
         inputs={"workload_id": workload.workload_id},
         status=status,
@@ -129,12 +124,12 @@ def run_real_bench(cfg: DictConfig) -> Path:
         engine_stats=stats,
         failure=None if failure is None else f"{type(failure).__name__}: {failure}",
     )
-    with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+    with out.write() as tmp:
         write_run_tables(tmp, requests, tokens, recorder.iterations_frame())
         write_run_meta(tmp, meta)
     if failure is None:
-        return final
-    kept = f"{recorder.num_finished} of {len(workload.requests)} requests finished and were kept in {final} (status incomplete)"
+        return out.path
+    kept = f"{recorder.num_finished} of {len(workload.requests)} requests finished and were kept in {out.path} (status incomplete)"
     if isinstance(failure, KeyboardInterrupt):
         raise RunInterrupted(f"interrupted; {kept}") from failure
     if _is_oom(failure):

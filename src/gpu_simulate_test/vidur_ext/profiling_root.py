@@ -17,9 +17,9 @@ from typing import Any, Optional
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.ids import is_valid_id
 from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.outputs import PROFILE_META
 
 BUNDLE_KIND = "profile_bundle"
-META_FILE = "profile_meta.json"
 MLP_FILE = "mlp.csv"
 ATTENTION_FILE = "attention.csv"
 DATASET_CONFIG_FILE = "config.json"  # what Vidur's HF compute datasets carry: model and device_sku
@@ -27,7 +27,7 @@ ITERATIONS_FILE = "iterations.csv"
 HELD_OUT_FILE = "held_out_check.csv"
 MLP_RAW_FILE = "mlp_raw.csv"  # the operator rows before the fold (optional: bundles before 2026-11-24 lack them)
 ATTENTION_RAW_FILE = "attention_raw.csv"
-REQUIRED_FILES = (META_FILE, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
+REQUIRED_FILES = (PROFILE_META, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
 TENSOR_PARALLEL_SIZE = 1  # the bundles hold TP=1 rows only (no all_reduce/send_recv files)
 
 
@@ -159,12 +159,12 @@ def load_profiling_root(path: Path, *, check_tables: bool = True) -> ProfilingRo
     missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
     if missing:
         raise ArtifactError(f"profiling root {path} lacks {missing}; it is incomplete or not a bundle (specs/profiling_root.md)")
-    meta = read_meta(path / META_FILE, kind=BUNDLE_KIND)
+    meta = read_meta(path / PROFILE_META, kind=BUNDLE_KIND)
     if meta["status"] != "complete":
-        raise ArtifactError(f"{path / META_FILE}: status {meta['status']!r}; rebuild the bundle with vidur-profile")
+        raise ArtifactError(f"{path / PROFILE_META}: status {meta['status']!r}; rebuild the bundle with vidur-profile")
     if "grid_limits" not in meta:
-        raise ArtifactError(f"{path / META_FILE}: missing 'grid_limits'; rebuild the bundle with this version")
-    limits = GridLimits.from_dict(meta["grid_limits"], str(path / META_FILE))
+        raise ArtifactError(f"{path / PROFILE_META}: missing 'grid_limits'; rebuild the bundle with this version")
+    limits = GridLimits.from_dict(meta["grid_limits"], str(path / PROFILE_META))
     try:
         json.loads((path / DATASET_CONFIG_FILE).read_text())
     except json.JSONDecodeError as exc:

@@ -29,11 +29,12 @@ from vidur.types import RequestGeneratorType
 from vidur.utils.random import set_seeds
 
 from gpu_simulate_test.errors import InputError, OutputExistsError
-from gpu_simulate_test.io.ids import is_valid_id, new_run_id
+from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import build_meta
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.schemas import ITERATION_METRICS
+from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.vidur_ext.predictor import (
     PredictorGrid,
     check_profile_rows,
@@ -47,7 +48,6 @@ from gpu_simulate_test.vidur_ext.schedulers import SchedulerPlan, cache_config, 
 from gpu_simulate_test.vidur_ext.tracing import REQUEST_ID_COLUMN, TracingSimulator, TracingTraceReplayGenerator
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
-NS_PER_S = 1_000_000_000
 TRACE_DATE = "1970-01-01"  # Vidur's trace reader keeps only rows whose Date equals its configured date
 VIDUR_DIR = "vidur"
 TRACE_FILE = "trace.csv"
@@ -251,19 +251,14 @@ def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
 
 def run_vidur_sim(cfg: DictConfig) -> Path:
     """The vidur-sim app: validate, simulate, write ``<paths.vidur_runs>/<run_id>/`` atomically."""
-    run_id = str(cfg.run_id) if cfg.run_id is not None else new_run_id("vidur")
-    if not is_valid_id(run_id):
-        raise InputError(f"run_id={run_id!r}: use letters, digits, '.', '_' and '-' only")
-    final = Path(cfg.paths.vidur_runs) / run_id
-    if final.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{final} exists already; pass overwrite=true to replace it, or choose another run_id")
+    out = stage_output(cfg.paths.vidur_runs, cfg.run_id, lambda: new_run_id("vidur"), overwrite=bool(cfg.overwrite))
     inputs = prepare(cfg)
-    with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+    with out.write() as tmp:
         result = simulate(cfg, inputs, tmp / VIDUR_DIR)
         write_run_tables(tmp, result.requests, result.tokens, result.iterations)
         meta = build_meta(
             kind="vidur_run",
-            id=run_id,
+            id=out.id,
             config=OmegaConf.to_container(cfg, resolve=True),
             inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id},
             vidur_version=vidur_version(),
@@ -271,5 +266,5 @@ def run_vidur_sim(cfg: DictConfig) -> Path:
             settings=result.settings,
         )
         write_run_meta(tmp, meta)
-    log.info("vidur-sim: %d requests, %d iterations -> %s", len(result.requests), len(result.iterations), final)
-    return final
+    log.info("vidur-sim: %d requests, %d iterations -> %s", len(result.requests), len(result.iterations), out.path)
+    return out.path

@@ -26,13 +26,14 @@ from gpu_simulate_test.config.workload import WorkloadConfig
 from gpu_simulate_test.errors import InputError, OutputExistsError
 from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import WORKLOAD_META, atomic_dir
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS
 from gpu_simulate_test.io.tables import write_table
-from gpu_simulate_test.workloads.arrivals import NS_PER_S, arrival_times
+from gpu_simulate_test.io.units import NS_PER_S
+from gpu_simulate_test.workloads.arrivals import arrival_times
 from gpu_simulate_test.workloads.importers import DRAW, IMPORTERS, RawTrace
 from gpu_simulate_test.workloads.lengths import LENGTH_SAMPLERS, check_bounds, sample_lengths
-from gpu_simulate_test.workloads.load import PROMPTS, WORKLOAD_META
+from gpu_simulate_test.workloads.load import PROMPTS
 from gpu_simulate_test.workloads.tokenizer import PromptTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)

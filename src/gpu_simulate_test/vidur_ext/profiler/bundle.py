@@ -17,7 +17,7 @@ from gpu_simulate_test.config.apps import VidurProfileAppConfig
 from gpu_simulate_test.errors import GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import PROFILE_META, atomic_dir
 from gpu_simulate_test.io.schemas import (
     ATTENTION_PROFILE,
     ATTENTION_RAW_PROFILE,
@@ -142,7 +142,7 @@ def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFr
     write_json(path / pr.DATASET_CONFIG_FILE, {"model": vidur_model_name(cfg.model), "device_sku": cfg.hardware.vidur_device})
     meta = build_meta(kind=pr.BUNDLE_KIND, id=bid, config=bundle_config(cfg), inputs={},
                       grid_limits=grid.limits.to_dict(), **extra)
-    write_json(path / pr.META_FILE, meta)
+    write_json(path / PROFILE_META, meta)
 
 
 def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[float]]:
