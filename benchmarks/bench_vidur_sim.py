@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
 
-from gpu_simulate_test.cli._app import CONFIG_DIR  # noqa: E402
+from gpu_simulate_test.config import compose_app  # noqa: E402
 from gpu_simulate_test.io.meta import build_meta, write_json  # noqa: E402
 from gpu_simulate_test.io.outputs import WORKLOAD_META  # noqa: E402
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS  # noqa: E402
@@ -71,8 +70,7 @@ def h100_like_bundle(root: Path, cfg, max_tokens: int, max_batch: int, max_kv: i
 def run(root: Path, backend: str, longest: int, label: str) -> float:
     overrides = [f"paths.root={root}", "model=qwen3-0.6b", "hardware=h100", f"backend={backend}", "workload_id=conv",
                  f"profiling_root=bundle-{backend}", f"run_id={label}"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="vidur_sim", overrides=overrides)
+    cfg = compose_app("vidur_sim", overrides)
     bundle = root / "profiling" / f"bundle-{backend}"
     if not bundle.exists():
         max_tokens = int(cfg.backend.max_batch_tokens or MAX_PROMPT)

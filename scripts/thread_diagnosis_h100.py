@@ -127,16 +127,13 @@ def _last_cpu(tid: int) -> int | None:
 
 def _child(args: argparse.Namespace) -> int:
     import torch
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
-    from gpu_simulate_test.cli._app import CONFIG_DIR
+    from gpu_simulate_test.config import compose_app
     from gpu_simulate_test.real_bench.backends.hf_generate import HFGenerateBackend
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = OmegaConf.to_object(compose(config_name="real_bench", overrides=[
-            f"model={args.model}", f"hardware={args.hardware}", "backend=hf-generate", "workload_id=unused",
-            *([f"backend.sdpa_kernels={args.sdpa_kernels}"] if args.sdpa_kernels is not None else [])]))
+    cfg = compose_app("real_bench", [
+        f"model={args.model}", f"hardware={args.hardware}", "backend=hf-generate", "workload_id=unused",
+        *([f"backend.sdpa_kernels={args.sdpa_kernels}"] if args.sdpa_kernels is not None else [])])
     backend = HFGenerateBackend(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
     backend._max_cache_len = 512
     backend.load()

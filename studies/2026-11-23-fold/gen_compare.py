@@ -3,15 +3,12 @@ processors / stopping criteria generate builds, and the ATen ops dispatched per 
 import time, threading
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
-from gpu_simulate_test.cli._app import CONFIG_DIR
+from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.modeling import load_model
 from gpu_simulate_test.real_bench.backends import _hf
 
-with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-    cfg = OmegaConf.to_object(compose(config_name="vidur_profile", overrides=["model=qwen3-tiny", "hardware=cpu", "backend=hf-generate"]))
+cfg = compose_app("vidur_profile", ["model=qwen3-tiny", "hardware=cpu", "backend=hf-generate"])
 model = load_model(cfg.model, cfg.hardware, attn_implementation="sdpa").model
 
 class Count(TorchDispatchMode):

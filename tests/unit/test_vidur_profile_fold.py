@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
-from gpu_simulate_test.config.vidur import VidurConfig
+from gpu_simulate_test.config.vidur import LinearRegressionGridConfig, VidurConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.testing import make_profile
 from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
@@ -31,8 +30,8 @@ def _step(o: Overhead, shape: BatchShape, raw_ms: float) -> float:
 
 def _predictor(bundle: Path, cfg, cache: Path):
     # Vidur's polynomial predictor (degree 1) is exact on these linear rows, so the check can be exact too.
-    vidur = OmegaConf.merge(OmegaConf.structured(VidurConfig), {"execution_time_predictor": "linear_regression",
-                                                                "linear_regression": {"polynomial_degree": [1]}, "k_fold_cv_splits": 2})
+    vidur = VidurConfig(execution_time_predictor="linear_regression", k_fold_cv_splits=2,
+                        linear_regression=LinearRegressionGridConfig(polynomial_degree=[1]))
     return build_predictor(bundle / "mlp.csv", bundle / "attention.csv", model=cfg.model, hardware=cfg.hardware,
                            block_size=256, grid=PredictorGrid(1024, 512, 32), cache_root=cache, vidur=vidur)
 

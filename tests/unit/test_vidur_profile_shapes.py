@@ -42,9 +42,7 @@ def test_bad_shapes_fail_clearly(bad: str) -> None:
 
 
 def test_grid_covers_backend_and_reports_limits(compose_app) -> None:
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.to_object(compose_app("vidur_profile", ["backend=hf-continuous"]))
+    cfg = compose_app("vidur_profile", ["backend=hf-continuous"])
     grid = build_grid(cfg.model, cfg.backend, cfg.profile)
     lim = grid.limits
     assert lim.max_batch_size == cfg.backend.max_requests_per_batch and lim.block_size == cfg.backend.block_size
@@ -58,9 +56,7 @@ def test_grid_covers_backend_and_reports_limits(compose_app) -> None:
 
 
 def test_grid_rejects_context_beyond_model(compose_app) -> None:
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.to_object(compose_app("vidur_profile"))
+    cfg = compose_app("vidur_profile")
     with pytest.raises(InputError, match="max_position_embeddings"):
         build_grid(cfg.model, BackendConfig(name="x", vidur_scheduler="vllm"), ProfileConfig(max_kv_tokens=10**6))
 

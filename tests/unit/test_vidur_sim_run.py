@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from omegaconf import DictConfig
 
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.testing import constant_profile, make_workload
@@ -25,7 +24,7 @@ D2 = round(LAYERS * (9 * OP + DECODE * 1.1) * MS)  # two decodes: 2.9 ms
 FAST_GRID = ["vidur.random_forrest.num_estimators=[8]", "vidur.k_fold_cv_splits=2"]
 
 
-def _setup(compose_app: Callable[..., DictConfig], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048) -> DictConfig:
+def _setup(compose_app: Callable[..., Any], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048) -> Any:
     cfg = compose_app("vidur_sim", [f"backend={backend}", "workload_id=w", "profiling_root=b", *FAST_GRID, *extra])
     make_workload(Path(cfg.paths.workloads), "w", requests)
     limits = GridLimits(max_tokens=512, max_prefill_chunk=512, max_batch_size=32, max_kv_tokens=max_kv,

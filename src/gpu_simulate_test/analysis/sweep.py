@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import glob
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 from gpu_simulate_test.analysis.metrics import HEADLINE, METRICS
 from gpu_simulate_test.analysis.plots import figures_dir, plot_sweep
 from gpu_simulate_test.analysis.report import SETUP_GROUPS
 from gpu_simulate_test.analysis.tables import TABLES_DIR
+from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash
 from gpu_simulate_test.io.meta import build_meta, read_meta, write_json
@@ -102,24 +103,24 @@ def _summary(sweep: pd.DataFrame, metas: list[dict[str, Any]], tol: float) -> st
     return "\n".join(lines)
 
 
-def run_sweep(cfg: DictConfig) -> Path:
-    """Write ``<paths.comparisons>/<sweep_id>/`` from the comparisons named in ``cfg.comparisons``."""
-    root = Path(cfg.paths.comparisons)
-    dirs = resolve_comparisons(root, list(cfg.comparisons or []))
+def run_sweep(app: CompareRunsAppConfig) -> Path:
+    """Write ``<paths.comparisons>/<sweep_id>/`` from the comparisons named in ``app.comparisons``."""
+    root = Path(app.paths.comparisons)
+    dirs = resolve_comparisons(root, list(app.comparisons or []))
     if len(dirs) < 2:
-        raise InputError(f"a sweep needs at least two comparisons; comparisons={list(cfg.comparisons or [])} gave {len(dirs)}")
+        raise InputError(f"a sweep needs at least two comparisons; comparisons={list(app.comparisons or [])} gave {len(dirs)}")
     sweep, metas = sweep_frame(dirs)
     ids = [m["id"] for m in metas]
-    out = stage_output(root, cfg.sweep_id, lambda: f"sweep-{short_hash(canonical_json(sorted(ids)))}",
-                       overwrite=bool(cfg.overwrite), key="sweep_id")
-    tol = float(cfg.compare.tolerance_pct)
+    out = stage_output(root, app.sweep_id, lambda: f"sweep-{short_hash(canonical_json(sorted(ids)))}",
+                       overwrite=bool(app.overwrite), key="sweep_id")
+    tol = float(app.compare.tolerance_pct)
     with out.write() as tmp:
         (tmp / TABLES_DIR).mkdir()
         write_table(sweep, tmp / TABLES_DIR / COMPARISON_SWEEP.filename, COMPARISON_SWEEP)
         plot_sweep(figures_dir(tmp), sweep, tol, HEADLINE, {m: METRICS[m].label for m in HEADLINE})
         (tmp / SUMMARY).write_text(_summary(sweep, metas, tol))
         write_json(tmp / SWEEP_META, build_meta(
-            kind="comparison_sweep", id=out.id, config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            kind="comparison_sweep", id=out.id, config=asdict(app),
             inputs={"comparisons": ids},
         ))
     return out.path

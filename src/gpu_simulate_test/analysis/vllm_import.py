@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from omegaconf import DictConfig
 
+from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.meta import build_meta
 from gpu_simulate_test.io.outputs import stage_output
@@ -91,11 +91,11 @@ def records_from_vllm(path: Path, obj: Any, workload: Workload) -> tuple[list[Re
     return records, left_out, "start_times" if starts is not None else "workload arrival times"
 
 
-def import_vllm_run(cfg: DictConfig) -> Path:
-    """Write ``<paths.real_runs>/<run_id>/`` from ``cfg.vllm_json`` for workload ``cfg.workload_id``."""
-    if not cfg.vllm_json or not cfg.workload_id:
+def import_vllm_run(app: CompareRunsAppConfig) -> Path:
+    """Write ``<paths.real_runs>/<run_id>/`` from ``app.vllm_json`` for workload ``app.workload_id``."""
+    if not app.vllm_json or not app.workload_id:
         raise InputError("mode=import_vllm needs vllm_json=<file> and workload_id=<id>")
-    path = Path(str(cfg.vllm_json))
+    path = Path(str(app.vllm_json))
     if not path.is_file():
         raise InputError(f"vllm_json {path}: no such file")
     raw = path.read_bytes()
@@ -103,11 +103,11 @@ def import_vllm_run(cfg: DictConfig) -> Path:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
-    workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
+    workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
     records, left_out, arrival_source = records_from_vllm(path, obj, workload)
     sha = hashlib.sha256(raw).hexdigest()
-    out = stage_output(cfg.paths.real_runs, cfg.run_id, lambda: f"vllm-{sha[:12]}-{workload.workload_id}"[:128],
-                       overwrite=bool(cfg.overwrite))
+    out = stage_output(app.paths.real_runs, app.run_id, lambda: f"vllm-{sha[:12]}-{workload.workload_id}"[:128],
+                       overwrite=bool(app.overwrite))
     scalars = {k: obj[k] for k in SCALARS if k in obj}
     config = {
         "model": {"name": str(obj.get("model_id", "?"))},

@@ -8,14 +8,13 @@ go under the run's ``vidur/`` folder and its trained predictors under ``paths.ca
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from vidur.config import (
     ClusterConfig,
@@ -28,7 +27,8 @@ from vidur.request_generator import RequestGeneratorRegistry
 from vidur.types import RequestGeneratorType
 from vidur.utils.random import set_seeds
 
-from gpu_simulate_test.errors import InputError, OutputExistsError
+from gpu_simulate_test.config.apps import VidurSimAppConfig
+from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import build_meta
 from gpu_simulate_test.io.outputs import stage_output
@@ -77,33 +77,33 @@ def vidur_version() -> str:
     return metadata.version("vidur")
 
 
-def prepare(cfg: DictConfig) -> SimInputs:
+def prepare(app: VidurSimAppConfig) -> SimInputs:
     """Load and check every input; raise :class:`InputError`/:class:`ArtifactError` before anything is written."""
-    workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
-    root = load_profiling_root(resolve_root(str(cfg.profiling_root), Path(cfg.paths.profiling)))
-    root.require_match(model=str(cfg.model.name), hardware=str(cfg.hardware.name), backend=str(cfg.backend.name))
-    model = cfg.model
+    workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
+    root = load_profiling_root(resolve_root(str(app.profiling_root), Path(app.paths.profiling)))
+    root.require_match(model=str(app.model.name), hardware=str(app.hardware.name), backend=str(app.backend.name))
+    model = app.model
     if workload.max_context > int(model.max_position_embeddings):
         raise InputError(
             f"workload {workload.workload_id}: its longest request has {workload.max_context} tokens (prompt + decode), "
             f"more than model {model.name}'s context of {model.max_position_embeddings}; drop or shorten it in workload-spec"
         )
-    if int(cfg.vidur.num_replicas) < 1:
-        raise InputError(f"vidur.num_replicas={cfg.vidur.num_replicas}; it must be >= 1")
-    plan = plan_scheduler(cfg.backend, workload)
+    if int(app.vidur.num_replicas) < 1:
+        raise InputError(f"vidur.num_replicas={app.vidur.num_replicas}; it must be >= 1")
+    plan = plan_scheduler(app.backend, workload)
     root.limits.require(
         root.path,
         max_tokens_per_iteration=plan.max_tokens_per_iteration,
         max_prefill_chunk=plan.max_prefill_chunk,
         max_batch_size=plan.max_batch_size,
         max_request_tokens=workload.max_context,
-        block_size=int(cfg.backend.block_size),
+        block_size=int(app.backend.block_size),
     )
-    cache_config(cfg.backend, workload, build_replica_config(model, cfg.hardware))  # KV capacity check
-    check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=int(cfg.backend.block_size))
+    cache_config(app.backend, workload, build_replica_config(model, app.hardware))  # KV capacity check
+    check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=int(app.backend.block_size))
     need = max(workload.max_context, plan.max_tokens_per_iteration)
     grid = grid_for_needs(need, plan.max_prefill_chunk, plan.max_batch_size)
-    explicit = cfg.vidur.prediction_max_tokens_per_request
+    explicit = app.vidur.prediction_max_tokens_per_request
     if explicit is not None:
         if int(explicit) < need:
             raise InputError(
@@ -132,22 +132,22 @@ def _to_ns(seconds: Any) -> np.ndarray:
     return np.rint(np.asarray(seconds, dtype=np.float64) * NS_PER_S).astype(np.int64)
 
 
-def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
+def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimResult:
     """Run Vidur on the workload; ``scratch`` receives Vidur's own files."""
-    vidur_cfg = cfg.vidur
+    vidur_cfg = app.vidur
     logging.getLogger("vidur").setLevel(str(vidur_cfg.log_level).upper())
     scratch.mkdir(parents=True, exist_ok=True)
     trace = scratch / TRACE_FILE
     write_trace(inputs.workload, trace)
     workload = inputs.workload
 
-    cache_root = Path(cfg.paths.cache)
+    cache_root = Path(app.paths.cache)
     register_predictors()
     replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
-    replica = build_replica_config(cfg.model, cfg.hardware)
-    cache = cache_config(cfg.backend, workload, replica)
+    replica = build_replica_config(app.model, app.hardware)
+    cache = cache_config(app.backend, workload, replica)
     sim_config = SimulationConfig(
-        seed=int(cfg.seed),
+        seed=int(app.seed),
         log_level=str(vidur_cfg.log_level),
         time_limit=0,
         cluster_config=ClusterConfig(
@@ -158,7 +158,7 @@ def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
             replica_scheduler_config=inputs.plan.config,
         ),
         request_generator_config=TraceRequestGeneratorConfig(
-            seed=int(cfg.seed),
+            seed=int(app.seed),
             trace_file=str(trace),
             date=TRACE_DATE,
             prefill_scale_factor=1.0,
@@ -167,8 +167,8 @@ def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
             max_tokens=workload.max_context,  # nothing is clipped
         ),
         execution_time_predictor_config=predictor_config(
-            inputs.root.mlp_csv, inputs.root.attention_csv, model=cfg.model, grid=inputs.grid,
-            cache_root=cache_root, vidur=vidur_cfg, seed=int(cfg.seed),
+            inputs.root.mlp_csv, inputs.root.attention_csv, model=app.model, grid=inputs.grid,
+            cache_root=cache_root, vidur=vidur_cfg, seed=int(app.seed),
         ),
         metrics_config=MetricsConfig(
             write_metrics=False,
@@ -181,7 +181,7 @@ def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
             output_dir=str(scratch / "simulator_output"),
         ),
     )
-    set_seeds(int(cfg.seed))
+    set_seeds(int(app.seed))
     with Progress(
         TextColumn("vidur-sim"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as progress:
@@ -194,9 +194,9 @@ def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
         "scheduler": inputs.plan.describe(),
         "cache": {"block_size": cache.block_size, "num_blocks": cache.num_blocks,
                   "watermark_blocks_fraction": cache.watermark_blocks_fraction},
-        "model_name": vidur_model_name(cfg.model),
-        "device": str(cfg.hardware.vidur_device),
-        "network_device": str(cfg.hardware.vidur_node),
+        "model_name": vidur_model_name(app.model),
+        "device": str(app.hardware.vidur_device),
+        "network_device": str(app.hardware.vidur_node),
         "tensor_parallel_size": 1,
         "num_pipeline_stages": 1,
         "num_replicas": int(vidur_cfg.num_replicas),
@@ -249,17 +249,17 @@ def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
     return df[ITERATION_METRICS.column_names]
 
 
-def run_vidur_sim(cfg: DictConfig) -> Path:
+def run_vidur_sim(app: VidurSimAppConfig) -> Path:
     """The vidur-sim app: validate, simulate, write ``<paths.vidur_runs>/<run_id>/`` atomically."""
-    out = stage_output(cfg.paths.vidur_runs, cfg.run_id, lambda: new_run_id("vidur"), overwrite=bool(cfg.overwrite))
-    inputs = prepare(cfg)
+    out = stage_output(app.paths.vidur_runs, app.run_id, lambda: new_run_id("vidur"), overwrite=bool(app.overwrite))
+    inputs = prepare(app)
     with out.write() as tmp:
-        result = simulate(cfg, inputs, tmp / VIDUR_DIR)
+        result = simulate(app, inputs, tmp / VIDUR_DIR)
         write_run_tables(tmp, result.requests, result.tokens, result.iterations)
         meta = build_meta(
             kind="vidur_run",
             id=out.id,
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=asdict(app),
             inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id},
             vidur_version=vidur_version(),
             scheduler=result.settings["scheduler"],
