@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.config import compose_app  # noqa: E402
+from gpu_simulate_test.config.limits import resolve_limits  # noqa: E402
 from gpu_simulate_test.io.meta import build_meta, write_json  # noqa: E402
 from gpu_simulate_test.io.outputs import WORKLOAD_META  # noqa: E402
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS  # noqa: E402
@@ -58,10 +59,11 @@ def write_workload(root: Path, n: int, qps: float, seed: int = 0) -> int:
     return int((prompt + output).max())
 
 
-def h100_like_bundle(root: Path, cfg, max_tokens: int, max_batch: int, max_kv: int) -> None:
-    """Per-layer costs roughly shaped like Qwen3-0.6B on an H100 (ms)."""
-    limits = GridLimits(max_tokens=max_tokens, max_prefill_chunk=max_tokens, max_batch_size=max_batch,
-                        max_kv_tokens=max_kv, block_size=int(cfg.backend.block_size))
+def h100_like_bundle(root: Path, cfg, max_kv: int) -> None:
+    """Per-layer costs roughly shaped like Qwen3-0.6B on an H100 (ms), covering the backend's limits."""
+    backend = resolve_limits(cfg.backend, MAX_PROMPT)
+    limits = GridLimits(tokens_per_iteration=backend.token_budget, prefill_chunk=backend.token_budget,
+                        batch_size=backend.batch_cap, request_tokens=max_kv, block_size=backend.block_size)
     make_profile(root, f"bundle-{cfg.backend.name}", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
                  limits=limits, op_ms=lambda n: 0.004 + 2e-6 * n,
                  prefill_ms=lambda c, k: 0.01 + 1e-8 * c * (k + c), decode_ms=lambda b, k: 0.01 + 2e-8 * b * k)
@@ -73,8 +75,7 @@ def run(root: Path, backend: str, longest: int, label: str) -> float:
     cfg = compose_app("vidur_sim", overrides)
     bundle = root / "profiling" / f"bundle-{backend}"
     if not bundle.exists():
-        max_tokens = int(cfg.backend.max_batch_tokens or MAX_PROMPT)
-        h100_like_bundle(root / "profiling", cfg, max_tokens, int(cfg.backend.max_requests_per_batch), max(longest, 10240))
+        h100_like_bundle(root / "profiling", cfg, max(longest, 10240))
     t0 = time.perf_counter()
     run_vidur_sim(cfg)
     return time.perf_counter() - t0

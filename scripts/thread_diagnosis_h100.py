@@ -129,7 +129,7 @@ def _child(args: argparse.Namespace) -> int:
     import torch
 
     from gpu_simulate_test.config import compose_app
-    from gpu_simulate_test.real_bench.backends.hf_generate import HFGenerateBackend
+    from gpu_simulate_test.backends.hf_generate import HFGenerateBackend
 
     cfg = compose_app("real_bench", [
         f"model={args.model}", f"hardware={args.hardware}", "backend=hf-generate", "workload_id=unused",

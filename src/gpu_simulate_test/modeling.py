@@ -17,7 +17,7 @@ from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 
 log = logging.getLogger(__name__)
 
-_ARCHITECTURES = {"qwen3": "Qwen3Config"}
+_ARCHITECTURES = {"qwen3": "Qwen3Config", "llama": "LlamaConfig"}
 _DTYPES = ("float32", "bfloat16", "float16")
 # backend.sdpa_kernels names -> torch.backends.cuda switches (process-wide, so every thread sees the same set)
 SDPA_KERNELS = {"flash": "flash", "efficient": "mem_efficient", "cudnn": "cudnn", "math": "math"}

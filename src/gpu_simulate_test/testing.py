@@ -94,21 +94,21 @@ def make_profile(
             "num_tensor_parallel_workers": 1}
     mlp = pd.DataFrame([
         {"num_tokens": n, **dims, **{k: v for op in MLP_PROFILE_OPS for k, v in _stats(op, op_ms(n)).items()}}
-        for n in ladder(limits.max_tokens)
+        for n in ladder(limits.tokens_per_iteration)
     ])
     write_table(mlp, path / MLP_PROFILE.filename, MLP_PROFILE)
-    kv_points = [0, *ladder(limits.max_kv_tokens, start=16)]
+    kv_points = [0, *ladder(limits.request_tokens, start=16)]
     attn_dims = {"n_embd": model.hidden_size, "n_q_head": model.num_attention_heads, "n_kv_head": model.num_kv_heads,
-                 "block_size": limits.block_size, "num_tensor_parallel_workers": 1, "max_model_len": limits.max_kv_tokens,
+                 "block_size": limits.block_size, "num_tensor_parallel_workers": 1, "max_model_len": limits.request_tokens,
                  "attention_backend": "sdpa"}
     rows = []
-    for chunk in ladder(limits.max_prefill_chunk, start=8):
+    for chunk in ladder(limits.prefill_chunk, start=8):
         for kv in kv_points:
-            if chunk + kv <= limits.max_kv_tokens:
+            if chunk + kv <= limits.request_tokens:
                 rows.append({"batch_size": 1, "prefill_chunk_size": chunk, "kv_cache_size": kv, "is_prefill": True, **attn_dims,
                              **_stats("attn_prefill", prefill_ms(chunk, kv)), **_stats("attn_decode", None),
                              **_stats("attn_kv_cache_save", 0.0)})
-    for batch in ladder(limits.max_batch_size):
+    for batch in ladder(limits.batch_size):
         for kv in kv_points[1:]:
             rows.append({"batch_size": batch, "prefill_chunk_size": 0, "kv_cache_size": kv, "is_prefill": False, **attn_dims,
                          **_stats("attn_prefill", None), **_stats("attn_decode", decode_ms(batch, kv)),

@@ -6,7 +6,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.modeling import load_model
-from gpu_simulate_test.real_bench.backends import _hf
+from gpu_simulate_test.backends import _hf
 
 cfg = compose_app("vidur_profile", ["model=qwen3-tiny", "hardware=cpu", "backend=hf-generate"])
 model = load_model(cfg.model, cfg.hardware, attn_implementation="sdpa").model
@@ -34,7 +34,7 @@ def run(kind, prompt_len=256, new=12):
             with torch.inference_mode():
                 model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new, do_sample=False,
                                logits_processor=procs, pad_token_id=0, cache_implementation="dynamic", disable_compile=True)
-        else:  # real_bench.backends.hf_generate._generate
+        else:  # backends.hf_generate._generate
             gen = GenerationConfig(do_sample=False, pad_token_id=_hf.pad_token_id(model), eos_token_id=_hf.eos_token_ids(model),
                                    disable_compile=True, max_new_tokens=new, min_new_tokens=new)
             model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=gen, logits_processor=procs)

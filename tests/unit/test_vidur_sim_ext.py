@@ -31,7 +31,7 @@ def test_qwen3_head_dim_and_reregistration(compose_app) -> None:
 
 def test_predict_batch_time_of_constant_profile(compose_app, tmp_path: Path) -> None:
     cfg = compose_app("vidur_sim", ["backend=hf-continuous", "workload_id=w", "profiling_root=b"])
-    limits = GridLimits(max_tokens=512, max_prefill_chunk=512, max_batch_size=32, max_kv_tokens=2048, block_size=256)
+    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=2048, block_size=256)
     bundle = constant_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
                               limits=limits, op=0.1, prefill=2.0, decode=0.5)
     vidur = VidurConfig(random_forrest=RandomForrestGridConfig(num_estimators=[8]), k_fold_cv_splits=2)

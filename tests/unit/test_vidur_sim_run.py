@@ -27,7 +27,7 @@ FAST_GRID = ["vidur.random_forrest.num_estimators=[8]", "vidur.k_fold_cv_splits=
 def _setup(compose_app: Callable[..., Any], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048) -> Any:
     cfg = compose_app("vidur_sim", [f"backend={backend}", "workload_id=w", "profiling_root=b", *FAST_GRID, *extra])
     make_workload(Path(cfg.paths.workloads), "w", requests)
-    limits = GridLimits(max_tokens=512, max_prefill_chunk=512, max_batch_size=32, max_kv_tokens=max_kv,
+    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=max_kv,
                         block_size=int(cfg.backend.block_size))
     constant_profile(Path(cfg.paths.profiling), "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
                      limits=limits, op=OP, prefill=PREFILL, decode=DECODE)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Optional
 
 
+from gpu_simulate_test.backends import Backend, get_backend
+from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config.apps import RealBenchAppConfig
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
@@ -21,11 +23,8 @@ from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import accelerator_name, build_meta
 from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
-from gpu_simulate_test.real_bench.backends import get_backend
-from gpu_simulate_test.real_bench.backends.base import Backend
 from gpu_simulate_test.real_bench.progress import RunProgress
-from gpu_simulate_test.real_bench.recorder import Recorder
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, RunClock, lateness_stats, replay, switch_interval
+from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 log = logging.getLogger(__name__)

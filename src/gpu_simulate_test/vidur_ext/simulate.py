@@ -17,8 +17,11 @@ import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from vidur.config import (
+    BaseReplicaSchedulerConfig,
+    CacheConfig,
     ClusterConfig,
     MetricsConfig,
+    ReplicaConfig,
     RoundRobinGlobalSchedulerConfig,
     SimulationConfig,
     TraceRequestGeneratorConfig,
@@ -28,6 +31,7 @@ from vidur.types import RequestGeneratorType
 from vidur.utils.random import set_seeds
 
 from gpu_simulate_test.config.apps import VidurSimAppConfig
+from gpu_simulate_test.config.limits import resolve_limits
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import build_meta
@@ -44,7 +48,7 @@ from gpu_simulate_test.vidur_ext.predictor import (
 )
 from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot, load_profiling_root, resolve_root
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
-from gpu_simulate_test.vidur_ext.schedulers import SchedulerPlan, cache_config, plan_scheduler
+from gpu_simulate_test.vidur_ext.schedulers import cache_config, describe, scheduler_config
 from gpu_simulate_test.vidur_ext.tracing import REQUEST_ID_COLUMN, TracingSimulator, TracingTraceReplayGenerator
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
@@ -61,7 +65,9 @@ class SimInputs:
 
     workload: Workload
     root: ProfilingRoot
-    plan: SchedulerPlan
+    scheduler: BaseReplicaSchedulerConfig
+    replica: ReplicaConfig
+    cache: CacheConfig
     grid: PredictorGrid
 
 
@@ -79,30 +85,32 @@ def vidur_version() -> str:
 
 def prepare(app: VidurSimAppConfig) -> SimInputs:
     """Load and check every input; raise :class:`InputError`/:class:`ArtifactError` before anything is written."""
-    workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
-    root = load_profiling_root(resolve_root(str(app.profiling_root), Path(app.paths.profiling)))
-    root.require_match(model=str(app.model.name), hardware=str(app.hardware.name), backend=str(app.backend.name))
+    workload = load_workload(Path(app.paths.workloads), app.workload_id)
+    root = load_profiling_root(resolve_root(app.profiling_root, Path(app.paths.profiling)))
+    root.require_match(model=app.model.name, hardware=app.hardware.name, backend=app.backend.name)
     model = app.model
-    if workload.max_context > int(model.max_position_embeddings):
+    if workload.max_context > model.max_position_embeddings:
         raise InputError(
             f"workload {workload.workload_id}: its longest request has {workload.max_context} tokens (prompt + decode), "
             f"more than model {model.name}'s context of {model.max_position_embeddings}; drop or shorten it in workload-spec"
         )
-    if int(app.vidur.num_replicas) < 1:
+    if app.vidur.num_replicas < 1:
         raise InputError(f"vidur.num_replicas={app.vidur.num_replicas}; it must be >= 1")
-    plan = plan_scheduler(app.backend, workload)
+    limits = resolve_limits(app.backend, workload.max_prefill, len(workload.requests))
+    scheduler = scheduler_config(app.backend.name, limits)
     root.limits.require(
         root.path,
-        max_tokens_per_iteration=plan.max_tokens_per_iteration,
-        max_prefill_chunk=plan.max_prefill_chunk,
-        max_batch_size=plan.max_batch_size,
-        max_request_tokens=workload.max_context,
-        block_size=int(app.backend.block_size),
+        tokens_per_iteration=limits.tokens_per_iteration,
+        prefill_chunk=limits.prefill_chunk,
+        batch_size=limits.batch_size,
+        request_tokens=workload.max_context,
+        block_size=limits.block_size,
     )
-    cache_config(app.backend, workload, build_replica_config(model, app.hardware))  # KV capacity check
-    check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=int(app.backend.block_size))
-    need = max(workload.max_context, plan.max_tokens_per_iteration)
-    grid = grid_for_needs(need, plan.max_prefill_chunk, plan.max_batch_size)
+    replica = build_replica_config(model, app.hardware)  # registers the model and hardware with Vidur
+    cache = cache_config(app.backend.name, limits, workload.max_context, replica)
+    check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=limits.block_size)
+    need = max(workload.max_context, limits.tokens_per_iteration)
+    grid = grid_for_needs(need, limits.prefill_chunk, limits.batch_size)
     explicit = app.vidur.prediction_max_tokens_per_request
     if explicit is not None:
         if int(explicit) < need:
@@ -110,8 +118,8 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
                 f"vidur.prediction_max_tokens_per_request={explicit} is below what this workload needs ({need} tokens "
                 "per request or iteration); raise it or leave it null"
             )
-        grid = PredictorGrid(int(explicit), grid.max_prefill_chunk, grid.max_batch_size)
-    return SimInputs(workload, root, plan, grid)
+        grid = PredictorGrid(int(explicit), grid.prefill_chunk, grid.batch_size)
+    return SimInputs(workload, root, scheduler, replica, cache, grid)
 
 
 def write_trace(workload: Workload, path: Path) -> None:
@@ -144,18 +152,16 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
     cache_root = Path(app.paths.cache)
     register_predictors()
     replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
-    replica = build_replica_config(app.model, app.hardware)
-    cache = cache_config(app.backend, workload, replica)
     sim_config = SimulationConfig(
         seed=int(app.seed),
         log_level=str(vidur_cfg.log_level),
         time_limit=0,
         cluster_config=ClusterConfig(
             num_replicas=int(vidur_cfg.num_replicas),
-            replica_config=replica,
-            cache_config=cache,
+            replica_config=inputs.replica,
+            cache_config=inputs.cache,
             global_scheduler_config=RoundRobinGlobalSchedulerConfig(),
-            replica_scheduler_config=inputs.plan.config,
+            replica_scheduler_config=inputs.scheduler,
         ),
         request_generator_config=TraceRequestGeneratorConfig(
             seed=int(app.seed),
@@ -191,9 +197,9 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
     records = _records(simulator, workload)
     requests, tokens = tables_from_records(records)
     settings = {
-        "scheduler": inputs.plan.describe(),
-        "cache": {"block_size": cache.block_size, "num_blocks": cache.num_blocks,
-                  "watermark_blocks_fraction": cache.watermark_blocks_fraction},
+        "scheduler": describe(inputs.scheduler),
+        "cache": {"block_size": inputs.cache.block_size, "num_blocks": inputs.cache.num_blocks,
+                  "watermark_blocks_fraction": inputs.cache.watermark_blocks_fraction},
         "model_name": vidur_model_name(app.model),
         "device": str(app.hardware.vidur_device),
         "network_device": str(app.hardware.vidur_node),
@@ -201,9 +207,9 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
         "num_pipeline_stages": 1,
         "num_replicas": int(vidur_cfg.num_replicas),
         "execution_time_predictor": str(vidur_cfg.execution_time_predictor),
-        "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.max_tokens,
-                           "prediction_max_prefill_chunk_size": inputs.grid.max_prefill_chunk,
-                           "prediction_max_batch_size": inputs.grid.max_batch_size},
+        "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.tokens,
+                           "prediction_max_prefill_chunk_size": inputs.grid.prefill_chunk,
+                           "prediction_max_batch_size": inputs.grid.batch_size},
         "predictor_cache_dir": str(sim_config.execution_time_predictor_config.cache_dir),
         "trace": {"time_scale_factor": 1.0, "prefill_scale_factor": 1.0, "decode_scale_factor": 1.0,
                   "max_tokens": workload.max_context},
