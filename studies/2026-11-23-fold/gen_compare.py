@@ -4,9 +4,9 @@ import time, threading
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from gpu_simulate_test.backends import _hf
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.modeling import load_model
-from gpu_simulate_test.backends import _hf
 
 cfg = compose_app("vidur_profile", ["model=qwen3-tiny", "hardware=cpu", "backend=hf-generate"])
 model = load_model(cfg.model, cfg.hardware, attn_implementation="sdpa").model

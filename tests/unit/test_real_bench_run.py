@@ -10,11 +10,11 @@ from typing import Any, Callable
 import pytest
 import torch
 
+from gpu_simulate_test.backends import register_backend
+from gpu_simulate_test.backends.hf_generate import HFGenerateBackend
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import parse_requests_field
-from gpu_simulate_test.backends import register_backend
-from gpu_simulate_test.backends.hf_generate import HFGenerateBackend
 from gpu_simulate_test.real_bench.run import run_real_bench
 from gpu_simulate_test.testing import make_workload
 from gpu_simulate_test.workloads.load import load_workload

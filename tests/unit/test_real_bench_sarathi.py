@@ -16,11 +16,11 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from _fake_sarathi import write_fake_sarathi
+from gpu_simulate_test.backends import register_backend
+from gpu_simulate_test.backends import sarathi as sarathi_backend
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import parse_requests_field
-from gpu_simulate_test.backends import register_backend
-from gpu_simulate_test.backends import sarathi as sarathi_backend
 from gpu_simulate_test.real_bench.run import run_real_bench
 from gpu_simulate_test.testing import make_workload
 
