@@ -1,7 +1,7 @@
 """Manual: why is the same ``generate`` 2.5-2.8x slower on a worker thread than on the main thread of the H100 host?
 
 The second session's A/B (``generate_timer_h100.py``, in git history at 880aca3; its JSON in
-``docs/results/h100-qwen3-0.6b/gpu_runs/generate_timer_call{1,5}.json``) showed it: decode step 65.5 against
+``docs/results/h100-qwen3-0.6b/diagnostics/generate_timer_call{1,5}.json``) showed it: decode step 65.5 against
 23.6 ms, thread CPU time equal to wall time, and no such effect on the CPU machine. This splits the cost, for each
 place the call can run (main thread, a fresh worker, a fresh worker that first calls ``torch.cuda.set_device`` and
 ``torch.set_num_threads``, a fresh worker pinned to the CPU the main thread last ran on, one long-lived worker),

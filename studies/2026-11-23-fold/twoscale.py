@@ -6,7 +6,7 @@ The rebuilt bundle misfits two of its own *fit* shapes (decode:16x1024 and mixed
 common scale of 0.063 flattens them. A separate attention scale is motivated by those fit residuals alone; the
 held-out shapes are only read to report the result.
 
-    mkdir -p /tmp/h100new && tar xzf docs/results/h100-qwen3-0.6b/gpu_runs/profiling.tgz -C /tmp/h100new
+    mkdir -p /tmp/h100new && tar xzf docs/results/h100-qwen3-0.6b/bundles/profiling.tar.gz -C /tmp/h100new
     .venv/bin/python studies/2026-11-23-fold/twoscale.py
 """
 import shutil
