@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from gpu_simulate_test.backends.base import Backend
-from gpu_simulate_test.backends.recorder import Recorder, RunClock, Step
+from gpu_simulate_test.backends.recorder import Recorder, Step
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.limits import Limits, resolve_limits
 from gpu_simulate_test.errors import EnvironmentUnavailableError
