@@ -48,7 +48,7 @@ class ExperimentAppConfig(EngineAppConfig):
     compare: CompareConfig = field(default_factory=CompareConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
-    # Which stages this invocation may run; a point's finished stages are always reused, never redone.
+    # Which stages this invocation may run; a point's finished stages are reused, never redone (unless overwrite=true).
     stages: List[str] = field(default_factory=lambda: list(STAGES))
     # Archive this point's run directories into <dir>/<point_key>.tar.gz (for bringing runs back from a GPU machine).
     archive_dir: Optional[str] = None
