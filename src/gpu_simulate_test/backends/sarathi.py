@@ -8,8 +8,8 @@ that API only.
 Settings, from the resolved limits (``config/limits.py``): the token budget -> ``SarathiSchedulerConfig.chunk_size``
 (``max_batch_tokens: null``: the workload's longest prompt), the batch cap -> ``max_num_seqs``, ``block_size`` ->
 ``CacheConfig.block_size``, ``gpu_memory_utilization`` -> ``WorkerConfig`` (the engine profiles its KV block count
-from it; the count is read back into ``settings()``), metrics off, one GPU. The engine has no thread of its own: a driver thread calls
-``step()`` in a loop. The replay thread calls ``add_request`` directly; it and the scheduler's
+from it; the count is read back into ``settings()``), metrics off, one GPU. The engine has no thread of its own: a
+driver thread calls ``step()`` in a loop. The replay thread calls ``add_request`` directly; it and the scheduler's
 ``schedule()`` (wrapped on the instance) share one lock, which keeps the scheduler's queues consistent
 and puts every dispatch stamp (taken when ``add_request`` returns) before the step that first schedules
 the request. The wrapped ``schedule()`` also yields each step's batch (``scheduled_seq_metadata_list``:
@@ -59,18 +59,17 @@ def _rid(seq_id: str) -> Optional[int]:
     return int(seq_id[1:]) if seq_id.startswith("r") else None
 
 
-
-
-def _check_architecture(mdir: ModelDir) -> None:
-    """sarathi-serve implements a fixed set of architectures; say so before its workers fail on it."""
+def _check_architecture(model: str, mdir: ModelDir) -> None:
+    """sarathi-serve implements a fixed set of architectures (96f9911: no Qwen2/Qwen3); refuse the others before
+    the engine starts, instead of letting its workers fail on them."""
     from sarathi.model_executor import model_loader
 
     known = getattr(model_loader, "_MODEL_REGISTRY", None)
     archs = json.loads((mdir.path / "config.json").read_text()).get("architectures") or []
     if known is not None and not any(a in known for a in archs):
         raise EnvironmentUnavailableError(
-            f"the installed sarathi-serve has no implementation of {archs} (it has {sorted(known)}); add one to its "
-            "sarathi/model_executor/models, pick a model it implements, or use backend=hf-continuous"
+            f"model {model}: the installed sarathi-serve has no implementation of {archs} (it has {sorted(known)}); add "
+            "one to its sarathi/model_executor/models, pick a model it implements, or use backend=hf-continuous"
         )
 
 
@@ -118,7 +117,7 @@ class SarathiBackend(Backend):
         dtype = str(torch_dtype(self.model_cfg, self.hardware_cfg)).removeprefix("torch.")
         self._scratch = Path(tempfile.mkdtemp(prefix="gst-sarathi-"))
         mdir = model_dir(self.model_cfg, dtype, self._scratch / "model")
-        _check_architecture(mdir)
+        _check_architecture(self.model_cfg.name, mdir)
         self.engine = self._build_engine(mdir, dtype)
         self._instrument()
         self._settings = self._resolved_settings(mdir)
