@@ -12,7 +12,7 @@ setup:
 	echo "set-up took $$(( $$(date +%s) - start )) s"
 
 demo: setup
-	$(UV) run --frozen python -m gpu_simulate_test.demo
+	$(UV) run --frozen python -m gpu_simulate_test.cli.demo
 
 test: setup
 	$(UV) run --frozen pytest $(PYTEST_ARGS)

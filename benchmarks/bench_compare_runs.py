@@ -14,12 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 
 from gpu_simulate_test.analysis.compare import compare_runs
 from gpu_simulate_test.analysis.report import headline_text
-from gpu_simulate_test.analysis.synthetic import sequential_run, write_run
-from gpu_simulate_test.cli._app import CONFIG_DIR
+from gpu_simulate_test.config import compose_app
+from gpu_simulate_test.testing import sequential_run, write_run
 
 NUM_REQUESTS, TOKENS, TARGET_S = 10_000, 1_000, 30.0
 
@@ -42,8 +41,7 @@ def main() -> int:
         write_run(root / "real_runs", "real-bench", "real_run", "wl-bench", real, with_iterations=False)
         write_run(root / "vidur_runs", "sim-bench", "vidur_run", "wl-bench", sim, with_iterations=False)
         print(f"wrote 2 runs of {NUM_REQUESTS:,} requests x {TOKENS:,} tokens in {time.perf_counter() - t0:.1f} s (not timed)")
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="compare_runs", overrides=[f"paths.root={root}", "real_run=real-bench", "sim_run=sim-bench"])
+        cfg = compose_app("compare_runs", [f"paths.root={root}", "real_run=real-bench", "sim_run=sim-bench"])
         t0 = time.perf_counter()
         out = compare_runs(cfg)
         elapsed = time.perf_counter() - t0

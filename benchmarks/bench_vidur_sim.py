@@ -16,23 +16,19 @@ import time
 T_START = time.perf_counter()
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "unit"))
-
-from _vidur_profile_factory import make_profile  # noqa: E402
-
-from gpu_simulate_test.cli._app import CONFIG_DIR  # noqa: E402
+from gpu_simulate_test.config import compose_app  # noqa: E402
+from gpu_simulate_test.config.limits import resolve_limits  # noqa: E402
 from gpu_simulate_test.io.meta import build_meta, write_json  # noqa: E402
+from gpu_simulate_test.io.outputs import WORKLOAD_META  # noqa: E402
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS  # noqa: E402
 from gpu_simulate_test.io.tables import write_table  # noqa: E402
+from gpu_simulate_test.testing import make_profile  # noqa: E402
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits  # noqa: E402
 from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim  # noqa: E402
 
@@ -57,16 +53,17 @@ def write_workload(root: Path, n: int, qps: float, seed: int = 0) -> int:
                 path / TRACE_LENGTHS.filename, TRACE_LENGTHS)
     write_table(pd.DataFrame({"request_id": ids, "arrival_time_ns": arrivals, "inter_arrival_ns": np.diff(arrivals, prepend=0)}),
                 path / TRACE_INTERVALS.filename, TRACE_INTERVALS)
-    write_json(path / "workload_meta.json", build_meta(kind="workload", id="conv", config={"bench": True}, inputs={}))
+    write_json(path / WORKLOAD_META, build_meta(kind="workload", id="conv", config={"bench": True}, inputs={}))
     print(f"workload: {n} requests, median prompt {int(np.median(prompt))}, median output {int(np.median(output))}, "
           f"span {arrivals[-1] / 1e9:.0f} s")
     return int((prompt + output).max())
 
 
-def h100_like_bundle(root: Path, cfg, max_tokens: int, max_batch: int, max_kv: int) -> None:
-    """Per-layer costs roughly shaped like Qwen3-0.6B on an H100 (ms)."""
-    limits = GridLimits(max_tokens=max_tokens, max_prefill_chunk=max_tokens, max_batch_size=max_batch,
-                        max_kv_tokens=max_kv, block_size=int(cfg.backend.block_size))
+def h100_like_bundle(root: Path, cfg, max_kv: int) -> None:
+    """Per-layer costs roughly shaped like Qwen3-0.6B on an H100 (ms), covering the backend's limits."""
+    backend = resolve_limits(cfg.backend, MAX_PROMPT)
+    limits = GridLimits(tokens_per_iteration=backend.token_budget, prefill_chunk=backend.token_budget,
+                        batch_size=backend.batch_cap, request_tokens=max_kv, block_size=backend.block_size)
     make_profile(root, f"bundle-{cfg.backend.name}", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
                  limits=limits, op_ms=lambda n: 0.004 + 2e-6 * n,
                  prefill_ms=lambda c, k: 0.01 + 1e-8 * c * (k + c), decode_ms=lambda b, k: 0.01 + 2e-8 * b * k)
@@ -75,12 +72,10 @@ def h100_like_bundle(root: Path, cfg, max_tokens: int, max_batch: int, max_kv: i
 def run(root: Path, backend: str, longest: int, label: str) -> float:
     overrides = [f"paths.root={root}", "model=qwen3-0.6b", "hardware=h100", f"backend={backend}", "workload_id=conv",
                  f"profiling_root=bundle-{backend}", f"run_id={label}"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="vidur_sim", overrides=overrides)
+    cfg = compose_app("vidur_sim", overrides)
     bundle = root / "profiling" / f"bundle-{backend}"
     if not bundle.exists():
-        max_tokens = int(cfg.backend.max_batch_tokens or MAX_PROMPT)
-        h100_like_bundle(root / "profiling", cfg, max_tokens, int(cfg.backend.max_requests_per_batch), max(longest, 10240))
+        h100_like_bundle(root / "profiling", cfg, max(longest, 10240))
     t0 = time.perf_counter()
     run_vidur_sim(cfg)
     return time.perf_counter() - t0

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 
-from gpu_simulate_test.cli._app import CONFIG_DIR
+from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.workloads.load import load_workload
 from gpu_simulate_test.workloads.spec import generate_workload
 
@@ -41,14 +40,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         prompts = Path(tmp) / "prompts.jsonl"
         write_prompts(prompts)
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(
-                config_name="workload_spec",
-                overrides=[
-                    f"paths.root={tmp}", "workload=prompts_jsonl", f"workload.lengths.path={prompts}",
-                    "workload.arrival.process=poisson", "workload.arrival.qps=10",
-                ],
-            )
+        cfg = compose_app("workload_spec", [
+            f"paths.root={tmp}", "workload=prompts_jsonl", f"workload.lengths.path={prompts}",
+            "workload.arrival.process=poisson", "workload.arrival.qps=10",
+        ])
         start = time.perf_counter()
         path = generate_workload(cfg)
         elapsed = time.perf_counter() - start

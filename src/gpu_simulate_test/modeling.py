@@ -17,7 +17,7 @@ from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 
 log = logging.getLogger(__name__)
 
-_ARCHITECTURES = {"qwen3": "Qwen3Config"}
+_ARCHITECTURES = {"qwen3": "Qwen3Config", "llama": "LlamaConfig"}
 _DTYPES = ("float32", "bfloat16", "float16")
 # backend.sdpa_kernels names -> torch.backends.cuda switches (process-wide, so every thread sees the same set)
 SDPA_KERNELS = {"flash": "flash", "efficient": "mem_efficient", "cudnn": "cudnn", "math": "math"}
@@ -100,7 +100,7 @@ def select_sdpa_kernels(kernels: Optional[Sequence[str]]) -> list[str]:
     Why it is a setting: on the H100 (torch 2.11) SDPA picks cuDNN attention, which builds an execution graph for
     every new (batch, query, KV) shape and caches it per thread. A dynamic KV cache meets a new KV length every
     decode step, so an engine thread pays ~2.5 ms per layer per unseen length (a Qwen3-0.6B decode step: ~110 ms
-    instead of ~45 ms), and how much depends on what that thread ran before (``tests/manual/thread_diagnosis_h100.py``).
+    instead of ~45 ms), and how much depends on what that thread ran before (``scripts/thread_diagnosis_h100.py``).
     """
     import torch
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from omegaconf import DictConfig
 
 from gpu_simulate_test.analysis.report import headline_text
 from gpu_simulate_test.experiment import run_experiment
@@ -18,7 +17,7 @@ SMALL = ["workload=demo", "workload.num_requests=6", "workload.lengths.prefill.m
 
 
 @pytest.mark.parametrize("backend", ["hf-generate", "hf-continuous"])
-def test_demo_pipeline_small(backend: str, compose_app: Callable[..., DictConfig]) -> None:
+def test_demo_pipeline_small(backend: str, compose_app: Callable[..., Any]) -> None:
     cfg = compose_app("experiment", [f"backend={backend}", *SMALL])
     rec = run_experiment(cfg)
     paths = cfg.paths

@@ -333,9 +333,18 @@ class BaseLLMEngine:
         return outputs
 ''',
     "sarathi/model_executor/__init__.py": "",
-    # The real registry at 96f9911 has no Qwen3 (or Qwen2) model; the fake lists one so that qwen3-tiny runs.
+    # The real registry's keys at 96f9911 (sarathi/model_executor/model_loader.py): no Qwen2 or Qwen3.
     "sarathi/model_executor/model_loader.py": '''
-_MODEL_REGISTRY = {"LlamaForCausalLM": object, "MistralForCausalLM": object, "Qwen3ForCausalLM": object}
+_MODEL_REGISTRY = {
+    "FalconForCausalLM": object,
+    "LlamaForCausalLM": object,
+    "LLaMAForCausalLM": object,
+    "InternLMForCausalLM": object,
+    "MistralForCausalLM": object,
+    "MixtralForCausalLM": object,
+    "QWenLMHeadModel": object,
+    "YiForCausalLM": object,
+}
 ''',
 }
 

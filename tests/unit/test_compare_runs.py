@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import DictConfig
 
 from gpu_simulate_test.analysis.compare import compare_runs
 from gpu_simulate_test.analysis.report import headline_text
-from gpu_simulate_test.analysis.synthetic import SyntheticRun, sequential_run, write_run
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.schemas import TABLES, markdown_table
 from gpu_simulate_test.io.tables import read_table
+from gpu_simulate_test.testing import SyntheticRun, sequential_run, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 N = 40
@@ -27,7 +26,7 @@ def _base(seed: int = 0, lengths: np.ndarray | None = None) -> SyntheticRun:
     return sequential_run(N, counts, seed=seed)
 
 
-def _compare(compose_app: Callable[..., DictConfig], tmp_path: Path, real: SyntheticRun, sim: SyntheticRun,
+def _compare(compose_app: Callable[..., Any], tmp_path: Path, real: SyntheticRun, sim: SyntheticRun,
              *extra: str, sim_workload: str = "wl", real_status: str = "complete") -> Path:
     write_run(tmp_path / "real_runs", "real-1", "real_run", "wl", real, status=real_status)
     write_run(tmp_path / "vidur_runs", "sim-1", "vidur_run", sim_workload, sim)
@@ -39,7 +38,7 @@ def _tables(out: Path) -> dict[str, pd.DataFrame]:
             if s.spec_file == "comparison.md" and (out / "tables" / s.filename).exists()}
 
 
-def test_scaled_sim_recovers_ten_percent_everywhere(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_scaled_sim_recovers_ten_percent_everywhere(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     real = _base()
     out = _compare(compose_app, tmp_path, real, real.scaled(1.1))
     t = _tables(out)
@@ -64,7 +63,7 @@ def test_scaled_sim_recovers_ten_percent_everywhere(compose_app: Callable[..., D
     assert "| TTFT | P50 |" in headline_text(out) and "+10.0%" in headline_text(out)
 
 
-def test_constant_ttft_shift_gives_wasserstein_equal_to_shift(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_constant_ttft_shift_gives_wasserstein_equal_to_shift(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     shift = 3_000_000
     real = _base(seed=1)
     out = _compare(compose_app, tmp_path, real, real.shifted(shift))
@@ -79,7 +78,7 @@ def test_constant_ttft_shift_gives_wasserstein_equal_to_shift(compose_app: Calla
         assert d.loc[m, "ks_statistic"] == 0 and d.loc[m, "wasserstein"] == 0
 
 
-def test_identical_runs_give_zero_errors(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_identical_runs_give_zero_errors(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     real = _base(seed=2)
     t = _tables(_compare(compose_app, tmp_path, real, real))
     st, d = t["comparison_stats"], t["comparison_distribution"]
@@ -89,7 +88,7 @@ def test_identical_runs_give_zero_errors(compose_app: Callable[..., DictConfig],
     assert (t["comparison_iteration_error"]["error_pct"] == 0).all()
 
 
-def test_early_stop_truncates_sim_series(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_early_stop_truncates_sim_series(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     base = _base(seed=3)
     keep = base.counts.copy()
     keep[::3] = np.maximum(keep[::3] // 2, 1)  # every third request stopped early in the real run
@@ -106,7 +105,7 @@ def test_early_stop_truncates_sim_series(compose_app: Callable[..., DictConfig],
     assert f"{meta['counts']['truncated_sim']} simulated token series truncated" in (out / "summary.md").read_text()
 
 
-def test_one_token_outputs_are_counted_not_averaged(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_one_token_outputs_are_counted_not_averaged(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     lengths = np.random.default_rng(4).integers(2, 10, N)
     lengths[:7] = 1
     real = _base(seed=4, lengths=lengths)
@@ -119,14 +118,14 @@ def test_one_token_outputs_are_counted_not_averaged(compose_app: Callable[..., D
     assert mean == pytest.approx(req["tpot_real_ns"].dropna().mean())
 
 
-def test_mismatched_workloads_error_names_both_runs(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_mismatched_workloads_error_names_both_runs(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     real = _base(seed=5)
     with pytest.raises(InputError, match=r"'real-1'.*'wl'.*'sim-1'.*'other-wl'"):
         _compare(compose_app, tmp_path, real, real, sim_workload="other-wl")
     assert not (tmp_path / "comparisons").exists() or not any((tmp_path / "comparisons").iterdir())
 
 
-def test_incomplete_run_needs_allow_incomplete(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_incomplete_run_needs_allow_incomplete(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     base = _base(seed=6)
     real = SyntheticRun(base.arrival_ns[:30], base.counts[:30], base.times_ns[: base.offsets[30]],
                         base.num_prefill[:30], base.num_decode[:30])
@@ -153,7 +152,7 @@ def _times_in_seconds(path: Path) -> None:
         (lambda d: _times_in_seconds(d / "token_metrics.csv"), "column 'token_time_ns' is not an integer"),
     ],
 )
-def test_broken_run_files_error_cleanly(compose_app: Callable[..., DictConfig], tmp_path: Path,
+def test_broken_run_files_error_cleanly(compose_app: Callable[..., Any], tmp_path: Path,
                                         damage: Callable[[Path], None], fragment: str) -> None:
     real = _base(seed=7)
     write_run(tmp_path / "real_runs", "real-1", "real_run", "wl", real)
@@ -165,7 +164,7 @@ def test_broken_run_files_error_cleanly(compose_app: Callable[..., DictConfig], 
     assert not (tmp_path / "comparisons").exists()
 
 
-def test_unknown_run_id_lists_what_exists(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_unknown_run_id_lists_what_exists(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     write_run(tmp_path / "real_runs", "real-1", "real_run", "wl", _base(seed=8))
     with pytest.raises(InputError, match="real-1"):
         compare_runs(compose_app("compare_runs", ["real_run=real-9", "sim_run=sim-1"]))

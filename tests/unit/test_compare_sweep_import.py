@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import DictConfig
 
-from gpu_simulate_test.analysis.synthetic import SyntheticRun, sequential_run, write_run
 from gpu_simulate_test.cli.compare_runs import run_mode
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.meta import build_meta, read_meta, write_json
 from gpu_simulate_test.io.schemas import COMPARISON_STATS, COMPARISON_SWEEP, TRACE_INTERVALS, TRACE_LENGTHS
 from gpu_simulate_test.io.tables import read_table, write_table
+from gpu_simulate_test.testing import SyntheticRun, sequential_run, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +26,7 @@ def _config(qps: float) -> dict:
             "workload": {"arrival": {"process": "poisson", "qps": qps}}}
 
 
-def test_sweep_tables_and_figures_over_load(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_sweep_tables_and_figures_over_load(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     for i, (qps, factor) in enumerate(((1.0, 1.05), (2.0, 1.1), (4.0, 1.2))):
         run = sequential_run(12, 6, seed=i)
         write_run(tmp_path / "real_runs", f"real-{i}", "real_run", f"wl-{i}", run, with_iterations=False, config=_config(qps))
@@ -47,7 +46,7 @@ def test_sweep_tables_and_figures_over_load(compose_app: Callable[..., DictConfi
         run_mode(compose_app("compare_runs", ["mode=sweep", "comparisons=[nope-*]"]))
 
 
-def test_unknown_mode_is_refused(compose_app: Callable[..., DictConfig]) -> None:
+def test_unknown_mode_is_refused(compose_app: Callable[..., Any]) -> None:
     with pytest.raises(InputError, match="not one of"):
         run_mode(compose_app("compare_runs", ["mode=plot"]))
 
@@ -78,7 +77,7 @@ def _vllm_json(run: SyntheticRun, n: int) -> dict:
     }
 
 
-def test_vllm_import_round_trips_and_compares(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_vllm_import_round_trips_and_compares(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     run = sequential_run(10, 5, seed=3)
     wl = _write_workload(tmp_path, run)
     path = tmp_path / "bench.json"
@@ -102,7 +101,7 @@ def test_vllm_import_round_trips_and_compares(compose_app: Callable[..., DictCon
         (lambda o: o["output_lens"].pop(), "must be a list as long as 'ttfts'"),
     ],
 )
-def test_vllm_import_rejects_bad_files(compose_app: Callable[..., DictConfig], tmp_path: Path,
+def test_vllm_import_rejects_bad_files(compose_app: Callable[..., Any], tmp_path: Path,
                                        edit: Callable[[dict], object], fragment: str) -> None:
     run = sequential_run(4, 5, seed=4)
     wl = _write_workload(tmp_path, run)
@@ -116,7 +115,7 @@ def test_vllm_import_rejects_bad_files(compose_app: Callable[..., DictConfig], t
     assert not (tmp_path / "real_runs").exists()
 
 
-def test_vllm_failed_requests_make_an_incomplete_run(compose_app: Callable[..., DictConfig], tmp_path: Path) -> None:
+def test_vllm_failed_requests_make_an_incomplete_run(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     run = sequential_run(6, 3, seed=5)
     wl = _write_workload(tmp_path, run)
     obj = _vllm_json(run, 5)  # the sixth request is missing, the second failed

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from omegaconf import DictConfig
 
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.experiment import StageFunctions, run_experiment
@@ -19,6 +18,7 @@ class FakeStages:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.workload_qps: list[float] = []
+        self.overwrite: list[bool] = []  # what each stage was told
 
     def _dir(self, root: str, name: str, meta_name: str, kind: str) -> Path:
         d = Path(root) / name
@@ -27,25 +27,27 @@ class FakeStages:
         return d
 
     def functions(self) -> StageFunctions:
-        def workload(cfg: DictConfig) -> Path:
+        def workload(cfg: Any) -> Path:
             self.calls.append("workload")
+            self.overwrite.append(cfg.overwrite)
             self.workload_qps.append(float(cfg.workload.arrival.qps))
             return self._dir(cfg.paths.workloads, f"w{cfg.workload.arrival.qps:g}", "workload_meta.json", "workload")
 
-        def real(cfg: DictConfig) -> Path:
+        def real(cfg: Any) -> Path:
             self.calls.append("real")
+            self.overwrite.append(cfg.overwrite)
             return self._dir(cfg.paths.real_runs, f"real-{len(self.calls)}", "run_meta.json", "real_run")
 
-        def profile(cfg: DictConfig) -> Path:
+        def profile(cfg: Any) -> Path:
             self.calls.append("profile")
             return self._dir(cfg.paths.profiling, "bundle", "profile_meta.json", "profile_bundle")
 
-        def sim(cfg: DictConfig) -> Path:
+        def sim(cfg: Any) -> Path:
             self.calls.append("sim")
             assert cfg.profiling_root == "bundle"
             return self._dir(cfg.paths.vidur_runs, f"sim-{len(self.calls)}", "run_meta.json", "vidur_run")
 
-        def compare(cfg: DictConfig) -> Path:
+        def compare(cfg: Any) -> Path:
             self.calls.append("compare")
             assert cfg.real_run.startswith("real-") and cfg.sim_run.startswith("sim-")
             return self._dir(cfg.paths.comparisons, f"cmp-{len(self.calls)}", "comparison_meta.json", "comparison")
@@ -53,7 +55,7 @@ class FakeStages:
         return StageFunctions(workload, real, profile, sim, compare)
 
 
-def test_point_runs_every_stage_once_then_resumes(compose_app: Callable[..., DictConfig]) -> None:
+def test_point_runs_every_stage_once_then_resumes(compose_app: Callable[..., Any]) -> None:
     fake = FakeStages()
     cfg = compose_app("experiment", ["load.qps=3"])
     rec = run_experiment(cfg, fake.functions())
@@ -64,7 +66,16 @@ def test_point_runs_every_stage_once_then_resumes(compose_app: Callable[..., Dic
     assert again == rec
 
 
-def test_gpu_half_then_local_half(compose_app: Callable[..., DictConfig]) -> None:
+def test_overwrite_runs_every_stage_of_the_point_again(compose_app: Callable[..., Any]) -> None:
+    fake = FakeStages()
+    first = run_experiment(compose_app("experiment", ["load.qps=3"]), fake.functions())
+    again = run_experiment(compose_app("experiment", ["load.qps=3", "overwrite=true"]), fake.functions())
+    assert fake.calls == ["workload", "real", "profile", "sim", "compare"] * 2
+    assert fake.overwrite == [False, False, True, True]  # workload and real of each invocation
+    assert again.point_key == first.point_key and again.real_run != first.real_run
+
+
+def test_gpu_half_then_local_half(compose_app: Callable[..., Any]) -> None:
     """A GPU machine runs workload/real/profile and archives; the sim and comparison run later from the record."""
     fake = FakeStages()
     gpu = compose_app("experiment", ["load.qps=2", "stages=[workload,real,profile]"])
@@ -78,7 +89,7 @@ def test_gpu_half_then_local_half(compose_app: Callable[..., DictConfig]) -> Non
     assert local.sim_run and local.comparison_id
 
 
-def test_capacity_fraction_scales_the_offered_rate(compose_app: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_capacity_fraction_scales_the_offered_rate(compose_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import gpu_simulate_test.experiment as exp
 
     monkeypatch.setattr(exp, "probe_capacity", lambda cfg, stages: 10.0)
@@ -87,7 +98,7 @@ def test_capacity_fraction_scales_the_offered_rate(compose_app: Callable[..., Di
     assert fake.workload_qps == [2.5] and rec.capacity_rps == 10.0
 
 
-def test_arrival_span_sizes_the_point(compose_app: Callable[..., DictConfig], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arrival_span_sizes_the_point(compose_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow engine's low-load points get fewer requests: ceil(rate x span), never more than the workload has."""
     import gpu_simulate_test.experiment as exp
 
@@ -103,7 +114,7 @@ def test_arrival_span_sizes_the_point(compose_app: Callable[..., DictConfig], mo
         exp._workload_cfg(compose_app("experiment", ["load.qps=1", "load.max_arrival_span_s=0"]), 1.0)
 
 
-def test_bad_stage_and_conflicting_load(compose_app: Callable[..., DictConfig]) -> None:
+def test_bad_stage_and_conflicting_load(compose_app: Callable[..., Any]) -> None:
     with pytest.raises(InputError, match="unknown"):
         run_experiment(compose_app("experiment", ["stages=[workload,magic]"]), FakeStages().functions())
     with pytest.raises(InputError, match="not both"):

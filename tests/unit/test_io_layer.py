@@ -10,7 +10,7 @@ import pytest
 
 from gpu_simulate_test.errors import ArtifactError, OutputExistsError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import atomic_dir
 from gpu_simulate_test.io.runs import RequestRecord, check_consistency, tables_from_records
 from gpu_simulate_test.io.schemas import REQUEST_METRICS, TRACE_INTERVALS
 from gpu_simulate_test.io.tables import read_table, write_table

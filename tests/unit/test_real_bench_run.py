@@ -10,13 +10,14 @@ from typing import Any, Callable
 import pytest
 import torch
 
-from _workload_factory import make_workload
+from gpu_simulate_test.backends import register_backend
+from gpu_simulate_test.backends.hf_generate import HFGenerateBackend
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import parse_requests_field
-from gpu_simulate_test.real_bench.backends import register_backend
-from gpu_simulate_test.real_bench.backends.hf_generate import HFGenerateBackend
 from gpu_simulate_test.real_bench.run import run_real_bench
+from gpu_simulate_test.testing import make_workload
+from gpu_simulate_test.workloads.load import load_workload
 
 # (arrival ns, prompt tokens, decode tokens): overlapping arrivals, a one-token output, a prompt over one chunk.
 REQUESTS = [(0, 40, 5), (1_000_000, 30, 1), (2_000_000, 70, 6), (30_000_000, 20, 3)]
@@ -136,14 +137,14 @@ def test_ctrl_c_keeps_finished_requests_marked_incomplete(compose_app: Callable[
 
 def test_hf_continuous_counts_graph_captures_inside_the_run_only(compose_app: Callable[..., Any], tmp_path: Path) -> None:
     """A capture during warm-up is not counted; one after the clock starts is (CPU: called by hand)."""
-    from gpu_simulate_test.real_bench.backends.hf_continuous import HFContinuousBackend
-    from gpu_simulate_test.real_bench.recorder import Recorder
-    from gpu_simulate_test.real_bench.replay import RunClock
+    from gpu_simulate_test.backends.hf_continuous import HFContinuousBackend
+    from gpu_simulate_test.backends.recorder import Recorder, RunClock
 
     make_workload(tmp_path / "workloads", "w1", REQUESTS)
     cfg = compose_app("real_bench", ["workload_id=w1", "backend=hf-continuous", *CB])
     backend = HFContinuousBackend(cfg.backend, cfg.model, cfg.hardware, 0)
     try:
+        backend.check_workload(load_workload(tmp_path / "workloads", "w1"))  # the lifecycle's first step
         backend.load()
         io = backend.manager.batch_processor.inputs_and_outputs
         graph = SimpleNamespace(reset=lambda: None)  # stands in for a torch.cuda.CUDAGraph

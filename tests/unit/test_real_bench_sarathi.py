@@ -1,4 +1,8 @@
-"""real-bench's sarathi-serve driver, against a fake of sarathi-serve's engine API (``_fake_sarathi.py``)."""
+"""real-bench's sarathi-serve driver, against a fake of sarathi-serve's engine API (``_fake_sarathi.py``).
+
+The fake's model registry is the real one's, which has no Qwen3: the runs use qwen3-tiny's sizes with the Llama
+architecture (``LLAMA``), and a Qwen3 model is refused before the engine starts.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +16,18 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from _fake_sarathi import write_fake_sarathi
-from _workload_factory import make_workload
+from gpu_simulate_test.backends import register_backend
+from gpu_simulate_test.backends import sarathi as sarathi_backend
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import parse_requests_field
-from gpu_simulate_test.real_bench.backends import register_backend
-from gpu_simulate_test.real_bench.backends import sarathi as sarathi_backend
 from gpu_simulate_test.real_bench.run import run_real_bench
+from gpu_simulate_test.testing import make_workload
 
 # (arrival ns, prompt tokens, decode tokens): overlapping arrivals, a one-token output, prompts over one chunk.
 REQUESTS = [(0, 40, 5), (1_000_000, 30, 1), (2_000_000, 70, 6), (20_000_000, 20, 3)]
 CHUNK, CAP = 64, 3
+LLAMA = ["model.architecture=llama", "model.name=llama-tiny"]
 SETTINGS = ["backend=sarathi", "hardware=h100", f"backend.max_batch_tokens={CHUNK}", f"backend.max_requests_per_batch={CAP}"]
 
 
@@ -48,7 +53,7 @@ def fake_sarathi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 def _run(compose_app: Callable[..., Any], tmp_path: Path, overrides: list[str]) -> Path:
     if not (tmp_path / "workloads" / "w1").exists():
         make_workload(tmp_path / "workloads", "w1", REQUESTS)
-    return run_real_bench(compose_app("real_bench", ["workload_id=w1", "backend.warmup_requests=1", *SETTINGS, *overrides]))
+    return run_real_bench(compose_app("real_bench", ["workload_id=w1", "backend.warmup_requests=1", *LLAMA, *SETTINGS, *overrides]))
 
 
 def test_fake_engine_run_is_exact_and_consistent(
@@ -120,20 +125,33 @@ def test_preemption_after_tokens_stops_the_run_clearly(
 def test_settings_sarathi_cannot_honour_fail_before_loading(compose_app: Callable[..., Any], tmp_path: Path, fake_sarathi: Path) -> None:
     with pytest.raises(InputError, match="num_blocks must be null"):
         _run(compose_app, tmp_path, ["backend.num_blocks=64"])
-    with pytest.raises(InputError, match="max_batch_tokens"):
-        _run(compose_app, tmp_path, ["backend.max_batch_tokens=null"])
+    with pytest.raises(InputError, match="watermark_blocks_fraction=0.05.*always keeps 0.01"):
+        _run(compose_app, tmp_path, ["backend.watermark_blocks_fraction=0.05"])
+    with pytest.raises(InputError, match="max_requests_per_batch=0; it must be >= 1"):
+        _run(compose_app, tmp_path, ["backend.max_requests_per_batch=0"])
     with pytest.raises(InputError, match="CUDA GPUs only"):
         _run(compose_app, tmp_path, ["hardware=cpu"])
     assert not (tmp_path / "real_runs").exists()
 
 
-def test_model_sarathi_serve_lacks_is_refused(
-    compose_app: Callable[..., Any], tmp_path: Path, fake_sarathi: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(importlib.import_module("sarathi.model_executor.model_loader"), "_MODEL_REGISTRY", {"LlamaForCausalLM": object})
+def test_null_token_budget_is_the_longest_prompt(compose_app: Callable[..., Any], tmp_path: Path, fake_sarathi: Path) -> None:
+    """``max_batch_tokens: null`` means whole prompts, for sarathi-serve too: its chunk size is the longest prompt."""
+    run = load_run(_run(compose_app, tmp_path, ["backend.max_batch_tokens=null"]), "real_run")
+    longest = max(p for _, p, _ in REQUESTS)
+    assert run.complete and run.meta["backend"]["max_batch_tokens"] == longest
+    its = run.iterations
+    assert its is not None and (its["num_prefill_tokens"] + its["num_decode_tokens"] <= longest).all()
+    assert longest in set(its["num_prefill_tokens"])  # the longest prompt went through in one step
+
+
+def test_model_sarathi_serve_lacks_is_refused(compose_app: Callable[..., Any], tmp_path: Path, fake_sarathi: Path) -> None:
+    """The registry of sarathi-serve 96f9911 has no Qwen3: qwen3-tiny is refused before the engine starts."""
+    make_workload(tmp_path / "workloads", "w1", REQUESTS)
+    cfg = compose_app("real_bench", ["workload_id=w1", *SETTINGS])  # qwen3-tiny, as configured
     with pytest.raises(EnvironmentUnavailableError, match=r"no implementation of \['Qwen3ForCausalLM'\].*LlamaForCausalLM"):
-        _run(compose_app, tmp_path, [])
+        run_real_bench(cfg)
     assert not (tmp_path / "real_runs").exists()
+    assert importlib.import_module("sarathi.engine.ray_utils").ray.shutdowns == 0  # no engine was started
 
 
 def test_missing_or_unrelated_sarathi_says_how_to_install(

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from gpu_simulate_test.errors import EnvironmentUnavailableError, GstError, InputError
 from gpu_simulate_test.io.meta import read_meta
@@ -25,7 +24,7 @@ SMALL = [
 
 
 def _cfg(compose_app, extra: list[str] = ()):
-    return OmegaConf.to_object(compose_app("vidur_profile", [*SMALL, *extra]))
+    return compose_app("vidur_profile", [*SMALL, *extra])
 
 
 def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:

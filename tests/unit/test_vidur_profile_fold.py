@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
-from _vidur_profile_factory import make_profile
-from gpu_simulate_test.config.vidur import VidurConfig
+from gpu_simulate_test.config.vidur import LinearRegressionGridConfig, VidurConfig
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.testing import make_profile
 from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiler.fold import Overhead, fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
@@ -31,8 +30,8 @@ def _step(o: Overhead, shape: BatchShape, raw_ms: float) -> float:
 
 def _predictor(bundle: Path, cfg, cache: Path):
     # Vidur's polynomial predictor (degree 1) is exact on these linear rows, so the check can be exact too.
-    vidur = OmegaConf.merge(OmegaConf.structured(VidurConfig), {"execution_time_predictor": "linear_regression",
-                                                                "linear_regression": {"polynomial_degree": [1]}, "k_fold_cv_splits": 2})
+    vidur = VidurConfig(execution_time_predictor="linear_regression", k_fold_cv_splits=2,
+                        linear_regression=LinearRegressionGridConfig(polynomial_degree=[1]))
     return build_predictor(bundle / "mlp.csv", bundle / "attention.csv", model=cfg.model, hardware=cfg.hardware,
                            block_size=256, grid=PredictorGrid(1024, 512, 32), cache_root=cache, vidur=vidur)
 
@@ -55,7 +54,7 @@ def test_operators_twice_the_step_scale_is_recovered_and_vidur_reproduces_it(com
     # the degree-1 predictor used for an exact check cannot represent.)
     truth = Overhead(scale=0.5, c_iter_ms=3.0, c_token_ms=0.01, c_decode_ms=0.0, c_prefill_ms=1.5)
     cfg = compose_app("vidur_sim", ["backend=hf-continuous", "workload_id=w", "profiling_root=b"])
-    limits = GridLimits(max_tokens=512, max_prefill_chunk=512, max_batch_size=32, max_kv_tokens=1024, block_size=256)
+    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=1024, block_size=256)
     raw_root = make_profile(tmp_path / "p", "raw", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
                             op_ms=lambda n: 0.2 + 0.002 * n, prefill_ms=lambda c, k: 0.5 + 0.004 * c + 0.001 * k,
                             decode_ms=lambda b, k: 0.3 + 0.05 * b + 0.0005 * k)

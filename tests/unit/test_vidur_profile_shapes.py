@@ -20,6 +20,7 @@ from gpu_simulate_test.io.schemas import (
 )
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid, ladder
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,25 +43,26 @@ def test_bad_shapes_fail_clearly(bad: str) -> None:
 
 
 def test_grid_covers_backend_and_reports_limits(compose_app) -> None:
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.to_object(compose_app("vidur_profile", ["backend=hf-continuous"]))
+    cfg = compose_app("vidur_profile", ["backend=hf-continuous"])
     grid = build_grid(cfg.model, cfg.backend, cfg.profile)
     lim = grid.limits
-    assert lim.max_batch_size == cfg.backend.max_requests_per_batch and lim.block_size == cfg.backend.block_size
-    assert max(grid.token_points) == lim.max_tokens and max(b for b, _ in grid.decode_points) == lim.max_batch_size
-    assert all(c + k <= lim.max_kv_tokens for c, k in grid.prefill_points)
-    assert lim.violations(max_tokens_per_iteration=lim.max_tokens, max_batch_size=lim.max_batch_size) == []
-    msgs = lim.violations(max_request_tokens=lim.max_kv_tokens + 1, block_size=16)
+    assert (lim.batch_size, lim.block_size, lim.tokens_per_iteration) == (32, 256, 256)  # cap 32; profile.max_tokens wins
+    unset = compose_app("vidur_profile", ["backend=hf-continuous", "profile.max_tokens=null"])
+    assert build_grid(unset.model, unset.backend, unset.profile).limits.tokens_per_iteration == 512  # the chunk size
+    assert max(grid.token_points) == lim.tokens_per_iteration and max(b for b, _ in grid.decode_points) == lim.batch_size
+    assert all(c + k <= lim.request_tokens for c, k in grid.prefill_points)
+    assert lim.violations(tokens_per_iteration=lim.tokens_per_iteration, batch_size=lim.batch_size) == []
+    msgs = lim.violations(request_tokens=lim.request_tokens + 1, block_size=16)
     assert len(msgs) == 2 and "max_kv_tokens" in msgs[0]
     with pytest.raises(InputError, match="does not cover"):
-        lim.require(Path("x"), max_batch_size=lim.max_batch_size + 1)
+        lim.require(Path("x"), batch_size=lim.batch_size + 1)
+    # profile_meta.json keeps the keys bundles were always written with
+    assert GridLimits.from_dict(lim.to_dict(), "meta") == lim and set(lim.to_dict()) == {
+        "max_tokens", "max_prefill_chunk", "max_batch_size", "max_kv_tokens", "block_size"}
 
 
 def test_grid_rejects_context_beyond_model(compose_app) -> None:
-    from omegaconf import OmegaConf
-
-    cfg = OmegaConf.to_object(compose_app("vidur_profile"))
+    cfg = compose_app("vidur_profile")
     with pytest.raises(InputError, match="max_position_embeddings"):
         build_grid(cfg.model, BackendConfig(name="x", vidur_scheduler="vllm"), ProfileConfig(max_kv_tokens=10**6))
 

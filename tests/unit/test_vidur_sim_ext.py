@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from vidur.config import BaseDeviceSKUConfig, BaseModelConfig
 
-from _vidur_profile_factory import constant_profile
-from gpu_simulate_test.config.vidur import VidurConfig
+from gpu_simulate_test.config.vidur import RandomForrestGridConfig, VidurConfig
+from gpu_simulate_test.testing import constant_profile
 from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, register_hardware, register_model
@@ -19,7 +19,7 @@ def test_qwen3_head_dim_and_reregistration(compose_app) -> None:
     replica = build_replica_config(cfg.model, cfg.hardware)
     assert replica.attention_head_dim == 128  # Vidur alone derives 1024 / 16 = 64
     assert replica.device_config.total_memory_gb == 141 and replica.node_config.num_devices_per_node == 1
-    changed = OmegaConf.merge(cfg.model, {"num_layers": 3})
+    changed = replace(cfg.model, num_layers=3)
     name = register_model(changed)
     assert BaseModelConfig.create_from_name(name).num_layers == 3  # the later definition wins
     register_model(cfg.model)
@@ -31,10 +31,10 @@ def test_qwen3_head_dim_and_reregistration(compose_app) -> None:
 
 def test_predict_batch_time_of_constant_profile(compose_app, tmp_path: Path) -> None:
     cfg = compose_app("vidur_sim", ["backend=hf-continuous", "workload_id=w", "profiling_root=b"])
-    limits = GridLimits(max_tokens=512, max_prefill_chunk=512, max_batch_size=32, max_kv_tokens=2048, block_size=256)
+    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=2048, block_size=256)
     bundle = constant_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
                               limits=limits, op=0.1, prefill=2.0, decode=0.5)
-    vidur = OmegaConf.merge(OmegaConf.structured(VidurConfig), {"random_forrest": {"num_estimators": [8]}, "k_fold_cv_splits": 2})
+    vidur = VidurConfig(random_forrest=RandomForrestGridConfig(num_estimators=[8]), k_fold_cv_splits=2)
     predictor = build_predictor(bundle / "mlp.csv", bundle / "attention.csv", model=cfg.model, hardware=cfg.hardware,
                                 block_size=256, grid=PredictorGrid(2048, 512, 32), cache_root=tmp_path / "cache", vidur=vidur)
     assert abs(predict_batch_time_s(predictor, [(100, 100)]) - 2 * (0.9 + 2.0) * 1e-3) < 1e-12

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from omegaconf import DictConfig
 
-from _vidur_profile_factory import constant_profile
-from _workload_factory import make_workload
 from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.testing import constant_profile, make_workload
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim
 
@@ -26,10 +24,10 @@ D2 = round(LAYERS * (9 * OP + DECODE * 1.1) * MS)  # two decodes: 2.9 ms
 FAST_GRID = ["vidur.random_forrest.num_estimators=[8]", "vidur.k_fold_cv_splits=2"]
 
 
-def _setup(compose_app: Callable[..., DictConfig], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048) -> DictConfig:
+def _setup(compose_app: Callable[..., Any], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048) -> Any:
     cfg = compose_app("vidur_sim", [f"backend={backend}", "workload_id=w", "profiling_root=b", *FAST_GRID, *extra])
     make_workload(Path(cfg.paths.workloads), "w", requests)
-    limits = GridLimits(max_tokens=512, max_prefill_chunk=512, max_batch_size=32, max_kv_tokens=max_kv,
+    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=max_kv,
                         block_size=int(cfg.backend.block_size))
     constant_profile(Path(cfg.paths.profiling), "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
                      limits=limits, op=OP, prefill=PREFILL, decode=DECODE)

@@ -6,10 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from omegaconf import DictConfig
 
 from gpu_simulate_test.config.workload import TokenizerConfig
 from gpu_simulate_test.errors import InputError
@@ -21,7 +20,7 @@ from gpu_simulate_test.workloads.tokenizer import load_tokenizer
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 S = 1_000_000_000
 
-Compose = Callable[..., DictConfig]
+Compose = Callable[..., Any]
 
 
 def build(compose_app: Compose, source: str, path: Path, *extra: str):

@@ -7,17 +7,16 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from omegaconf import DictConfig
 
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, OutputExistsError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.workloads.load import load_workload
 from gpu_simulate_test.workloads.spec import DATA_FILES, generate_workload
 
-Compose = Callable[..., DictConfig]
+Compose = Callable[..., Any]
 CLI = str(Path(sys.executable).parent / "workload-spec")
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 

@@ -6,10 +6,10 @@ written atomically: a bad input leaves no comparison behind.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -18,12 +18,13 @@ from gpu_simulate_test.analysis.iterations import IterationMatch, match_iteratio
 from gpu_simulate_test.analysis.metrics import metric_values
 from gpu_simulate_test.analysis.plots import figures_dir, optional_step_figure, plot_cdfs, plot_scatter, plot_timeline
 from gpu_simulate_test.analysis.report import HEADLINE_STATS, setup, write_summary
-from gpu_simulate_test.analysis.sweep import COMPARISON_META, offered_load
+from gpu_simulate_test.analysis.sweep import offered_load
 from gpu_simulate_test.analysis.tables import requests_frame, stats_and_distribution, write_comparison_tables
+from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash
 from gpu_simulate_test.io.meta import build_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import COMPARISON_META, stage_output
 
 STEPS = ("load runs", "metrics", "iterations", "tables", "figures")
 
@@ -34,15 +35,15 @@ def comparison_id(real_id: str, sim_id: str) -> str:
     return readable if is_valid_id(readable) else f"cmp-{short_hash(canonical_json([real_id, sim_id]))}"
 
 
-def _check_settings(cfg: DictConfig) -> list[float]:
-    pcts = [float(p) for p in cfg.compare.percentiles]
+def _check_settings(app: CompareRunsAppConfig) -> list[float]:
+    pcts = [float(p) for p in app.compare.percentiles]
     missing = [p for p in (50.0, 90.0, 99.0) if p not in pcts]
     if missing or any(not 0 <= p <= 100 for p in pcts) or len(set(pcts)) != len(pcts):
         raise InputError(
             f"compare.percentiles={pcts}: need distinct values in [0, 100] including 50, 90 and 99 (the headline's "
             f"{', '.join(s.upper() for s in HEADLINE_STATS)})"
         )
-    if cfg.compare.tolerance_pct <= 0 or cfg.compare.max_plot_points < 10 or cfg.compare.timeline_requests < 0:
+    if app.compare.tolerance_pct <= 0 or app.compare.max_plot_points < 10 or app.compare.timeline_requests < 0:
         raise InputError("compare: tolerance_pct must be > 0, max_plot_points >= 10 and timeline_requests >= 0")
     return pcts
 
@@ -59,12 +60,10 @@ def _counts(pair: PairedRuns, one_token: int) -> dict[str, int]:
     }
 
 
-def compare_runs(cfg: DictConfig) -> Path:
-    """Compare ``cfg.real_run`` with ``cfg.sim_run``; returns the comparison directory."""
-    pcts = _check_settings(cfg)
-    if cfg.comparison_id is not None and not is_valid_id(str(cfg.comparison_id)):
-        raise InputError(f"comparison_id {cfg.comparison_id!r}: use letters, digits, '.', '_' and '-' only")
-    c = cfg.compare
+def compare_runs(app: CompareRunsAppConfig) -> Path:
+    """Compare ``app.real_run`` with ``app.sim_run``; returns the comparison directory."""
+    pcts = _check_settings(app)
+    c = app.compare
     columns = (TextColumn("compare-runs: {task.description}"), BarColumn(), TimeElapsedColumn())
     console = Console(stderr=True)  # stdout stays for the headline; no bar (nor blank line) when not a terminal
     with Progress(*columns, transient=True, console=console, disable=not console.is_terminal) as progress:
@@ -73,8 +72,10 @@ def compare_runs(cfg: DictConfig) -> Path:
         def step(i: int) -> None:
             progress.update(task, completed=i, description=STEPS[i] if i < len(STEPS) else "done")
 
-        pair = load_pair(Path(cfg.paths.real_runs), Path(cfg.paths.vidur_runs), cfg.real_run, cfg.sim_run,
-                         allow_incomplete=bool(cfg.allow_incomplete))
+        pair = load_pair(Path(app.paths.real_runs), Path(app.paths.vidur_runs), app.real_run, app.sim_run,
+                         allow_incomplete=bool(app.allow_incomplete))
+        out = stage_output(app.paths.comparisons, app.comparison_id, lambda: comparison_id(pair.real.id, pair.sim.id),
+                           overwrite=bool(app.overwrite), key="comparison_id")
         step(1)
         values = metric_values(pair)
         stats, dist = stats_and_distribution(values, pcts)
@@ -84,18 +85,16 @@ def compare_runs(cfg: DictConfig) -> Path:
         if pair.real.iterations is not None and pair.sim.iterations is not None:
             iterations = match_iterations(pair.real.iterations, pair.sim.iterations, list(c.prefill_bin_edges))
         step(3)
-        cid = str(cfg.comparison_id or comparison_id(pair.real.id, pair.sim.id))
-        final = Path(cfg.paths.comparisons) / cid
         meta: dict[str, Any] = build_meta(
-            kind="comparison", id=cid, config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            kind="comparison", id=out.id, config=asdict(app),
             inputs={"real_run": pair.real.id, "sim_run": pair.sim.id, "workload_id": pair.real.workload_id},
             setup=setup(pair.real.meta, pair.sim.meta),
-            load=offered_load(pair.real, pair.sim, Path(cfg.paths.workloads)),
+            load=offered_load(pair.real, pair.sim, Path(app.paths.workloads)),
             counts=_counts(pair, values["tpot"].excluded),
             iterations=None if iterations is None else iterations.summary,
             run_paths={"real": str(pair.real.path), "sim": str(pair.sim.path)},
         )
-        with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+        with out.write() as tmp:
             write_comparison_tables(tmp, stats, dist, requests, iterations)
             step(4)
             figs = figures_dir(tmp)
@@ -109,4 +108,4 @@ def compare_runs(cfg: DictConfig) -> Path:
             write_json(tmp / COMPARISON_META, meta)
             write_summary(tmp, meta, pair.real.meta, pair.sim.meta, stats, dist, names, float(c.tolerance_pct))
             step(5)
-    return final
+    return out.path

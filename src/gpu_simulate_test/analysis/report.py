@@ -13,12 +13,12 @@ import pandas as pd
 
 from gpu_simulate_test.analysis.metrics import HEADLINE, METRICS
 from gpu_simulate_test.analysis.tables import TABLES_DIR
+from gpu_simulate_test.io.outputs import SUMMARY
 from gpu_simulate_test.io.schemas import COMPARISON_STATS
 from gpu_simulate_test.io.tables import read_table
 
 HEADLINE_STATS = ("p50", "p90", "p99")
 SETUP_GROUPS = ("model", "hardware", "backend")  # named in summary.md from the runs' meta config
-SUMMARY = "summary.md"
 
 
 def _ms(v: float) -> str:

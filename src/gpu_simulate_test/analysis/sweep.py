@@ -8,27 +8,26 @@ from __future__ import annotations
 
 import glob
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 from gpu_simulate_test.analysis.metrics import HEADLINE, METRICS
 from gpu_simulate_test.analysis.plots import figures_dir, plot_sweep
 from gpu_simulate_test.analysis.report import SETUP_GROUPS
 from gpu_simulate_test.analysis.tables import TABLES_DIR
+from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash
+from gpu_simulate_test.io.ids import canonical_json, short_hash
 from gpu_simulate_test.io.meta import build_meta, read_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import COMPARISON_META, SUMMARY, SWEEP_META, WORKLOAD_META, stage_output
 from gpu_simulate_test.io.runs import RunData
 from gpu_simulate_test.io.schemas import COMPARISON_STATS, COMPARISON_SWEEP
 from gpu_simulate_test.io.tables import read_table, write_table
 
-COMPARISON_META = "comparison_meta.json"
-SWEEP_META = "sweep_meta.json"
 RATE_PROCESSES = ("poisson", "gamma", "constant")  # arrival processes whose ``qps`` is the offered load
 
 
@@ -45,7 +44,7 @@ def _configured_qps(config: Any) -> Optional[float]:
 
 def offered_load(real: RunData, sim: RunData, workloads_root: Path) -> dict[str, Any]:
     """The load a comparison was made at: the workload's configured QPS, else the arrivals' own rate."""
-    wl_meta = Path(workloads_root) / real.workload_id / "workload_meta.json"
+    wl_meta = Path(workloads_root) / real.workload_id / WORKLOAD_META
     sources = [real.meta.get("config"), sim.meta.get("config")]
     if wl_meta.is_file():
         sources.append(json.loads(wl_meta.read_text()).get("config"))
@@ -104,25 +103,24 @@ def _summary(sweep: pd.DataFrame, metas: list[dict[str, Any]], tol: float) -> st
     return "\n".join(lines)
 
 
-def run_sweep(cfg: DictConfig) -> Path:
-    """Write ``<paths.comparisons>/<sweep_id>/`` from the comparisons named in ``cfg.comparisons``."""
-    root = Path(cfg.paths.comparisons)
-    dirs = resolve_comparisons(root, list(cfg.comparisons or []))
+def run_sweep(app: CompareRunsAppConfig) -> Path:
+    """Write ``<paths.comparisons>/<sweep_id>/`` from the comparisons named in ``app.comparisons``."""
+    root = Path(app.paths.comparisons)
+    dirs = resolve_comparisons(root, list(app.comparisons or []))
     if len(dirs) < 2:
-        raise InputError(f"a sweep needs at least two comparisons; comparisons={list(cfg.comparisons or [])} gave {len(dirs)}")
+        raise InputError(f"a sweep needs at least two comparisons; comparisons={list(app.comparisons or [])} gave {len(dirs)}")
     sweep, metas = sweep_frame(dirs)
     ids = [m["id"] for m in metas]
-    sweep_id = cfg.sweep_id or f"sweep-{short_hash(canonical_json(sorted(ids)))}"
-    if not is_valid_id(sweep_id):
-        raise InputError(f"sweep_id {sweep_id!r}: use letters, digits, '.', '_' and '-' only")
-    tol = float(cfg.compare.tolerance_pct)
-    with atomic_dir(root / sweep_id, overwrite=bool(cfg.overwrite)) as tmp:
+    out = stage_output(root, app.sweep_id, lambda: f"sweep-{short_hash(canonical_json(sorted(ids)))}",
+                       overwrite=bool(app.overwrite), key="sweep_id")
+    tol = float(app.compare.tolerance_pct)
+    with out.write() as tmp:
         (tmp / TABLES_DIR).mkdir()
         write_table(sweep, tmp / TABLES_DIR / COMPARISON_SWEEP.filename, COMPARISON_SWEEP)
         plot_sweep(figures_dir(tmp), sweep, tol, HEADLINE, {m: METRICS[m].label for m in HEADLINE})
-        (tmp / "summary.md").write_text(_summary(sweep, metas, tol))
+        (tmp / SUMMARY).write_text(_summary(sweep, metas, tol))
         write_json(tmp / SWEEP_META, build_meta(
-            kind="comparison_sweep", id=sweep_id, config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            kind="comparison_sweep", id=out.id, config=asdict(app),
             inputs={"comparisons": ids},
         ))
-    return root / sweep_id
+    return out.path

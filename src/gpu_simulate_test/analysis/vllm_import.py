@@ -24,18 +24,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from omegaconf import DictConfig
 
+from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.ids import is_valid_id
 from gpu_simulate_test.io.meta import build_meta
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 REQUIRED = ("ttfts", "itls", "input_lens", "output_lens")
 SCALARS = ("model_id", "backend", "request_rate", "date", "tokenizer_id", "max_concurrency", "burstiness")
-NS = 1e9
 
 
 def _lists(path: Path, obj: Any) -> tuple[dict[str, list[Any]], int]:
@@ -63,7 +62,7 @@ def records_from_vllm(path: Path, obj: Any, workload: Workload) -> tuple[list[Re
     starts: Optional[np.ndarray] = None
     if "start_times" in lists:
         starts = np.asarray(lists["start_times"], dtype=np.float64)
-        starts = np.rint((starts - starts.min()) * NS).astype(np.int64) if n else starts.astype(np.int64)
+        starts = np.rint((starts - starts.min()) * NS_PER_S).astype(np.int64) if n else starts.astype(np.int64)
     records, left_out = [], len(workload.requests) - n
     for i in range(n):
         w = workload.requests[i]
@@ -81,8 +80,8 @@ def records_from_vllm(path: Path, obj: Any, workload: Workload) -> tuple[list[Re
             raise InputError(f"{where}: {len(itls) if isinstance(itls, list) else 'no'} ITLs for {out_len} output tokens "
                              "(need output_len - 1: one timestamp per token; run vLLM without multi-token stream chunks)")
         arrival = int(starts[i]) if starts is not None else w.arrival_time_ns
-        first = arrival + int(np.rint(float(lists["ttfts"][i]) * NS))
-        gaps = np.rint(np.asarray(itls, dtype=np.float64) * NS).astype(np.int64)
+        first = arrival + int(np.rint(float(lists["ttfts"][i]) * NS_PER_S))
+        gaps = np.rint(np.asarray(itls, dtype=np.float64) * NS_PER_S).astype(np.int64)
         if first < arrival or (gaps <= 0).any():
             raise InputError(f"{where}: ttft must be >= 0 and every ITL > 0 (after rounding to ns)")
         times = first + np.concatenate(([0], np.cumsum(gaps)))
@@ -92,11 +91,11 @@ def records_from_vllm(path: Path, obj: Any, workload: Workload) -> tuple[list[Re
     return records, left_out, "start_times" if starts is not None else "workload arrival times"
 
 
-def import_vllm_run(cfg: DictConfig) -> Path:
-    """Write ``<paths.real_runs>/<run_id>/`` from ``cfg.vllm_json`` for workload ``cfg.workload_id``."""
-    if not cfg.vllm_json or not cfg.workload_id:
+def import_vllm_run(app: CompareRunsAppConfig) -> Path:
+    """Write ``<paths.real_runs>/<run_id>/`` from ``app.vllm_json`` for workload ``app.workload_id``."""
+    if not app.vllm_json or not app.workload_id:
         raise InputError("mode=import_vllm needs vllm_json=<file> and workload_id=<id>")
-    path = Path(str(cfg.vllm_json))
+    path = Path(str(app.vllm_json))
     if not path.is_file():
         raise InputError(f"vllm_json {path}: no such file")
     raw = path.read_bytes()
@@ -104,12 +103,11 @@ def import_vllm_run(cfg: DictConfig) -> Path:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from exc
-    workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
+    workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
     records, left_out, arrival_source = records_from_vllm(path, obj, workload)
     sha = hashlib.sha256(raw).hexdigest()
-    run_id = str(cfg.run_id or f"vllm-{sha[:12]}-{workload.workload_id}"[:128])
-    if not is_valid_id(run_id):
-        raise InputError(f"run_id {run_id!r}: use letters, digits, '.', '_' and '-' only")
+    out = stage_output(app.paths.real_runs, app.run_id, lambda: f"vllm-{sha[:12]}-{workload.workload_id}"[:128],
+                       overwrite=bool(app.overwrite))
     scalars = {k: obj[k] for k in SCALARS if k in obj}
     config = {
         "model": {"name": str(obj.get("model_id", "?"))},
@@ -118,13 +116,12 @@ def import_vllm_run(cfg: DictConfig) -> Path:
         "vllm": scalars,
     }
     requests, tokens = tables_from_records(records)
-    final = Path(cfg.paths.real_runs) / run_id
-    with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+    with out.write() as tmp:
         write_run_tables(tmp, requests, tokens)
         write_run_meta(tmp, build_meta(
-            kind="real_run", id=run_id, config=config,
+            kind="real_run", id=out.id, config=config,
             inputs={"workload_id": workload.workload_id, "vllm_json": {"path": str(path), "sha256": sha}},
             status="incomplete" if left_out else "complete",
             imported_from="vllm bench serve --save-detailed", arrival_source=arrival_source, left_out=left_out,
         ))
-    return final
+    return out.path

@@ -1,41 +1,35 @@
-"""What every Hydra entrypoint shares: where the config tree is, and how user errors end the process."""
+"""The one factory of the Hydra entrypoints: compose, type the config once, run the app, print its report."""
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
+import hydra
 from omegaconf import DictConfig
 
-from gpu_simulate_test.config import register_configs
+from gpu_simulate_test.config import CONFIG_DIR, register_configs, typed
 from gpu_simulate_test.errors import GstError
 
 T = TypeVar("T")
-log = logging.getLogger("gpu_simulate_test")
 
 
-def config_dir() -> str:
-    """The packaged config tree in an installed wheel; the repository's ``configs/`` in a checkout."""
-    here = Path(__file__).resolve().parent.parent
-    packaged = here / "configs"
-    if packaged.is_dir():
-        return str(packaged)
-    repo = here.parent.parent / "configs"
-    if repo.is_dir():
-        return str(repo)
-    raise RuntimeError(f"gpu-simulate-test: no config tree at {packaged} or {repo}")
+def hydra_app(config_name: str, run: Callable[[Any], T], report: Callable[[T], str]) -> Callable[[], None]:
+    """The ``main`` of the app whose config is ``configs/<config_name>.yaml``.
 
+    ``run`` receives the app's dataclass; what it returns goes through ``report`` to stdout. A :class:`GstError`
+    becomes one line on stderr and its exit code (no traceback): library code raises, only this exits.
+    """
+    register_configs()
 
-CONFIG_DIR = config_dir()
-register_configs()
+    def main(cfg: DictConfig) -> None:
+        try:
+            result = run(typed(cfg))
+        except GstError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(exc.exit_code)
+        print(report(result), flush=True)
 
-
-def run_app(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
-    """Call ``fn``; a :class:`GstError` becomes one line on stderr and its exit code (no traceback)."""
-    try:
-        return fn(cfg)
-    except GstError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(exc.exit_code)
+    # Hydra names the job (and so its output folder, <paths.root>/hydra/<job>/) after the task function's module.
+    main.__module__ = f"gpu_simulate_test.cli.{config_name}"
+    return hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(main)

@@ -11,20 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import hydra
-from omegaconf import DictConfig
-
 from gpu_simulate_test.analysis.compare import compare_runs
-from gpu_simulate_test.analysis.report import SUMMARY, headline_text
+from gpu_simulate_test.analysis.report import headline_text
 from gpu_simulate_test.analysis.sweep import run_sweep
 from gpu_simulate_test.analysis.vllm_import import import_vllm_run
-from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
+from gpu_simulate_test.cli._app import hydra_app
+from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.outputs import SUMMARY
 
 
 @dataclass(frozen=True)
 class Mode:
-    run: Callable[[DictConfig], Path]
+    run: Callable[[CompareRunsAppConfig], Path]
     report: Callable[[Path], str]
 
 
@@ -35,18 +34,15 @@ MODES: dict[str, Mode] = {
 }
 
 
-def run_mode(cfg: DictConfig) -> str:
-    """Run the mode ``cfg.mode`` names; returns what the CLI prints."""
-    mode = MODES.get(str(cfg.mode))
+def run_mode(app: CompareRunsAppConfig) -> str:
+    """Run the mode ``app.mode`` names; returns what the CLI prints."""
+    mode = MODES.get(app.mode)
     if mode is None:
-        raise InputError(f"mode={cfg.mode!r} is not one of {sorted(MODES)}")
-    return mode.report(mode.run(cfg))
+        raise InputError(f"mode={app.mode!r} is not one of {sorted(MODES)}")
+    return mode.report(mode.run(app))
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="compare_runs")
-def main(cfg: DictConfig) -> None:
-    print(run_app(run_mode, cfg))
-
+main = hydra_app("compare_runs", run_mode, str)
 
 if __name__ == "__main__":
     main()

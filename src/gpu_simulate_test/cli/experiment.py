@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
+from gpu_simulate_test.cli._app import hydra_app
 from gpu_simulate_test.config.apps import CompareRunsAppConfig
+from gpu_simulate_test.config.experiment import ExperimentAppConfig
 from gpu_simulate_test.errors import OutputExistsError
 from gpu_simulate_test.experiment import PointRecord, run_experiment
 
@@ -20,16 +21,15 @@ log = logging.getLogger(__name__)
 _POINTS_FILE = "experiment_points.jsonl"
 
 
-def _run(cfg: DictConfig) -> PointRecord:
-    rec = run_experiment(cfg)
-    print(json.dumps(rec.__dict__, indent=2))
+def _run(app: ExperimentAppConfig) -> PointRecord:
+    rec = run_experiment(app)
     try:  # inside a multirun, remember the point for the sweep report
         from hydra.core.hydra_config import HydraConfig
 
         hc = HydraConfig.get()
         if hc.mode.name == "MULTIRUN":
             with open(Path(hc.sweep.dir) / _POINTS_FILE, "a") as fh:
-                fh.write(json.dumps(rec.__dict__) + "\n")
+                fh.write(json.dumps(asdict(rec)) + "\n")
     except ValueError:
         pass
     return rec
@@ -49,20 +49,15 @@ class SweepReport(Callback):
             return
         from gpu_simulate_test.analysis.sweep import run_sweep
 
-        sweep_cfg = OmegaConf.merge(
-            OmegaConf.structured(CompareRunsAppConfig),
-            {"mode": "sweep", "comparisons": comparisons, "paths": config.paths, "compare": config.compare},
-        )
+        sweep = CompareRunsAppConfig(mode="sweep", comparisons=comparisons, paths=OmegaConf.to_object(config.paths),
+                                     compare=OmegaConf.to_object(config.compare), overwrite=bool(config.overwrite))
         try:
-            print(f"sweep report: {run_sweep(sweep_cfg)}")
+            print(f"sweep report: {run_sweep(sweep)}")
         except OutputExistsError as exc:  # the same comparisons were reported before: the report stands
             print(f"sweep report exists already: {exc}")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="experiment")
-def main(cfg: DictConfig) -> None:
-    run_app(_run, cfg)
-
+main = hydra_app("experiment", _run, lambda rec: json.dumps(asdict(rec), indent=2))
 
 if __name__ == "__main__":
     main()

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+from pathlib import Path
 
-from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
+from gpu_simulate_test.cli._app import hydra_app
+from gpu_simulate_test.config.apps import VidurSimAppConfig
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="vidur_sim")
-def main(cfg: DictConfig) -> None:
+def _run(app: VidurSimAppConfig) -> Path:
     from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim  # Vidur takes seconds to import
 
-    print(run_app(run_vidur_sim, cfg))
+    return run_vidur_sim(app)
 
+
+main = hydra_app("vidur_sim", _run, str)
 
 if __name__ == "__main__":
     main()

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
-
-from gpu_simulate_test.cli._app import CONFIG_DIR, run_app
+from gpu_simulate_test.cli._app import hydra_app
 from gpu_simulate_test.workloads.spec import generate_workload
 
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="workload_spec")
-def main(cfg: DictConfig) -> None:
-    path = run_app(generate_workload, cfg)
-    print(f"workload_id={path.name}\npath={path}", flush=True)
-
+main = hydra_app("workload_spec", generate_workload, lambda path: f"workload_id={path.name}\npath={path}")
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,18 @@
-"""Structured configs: one dataclass per Hydra group, registered so that a typo fails in Hydra itself."""
+"""Structured configs: one dataclass per Hydra group and per app, registered so that a typo fails in Hydra itself.
+
+Where the config tree is (:data:`CONFIG_DIR`), how the apps' schemas are registered, and the one conversion of a
+composed config into its app's dataclass (:func:`typed`) live here; :func:`compose_app` does all three for code that
+composes a config without an entrypoint (the demo, scripts and tests).
+"""
 
 from __future__ import annotations
 
-from hydra.core.config_store import ConfigStore
+from pathlib import Path
+from typing import Any, Sequence
 
-from gpu_simulate_test.config.experiment import ExperimentAppConfig
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
 from gpu_simulate_test.config.apps import (
     CompareRunsAppConfig,
     RealBenchAppConfig,
@@ -12,6 +20,8 @@ from gpu_simulate_test.config.apps import (
     VidurSimAppConfig,
     WorkloadSpecAppConfig,
 )
+from gpu_simulate_test.config.experiment import ExperimentAppConfig
+from gpu_simulate_test.errors import InputError
 
 APP_SCHEMAS = {
     "workload_spec": WorkloadSpecAppConfig,
@@ -23,8 +33,41 @@ APP_SCHEMAS = {
 }
 
 
+def config_dir() -> str:
+    """The packaged config tree in an installed wheel; the repository's ``configs/`` in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "configs"
+    if packaged.is_dir():
+        return str(packaged)
+    repo = here.parent.parent / "configs"
+    if repo.is_dir():
+        return str(repo)
+    raise RuntimeError(f"gpu-simulate-test: no config tree at {packaged} or {repo}")
+
+
+CONFIG_DIR = config_dir()
+
+
 def register_configs() -> None:
     """Store each app's schema as ``<app>_schema``; its YAML lists it first in ``defaults``."""
     cs = ConfigStore.instance()
     for app, node in APP_SCHEMAS.items():
         cs.store(name=f"{app}_schema", node=node)
+
+
+def typed(cfg: DictConfig) -> Any:
+    """The app's dataclass (e.g. :class:`RealBenchAppConfig`) from its composed config; a value left ``???`` is
+    one clear error naming it."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise InputError(f"config value(s) {missing} must be given, e.g. {missing[0]}=<value> on the command line")
+    return OmegaConf.to_object(cfg)
+
+
+def compose_app(app: str, overrides: Sequence[str] = ()) -> Any:
+    """``configs/<app>.yaml`` with ``overrides`` composed as the app's entrypoint would, typed."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return typed(compose(config_name=app, overrides=list(overrides)))

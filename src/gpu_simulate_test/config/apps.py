@@ -1,4 +1,6 @@
-"""Top-level configs of the Hydra apps. Each app's YAML in ``configs/`` composes onto one of these."""
+"""Top-level configs of the Hydra apps. Each app's YAML in ``configs/`` composes onto one of these; its entrypoint
+turns the composed config into the dataclass once (:func:`gpu_simulate_test.config.typed`), and every stage
+receives that object."""
 
 from __future__ import annotations
 
@@ -18,56 +20,52 @@ from gpu_simulate_test.config.workload import WorkloadConfig
 
 
 @dataclass
-class WorkloadSpecAppConfig:
+class AppConfig:
+    """What every app has: its seed, where artifacts go, and whether an existing output may be replaced."""
+
     seed: int = 0
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    overwrite: bool = False
+
+
+@dataclass
+class EngineAppConfig(AppConfig):
+    """The apps that run or simulate an engine: which model, on which hardware, served by which backend."""
+
+    model: ModelConfig = MISSING
+    hardware: HardwareConfig = MISSING
+    backend: BackendConfig = MISSING
+
+
+@dataclass
+class WorkloadSpecAppConfig(AppConfig):
     workload: WorkloadConfig = MISSING
-    model: ModelConfig = MISSING
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    overwrite: bool = False
+    model: ModelConfig = MISSING  # its tokenizer and context limit
 
 
 @dataclass
-class RealBenchAppConfig:
-    seed: int = 0
+class RealBenchAppConfig(EngineAppConfig):
     workload_id: str = MISSING
-    model: ModelConfig = MISSING
-    hardware: HardwareConfig = MISSING
-    backend: BackendConfig = MISSING
-    paths: PathsConfig = field(default_factory=PathsConfig)
     run_id: Optional[str] = None  # null: a new id
-    overwrite: bool = False
 
 
 @dataclass
-class VidurProfileAppConfig:
-    seed: int = 0
-    model: ModelConfig = MISSING
-    hardware: HardwareConfig = MISSING
-    backend: BackendConfig = MISSING
+class VidurProfileAppConfig(EngineAppConfig):
     profile: ProfileConfig = field(default_factory=ProfileConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    overwrite: bool = False
 
 
 @dataclass
-class VidurSimAppConfig:
-    seed: int = 0
+class VidurSimAppConfig(EngineAppConfig):
     workload_id: str = MISSING
     profiling_root: str = MISSING  # a directory, or a bundle id under paths.profiling
-    model: ModelConfig = MISSING
-    hardware: HardwareConfig = MISSING
-    backend: BackendConfig = MISSING
     vidur: VidurConfig = field(default_factory=VidurConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
-    run_id: Optional[str] = None
-    overwrite: bool = False
+    run_id: Optional[str] = None  # null: a new id
 
 
 @dataclass
-class CompareRunsAppConfig:
+class CompareRunsAppConfig(AppConfig):
     """``mode`` picks the job: ``compare`` (two runs), ``sweep`` (several comparisons) or ``import_vllm``."""
 
-    seed: int = 0
     mode: str = "compare"  # compare | sweep | import_vllm
     real_run: Optional[str] = None  # compare: run id under paths.real_runs, or a directory
     sim_run: Optional[str] = None  # compare: run id under paths.vidur_runs, or a directory
@@ -75,9 +73,7 @@ class CompareRunsAppConfig:
     vllm_json: Optional[str] = None  # import_vllm: a `vllm bench serve --save-detailed` result file
     workload_id: Optional[str] = None  # import_vllm: the workload that the vLLM run replayed
     compare: CompareConfig = field(default_factory=CompareConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
     allow_incomplete: bool = False
     comparison_id: Optional[str] = None  # compare: null = derived from the two run ids
     sweep_id: Optional[str] = None  # sweep: null = derived from the comparison ids
     run_id: Optional[str] = None  # import_vllm: null = derived from the file's content and the workload
-    overwrite: bool = False

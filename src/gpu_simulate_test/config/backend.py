@@ -16,7 +16,7 @@ class BackendConfig:
     policy matches the real one; where they cannot match, ``specs/`` says so.
     """
 
-    name: str = MISSING  # registry key in real_bench.backends
+    name: str = MISSING  # registry key in gpu_simulate_test.backends (BACKENDS)
     vidur_scheduler: str = MISSING  # vllm | sarathi | orca | ...
     max_requests_per_batch: int = 1
     max_batch_tokens: Optional[int] = None  # tokens per iteration (chunk size); null: whole prompts

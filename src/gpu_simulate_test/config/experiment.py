@@ -7,11 +7,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.apps import EngineAppConfig
 from gpu_simulate_test.config.compare import CompareConfig
-from gpu_simulate_test.config.hardware import HardwareConfig
-from gpu_simulate_test.config.model import ModelConfig
-from gpu_simulate_test.config.paths import PathsConfig
 from gpu_simulate_test.config.profile import ProfileConfig
 from gpu_simulate_test.config.vidur import VidurConfig
 from gpu_simulate_test.config.workload import WorkloadConfig
@@ -41,19 +38,17 @@ class CapacityConfig:
 
 
 @dataclass
-class ExperimentAppConfig:
-    seed: int = 0
+class ExperimentAppConfig(EngineAppConfig):
+    """``overwrite=true`` runs every stage of the point again and lets each replace what it finds (the measured
+    capacity, shared by the points of a sweep, is kept)."""
+
     workload: WorkloadConfig = MISSING
-    model: ModelConfig = MISSING
-    hardware: HardwareConfig = MISSING
-    backend: BackendConfig = MISSING
     vidur: VidurConfig = field(default_factory=VidurConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
-    paths: PathsConfig = field(default_factory=PathsConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
-    # Which stages this invocation may run; a point's finished stages are always reused, never redone.
+    # Which stages this invocation may run; a point's finished stages are reused, never redone (unless overwrite=true).
     stages: List[str] = field(default_factory=lambda: list(STAGES))
     # Archive this point's run directories into <dir>/<point_key>.tar.gz (for bringing runs back from a GPU machine).
     archive_dir: Optional[str] = None

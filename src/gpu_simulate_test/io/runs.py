@@ -15,10 +15,10 @@ import pandas as pd
 
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.meta import read_meta, write_json
+from gpu_simulate_test.io.outputs import RUN_META
 from gpu_simulate_test.io.schemas import ITERATION_METRICS, REQUEST_METRICS, TOKEN_METRICS
 from gpu_simulate_test.io.tables import read_table, write_table
 
-RUN_META = "run_meta.json"
 RUN_KINDS = ("real_run", "vidur_run")
 
 

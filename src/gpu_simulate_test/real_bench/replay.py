@@ -17,31 +17,11 @@ from typing import Optional
 
 import numpy as np
 
+from gpu_simulate_test.backends.recorder import RunClock
 from gpu_simulate_test.workloads.load import WorkloadRequest
 
 SWITCH_INTERVAL_S = 1e-4  # 100 us: dispatch p99 stays well under 1 ms next to a busy engine thread
 SPIN_NS = 300_000  # sleep until this close to the arrival, then spin (time.sleep overshoots by ~60-100 us)
-
-
-class RunClock:
-    """One monotonic clock for the whole run: ``perf_counter_ns`` relative to the run's start."""
-
-    def __init__(self) -> None:
-        self.start_ns = time.perf_counter_ns()
-
-    def now(self) -> int:
-        return time.perf_counter_ns() - self.start_ns
-
-    def rel(self, perf_counter_ns: int) -> int:
-        """A raw ``perf_counter_ns`` reading, relative to the run's start."""
-        return perf_counter_ns - self.start_ns
-
-    def from_perf_counter(self, seconds: float) -> int:
-        """An engine's ``time.perf_counter()`` float (the same clock, in seconds) as run-relative ns.
-
-        A float64 of ~1e6 s has a resolution of ~0.1 ns, so rounding recovers the integer reading.
-        """
-        return round(seconds * 1e9) - self.start_ns
 
 
 def wait_until(clock: RunClock, target_ns: int, spin_ns: int = SPIN_NS) -> None:

@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from omegaconf import DictConfig, OmegaConf
 
+from gpu_simulate_test.backends import Backend, get_backend
+from gpu_simulate_test.backends.recorder import Recorder, RunClock
+from gpu_simulate_test.config.apps import RealBenchAppConfig
 from gpu_simulate_test.config.backend import BackendConfig
-from gpu_simulate_test.config.hardware import HardwareConfig
-from gpu_simulate_test.config.model import ModelConfig
-from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, OutputExistsError, RunInterrupted
-from gpu_simulate_test.io.ids import is_valid_id, new_run_id
+from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
+from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import accelerator_name, build_meta
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
-from gpu_simulate_test.real_bench.backends import get_backend
-from gpu_simulate_test.real_bench.backends.base import Backend
 from gpu_simulate_test.real_bench.progress import RunProgress
-from gpu_simulate_test.real_bench.recorder import Recorder
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, RunClock, lateness_stats, replay, switch_interval
+from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 log = logging.getLogger(__name__)
@@ -43,10 +41,6 @@ def _oom_error(exc: BaseException, backend: BackendConfig) -> EnvironmentUnavail
         f"backend {backend.name}: device out of memory ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
         "lower backend.num_blocks / max_batch_tokens / max_requests_per_batch, or use a shorter workload"
     )
-
-
-def _structured(cfg: Any, cls: type) -> Any:
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), cfg))
 
 
 def _prepare(backend: Backend, workload: Workload) -> tuple[str, float, dict[int, list[int]]]:
@@ -66,19 +60,11 @@ def _prepare(backend: Backend, workload: Workload) -> tuple[str, float, dict[int
         raise EnvironmentUnavailableError(f"backend {backend.cfg.name} could not load or warm up: {type(exc).__name__}: {exc}") from exc
 
 
-def run_real_bench(cfg: DictConfig) -> Path:
+def run_real_bench(app: RealBenchAppConfig) -> Path:
     """The real-bench app; returns the run directory."""
-    model_cfg: ModelConfig = _structured(cfg.model, ModelConfig)
-    hw_cfg: HardwareConfig = _structured(cfg.hardware, HardwareConfig)
-    be_cfg: BackendConfig = _structured(cfg.backend, BackendConfig)
-    run_id = cfg.run_id or new_run_id("real")
-    if not is_valid_id(run_id):
-        raise InputError(f"run_id {run_id!r} is not a valid id (letters, digits, '.', '_', '-')")
-    final = Path(cfg.paths.real_runs) / run_id
-    if final.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{final} exists already; pass overwrite=true to replace it, or choose another run_id")
-    workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
-    backend = get_backend(be_cfg.name)(be_cfg, model_cfg, hw_cfg, int(cfg.seed))
+    out = stage_output(app.paths.real_runs, app.run_id, lambda: new_run_id("real"), overwrite=app.overwrite)
+    workload = load_workload(Path(app.paths.workloads), app.workload_id)
+    backend = get_backend(app.backend.name)(app.backend, app.model, app.hardware, app.seed)
     backend.check_workload(workload)
     weights, warmup_s, prompts = _prepare(backend, workload)
 
@@ -110,13 +96,13 @@ def run_real_bench(cfg: DictConfig) -> Path:
     requests, tokens = tables_from_records(recorder.records())
     meta = build_meta(
         kind="real_run",
-        id=run_id,
-        config=OmegaConf.to_container(cfg, resolve=True),
+        id=out.id,
+        config=asdict(app),
         inputs={"workload_id": workload.workload_id},
         status=status,
         backend=settings,
-        model=model_cfg.name,
-        hardware=hw_cfg.name,
+        model=app.model.name,
+        hardware=app.hardware.name,
         gpu=accelerator_name(),
         weights_source=weights,
         warmup_s=warmup_s,
@@ -129,14 +115,14 @@ def run_real_bench(cfg: DictConfig) -> Path:
         engine_stats=stats,
         failure=None if failure is None else f"{type(failure).__name__}: {failure}",
     )
-    with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+    with out.write() as tmp:
         write_run_tables(tmp, requests, tokens, recorder.iterations_frame())
         write_run_meta(tmp, meta)
     if failure is None:
-        return final
-    kept = f"{recorder.num_finished} of {len(workload.requests)} requests finished and were kept in {final} (status incomplete)"
+        return out.path
+    kept = f"{recorder.num_finished} of {len(workload.requests)} requests finished and were kept in {out.path} (status incomplete)"
     if isinstance(failure, KeyboardInterrupt):
         raise RunInterrupted(f"interrupted; {kept}") from failure
     if _is_oom(failure):
-        raise _oom_error(failure, be_cfg) from failure
-    raise RunInterrupted(f"backend {be_cfg.name} failed mid-run ({type(failure).__name__}: {failure}); {kept}") from failure
+        raise _oom_error(failure, app.backend) from failure
+    raise RunInterrupted(f"backend {app.backend.name} failed mid-run ({type(failure).__name__}: {failure}); {kept}") from failure

@@ -6,8 +6,8 @@ a cache dir of their own per bundle content (Vidur's cache key ignores the model
 and are registered under Vidur's own predictor keys, so ``Simulator`` builds them unchanged.
 
 Public API (the vidur-profile helper uses the first three to check a bundle on held-out shapes):
-    PredictorGrid(max_tokens: int, max_prefill_chunk: int, max_batch_size: int)
-        The predictor's pre-computed grid: tokens per request/iteration, prefill chunk, decode batch.
+    PredictorGrid(tokens: int, prefill_chunk: int, batch_size: int)
+        The predictor's pre-computed grid: tokens of one request or iteration, prefill chunk, decode batch.
     build_predictor(mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, hardware: HardwareConfig,
                     block_size: int, grid: PredictorGrid, cache_root: Path, vidur: VidurConfig | None = None,
                     seed: int = 0) -> SklearnExecutionTimePredictor
@@ -20,6 +20,7 @@ Public API (the vidur-profile helper uses the first three to check a bundle on h
         (tokens cached before + ``num_q_tokens``).
     predictor_config(...) -> the Vidur predictor config (used by vidur-sim's SimulationConfig).
     grid_for(limits, vidur) -> PredictorGrid covering a bundle's whole grid.
+    grid_for_needs(tokens, prefill_chunk, batch_size) -> PredictorGrid covering a run's needs.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.vidur import VidurConfig
 from gpu_simulate_test.errors import ArtifactError, GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
 
 KV_GRANULARITY = 256  # Vidur's kv_cache_prediction_granularity (its default; KV lookups round up to it)
@@ -62,11 +64,15 @@ CHUNK_GRANULARITY = 32  # Vidur rounds prefill chunks up to multiples of 32
 
 @dataclass(frozen=True)
 class PredictorGrid:
-    """What the predictor pre-computes; every lookup of a run must fall inside (else Vidur raises KeyError)."""
+    """What the predictor pre-computes; every lookup of a run must fall inside (else Vidur raises KeyError).
 
-    max_tokens: int
-    max_prefill_chunk: int
-    max_batch_size: int
+    ``tokens``: tokens of one request (its KV) or of one iteration, whichever is larger (Vidur's
+    ``prediction_max_tokens_per_request``); ``prefill_chunk`` and ``batch_size`` as in ``config.limits``.
+    """
+
+    tokens: int
+    prefill_chunk: int
+    batch_size: int
 
 
 @dataclass
@@ -192,22 +198,21 @@ def _pow2_at_least(value: int, floor: int) -> int:
     return out
 
 
-def grid_for_needs(max_tokens: int, max_prefill_chunk: int, max_batch_size: int) -> PredictorGrid:
+def grid_for_needs(tokens: int, prefill_chunk: int, batch_size: int) -> PredictorGrid:
     """A grid over the needs, rounded up to powers of two so that similar runs reuse Vidur's cache."""
     return PredictorGrid(
-        max_tokens=_pow2_at_least(max_tokens, KV_GRANULARITY),
-        max_prefill_chunk=_pow2_at_least(max_prefill_chunk, CHUNK_GRANULARITY),
-        max_batch_size=int(max_batch_size),
+        tokens=_pow2_at_least(tokens, KV_GRANULARITY),
+        prefill_chunk=_pow2_at_least(prefill_chunk, CHUNK_GRANULARITY),
+        batch_size=int(batch_size),
     )
 
 
-def grid_for(limits: Any, vidur: Optional[VidurConfig] = None) -> PredictorGrid:
+def grid_for(limits: GridLimits, vidur: Optional[VidurConfig] = None) -> PredictorGrid:
     """The grid covering a bundle's whole :class:`~.profiling_root.GridLimits`."""
-    top = max(int(limits.max_kv_tokens), int(limits.max_tokens))
+    top = max(limits.request_tokens, limits.tokens_per_iteration)
     if vidur is not None and vidur.prediction_max_tokens_per_request:
         top = int(vidur.prediction_max_tokens_per_request)
-    return PredictorGrid(_round_up(top, KV_GRANULARITY), _round_up(limits.max_prefill_chunk, CHUNK_GRANULARITY),
-                         int(limits.max_batch_size))
+    return PredictorGrid(_round_up(top, KV_GRANULARITY), _round_up(limits.prefill_chunk, CHUNK_GRANULARITY), limits.batch_size)
 
 
 def bundle_cache_dir(cache_root: Path, mlp_csv: Path, attention_csv: Path, model: ModelConfig, seed: int) -> Path:
@@ -237,9 +242,9 @@ def predictor_config(
     cfg.num_training_job_threads = int(vidur.num_training_job_threads)
     cfg.attention_decode_batching_overhead_fraction = float(vidur.attention_decode_batching_overhead_fraction)
     cfg.kv_cache_prediction_granularity = KV_GRANULARITY
-    cfg.prediction_max_tokens_per_request = int(grid.max_tokens)
-    cfg.prediction_max_prefill_chunk_size = int(grid.max_prefill_chunk)
-    cfg.prediction_max_batch_size = int(grid.max_batch_size)
+    cfg.prediction_max_tokens_per_request = int(grid.tokens)
+    cfg.prediction_max_prefill_chunk_size = int(grid.prefill_chunk)
+    cfg.prediction_max_batch_size = int(grid.batch_size)
     cfg.upload_predictions = False
     cfg.no_cache = False
     cfg.use_native_execution_time_predictor = False

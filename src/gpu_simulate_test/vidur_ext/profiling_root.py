@@ -17,9 +17,9 @@ from typing import Any, Optional
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.ids import is_valid_id
 from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.outputs import PROFILE_META
 
 BUNDLE_KIND = "profile_bundle"
-META_FILE = "profile_meta.json"
 MLP_FILE = "mlp.csv"
 ATTENTION_FILE = "attention.csv"
 DATASET_CONFIG_FILE = "config.json"  # what Vidur's HF compute datasets carry: model and device_sku
@@ -27,50 +27,56 @@ ITERATIONS_FILE = "iterations.csv"
 HELD_OUT_FILE = "held_out_check.csv"
 MLP_RAW_FILE = "mlp_raw.csv"  # the operator rows before the fold (optional: bundles before 2026-11-24 lack them)
 ATTENTION_RAW_FILE = "attention_raw.csv"
-REQUIRED_FILES = (META_FILE, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
+REQUIRED_FILES = (PROFILE_META, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
 TENSOR_PARALLEL_SIZE = 1  # the bundles hold TP=1 rows only (no all_reduce/send_recv files)
+
+
+# GridLimits field -> its key under profile_meta.json "grid_limits" (the names bundles have always been written with).
+_STORED_KEYS = {"tokens_per_iteration": "max_tokens", "prefill_chunk": "max_prefill_chunk", "batch_size": "max_batch_size",
+                "request_tokens": "max_kv_tokens", "block_size": "block_size"}
 
 
 @dataclass(frozen=True)
 class GridLimits:
     """What the profile covers; predictions outside it would be extrapolations, so vidur-sim refuses them.
 
-    ``max_tokens``: tokens of one iteration (the num_tokens grid of mlp.csv); ``max_prefill_chunk``:
-    tokens of one prefill chunk; ``max_batch_size``: requests per iteration; ``max_kv_tokens``: context
-    (prompt + generated) of one request; ``block_size``: the KV block size the attention rows were filtered by.
+    The names are those of ``config.limits.Limits``: ``tokens_per_iteration`` (the num_tokens grid of mlp.csv),
+    ``prefill_chunk`` (tokens of one prefill chunk), ``batch_size`` (requests per iteration), ``request_tokens``
+    (context, prompt + generated, of one request) and ``block_size`` (the KV block size the attention rows were
+    filtered by). ``profile_meta.json`` stores them under the keys of :data:`_STORED_KEYS`.
     """
 
-    max_tokens: int
-    max_prefill_chunk: int
-    max_batch_size: int
-    max_kv_tokens: int
+    tokens_per_iteration: int
+    prefill_chunk: int
+    batch_size: int
+    request_tokens: int
     block_size: int
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {_STORED_KEYS[k]: v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "GridLimits":
         try:
-            return cls(**{k: int(data[k]) for k in cls.__dataclass_fields__})
+            return cls(**{field: int(data[key]) for field, key in _STORED_KEYS.items()})
         except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{source}: 'grid_limits' must hold integers {list(cls.__dataclass_fields__)} ({exc}); rebuild the bundle") from exc
+            raise ArtifactError(f"{source}: 'grid_limits' must hold integers {list(_STORED_KEYS.values())} ({exc}); rebuild the bundle") from exc
 
     def violations(
         self,
         *,
-        max_tokens_per_iteration: Optional[int] = None,
-        max_prefill_chunk: Optional[int] = None,
-        max_batch_size: Optional[int] = None,
-        max_request_tokens: Optional[int] = None,
+        tokens_per_iteration: Optional[int] = None,
+        prefill_chunk: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        request_tokens: Optional[int] = None,
         block_size: Optional[int] = None,
     ) -> list[str]:
         """One sentence per requested quantity that exceeds the grid (empty: covered)."""
         checks = (
-            ("tokens per iteration", max_tokens_per_iteration, self.max_tokens, "profile.max_tokens"),
-            ("prefill chunk tokens", max_prefill_chunk, self.max_prefill_chunk, "profile.max_tokens"),
-            ("requests per batch", max_batch_size, self.max_batch_size, "profile.max_batch_size"),
-            ("tokens of one request (prompt + decode)", max_request_tokens, self.max_kv_tokens, "profile.max_kv_tokens"),
+            ("tokens per iteration", tokens_per_iteration, self.tokens_per_iteration, "profile.max_tokens"),
+            ("prefill chunk tokens", prefill_chunk, self.prefill_chunk, "profile.max_tokens"),
+            ("requests per batch", batch_size, self.batch_size, "profile.max_batch_size"),
+            ("tokens of one request (prompt + decode)", request_tokens, self.request_tokens, "profile.max_kv_tokens"),
         )
         out = [
             f"{what}: {asked} exceeds the profiled maximum {have} (rebuild the bundle with a larger {knob})"
@@ -159,12 +165,12 @@ def load_profiling_root(path: Path, *, check_tables: bool = True) -> ProfilingRo
     missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
     if missing:
         raise ArtifactError(f"profiling root {path} lacks {missing}; it is incomplete or not a bundle (specs/profiling_root.md)")
-    meta = read_meta(path / META_FILE, kind=BUNDLE_KIND)
+    meta = read_meta(path / PROFILE_META, kind=BUNDLE_KIND)
     if meta["status"] != "complete":
-        raise ArtifactError(f"{path / META_FILE}: status {meta['status']!r}; rebuild the bundle with vidur-profile")
+        raise ArtifactError(f"{path / PROFILE_META}: status {meta['status']!r}; rebuild the bundle with vidur-profile")
     if "grid_limits" not in meta:
-        raise ArtifactError(f"{path / META_FILE}: missing 'grid_limits'; rebuild the bundle with this version")
-    limits = GridLimits.from_dict(meta["grid_limits"], str(path / META_FILE))
+        raise ArtifactError(f"{path / PROFILE_META}: missing 'grid_limits'; rebuild the bundle with this version")
+    limits = GridLimits.from_dict(meta["grid_limits"], str(path / PROFILE_META))
     try:
         json.loads((path / DATASET_CONFIG_FILE).read_text())
     except json.JSONDecodeError as exc:

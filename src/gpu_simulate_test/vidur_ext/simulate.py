@@ -8,18 +8,20 @@ go under the run's ``vidur/`` folder and its trained predictors under ``paths.ca
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from vidur.config import (
+    BaseReplicaSchedulerConfig,
+    CacheConfig,
     ClusterConfig,
     MetricsConfig,
+    ReplicaConfig,
     RoundRobinGlobalSchedulerConfig,
     SimulationConfig,
     TraceRequestGeneratorConfig,
@@ -28,12 +30,15 @@ from vidur.request_generator import RequestGeneratorRegistry
 from vidur.types import RequestGeneratorType
 from vidur.utils.random import set_seeds
 
-from gpu_simulate_test.errors import InputError, OutputExistsError
-from gpu_simulate_test.io.ids import is_valid_id, new_run_id
+from gpu_simulate_test.config.apps import VidurSimAppConfig
+from gpu_simulate_test.config.limits import resolve_limits
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import build_meta
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.schemas import ITERATION_METRICS
+from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.vidur_ext.predictor import (
     PredictorGrid,
     check_profile_rows,
@@ -43,11 +48,10 @@ from gpu_simulate_test.vidur_ext.predictor import (
 )
 from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot, load_profiling_root, resolve_root
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
-from gpu_simulate_test.vidur_ext.schedulers import SchedulerPlan, cache_config, plan_scheduler
+from gpu_simulate_test.vidur_ext.schedulers import cache_config, describe, scheduler_config
 from gpu_simulate_test.vidur_ext.tracing import REQUEST_ID_COLUMN, TracingSimulator, TracingTraceReplayGenerator
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
-NS_PER_S = 1_000_000_000
 TRACE_DATE = "1970-01-01"  # Vidur's trace reader keeps only rows whose Date equals its configured date
 VIDUR_DIR = "vidur"
 TRACE_FILE = "trace.csv"
@@ -61,7 +65,9 @@ class SimInputs:
 
     workload: Workload
     root: ProfilingRoot
-    plan: SchedulerPlan
+    scheduler: BaseReplicaSchedulerConfig
+    replica: ReplicaConfig
+    cache: CacheConfig
     grid: PredictorGrid
 
 
@@ -77,41 +83,43 @@ def vidur_version() -> str:
     return metadata.version("vidur")
 
 
-def prepare(cfg: DictConfig) -> SimInputs:
+def prepare(app: VidurSimAppConfig) -> SimInputs:
     """Load and check every input; raise :class:`InputError`/:class:`ArtifactError` before anything is written."""
-    workload = load_workload(Path(cfg.paths.workloads), str(cfg.workload_id))
-    root = load_profiling_root(resolve_root(str(cfg.profiling_root), Path(cfg.paths.profiling)))
-    root.require_match(model=str(cfg.model.name), hardware=str(cfg.hardware.name), backend=str(cfg.backend.name))
-    model = cfg.model
-    if workload.max_context > int(model.max_position_embeddings):
+    workload = load_workload(Path(app.paths.workloads), app.workload_id)
+    root = load_profiling_root(resolve_root(app.profiling_root, Path(app.paths.profiling)))
+    root.require_match(model=app.model.name, hardware=app.hardware.name, backend=app.backend.name)
+    model = app.model
+    if workload.max_context > model.max_position_embeddings:
         raise InputError(
             f"workload {workload.workload_id}: its longest request has {workload.max_context} tokens (prompt + decode), "
             f"more than model {model.name}'s context of {model.max_position_embeddings}; drop or shorten it in workload-spec"
         )
-    if int(cfg.vidur.num_replicas) < 1:
-        raise InputError(f"vidur.num_replicas={cfg.vidur.num_replicas}; it must be >= 1")
-    plan = plan_scheduler(cfg.backend, workload)
+    if app.vidur.num_replicas < 1:
+        raise InputError(f"vidur.num_replicas={app.vidur.num_replicas}; it must be >= 1")
+    limits = resolve_limits(app.backend, workload.max_prefill, len(workload.requests))
+    scheduler = scheduler_config(app.backend.name, limits)
     root.limits.require(
         root.path,
-        max_tokens_per_iteration=plan.max_tokens_per_iteration,
-        max_prefill_chunk=plan.max_prefill_chunk,
-        max_batch_size=plan.max_batch_size,
-        max_request_tokens=workload.max_context,
-        block_size=int(cfg.backend.block_size),
+        tokens_per_iteration=limits.tokens_per_iteration,
+        prefill_chunk=limits.prefill_chunk,
+        batch_size=limits.batch_size,
+        request_tokens=workload.max_context,
+        block_size=limits.block_size,
     )
-    cache_config(cfg.backend, workload, build_replica_config(model, cfg.hardware))  # KV capacity check
-    check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=int(cfg.backend.block_size))
-    need = max(workload.max_context, plan.max_tokens_per_iteration)
-    grid = grid_for_needs(need, plan.max_prefill_chunk, plan.max_batch_size)
-    explicit = cfg.vidur.prediction_max_tokens_per_request
+    replica = build_replica_config(model, app.hardware)  # registers the model and hardware with Vidur
+    cache = cache_config(app.backend.name, limits, workload.max_context, replica)
+    check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=limits.block_size)
+    need = max(workload.max_context, limits.tokens_per_iteration)
+    grid = grid_for_needs(need, limits.prefill_chunk, limits.batch_size)
+    explicit = app.vidur.prediction_max_tokens_per_request
     if explicit is not None:
         if int(explicit) < need:
             raise InputError(
                 f"vidur.prediction_max_tokens_per_request={explicit} is below what this workload needs ({need} tokens "
                 "per request or iteration); raise it or leave it null"
             )
-        grid = PredictorGrid(int(explicit), grid.max_prefill_chunk, grid.max_batch_size)
-    return SimInputs(workload, root, plan, grid)
+        grid = PredictorGrid(int(explicit), grid.prefill_chunk, grid.batch_size)
+    return SimInputs(workload, root, scheduler, replica, cache, grid)
 
 
 def write_trace(workload: Workload, path: Path) -> None:
@@ -132,33 +140,31 @@ def _to_ns(seconds: Any) -> np.ndarray:
     return np.rint(np.asarray(seconds, dtype=np.float64) * NS_PER_S).astype(np.int64)
 
 
-def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
+def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimResult:
     """Run Vidur on the workload; ``scratch`` receives Vidur's own files."""
-    vidur_cfg = cfg.vidur
+    vidur_cfg = app.vidur
     logging.getLogger("vidur").setLevel(str(vidur_cfg.log_level).upper())
     scratch.mkdir(parents=True, exist_ok=True)
     trace = scratch / TRACE_FILE
     write_trace(inputs.workload, trace)
     workload = inputs.workload
 
-    cache_root = Path(cfg.paths.cache)
+    cache_root = Path(app.paths.cache)
     register_predictors()
     replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
-    replica = build_replica_config(cfg.model, cfg.hardware)
-    cache = cache_config(cfg.backend, workload, replica)
     sim_config = SimulationConfig(
-        seed=int(cfg.seed),
+        seed=int(app.seed),
         log_level=str(vidur_cfg.log_level),
         time_limit=0,
         cluster_config=ClusterConfig(
             num_replicas=int(vidur_cfg.num_replicas),
-            replica_config=replica,
-            cache_config=cache,
+            replica_config=inputs.replica,
+            cache_config=inputs.cache,
             global_scheduler_config=RoundRobinGlobalSchedulerConfig(),
-            replica_scheduler_config=inputs.plan.config,
+            replica_scheduler_config=inputs.scheduler,
         ),
         request_generator_config=TraceRequestGeneratorConfig(
-            seed=int(cfg.seed),
+            seed=int(app.seed),
             trace_file=str(trace),
             date=TRACE_DATE,
             prefill_scale_factor=1.0,
@@ -167,8 +173,8 @@ def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
             max_tokens=workload.max_context,  # nothing is clipped
         ),
         execution_time_predictor_config=predictor_config(
-            inputs.root.mlp_csv, inputs.root.attention_csv, model=cfg.model, grid=inputs.grid,
-            cache_root=cache_root, vidur=vidur_cfg, seed=int(cfg.seed),
+            inputs.root.mlp_csv, inputs.root.attention_csv, model=app.model, grid=inputs.grid,
+            cache_root=cache_root, vidur=vidur_cfg, seed=int(app.seed),
         ),
         metrics_config=MetricsConfig(
             write_metrics=False,
@@ -181,7 +187,7 @@ def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
             output_dir=str(scratch / "simulator_output"),
         ),
     )
-    set_seeds(int(cfg.seed))
+    set_seeds(int(app.seed))
     with Progress(
         TextColumn("vidur-sim"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as progress:
@@ -191,19 +197,19 @@ def simulate(cfg: DictConfig, inputs: SimInputs, scratch: Path) -> SimResult:
     records = _records(simulator, workload)
     requests, tokens = tables_from_records(records)
     settings = {
-        "scheduler": inputs.plan.describe(),
-        "cache": {"block_size": cache.block_size, "num_blocks": cache.num_blocks,
-                  "watermark_blocks_fraction": cache.watermark_blocks_fraction},
-        "model_name": vidur_model_name(cfg.model),
-        "device": str(cfg.hardware.vidur_device),
-        "network_device": str(cfg.hardware.vidur_node),
+        "scheduler": describe(inputs.scheduler),
+        "cache": {"block_size": inputs.cache.block_size, "num_blocks": inputs.cache.num_blocks,
+                  "watermark_blocks_fraction": inputs.cache.watermark_blocks_fraction},
+        "model_name": vidur_model_name(app.model),
+        "device": str(app.hardware.vidur_device),
+        "network_device": str(app.hardware.vidur_node),
         "tensor_parallel_size": 1,
         "num_pipeline_stages": 1,
         "num_replicas": int(vidur_cfg.num_replicas),
         "execution_time_predictor": str(vidur_cfg.execution_time_predictor),
-        "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.max_tokens,
-                           "prediction_max_prefill_chunk_size": inputs.grid.max_prefill_chunk,
-                           "prediction_max_batch_size": inputs.grid.max_batch_size},
+        "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.tokens,
+                           "prediction_max_prefill_chunk_size": inputs.grid.prefill_chunk,
+                           "prediction_max_batch_size": inputs.grid.batch_size},
         "predictor_cache_dir": str(sim_config.execution_time_predictor_config.cache_dir),
         "trace": {"time_scale_factor": 1.0, "prefill_scale_factor": 1.0, "decode_scale_factor": 1.0,
                   "max_tokens": workload.max_context},
@@ -249,27 +255,22 @@ def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
     return df[ITERATION_METRICS.column_names]
 
 
-def run_vidur_sim(cfg: DictConfig) -> Path:
+def run_vidur_sim(app: VidurSimAppConfig) -> Path:
     """The vidur-sim app: validate, simulate, write ``<paths.vidur_runs>/<run_id>/`` atomically."""
-    run_id = str(cfg.run_id) if cfg.run_id is not None else new_run_id("vidur")
-    if not is_valid_id(run_id):
-        raise InputError(f"run_id={run_id!r}: use letters, digits, '.', '_' and '-' only")
-    final = Path(cfg.paths.vidur_runs) / run_id
-    if final.exists() and not cfg.overwrite:
-        raise OutputExistsError(f"{final} exists already; pass overwrite=true to replace it, or choose another run_id")
-    inputs = prepare(cfg)
-    with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
-        result = simulate(cfg, inputs, tmp / VIDUR_DIR)
+    out = stage_output(app.paths.vidur_runs, app.run_id, lambda: new_run_id("vidur"), overwrite=bool(app.overwrite))
+    inputs = prepare(app)
+    with out.write() as tmp:
+        result = simulate(app, inputs, tmp / VIDUR_DIR)
         write_run_tables(tmp, result.requests, result.tokens, result.iterations)
         meta = build_meta(
             kind="vidur_run",
-            id=run_id,
-            config=OmegaConf.to_container(cfg, resolve=True),
+            id=out.id,
+            config=asdict(app),
             inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id},
             vidur_version=vidur_version(),
             scheduler=result.settings["scheduler"],
             settings=result.settings,
         )
         write_run_meta(tmp, meta)
-    log.info("vidur-sim: %d requests, %d iterations -> %s", len(result.requests), len(result.iterations), final)
-    return final
+    log.info("vidur-sim: %d requests, %d iterations -> %s", len(result.requests), len(result.iterations), out.path)
+    return out.path

@@ -12,8 +12,7 @@ import numpy as np
 
 from gpu_simulate_test.config.workload import ArrivalConfig
 from gpu_simulate_test.errors import InputError
-
-NS_PER_S = 1_000_000_000
+from gpu_simulate_test.io.units import NS_PER_S
 
 # (n, config, rng, the trace's own timestamps in ns or None) -> arrival times in ns
 ArrivalProcess = Callable[[int, ArrivalConfig, np.random.Generator, Optional[np.ndarray]], np.ndarray]

@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.units import NS_PER_MS, NS_PER_S
 
-NS_PER_S = 1_000_000_000
-NS_PER_MS = 1_000_000
 DRAW = -1  # a decode length the trace does not give: drawn from workload.lengths.decode
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 
 from gpu_simulate_test.errors import ArtifactError
 from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.outputs import WORKLOAD_META
 from gpu_simulate_test.io.runs import resolve_dir
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS
 from gpu_simulate_test.io.tables import read_table
 
-WORKLOAD_META = "workload_meta.json"
 PROMPTS = "prompts.jsonl"
 
 

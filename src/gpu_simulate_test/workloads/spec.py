@@ -13,26 +13,27 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
+from gpu_simulate_test.config.apps import WorkloadSpecAppConfig
 from gpu_simulate_test.config.workload import WorkloadConfig
 from gpu_simulate_test.errors import InputError, OutputExistsError
 from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import WORKLOAD_META, atomic_dir
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS
 from gpu_simulate_test.io.tables import write_table
-from gpu_simulate_test.workloads.arrivals import NS_PER_S, arrival_times
+from gpu_simulate_test.io.units import NS_PER_S
+from gpu_simulate_test.workloads.arrivals import arrival_times
 from gpu_simulate_test.workloads.importers import DRAW, IMPORTERS, RawTrace
 from gpu_simulate_test.workloads.lengths import LENGTH_SAMPLERS, check_bounds, sample_lengths
-from gpu_simulate_test.workloads.load import PROMPTS, WORKLOAD_META
+from gpu_simulate_test.workloads.load import PROMPTS
 from gpu_simulate_test.workloads.tokenizer import PromptTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -269,34 +270,30 @@ def _same_files(a: Path, b: Path) -> bool:
     return all((a / f).is_file() and _sha256(a / f) == _sha256(b / f) for f in DATA_FILES) and (a / WORKLOAD_META).is_file()
 
 
-def generate_workload(cfg: DictConfig) -> Path:
-    """Build the workload that ``cfg`` (a composed ``workload_spec`` config) describes; return its directory.
+def generate_workload(app: WorkloadSpecAppConfig) -> Path:
+    """Build the workload that ``app`` describes; return its directory.
 
     If a workload with the same id exists with identical files, nothing is rewritten; if its files
     differ (edited or corrupted), that is an error unless ``overwrite=true``.
     """
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise InputError(f"config value(s) {missing} must be given, e.g. workload.lengths.path=/path/to/trace")
-    w: WorkloadConfig = OmegaConf.to_object(cfg.workload)  # type: ignore[assignment]
-    seed = int(cfg.seed)
+    w = app.workload
+    seed = int(app.seed)
     if seed < 0:
         raise InputError(f"seed={seed} must be >= 0")
     if not is_valid_id(f"{w.name}-0"):
         raise InputError(f"workload.name={w.name!r}: use letters, digits, '.', '_' and '-' only (it starts the workload id)")
-    max_context = int(w.max_context or cfg.model.max_position_embeddings)
-    tok = load_tokenizer(w.tokenizer, str(cfg.model.hf_id), int(cfg.model.vocab_size))
+    max_context = int(w.max_context or app.model.max_position_embeddings)
+    tok = load_tokenizer(w.tokenizer, str(app.model.hf_id), int(app.model.vocab_size))
     raw = _read_source(w, seed)
     built = _select(raw, w, seed, max_context, tok)
 
-    root = Path(str(cfg.paths.workloads))
+    root = Path(app.paths.workloads)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     try:
         _write_data(built, staging)
         digests = {f: _sha256(staging / f) for f in DATA_FILES}
-        id_config = OmegaConf.to_container(cfg.workload, resolve=True)
-        assert isinstance(id_config, dict)
+        id_config = asdict(w)
         trace_sha = _sha256(Path(w.lengths.path)) if raw.source != "synthetic" else None
         id_config["lengths"]["path"] = trace_sha  # the file's content, not where it lies on this machine
         # which tokenizer ran shows in the prompts' content; its name or local path would split ids for equal data
@@ -304,7 +301,7 @@ def generate_workload(cfg: DictConfig) -> Path:
         id_basis = {"workload": without_defaults(id_config, WorkloadConfig), "seed": seed, "max_context": max_context}
         workload_id = f"{w.name}-{short_hash(canonical_json(id_basis), canonical_json(digests))}"
         final = root / workload_id
-        if final.exists() and not cfg.overwrite:
+        if final.exists() and not app.overwrite:
             if _same_files(final, staging):
                 log.info("workload %s exists at %s: identical, nothing rewritten", workload_id, final)
                 return final
@@ -312,12 +309,12 @@ def generate_workload(cfg: DictConfig) -> Path:
                 f"{final} exists but its files differ from what this config generates (edited or corrupted?); "
                 "pass overwrite=true to rewrite it"
             )
-        with atomic_dir(final, overwrite=bool(cfg.overwrite)) as tmp:
+        with atomic_dir(final, overwrite=app.overwrite) as tmp:
             for f in DATA_FILES:
                 (staging / f).rename(tmp / f)
             meta = build_meta(
                 kind="workload", id=workload_id,
-                config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+                config=asdict(app),
                 inputs={"trace_file": {"path": str(w.lengths.path), "sha256": trace_sha}} if trace_sha else {},
                 seed=seed, max_context=max_context,
                 tokenizer={"kind": tok.kind, "name": tok.name},

@@ -3,15 +3,17 @@ and write a profiling root that Vidur's own execution-time predictor reads (see 
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig, OmegaConf
+from gpu_simulate_test.config.apps import VidurProfileAppConfig
+
+if TYPE_CHECKING:
+    from gpu_simulate_test.vidur_ext.profiler.bundle import BundleResult
 
 
-def run_vidur_profile(cfg: DictConfig) -> Path:
-    """The app's library entry: build (or find, by id) the bundle for ``cfg`` and return its directory."""
+def run_vidur_profile(app: VidurProfileAppConfig) -> "BundleResult":
+    """The app's library entry: build (or find, by id) the bundle for ``app``; its directory and held-out check."""
     from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle
     from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 
-    app = OmegaConf.to_object(cfg)
-    return build_bundle(app, vidur_predict(app)).path
+    return build_bundle(app, vidur_predict(app))

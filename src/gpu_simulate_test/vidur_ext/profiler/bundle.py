@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
+from gpu_simulate_test.backends import Backend, get_backend
+from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
 from gpu_simulate_test.errors import GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
-from gpu_simulate_test.io.rundir import atomic_dir
+from gpu_simulate_test.io.outputs import PROFILE_META, atomic_dir
 from gpu_simulate_test.io.schemas import (
     ATTENTION_PROFILE,
     ATTENTION_RAW_PROFILE,
@@ -30,7 +32,7 @@ from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
-from gpu_simulate_test.vidur_ext.profiler.iterations import make_timer
+from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
@@ -74,8 +76,8 @@ def _measure_operators(ops: LayerOps, grid: Grid, cfg: VidurProfileAppConfig, me
         mlp_rows.append({"num_tokens": n, **common, **_stats_row(samples)})
         progress.advance(task)
     att_common = {"n_embd": m.hidden_size, "n_q_head": m.num_attention_heads, "n_kv_head": m.num_kv_heads,
-                  "block_size": cfg.backend.block_size, "num_tensor_parallel_workers": pr.TENSOR_PARALLEL_SIZE,
-                  "max_model_len": grid.limits.max_kv_tokens, "attention_backend": cfg.backend.attn_implementation}
+                  "block_size": grid.limits.block_size, "num_tensor_parallel_workers": pr.TENSOR_PARALLEL_SIZE,
+                  "max_model_len": grid.limits.request_tokens, "attention_backend": cfg.backend.attn_implementation}
     task = progress.add_task("attention (prefill, decode)", total=len(grid.prefill_points) + len(grid.decode_points))
     att_rows = []
     for kind, a, kv, samples in time_attention(ops, grid.prefill_points, grid.decode_points, method, sync):
@@ -86,16 +88,20 @@ def _measure_operators(ops: LayerOps, grid: Grid, cfg: VidurProfileAppConfig, me
     return pd.DataFrame(mlp_rows), pd.DataFrame(att_rows)
 
 
-def _measure_iterations(model: Any, cfg: VidurProfileAppConfig, progress: Progress) -> tuple[pd.DataFrame, list[str]]:
-    """Time every feasible fit / held-out shape; return the table and the skipped shapes with reasons."""
+def _wanted_shapes(cfg: VidurProfileAppConfig) -> list[tuple[BatchShape, str]]:
+    """The fit and held-out shapes with their roles; a shape listed twice is refused (held-out is never fitted)."""
     wanted = [(s, "fit") for s in cfg.profile.fit] + [(s, "held_out") for s in cfg.profile.held_out]
     parsed = [(BatchShape.parse(s, f"profile.{role}"), role) for s, role in wanted]
     seen = [str(s) for s, _ in parsed]
     dup = sorted({s for s in seen if seen.count(s) > 1})
     if dup:
         raise InputError(f"profile.fit / profile.held_out list {dup} more than once; a held-out shape must never be fitted")
-    rounds = cfg.profile.iteration_rounds
-    timer = make_timer(model, cfg.backend, cfg.profile.iteration_samples)
+    return parsed
+
+
+def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
+                        progress: Progress) -> tuple[pd.DataFrame, list[str]]:
+    """Time every feasible fit / held-out shape through the backend's driver; the table and the skipped shapes."""
     measured, skipped = [], []
     for shape, role in parsed:
         why = timer.unsupported(shape)
@@ -105,14 +111,13 @@ def _measure_iterations(model: Any, cfg: VidurProfileAppConfig, progress: Progre
             skipped.append(f"{shape} ({role}): {why}")
     samples: dict[str, list[np.ndarray]] = {str(s): [] for s, _ in measured}
     task = progress.add_task("whole iterations", total=len(measured) * rounds)
-    try:
-        # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves fit and held-out shapes alike.
-        for _ in range(rounds):
-            for shape, _role in measured:
-                samples[str(shape)].append(timer.measure(shape))
-                progress.advance(task)
-    finally:
-        timer.close()
+    recorder = Recorder([], RunClock())
+    backend.start(recorder)
+    # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves fit and held-out shapes alike.
+    for _ in range(rounds):
+        for shape, _role in measured:
+            samples[str(shape)].append(timer.measure(backend, recorder, shape))
+            progress.advance(task)
     rows = []
     for shape, role in measured:
         ns = np.concatenate(samples[str(shape)])
@@ -142,7 +147,7 @@ def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFr
     write_json(path / pr.DATASET_CONFIG_FILE, {"model": vidur_model_name(cfg.model), "device_sku": cfg.hardware.vidur_device})
     meta = build_meta(kind=pr.BUNDLE_KIND, id=bid, config=bundle_config(cfg), inputs={},
                       grid_limits=grid.limits.to_dict(), **extra)
-    write_json(path / pr.META_FILE, meta)
+    write_json(path / PROFILE_META, meta)
 
 
 def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[float]]:
@@ -150,9 +155,19 @@ def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[floa
     return [BatchShape.parse(s) for s in sub["shape"]], (sub["trimmed_mean_ns"] / 1e6).tolist()
 
 
+def _load(backend: Backend) -> str:
+    """The driver's ``load`` (its weights source), with one message for whatever transformers raises."""
+    try:
+        return backend.load()
+    except GstError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; the user needs one message
+        raise InputError(f"backend {backend.name} cannot build model {backend.model_cfg.name}: {type(exc).__name__}: {exc}") from exc
+
+
 def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     """Measure and write ``<paths.profiling>/<bundle_id>/``; an existing complete bundle is returned as is."""
-    from gpu_simulate_test.modeling import device_sync, load_model
+    from gpu_simulate_test.modeling import device_sync
 
     bid = bundle_id(cfg)
     final = Path(cfg.paths.profiling) / bid
@@ -165,20 +180,22 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     grid = build_grid(cfg.model, cfg.backend, cfg.profile)
     if cfg.profile.iteration_rounds < 1:
         raise InputError(f"profile.iteration_rounds must be >= 1, not {cfg.profile.iteration_rounds}")
+    parsed = _wanted_shapes(cfg)
+    timer = StepTimer(cfg.backend, [s for s, _ in parsed], cfg.profile.iteration_samples)
+    backend = get_backend(cfg.backend.name)(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
+    backend.check_workload(timer.plan())  # every request the shapes submit, checked before anything loads
     method = TimingMethod(cfg.profile.warmup_iters, cfg.profile.repeat_iters, cfg.profile.calls_per_repeat)
     t_start = time.monotonic()
     with atomic_dir(final, overwrite=cfg.overwrite) as out:
         try:
-            loaded = load_model(cfg.model, cfg.hardware, attn_implementation=cfg.backend.attn_implementation,
-                                sdpa_kernels=cfg.backend.sdpa_kernels, seed=cfg.seed)
-        except GstError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; the user needs one message
-            raise InputError(f"backend {cfg.backend.name} cannot build model {cfg.model.name}: {type(exc).__name__}: {exc}") from exc
-        sync = device_sync(loaded.device)
-        with Progress() as progress:
-            mlp, att = _measure_operators(LayerOps(loaded.model, cfg.backend.attn_implementation), grid, cfg, method, sync, progress)
-            iters, skipped = _measure_iterations(loaded.model, cfg, progress)
+            weights_source = _load(backend)
+            model = backend.torch_model()
+            with Progress() as progress:
+                mlp, att = _measure_operators(LayerOps(model, cfg.backend.attn_implementation), grid, cfg, method,
+                                              device_sync(model.device), progress)
+                iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress)
+        finally:
+            backend.close()
         fit_shapes, fit_ms = _shapes(iters, "fit")
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
@@ -187,7 +204,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         overhead = fit_overhead(fit_shapes, fit_ms, raw_pred)
         mlp_f, att_f = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
         held, held_ms = _shapes(iters, "held_out")
-        extra = {"timing_method": method.describe(), "weights_source": loaded.weights_source, "sdpa_kernels": loaded.sdpa_kernels,
+        extra = {"timing_method": method.describe(), "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
                  "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name}
         _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra, raw=(mlp, att))
         both = predict(out, held + fit_shapes)  # fit_overhead refused an empty fit list

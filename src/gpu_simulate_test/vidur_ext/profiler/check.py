@@ -21,7 +21,7 @@ def vidur_predict(cfg: VidurProfileAppConfig) -> Predict:
     def predict(root: Path, shapes: list[BatchShape]) -> list[float]:
         predictor = build_predictor(
             root / pr.MLP_FILE, root / pr.ATTENTION_FILE, model=cfg.model, hardware=cfg.hardware,
-            block_size=cfg.backend.block_size, grid=grid_for(limits), cache_root=Path(cfg.paths.cache), seed=cfg.seed,
+            block_size=limits.block_size, grid=grid_for(limits), cache_root=Path(cfg.paths.cache), seed=cfg.seed,
         )
         return [predict_batch_time_s(predictor, list(zip(*s.vidur_batch()))) * 1e3 for s in shapes]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.limits import resolve_limits
 from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.profile import ProfileConfig
 from gpu_simulate_test.errors import InputError
@@ -34,21 +35,25 @@ class Grid:
 
 
 def build_grid(model: ModelConfig, backend: BackendConfig, profile: ProfileConfig) -> Grid:
-    """Cover what the backend can schedule: chunk (or whole prompt), batch cap and context in use."""
+    """Cover what the backend can schedule on prompts up to the context in use: its token budget (chunk size, or
+    whole prompts), its batch cap, that context; ``profile``'s own limits win."""
     max_kv = profile.max_kv_tokens or model.max_position_embeddings
-    max_tokens = profile.max_tokens or backend.max_batch_tokens or max_kv
-    max_batch = profile.max_batch_size or backend.max_requests_per_batch
-    for name, v in (("max_kv_tokens", max_kv), ("max_tokens", max_tokens), ("max_batch_size", max_batch)):
-        if v < 1:
-            raise InputError(f"profile.{name} resolves to {v}; it must be >= 1")
+    if max_kv < 1:
+        raise InputError(f"profile.max_kv_tokens resolves to {max_kv}; it must be >= 1")
     if max_kv > model.max_position_embeddings:
         raise InputError(
             f"profile.max_kv_tokens={max_kv} exceeds model.max_position_embeddings={model.max_position_embeddings} of {model.name}"
         )
-    chunk = min(max_tokens, max_kv)
-    limits = GridLimits(max_tokens=max_tokens, max_prefill_chunk=chunk, max_batch_size=max_batch,
-                        max_kv_tokens=max_kv, block_size=backend.block_size)
+    backend_limits = resolve_limits(backend, max_kv)
+    tokens = profile.max_tokens or backend_limits.token_budget
+    batch = profile.max_batch_size or backend_limits.batch_cap
+    for name, v in (("max_tokens", tokens), ("max_batch_size", batch)):
+        if v < 1:
+            raise InputError(f"profile.{name} resolves to {v}; it must be >= 1")
+    chunk = min(tokens, max_kv)
+    limits = GridLimits(tokens_per_iteration=tokens, prefill_chunk=chunk, batch_size=batch, request_tokens=max_kv,
+                        block_size=backend_limits.block_size)
     kv = [0, *ladder(max_kv, start=profile.min_kv_step)]
     prefill = [(c, k) for c in ladder(chunk, start=8) for k in kv if c + k <= max_kv]
-    decode = [(b, k) for b in ladder(max_batch) for k in kv if 1 <= k < max_kv]
-    return Grid(limits, ladder(max_tokens), prefill, decode)
+    decode = [(b, k) for b in ladder(batch) for k in kv if 1 <= k < max_kv]
+    return Grid(limits, ladder(tokens), prefill, decode)

@@ -58,6 +58,3 @@ class BatchShape:
         q = ([self.prefill_tokens] if self.prefill_tokens else []) + [1] * self.decode_batch
         kv = ([self.prefill_tokens] if self.prefill_tokens else []) + [self.decode_kv + 1] * self.decode_batch
         return q, kv
-
-    def max_request_tokens(self) -> int:
-        return max(self.prefill_tokens, self.decode_kv + 1 if self.decode_batch else 0)

@@ -1,7 +1,7 @@
 """Manual: real-bench on the H100 with qwen3-0.6b, both HF backends, one 50-request workload.
 
-Run by the lead on the GPU machine (src/ on PYTHONPATH):
-    python tests/manual/real_bench_h100.py --out "$OUT"
+Run on the GPU machine, after ``source scripts/gpu_env.sh``:
+    python3 scripts/real_bench_h100.py --out "$OUT"
 Each configuration runs in its own process (a CUDA failure in one cannot take the others down); run
 directories go under ``<out>/real_runs/``, and ``<out>/summary.json`` holds the printed table.
 Budget: about 8 minutes in all (generate with a dynamic cache costs ~35 ms per token on the H100,
@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "unit"))
-sys.path.insert(0, str(REPO / "src"))
+from gpu_simulate_test.io.outputs import RUN_META
+from gpu_simulate_test.testing import make_workload
 
-from _workload_factory import make_workload  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 WORKLOAD_ID = "h100-qwen3-50"
 COMMON = ["model=qwen3-0.6b", "hardware=h100", f"workload_id={WORKLOAD_ID}", "backend.warmup_requests=2"]
@@ -53,7 +52,7 @@ def build_workload(root: Path) -> None:
 
 
 def summarize(run_dir: Path) -> dict:
-    meta = json.loads((run_dir / "run_meta.json").read_text())
+    meta = json.loads((run_dir / RUN_META).read_text())
     tok = pd.read_csv(run_dir / "token_metrics.csv")
     gaps = tok.groupby("request_id")["token_time_ns"].diff().dropna().to_numpy()
     late = meta["dispatch_lateness"]
@@ -87,7 +86,7 @@ def main() -> int:
     idle = measure(None, SWITCH_INTERVAL_S)
     print(f"replay loop alone at 1000 req/s: dispatch p99 {idle['p99_ns'] / 1e6:.3f} ms", flush=True)
     results: dict[str, dict] = {"replay_loop_alone": {"dispatch_p99_ms": idle["p99_ns"] / 1e6}}
-    # Keep what tests/manual/gpu_env.sh put on the path (carried hydra/omegaconf), with src/ first.
+    # Keep what scripts/gpu_env.sh put on the path (carried hydra/omegaconf), with src/ first.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)}
     for name, overrides in RUNS.items():
         if args.only and name not in args.only:
@@ -99,7 +98,7 @@ def main() -> int:
             if proc.returncode != 0:
                 results[name] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-5:]}
             run_dir = root / "real_runs" / name
-            if (run_dir / "run_meta.json").exists():
+            if (run_dir / RUN_META).exists():
                 results[name] = {**results.get(name, {}), **summarize(run_dir)}
         except subprocess.TimeoutExpired:
             results[name] = {"error": f"timed out after {TIMEOUT_S[name]} s"}

@@ -5,11 +5,11 @@ sarathi-serve is not on PyPI and needs its own CUDA build; an unrelated PyPI pac
 written against microsoft/sarathi-serve 96f9911 (see ``extern/README.md``) and tested against a fake of
 that API only.
 
-Settings: ``max_batch_tokens`` -> ``SarathiSchedulerConfig.chunk_size``, ``max_requests_per_batch`` ->
-``max_num_seqs``, ``block_size`` -> ``CacheConfig.block_size``, ``gpu_memory_utilization`` ->
-``WorkerConfig`` (the engine profiles its KV block count from it; the count is read back into
-``settings()``), metrics off, one GPU. The engine has no thread of its own: a driver thread calls
-``step()`` in a loop. The replay thread calls ``add_request`` directly; it and the scheduler's
+Settings, from the resolved limits (``config/limits.py``): the token budget -> ``SarathiSchedulerConfig.chunk_size``
+(``max_batch_tokens: null``: the workload's longest prompt), the batch cap -> ``max_num_seqs``, ``block_size`` ->
+``CacheConfig.block_size``, ``gpu_memory_utilization`` -> ``WorkerConfig`` (the engine profiles its KV block count
+from it; the count is read back into ``settings()``), metrics off, one GPU. The engine has no thread of its own: a
+driver thread calls ``step()`` in a loop. The replay thread calls ``add_request`` directly; it and the scheduler's
 ``schedule()`` (wrapped on the instance) share one lock, which keeps the scheduler's queues consistent
 and puts every dispatch stamp (taken when ``add_request`` returns) before the step that first schedules
 the request. The wrapped ``schedule()`` also yields each step's batch (``scheduled_seq_metadata_list``:
@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.backends._model_dir import ModelDir, model_dir
+from gpu_simulate_test.backends.base import Backend, register_backend
+from gpu_simulate_test.backends.recorder import Recorder, StepItem
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 from gpu_simulate_test.modeling import resolve_device, torch_dtype
-from gpu_simulate_test.real_bench.backends._model_dir import ModelDir, model_dir
-from gpu_simulate_test.real_bench.backends.base import Backend, register_backend
-from gpu_simulate_test.real_bench.recorder import Recorder, StepItem
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 ENGINE_MODULE = "sarathi.engine.llm_engine"
@@ -60,38 +59,17 @@ def _rid(seq_id: str) -> Optional[int]:
     return int(seq_id[1:]) if seq_id.startswith("r") else None
 
 
-def _check_settings(cfg: BackendConfig) -> None:
-    """Refuse settings sarathi-serve cannot honour, before anything loads."""
-    if cfg.max_batch_tokens is None or cfg.max_batch_tokens < 1:
-        raise InputError("backend.max_batch_tokens (sarathi-serve's chunk_size) must be set to a positive number for backend=sarathi")
-    for key in ("max_requests_per_batch", "block_size"):
-        if getattr(cfg, key) < 1:
-            raise InputError(f"backend.{key} must be >= 1")
-    if cfg.num_blocks is not None:
-        raise InputError(
-            "backend.num_blocks must be null for backend=sarathi: sarathi-serve sizes its KV cache by profiling with "
-            "backend.gpu_memory_utilization; the resulting block count is recorded in run_meta.json (backend.num_blocks) "
-            "for vidur-sim to mirror"
-        )
-    if not 0.0 < cfg.gpu_memory_utilization <= 1.0:
-        raise InputError(f"backend.gpu_memory_utilization must be in (0, 1], not {cfg.gpu_memory_utilization}")
-    if cfg.watermark_blocks_fraction != SARATHI_WATERMARK:
-        raise InputError(
-            f"backend.watermark_blocks_fraction={cfg.watermark_blocks_fraction}, but sarathi-serve's block manager always "
-            f"keeps {SARATHI_WATERMARK}; set it to {SARATHI_WATERMARK} so that vidur-sim mirrors the engine"
-        )
-
-
-def _check_architecture(mdir: ModelDir) -> None:
-    """sarathi-serve implements a fixed set of architectures; say so before its workers fail on it."""
+def _check_architecture(model: str, mdir: ModelDir) -> None:
+    """sarathi-serve implements a fixed set of architectures (96f9911: no Qwen2/Qwen3); refuse the others before
+    the engine starts, instead of letting its workers fail on them."""
     from sarathi.model_executor import model_loader
 
     known = getattr(model_loader, "_MODEL_REGISTRY", None)
     archs = json.loads((mdir.path / "config.json").read_text()).get("architectures") or []
     if known is not None and not any(a in known for a in archs):
         raise EnvironmentUnavailableError(
-            f"the installed sarathi-serve has no implementation of {archs} (it has {sorted(known)}); add one to its "
-            "sarathi/model_executor/models, pick a model it implements, or use backend=hf-continuous"
+            f"model {model}: the installed sarathi-serve has no implementation of {archs} (it has {sorted(known)}); add "
+            "one to its sarathi/model_executor/models, pick a model it implements, or use backend=hf-continuous"
         )
 
 
@@ -99,7 +77,6 @@ def _check_architecture(mdir: ModelDir) -> None:
 class SarathiBackend(Backend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        _check_settings(self.cfg)
         self.engine: Any = None
         self._scratch: Optional[Path] = None
         self._settings: dict[str, Any] = {"name": self.name}
@@ -116,6 +93,21 @@ class SarathiBackend(Backend):
         self._num_decode: dict[int, int] = {}
         self._preemptions = 0
 
+    def check_workload(self, workload: Workload) -> None:
+        """Refuse, before anything loads, the settings sarathi-serve cannot honour."""
+        super().check_workload(workload)
+        if self.limits.num_blocks is not None:
+            raise InputError(
+                "backend.num_blocks must be null for backend=sarathi: sarathi-serve sizes its KV cache by profiling with "
+                "backend.gpu_memory_utilization; the resulting block count is recorded in run_meta.json (backend.num_blocks) "
+                "for vidur-sim to mirror"
+            )
+        if self.limits.watermark_blocks_fraction != SARATHI_WATERMARK:
+            raise InputError(
+                f"backend.watermark_blocks_fraction={self.limits.watermark_blocks_fraction}, but sarathi-serve's block "
+                f"manager always keeps {SARATHI_WATERMARK}; set it to {SARATHI_WATERMARK} so that vidur-sim mirrors the engine"
+            )
+
     def load(self) -> str:
         if not sarathi_serve_available():
             raise EnvironmentUnavailableError(INSTALL_HINT.format(module=ENGINE_MODULE))
@@ -125,7 +117,7 @@ class SarathiBackend(Backend):
         dtype = str(torch_dtype(self.model_cfg, self.hardware_cfg)).removeprefix("torch.")
         self._scratch = Path(tempfile.mkdtemp(prefix="gst-sarathi-"))
         mdir = model_dir(self.model_cfg, dtype, self._scratch / "model")
-        _check_architecture(mdir)
+        _check_architecture(self.model_cfg.name, mdir)
         self.engine = self._build_engine(mdir, dtype)
         self._instrument()
         self._settings = self._resolved_settings(mdir)
@@ -154,10 +146,10 @@ class SarathiBackend(Backend):
                 seed=self.seed,
                 max_model_len=self.model_cfg.max_position_embeddings,
             ),
-            worker_config=WorkerConfig(gpu_memory_utilization=self.cfg.gpu_memory_utilization),
-            cache_config=CacheConfig(block_size=self.cfg.block_size),
+            worker_config=WorkerConfig(gpu_memory_utilization=self.limits.gpu_memory_utilization),
+            cache_config=CacheConfig(block_size=self.limits.block_size),
             parallel_config=ParallelConfig(pipeline_parallel_size=1, tensor_parallel_size=1),
-            scheduler_config=SarathiSchedulerConfig(chunk_size=self.cfg.max_batch_tokens, max_num_seqs=self.cfg.max_requests_per_batch),
+            scheduler_config=SarathiSchedulerConfig(chunk_size=self.limits.token_budget, max_num_seqs=self.limits.batch_cap),
             metrics_config=MetricsConfig(write_metrics=False, enable_chrome_trace=False),
         )
         return LLMEngine.from_system_config(config)
@@ -201,7 +193,7 @@ class SarathiBackend(Backend):
     def submit(self, request: WorkloadRequest, prompt: list[int]) -> int:
         assert self.recorder is not None
         if self._error is not None:
-            raise self._failure() from self._error
+            raise self._loop_error() from self._error
         rid = request.request_id
         self._times[rid] = []
         self._num_decode[rid] = request.num_decode_tokens
@@ -290,11 +282,14 @@ class SarathiBackend(Backend):
             while self._finished < self._submitted and self._error is None and self._thread is not None and self._thread.is_alive():
                 self._cond.wait(0.1)
         if self._error is not None:
-            raise self._failure() from self._error
+            raise self._loop_error() from self._error
         if self._finished < self._submitted:
             raise RuntimeError("the sarathi-serve engine loop stopped with requests pending")
 
-    def _failure(self) -> RuntimeError:
+    def failure(self) -> Optional[BaseException]:
+        return self._error
+
+    def _loop_error(self) -> RuntimeError:
         return RuntimeError(f"the sarathi-serve engine loop failed: {type(self._error).__name__}: {self._error}")
 
     def stop(self) -> None:

@@ -3,15 +3,12 @@ processors / stopping criteria generate builds, and the ATen ops dispatched per 
 import time, threading
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
-from gpu_simulate_test.cli._app import CONFIG_DIR
+from gpu_simulate_test.backends import _hf
+from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.modeling import load_model
-from gpu_simulate_test.real_bench.backends import _hf
 
-with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-    cfg = OmegaConf.to_object(compose(config_name="vidur_profile", overrides=["model=qwen3-tiny", "hardware=cpu", "backend=hf-generate"]))
+cfg = compose_app("vidur_profile", ["model=qwen3-tiny", "hardware=cpu", "backend=hf-generate"])
 model = load_model(cfg.model, cfg.hardware, attn_implementation="sdpa").model
 
 class Count(TorchDispatchMode):
@@ -37,7 +34,7 @@ def run(kind, prompt_len=256, new=12):
             with torch.inference_mode():
                 model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new, do_sample=False,
                                logits_processor=procs, pad_token_id=0, cache_implementation="dynamic", disable_compile=True)
-        else:  # real_bench.backends.hf_generate._generate
+        else:  # backends.hf_generate._generate
             gen = GenerationConfig(do_sample=False, pad_token_id=_hf.pad_token_id(model), eos_token_id=_hf.eos_token_ids(model),
                                    disable_compile=True, max_new_tokens=new, min_new_tokens=new)
             model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=gen, logits_processor=procs)

@@ -13,11 +13,11 @@ import threading
 import time
 from typing import Any, Optional
 
+from gpu_simulate_test.backends import _hf
+from gpu_simulate_test.backends.base import Backend, register_backend
+from gpu_simulate_test.backends.recorder import StepItem
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.modeling import device_sync, load_model
-from gpu_simulate_test.real_bench.backends import _hf
-from gpu_simulate_test.real_bench.backends.base import Backend, register_backend
-from gpu_simulate_test.real_bench.recorder import StepItem
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 CACHES = ("dynamic", "static")
@@ -60,6 +60,8 @@ class HFGenerateBackend(Backend):
             raise InputError("backend.static_cache_bucket must be >= 1")
         self._queue: queue.Queue[Optional[tuple[WorkloadRequest, list[int]]]] = queue.Queue()
         self._stop = threading.Event()
+        self._idle = threading.Condition()  # notified whenever a request leaves the engine
+        self._pending = 0
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
         self._static_cache: Any = None
@@ -91,6 +93,9 @@ class HFGenerateBackend(Backend):
             self._static_cache = StaticCache(config=self.model.config, max_cache_len=self._max_cache_len)
         self._torch = torch
         return loaded.weights_source
+
+    def torch_model(self) -> Any:
+        return self.model
 
     def _generate(self, prompt: list[int], num_decode: int, hook: Any) -> Any:
         torch = self._torch
@@ -134,9 +139,13 @@ class HFGenerateBackend(Backend):
                 self._run_one(*item)
             except _Stopped:
                 return
-            except BaseException as exc:  # noqa: BLE001 - handed to the replay thread by wait_all
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by wait_all
                 self._error = exc
                 return
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
 
     def _run_one(self, req: WorkloadRequest, prompt: list[int]) -> None:
         rec = self.recorder
@@ -153,24 +162,28 @@ class HFGenerateBackend(Backend):
     def submit(self, request: WorkloadRequest, prompt: list[int]) -> int:
         assert self.recorder is not None
         dispatched = self.recorder.clock.now()  # stamped before the put, so no token can precede it
+        with self._idle:
+            self._pending += 1
         self._queue.put((request, prompt))
         return dispatched
 
     def wait_all(self) -> None:
-        self._queue.put(None)
-        self._join()
+        with self._idle:
+            while self._pending and self._thread is not None and self._thread.is_alive():
+                self._idle.wait(0.1)  # short waits keep Ctrl-C responsive
+        self._graphs_at_end = _recompilations()
         if self._error is not None:
             raise self._error
 
-    def _join(self) -> None:
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=0.1)  # short joins keep Ctrl-C responsive
-        self._graphs_at_end = _recompilations()
+    def failure(self) -> Optional[BaseException]:
+        return self._error
 
     def stop(self) -> None:
         self._stop.set()
         self._queue.put(None)
-        self._join()
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=0.1)  # short joins keep Ctrl-C responsive
+        self._graphs_at_end = _recompilations()
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -1,8 +1,9 @@
 """``hf-continuous``: transformers' continuous-batching manager (FIFO, chunked prefill, paged KV cache).
 
-Settings are explicit so that Vidur's ``sarathi`` scheduler can mirror them: ``max_batch_tokens`` is the
-chunk size, ``max_requests_per_batch`` the batch cap, ``num_blocks``/``block_size`` the KV cache; prefix
-sharing is off and batching is synchronous (one step's results are in before the next is scheduled).
+Settings are explicit so that Vidur's ``sarathi`` scheduler can mirror them: the resolved limits
+(``config/limits.py``) give the token budget per step (the chunk size), the batch cap and the KV cache
+(``num_blocks`` x ``block_size``); prefix sharing is off and batching is synchronous (one step's results are in
+before the next is scheduled).
 Token times are the engine's own ``record_timestamps`` (``time.perf_counter()``, taken after the step's
 outputs reached the host). Iterations are observed by wrapping the batch processor's own methods:
 ``prepare_next_batch`` (step start), the scheduler's ``schedule_batch`` (who is in the step, with how
@@ -16,29 +17,29 @@ import queue
 import time
 from typing import Any, Optional
 
+from gpu_simulate_test.backends import _hf
+from gpu_simulate_test.backends.base import Backend, register_backend
+from gpu_simulate_test.backends.recorder import StepItem
 from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.config.limits import Limits
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.modeling import load_model
-from gpu_simulate_test.real_bench.backends import _hf
-from gpu_simulate_test.real_bench.backends.base import Backend, register_backend
-from gpu_simulate_test.real_bench.recorder import StepItem
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 _WARMUP_PREFIX = "warmup-"
+# The engine's own settings read back after it resolved its defaults, under its own names, for run_meta.json.
+_RESOLVED = ("max_batch_tokens", "max_requests_per_batch", "num_blocks", "block_size")
 
 
-def continuous_batching_config(cfg: BackendConfig, seed: int) -> Any:
-    """The engine settings that mirror Vidur's sarathi policy: FIFO, chunked prefill, no prefix sharing, no async.
-
-    Shared with vidur-profile, which must time the very engine real-bench runs.
-    """
+def _continuous_batching_config(cfg: BackendConfig, limits: Limits, seed: int) -> Any:
+    """The engine settings that mirror Vidur's sarathi policy: FIFO, chunked prefill, no prefix sharing, no async."""
     from transformers import ContinuousBatchingConfig
 
     return ContinuousBatchingConfig(
-        block_size=cfg.block_size,
-        num_blocks=cfg.num_blocks,
-        max_batch_tokens=cfg.max_batch_tokens,
-        max_requests_per_batch=cfg.max_requests_per_batch,
+        block_size=limits.block_size,
+        num_blocks=limits.num_blocks,
+        max_batch_tokens=limits.token_budget,
+        max_requests_per_batch=limits.batch_cap,
         allow_block_sharing=False,
         use_async_batching=False,
         use_cuda_graph=cfg.use_cuda_graph,
@@ -57,9 +58,6 @@ def _rid(engine_id: str) -> Optional[int]:
 class HFContinuousBackend(Backend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for key in ("max_requests_per_batch", "block_size"):
-            if getattr(self.cfg, key) < 1:
-                raise InputError(f"backend.{key} must be >= 1")
         self.manager: Any = None
         self._pending: set[str] = set()
         self._step_start = 0
@@ -70,16 +68,16 @@ class HFContinuousBackend(Backend):
 
     def check_workload(self, workload: Workload) -> None:
         super().check_workload(workload)
-        if self.cfg.num_blocks is None:
+        blocks, size = self.limits.num_blocks, self.limits.block_size
+        if blocks is None:
             return
-        capacity = self.cfg.num_blocks * self.cfg.block_size
         for r in workload.requests:
-            need = math.ceil((r.num_prefill_tokens + r.num_decode_tokens) / self.cfg.block_size)
-            if need > self.cfg.num_blocks:
+            need = math.ceil((r.num_prefill_tokens + r.num_decode_tokens) / size)
+            if need > blocks:
                 raise InputError(
                     f"{workload.path / 'trace_lengths.csv'}: request {r.request_id} needs {need} KV blocks "
-                    f"({r.num_prefill_tokens}+{r.num_decode_tokens} tokens) but the cache holds {self.cfg.num_blocks} "
-                    f"x {self.cfg.block_size} = {capacity} tokens; raise backend.num_blocks"
+                    f"({r.num_prefill_tokens}+{r.num_decode_tokens} tokens) but the cache holds {blocks} "
+                    f"x {size} = {blocks * size} tokens; raise backend.num_blocks"
                 )
 
     def load(self) -> str:
@@ -90,13 +88,16 @@ class HFContinuousBackend(Backend):
         self.model, self.device, self.sdpa_kernels = loaded.model, loaded.device, loaded.sdpa_kernels
         self._eos = _hf.eos_token_ids(self.model) if self.cfg.early_stop else -1  # -1: EOS ignored
         gen = GenerationConfig(do_sample=False, pad_token_id=_hf.pad_token_id(self.model), eos_token_id=self._eos)
-        cb = continuous_batching_config(self.cfg, self.seed)
+        cb = _continuous_batching_config(self.cfg, self.limits, self.seed)
         self.manager = self.model.init_continuous_batching(generation_config=gen, continuous_batching_config=cb)
         self.manager.warmup()  # creates the batch processor (and captures graphs / compiles when asked)
         self._instrument(self.manager.batch_processor)
         self._settings = self._resolved_settings()
         self.manager.start()
         return loaded.weights_source
+
+    def torch_model(self) -> Any:
+        return self.model
 
     def _instrument(self, bp: Any) -> None:
         """Observe each engine step through the batch processor's own calls (see the module docstring)."""
@@ -190,6 +191,11 @@ class HFContinuousBackend(Backend):
     def wait_all(self) -> None:
         self._collect(block=True)
 
+    def failure(self) -> Optional[BaseException]:
+        if self.manager is not None and not self.manager.is_running():
+            return RuntimeError("the continuous-batching engine loop has stopped; see the log above")
+        return None
+
     def stop(self) -> None:
         if self.manager is None:
             return
@@ -219,23 +225,16 @@ class HFContinuousBackend(Backend):
 
     def _resolved_settings(self) -> dict[str, Any]:
         """The engine's settings after it resolved its defaults (read once, while the batch processor exists)."""
-        resolved = self.manager.continuous_batching_config
-
-        def get(key: str) -> Any:
-            return getattr(resolved, key, None)
-
-        cuda_graph = get("use_cuda_graph")
+        resolved = vars(self.manager.continuous_batching_config)
+        cuda_graph = resolved.get("use_cuda_graph")
         return {
             "name": self.name,
             "scheduler": "fifo (transformers FIFOScheduler: decodes first, then prefill chunks)",
-            "max_batch_tokens": get("max_batch_tokens"),
-            "max_requests_per_batch": get("max_requests_per_batch"),
-            "num_blocks": get("num_blocks"),
-            "block_size": get("block_size"),
+            **{key: resolved.get(key) for key in _RESOLVED},
             "prefix_sharing": False,
             "async_batching": False,
             "use_cuda_graph": list(cuda_graph) if isinstance(cuda_graph, tuple) else cuda_graph,
-            "default_compile_level": get("default_compile_level"),
+            "default_compile_level": resolved.get("default_compile_level"),
             "safety_margin": float(self.manager.batch_processor.scheduler.safety_margin),
             "attn_implementation": self.cfg.attn_implementation,
             "sdpa_kernels": self.sdpa_kernels,

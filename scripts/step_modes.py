@@ -5,7 +5,7 @@ occurs changes from one GPU call to the next. This prints, per real run, the dec
 (the statistic the bundle is fitted on), P10/P90 and the share above ``--slow-ms``, and the same for every decode
 shape of the bundle, so a TPOT error can be read against the host's state during each measurement.
 
-    .venv/bin/python tests/manual/step_modes.py --runs tmp/real_runs --bundle tmp/profiling/<hf-generate bundle>
+    .venv/bin/python scripts/step_modes.py --runs tmp/real_runs --bundle tmp/profiling/<hf-generate bundle>
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_simulate_test.io.outputs import RUN_META
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import ITERATION_PROFILE
 from gpu_simulate_test.io.tables import read_table
@@ -29,7 +30,7 @@ def main() -> int:
     args = ap.parse_args()
     print(f"| what | decode steps | median ms | trimmed mean ms | P10 ms | P90 ms | share > {args.slow_ms:g} ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for d in sorted(p for p in args.runs.iterdir() if (p / "run_meta.json").is_file()):
+    for d in sorted(p for p in args.runs.iterdir() if (p / RUN_META).is_file()):
         run = load_run(d, "real_run")
         if run.meta["backend"]["name"] != "hf-generate" or run.iterations is None:
             continue

@@ -6,18 +6,16 @@ The rebuilt bundle misfits two of its own *fit* shapes (decode:16x1024 and mixed
 common scale of 0.063 flattens them. A separate attention scale is motivated by those fit residuals alone; the
 held-out shapes are only read to report the result.
 
-    mkdir -p /tmp/h100new && tar xzf docs/results/h100-qwen3-0.6b/gpu_runs/profiling.tgz -C /tmp/h100new
-    .venv/bin/python tests/manual/fold_study/twoscale.py
+    mkdir -p /tmp/h100new && tar xzf docs/results/h100-qwen3-0.6b/bundles/profiling.tar.gz -C /tmp/h100new
+    .venv/bin/python studies/2026-11-23-fold/twoscale.py
 """
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from gpu_simulate_test.cli._app import CONFIG_DIR
+from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.fold import Overhead, _features, _scale, fit_overhead, fold, least_abs_relative
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
@@ -37,10 +35,8 @@ def write(dst: Path, mlp: pd.DataFrame, att: pd.DataFrame) -> Path:
 
 
 def main() -> None:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = OmegaConf.to_object(compose(config_name="vidur_profile", overrides=[
-            "model=qwen3-0.6b", "hardware=h100", "backend=hf-continuous", "backend.use_cuda_graph=true",
-            f"paths.root={WORK / 'root'}"]))
+    cfg = compose_app("vidur_profile", ["model=qwen3-0.6b", "hardware=h100", "backend=hf-continuous",
+                                        "backend.use_cuda_graph=true", f"paths.root={WORK / 'root'}"])
     predict = vidur_predict(cfg)
     layers = cfg.model.num_layers
     mlp, att = pd.read_csv(BUNDLE / "mlp_raw.csv"), pd.read_csv(BUNDLE / "attention_raw.csv")

@@ -1,6 +1,6 @@
 """Print the published headline table (real vs simulated P50/P90/P99 of TTFT, TPOT, E2E per load point) of a sweep.
 
-    .venv/bin/python tests/manual/headline_table.py <sweep dir> [--capacity RPS]
+    .venv/bin/python scripts/headline_table.py <sweep dir> [--capacity RPS]
 
 Reads ``<sweep dir>/tables/sweep.csv`` (``compare-runs mode=sweep``); with ``--capacity`` each load is also given
 as a percentage of it. Times are printed in ms; errors are (sim - real) / real.

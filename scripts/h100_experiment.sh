@@ -3,19 +3,22 @@
 #
 #   GPU half, on the H100 machine (device tool: carry .whl, and gpu_carry if used; each call at most 10 minutes, so
 #   run it more than once: finished points are kept in their records and skipped):
-#       bash tests/manual/h100_experiment.sh gpu "$OUT" <backend> [fractions] [max_arrival_span_s]
-#       bash tests/manual/h100_experiment.sh profile "$OUT" ['hf-generate hf-continuous']  # bundles -> $OUT/profiling.tgz
+#       bash scripts/h100_experiment.sh gpu "$OUT" <backend> [fractions] [max_arrival_span_s]  # -> $OUT/points/
+#       bash scripts/h100_experiment.sh profile "$OUT" ['hf-generate hf-continuous']  # -> $OUT/bundles/profiling.tar.gz
 #   backend: hf-continuous (CUDA graphs, 100 requests a point) or hf-generate (one request at a time: a short
 #   8-request capacity probe, and each point sized to max_arrival_span_s, default 120 s, of arrivals).
 #   Files in gpu_carry/ (if carried) are copied into the artifact root first, e.g. gpu_carry/capacity/<key>.json
 #   from an earlier session, so that later points use the same measured capacity and so the same offered rates.
-#   Each measured point comes back as <point_key>.tar.gz (record, workload, real run, capacity file).
+#   Each measured point comes back as points/<point_key>.tar.gz (record, workload, real run, capacity file), so $OUT
+#   has the layout of a result folder (docs/results/<name>/: points/, bundles/).
 #
-#   Local half, anywhere (no GPU): unpack the archives into tmp/ (or $GST_ROOT), simulate and compare every point
-#   found in them against the bundle of its backend that came in profiling.tgz, and write one sweep report per backend:
-#       bash tests/manual/h100_experiment.sh local <folder with the archives>
+#   Local half, anywhere (no GPU): unpack a result folder's points/*.tar.gz and bundles/profiling.tar.gz into the
+#   artifact root, simulate and compare every point against the bundle of its backend, write one sweep report per
+#   backend and print its headline table (scripts/headline_table.py, loads as fractions of the recorded capacity):
+#       bash scripts/h100_experiment.sh local docs/results/h100-qwen3-0.6b
+#   Both halves write under the artifact root $GST_ROOT (default: tmp/ in the repository, git-ignored).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 mode=${1:?gpu, profile or local}; dir=${2:?folder for the archives}
 MODEL=(model=qwen3-0.6b hardware=h100)
 
@@ -38,9 +41,8 @@ profile_setup() {  # how the bundle samples whole iterations, per backend
 
 case "$mode" in
   gpu|profile)
-    source tests/manual/gpu_env.sh
-    export PYTHONPATH="$PWD/src:$PYTHONPATH"
-    root=/tmp/gst
+    source scripts/gpu_env.sh
+    root=${GST_ROOT:-tmp}
     mkdir -p "$root" "$dir"
     [ -d gpu_carry ] && cp -r gpu_carry/. "$root/"
     if [ "$mode" = profile ]; then
@@ -49,8 +51,9 @@ case "$mode" in
         read -r -a S <<< "$(setup "$b")"; read -r -a P <<< "$(profile_setup "$b")"
         specs+=("$b$(printf ':%s' "${S[@]:1}" "${P[@]}")")
       done
-      python3 tests/manual/vidur_profile_h100.py --out "$root" --backends "$(IFS=,; echo "${specs[*]}")"
-      tar czf "$dir/profiling.tgz" -C "$root" profiling
+      python3 scripts/vidur_profile_h100.py --out "$root" --backends "$(IFS=,; echo "${specs[*]}")"
+      mkdir -p "$dir/bundles"
+      tar czf "$dir/bundles/profiling.tar.gz" -C "$root" profiling
       exit 0
     fi
     backend=${3:?backend}; read -r -a SETUP <<< "$(setup "$backend")"
@@ -59,21 +62,24 @@ case "$mode" in
       extra=(capacity.num_requests=8 "load.max_arrival_span_s=${5:-120}")
     fi
     python3 -m gpu_simulate_test.cli.experiment -m "${MODEL[@]}" "${SETUP[@]}" workload=lognormal_long_tail \
-      "load.capacity_fraction=${4:-0.8,0.5,0.3,0.1}" "${extra[@]}" 'stages=[workload,real]' "archive_dir=$dir" "paths.root=$root"
+      "load.capacity_fraction=${4:-0.8,0.5,0.3,0.1}" "${extra[@]}" 'stages=[workload,real]' "archive_dir=$dir/points" "paths.root=$root"
     ;;
   local)
     # Driven by the point records that came back, not by recomputed ids: archives made before ids left out
     # default-valued fields (the first hf-continuous points) are not found by hashing, but their records name everything.
     root=${GST_ROOT:-tmp}
+    bundles="$dir/bundles/profiling.tar.gz"
+    [ -e "$bundles" ] || { echo "no $bundles: give a result folder (points/, bundles/)" >&2; exit 2; }
     mkdir -p "$root"
-    for a in "$dir"/*.tar.gz "$dir"/profiling.tgz; do [ -e "$a" ] && tar xzf "$a" -C "$root"; done
-    declare -A comparisons=()
+    for a in "$dir"/points/*.tar.gz "$bundles"; do tar xzf "$a" -C "$root"; done
+    declare -A comparisons=() capacity=()
     for rec in "$root"/experiments/*.json; do
-      read -r wid real < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["workload_id"], r["real_run"])' "$rec")
+      read -r wid real cap < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["workload_id"], r["real_run"], r["capacity_rps"])' "$rec")
       backend=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backend"]["name"])' "$root/real_runs/$real/run_meta.json")
       read -r -a SETUP <<< "$(setup "$backend")"
-      bundle=$(tar tzf "$dir/profiling.tgz" | sed -n "s|^\(profiling/qwen3-0.6b-h100-$backend-[0-9a-f]*\)/.*|\1|p" | sort -u | head -1)
-      [ -n "$bundle" ] || { echo "no $backend bundle in $dir/profiling.tgz" >&2; exit 2; }
+      bundle=$(tar tzf "$bundles" | sed -n "s|^\(profiling/qwen3-0.6b-h100-$backend-[0-9a-f]*\)/.*|\1|p" | sort -u | head -1)
+      [ -n "$bundle" ] || { echo "no $backend bundle in $bundles" >&2; exit 2; }
+      [ "$cap" = None ] || capacity[$backend]=$cap
       sim=$(uv run --frozen vidur-sim "${MODEL[@]}" "${SETUP[@]}" "workload_id=$wid" "profiling_root=$root/$bundle" "paths.root=$root" | tail -1)
       cmp=$(uv run --frozen compare-runs "real_run=$real" "sim_run=$(basename "$sim")" "paths.root=$root" | sed -n 's/^summary: //p')
       echo "$backend $wid: $(dirname "$cmp")"
@@ -81,7 +87,9 @@ case "$mode" in
     done
     for backend in "${!comparisons[@]}"; do
       echo "== $backend sweep"
-      uv run --frozen compare-runs mode=sweep "comparisons=[${comparisons[$backend]}]" "paths.root=$root"
+      sweep=$(uv run --frozen compare-runs mode=sweep "comparisons=[${comparisons[$backend]}]" "paths.root=$root" | sed -n 's/^sweep summary: //p')
+      echo "sweep summary: $sweep"
+      uv run --frozen python scripts/headline_table.py "$(dirname "$sweep")" ${capacity[$backend]:+--capacity "${capacity[$backend]}"}
     done
     ;;
   *) echo "usage: $0 gpu|profile|local <folder> [backend] [fractions] [span_s]" >&2; exit 2 ;;

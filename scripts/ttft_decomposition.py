@@ -1,6 +1,6 @@
 """Where does the TTFT gap between a real and a simulated run come from: admission or the prefill steps?
 
-    .venv/bin/python tests/manual/ttft_decomposition.py <real run dir> <sim run dir> [<real> <sim> ...]
+    .venv/bin/python scripts/ttft_decomposition.py <real run dir> <sim run dir> [<real> <sim> ...]
 
 Per request: wait = start of the first step that carries it - arrival; prefill span = first token - that start;
 TTFT = wait + prefill span. Prints each part's P50/P90 on both sides and the paired (real - sim) mean and median,

@@ -1,8 +1,9 @@
 """Build the qwen3-0.6b profiling bundles on the H100 for hf-generate and hf-continuous; print the held-out checks.
 
-Run on the GPU machine from the repository root (hydra-core, omegaconf and vidur installed, e.g. from wheels):
+Run on the GPU machine from the repository root, after ``source scripts/gpu_env.sh`` (which installs hydra-core,
+omegaconf and vidur from the carried wheels):
 
-    PYTHONPATH=src python3 tests/manual/vidur_profile_h100.py --out /tmp/profiling_h100
+    python3 scripts/vidur_profile_h100.py --out "$OUT"
 
 Each bundle lands in ``<out>/profiling/<bundle_id>/``; the target is a median |error| <= 10% on the held-out
 shapes of ``configs/profile/gpu.yaml`` and under 10 minutes for both bundles together.
@@ -27,13 +28,9 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. profile.repeat_iters=20")
     args = parser.parse_args()
 
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from gpu_simulate_test.cli._app import CONFIG_DIR
+    from gpu_simulate_test.config import compose_app
     from gpu_simulate_test.errors import GstError
-    from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle
-    from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
+    from gpu_simulate_test.vidur_ext.profiler import run_vidur_profile
 
     t0 = time.monotonic()
     summary = []
@@ -41,11 +38,9 @@ def main() -> int:
         backend, *backend_overrides = [part for part in spec.split(":") if part]
         overrides = [f"model={args.model}", f"hardware={args.hardware}", f"backend={backend}", *backend_overrides,
                      f"paths.root={args.out}", f"overwrite={str(args.overwrite).lower()}", *args.overrides]
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = OmegaConf.to_object(compose(config_name="vidur_profile", overrides=overrides))
         start = time.monotonic()
         try:
-            result = build_bundle(cfg, vidur_predict(cfg))
+            result = run_vidur_profile(compose_app("vidur_profile", overrides))
         except GstError as exc:
             print(f"error ({backend}): {exc}", file=sys.stderr)
             return exc.exit_code

@@ -2,9 +2,7 @@
 import json, time
 from pathlib import Path
 import numpy as np, pandas as pd
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
-from gpu_simulate_test.cli._app import CONFIG_DIR
+from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
@@ -17,9 +15,8 @@ BUNDLES = {
 
 def load(backend):
     name, extra = BUNDLES[backend]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = OmegaConf.to_object(compose(config_name="vidur_profile", overrides=[
-            "model=qwen3-0.6b", "hardware=h100", f"backend={backend}", "paths.root=/tmp/fold_study/root", *extra]))
+    cfg = compose_app("vidur_profile", ["model=qwen3-0.6b", "hardware=h100", f"backend={backend}",
+                                        "paths.root=/tmp/fold_study/root", *extra])
     if bundle_id(cfg) != name: print("note: config hash now", bundle_id(cfg), "(a backend field was added since); predictions do not depend on it")
     d = ROOT / name
     meta = json.loads((d / "profile_meta.json").read_text())

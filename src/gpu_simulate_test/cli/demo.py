@@ -2,6 +2,8 @@
 
 It composes the ``experiment`` app's config for each backend, runs (or reuses) every stage, then
 prints each comparison's headline table and the path of its ``summary.md``.
+
+    python -m gpu_simulate_test.cli.demo [experiment overrides ...]
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from gpu_simulate_test.cli._app import CONFIG_DIR
+from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.errors import GstError
 from gpu_simulate_test.experiment import run_experiment
+from gpu_simulate_test.io.outputs import SUMMARY
 
 BACKENDS = ("hf-generate", "hf-continuous")
 
@@ -25,14 +26,13 @@ def run_demo(overrides: list[str]) -> list[Path]:
 
     out = []
     for backend in BACKENDS:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="experiment", overrides=[f"backend={backend}", *overrides])
+        app = compose_app("experiment", [f"backend={backend}", *overrides])
         start = time.perf_counter()
-        rec = run_experiment(cfg)
-        comparison = Path(cfg.paths.comparisons) / str(rec.comparison_id)
+        rec = run_experiment(app)
+        comparison = Path(app.paths.comparisons) / str(rec.comparison_id)
         print(f"\n=== {backend}: pipeline took {time.perf_counter() - start:.1f} s")
         print(headline_text(comparison))
-        print(f"summary: {comparison / 'summary.md'}")
+        print(f"summary: {comparison / SUMMARY}")
         out.append(comparison)
     return out
 

@@ -1,15 +1,21 @@
-"""The engine interface real-bench drives, and the registry that maps ``backend.name`` to an engine."""
+"""The engine driver interface, and the one registry that maps ``backend.name`` to a driver.
+
+A driver runs one real engine the same way for real-bench (a workload replayed against the clock) and for
+vidur-profile (fixed batch shapes, timed step by step): both submit requests and read back the steps the driver
+observed, so a profile measures the very code a real run executes.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Optional
 
+from gpu_simulate_test.backends.recorder import Recorder
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.hardware import HardwareConfig
+from gpu_simulate_test.config.limits import Limits, resolve_limits
 from gpu_simulate_test.config.model import ModelConfig
-from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.real_bench.recorder import Recorder
+from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 BACKENDS: dict[str, type["Backend"]] = {}
@@ -36,11 +42,13 @@ def get_backend(name: str) -> type["Backend"]:
 
 
 class Backend(ABC):
-    """A real engine. Lifecycle: ``check_workload`` -> ``load`` -> ``warmup`` -> ``start`` -> ``submit``* ->
-    ``wait_all`` (or ``stop`` on interrupt) -> ``close``.
+    """A real engine. Lifecycle: ``check_workload`` -> ``load`` -> [``warmup``] -> ``start`` -> ``submit``* ->
+    ``wait_all`` (or ``stop`` on interrupt) -> ``close``; ``submit`` and ``wait_all`` may alternate (vidur-profile
+    waits for each batch shape before the next).
 
-    The engine loop runs in a background thread; ``submit`` is called from the replay (main) thread and
-    must only enqueue. Token times come from the engine's own per-token events.
+    The engine loop runs in a background thread; ``submit`` is called from the caller's (main) thread and must only
+    enqueue. Every engine step goes to ``recorder.iteration`` with its requests; token times come from the engine's
+    own per-token events.
     """
 
     name: ClassVar[str] = ""
@@ -52,21 +60,36 @@ class Backend(ABC):
         self.seed = seed
         self.recorder: Optional[Recorder] = None
         self.sdpa_kernels: Optional[list[str]] = None  # the SDPA kernels in effect, once ``load`` set them
+        self._limits: Optional[Limits] = None
+
+    @property
+    def limits(self) -> Limits:
+        """The batching and KV limits on the checked workload (:func:`~gpu_simulate_test.config.limits.resolve_limits`)."""
+        if self._limits is None:
+            raise RuntimeError(f"backend {self.name}: check_workload() resolves the limits; call it first")
+        return self._limits
 
     def check_workload(self, workload: Workload) -> None:
-        """Refuse, before anything is loaded, a workload this engine cannot run as specified."""
+        """Refuse, before anything is loaded, a workload this engine cannot run as specified; resolve the limits."""
         limit = self.model_cfg.max_position_embeddings
-        for i, r in enumerate(workload.requests):
+        for r in workload.requests:
             if r.num_prefill_tokens + r.num_decode_tokens > limit:
                 raise InputError(
                     f"{workload.path / 'trace_lengths.csv'}: request {r.request_id}: prompt ({r.num_prefill_tokens}) + "
                     f"decode ({r.num_decode_tokens}) tokens exceed model {self.model_cfg.name}'s context of {limit}; "
                     "regenerate the workload with a smaller max_context or drop_over_context=true"
                 )
+        self._limits = resolve_limits(self.cfg, workload.max_prefill, len(workload.requests))
 
     @abstractmethod
     def load(self) -> str:
         """Load model and engine; return the weights source (``pretrained:<id>`` or ``random``)."""
+
+    def torch_model(self) -> Any:
+        """The transformers model the engine runs in this process (vidur-profile times its layers one by one)."""
+        raise EnvironmentUnavailableError(
+            f"backend {self.name} runs its model outside this process, so vidur-profile cannot time its operators"
+        )
 
     @abstractmethod
     def warmup(self, workload: Workload, prompts: dict[int, list[int]]) -> None:
@@ -83,6 +106,10 @@ class Backend(ABC):
     @abstractmethod
     def wait_all(self) -> None:
         """Block until every submitted request finished; re-raise an engine failure."""
+
+    def failure(self) -> Optional[BaseException]:
+        """Why the engine loop stopped, once it has (None while it runs): lets a waiter give up early."""
+        return None
 
     @abstractmethod
     def stop(self) -> None:

@@ -1,7 +1,7 @@
 """Manual: why is the same ``generate`` 2.5-2.8x slower on a worker thread than on the main thread of the H100 host?
 
 The second session's A/B (``generate_timer_h100.py``, in git history at 880aca3; its JSON in
-``docs/results/h100-qwen3-0.6b/gpu_runs/generate_timer_call{1,5}.json``) showed it: decode step 65.5 against
+``docs/results/h100-qwen3-0.6b/diagnostics/generate_timer_call{1,5}.json``) showed it: decode step 65.5 against
 23.6 ms, thread CPU time equal to wall time, and no such effect on the CPU machine. This splits the cost, for each
 place the call can run (main thread, a fresh worker, a fresh worker that first calls ``torch.cuda.set_device`` and
 ``torch.set_num_threads``, a fresh worker pinned to the CPU the main thread last ran on, one long-lived worker),
@@ -15,8 +15,8 @@ and, once on the main thread and once on a worker, a ``torch.profiler`` trace of
 by self CPU time: where the extra time goes). The whole child is repeated in subprocesses under environment
 variants (``MALLOC_ARENA_MAX=1``, ``OMP_NUM_THREADS=1``) in case the host's allocator arenas or OpenMP explain it.
 
-Run on the GPU machine (after ``source tests/manual/gpu_env.sh``):
-    python3 tests/manual/thread_diagnosis_h100.py --out "$OUT" [--envs default] [--sdpa-kernels '[flash,efficient,cudnn,math]']
+Run on the GPU machine (after ``source scripts/gpu_env.sh``):
+    python3 scripts/thread_diagnosis_h100.py --out "$OUT" [--envs default] [--sdpa-kernels '[flash,efficient,cudnn,math]']
 The first GPU run (2026-11-23, with cuDNN attention allowed) put the whole gap in ``aten::_cudnn_attention_forward``:
 64 us a call on the main thread against 2.6 ms on a fresh worker, whose per-thread cuDNN graph cache was empty.
 Prints one table per environment and writes ``<out>/thread_diagnosis.json`` and ``<out>/profile_<where>.txt``.
@@ -127,16 +127,13 @@ def _last_cpu(tid: int) -> int | None:
 
 def _child(args: argparse.Namespace) -> int:
     import torch
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
-    from gpu_simulate_test.cli._app import CONFIG_DIR
-    from gpu_simulate_test.real_bench.backends.hf_generate import HFGenerateBackend
+    from gpu_simulate_test.config import compose_app
+    from gpu_simulate_test.backends.hf_generate import HFGenerateBackend
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = OmegaConf.to_object(compose(config_name="real_bench", overrides=[
-            f"model={args.model}", f"hardware={args.hardware}", "backend=hf-generate", "workload_id=unused",
-            *([f"backend.sdpa_kernels={args.sdpa_kernels}"] if args.sdpa_kernels is not None else [])]))
+    cfg = compose_app("real_bench", [
+        f"model={args.model}", f"hardware={args.hardware}", "backend=hf-generate", "workload_id=unused",
+        *([f"backend.sdpa_kernels={args.sdpa_kernels}"] if args.sdpa_kernels is not None else [])])
     backend = HFGenerateBackend(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
     backend._max_cache_len = 512
     backend.load()

@@ -1,0 +1,81 @@
+"""A backend's batching and KV-cache limits, worked out from its config in one place.
+
+The knobs are ``backend.max_batch_tokens`` and ``backend.max_requests_per_batch`` (with ``block_size``,
+``num_blocks``, ``watermark_blocks_fraction`` and ``gpu_memory_utilization`` for the KV cache); every stage reads them
+through :func:`resolve_limits`, under one vocabulary:
+
+- ``token_budget``: tokens one iteration may hold (decodes and prompt chunks together). ``max_batch_tokens: null``
+  means whole prompts: the budget is then the longest prompt of the workload (or of the profile's grid).
+- ``prefill_chunk``: the most prompt tokens of one request in one iteration.
+- ``batch_cap``: requests one iteration may hold; ``batch_size``: the most it can hold on this workload.
+- ``tokens_per_iteration``: the most tokens one iteration can hold on this workload.
+- ``num_blocks`` x ``block_size``: the paged KV cache.
+
+``policy`` is how an iteration is filled, named after the Vidur scheduler that mirrors the engine
+(``backend.vidur_scheduler``): ``vllm`` prefills whole prompts, ``sarathi`` cuts them into chunks of the budget.
+Vidur's own names (``chunk_size``, ``batch_size_cap``, ``max_tokens_in_batch``) appear only where
+``vidur_ext/schedulers.py`` builds Vidur's configs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.errors import InputError
+
+POLICIES = ("sarathi", "vllm")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One backend's limits on one workload (see the module docstring for each name)."""
+
+    policy: str
+    token_budget: int
+    prefill_chunk: int
+    batch_cap: int
+    batch_size: int
+    tokens_per_iteration: int
+    block_size: int
+    # null: not fixed by the config. Vidur's MemoryPlanner sizes it in vidur-sim; the real engines size their own
+    # (hf-continuous: transformers from free memory; sarathi: profiled from gpu_memory_utilization, recorded in
+    # run_meta.json); hf-generate has no paged cache.
+    num_blocks: Optional[int]
+    watermark_blocks_fraction: float
+    gpu_memory_utilization: float
+
+
+def resolve_limits(backend: BackendConfig, longest_prompt: int, num_requests: Optional[int] = None) -> Limits:
+    """``backend``'s limits for requests whose longest prompt has ``longest_prompt`` tokens (``num_requests`` of them;
+    None: as many as the batch cap allows, as for a profile's grid)."""
+    where = f"backend {backend.name}"
+    policy = str(backend.vidur_scheduler)
+    if policy not in POLICIES:
+        raise InputError(
+            f"{where}: vidur_scheduler={policy!r} names no batching policy here; use one of {list(POLICIES)} "
+            "(Vidur 0.0.26's orca scheduler drops the KV lengths of new requests)"
+        )
+    cap = int(backend.max_requests_per_batch)
+    budget = int(backend.max_batch_tokens) if backend.max_batch_tokens is not None else int(longest_prompt)
+    for knob, value in (("max_requests_per_batch", cap), ("max_batch_tokens", budget), ("block_size", backend.block_size)):
+        if value < 1:
+            raise InputError(f"{where}: {knob}={value}; it must be >= 1")
+    if backend.num_blocks is not None and backend.num_blocks < 1:
+        raise InputError(f"{where}: num_blocks={backend.num_blocks}; it must be >= 1, or null")
+    if not 0.0 <= backend.watermark_blocks_fraction < 1.0:
+        raise InputError(f"{where}: watermark_blocks_fraction={backend.watermark_blocks_fraction}; it must be in [0, 1)")
+    if not 0.0 < backend.gpu_memory_utilization <= 1.0:
+        raise InputError(f"{where}: gpu_memory_utilization={backend.gpu_memory_utilization}; it must be in (0, 1]")
+    batch = cap if num_requests is None else min(cap, int(num_requests))
+    if policy == "sarathi":
+        chunk = min(budget, int(longest_prompt))
+        tokens = max(chunk, batch)  # decodes take one token each before the chunk budget is filled
+    else:
+        chunk = int(longest_prompt)
+        tokens = max(budget, batch)
+    return Limits(policy=policy, token_budget=budget, prefill_chunk=chunk, batch_cap=cap, batch_size=batch,
+                  tokens_per_iteration=tokens, block_size=int(backend.block_size), num_blocks=backend.num_blocks,
+                  watermark_blocks_fraction=float(backend.watermark_blocks_fraction),
+                  gpu_memory_utilization=float(backend.gpu_memory_utilization))
