@@ -1,6 +1,8 @@
 """Rules of the code's shape, checked on the source (comments and docstrings never count):
 
-- the batching knobs are read only in ``config/`` (which holds their resolver, ``config/limits.py``);
+- the batching knobs are read only in ``config/`` (which holds their resolver, ``config/limits.py``) and inside the
+  standalone engine (``engine/``), whose own ``EngineConfig`` carries the resolved limits under the same names;
+- the engine stands on its own: it imports torch, triton, numpy, the standard library and ``errors`` only;
 - ``NS_PER_S`` (nanoseconds per second) and the shared file names are defined once;
 - the engine drivers (``backends/``) sit below real-bench and the profiler: they import neither, and the
   simulator side never imports the bench.
@@ -89,7 +91,8 @@ def _rel(path: Path) -> str:
 
 @pytest.mark.parametrize("knob", KNOBS)
 def test_a_knob_is_read_only_in_config(knob: str) -> None:
-    offenders = [f"{_rel(p)}:{line}" for p in _sources() if p.parent.name != "config" for line in knob_reads(p.read_text(), knob)]
+    offenders = [f"{_rel(p)}:{line}" for p in _sources() if p.parent.name != "config" and _rel(p).split("/")[0] != "engine"
+                 for line in knob_reads(p.read_text(), knob)]
     assert offenders == [], f"backend.{knob} is read outside config/ (use config.limits.resolve_limits): {offenders}"
 
 
@@ -110,6 +113,14 @@ def test_drivers_sit_below_the_bench_and_the_profiler() -> None:
     for path in (SRC / "vidur_ext").rglob("*.py"):
         bench = {m for m in imports(path.read_text()) if m.startswith("gpu_simulate_test.real_bench")}
         assert not bench, f"{_rel(path)} imports {sorted(bench)}: the simulator side reaches the engines through backends/"
+
+
+def test_the_engine_stands_on_its_own() -> None:
+    """``engine/`` is driven by real-bench and vidur-profile alike, so it may not reach back into any of them."""
+    for path in (SRC / "engine").rglob("*.py"):
+        ours = {m for m in imports(path.read_text()) if m.startswith("gpu_simulate_test")}
+        foreign = {m for m in ours if not m.startswith(("gpu_simulate_test.engine", "gpu_simulate_test.errors"))}
+        assert not foreign, f"{_rel(path)} imports {sorted(foreign)}: the engine imports only itself and errors"
 
 
 def test_the_scanners_catch_what_they_are_for() -> None:

@@ -14,29 +14,24 @@ lead's adaptor) the overrides below become that backend's own fields.
 from __future__ import annotations
 
 import random
-import sys
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
-from omegaconf import DictConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/unit: the shared factories
-
-from _vidur_profile_factory import make_profile  # noqa: E402
-from _workload_factory import make_workload  # noqa: E402
-from gpu_simulate_test.engine.config import EngineConfig, ModelShape  # noqa: E402
-from gpu_simulate_test.engine.scheduler import Scheduler  # noqa: E402
-from gpu_simulate_test.engine.sequence import Sequence  # noqa: E402
-from gpu_simulate_test.io.runs import load_run  # noqa: E402
-from gpu_simulate_test.vidur_ext.profiling_root import GridLimits  # noqa: E402
-from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim  # noqa: E402
+from gpu_simulate_test.engine.config import EngineConfig, ModelShape
+from gpu_simulate_test.engine.scheduler import Scheduler
+from gpu_simulate_test.engine.sequence import Sequence
+from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.testing import make_profile, make_workload
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
+from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim
 
 # Vidur's linear-regression predictor with one candidate trains in a fraction of the random forest's time.
 PREDICTOR = ["vidur.execution_time_predictor=linear_regression", "vidur.linear_regression.polynomial_degree=[1]",
              "vidur.k_fold_cv_splits=2"]
-LIMITS = dict(max_tokens=256, max_prefill_chunk=256, max_batch_size=16, max_kv_tokens=256)
+LIMITS = dict(tokens_per_iteration=256, prefill_chunk=256, batch_size=16, request_tokens=256)
 Request = tuple[int, int, int]  # (arrival_time_ns, num_prefill_tokens, num_decode_tokens)
 
 
@@ -59,7 +54,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("vidur_shared")
 
 
-def _vidur(compose_app: Callable[..., DictConfig], shared: Path, policy: str, requests: list[Request],
+def _vidur(compose_app: Callable[..., Any], shared: Path, policy: str, requests: list[Request],
            limits: dict[str, object]):
     cfg = compose_app("vidur_sim", [
         "backend=sarathi", "workload_id=w", f"profiling_root={shared / 'b'}",
@@ -78,7 +73,7 @@ def _vidur(compose_app: Callable[..., DictConfig], shared: Path, policy: str, re
     return cfg, rows, int(run.meta["settings"]["num_restarts"])
 
 
-def _engine_config(cfg: DictConfig) -> EngineConfig:
+def _engine_config(cfg: Any) -> EngineConfig:
     m, b = cfg.model, cfg.backend
     shape = ModelShape(
         hidden_size=m.hidden_size, num_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
@@ -128,7 +123,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_same_batches_as_vidur_sim(compose_app: Callable[..., DictConfig], shared: Path, case: str) -> None:
+def test_same_batches_as_vidur_sim(compose_app: Callable[..., Any], shared: Path, case: str) -> None:
     policy, limits, requests, preempts = CASES[case]
     cfg, vidur_rows, vidur_restarts = _vidur(compose_app, shared, policy, requests, {"block_size": 16, **limits})
     durations = [end - start for start, end, _ in vidur_rows]
