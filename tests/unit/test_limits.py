@@ -20,8 +20,19 @@ def test_sarathi_chunks_prompts_by_the_token_budget() -> None:
     assert (lim.policy, lim.token_budget, lim.prefill_chunk, lim.batch_cap, lim.batch_size) == ("sarathi", 512, 512, 32, 10)
     assert lim.tokens_per_iteration == 512 and lim.num_blocks == 64 and lim.block_size == 256
     short = resolve_limits(SARATHI, longest_prompt=20, num_requests=100)
-    assert (short.prefill_chunk, short.batch_size, short.tokens_per_iteration) == (20, 32, 32)  # 32 decodes, 1 token each
+    # 32 prompts of 20 tokens would be 640: the chunks of several prompts fill the 512-token budget
+    assert (short.prefill_chunk, short.batch_size, short.tokens_per_iteration) == (20, 32, 512)
     assert resolve_limits(SARATHI, longest_prompt=20).batch_size == 32  # no request count: as many as the cap allows
+    tiny = resolve_limits(replace(SARATHI, max_batch_tokens=16, max_requests_per_batch=64), longest_prompt=20)
+    assert tiny.tokens_per_iteration == 64  # 64 decodes take one token each, past the 16-token budget
+
+
+def test_sarathi_iteration_packs_several_prompts_up_to_the_budget() -> None:
+    """The issue's crash: 604-token prompts under a 2048-token budget; two of them make a 1208-token iteration."""
+    budget = replace(SARATHI, max_batch_tokens=2048)
+    assert resolve_limits(budget, longest_prompt=604, num_requests=1).tokens_per_iteration == 604
+    assert resolve_limits(budget, longest_prompt=604, num_requests=2).tokens_per_iteration == 1208
+    assert resolve_limits(budget, longest_prompt=604, num_requests=10).tokens_per_iteration == 2048
 
 
 def test_null_budget_means_whole_prompts_for_every_policy() -> None:

@@ -43,11 +43,11 @@ def test_bad_shapes_fail_clearly(bad: str) -> None:
 
 
 def test_grid_covers_backend_and_reports_limits(compose_app) -> None:
-    cfg = compose_app("vidur_profile", ["backend=hf-continuous"])
+    cfg = compose_app("vidur_profile", ["backend=hf-continuous", "profile.max_tokens=256"])
     grid = build_grid(cfg.model, cfg.backend, cfg.profile)
     lim = grid.limits
     assert (lim.batch_size, lim.block_size, lim.tokens_per_iteration) == (32, 256, 256)  # cap 32; profile.max_tokens wins
-    unset = compose_app("vidur_profile", ["backend=hf-continuous", "profile.max_tokens=null"])
+    unset = compose_app("vidur_profile", ["backend=hf-continuous"])  # profile/cpu.yaml leaves max_tokens null
     assert build_grid(unset.model, unset.backend, unset.profile).limits.tokens_per_iteration == 512  # the chunk size
     assert max(grid.token_points) == lim.tokens_per_iteration and max(b for b, _ in grid.decode_points) == lim.batch_size
     assert all(c + k <= lim.request_tokens for c, k in grid.prefill_points)

@@ -24,10 +24,11 @@ D2 = round(LAYERS * (9 * OP + DECODE * 1.1) * MS)  # two decodes: 2.9 ms
 FAST_GRID = ["vidur.random_forrest.num_estimators=[8]", "vidur.k_fold_cv_splits=2"]
 
 
-def _setup(compose_app: Callable[..., Any], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048) -> Any:
+def _setup(compose_app: Callable[..., Any], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048,
+           max_tokens=512) -> Any:
     cfg = compose_app("vidur_sim", [f"backend={backend}", "workload_id=w", "profiling_root=b", *FAST_GRID, *extra])
     make_workload(Path(cfg.paths.workloads), "w", requests)
-    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=max_kv,
+    limits = GridLimits(tokens_per_iteration=max_tokens, prefill_chunk=max_tokens, batch_size=32, request_tokens=max_kv,
                         block_size=int(cfg.backend.block_size))
     constant_profile(Path(cfg.paths.profiling), "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
                      limits=limits, op=OP, prefill=PREFILL, decode=DECODE)
@@ -59,6 +60,18 @@ def test_two_overlapping_requests_under_sarathi(compose_app, tmp_path: Path) -> 
     assert it["requests"].tolist() == ["r0:100", "r0:1;r1:50", "r0:1;r1:1"]
     assert it["start_time_ns"].tolist() == [0, P, P + MIX] and it["end_time_ns"].tolist() == [P, P + MIX, P + MIX + D2]
     assert run.meta["scheduler"]["chunk_size"] == 512 and run.meta["scheduler"]["batch_size_cap"] == 32
+
+
+def test_prompts_packed_into_one_chunk_fit_the_predictor_grid(compose_app, tmp_path: Path) -> None:
+    # The crash (KeyError: (1208,) in Vidur's rope lookup): 604-token prompts under a 2048-token budget.
+    # Two arrive together and sarathi packs both into one 1208-token iteration, which the predictor grid must cover.
+    cfg = _setup(compose_app, tmp_path, "hf-continuous", [(0, 604, 3), (0, 604, 3)],
+                 ["backend.max_batch_tokens=2048"], max_tokens=2048)
+    run = load_run(run_vidur_sim(cfg), "vidur_run")
+    assert run.iterations["requests"].tolist() == ["r0:604;r1:604", "r0:1;r1:1", "r0:1;r1:1"]
+    p2 = round(LAYERS * (9 * OP + 2 * PREFILL) * MS)  # one iteration, two prefills
+    assert _token_times(run) == {0: [p2, p2 + D2, p2 + 2 * D2], 1: [p2, p2 + D2, p2 + 2 * D2]}
+    assert run.meta["settings"]["predictor_grid"]["prediction_max_tokens_per_request"] >= 1208
 
 
 def test_counts_order_and_determinism_with_chunking_and_preemption(compose_app, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ through :func:`resolve_limits`, under one vocabulary:
   means whole prompts: the budget is then the longest prompt of the workload (or of the profile's grid).
 - ``prefill_chunk``: the most prompt tokens of one request in one iteration.
 - ``batch_cap``: requests one iteration may hold; ``batch_size``: the most it can hold on this workload.
-- ``tokens_per_iteration``: the most tokens one iteration can hold on this workload.
+- ``tokens_per_iteration``: the most tokens one iteration can hold on this workload: the budget, filled by the
+  prompt chunks of several requests at once, or one token per decode when the batch holds more requests than that.
 - ``num_blocks`` x ``block_size``: the paged KV cache.
 
 ``policy`` is how an iteration is filled, named after the Vidur scheduler that mirrors the engine
@@ -71,7 +72,9 @@ def resolve_limits(backend: BackendConfig, longest_prompt: int, num_requests: Op
     batch = cap if num_requests is None else min(cap, int(num_requests))
     if policy == "sarathi":
         chunk = min(budget, int(longest_prompt))
-        tokens = max(chunk, batch)  # decodes take one token each before the chunk budget is filled
+        # Prompt chunks of several requests share the budget (two 604-token prompts fill one 2048-token iteration
+        # with 1208 tokens); decodes take one token each, even past the budget.
+        tokens = max(min(budget, batch * int(longest_prompt)), batch)
     else:
         chunk = int(longest_prompt)
         tokens = max(budget, batch)

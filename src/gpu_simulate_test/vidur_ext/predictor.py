@@ -20,6 +20,7 @@ Public API (the vidur-profile helper uses the first three to check a bundle on h
         (tokens cached before + ``num_q_tokens``).
     predictor_config(...) -> the Vidur predictor config (used by vidur-sim's SimulationConfig).
     grid_for(limits, vidur) -> PredictorGrid covering a bundle's whole grid.
+    grid_tokens_needed(request_tokens, tokens_per_iteration) -> the grid's least ``tokens`` for a run.
     grid_for_needs(tokens, prefill_chunk, batch_size) -> PredictorGrid covering a run's needs.
 """
 
@@ -60,6 +61,7 @@ from gpu_simulate_test.vidur_ext.registration import build_replica_config, repla
 
 KV_GRANULARITY = 256  # Vidur's kv_cache_prediction_granularity (its default; KV lookups round up to it)
 CHUNK_GRANULARITY = 32  # Vidur rounds prefill chunks up to multiples of 32
+TOKEN_GRANULARITY = 8  # Vidur rounds an iteration's tokens up to multiples of 8
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,13 @@ def _pow2_at_least(value: int, floor: int) -> int:
     while out < value:
         out *= 2
     return out
+
+
+def grid_tokens_needed(request_tokens: int, tokens_per_iteration: int) -> int:
+    """The least ``prediction_max_tokens_per_request`` that every lookup of a run falls inside, after Vidur's
+    roundings: a request's KV length (up to ``request_tokens``) and an iteration's tokens (up to
+    ``tokens_per_iteration``, several prompt chunks packed together)."""
+    return max(_round_up(request_tokens, KV_GRANULARITY), _round_up(tokens_per_iteration, TOKEN_GRANULARITY))
 
 
 def grid_for_needs(tokens: int, prefill_chunk: int, batch_size: int) -> PredictorGrid:

@@ -43,6 +43,7 @@ from gpu_simulate_test.vidur_ext.predictor import (
     PredictorGrid,
     check_profile_rows,
     grid_for_needs,
+    grid_tokens_needed,
     predictor_config,
     register_predictors,
 )
@@ -109,14 +110,15 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
     replica = build_replica_config(model, app.hardware)  # registers the model and hardware with Vidur
     cache = cache_config(app.backend.name, limits, workload.max_context, replica)
     check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=limits.block_size)
-    need = max(workload.max_context, limits.tokens_per_iteration)
+    need = grid_tokens_needed(workload.max_context, limits.tokens_per_iteration)
     grid = grid_for_needs(need, limits.prefill_chunk, limits.batch_size)
     explicit = app.vidur.prediction_max_tokens_per_request
     if explicit is not None:
         if int(explicit) < need:
             raise InputError(
                 f"vidur.prediction_max_tokens_per_request={explicit} is below what this workload needs ({need} tokens "
-                "per request or iteration); raise it or leave it null"
+                f"per request or iteration: requests of up to {workload.max_context} tokens, iterations of up to "
+                f"{limits.tokens_per_iteration}, after Vidur's roundings); raise it or leave it null"
             )
         grid = PredictorGrid(int(explicit), grid.prefill_chunk, grid.batch_size)
     return SimInputs(workload, root, scheduler, replica, cache, grid)
