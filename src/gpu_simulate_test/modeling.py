@@ -17,7 +17,9 @@ from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 
 log = logging.getLogger(__name__)
 
-_ARCHITECTURES = {"qwen3": "Qwen3Config", "llama": "LlamaConfig"}
+_ARCHITECTURES = {"qwen3": "Qwen3Config", "qwen2": "Qwen2Config", "llama": "LlamaConfig", "mistral": "MistralConfig"}
+# Keywords a family's transformers config needs beyond the shared ones (MistralConfig defaults to a 4096-token window).
+_EXTRA = {"mistral": {"sliding_window": None}, "qwen2": {"use_sliding_window": False}}
 _DTYPES = ("float32", "bfloat16", "float16")
 # backend.sdpa_kernels names -> torch.backends.cuda switches (process-wide, so every thread sees the same set)
 SDPA_KERNELS = {"flash": "flash", "efficient": "mem_efficient", "cudnn": "cudnn", "math": "math"}
@@ -91,6 +93,8 @@ def hf_config(model: ModelConfig) -> Any:
         rope_theta=model.rope_theta,
         rms_norm_eps=model.rms_norm_eps,
         tie_word_embeddings=model.tie_word_embeddings,
+        hidden_act=model.activation,
+        **_EXTRA.get(model.architecture, {}),
     )
 
 

@@ -8,10 +8,13 @@ composes a config without an entrypoint (the demo, scripts and tests).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
+
+from gpu_simulate_test.config import hf_model
 
 from gpu_simulate_test.config.apps import (
     CompareRunsAppConfig,
@@ -21,7 +24,7 @@ from gpu_simulate_test.config.apps import (
     WorkloadSpecAppConfig,
 )
 from gpu_simulate_test.config.experiment import ExperimentAppConfig
-from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.errors import GstError, InputError
 
 APP_SCHEMAS = {
     "workload_spec": WorkloadSpecAppConfig,
@@ -49,19 +52,46 @@ CONFIG_DIR = config_dir()
 
 
 def register_configs() -> None:
-    """Store each app's schema as ``<app>_schema``; its YAML lists it first in ``defaults``."""
+    """Store each app's schema as ``<app>_schema`` (its YAML lists it first in ``defaults``) and the ``hf``
+    resolver that ``configs/model/hf.yaml`` reads a Hugging Face config.json with."""
     cs = ConfigStore.instance()
     for app, node in APP_SCHEMAS.items():
         cs.store(name=f"{app}_schema", node=node)
+    OmegaConf.register_new_resolver(hf_model.RESOLVER, hf_model.resolve, replace=True)
+
+
+def _user_error(exc: BaseException) -> Optional[GstError]:
+    """The :class:`GstError` a resolver raised, which OmegaConf wraps (twice) in its own errors."""
+    seen: Optional[BaseException] = exc
+    while seen is not None:
+        if isinstance(seen, GstError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _missing(node: Any, where: str = "") -> list[str]:
+    """Keys left ``???``, found without resolving interpolations (a resolver may need one of them)."""
+    if isinstance(node, dict):
+        return [k for key, v in node.items() for k in _missing(v, f"{where}.{key}" if where else str(key))]
+    if isinstance(node, list):
+        return [k for i, v in enumerate(node) for k in _missing(v, f"{where}[{i}]")]
+    return [where] if node == "???" else []
 
 
 def typed(cfg: DictConfig) -> Any:
     """The app's dataclass (e.g. :class:`RealBenchAppConfig`) from its composed config; a value left ``???`` is
-    one clear error naming it."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    one clear error naming it, and so is a value a resolver could not give."""
+    missing = sorted(_missing(OmegaConf.to_container(cfg, resolve=False)))
     if missing:
         raise InputError(f"config value(s) {missing} must be given, e.g. {missing[0]}=<value> on the command line")
-    return OmegaConf.to_object(cfg)
+    try:
+        return OmegaConf.to_object(cfg)
+    except InterpolationResolutionError as exc:
+        error = _user_error(exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 def compose_app(app: str, overrides: Sequence[str] = ()) -> Any:

@@ -14,6 +14,10 @@ from typing import Any
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
+# Dataclass field metadata of a config field that never enters an id: it says where a value came from or how
+# prompt ids are drawn, not what is measured (``dataclasses.field(..., metadata=NOT_IN_IDS)``).
+NOT_IN_IDS = {"in_ids": False}
+
 
 def canonical_json(obj: Any) -> bytes:
     """One byte string per value, whatever the machine or dict order: sorted keys, no spaces, ASCII."""
@@ -24,7 +28,7 @@ def without_defaults(value: Any, schema: type) -> Any:
     """``value`` (the plain dict of a ``schema`` dataclass) without the fields left at their defaults, recursively.
 
     Ids hash this form, so adding a config field with a default leaves every existing id unchanged; a field
-    whose default is MISSING (``???``) is always kept.
+    whose default is MISSING (``???``) is always kept, one marked :data:`NOT_IN_IDS` never.
     """
     if not (dataclasses.is_dataclass(schema) and isinstance(value, Mapping)):
         return value
@@ -35,6 +39,8 @@ def without_defaults(value: Any, schema: type) -> Any:
         f = fields.get(key)
         if f is None:
             out[key] = item
+            continue
+        if f.metadata.get("in_ids") is False:
             continue
         sub = hints.get(key)
         if dataclasses.is_dataclass(sub):

@@ -80,15 +80,18 @@ class GstNodeSKUConfig(BaseNodeSKUConfig):
         return _INACTIVE
 
 
-# Architecture -> the Vidur model flags that the ``model`` config does not carry.
+# Architecture -> the Vidur model flags that the ``model`` config does not carry (all four are gated-MLP, bias-free
+# decoders with rotary embeddings; Qwen2 alone has biases on q/k/v).
+_DECODER = dict(use_gated_mlp=True, use_bias=False, use_qkv_bias=False, post_attn_norm=True, is_neox_style=True)
 ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "qwen3": dict(use_gated_mlp=True, use_bias=False, use_qkv_bias=False, activation=ActivationType.SILU,
-                  norm=NormType.RMS_NORM, post_attn_norm=True, is_neox_style=True),
-    "qwen2": dict(use_gated_mlp=True, use_bias=False, use_qkv_bias=True, activation=ActivationType.SILU,
-                  norm=NormType.RMS_NORM, post_attn_norm=True, is_neox_style=True),
-    "llama": dict(use_gated_mlp=True, use_bias=False, use_qkv_bias=False, activation=ActivationType.SILU,
-                  norm=NormType.RMS_NORM, post_attn_norm=True, is_neox_style=True),
+    "qwen3": _DECODER,
+    "qwen2": dict(_DECODER, use_qkv_bias=True),
+    "llama": _DECODER,
+    "mistral": _DECODER,
 }
+# ``model.activation`` / ``model.norm`` -> Vidur's enums.
+ACTIVATION_TYPES = {"silu": ActivationType.SILU, "gelu": ActivationType.GELU}
+NORM_TYPES = {"rms_norm": NormType.RMS_NORM, "layer_norm": NormType.LAYER_NORM}
 
 
 def _class_name(prefix: str, key: str) -> str:
@@ -116,9 +119,14 @@ def register_model(model: ModelConfig) -> str:
             f"model {model.name}: architecture {model.architecture!r} has no Vidur mapping; "
             f"known: {sorted(ARCHITECTURES)} (add it to vidur_ext/registration.py ARCHITECTURES)"
         )
+    for knob, value, known in (("activation", model.activation, ACTIVATION_TYPES), ("norm", model.norm, NORM_TYPES)):
+        if value not in known:
+            raise InputError(f"model {model.name}: {knob}={value!r} is not one of {sorted(known)}")
     name = vidur_model_name(model)
     values: dict[str, Any] = dict(
         arch,
+        activation=ACTIVATION_TYPES[model.activation],
+        norm=NORM_TYPES[model.norm],
         num_layers=int(model.num_layers),
         num_q_heads=int(model.num_attention_heads),
         num_kv_heads=int(model.num_kv_heads),
