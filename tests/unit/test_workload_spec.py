@@ -114,7 +114,11 @@ def test_same_trace_from_another_place_gives_the_same_id(compose_app: Compose, t
         (["workload.num_requests=null"], "needs a count"),
         (["seed=-1"], "must be >= 0"),
         (["workload.name=my workload"], "workload.name"),
-        (["workload.tokenizer.source=hf", "workload.tokenizer.name_or_path=/nonexistent/tok"], "neither a local directory"),
+        (["workload=prompts_jsonl", f"workload.lengths.path={FIX / 'prompts.jsonl'}", "workload.tokenizer.source=hf",
+          "workload.tokenizer.name_or_path=/nonexistent/tok"], "neither a local directory"),
+        (["workload=prompts_jsonl", f"workload.lengths.path={FIX / 'prompts.jsonl'}", "model=llama-2-7b"],
+         "beyond the model's vocab_size 32000"),  # text needs the model's own tokenizer
+        (["model=llama-2-7b", "model.ordinary_id_range=[0,40000]"], r"must be \[first, end\) with 0 <= first < end"),
     ],
 )
 def test_config_errors(compose_app: Compose, overrides: list[str], message: str) -> None:
@@ -141,11 +145,29 @@ def test_local_hf_tokenizer_is_used(compose_app: Compose, tmp_path: Path) -> Non
     assert lines[0]["prompt_token_ids"] == [2, 3, 4] and lines[0]["prompt"] == "hello world gpu"
     assert 1 not in lines[1]["prompt_token_ids"]  # "<s>" in a prompt is text, not the special token
     assert read_meta(path / "workload_meta.json")["tokenizer"] == {"kind": "hf", "name": "tok"}
-    # length-only traces draw synthetic ids from its ordinary vocabulary only
+    # a length-only trace needs no tokenizer: its ids come from the model's vocabulary, whatever tokenizer is named
     cfg2 = compose_app("workload_spec", ["workload=vidur_trace", f"workload.lengths.path={FIX / 'vidur_trace.csv'}",
                                          f"workload.tokenizer.name_or_path={tmp_path / 'tok'}"])
-    ids = load_workload(Path(cfg2.paths.workloads), generate_workload(cfg2).name).prompt_token_ids()
-    assert {t for v in ids.values() for t in v} <= {0, 2, 3, 4, 5}
+    w2 = load_workload(Path(cfg2.paths.workloads), generate_workload(cfg2).name)
+    used = {t for v in w2.prompt_token_ids().values() for t in v}
+    assert max(used) > 6 and max(used) < 151643 and w2.meta["tokenizer"] is None
+
+
+def test_length_only_workload_needs_no_tokenizer(compose_app: Compose) -> None:
+    """The issue's case: Vidur's length-only trace for Llama-2-7B failed on the offline Qwen tokenizer's ids."""
+    base = ["workload=vidur_trace", f"workload.lengths.path={FIX / 'vidur_trace.csv'}", "model=llama-2-7b"]
+    path = generate_workload(compose_app("workload_spec", base))
+    w = load_workload(path.parent, path.name)
+    used = sorted({t for v in w.prompt_token_ids().values() for t in v})
+    assert 3 <= used[0] and used[-1] < 32000  # Llama-2's plain vocabulary: <unk>, <s>, </s> are 0-2
+    assert w.meta["tokenizer"] is None and w.meta["synthetic_id_range"] == [3, 32000]
+    # whatever tokenizer is (or is not) available, the same workload
+    missing_tok = generate_workload(compose_app("workload_spec", [*base, "workload.tokenizer.source=hf",
+                                                                  "workload.tokenizer.name_or_path=/nonexistent/tok"]))
+    assert missing_tok.name == path.name
+    # the seed draws them, as before
+    other = generate_workload(compose_app("workload_spec", [*base, "seed=1"]))
+    assert other.name != path.name
 
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs" / "workload").glob("*.yaml")))

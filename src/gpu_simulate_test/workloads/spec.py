@@ -1,7 +1,8 @@
 """workload-spec: turn a workload config and a seed into a content-addressed workload directory.
 
 Pipeline: a length source (synthetic distribution or importer) gives candidate requests; they are
-selected (first ones or a seeded subsample), tokenized or given synthetic prompt ids, checked
+selected (first ones or a seeded subsample), tokenized (text sources only) or given synthetic prompt ids drawn
+from the model's own vocabulary (no tokenizer), checked
 against the model's context, given arrival times, and written with a ``workload_id`` that hashes
 the canonical config (with seed and context limit) and the data files. See ``specs/workload.md``.
 """
@@ -22,6 +23,7 @@ import pandas as pd
 from rich.progress import Progress
 
 from gpu_simulate_test.config.apps import WorkloadSpecAppConfig
+from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.workload import WorkloadConfig
 from gpu_simulate_test.errors import InputError, OutputExistsError
 from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash, without_defaults
@@ -105,11 +107,23 @@ def _read_source(w: WorkloadConfig, seed: int) -> RawTrace:
 # --- prompts -------------------------------------------------------------------------------------------
 
 
-class _Synth:
-    """Deterministic synthetic prompt ids drawn from the tokenizer's ordinary vocabulary."""
+def synthetic_id_range(model: ModelConfig) -> tuple[int, int]:
+    """``[first, end)`` of the ids that prompts without text are drawn from: the model's plain vocabulary
+    (``model.ordinary_id_range``, else all of ``vocab_size``), so no tokenizer is needed."""
+    first, end = model.ordinary_id_range if model.ordinary_id_range is not None else (0, model.vocab_size)
+    if not 0 <= int(first) < int(end) <= int(model.vocab_size):
+        raise InputError(
+            f"model.ordinary_id_range={list(model.ordinary_id_range or [])} must be [first, end) with "
+            f"0 <= first < end <= vocab_size ({model.vocab_size})"
+        )
+    return int(first), int(end)
 
-    def __init__(self, tok: PromptTokenizer, seed: int) -> None:
-        self.pool = tok.ordinary_ids
+
+class _Synth:
+    """Deterministic synthetic prompt ids drawn uniformly from ``[first, end)`` (:func:`synthetic_id_range`)."""
+
+    def __init__(self, id_range: tuple[int, int], seed: int) -> None:
+        self.pool = np.arange(*id_range, dtype=np.int64)
         self.rng = _rng(seed, STREAM_TOKENS)
 
     def ids(self, lengths: np.ndarray) -> list[list[int]]:
@@ -129,17 +143,20 @@ def _fit_text(ids: list[int], text: str, target: int, tok: PromptTokenizer, synt
 
 
 def _materialize(
-    raw: RawTrace, idx: np.ndarray, w: WorkloadConfig, tok: PromptTokenizer, synth: _Synth
+    raw: RawTrace, idx: np.ndarray, w: WorkloadConfig, tok: Optional[PromptTokenizer], synth: _Synth
 ) -> tuple[np.ndarray, np.ndarray, list[list[int]], list[Optional[str]], int]:
-    """Prompt ids, texts and both lengths of candidates ``idx`` (tokenizing only these); and how many were clipped."""
+    """Prompt ids, texts and both lengths of candidates ``idx`` (tokenizing only these); and how many were clipped.
+    ``tok`` is None exactly when the source has no text."""
     clip = w.lengths.clip_imported and raw.source != "synthetic"
     if clip:
         check_bounds(w.lengths.prefill, "prefill")
         check_bounds(w.lengths.decode, "decode")
     decode = raw.decode[idx].copy()
     if raw.decode_texts is not None:
+        assert tok is not None
         decode = np.array([len(x) for x in tok.encode_batch([raw.decode_texts[i] for i in idx])], dtype=np.int64)
     if raw.texts is not None:
+        assert tok is not None
         enc = tok.encode_batch([raw.texts[i] for i in idx])
         prefill = np.array([len(x) for x in enc], dtype=np.int64)
         texts: list[Optional[str]] = [raw.texts[i] for i in idx]
@@ -166,14 +183,15 @@ def _materialize(
     return prefill, decode, enc, texts, clipped
 
 
-def _select(raw: RawTrace, w: WorkloadConfig, seed: int, max_context: int, tok: PromptTokenizer) -> Built:
+def _select(raw: RawTrace, w: WorkloadConfig, seed: int, max_context: int, tok: Optional[PromptTokenizer],
+            id_range: tuple[int, int]) -> Built:
     """Walk the candidates (in file order or a seeded permutation) until ``num_requests`` fit the context."""
     n = len(raw)
     cap = n if w.num_requests is None else int(w.num_requests)
     if cap < 1:
         raise InputError(f"workload.num_requests={cap} must be >= 1 (or null for the whole trace)")
     order = _rng(seed, STREAM_SUBSAMPLE).permutation(n) if w.subsample and raw.source != "synthetic" else np.arange(n)
-    synth = _Synth(tok, seed)
+    synth = _Synth(id_range, seed)
     keep_idx: list[np.ndarray] = []
     parts: list[tuple[np.ndarray, np.ndarray, list[list[int]], list[Optional[str]]]] = []
     have = dropped = clipped = pos = 0
@@ -283,9 +301,12 @@ def generate_workload(app: WorkloadSpecAppConfig) -> Path:
     if not is_valid_id(f"{w.name}-0"):
         raise InputError(f"workload.name={w.name!r}: use letters, digits, '.', '_' and '-' only (it starts the workload id)")
     max_context = int(w.max_context or app.model.max_position_embeddings)
-    tok = load_tokenizer(w.tokenizer, str(app.model.hf_id), int(app.model.vocab_size))
+    id_range = synthetic_id_range(app.model)
     raw = _read_source(w, seed)
-    built = _select(raw, w, seed, max_context, tok)
+    # Only text needs a tokenizer: a length-only source draws its prompt ids from the model's own vocabulary.
+    has_text = raw.texts is not None or raw.decode_texts is not None
+    tok = load_tokenizer(w.tokenizer, str(app.model.hf_id), int(app.model.vocab_size)) if has_text else None
+    built = _select(raw, w, seed, max_context, tok, id_range)
 
     root = Path(app.paths.workloads)
     root.mkdir(parents=True, exist_ok=True)
@@ -317,7 +338,8 @@ def generate_workload(app: WorkloadSpecAppConfig) -> Path:
                 config=asdict(app),
                 inputs={"trace_file": {"path": str(w.lengths.path), "sha256": trace_sha}} if trace_sha else {},
                 seed=seed, max_context=max_context,
-                tokenizer={"kind": tok.kind, "name": tok.name},
+                tokenizer=None if tok is None else {"kind": tok.kind, "name": tok.name},
+                synthetic_id_range=list(id_range),
                 stats=_stats(built),
                 filters={"candidates": built.candidates, "dropped_over_context": built.dropped_over_context,
                          "clipped_lengths": built.clipped, **raw.notes},
