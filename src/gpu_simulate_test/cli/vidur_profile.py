@@ -18,6 +18,9 @@ def _run(app: VidurProfileAppConfig) -> Any:
 def _report(result: Any) -> str:
     """Where the bundle is and its held-out check, shape by shape."""
     lines = [f"{'existing bundle (reused, not rebuilt)' if result.reused else 'bundle written'}: {result.path}"]
+    if result.imported:
+        lines.append("imported from Vidur's own files, unverified: no held-out check is possible without the hardware "
+                     "(vidur-sim needs accept_bundle=true)")
     check = result.check
     if len(check):
         table = check.assign(measured_ms=check.measured_ns / 1e6, predicted_ms=check.predicted_ns / 1e6)

@@ -51,7 +51,13 @@ class RealBenchAppConfig(EngineAppConfig):
 
 @dataclass
 class VidurProfileAppConfig(EngineAppConfig):
+    """``mode=measure`` times the model on this machine; ``mode=import`` turns a profile in Vidur's own layout
+    (``source``: a folder with its ``mlp.csv`` and ``attention.csv``) into a bundle, unverified."""
+
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    mode: str = "measure"  # measure | import
+    source: Optional[str] = None  # import: Vidur's data/profiling/compute/<device>/<model>/ (or a copy of it)
+    tensor_parallel_size: int = 1  # import: the rows of this TP size (vidur-sim simulates TP=1 replicas)
 
 
 @dataclass

@@ -29,6 +29,9 @@ MLP_RAW_FILE = "mlp_raw.csv"  # the operator rows before the fold (optional: bun
 ATTENTION_RAW_FILE = "attention_raw.csv"
 REQUIRED_FILES = (PROFILE_META, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
 TENSOR_PARALLEL_SIZE = 1  # the bundles hold TP=1 rows only (no all_reduce/send_recv files)
+# profile_meta.json of a bundle imported from Vidur's own files (vidur-profile mode=import): "source" and "verdict".
+SOURCE_IMPORTED = "imported"
+VERDICT_UNVERIFIED = "unverified"  # no held-out check was possible without the hardware
 
 
 # GridLimits field -> its key under profile_meta.json "grid_limits" (the names bundles have always been written with).
@@ -135,9 +138,15 @@ class ProfilingRoot:
     def backend(self) -> dict[str, Any]:
         return dict(self.meta["config"]["backend"])
 
+    @property
+    def imported(self) -> bool:
+        """Imported from Vidur's own files: operator rows only, not tied to the backend that would run them."""
+        return self.meta.get("source") == SOURCE_IMPORTED
+
     def require_match(self, *, model: str, hardware: str, backend: Optional[str] = None) -> None:
-        """Refuse a bundle measured for another model/hardware/backend than the sim run's."""
-        want = {"model": model, "hardware": hardware, "backend": backend}
+        """Refuse a bundle measured for another model/hardware/backend than the sim run's (an imported bundle fits
+        any backend with its KV block size, which :meth:`GridLimits.require` checks)."""
+        want = {"model": model, "hardware": hardware, "backend": None if self.imported else backend}
         have = {"model": self.model.get("name"), "hardware": self.hardware.get("name"), "backend": self.backend.get("name")}
         bad = [f"{k}={have[k]!r} (run asks for {want[k]!r})" for k in want if want[k] is not None and want[k] != have[k]]
         if bad:

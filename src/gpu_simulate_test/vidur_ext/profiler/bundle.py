@@ -48,6 +48,7 @@ class BundleResult:
     path: Path
     reused: bool
     check: pd.DataFrame
+    imported: bool = False  # from Vidur's own files (mode=import): unverified, no held-out check
 
 
 def bundle_config(cfg: VidurProfileAppConfig) -> dict[str, Any]:
