@@ -3,15 +3,18 @@
 Pairing is where early stop is handled: each request's token series is cut to the tokens that
 both runs produced (normally the real run's ``num_decode_tokens_actual``), so TTFT, TPOT, E2E
 and ITL are computed over the same tokens on both sides. Everything is vectorised over the token
-arrays; no per-request Python loop.
+arrays; no per-request Python loop. A run known per request only (no ``token_metrics.csv``) pairs
+by its first and last token times; it cannot be cut, and ITL cannot be computed from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+import pandas as pd
 
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.runs import RunData, load_run, resolve_dir
@@ -19,15 +22,22 @@ from gpu_simulate_test.io.runs import RunData, load_run, resolve_dir
 
 @dataclass(frozen=True)
 class TokenSeries:
-    """One run's token times for the paired requests: request ``i`` owns ``times[offsets[i]:offsets[i+1]]``."""
+    """One run's tokens for the paired requests: the first and last kept token's time and how many were kept; with
+    token times, every kept token's too (request ``i`` owns ``times_ns[offsets[i]:offsets[i+1]]``)."""
 
     arrival_ns: np.ndarray  # (n,) int64
-    times_ns: np.ndarray  # (sum(counts),) int64
+    first_ns: np.ndarray  # (n,) int64
+    last_ns: np.ndarray  # (n,) int64
     counts: np.ndarray  # (n,) int64, tokens kept per request (>= 1)
+    times_ns: Optional[np.ndarray]  # (sum(counts),) int64; None for a run with per-request results only
 
     @property
     def offsets(self) -> np.ndarray:
         return np.concatenate(([0], np.cumsum(self.counts)))
+
+    @property
+    def has_token_times(self) -> bool:
+        return self.times_ns is not None
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,12 @@ def check_comparable(real: RunData, sim: RunData, *, allow_incomplete: bool) -> 
 
 
 def _blocks(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(request ids sorted, start row of each one's tokens, its token count) from the token frame."""
+    """(request ids sorted, start row of each one's tokens, its token count); without token rows, the start is -1
+    and the count is ``num_decode_tokens_actual``."""
+    if run.tokens is None:
+        req = run.requests.sort_values("request_id", kind="stable")
+        ids = req["request_id"].to_numpy(np.int64)
+        return ids, np.full(len(ids), -1, dtype=np.int64), req["num_decode_tokens_actual"].to_numpy(np.int64)
     rid = run.tokens["request_id"].to_numpy(np.int64)
     idx = run.tokens["token_index"].to_numpy(np.int64)
     starts = np.flatnonzero(idx == 0)  # each request's rows are contiguous and start at index 0 (schema)
@@ -103,6 +118,25 @@ def _gather(times: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.nda
     offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
     within = np.arange(total, dtype=np.int64) - np.repeat(offsets, counts)
     return times[np.repeat(starts, counts) + within]
+
+
+def _series(run: RunData, req: pd.DataFrame, starts: np.ndarray, full: np.ndarray, keep: np.ndarray,
+            other: RunData) -> TokenSeries:
+    """``run``'s series of the paired requests (``req``: its request rows, in pairing order) cut to ``keep`` tokens."""
+    arrival = req["arrival_time_ns"].to_numpy(np.int64)
+    if run.tokens is None:
+        cut = keep < full
+        if cut.any():
+            rid = int(req.index[int(np.argmax(cut))])
+            raise ArtifactError(
+                f"request {rid}: run {run.id!r} has per-request results only, so its {int(full[cut][0])} tokens cannot be "
+                f"cut to the {int(keep[cut][0])} that run {other.id!r} produced; compare it with a run of the full outputs"
+            )
+        return TokenSeries(arrival, req["first_token_time_ns"].to_numpy(np.int64),
+                           req["completion_time_ns"].to_numpy(np.int64), keep, None)
+    times = _gather(run.tokens["token_time_ns"].to_numpy(np.int64), starts, keep)
+    ends = np.cumsum(keep)
+    return TokenSeries(arrival, times[ends - keep], times[ends - 1], keep, times)
 
 
 def pair_runs(real: RunData, sim: RunData) -> PairedRuns:
@@ -128,14 +162,12 @@ def pair_runs(real: RunData, sim: RunData) -> PairedRuns:
                 "the runs do not replay the same workload requests"
             )
     keep = np.minimum(r_counts[ri], s_counts[si])
-    r_times = real.tokens["token_time_ns"].to_numpy(np.int64)
-    s_times = sim.tokens["token_time_ns"].to_numpy(np.int64)
     return PairedRuns(
         real=real,
         sim=sim,
         request_ids=common,
-        real_tokens=TokenSeries(r_req["arrival_time_ns"].to_numpy(np.int64), _gather(r_times, r_starts[ri], keep), keep),
-        sim_tokens=TokenSeries(s_req["arrival_time_ns"].to_numpy(np.int64), _gather(s_times, s_starts[si], keep), keep),
+        real_tokens=_series(real, r_req, r_starts[ri], r_counts[ri], keep, sim),
+        sim_tokens=_series(sim, s_req, s_starts[si], s_counts[si], keep, real),
         real_counts_full=r_counts[ri],
         sim_counts_full=s_counts[si],
         left_out_real=len(r_ids) - len(common),

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gpu_simulate_test.analysis.align import PairedRuns, load_pair
 from gpu_simulate_test.analysis.iterations import IterationMatch, match_iterations
-from gpu_simulate_test.analysis.metrics import metric_values
+from gpu_simulate_test.analysis.metrics import metric_values, unavailable_metrics
 from gpu_simulate_test.analysis.plots import figures_dir, optional_step_figure, plot_cdfs, plot_scatter, plot_timeline
 from gpu_simulate_test.analysis.report import HEADLINE_STATS, setup, write_summary
 from gpu_simulate_test.analysis.sweep import offered_load
@@ -91,6 +91,7 @@ def compare_runs(app: CompareRunsAppConfig) -> Path:
             setup=setup(pair.real.meta, pair.sim.meta),
             load=offered_load(pair.real, pair.sim, Path(app.paths.workloads)),
             counts=_counts(pair, values["tpot"].excluded),
+            unavailable_metrics=unavailable_metrics(pair),
             iterations=None if iterations is None else iterations.summary,
             run_paths={"real": str(pair.real.path), "sim": str(pair.sim.path)},
         )

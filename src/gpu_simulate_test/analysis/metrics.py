@@ -1,7 +1,9 @@
 """Latency metrics per request (vLLM ``bench serve`` definitions) and the statistics that compare them.
 
 Every metric is computed from token times only, identically for the real and the simulated run,
-over the token series that :mod:`.align` paired (so early stop is already accounted for).
+over the token series that :mod:`.align` paired (so early stop is already accounted for). TTFT, TPOT
+and E2E need only each request's first and last token and its token count; ITL needs every token's
+time, so it is left out (and said so) when a run has per-request results only.
 Values are float64 nanoseconds; NaN marks "undefined" (TPOT of a one-token output), which is
 counted, never averaged.
 """
@@ -16,28 +18,20 @@ import numpy as np
 from gpu_simulate_test.analysis.align import PairedRuns, TokenSeries
 
 
-def _first(ts: TokenSeries) -> np.ndarray:
-    return ts.times_ns[ts.offsets[:-1]]
-
-
-def _last(ts: TokenSeries) -> np.ndarray:
-    return ts.times_ns[ts.offsets[1:] - 1]
-
-
 def ttft(ts: TokenSeries) -> np.ndarray:
     """Time to first token: first token - scheduled arrival."""
-    return (_first(ts) - ts.arrival_ns).astype(np.float64)
+    return (ts.first_ns - ts.arrival_ns).astype(np.float64)
 
 
 def e2e(ts: TokenSeries) -> np.ndarray:
     """End to end: last token - scheduled arrival."""
-    return (_last(ts) - ts.arrival_ns).astype(np.float64)
+    return (ts.last_ns - ts.arrival_ns).astype(np.float64)
 
 
 def tpot(ts: TokenSeries) -> np.ndarray:
     """Time per output token after the first: (last - first) / (n - 1); NaN for one-token outputs."""
     n = ts.counts
-    span = (_last(ts) - _first(ts)).astype(np.float64)
+    span = (ts.last_ns - ts.first_ns).astype(np.float64)
     return np.where(n > 1, span / np.maximum(n - 1, 1), np.nan)
 
 
@@ -48,6 +42,7 @@ def e2e_per_token(ts: TokenSeries) -> np.ndarray:
 
 def itl(ts: TokenSeries) -> np.ndarray:
     """Inter-token latencies of every request, pooled: the gaps between consecutive tokens of a request."""
+    assert ts.times_ns is not None, "ITL needs token times (Metric.needs_token_times)"
     gaps = np.diff(ts.times_ns).astype(np.float64)
     keep = np.ones(len(gaps), dtype=bool)
     keep[ts.offsets[1:-1] - 1] = False  # the gap from one request's last token to the next one's first
@@ -61,6 +56,7 @@ class Metric:
     unit: str
     per: str  # what one value is: a request or a token gap
     values: Callable[[TokenSeries], np.ndarray]
+    needs_token_times: bool = False  # not computable from a run with per-request results only
 
 
 METRICS: dict[str, Metric] = {
@@ -68,7 +64,7 @@ METRICS: dict[str, Metric] = {
     for m in (
         Metric("ttft", "TTFT", "ns", "request", ttft),
         Metric("tpot", "TPOT", "ns", "request", tpot),
-        Metric("itl", "ITL", "ns", "token gap", itl),
+        Metric("itl", "ITL", "ns", "token gap", itl, needs_token_times=True),
         Metric("e2e", "E2E", "ns", "request", e2e),
         Metric("e2e_per_token", "E2E per output token", "ns/token", "request", e2e_per_token),
     )
@@ -86,9 +82,22 @@ class MetricValues:
     excluded: int  # pairs where the metric is undefined (TPOT of one-token outputs)
 
 
+def unavailable_metrics(pair: PairedRuns) -> dict[str, str]:
+    """Metrics that cannot be compared, with why: those needing token times when a run has none."""
+    without = [who for who, ts in (("real", pair.real_tokens), ("simulated", pair.sim_tokens)) if not ts.has_token_times]
+    if not without:
+        return {}
+    why = f"the {' and '.join(without)} run has per-request results only (no token times)"
+    return {name: why for name, m in METRICS.items() if m.needs_token_times}
+
+
 def metric_values(pair: PairedRuns) -> dict[str, MetricValues]:
+    """Every metric both runs allow (see :func:`unavailable_metrics`), paired."""
     out = {}
+    skip = unavailable_metrics(pair)
     for name, m in METRICS.items():
+        if name in skip:
+            continue
         r, s = m.values(pair.real_tokens), m.values(pair.sim_tokens)
         ok = ~(np.isnan(r) | np.isnan(s))
         out[name] = MetricValues(m, r[ok], s[ok], int((~ok).sum()))

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from gpu_simulate_test.analysis.align import PairedRuns  # noqa: E402
-from gpu_simulate_test.analysis.metrics import MetricValues  # noqa: E402
+from gpu_simulate_test.analysis.metrics import METRICS, MetricValues  # noqa: E402
 
 FIGS_DIR = "figs"
 REAL_STYLE = {"color": "tab:blue", "label": "real"}
@@ -60,7 +60,11 @@ def plot_cdfs(path: Path, values: dict[str, MetricValues], dist: pd.DataFrame, m
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     d = dist.set_index("metric")
     for ax, name in zip(axes.ravel(), ("ttft", "tpot", "itl", "e2e")):
-        mv = values[name]
+        mv = values.get(name)
+        if mv is None:  # not comparable (a run without token times): summary.md says why
+            ax.set_title(f"{METRICS[name].label} CDF")
+            ax.text(0.5, 0.5, "not compared (see summary.md)", ha="center", transform=ax.transAxes)
+            continue
         ax.set_title(f"{mv.metric.label} CDF")
         if len(mv.real) == 0:
             ax.text(0.5, 0.5, "no values", ha="center", transform=ax.transAxes)
@@ -120,20 +124,24 @@ def timeline_requests(pair: PairedRuns, k: int) -> np.ndarray:
     n = len(pair.request_ids)
     if n == 0 or k <= 0:
         return np.empty(0, dtype=np.int64)
-    off = pair.real_tokens.offsets
-    e2e = pair.real_tokens.times_ns[off[1:] - 1] - pair.real_tokens.arrival_ns
+    e2e = pair.real_tokens.last_ns - pair.real_tokens.arrival_ns
     order = np.argsort(e2e, kind="stable")
     return order[np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))]
 
 
 def plot_timeline(path: Path, pair: PairedRuns, k: int) -> Path:
-    """Token index against time since arrival for a few requests: real solid, simulated dashed."""
+    """Token index against time since arrival for a few requests: real solid, simulated dashed; a run with
+    per-request results only shows its first and last token alone (circles), nothing drawn between them."""
     fig, ax = plt.subplots(figsize=(10, 6))
     colors = plt.get_cmap("tab10")
     for j, i in enumerate(timeline_requests(pair, k)):
         c = colors(j % 10)
         rid = int(pair.request_ids[i])
         for ts, ls, who in ((pair.real_tokens, "-", "real"), (pair.sim_tokens, "--", "sim")):
+            if ts.times_ns is None:
+                t = (np.array([ts.first_ns[i], ts.last_ns[i]]) - ts.arrival_ns[i]) * MS
+                ax.plot(t, [1, ts.counts[i]], "o", color=c, mfc="none", label=f"r{rid} {who} (first, last)")
+                continue
             off = ts.offsets
             t = (ts.times_ns[off[i]:off[i + 1]] - ts.arrival_ns[i]) * MS
             ax.plot(t, np.arange(1, len(t) + 1), ls, color=c, lw=1.5, marker="." if len(t) <= 50 else None,

@@ -144,6 +144,9 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
     ]
     if c["arrival_mismatches"]:
         lines.append(f"- warning: {c['arrival_mismatches']:,} requests have different arrival times in the two runs")
+    for name, why in (meta.get("unavailable_metrics") or {}).items():
+        lines.append(f"- not compared: {METRICS[name].label}, because {why}; TTFT, TPOT and E2E need only each "
+                     "request's first and last token times and output length")
     lines += [
         "",
         "## Headline",
