@@ -97,6 +97,8 @@ def _workload_cfg(app: ExperimentAppConfig, qps: Optional[float]) -> WorkloadSpe
     if qps is not None:
         if w.arrival.process in ("all_at_once", "trace"):
             raise InputError(f"load.qps/capacity_fraction need a rate-based arrival process, not {w.arrival.process!r}")
+        if w.arrival.phases:
+            raise InputError("load.qps/capacity_fraction set one rate, but workload.arrival.phases set their own")
         w = replace(w, arrival=replace(w.arrival, qps=float(qps)))
     span = app.load.max_arrival_span_s
     if span is not None:

@@ -9,7 +9,7 @@ by its first and last token times; it cannot be cut, and ITL cannot be computed 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -67,6 +67,17 @@ class PairedRuns:
     @property
     def arrival_mismatches(self) -> int:
         return int((self.real_tokens.arrival_ns != self.sim_tokens.arrival_ns).sum())
+
+    def subset(self, keep: np.ndarray) -> "PairedRuns":
+        """The pairs where boolean ``keep`` holds (e.g. one phase's requests); nothing is left out of either run."""
+        return replace(self, request_ids=self.request_ids[keep], real_tokens=_take(self.real_tokens, keep),
+                       sim_tokens=_take(self.sim_tokens, keep), real_counts_full=self.real_counts_full[keep],
+                       sim_counts_full=self.sim_counts_full[keep], left_out_real=0, left_out_sim=0)
+
+
+def _take(ts: TokenSeries, keep: np.ndarray) -> TokenSeries:
+    times = None if ts.times_ns is None else _gather(ts.times_ns, ts.offsets[:-1][keep], ts.counts[keep])
+    return TokenSeries(ts.arrival_ns[keep], ts.first_ns[keep], ts.last_ns[keep], ts.counts[keep], times)
 
 
 def load_pair(real_root: Path, sim_root: Path, real_run: str, sim_run: str, *, allow_incomplete: bool) -> PairedRuns:

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from gpu_simulate_test.analysis.align import PairedRuns, load_pair
 from gpu_simulate_test.analysis.iterations import IterationMatch, match_iterations
 from gpu_simulate_test.analysis.metrics import metric_values, unavailable_metrics
+from gpu_simulate_test.analysis.phases import phase_stats, workload_phases
 from gpu_simulate_test.analysis.plots import figures_dir, optional_step_figure, plot_cdfs, plot_scatter, plot_timeline
 from gpu_simulate_test.analysis.report import HEADLINE_STATS, setup, write_summary
 from gpu_simulate_test.analysis.sweep import offered_load
@@ -81,6 +82,8 @@ def compare_runs(app: CompareRunsAppConfig) -> Path:
         stats, dist = stats_and_distribution(values, pcts)
         requests = requests_frame(pair)
         step(2)
+        phases = workload_phases(Path(app.paths.workloads), pair.real.workload_id)
+        per_phase, phase_info = phase_stats(pair, phases, pcts) if phases else (None, [])
         iterations: Optional[IterationMatch] = None
         if pair.real.iterations is not None and pair.sim.iterations is not None:
             iterations = match_iterations(pair.real.iterations, pair.sim.iterations, list(c.prefill_bin_edges))
@@ -92,11 +95,12 @@ def compare_runs(app: CompareRunsAppConfig) -> Path:
             load=offered_load(pair.real, pair.sim, Path(app.paths.workloads)),
             counts=_counts(pair, values["tpot"].excluded),
             unavailable_metrics=unavailable_metrics(pair),
+            phases=phase_info,
             iterations=None if iterations is None else iterations.summary,
             run_paths={"real": str(pair.real.path), "sim": str(pair.sim.path)},
         )
         with out.write() as tmp:
-            write_comparison_tables(tmp, stats, dist, requests, iterations)
+            write_comparison_tables(tmp, stats, dist, requests, iterations, per_phase)
             step(4)
             figs = figures_dir(tmp)
             written = [
@@ -107,6 +111,6 @@ def compare_runs(app: CompareRunsAppConfig) -> Path:
             ]
             names = [str(p.relative_to(tmp)) for p in written if p is not None]
             write_json(tmp / COMPARISON_META, meta)
-            write_summary(tmp, meta, pair.real.meta, pair.sim.meta, stats, dist, names, float(c.tolerance_pct))
+            write_summary(tmp, meta, pair.real.meta, pair.sim.meta, stats, dist, names, float(c.tolerance_pct), per_phase)
             step(5)
     return out.path

@@ -124,9 +124,24 @@ def setup(real_meta: dict[str, Any], sim_meta: dict[str, Any]) -> dict[str, str]
     return {g: describe(real_meta, sim_meta, g) for g in SETUP_GROUPS}
 
 
+def _phase_section(phases: list[dict[str, Any]], phase_stats: Optional[pd.DataFrame]) -> list[str]:
+    """One headline table per phase of a workload in phases (nothing otherwise)."""
+    if not phases or phase_stats is None:
+        return []
+    lines = ["## Per phase", "", "Requests belong to the phase they were sent in (`tables/phase_stats.csv`).", ""]
+    for ph in phases:
+        k = int(ph["phase"])
+        lines += [f"### Phase {k + 1}: {ph['qps']:g} requests/s for {ph['duration_s']:g} s "
+                  f"({ph['requests_compared']:,} of {ph['num_requests']:,} requests compared)", ""]
+        lines += [headline_table(phase_stats[phase_stats["phase"] == k].drop(columns="phase")) if ph["requests_compared"]
+                  else "No request of this phase finished in both runs.", ""]
+    return lines
+
+
 def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], sim_meta: dict[str, Any],
-                  stats: pd.DataFrame, dist: pd.DataFrame, figures: list[str], tolerance_pct: float) -> Path:
-    """Render ``summary.md`` from the comparison's meta and tables."""
+                  stats: pd.DataFrame, dist: pd.DataFrame, figures: list[str], tolerance_pct: float,
+                  phase_stats: Optional[pd.DataFrame] = None) -> Path:
+    """Render ``summary.md`` from the comparison's meta and tables (and the per-phase stats of a phased workload)."""
     c = meta["counts"]
     load = meta["load"]
     lines = [
@@ -153,6 +168,7 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
         "",
         headline_table(stats),
         "",
+        *_phase_section(meta.get("phases") or [], phase_stats),
         f"## Verdicts (tolerance ±{tolerance_pct:g}% on P50/P90/P99)",
         "",
         *(f"- {v}" for v in verdicts(stats, tolerance_pct)),

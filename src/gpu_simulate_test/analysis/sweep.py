@@ -37,6 +37,8 @@ def _configured_qps(config: Any) -> Optional[float]:
         return None
     arrival = (config.get("workload") or {}).get("arrival") or {}
     qps = arrival.get("qps")
+    if arrival.get("phases"):  # several rates: the arrivals' own rate says the load
+        return None
     if arrival.get("process") in RATE_PROCESSES and isinstance(qps, (int, float)) and qps > 0:
         return float(qps)
     return None

@@ -27,6 +27,7 @@ from gpu_simulate_test.io.schemas import (
     COMPARISON_DISTRIBUTION,
     COMPARISON_ITERATION_ERROR,
     COMPARISON_ITERATION_PAIRS,
+    COMPARISON_PHASE_STATS,
     COMPARISON_REQUESTS,
     COMPARISON_STATS,
 )
@@ -93,7 +94,8 @@ def requests_frame(pair: PairedRuns) -> pd.DataFrame:
 
 
 def write_comparison_tables(
-    dest: Path, stats: pd.DataFrame, dist: pd.DataFrame, requests: pd.DataFrame, iterations: Optional[IterationMatch]
+    dest: Path, stats: pd.DataFrame, dist: pd.DataFrame, requests: pd.DataFrame, iterations: Optional[IterationMatch],
+    phase_stats: Optional[pd.DataFrame] = None,
 ) -> dict[str, pd.DataFrame]:
     """Validate and write every table under ``dest/tables``; returns what was written, by schema name."""
     out_dir = Path(dest) / TABLES_DIR
@@ -101,4 +103,6 @@ def write_comparison_tables(
     frames = [(COMPARISON_STATS, stats), (COMPARISON_DISTRIBUTION, dist), (COMPARISON_REQUESTS, requests)]
     if iterations is not None:
         frames += [(COMPARISON_ITERATION_PAIRS, iterations.pairs), (COMPARISON_ITERATION_ERROR, iterations.by_shape)]
+    if phase_stats is not None:
+        frames.append((COMPARISON_PHASE_STATS, phase_stats))
     return {schema.name: write_table(df, out_dir / schema.filename, schema) for schema, df in frames}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 
 @dataclass
@@ -41,13 +41,27 @@ class LengthsConfig:
 
 
 @dataclass
+class PhaseConfig:
+    """One phase of a workload: ``qps`` requests/s for ``duration_s`` seconds (round(qps x duration_s) requests)."""
+
+    qps: float = 1.0
+    duration_s: float = 60.0
+
+
+@dataclass
 class ArrivalConfig:
-    """Arrival process. ``trace`` keeps the imported trace's own timestamps, multiplied by ``time_scale``."""
+    """Arrival process. ``trace`` keeps the imported trace's own timestamps, multiplied by ``time_scale``.
+
+    ``phases`` (e.g. ``[{qps: 5, duration_s: 600}, {qps: 10, duration_s: 600}]``) runs the rate-driven process
+    (poisson, gamma, constant) at each phase's rate in turn, in place of ``qps``; the phases then decide how many
+    requests there are, and compare-runs reports each phase as well as the whole.
+    """
 
     process: str = "poisson"  # poisson | gamma | constant | all_at_once | trace
     qps: float = 1.0
     cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times (1 = Poisson)
     time_scale: float = 1.0
+    phases: List[PhaseConfig] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +77,8 @@ class WorkloadConfig:
     """A whole workload; with the app's ``seed`` it determines the files and the ``workload_id``."""
 
     name: str = "workload"
-    num_requests: Optional[int] = 100  # for synthetic sources: how many; for imported traces: the cap (null = all)
+    # for synthetic sources: how many; for imported traces: the cap (null = all); with arrival.phases: null (they decide)
+    num_requests: Optional[int] = 100
     lengths: LengthsConfig = field(default_factory=LengthsConfig)
     arrival: ArrivalConfig = field(default_factory=ArrivalConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

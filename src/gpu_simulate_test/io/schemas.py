@@ -388,6 +388,18 @@ COMPARISON_STATS = register_table(TableSchema(
     key=("metric", "statistic"),
 ))
 
+COMPARISON_PHASE_STATS = register_table(TableSchema(
+    name="comparison_phase_stats",
+    filename="phase_stats.csv",
+    spec_file="comparison.md",
+    description="Workloads in phases only: stats.csv for the requests of each phase (requests numbered by arrival).",
+    columns=(
+        Column("phase", "int", "-", "0, 1, ... as in workload_meta.json phases", min=0),
+        *COMPARISON_STATS.columns,
+    ),
+    key=("phase", "metric", "statistic"),
+))
+
 COMPARISON_DISTRIBUTION = register_table(TableSchema(
     name="comparison_distribution",
     filename="distribution.csv",

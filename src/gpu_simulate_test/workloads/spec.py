@@ -32,7 +32,7 @@ from gpu_simulate_test.io.outputs import WORKLOAD_META, atomic_dir
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.io.units import NS_PER_S
-from gpu_simulate_test.workloads.arrivals import arrival_times
+from gpu_simulate_test.workloads.arrivals import arrival_times, phase_counts
 from gpu_simulate_test.workloads.importers import DRAW, IMPORTERS, RawTrace
 from gpu_simulate_test.workloads.lengths import LENGTH_SAMPLERS, check_bounds, sample_lengths
 from gpu_simulate_test.workloads.load import PROMPTS
@@ -68,8 +68,31 @@ class Built:
 # --- sources -------------------------------------------------------------------------------------------
 
 
+def _requests_wanted(w: WorkloadConfig) -> Optional[int]:
+    """How many requests the workload asks for: the phases' total, else ``num_requests`` (null: a whole trace)."""
+    if not w.arrival.phases:
+        return w.num_requests
+    total = sum(phase_counts(w.arrival))
+    if w.num_requests is not None and int(w.num_requests) != total:
+        raise InputError(f"workload.num_requests={w.num_requests} but workload.arrival.phases hold {total} requests "
+                         "(round(qps x duration_s) each); set workload.num_requests=null")
+    return total
+
+
+def _phases_meta(w: WorkloadConfig) -> list[dict[str, Any]]:
+    """Each phase's rate, span and request ids (requests are numbered in arrival order), for compare-runs."""
+    out, first, start = [], 0, 0.0
+    for i, (p, count) in enumerate(zip(w.arrival.phases, phase_counts(w.arrival))):
+        end = start + float(p.duration_s)
+        out.append({"phase": i, "qps": float(p.qps), "duration_s": float(p.duration_s),
+                    "start_time_ns": int(round(start * NS_PER_S)), "end_time_ns": int(round(end * NS_PER_S)),
+                    "first_request_id": first, "num_requests": count})
+        first, start = first + count, end
+    return out
+
+
 def _synthetic(w: WorkloadConfig, seed: int) -> RawTrace:
-    n = w.num_requests
+    n = _requests_wanted(w)
     if n is None or n < 1:
         raise InputError(f"workload.num_requests={n}: a synthetic source ({w.lengths.source}) needs a count >= 1")
     src = w.lengths.source
@@ -187,7 +210,8 @@ def _select(raw: RawTrace, w: WorkloadConfig, seed: int, max_context: int, tok: 
             id_range: tuple[int, int]) -> Built:
     """Walk the candidates (in file order or a seeded permutation) until ``num_requests`` fit the context."""
     n = len(raw)
-    cap = n if w.num_requests is None else int(w.num_requests)
+    wanted = _requests_wanted(w)
+    cap = n if wanted is None else int(wanted)
     if cap < 1:
         raise InputError(f"workload.num_requests={cap} must be >= 1 (or null for the whole trace)")
     order = _rng(seed, STREAM_SUBSAMPLE).permutation(n) if w.subsample and raw.source != "synthetic" else np.arange(n)
@@ -344,6 +368,7 @@ def generate_workload(app: WorkloadSpecAppConfig) -> Path:
                 filters={"candidates": built.candidates, "dropped_over_context": built.dropped_over_context,
                          "clipped_lengths": built.clipped, **raw.notes},
                 files=digests, id_basis=id_basis,
+                **({"phases": _phases_meta(w)} if w.arrival.phases else {}),
             )
             write_json(tmp / WORKLOAD_META, meta)
     finally:
