@@ -24,7 +24,8 @@ def workload_phases(workloads_root: Path, workload_id: str) -> list[dict[str, An
     return phases if len(phases) > 1 else []
 
 
-def phase_stats(pair: PairedRuns, phases: list[dict[str, Any]], percentiles: list[float]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+def phase_stats(pair: PairedRuns, phases: list[dict[str, Any]],
+                percentiles: list[float]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """``phase_stats.csv`` (stats.csv per phase) and each phase's description with its compared requests."""
     frames, described = [], []
     for ph in phases:

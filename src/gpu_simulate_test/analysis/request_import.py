@@ -40,9 +40,12 @@ OPTIONAL = ("start_ms", "error")
 
 def _read(path: Path) -> pd.DataFrame:
     try:
-        df = pd.read_csv(path, dtype={"error": str}, keep_default_na=False, na_values={c: [""] for c in (*REQUIRED, "start_ms")})
+        df = pd.read_csv(path, dtype={"error": str}, keep_default_na=False,
+                         na_values={c: [""] for c in (*REQUIRED, "start_ms")})
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: not a readable CSV ({exc}); columns {list(REQUIRED)} (optional {list(OPTIONAL)})") from exc
+        raise InputError(
+            f"{path}: not a readable CSV ({exc}); columns {list(REQUIRED)} (optional {list(OPTIONAL)})"
+        ) from exc
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise InputError(f"{path}: line 1: missing column(s) {missing}; the header is {list(df.columns)}")

@@ -33,8 +33,8 @@ MODES: dict[str, Mode] = {
     "compare": Mode(compare_runs, lambda p: f"{headline_text(p)}\n\nsummary: {p / SUMMARY}"),
     "sweep": Mode(run_sweep, lambda p: f"sweep summary: {p / SUMMARY}"),
     "import_vllm": Mode(import_vllm_run, lambda p: f"imported real run: {p} (compare it with real_run={p.name})"),
-    "import_requests": Mode(import_request_results,
-                            lambda p: f"imported real run (per request, no token times): {p} (compare it with real_run={p.name})"),
+    "import_requests": Mode(import_request_results, lambda p: (
+        f"imported real run (per request, no token times): {p} (compare it with real_run={p.name})")),
 }
 
 

@@ -55,7 +55,9 @@ def _read(path: Path, schema: TableSchema) -> pd.DataFrame:
     try:
         df = pd.read_csv(path)  # .xz is decompressed by its suffix
     except (OSError, EOFError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: not a readable CSV ({exc}); give Vidur's {schema.filename} as its profiler wrote it") from exc
+        raise InputError(
+            f"{path}: not a readable CSV ({exc}); give Vidur's {schema.filename} as its profiler wrote it"
+        ) from exc
     missing = [c for c in schema.column_names if c not in df.columns]
     if missing:
         raise InputError(f"{path}: lacks column(s) {missing[:6]}{' ...' if len(missing) > 6 else ''}; "
