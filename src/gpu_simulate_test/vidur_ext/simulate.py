@@ -252,7 +252,7 @@ def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
     # Batch-end order; with several replicas batches overlap, so order by start (ties: end) as real runs do.
     df = df.sort_values(["start_time_ns", "end_time_ns"], kind="stable").reset_index(drop=True)
     df.insert(0, "iteration_id", np.arange(len(df), dtype=np.int64))
-    return df[ITERATION_METRICS.column_names]
+    return df[[c for c in ITERATION_METRICS.column_names if c not in ITERATION_METRICS.optional]]
 
 
 def run_vidur_sim(app: VidurSimAppConfig) -> Path:
