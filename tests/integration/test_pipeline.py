@@ -34,7 +34,7 @@ def test_demo_pipeline_small(backend: str, compose_app: Callable[..., Any]) -> N
         assert (comparison / "figs" / fig).stat().st_size > 10_000
     table = headline_text(comparison)
     assert "TTFT" in table and "TPOT" in table and "E2E" in table
-X
+    if backend == "native":  # vidur-sim ran with the KV pool the real run recorded
         assert sim.meta["inputs"]["real_run"] == rec.real_run
         assert sim.meta["settings"]["cache"]["num_blocks"] == real.meta["backend"]["num_blocks"]
         assert real.meta["engine_stats"]["compilations_during_run"] == 0

@@ -12,12 +12,11 @@ must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from gpu_simulate_test.engine import kernels
 from gpu_simulate_test.engine.model import AttentionInputs
-
-Op = Optional[Callable[[], Any]]  # None: fused into another op, no cost of its own
+from gpu_simulate_test.vidur_ext.profiler.operators import Op
 
 
 class EngineLayerOps:
