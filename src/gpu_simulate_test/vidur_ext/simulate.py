@@ -151,7 +151,7 @@ def recorded_kv_pool(app: VidurSimAppConfig, limits: Limits) -> Limits:
     if get_backend(name).kv_pool_from_run:
         raise InputError(
             f"backend {name}: num_blocks is null, so the real engine sized its KV pool when it loaded; give the real "
-            f"run it recorded as real_run=<id> (experiment does), or its run_meta.json backend.num_blocks as "
+            "run it recorded as real_run=<id> (experiment does), or its run_meta.json backend.num_blocks as "
             "backend.num_blocks=<n>"
         )
     return limits
