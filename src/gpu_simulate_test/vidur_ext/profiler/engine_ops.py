@@ -32,6 +32,9 @@ class EngineLayerOps:
         self.attention_backend = f"native-{kernels.kernel_path(self.device)}"  # native-triton | native-reference
         kv = engine.runner.kv_cache
         self._pool = (kv[0, 0], kv[1, 0])  # the engine's own layer-0 K/V blocks
+        # Block-table rows as wide as the runner's (the model's whole context): the attention kernel plans its
+        # split-KV from that width, so a narrower table would time another launch than a step runs.
+        self._table_width = engine.runner.tables.width
         self._graphs = self.device.type == "cuda"
 
     # ---- inputs -----------------------------------------------------------------------------------------------
@@ -63,7 +66,7 @@ class EngineLayerOps:
         widths = [math.ceil((cached + new) / bs) for cached, new in seqs]
         table, slots, first = [], [], 0
         for (cached, new), width in zip(seqs, widths):
-            table.append(list(range(first, first + width)) + [0] * (max(widths) - width))
+            table.append(list(range(first, first + width)) + [0] * (self._table_width - width))
             slots += [first * bs + p for p in range(cached, cached + new)]
             first += width
         cu = [0]
@@ -95,7 +98,7 @@ class EngineLayerOps:
         layer, w, s, eps = self.layer, self.layer.w, self.shape, self.shape.rms_norm_eps
         x, residual = self._rand(n, s.hidden_size), self._rand(n, s.hidden_size)
         q, k, v = layer.qkv_proj(x)
-        positions = torch.arange(n, device=self.device)
+        positions = torch.arange(n, dtype=torch.int32, device=self.device)  # int32, as the runner packs them
         attn, k_cache, v_cache = self._attention_inputs([(0, n)])
         o = self._rand(n, s.num_attention_heads * s.head_dim)
         gate_up, act = self._rand(n, 2 * s.intermediate_size), self._rand(n, s.intermediate_size)
