@@ -198,7 +198,8 @@ def run_experiment(app: ExperimentAppConfig, stages: Optional[StageFunctions] = 
     if not (rec.sim_run and _complete(Path(p.vidur_runs) / rec.sim_run, RUN_META)):
         if "sim" not in want:
             return _archive(app, rec)
-        rec.sim_run = fns.sim(_sub(VidurSimAppConfig, app, workload_id=rec.workload_id, profiling_root=rec.bundle_id)).name
+        rec.sim_run = fns.sim(_sub(VidurSimAppConfig, app, workload_id=rec.workload_id, profiling_root=rec.bundle_id,
+                                   real_run=rec.real_run)).name  # its recorded KV pool, where the engine sized one
         rec.comparison_id = None
         _save(app, rec)
     if rec.comparison_id is None or not (Path(p.comparisons) / rec.comparison_id).is_dir():

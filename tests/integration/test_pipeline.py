@@ -1,4 +1,4 @@
-"""The demo's pipeline end to end on a smaller workload: every stage, both HF backends, then reuse."""
+"""The demo's pipeline end to end on a smaller workload: every stage, every backend the demo runs, then reuse."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.runs import load_run
 
 SMALL = ["workload=demo", "workload.num_requests=6", "workload.lengths.prefill.max=64", "workload.lengths.decode.max=12"]
+CAP = {"native": ["backend.max_requests_per_batch=6"]}  # the workload's size (the demo's rule, cli/demo.py)
 
 
-@pytest.mark.parametrize("backend", ["hf-generate", "hf-continuous"])
+@pytest.mark.parametrize("backend", ["hf-generate", "hf-continuous", "native"])
 def test_demo_pipeline_small(backend: str, compose_app: Callable[..., Any]) -> None:
-    cfg = compose_app("experiment", [f"backend={backend}", *SMALL])
+    cfg = compose_app("experiment", [f"backend={backend}", *CAP.get(backend, []), *SMALL])
     rec = run_experiment(cfg)
     paths = cfg.paths
     real = load_run(Path(paths.real_runs) / rec.real_run, "real_run")
@@ -33,6 +34,11 @@ def test_demo_pipeline_small(backend: str, compose_app: Callable[..., Any]) -> N
         assert (comparison / "figs" / fig).stat().st_size > 10_000
     table = headline_text(comparison)
     assert "TTFT" in table and "TPOT" in table and "E2E" in table
+    if backend == "native":  # vidur-sim ran with the KV pool the real run recorded
+        assert sim.meta["inputs"]["real_run"] == rec.real_run
+        assert sim.meta["settings"]["cache"]["num_blocks"] == real.meta["backend"]["num_blocks"]
+        assert real.meta["engine_stats"]["compilations_during_run"] == 0
+        assert "kv_tokens" in real.iterations.columns
 
     # Again: nothing measured or simulated twice, the same comparison comes back.
     before = {p.name for p in Path(paths.real_runs).iterdir()}

@@ -107,6 +107,8 @@ def test_shared_file_names_are_defined_once() -> None:
 
 
 def test_drivers_sit_below_the_bench_and_the_profiler() -> None:
+    drivers = {p.name for p in (SRC / "backends").glob("*.py")}
+    assert {"hf_generate.py", "hf_continuous.py", "sarathi.py", "native.py"} <= drivers, drivers
     for path in (SRC / "backends").glob("*.py"):
         upward = {m for m in imports(path.read_text()) if m.startswith(("gpu_simulate_test.real_bench", "gpu_simulate_test.vidur_ext"))}
         assert not upward, f"{_rel(path)} imports {sorted(upward)}"

@@ -16,7 +16,7 @@ from gpu_simulate_test.errors import InputError
 GROUP_OPTIONS = {
     "model": ["qwen3-0.6b", "qwen3-tiny", "llama-2-7b", "llama-3-8b", "mistral-7b"],
     "hardware": ["h100", "a100", "h200", "cpu"],
-    "backend": ["hf-generate", "hf-continuous", "sarathi"],
+    "backend": ["hf-generate", "hf-continuous", "sarathi", "native"],
 }
 
 

@@ -45,6 +45,7 @@ class FakeStages:
         def sim(cfg: Any) -> Path:
             self.calls.append("sim")
             assert cfg.profiling_root == "bundle"
+            assert cfg.real_run.startswith("real-")  # the point's real run: its recorded KV pool (native)
             return self._dir(cfg.paths.vidur_runs, f"sim-{len(self.calls)}", "run_meta.json", "vidur_run")
 
         def compare(cfg: Any) -> Path:

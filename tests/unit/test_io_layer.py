@@ -113,3 +113,20 @@ def test_ids_ignore_fields_left_at_their_defaults() -> None:
     assert without_defaults(asdict(_New(name="m", added=True)), _New) == {"name": "m", "added": True}
     assert without_defaults(asdict(_Old(name="m", inner=_Inner(a=2))), _Old) == {"name": "m", "inner": {"a": 2}}
     assert without_defaults({"name": "m", "extra": 3}, _Old) == {"name": "m", "extra": 3}
+
+
+def test_iteration_kv_tokens_is_optional_and_checked(tmp_path: Path) -> None:
+    """``kv_tokens`` (native's per-request KV lengths) may be absent (every older file and the other engines); when
+    present it lists one length per request, each at least that request's tokens in the step."""
+    from gpu_simulate_test.io.schemas import ITERATION_METRICS
+
+    base = pd.DataFrame({"iteration_id": [0, 1], "start_time_ns": [0, 10], "end_time_ns": [10, 20], "batch_size": [2, 1],
+                         "num_prefill_tokens": [40, 0], "num_decode_tokens": [0, 1], "requests": ["r0:30;r1:10", "r0:1"]})
+    path = tmp_path / "iteration_metrics.csv"
+    write_table(base, path, ITERATION_METRICS)
+    assert list(read_table(path, ITERATION_METRICS).columns) == list(base.columns)
+    write_table(base.assign(kv_tokens=["30;10", "31"]), path, ITERATION_METRICS)
+    assert read_table(path, ITERATION_METRICS)["kv_tokens"].tolist() == ["30;10", "31"]
+    for bad in (["30", "31"], ["30;9", "31"], ["30;x", "31"]):  # a length missing, below its tokens, not a number
+        with pytest.raises(ArtifactError, match="kv_tokens"):
+            write_table(base.assign(kv_tokens=bad), path, ITERATION_METRICS)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from gpu_simulate_test.config.backend import BackendConfig
-from gpu_simulate_test.config.limits import POLICIES, resolve_limits
+from gpu_simulate_test.config.limits import POLICIES, resolve_limits, workload_kv_blocks
 from gpu_simulate_test.errors import InputError
 
 SARATHI = BackendConfig(name="b", vidur_scheduler="sarathi", max_batch_tokens=512, max_requests_per_batch=32, num_blocks=64)
@@ -55,6 +55,18 @@ def test_null_budget_means_whole_prompts_for_every_policy() -> None:
 def test_impossible_settings_are_one_clear_error(change: dict, message: str) -> None:
     with pytest.raises(InputError, match=f"backend b: {message}"):
         resolve_limits(replace(SARATHI, **change), longest_prompt=100)
+
+
+@pytest.mark.parametrize("watermark", [0.0, 0.01, 0.2])
+def test_workload_pool_holds_every_admitted_request_at_its_longest_context(watermark: float) -> None:
+    """The CPU pool of an engine that sizes its own from GPU memory: the fewest blocks that leave, above the
+    watermark, every request the cap admits at the longest context plus the free block a decode needs."""
+    lim = resolve_limits(replace(SARATHI, num_blocks=None, block_size=16, watermark_blocks_fraction=watermark),
+                         longest_prompt=100, num_requests=10)
+    need = 10 * 63 + 1  # 10 requests (cap 32) of 1000 tokens: 63 blocks each
+    n = workload_kv_blocks(lim, 1000)
+    assert n - int(watermark * n) >= need > (n - 1) - int(watermark * (n - 1))
+    assert workload_kv_blocks(resolve_limits(replace(SARATHI, block_size=16), longest_prompt=100), 16) == 32 + 1
 
 
 def test_vidur_configs_come_from_the_limits() -> None:

@@ -59,6 +59,29 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert again.reused and again.path == result.path and again.check.equals(result.check)
 
 
+def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
+    """backend=native: the rows come from the engine's layer methods and kernels (the reference ops on the CPU), the
+    fused ops carry the costs of the ones they absorb (``add`` and the KV store are 0), the whole iterations come
+    from the driver's own steps, and Vidur reads the bundle."""
+    cfg = _cfg(compose_app, ["backend=native", "backend.max_requests_per_batch=4"])
+    result = build_bundle(cfg, vidur_predict(cfg))
+    meta = read_meta(result.path / "profile_meta.json", kind="profile_bundle")
+    assert meta["backend_measured"] == "native" and meta["skipped_shapes"] == []
+    assert list(result.check["shape"]) == ["prefill:32", "decode:1x64", "decode:4x64"]
+    assert meta["held_out_check"]["num_shapes"] == 3 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
+    raw_mlp = read_table(result.path / "mlp_raw.csv", MLP_RAW_PROFILE)
+    raw_att = read_table(result.path / "attention_raw.csv", ATTENTION_RAW_PROFILE)
+    assert (raw_mlp["time_stats.add.median"] == 0).all() and (raw_att["time_stats.attn_kv_cache_save.median"] == 0).all()
+    for op in ("input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj", "post_attention_layernorm",
+               "mlp_up_proj", "mlp_act", "mlp_down_proj"):
+        assert (raw_mlp[f"time_stats.{op}.median"] > 0).all(), op
+    assert (raw_att["attention_backend"] == "native-reference").all()
+    assert (raw_att[raw_att["is_prefill"]]["time_stats.attn_prefill.median"] > 0).all()
+    assert (raw_att[~raw_att["is_prefill"]]["time_stats.attn_decode.median"] > 0).all()
+    iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
+    assert len(iters) == 7 and (iters["num_samples"] == 3).all()
+
+
 def test_gpu_hardware_without_gpu_leaves_nothing(compose_app, tmp_path: Path) -> None:
     cfg = _cfg(compose_app, ["hardware=h100"])
     with pytest.raises(EnvironmentUnavailableError, match="GPU"):

@@ -95,6 +95,38 @@ def test_counts_order_and_determinism_with_chunking_and_preemption(compose_app, 
     assert not (Path.cwd() / "simulator_output").exists() or not any((Path.cwd() / "simulator_output").iterdir())
 
 
+def _real_run(root: Path, run_id: str, backend: dict) -> None:
+    """A real run's meta as the native driver records it (vidur-sim reads only ``backend`` from it)."""
+    from gpu_simulate_test.io.meta import build_meta
+    from gpu_simulate_test.io.runs import write_run_meta
+
+    (root / run_id).mkdir(parents=True)
+    write_run_meta(root / run_id, build_meta(kind="real_run", id=run_id, config={}, inputs={"workload_id": "w"},
+                                             backend=backend))
+
+
+def test_native_takes_the_kv_pool_its_real_run_recorded(compose_app, tmp_path: Path) -> None:
+    """backend=native sizes its pool when it loads (num_blocks: null): vidur-sim simulates with the recorded count,
+    which a pool too small for the workload shows (restarts), and refuses to guess one."""
+    reqs = [(0, 60, 20), (0, 60, 20), (0, 60, 20)]  # 5 blocks of 16 each at the end
+    cfg = _setup(compose_app, tmp_path, "native", reqs, ["backend.watermark_blocks_fraction=0"])
+    from gpu_simulate_test.errors import InputError
+
+    with pytest.raises(InputError, match=r"backend native: num_blocks is null.*real_run=<id> \(experiment does\)"):
+        run_vidur_sim(cfg)
+    _real_run(Path(cfg.paths.real_runs), "real-native", {"name": "native", "num_blocks": 9})
+    _real_run(Path(cfg.paths.real_runs), "real-other", {"name": "hf-continuous", "num_blocks": 9})
+    cfg.real_run = "real-other"
+    with pytest.raises(InputError, match="real_run real-other ran backend 'hf-continuous', not 'native'"):
+        run_vidur_sim(cfg)
+    assert not Path(cfg.paths.vidur_runs).exists() or not any(Path(cfg.paths.vidur_runs).iterdir())
+    cfg.real_run = "real-native"
+    run = load_run(run_vidur_sim(cfg), "vidur_run")
+    assert run.meta["settings"]["cache"]["num_blocks"] == 9 and run.meta["settings"]["num_restarts"] > 0
+    assert run.meta["inputs"] == {"workload_id": "w", "bundle_id": "b", "real_run": "real-native"}
+    assert run.meta["scheduler"]["name"] == "sarathi" and run.meta["scheduler"]["chunk_size"] == 512
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

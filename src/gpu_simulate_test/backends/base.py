@@ -52,6 +52,9 @@ class Backend(ABC):
     """
 
     name: ClassVar[str] = ""
+    # True: with ``num_blocks: null`` the engine sizes its KV pool when it loads, and vidur-sim must be given the
+    # count the real run recorded (``real_run=<id>``) rather than size one itself.
+    kv_pool_from_run: ClassVar[bool] = False
 
     def __init__(self, backend: BackendConfig, model: ModelConfig, hardware: HardwareConfig, seed: int) -> None:
         self.cfg = backend
@@ -90,6 +93,11 @@ class Backend(ABC):
         raise EnvironmentUnavailableError(
             f"backend {self.name} runs its model outside this process, so vidur-profile cannot time its operators"
         )
+
+    def native_engine(self) -> Any:
+        """The native engine (``gpu_simulate_test.engine``) this driver runs, or None: vidur-profile then times
+        its own layer methods and kernels instead of ``torch_model()``'s modules."""
+        return None
 
     @abstractmethod
     def warmup(self, workload: Workload, prompts: dict[int, list[int]]) -> None:

@@ -10,11 +10,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Optional
 
 import pandas as pd
 
 from gpu_simulate_test.io.runs import RequestRecord
-from gpu_simulate_test.io.schemas import ITERATION_METRICS, format_requests_field
+from gpu_simulate_test.io.schemas import ITERATION_METRICS, KV_TOKENS, format_requests_field
 from gpu_simulate_test.workloads.load import WorkloadRequest
 
 
@@ -41,11 +42,13 @@ class RunClock:
 
 @dataclass(frozen=True)
 class StepItem:
-    """One request's share of an engine iteration."""
+    """One request's share of an engine iteration; ``kv_tokens``: its KV-cache length after the iteration, where the
+    engine tells it (native)."""
 
     request_id: int
     num_tokens: int
     is_prefill: bool
+    kv_tokens: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -127,20 +130,23 @@ class Recorder:
             return out
 
     def iterations_frame(self) -> pd.DataFrame:
-        """``iteration_metrics.csv`` rows in execution order."""
+        """``iteration_metrics.csv`` rows in execution order; the optional ``kv_tokens`` column when every step
+        carries its KV lengths."""
         with self._changed:
             steps = sorted(self._steps, key=lambda s: s.start_ns)
+        with_kv = bool(steps) and all(it.kv_tokens is not None for s in steps for it in s.items)
         rows = []
         for i, s in enumerate(steps):
-            rows.append(
-                {
-                    "iteration_id": i,
-                    "start_time_ns": s.start_ns,
-                    "end_time_ns": s.end_ns,
-                    "batch_size": len(s.items),
-                    "num_prefill_tokens": sum(it.num_tokens for it in s.items if it.is_prefill),
-                    "num_decode_tokens": sum(it.num_tokens for it in s.items if not it.is_prefill),
-                    "requests": format_requests_field([(it.request_id, it.num_tokens) for it in s.items]),
-                }
-            )
-        return pd.DataFrame(rows, columns=ITERATION_METRICS.column_names)
+            row = {
+                "iteration_id": i,
+                "start_time_ns": s.start_ns,
+                "end_time_ns": s.end_ns,
+                "batch_size": len(s.items),
+                "num_prefill_tokens": sum(it.num_tokens for it in s.items if it.is_prefill),
+                "num_decode_tokens": sum(it.num_tokens for it in s.items if not it.is_prefill),
+                "requests": format_requests_field([(it.request_id, it.num_tokens) for it in s.items]),
+            }
+            if with_kv:
+                row[KV_TOKENS] = ";".join(str(it.kv_tokens) for it in s.items)
+            rows.append(row)
+        return pd.DataFrame(rows, columns=[c for c in ITERATION_METRICS.column_names if with_kv or c != KV_TOKENS])

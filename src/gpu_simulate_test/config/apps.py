@@ -66,6 +66,9 @@ class VidurSimAppConfig(EngineAppConfig):
     profiling_root: str = MISSING  # a directory, or a bundle id under paths.profiling
     vidur: VidurConfig = field(default_factory=VidurConfig)
     run_id: Optional[str] = None  # null: a new id
+    # A real run (id under paths.real_runs, or a directory) whose recorded KV pool (run_meta.json backend.num_blocks)
+    # the simulation takes when backend.num_blocks is null; backend=native needs one (experiment passes its own).
+    real_run: Optional[str] = None
 
 
 @dataclass

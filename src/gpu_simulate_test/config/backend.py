@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 from omegaconf import MISSING
@@ -23,7 +23,11 @@ class BackendConfig:
     num_blocks: Optional[int] = None  # KV-cache blocks; null: derived from memory
     block_size: int = 256
     watermark_blocks_fraction: float = 0.01
-    gpu_memory_utilization: float = 0.8  # sarathi: memory share it profiles its KV block count from (num_blocks must be null)
+    # sarathi, native: the share of device memory the engine sizes its KV pool from when num_blocks is null
+    gpu_memory_utilization: float = 0.8
+    # native: decode batch sizes whose CUDA graphs are captured at start-up (larger decode batches and every batch
+    # with a prefill run eagerly); empty: never a graph
+    cuda_graph_batch_sizes: List[int] = field(default_factory=list)
     cache_implementation: str = "dynamic"  # hf-generate: dynamic | static
     # hf-generate static cache: its length is the workload's longest context rounded up to this, so every
     # request reuses one cache shape (one compiled decode graph) instead of recompiling per request.

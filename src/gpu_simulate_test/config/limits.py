@@ -10,7 +10,8 @@ through :func:`resolve_limits`, under one vocabulary:
 - ``batch_cap``: requests one iteration may hold; ``batch_size``: the most it can hold on this workload.
 - ``tokens_per_iteration``: the most tokens one iteration can hold on this workload: the budget, filled by the
   prompt chunks of several requests at once, or one token per decode when the batch holds more requests than that.
-- ``num_blocks`` x ``block_size``: the paged KV cache.
+- ``num_blocks`` x ``block_size``: the paged KV cache (:func:`workload_kv_blocks` sizes it from the workload for an
+  engine that sizes it from GPU memory but runs on the CPU).
 
 ``policy`` is how an iteration is filled, named after the Vidur scheduler that mirrors the engine
 (``backend.vidur_scheduler``): ``vllm`` prefills whole prompts, ``sarathi`` cuts them into chunks of the budget.
@@ -20,13 +21,13 @@ Vidur's own names (``chunk_size``, ``batch_size_cap``, ``max_tokens_in_batch``) 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.engine.config import POLICIES  # the native engine runs exactly these (dataclasses only)
 from gpu_simulate_test.errors import InputError
-
-POLICIES = ("sarathi", "vllm")
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,10 @@ class Limits:
     batch_size: int
     tokens_per_iteration: int
     block_size: int
-    # null: not fixed by the config. Vidur's MemoryPlanner sizes it in vidur-sim; the real engines size their own
-    # (hf-continuous: transformers from free memory; sarathi: profiled from gpu_memory_utilization, recorded in
-    # run_meta.json); hf-generate has no paged cache.
+    # null: not fixed by the config. The real engines size their own (hf-continuous: transformers from free memory;
+    # sarathi and native: from gpu_memory_utilization, recorded in run_meta.json; native on the CPU:
+    # workload_kv_blocks); hf-generate has no paged cache. vidur-sim takes the count a real run recorded
+    # (real_run=<id>), else Vidur's MemoryPlanner sizes it (never for native).
     num_blocks: Optional[int]
     watermark_blocks_fraction: float
     gpu_memory_utilization: float
@@ -82,3 +84,15 @@ def resolve_limits(backend: BackendConfig, longest_prompt: int, num_requests: Op
                   tokens_per_iteration=tokens, block_size=int(backend.block_size), num_blocks=backend.num_blocks,
                   watermark_blocks_fraction=float(backend.watermark_blocks_fraction),
                   gpu_memory_utilization=float(backend.gpu_memory_utilization))
+
+
+def workload_kv_blocks(limits: Limits, longest_context: int) -> int:
+    """A KV pool sized from the workload, for an engine that sizes its own from GPU memory (``num_blocks: null``)
+    but runs on the CPU (the native engine there): ``batch_size`` requests of ``longest_context`` tokens held at
+    once, plus the one free block a running decode needs, all above the watermark. No request then waits for
+    memory or is preempted."""
+    need = limits.batch_size * math.ceil(longest_context / limits.block_size) + 1
+    blocks = need
+    while blocks - int(limits.watermark_blocks_fraction * blocks) < need:  # the watermark as the policies round it
+        blocks += 1
+    return blocks

@@ -136,6 +136,24 @@ def _requests_field_ok(df: pd.DataFrame) -> np.ndarray:
     return bad
 
 
+KV_TOKENS = "kv_tokens"  # iteration_metrics.csv's optional column
+
+
+def _kv_tokens_ok(df: pd.DataFrame) -> np.ndarray:
+    """``kv_tokens`` parses as ``<int>;...``, one per entry of ``requests``, each >= that entry's tokens."""
+    bad = np.zeros(len(df), dtype=bool)
+    if KV_TOKENS not in df.columns:
+        return bad
+    for i, (kv, reqs) in enumerate(zip(df[KV_TOKENS].astype(str).to_numpy(), df["requests"].astype(str).to_numpy())):
+        lengths = kv.split(";")
+        if not all(x.isdigit() for x in lengths) or not _REQUESTS_RE.match(reqs):
+            bad[i] = True
+            continue
+        tokens = [int(p.split(":")[1]) for p in reqs.split(";")]
+        bad[i] = len(lengths) != len(tokens) or any(int(k) < n for k, n in zip(lengths, tokens))
+    return bad
+
+
 def parse_requests_field(value: str) -> list[tuple[int, int]]:
     """``"r3:512;r7:1"`` -> ``[(3, 512), (7, 1)]``."""
     return [(int(rid[1:]), int(n)) for rid, n in (p.split(":") for p in value.split(";"))]
@@ -238,12 +256,16 @@ ITERATION_METRICS = TableSchema(
         Column("num_prefill_tokens", "int", "tokens", "Prompt tokens processed in the step", min=0),
         Column("num_decode_tokens", "int", "tokens", "Decode tokens processed in the step", min=0),
         Column("requests", "str", "-", "Each request in the step with its tokens: r3:512;r7:1;r9:1"),
+        Column(KV_TOKENS, "str", "tokens",
+               "Each request's KV-cache length after the step, in the order of requests: 512;41;97"),
     ),
     key=("iteration_id",),
+    optional=(KV_TOKENS,),
     invariants=(
         Invariant("end_time_ns >= start_time_ns", _ge("end_time_ns", "start_time_ns")),
         Invariant("start_time_ns is non-decreasing", _non_decreasing("start_time_ns")),
         Invariant("requests lists batch_size entries whose tokens sum to prefill + decode", _requests_field_ok),
+        Invariant("kv_tokens (when present) lists one length per request, each at least its tokens", _kv_tokens_ok),
     ),
 )
 

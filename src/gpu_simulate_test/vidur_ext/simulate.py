@@ -8,7 +8,7 @@ go under the run's ``vidur/`` folder and its trained predictors under ``paths.ca
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,14 @@ from vidur.request_generator import RequestGeneratorRegistry
 from vidur.types import RequestGeneratorType
 from vidur.utils.random import set_seeds
 
+from gpu_simulate_test.backends import get_backend
 from gpu_simulate_test.config.apps import VidurSimAppConfig
-from gpu_simulate_test.config.limits import resolve_limits
+from gpu_simulate_test.config.limits import Limits, resolve_limits, workload_kv_blocks
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import new_run_id
-from gpu_simulate_test.io.meta import build_meta
-from gpu_simulate_test.io.outputs import stage_output
-from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.meta import build_meta, read_meta
+from gpu_simulate_test.io.outputs import RUN_META, stage_output
+from gpu_simulate_test.io.runs import RequestRecord, resolve_dir, tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.schemas import ITERATION_METRICS
 from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.vidur_ext.predictor import (
@@ -97,7 +98,7 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
         )
     if app.vidur.num_replicas < 1:
         raise InputError(f"vidur.num_replicas={app.vidur.num_replicas}; it must be >= 1")
-    limits = resolve_limits(app.backend, workload.max_prefill, len(workload.requests))
+    limits = recorded_kv_pool(app, resolve_limits(app.backend, workload.max_prefill, len(workload.requests)))
     scheduler = scheduler_config(app.backend.name, limits)
     root.limits.require(
         root.path,
@@ -111,7 +112,7 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
     cache = cache_config(app.backend.name, limits, workload.max_context, replica)
     check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=limits.block_size)
     need = grid_tokens_needed(workload.max_context, limits.tokens_per_iteration)
-    grid = grid_for_needs(need, limits.prefill_chunk, limits.batch_size)
+    grid = grid_for_needs(need, _longest_chunk(limits, cache, workload.max_context), limits.batch_size)
     explicit = app.vidur.prediction_max_tokens_per_request
     if explicit is not None:
         if int(explicit) < need:
@@ -122,6 +123,40 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
             )
         grid = PredictorGrid(int(explicit), grid.prefill_chunk, grid.batch_size)
     return SimInputs(workload, root, scheduler, replica, cache, grid)
+
+
+def _longest_chunk(limits: Limits, cache: CacheConfig, longest_context: int) -> int:
+    """The longest prefill chunk Vidur's predictor may be asked for: the policy's chunk of a prompt or, when the pool
+    can run short, a restarted request's re-prefill of everything it knew (up to the token budget), which Vidur's
+    precomputed table must hold too (beyond the bundle's rows it extrapolates)."""
+    if cache.num_blocks >= workload_kv_blocks(limits, longest_context):  # every request fits at once: no restart
+        return limits.prefill_chunk
+    return max(limits.prefill_chunk, min(limits.token_budget, longest_context))
+
+
+def recorded_kv_pool(app: VidurSimAppConfig, limits: Limits) -> Limits:
+    """``backend.num_blocks: null``: the KV pool the real run ``app.real_run`` recorded (``run_meta.json``
+    ``backend.num_blocks``), so that both sides have the same memory. A backend whose engine sizes its pool when it
+    loads (``kv_pool_from_run``: native) cannot be simulated without that count; the others fall back to Vidur's
+    MemoryPlanner (``schedulers.cache_config``)."""
+    if limits.num_blocks is not None:
+        return limits
+    name = app.backend.name
+    if app.real_run is not None:
+        run_dir = resolve_dir(Path(app.paths.real_runs), app.real_run, "real_run")
+        settings = read_meta(run_dir / RUN_META, "real_run").get("backend") or {}
+        if settings.get("name") != name:
+            raise InputError(f"real_run {run_dir.name} ran backend {settings.get('name')!r}, not {name!r}: "
+                             "give a run of the backend simulated")
+        if settings.get("num_blocks") is not None:
+            return replace(limits, num_blocks=int(settings["num_blocks"]))
+    if get_backend(name).kv_pool_from_run:
+        raise InputError(
+            f"backend {name}: num_blocks is null, so the real engine sized its KV pool when it loaded; give the real "
+            "run it recorded as real_run=<id> (experiment does), or its run_meta.json backend.num_blocks as "
+            "backend.num_blocks=<n>"
+        )
+    return limits
 
 
 def write_trace(workload: Workload, path: Path) -> None:
@@ -254,7 +289,7 @@ def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
     # Batch-end order; with several replicas batches overlap, so order by start (ties: end) as real runs do.
     df = df.sort_values(["start_time_ns", "end_time_ns"], kind="stable").reset_index(drop=True)
     df.insert(0, "iteration_id", np.arange(len(df), dtype=np.int64))
-    return df[ITERATION_METRICS.column_names]
+    return df[[c for c in ITERATION_METRICS.column_names if c not in ITERATION_METRICS.optional]]
 
 
 def run_vidur_sim(app: VidurSimAppConfig) -> Path:
@@ -268,7 +303,8 @@ def run_vidur_sim(app: VidurSimAppConfig) -> Path:
             kind="vidur_run",
             id=out.id,
             config=asdict(app),
-            inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id},
+            inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id,
+                    **({"real_run": Path(app.real_run).name} if app.real_run else {})},
             vidur_version=vidur_version(),
             scheduler=result.settings["scheduler"],
             settings=result.settings,

@@ -7,8 +7,9 @@ them (specs/engine.md, "Ties"): a request whose arrival is at or before the end 
 the next one is formed, and an idle engine forms one at the next arrival. Every iteration's members, their token
 counts, their order and its start time must agree, and so must the number of preemptions.
 
-The glue is the ``backend`` group's limits turned into an :class:`EngineConfig`; with ``backend=native`` (the
-lead's adaptor) the overrides below become that backend's own fields.
+Both sides read one ``backend=native`` config: vidur-sim through the limits resolver, the scheduler through the
+driver's own :func:`~gpu_simulate_test.backends.native.engine_config` (the one mapping of ``backend.vidur_scheduler``
+onto the engine's ``policy``), so the limits cannot drift apart.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any, Callable
 
 import pytest
 
-from gpu_simulate_test.engine.config import EngineConfig, ModelShape
+from gpu_simulate_test.backends.native import engine_config
+from gpu_simulate_test.config.limits import resolve_limits
+from gpu_simulate_test.engine.config import EngineConfig
 from gpu_simulate_test.engine.scheduler import Scheduler
 from gpu_simulate_test.engine.sequence import Sequence
 from gpu_simulate_test.io.runs import load_run
@@ -57,7 +60,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _vidur(compose_app: Callable[..., Any], shared: Path, policy: str, requests: list[Request],
            limits: dict[str, object]):
     cfg = compose_app("vidur_sim", [
-        "backend=sarathi", "workload_id=w", f"profiling_root={shared / 'b'}",
+        "backend=native", "workload_id=w", f"profiling_root={shared / 'b'}",
         *PREDICTOR, f"backend.vidur_scheduler={policy}", *(f"backend.{k}={v}" for k, v in limits.items()),
     ])
     make_workload(Path(cfg.paths.workloads), "w", requests)
@@ -73,18 +76,10 @@ def _vidur(compose_app: Callable[..., Any], shared: Path, policy: str, requests:
     return cfg, rows, int(run.meta["settings"]["num_restarts"])
 
 
-def _engine_config(cfg: Any) -> EngineConfig:
-    m, b = cfg.model, cfg.backend
-    shape = ModelShape(
-        hidden_size=m.hidden_size, num_layers=m.num_layers, num_attention_heads=m.num_attention_heads,
-        num_kv_heads=m.num_kv_heads, head_dim=m.head_dim, intermediate_size=m.intermediate_size,
-        vocab_size=m.vocab_size, max_position_embeddings=m.max_position_embeddings, rope_theta=m.rope_theta,
-        rms_norm_eps=m.rms_norm_eps, tie_word_embeddings=m.tie_word_embeddings,
-    )
-    return EngineConfig(model=shape, policy=str(b.vidur_scheduler), max_batch_tokens=int(b.max_batch_tokens),
-                        max_requests_per_batch=int(b.max_requests_per_batch), block_size=int(b.block_size),
-                        num_blocks=int(b.num_blocks), watermark_blocks_fraction=float(b.watermark_blocks_fraction),
-                        device="cpu")
+def _engine_config(cfg: Any, requests: list[Request]) -> EngineConfig:
+    """What the native driver hands its engine for this config and workload."""
+    limits = resolve_limits(cfg.backend, max(p for _, p, _ in requests), len(requests))
+    return engine_config(limits, cfg.model, dtype="float32", device="cpu")
 
 
 def _replay(config: EngineConfig, requests: list[Request], durations: list[int]) -> tuple[list[tuple[int, str]], int, int]:
@@ -127,7 +122,7 @@ def test_same_batches_as_vidur_sim(compose_app: Callable[..., Any], shared: Path
     policy, limits, requests, preempts = CASES[case]
     cfg, vidur_rows, vidur_restarts = _vidur(compose_app, shared, policy, requests, {"block_size": 16, **limits})
     durations = [end - start for start, end, _ in vidur_rows]
-    rows, preemptions, mid_prefill = _replay(_engine_config(cfg), requests, durations)
+    rows, preemptions, mid_prefill = _replay(_engine_config(cfg, requests), requests, durations)
     expected = [(start, members) for start, _, members in vidur_rows]
     for k, (ours, theirs) in enumerate(zip(rows, expected)):
         assert ours == theirs, f"iteration {k}: engine (start, members) {ours} != vidur-sim {theirs}"

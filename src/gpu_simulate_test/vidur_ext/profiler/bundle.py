@@ -33,7 +33,7 @@ from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
 from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
-from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, time_attention, time_token_ops
+from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, OperatorSource, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
 
@@ -65,7 +65,7 @@ def _stats_row(samples: dict[str, np.ndarray]) -> dict[str, float]:
     return {f"time_stats.{op}.{s}": v for op, arr in samples.items() for s, v in stats_ms(arr).items()}
 
 
-def _measure_operators(ops: LayerOps, grid: Grid, cfg: VidurProfileAppConfig, method: TimingMethod, sync: Any,
+def _measure_operators(ops: OperatorSource, grid: Grid, cfg: VidurProfileAppConfig, method: TimingMethod, sync: Any,
                        progress: Progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     m = cfg.model
     common = {"n_head": m.num_attention_heads, "n_kv_head": m.num_kv_heads, "n_embd": m.hidden_size,
@@ -78,7 +78,7 @@ def _measure_operators(ops: LayerOps, grid: Grid, cfg: VidurProfileAppConfig, me
         progress.advance(task)
     att_common = {"n_embd": m.hidden_size, "n_q_head": m.num_attention_heads, "n_kv_head": m.num_kv_heads,
                   "block_size": grid.limits.block_size, "num_tensor_parallel_workers": pr.TENSOR_PARALLEL_SIZE,
-                  "max_model_len": grid.limits.request_tokens, "attention_backend": cfg.backend.attn_implementation}
+                  "max_model_len": grid.limits.request_tokens, "attention_backend": ops.attention_backend}
     task = progress.add_task("attention (prefill, decode)", total=len(grid.prefill_points) + len(grid.decode_points))
     att_rows = []
     for kind, a, kv, samples in time_attention(ops, grid.prefill_points, grid.decode_points, method, sync):
@@ -156,6 +156,16 @@ def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[floa
     return [BatchShape.parse(s) for s in sub["shape"]], (sub["trimmed_mean_ns"] / 1e6).tolist()
 
 
+def _operator_source(backend: Backend, cfg: VidurProfileAppConfig) -> OperatorSource:
+    """The native engine's own layer methods and kernels; for the other backends their transformers model's layer."""
+    engine = backend.native_engine()
+    if engine is None:
+        return LayerOps(backend.torch_model(), cfg.backend.attn_implementation)
+    from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps  # torch and triton: only here
+
+    return EngineLayerOps(engine)
+
+
 def _load(backend: Backend) -> str:
     """The driver's ``load`` (its weights source), with one message for whatever transformers raises."""
     try:
@@ -190,10 +200,9 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     with atomic_dir(final, overwrite=cfg.overwrite) as out:
         try:
             weights_source = _load(backend)
-            model = backend.torch_model()
+            ops = _operator_source(backend, cfg)
             with Progress() as progress:
-                mlp, att = _measure_operators(LayerOps(model, cfg.backend.attn_implementation), grid, cfg, method,
-                                              device_sync(model.device), progress)
+                mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
                 iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress)
         finally:
             backend.close()

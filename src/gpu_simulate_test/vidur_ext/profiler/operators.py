@@ -1,15 +1,32 @@
 """Per-layer operator timings, from the real model's own modules (layer 0 of the model ``load_model``
-built, in the backend's dtype and attention implementation), in Vidur's ``mlp.csv``/``attention.csv`` rows."""
+built, in the backend's dtype and attention implementation), in Vidur's ``mlp.csv``/``attention.csv`` rows.
+The native engine's own ops take the same path through ``engine_ops.EngineLayerOps``."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import numpy as np
 
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call
 
 OpSamples = dict[str, np.ndarray]  # op name -> per-call ms samples
+Op = Optional[Callable[[], Any]]  # None: the engine fuses the op into another, so it costs nothing of its own
+
+
+class OperatorSource(Protocol):
+    """What the profiler times: one layer's ops as closures over inputs of a shape (``LayerOps``, ``EngineLayerOps``)."""
+
+    device: Any
+    attention_backend: str  # attention.csv's attention_backend column
+
+    def token_ops(self, n: int) -> dict[str, Op]: ...
+
+    def prefill(self, chunk: int, kv: int) -> Callable[[], Any]: ...
+
+    def decode(self, batch: int, kv: int) -> Callable[[], Any]: ...
+
+    def kv_cache_save(self, n: int, capacity: int) -> Op: ...
 
 
 class LayerOps:
@@ -30,6 +47,7 @@ class LayerOps:
         self.head_dim = self.attn.head_dim
         self.n_q = self.cfg.num_attention_heads
         self.n_kv = self.cfg.num_key_value_heads
+        self.attention_backend = attn_implementation
 
     def _rand(self, *shape: int) -> Any:
         import torch
@@ -101,23 +119,29 @@ class LayerOps:
         return save
 
 
-def time_token_ops(ops: LayerOps, points: list[int], method: TimingMethod, sync: Callable[[], None]) -> Iterator[tuple[int, OpSamples]]:
+def _time(fn: Op, sync: Callable[[], None], method: TimingMethod) -> np.ndarray:
+    """:func:`time_call`, or zeros for an op fused into another (its cost is measured there)."""
+    return np.zeros(method.repeat_iters) if fn is None else time_call(fn, sync, method)
+
+
+def time_token_ops(ops: OperatorSource, points: list[int], method: TimingMethod,
+                   sync: Callable[[], None]) -> Iterator[tuple[int, OpSamples]]:
     import torch
 
     with torch.inference_mode():
         for n in points:
-            yield n, {name: time_call(fn, sync, method) for name, fn in ops.token_ops(n).items()}
+            yield n, {name: _time(fn, sync, method) for name, fn in ops.token_ops(n).items()}
 
 
-def time_attention(ops: LayerOps, prefill: list[tuple[int, int]], decode: list[tuple[int, int]], method: TimingMethod,
-                   sync: Callable[[], None]) -> Iterator[tuple[str, int, int, OpSamples]]:
+def time_attention(ops: OperatorSource, prefill: list[tuple[int, int]], decode: list[tuple[int, int]],
+                   method: TimingMethod, sync: Callable[[], None]) -> Iterator[tuple[str, int, int, OpSamples]]:
     """Yields ``(kind, a, kv, samples)``: kind prefill (a = chunk) or decode (a = batch)."""
     import torch
 
     with torch.inference_mode():
         for chunk, kv in prefill:
-            yield "prefill", chunk, kv, {"attn_prefill": time_call(ops.prefill(chunk, kv), sync, method),
-                                         "attn_kv_cache_save": time_call(ops.kv_cache_save(chunk, chunk), sync, method)}
+            yield "prefill", chunk, kv, {"attn_prefill": _time(ops.prefill(chunk, kv), sync, method),
+                                         "attn_kv_cache_save": _time(ops.kv_cache_save(chunk, chunk), sync, method)}
         for batch, kv in decode:
-            yield "decode", batch, kv, {"attn_decode": time_call(ops.decode(batch, kv), sync, method),
-                                        "attn_kv_cache_save": time_call(ops.kv_cache_save(batch, batch), sync, method)}
+            yield "decode", batch, kv, {"attn_decode": _time(ops.decode(batch, kv), sync, method),
+                                        "attn_kv_cache_save": _time(ops.kv_cache_save(batch, batch), sync, method)}

@@ -1,0 +1,132 @@
+"""Per-layer operator timings of the native engine: its own layer methods and kernels (layer 0 of the engine the
+driver built), in Vidur's ``mlp.csv``/``attention.csv`` rows.
+
+Each op runs as the engine runs it: on a GPU inside a CUDA graph (captured once, then replayed: the decode steps
+replay graphs, so a launch costs what it costs there), on the CPU eagerly (the reference ops). Ops the engine fuses
+into another have no cost of their own and get 0 (``None`` below): the residual ``add`` lives in the fused add +
+RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm``, and the KV store in the fused qk-norm +
+RoPE + store that feeds ``attn_rope`` (Vidur 0.0.26 leaves ``attn_kv_cache_save`` out of its total, so the store
+must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from gpu_simulate_test.engine import kernels
+from gpu_simulate_test.engine.model import AttentionInputs
+from gpu_simulate_test.vidur_ext.profiler.operators import Op
+
+
+class EngineLayerOps:
+    """Closures that run one op of the engine's layer 0 on inputs of a given shape (the profiler's ``LayerOps``)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.model = engine.model
+        self.layer = engine.model.layers[0]
+        self.shape = engine.config.model
+        self.block_size = engine.config.block_size
+        self.device = self.model.embed_tokens.device
+        self.dtype = self.model.embed_tokens.dtype
+        self.attention_backend = f"native-{kernels.kernel_path(self.device)}"  # native-triton | native-reference
+        kv = engine.runner.kv_cache
+        self._pool = (kv[0, 0], kv[1, 0])  # the engine's own layer-0 K/V blocks
+        # Block-table rows as wide as the runner's (the model's whole context): the attention kernel plans its
+        # split-KV from that width, so a narrower table would time another launch than a step runs.
+        self._table_width = engine.runner.tables.width
+        self._graphs = self.device.type == "cuda"
+
+    # ---- inputs -----------------------------------------------------------------------------------------------
+
+    def _rand(self, *shape: int) -> Any:
+        import torch
+
+        return torch.randn(*shape, device=self.device, dtype=self.dtype)
+
+    def _int32(self, values: Any) -> Any:
+        import torch
+
+        return torch.as_tensor(values, dtype=torch.int32, device=self.device)
+
+    def _cache(self, num_blocks: int) -> tuple[Any, Any]:
+        """K and V caches of ``num_blocks`` blocks: the engine's own layer-0 pool while it is large enough (on a GPU
+        it holds most of the memory: a second cache would not fit), else a fresh one of the same layout."""
+        import torch
+
+        if num_blocks <= self._pool[0].shape[0]:
+            return self._pool
+        s = self.shape
+        return tuple(torch.zeros(num_blocks, self.block_size, s.num_kv_heads, s.head_dim, dtype=self.dtype,
+                                 device=self.device) for _ in range(2))
+
+    def _attention_inputs(self, seqs: list[tuple[int, int]]) -> tuple[AttentionInputs, Any, Any]:
+        """Sequences of (cached tokens, new tokens), each on its own consecutive blocks; the new tokens' slots."""
+        bs = self.block_size
+        widths = [math.ceil((cached + new) / bs) for cached, new in seqs]
+        table, slots, first = [], [], 0
+        for (cached, new), width in zip(seqs, widths):
+            table.append(list(range(first, first + width)) + [0] * (self._table_width - width))
+            slots += [first * bs + p for p in range(cached, cached + new)]
+            first += width
+        cu = [0]
+        for _, new in seqs:
+            cu.append(cu[-1] + new)
+        attn = AttentionInputs(slot_mapping=self._int32(slots), cu_seqlens_q=self._int32(cu),
+                               seq_lens=self._int32([c + n for c, n in seqs]), block_tables=self._int32(table))
+        return (attn, *self._cache(first))
+
+    def _run(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """``fn`` as the engine runs it: on a GPU a CUDA graph of it (kernels loaded before the capture)."""
+        if not self._graphs:
+            return fn
+        import torch
+
+        fn()
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        return graph.replay
+
+    # ---- Vidur's operators --------------------------------------------------------------------------------------
+
+    def token_ops(self, n: int) -> dict[str, Op]:
+        """Vidur's num_tokens-indexed operators, each the engine's own call for ``n`` tokens."""
+        import torch
+
+        layer, w, s, eps = self.layer, self.layer.w, self.shape, self.shape.rms_norm_eps
+        x, residual = self._rand(n, s.hidden_size), self._rand(n, s.hidden_size)
+        q, k, v = layer.qkv_proj(x)
+        positions = torch.arange(n, dtype=torch.int32, device=self.device)  # int32, as the runner packs them
+        attn, k_cache, v_cache = self._attention_inputs([(0, n)])
+        o = self._rand(n, s.num_attention_heads * s.head_dim)
+        gate_up, act = self._rand(n, 2 * s.intermediate_size), self._rand(n, s.intermediate_size)
+        ops: dict[str, Callable[[], Any]] = {
+            "input_layernorm": lambda: kernels.add_rms_norm(x, residual, w.input_norm, eps),
+            "attn_pre_proj": lambda: layer.qkv_proj(x),
+            "attn_rope": lambda: layer.rope_and_store(q, k, v, positions, attn, k_cache, v_cache, self.model.cos_sin),
+            "attn_post_proj": lambda: layer.o_proj(o),
+            "post_attention_layernorm": lambda: kernels.add_rms_norm(x, residual, w.post_norm, eps),
+            "mlp_up_proj": lambda: layer.mlp_up_proj(x),
+            "mlp_act": lambda: layer.mlp_act(gate_up),
+            "mlp_down_proj": lambda: layer.mlp_down_proj(act),
+        }
+        return {**{name: self._run(fn) for name, fn in ops.items()}, "add": None}
+
+    def _attend(self, seqs: list[tuple[int, int]]) -> Callable[[], Any]:
+        attn, k_cache, v_cache = self._attention_inputs(seqs)
+        q = self._rand(sum(new for _, new in seqs), self.shape.num_attention_heads, self.shape.head_dim)
+        return self._run(lambda: self.layer.attend(q, attn, k_cache, v_cache))
+
+    def prefill(self, chunk: int, kv: int) -> Callable[[], Any]:
+        """One request's chunk attending to ``kv`` cached tokens plus itself (causal)."""
+        return self._attend([(kv, chunk)])
+
+    def decode(self, batch: int, kv: int) -> Callable[[], Any]:
+        """``batch`` single-token queries, each over its own ``kv + 1`` keys."""
+        return self._attend([(kv, 1)] * batch)
+
+    def kv_cache_save(self, n: int, capacity: int) -> Op:
+        """Fused into ``attn_rope`` (the engine has no KV store of its own)."""
+        return None

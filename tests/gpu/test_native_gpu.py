@@ -1,0 +1,105 @@
+"""``backend=native`` on a GPU at the Qwen3-0.6B shape (random bf16 weights, no download): real-bench end to end with
+the KV pool sized from ``gpu_memory_utilization``, nothing captured or compiled while the clock runs, and
+vidur-profile's operator source replaying each engine op as a CUDA graph. Run:
+``pytest -m gpu tests/gpu/test_native_gpu.py -s`` (``-s`` prints the step and operator times)."""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+
+from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.io.schemas import parse_requests_field
+from gpu_simulate_test.testing import make_workload
+
+pytestmark = pytest.mark.gpu  # tests/gpu/conftest.py skips it without a GPU
+
+GPU = ["model=qwen3-0.6b", "model.weights=random", "hardware=h200", "backend=native"]
+
+
+def _requests(n: int, seed: int = 0) -> list[tuple[int, int, int]]:
+    """Arrivals 4 ms apart on average, prompts of 50-1500 tokens, 10-200 tokens out: chunked prefills beside
+    decode batches of every size."""
+    rng = random.Random(seed)
+    t, out = 0, []
+    for _ in range(n):
+        t += int(rng.expovariate(1 / 4e6))
+        out.append((t, rng.randint(50, 1500), rng.randint(10, 200)))
+    return out
+
+
+def _free() -> None:
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def test_real_bench_native_on_the_gpu(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    from gpu_simulate_test.real_bench.run import run_real_bench
+
+    _free()
+    requests = _requests(64)
+    make_workload(tmp_path / "workloads", "w", requests, vocab=150_000)
+    cfg = compose_app("real_bench", ["workload_id=w", *GPU, "backend.gpu_memory_utilization=0.6"])
+    run = load_run(run_real_bench(cfg), "real_run")
+    _free()
+    meta, stats = run.meta, run.meta["engine_stats"]
+    print("\nbackend:", meta["backend"])
+    print("engine_stats:", stats)
+    assert run.complete and len(run.requests) == len(requests)
+    assert stats["cuda_graph_captures_during_run"] == 0 and stats["compilations_during_run"] == 0
+    engine = stats["engine"]
+    assert engine["kernel_path"] == "triton" and engine["graph_steps"] > 0 and engine["eager_steps"] > 0
+    plan = meta["backend"]["memory"]
+    assert plan is not None and meta["backend"]["num_blocks"] > 10_000  # 0.6 x 141 GB at 112 KiB a token
+    assert plan["blocks_that_fit"] >= meta["backend"]["num_blocks"]
+    it = run.iterations
+    decode_only = it[it["num_prefill_tokens"] == 0]
+    step_ms = (decode_only["end_time_ns"] - decode_only["start_time_ns"]) / 1e6
+    by_batch = step_ms.groupby(decode_only["batch_size"]).median()
+    print("decode step ms (median) by batch size:", by_batch.round(3).to_dict())
+    print("dispatch lateness:", meta["dispatch_lateness"])
+    kv = [list(map(int, s.split(";"))) for s in it["kv_tokens"]]
+    assert all(len(k) == len(parse_requests_field(r)) for k, r in zip(kv, it["requests"]))
+    assert (run.requests["num_decode_tokens_actual"] == run.requests["num_decode_tokens"]).all()
+
+
+def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    """Every op vidur-profile times for native runs as a CUDA graph replay, at decode and prefill shapes."""
+    from gpu_simulate_test.backends.native import NativeBackend
+    from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps
+    from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call
+    from gpu_simulate_test.workloads.load import load_workload
+
+    _free()
+    make_workload(tmp_path / "workloads", "w", [(0, 100, 10)], vocab=150_000)
+    # 4096 blocks: the op inputs use the engine's own pool up to that, a fresh cache beyond (decode 128 x 2048)
+    cfg = compose_app("real_bench", ["workload_id=w", *GPU, "backend.num_blocks=4096"])
+    backend = NativeBackend(cfg.backend, cfg.model, cfg.hardware, 0)
+    try:
+        backend.check_workload(load_workload(tmp_path / "workloads", "w"))
+        backend.load()
+        ops = EngineLayerOps(backend.native_engine())
+        assert ops.attention_backend == "native-triton"
+        method, sync = TimingMethod(2, 5, 10), torch.cuda.synchronize
+        with torch.inference_mode():
+            for n in (1, 128, 2048):
+                token_ops = ops.token_ops(n)
+                assert token_ops.pop("add") is None and ops.kv_cache_save(n, n) is None  # fused: no cost of their own
+                times = {name: float(time_call(fn, sync, method).mean() * 1e3) for name, fn in token_ops.items()}
+                print(f"\ntokens {n}: us per op", {k: round(v, 1) for k, v in times.items()})
+                assert all(math.isfinite(v) and v > 0 for v in times.values())
+            for name, fn in (("decode 1x8192", ops.decode(1, 8192)), ("decode 64x2048", ops.decode(64, 2048)),
+                             ("decode 128x2048", ops.decode(128, 2048)), ("prefill 2048+0", ops.prefill(2048, 0)),
+                             ("prefill 512+4096", ops.prefill(512, 4096))):
+                us = float(time_call(fn, sync, method).mean() * 1e3)
+                print(f"{name}: {us:.1f} us")
+                assert math.isfinite(us) and us > 0
+    finally:
+        backend.close()
+        _free()
