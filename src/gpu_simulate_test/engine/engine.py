@@ -68,15 +68,13 @@ class LLMEngine:
         num_blocks = config.num_blocks
         if num_blocks is None:
             self.memory = self._plan_memory()
-            fit = self.memory.blocks_that_fit
-            slack = Scheduler(config, max(fit, 1)).num_physical_blocks - max(fit, 1)  # physical blocks over Vidur's
-            num_blocks = fit - slack
+            num_blocks = self.memory.blocks_that_fit
             if num_blocks < 1:
                 raise InputError(f"no KV block fits in gpu_memory_utilization={config.gpu_memory_utilization} of "
                                  f"the device's memory ({self.memory.as_dict()}); raise it")
         self.scheduler = Scheduler(config, num_blocks)
         self.num_blocks = num_blocks
-        self.runner.allocate_kv_cache(self.scheduler.num_physical_blocks)
+        self.runner.allocate_kv_cache(num_blocks)  # the ledger's pool, no slack (specs/engine.md)
         if self.runner.device.type == "cuda":  # compile and load every kernel variant, then capture
             self.runner.warmup()
             self.runner.capture_graphs()
@@ -146,7 +144,6 @@ class LLMEngine:
         ``compilations_*`` count Triton kernel variants loaded (the engine uses no ``torch.compile``)."""
         return {
             "num_blocks": self.num_blocks,
-            "num_physical_blocks": self.scheduler.num_physical_blocks,
             "block_size": self.config.block_size,
             "memory": None if self.memory is None else self.memory.as_dict(),
             "kernel_path": kernels.kernel_path(self.runner.device),

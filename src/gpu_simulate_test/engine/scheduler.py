@@ -29,8 +29,8 @@ _entry = tuple.__new__  # _entry(BatchEntry, (...)): a named tuple without its k
 class Scheduler:
     """Forms each iteration's batch by the configured policy and keeps the KV block ledger.
 
-    ``num_blocks`` is the pool as Vidur counts it (vidur-sim is given the same number); ``num_physical_blocks``
-    is what the runner allocates: the same, since the ledger's reservation covers every token stored.
+    ``num_blocks`` is the pool as Vidur counts it (vidur-sim is given the same number) and what the runner
+    allocates: the ledger's reservation covers every token stored, so no physical slack is needed.
     """
 
     def __init__(self, config: EngineConfig, num_blocks: int) -> None:
@@ -45,7 +45,6 @@ class Scheduler:
         self.config = config
         self._form: Callable[[Scheduler], list[BatchEntry]] = form
         self.block_manager = BlockManager(num_blocks, config.block_size)
-        self.num_physical_blocks = num_blocks
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.num_preemptions = 0
