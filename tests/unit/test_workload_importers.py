@@ -42,6 +42,23 @@ def test_azure_time_scale_and_cap(compose_app: Compose) -> None:
     assert [r.arrival_time_ns for r in w.requests] == [0, 2 * 4_314_579_000, 2 * 4_549_589_000]
 
 
+def test_shipped_conversation_trace(compose_app: Compose) -> None:
+    """workload=conversation reads the shipped Azure conversation head through ${shipped:...}: its own arrivals, the
+    statistics configs/traces/README.md quotes, and a time_scale that compresses them to a higher load."""
+    cfg = compose_app("workload_spec", ["workload=conversation"])
+    w = load_workload(Path(cfg.paths.workloads), generate_workload(cfg).name)
+    assert len(w.requests) == 1000 and w.requests[0].arrival_time_ns == 0
+    assert (w.requests[0].num_prefill_tokens, w.requests[0].num_decode_tokens) == (374, 44)
+    span_s = w.requests[-1].arrival_time_ns / S
+    assert span_s == pytest.approx(216.027393)
+    assert sorted(r.num_prefill_tokens for r in w.requests)[499] in (998, 999, 1000)  # median 999 (interpolated)
+    assert max(r.num_prefill_tokens + r.num_decode_tokens for r in w.requests) <= 8192
+    fast = compose_app("workload_spec", ["workload=conversation", "workload.arrival.time_scale=0.1"])
+    w10 = load_workload(Path(fast.paths.workloads), generate_workload(fast).name)
+    assert w10.requests[-1].arrival_time_ns / S == pytest.approx(span_s * 0.1, rel=1e-6)
+    assert w10.workload_id != w.workload_id
+
+
 def test_burstgpt_skips_failed_requests(compose_app: Compose) -> None:
     w, _ = build(compose_app, "burstgpt", FIX / "burstgpt.csv")
     assert [(r.num_prefill_tokens, r.num_decode_tokens) for r in w.requests] == [

@@ -49,15 +49,26 @@ def config_dir() -> str:
 
 
 CONFIG_DIR = config_dir()
+SHIPPED_RESOLVER = "shipped"  # ${shipped:traces/<file>}: a data file shipped in the config tree (configs/traces/)
+
+
+def shipped_file(relative: str) -> str:
+    """The absolute path of a file the config tree ships (a trace fixture), wherever the tree is installed."""
+    path = Path(CONFIG_DIR) / relative
+    if not path.is_file():
+        raise InputError(f"${{{SHIPPED_RESOLVER}:{relative}}}: no such file in the config tree {CONFIG_DIR}")
+    return str(path)
 
 
 def register_configs() -> None:
     """Store each app's schema as ``<app>_schema`` (its YAML lists it first in ``defaults``) and the ``hf``
-    resolver that ``configs/model/hf.yaml`` reads a Hugging Face config.json with."""
+    resolver that ``configs/model/hf.yaml`` reads a Hugging Face config.json with, and the ``shipped`` resolver of
+    the trace files the tree carries."""
     cs = ConfigStore.instance()
     for app, node in APP_SCHEMAS.items():
         cs.store(name=f"{app}_schema", node=node)
     OmegaConf.register_new_resolver(hf_model.RESOLVER, hf_model.resolve, replace=True)
+    OmegaConf.register_new_resolver(SHIPPED_RESOLVER, shipped_file, replace=True)
 
 
 def _user_error(exc: BaseException) -> Optional[GstError]:
