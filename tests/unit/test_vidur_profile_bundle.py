@@ -35,7 +35,7 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     meta = read_meta(result.path / "profile_meta.json", kind="profile_bundle")
     assert meta["backend_measured"] == "hf-generate" and meta["config"]["model"]["name"] == "qwen3-tiny"
     assert list(result.check["shape"]) == ["prefill:32", "decode:1x64"]  # held-out order; 4x64 exceeds hf-generate's cap
-    assert any(s.startswith("decode:4x64 (held_out)") for s in meta["skipped_shapes"])
+    assert any(s.startswith("decode:4x64 (test)") for s in meta["skipped_shapes"])
     assert meta["held_out_check"]["num_shapes"] == 2 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
     assert meta["fit_check"]["num_shapes"] == 4 and math.isfinite(meta["fit_check"]["median_abs_error_pct"])
     iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("prefill:512", "prefill", [512], [512]),
     ("decode:3x100", "decode", [1, 1, 1], [101, 101, 101]),
     ("mixed:64+2x10", "mixed", [64, 1, 1], [64, 11, 11]),
+    ("prefill:512@2048", "prefill", [512], [2560]),  # a later chunk: the KV after it holds the chunks before it too
 ])
 def test_shapes_round_trip_and_vidur_batch(text: str, kind: str, q: list[int], kv: list[int]) -> None:
     shape = BatchShape.parse(text)
@@ -36,7 +37,8 @@ def test_shapes_round_trip_and_vidur_batch(text: str, kind: str, q: list[int], k
     assert shape.vidur_batch() == (q, kv)  # KV counted after the iteration, as Vidur's schedulers do
 
 
-@pytest.mark.parametrize("bad", ["prefill:0", "decode:0x8", "decode:8", "mixed:8+2x0", "foo:1"])
+@pytest.mark.parametrize("bad", ["prefill:0", "decode:0x8", "decode:8", "mixed:8+2x0", "foo:1", "prefill:8@0",
+                                 "mixed:8@16+2x4"])
 def test_bad_shapes_fail_clearly(bad: str) -> None:
     with pytest.raises(InputError, match="batch shape"):
         BatchShape.parse(bad, "profile.held_out")

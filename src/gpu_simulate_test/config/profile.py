@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from gpu_simulate_test.errors import InputError
+
+SHAPE_SETS = ("fit", "validation", "test")
+
 
 @dataclass
 class ProfileConfig:
-    """Operator grid and repetitions; held-out shapes are fixed here, before measuring, and never fitted.
+    """Operator grid and repetitions, and three disjoint sets of batch shapes fixed here, before a build: ``fit``
+    (the only shapes anything is fitted on), ``validation`` (choose among ``variants``) and ``test`` (reported in the
+    verdict, never fitted and never used to choose). ``held_out`` is the test set of bundles built before the three
+    sets (read as ``test``; give one of the two).
 
-    Shapes are ``prefill:<chunk>``, ``decode:<batch>x<kv>`` or ``mixed:<chunk>+<batch>x<kv>``; those a
+    Shapes are ``prefill:<chunk>[@<kv>]``, ``decode:<batch>x<kv>`` or ``mixed:<chunk>+<batch>x<kv>``; those a
     backend cannot schedule (more requests than its cap, mixed batches for one-at-a-time engines) are
     skipped and listed in the bundle's meta.
     """
@@ -25,4 +32,30 @@ class ProfileConfig:
     iteration_samples: int = 8  # timed iterations per whole-iteration shape and round
     iteration_rounds: int = 1  # passes over all fit and held-out shapes, interleaved; samples are pooled
     fit: List[str] = field(default_factory=list)  # shapes that calibrate the non-layer costs
-    held_out: List[str] = field(default_factory=list)  # e.g. "prefill:512", "decode:8x1024", "mixed:256+4x512"
+    validation: List[str] = field(default_factory=list)  # shapes that choose among the variants
+    test: List[str] = field(default_factory=list)  # e.g. "prefill:512", "decode:8x1024", "mixed:256+4x512"
+    held_out: List[str] = field(default_factory=list)  # the test set of bundles built before validation/test existed
+    # How the operator rows become a step time (vidur_ext/profiler/variants.py): operators | step | fold; validation
+    # chooses among those listed. fold: what every bundle did before; its correction has no cap.
+    variants: List[str] = field(default_factory=lambda: ["fold"])
+    correction_cap_pct: float = 10.0  # the step variant's correction: at most this share of a fit shape's step
+
+    def __post_init__(self) -> None:
+        self.shape_sets()
+
+    def shape_sets(self) -> dict[str, list[str]]:
+        """``{"fit", "validation", "test"}``: the three sets, checked disjoint (``held_out`` read as ``test``)."""
+        if self.test and self.held_out:
+            raise InputError("profile.test and profile.held_out both list shapes; held_out is the test set of older "
+                             "bundles: give one of the two (set profile.held_out=[])")
+        sets = {"fit": list(self.fit), "validation": list(self.validation), "test": list(self.test or self.held_out)}
+        seen: dict[str, str] = {}
+        for name in SHAPE_SETS:
+            for shape in sets[name]:
+                key = "".join(str(shape).split())
+                if key in seen:
+                    where = name if seen[key] == name else f"{seen[key]} and profile.{name}"
+                    raise InputError(f"batch shape {key!r} is listed twice (profile.{where}); the fit, validation and "
+                                     "test sets must be disjoint: a shape that is fitted or chooses cannot test")
+                seen[key] = name
+        return sets

@@ -354,10 +354,12 @@ ITERATION_PROFILE = register_table(TableSchema(
     name="iteration_profile",
     filename="iterations.csv",
     spec_file="profiling_root.md",
-    description="Whole-iteration wall times of the backend for fixed batch shapes: 'fit' rows calibrate the folded-in costs, 'held_out' rows only check.",
+    description="Whole-iteration wall times of the backend for fixed batch shapes: 'fit' rows calibrate the correction, "
+                "'validation' rows choose the variant, 'test' rows only check ('held_out' in bundles built before the three "
+                "sets: their test rows).",
     columns=(
         Column("shape", "str", "-", "Batch shape: prefill:<chunk>[@<kv>], decode:<batch>x<kv>, mixed:<chunk>+<batch>x<kv>"),
-        Column("role", "str", "-", "fit | held_out"),
+        Column("role", "str", "-", "fit | validation | test (held_out: the test rows of older bundles)"),
         Column("batch_size", "int", "requests", "Requests in the iteration", min=1),
         Column("num_prefill_tokens", "int", "tokens", "Prompt tokens in the iteration", min=0),
         Column("num_decode_tokens", "int", "tokens", "Decode tokens in the iteration", min=0),
@@ -367,8 +369,11 @@ ITERATION_PROFILE = register_table(TableSchema(
         Column("p90_ns", "int", "ns", "90th percentile", min=0),
         Column("trimmed_mean_ns", "int", "ns", "Mean after dropping the lowest and highest 10% of the samples: the fit and "
                "held-out target (bundles built before 2026-11-23 lack it and were fitted on median_ns)", min=0),
+        Column("decode_kv_measured", "float", "tokens", "Mean KV per decode request before the timed steps, as they had it "
+               "(the shape's KV plus what its first requests decoded while the others prefilled); every prediction of "
+               "the shape uses it; empty without decodes (bundles built before issue 16 lack it)", nullable=True, min=0),
     ),
-    optional=("trimmed_mean_ns",),
+    optional=("trimmed_mean_ns", "decode_kv_measured"),
     key=("shape",),
     invariants=(Invariant("p90_ns >= median_ns >= p10_ns", lambda df: ((df["p90_ns"] < df["median_ns"]) | (df["median_ns"] < df["p10_ns"])).to_numpy(dtype=bool)),),
 ))

@@ -58,6 +58,7 @@ from gpu_simulate_test.errors import ArtifactError, GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
+from gpu_simulate_test.vidur_ext.step_correction import StepCorrection
 
 KV_GRANULARITY = 256  # Vidur's kv_cache_prediction_granularity (its default; KV lookups round up to it)
 CHUNK_GRANULARITY = 32  # Vidur rounds prefill chunks up to multiples of 32
@@ -83,12 +84,14 @@ class LocalRandomForrestConfig(RandomForrestExecutionTimePredictorConfig):
 
     profiling_files: Optional[tuple[str, str]] = None  # (mlp.csv, attention.csv)
     random_state: Optional[int] = None
+    step_correction: Optional[StepCorrection] = None  # the bundle's whole-step correction, added to every step
 
 
 @dataclass
 class LocalLinearRegressionConfig(LinearRegressionExecutionTimePredictorConfig):
     profiling_files: Optional[tuple[str, str]] = None
     random_state: Optional[int] = None
+    step_correction: Optional[StepCorrection] = None
 
 
 class _LocalProfileMixin:
@@ -123,6 +126,15 @@ class _LocalProfileMixin:
                 f"Vidur's predictor could not be trained from {self._local_files()}: {exc}; "
                 "check that the bundle was profiled for this model, TP=1 and this KV block size"
             ) from exc
+
+    def _get_add_layer_act_execution_time(self, batch: Batch) -> float:
+        """Vidur's ``add`` row plus the bundle's whole-step correction over the layers that Vidur multiplies it by
+        (``step_correction.py``): the step comes out as the operators plus the correction, nothing patched."""
+        base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
+        correction: Optional[StepCorrection] = getattr(self._config, "step_correction", None)
+        if correction is None:
+            return base
+        return base + correction.ms(batch._total_num_q_tokens_rounded) / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _get_estimator(self) -> BaseEstimator:
         """Vidur's estimator with a fixed random state, so one bundle always trains the same model."""

@@ -32,7 +32,7 @@ from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
-from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, OperatorSource, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
@@ -90,19 +90,20 @@ def _measure_operators(ops: OperatorSource, grid: Grid, cfg: VidurProfileAppConf
 
 
 def _wanted_shapes(cfg: VidurProfileAppConfig) -> list[tuple[BatchShape, str]]:
-    """The fit and held-out shapes with their roles; a shape listed twice is refused (held-out is never fitted)."""
-    wanted = [(s, "fit") for s in cfg.profile.fit] + [(s, "held_out") for s in cfg.profile.held_out]
-    parsed = [(BatchShape.parse(s, f"profile.{role}"), role) for s, role in wanted]
+    """The fit, validation and test shapes with their roles (``ProfileConfig.shape_sets``: disjoint, also once
+    parsed: ``decode:8x01024`` is ``decode:8x1024``)."""
+    parsed = [(BatchShape.parse(s, f"profile.{role}"), role) for role, shapes in cfg.profile.shape_sets().items()
+              for s in shapes]
     seen = [str(s) for s, _ in parsed]
     dup = sorted({s for s in seen if seen.count(s) > 1})
     if dup:
-        raise InputError(f"profile.fit / profile.held_out list {dup} more than once; a held-out shape must never be fitted")
+        raise InputError(f"profile.fit / validation / test list {dup} more than once; the three sets must be disjoint")
     return parsed
 
 
 def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
                         progress: Progress) -> tuple[pd.DataFrame, list[str]]:
-    """Time every feasible fit / held-out shape through the backend's driver; the table and the skipped shapes."""
+    """Time every feasible shape through the backend's driver; the table and the skipped shapes."""
     measured, skipped = [], []
     for shape, role in parsed:
         why = timer.unsupported(shape)
@@ -110,23 +111,24 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
             measured.append((shape, role))
         else:
             skipped.append(f"{shape} ({role}): {why}")
-    samples: dict[str, list[np.ndarray]] = {str(s): [] for s, _ in measured}
+    samples: dict[str, list[ShapeSamples]] = {str(s): [] for s, _ in measured}
     task = progress.add_task("whole iterations", total=len(measured) * rounds)
     recorder = Recorder([], RunClock())
     backend.start(recorder)
-    # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves fit and held-out shapes alike.
+    # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
     for _ in range(rounds):
         for shape, _role in measured:
             samples[str(shape)].append(timer.measure(backend, recorder, shape))
             progress.advance(task)
     rows = []
     for shape, role in measured:
-        ns = np.concatenate(samples[str(shape)])
+        ns = np.concatenate([x.ns for x in samples[str(shape)]])
+        kv = [x.decode_kv for x in samples[str(shape)] if x.decode_kv is not None]
         rows.append({"shape": str(shape), "role": role, "batch_size": shape.batch_size,
                      "num_prefill_tokens": shape.prefill_tokens, "num_decode_tokens": shape.decode_batch,
                      "num_samples": len(ns), "median_ns": int(np.median(ns)),
                      "p10_ns": int(np.percentile(ns, 10)), "p90_ns": int(np.percentile(ns, 90)),
-                     "trimmed_mean_ns": int(round(trimmed_mean(ns)))})
+                     "trimmed_mean_ns": int(round(trimmed_mean(ns))), "decode_kv_measured": float(np.mean(kv)) if kv else None})
     for s in skipped:
         log.info("skipped batch shape %s (listed in profile_meta.json)", s)
     return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped
@@ -151,9 +153,20 @@ def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFr
     write_json(path / PROFILE_META, meta)
 
 
-def _shapes(iters: pd.DataFrame, role: str) -> tuple[list[BatchShape], list[float]]:
-    sub = iters[iters["role"] == role]
-    return [BatchShape.parse(s) for s in sub["shape"]], (sub["trimmed_mean_ns"] / 1e6).tolist()
+TEST_ROLES = ("test", "held_out")  # held_out: the test rows of bundles built before the three shape sets
+
+
+def measured_shapes(iters: pd.DataFrame, role: str) -> tuple[list[str], list[BatchShape], list[float]]:
+    """The shapes of ``role`` (``test`` also reads ``held_out``): their names as configured, the shapes as their steps
+    ran (with the KV their decodes had, ``decode_kv_measured``, where recorded) and their measured step in ms (the
+    trimmed mean, else the median)."""
+    sub = iters[iters["role"].isin(TEST_ROLES if role == "test" else (role,))]
+    names = sub["shape"].tolist()
+    shapes = [BatchShape.parse(s) for s in names]
+    if "decode_kv_measured" in sub.columns:
+        shapes = [s.with_decode_kv(round(kv)) if pd.notna(kv) else s for s, kv in zip(shapes, sub["decode_kv_measured"])]
+    target = "trimmed_mean_ns" if "trimmed_mean_ns" in sub.columns else "median_ns"
+    return names, shapes, (sub[target] / 1e6).tolist()
 
 
 def _operator_source(backend: Backend, cfg: VidurProfileAppConfig) -> OperatorSource:
@@ -206,14 +219,14 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                 iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress)
         finally:
             backend.close()
-        fit_shapes, fit_ms = _shapes(iters, "fit")
+        _, fit_shapes, fit_ms = measured_shapes(iters, "fit")
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
             _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows"})
             raw_pred = predict(Path(raw), fit_shapes) if fit_shapes else []
         overhead = fit_overhead(fit_shapes, fit_ms, raw_pred)
         mlp_f, att_f = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
-        held, held_ms = _shapes(iters, "held_out")
+        held_names, held, held_ms = measured_shapes(iters, "test")
         extra = {"timing_method": method.describe(), "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
                  "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name}
         _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra, raw=(mlp, att))
@@ -222,7 +235,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         fit_err = [100.0 * abs(p - m) / m for p, m in zip(fit_pred, fit_ms)]
         extra["fit_check"] = {"num_shapes": len(fit_err), "median_abs_error_pct": float(np.median(fit_err)) if fit_err else None}
         check = pd.DataFrame({
-            "shape": [str(s) for s in held], "measured_ns": [int(round(m * 1e6)) for m in held_ms],
+            "shape": held_names, "measured_ns": [int(round(m * 1e6)) for m in held_ms],
             "predicted_ns": [int(round(p * 1e6)) for p in pred],
             "error_pct": [100.0 * (p - m) / m for p, m in zip(pred, held_ms)],
         }, columns=HELD_OUT_CHECK.column_names)

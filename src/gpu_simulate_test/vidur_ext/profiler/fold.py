@@ -20,6 +20,7 @@ by the layer count into rows Vidur already reads (``specs/profiling_root.md``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -78,15 +79,25 @@ def fit_overhead(shapes: list[BatchShape], measured_ms: list[float], predicted_m
 
 def least_abs_relative(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``theta >= 0`` minimising ``sum |columns @ theta / y - 1|`` (a linear program); ValueError if it has no solution."""
+    return least_abs(columns / y[:, None], np.ones(len(y)), bounds=(0, None), tie_break=_TIE_BREAK)
+
+
+def least_abs(a: np.ndarray, b: np.ndarray, *, bounds: tuple[Optional[float], Optional[float]],
+              a_ub: Optional[np.ndarray] = None, b_ub: Optional[np.ndarray] = None, tie_break: float = 0.0) -> np.ndarray:
+    """``theta`` within ``bounds`` (each coefficient) and ``a_ub @ theta <= b_ub`` minimising ``sum |a @ theta - b|``
+    (plus ``tie_break * sum(theta)``), as a linear program; ValueError if it has no solution."""
     from scipy.optimize import linprog
 
-    a = columns / y[:, None]  # relative residual = a @ theta - 1
     n, k = a.shape
-    # variables: theta (k) then e (n) with e >= |a @ theta - 1|; minimise sum(e) (+ a negligible sum(theta)).
-    cost = np.concatenate([np.full(k, _TIE_BREAK), np.ones(n)])
-    a_ub = np.block([[a, -np.eye(n)], [-a, -np.eye(n)]])
-    b_ub = np.concatenate([np.ones(n), -np.ones(n)])
-    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=[(0, None)] * (k + n), method="highs")
+    # variables: theta (k) then e (n) with e >= |a @ theta - b|; minimise sum(e).
+    cost = np.concatenate([np.full(k, tie_break), np.ones(n)])
+    rows = [np.block([[a, -np.eye(n)], [-a, -np.eye(n)]])]
+    rhs = [np.concatenate([b, -b])]
+    if a_ub is not None and b_ub is not None and len(a_ub):
+        rows.append(np.hstack([a_ub, np.zeros((len(a_ub), n))]))
+        rhs.append(b_ub)
+    res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=[bounds] * k + [(0, None)] * n,
+                  method="highs")
     if res.status != 0:
         raise ValueError(res.message)
     return res.x[:k]

@@ -9,6 +9,7 @@ per-request host work), on the engine's own thread.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -29,6 +30,16 @@ def _prompt(n: int, vocab: int, seed: int) -> list[int]:
     return np.random.default_rng(seed).integers(10, vocab, size=n).tolist()
 
 
+@dataclass(frozen=True)
+class ShapeSamples:
+    """The timed steps of one shape: their wall times and, where the shape decodes, the mean KV per decode request
+    before the step as those steps had it (the shape's nominal KV plus what the requests decoded while later prompts
+    were still prefilling: up to ``batch x kv / budget`` more for the first of them)."""
+
+    ns: np.ndarray
+    decode_kv: Optional[float]
+
+
 class StepTimer:
     """Times the steps of batch shapes on one backend; ``unsupported`` says why a shape cannot be scheduled."""
 
@@ -36,7 +47,7 @@ class StepTimer:
         self.samples = samples
         self.shapes = shapes
         # The limits on the longest prompt the shapes submit: what the driver resolves from plan() too.
-        self.limits: Limits = resolve_limits(backend_cfg, max((max(s.prefill_tokens, s.decode_kv) for s in shapes), default=1))
+        self.limits: Limits = resolve_limits(backend_cfg, max((s.longest_prompt for s in shapes), default=1))
         self._next_id = 0
 
     def unsupported(self, shape: BatchShape) -> Optional[str]:
@@ -44,13 +55,21 @@ class StepTimer:
             return f"{shape.batch_size} requests exceed backend.max_requests_per_batch={self.limits.batch_cap}"
         if shape.num_tokens > self.limits.token_budget:
             return f"{shape.num_tokens} tokens exceed the {self.limits.token_budget} one iteration may hold (backend.max_batch_tokens)"
+        if shape.kind == "mixed" and self.limits.policy == "vllm":
+            return "the vllm policy never runs a prompt and decodes in one iteration"
+        if shape.prefill_kv:
+            if self.limits.policy != "sarathi":
+                return f"the {self.limits.policy} policy prefills whole prompts: no chunk follows cached prompt tokens"
+            if shape.prefill_kv % self.limits.token_budget:
+                return (f"a prompt alone is cut into chunks of {self.limits.token_budget} (backend.max_batch_tokens): no "
+                        f"chunk starts at {shape.prefill_kv} cached tokens")
         return None
 
     def _lengths(self, shape: BatchShape) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(prompt, decode) lengths a shape submits: the requests that run first, then the ones added one at a time."""
         b, s = shape.decode_batch, self.samples
         if shape.kind == "prefill":
-            return [], [(shape.prefill_tokens, 1)] * (s + 1)
+            return [], [(shape.prefill_kv + shape.prefill_tokens, 1)] * (s + 1)
         if shape.kind == "decode":
             # Early requests decode while later prompts still prefill: outlast those iterations too.
             filling = b + -(-b * shape.decode_kv // self.limits.token_budget)
@@ -63,8 +82,8 @@ class StepTimer:
         requests = [WorkloadRequest(i, 0, prompt, decode) for i, (prompt, decode) in enumerate(pairs)]
         return Workload(workload_id="vidur-profile", path=Path("<vidur-profile batch shapes>"), meta={}, requests=requests)
 
-    def measure(self, backend: Backend, recorder: Recorder, shape: BatchShape) -> np.ndarray:
-        """Per-step wall times (ns) of ``samples`` steps of ``shape`` (the first matching step is a warm-up)."""
+    def measure(self, backend: Backend, recorder: Recorder, shape: BatchShape) -> ShapeSamples:
+        """``samples`` steps of ``shape`` (the first matching step is a warm-up): wall times and the KV they had."""
         first, added = self._lengths(shape)
         since = recorder.num_steps
         vocab = backend.model_cfg.vocab_size
@@ -81,16 +100,21 @@ class StepTimer:
                 self._wait(backend, recorder, since, lambda st, r=rid: any(i.request_id == r for i in st.items), f"request {rid}")
         backend.wait_all()
         steps = recorder.steps(since)
+        cached = _cached_before(steps)
         if shape.kind == "prefill":
-            picked = [st for st in steps if len(st.items) == 1 and st.items[0].request_id in extra
-                      and st.items[0].is_prefill and st.items[0].num_tokens == shape.prefill_tokens][1:]
+            picked = [i for i, st in enumerate(steps) if len(st.items) == 1 and st.items[0].request_id in extra
+                      and st.items[0].is_prefill and st.items[0].num_tokens == shape.prefill_tokens
+                      and cached[i][0] == shape.prefill_kv][1:]
         elif shape.kind == "decode":
-            picked = [st for st in steps if _is(st, decode=running)][1:self.samples + 1]
+            picked = [i for i, st in enumerate(steps) if _is(st, decode=running)][1:self.samples + 1]
         else:
-            picked = [st for st in steps if _is(st, decode=running, prefill=(extra, shape.prefill_tokens))][1:]
+            picked = [i for i, st in enumerate(steps) if _is(st, decode=running, prefill=(extra, shape.prefill_tokens))][1:]
         if not picked:
             raise EnvironmentUnavailableError(f"backend {backend.name} never ran an iteration of shape {shape}; pick another shape")
-        return np.array([st.end_ns - st.start_ns for st in picked], dtype=np.int64)
+        decode_kv = None
+        if shape.decode_batch:
+            decode_kv = float(np.mean([kv for i in picked for item, kv in zip(steps[i].items, cached[i]) if not item.is_prefill]))
+        return ShapeSamples(np.array([steps[i].end_ns - steps[i].start_ns for i in picked], dtype=np.int64), decode_kv)
 
     def _submit(self, backend: Backend, prompt: int, decode: int, vocab: int) -> int:
         rid, self._next_id = self._next_id, self._next_id + 1
@@ -107,6 +131,19 @@ class StepTimer:
                     f"backend {backend.name} ran no step with {what} while profiling"
                     + (f": {type(failure).__name__}: {failure}" if failure is not None else f" within {TIMEOUT_S:.0f} s")
                 )
+
+
+def _cached_before(steps: list[Step]) -> list[list[int]]:
+    """Per step, per item: the tokens its request had in the KV cache before the step (every token a request ran in an
+    earlier step: its prompt chunks, then one per decode). The shape's requests are all submitted after ``steps``
+    begin, so nothing of theirs is missing."""
+    seen: dict[int, int] = {}
+    out = []
+    for st in steps:
+        out.append([seen.get(item.request_id, 0) for item in st.items])
+        for item in st.items:
+            seen[item.request_id] = seen.get(item.request_id, 0) + item.num_tokens
+    return out
 
 
 def _is(step: Step, *, decode: list[int], prefill: Optional[tuple[list[int], int]] = None) -> bool:

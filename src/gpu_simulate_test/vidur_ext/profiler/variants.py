@@ -1,0 +1,107 @@
+"""A bundle's variants (how its operator rows become a step time) and the validation that chooses among them.
+
+- ``operators``: the operator rows as measured, nothing added: Vidur's operator model alone.
+- ``step``: the same rows plus the whole-step correction (``vidur_ext/step_correction.py``), fitted on the fit shapes
+  with its share of every fit shape's predicted step capped at ``profile.correction_cap_pct``.
+- ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
+  its correction has no cap (host-bound engines need most of their step from it).
+
+Each variant is fitted on the fit shapes only; ``profile.validation`` shapes choose the one with the lowest median
+|error| (ties: the first listed in ``profile.variants``); the test shapes are predicted by the chosen bundle only,
+after the choice, and never used to choose (``specs/profiling_root.md``, "Shape sets").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, signed_errors_pct
+from gpu_simulate_test.vidur_ext.profiler.fold import VIDUR_TOKEN_ROUNDING, least_abs
+from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+from gpu_simulate_test.vidur_ext.step_correction import StepCorrection
+
+VARIANTS = ("operators", "step", "fold")
+
+
+def tokens_8(shape: BatchShape) -> int:
+    """The step's tokens as Vidur looks its token rows up: rounded up to a multiple of 8."""
+    return -(-shape.num_tokens // VIDUR_TOKEN_ROUNDING) * VIDUR_TOKEN_ROUNDING
+
+
+def check_variants(names: list[str]) -> list[str]:
+    """``profile.variants``, checked: known names, none twice, at least one."""
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise InputError(f"profile.variants={list(names)}: list one or more of {list(VARIANTS)}, each once")
+    return list(names)
+
+
+def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_ms: list[float],
+                        cap_pct: float) -> StepCorrection:
+    """``c_iter + c_token * tokens_8`` (either sign) minimising the sum of |relative error| of ``raw + correction``
+    over the fit shapes, with the correction at most ``cap_pct`` of each fit shape's predicted step (a linear program;
+    a correction of 0 always satisfies the cap)."""
+    if not shapes:
+        raise InputError("profile.fit lists no shape this backend can run; the step correction needs fit shapes")
+    if not 0 < cap_pct < 100:
+        raise InputError(f"profile.correction_cap_pct={cap_pct}: it must be in (0, 100)")
+    y = np.asarray(measured_ms, dtype=float)
+    raw = np.asarray(raw_ms, dtype=float)
+    if not (np.all(np.isfinite(y)) and np.all(y > 0) and np.all(np.isfinite(raw)) and np.all(raw >= 0)):
+        raise InputError(f"fit iterations need positive measured times and finite Vidur predictions; got {y.tolist()} / {raw.tolist()}")
+    f = np.array([[1.0, float(tokens_8(s))] for s in shapes])
+    cap = cap_pct / 100.0
+    # |corr| <= cap * (raw + corr):  (1 - cap) corr <= cap raw  and  -(1 + cap) corr <= cap raw
+    a_ub = np.vstack([(1 - cap) * f, -(1 + cap) * f])
+    b_ub = np.concatenate([cap * raw, cap * raw])
+    try:
+        c_iter, c_token = least_abs(f / y[:, None], (y - raw) / y, bounds=(None, None), a_ub=a_ub, b_ub=b_ub)
+    except ValueError as exc:
+        raise InputError(f"the step correction of the fit shapes {[str(s) for s in shapes]} has no solution: {exc}") from exc
+    return StepCorrection(float(c_iter), float(c_token))
+
+
+def with_step(correction: StepCorrection, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
+    """What the bundle predicts with the correction applied: exactly what vidur-sim adds to each step."""
+    return np.asarray(raw_ms, dtype=float) + np.array([correction.ms(tokens_8(s)) for s in shapes])
+
+
+def share_pct(predicted_ms: np.ndarray, raw_ms: np.ndarray) -> np.ndarray:
+    """How much of each predicted step is correction rather than operators: 100 |predicted - operators| / predicted."""
+    predicted = np.asarray(predicted_ms, dtype=float)
+    return 100.0 * np.abs(predicted - np.asarray(raw_ms, dtype=float)) / predicted
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One variant fitted on the fit shapes, with what it predicts for the validation shapes."""
+
+    name: str
+    validation_ms: np.ndarray
+    step: Optional[StepCorrection] = None
+
+
+def choose(candidates: list[Candidate], shapes: list[BatchShape], measured_ms: np.ndarray) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+    """The variant with the lowest median |error| on the validation shapes (the first one when there are none), the
+    per-shape table (``validation_check.csv``) and the record for ``profile_meta.json`` ``validation_check``."""
+    rows, per_variant = [], {}
+    for c in candidates:
+        err = signed_errors_pct(c.validation_ms, measured_ms)
+        med, p90 = abs_error_stats(err)
+        per_variant[c.name] = {"median_abs_error_pct": med, "p90_abs_error_pct": p90}
+        rows.append(pd.DataFrame({"shape": [str(s) for s in shapes], "variant": c.name,
+                                  "measured_ns": np.rint(measured_ms * 1e6).astype(np.int64),
+                                  "predicted_ns": np.rint(c.validation_ms * 1e6).astype(np.int64), "error_pct": err}))
+    if shapes:
+        chosen = min(candidates, key=lambda c: per_variant[c.name]["median_abs_error_pct"]).name  # min keeps the first of ties
+        rule = "lowest median |error| on the validation shapes (ties: the first in profile.variants)"
+    else:
+        chosen, rule = candidates[0].name, "no validation shape: the first in profile.variants"
+    record = {"num_shapes": len(shapes), "candidates": [c.name for c in candidates], "chosen": chosen, "rule": rule,
+              "variants": per_variant}
+    return chosen, pd.concat(rows, ignore_index=True), record

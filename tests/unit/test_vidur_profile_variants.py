@@ -1,0 +1,124 @@
+"""The bundle's variants and baselines on numbers worked out by hand: the step correction (fitted on fit shapes, capped
+share of the step), the validation choice, and the constant and linear baselines of the test check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, baseline_record, baseline_table, fit_baselines
+from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+from gpu_simulate_test.vidur_ext.profiler.variants import (
+    Candidate,
+    check_variants,
+    choose,
+    fit_step_correction,
+    share_pct,
+    tokens_8,
+    with_step,
+)
+from gpu_simulate_test.vidur_ext.step_correction import StepCorrection, step_correction
+
+FIT = [BatchShape.parse(s) for s in ("prefill:32", "prefill:200", "prefill:512", "decode:1x128", "decode:8x1024",
+                                     "decode:64x2048", "mixed:256+16x1024", "prefill:512@2048")]
+
+
+def _raw(shapes: list[BatchShape]) -> np.ndarray:
+    """An operator sum that grows with tokens and KV (ms)."""
+    return np.array([2.0 + 0.004 * s.num_tokens + 0.0002 * s.decode_batch * s.decode_kv + 0.0001 * s.prefill_kv
+                     for s in shapes])
+
+
+def test_step_correction_is_recovered_when_within_the_cap() -> None:
+    truth = StepCorrection(c_iter_ms=0.15, c_token_ms=0.0002)  # embedding + LM head + sampling + host: ~5% here
+    raw = _raw(FIT)
+    measured = with_step(truth, FIT, raw)
+    got = fit_step_correction(FIT, list(measured), list(raw), cap_pct=10.0)
+    assert got.c_iter_ms == pytest.approx(truth.c_iter_ms, abs=1e-9)
+    assert got.c_token_ms == pytest.approx(truth.c_token_ms, abs=1e-12)
+    assert share_pct(with_step(got, FIT, raw), raw).max() <= 10.0
+
+
+def test_step_correction_never_exceeds_its_cap_on_a_fit_shape() -> None:
+    raw = _raw(FIT)
+    measured = raw * 1.5  # the engine costs 50% more than its operators: far beyond what a 10% correction may add
+    got = fit_step_correction(FIT, list(measured), list(raw), cap_pct=10.0)
+    share = share_pct(with_step(got, FIT, raw), raw)
+    assert share.max() <= 10.0 + 1e-6 and share.max() > 9.9  # bound, and binding
+
+
+def test_step_correction_may_be_negative() -> None:
+    raw = _raw(FIT)
+    measured = raw - 0.1  # operators timed one by one overcount the step by a constant 0.1 ms
+    got = fit_step_correction(FIT, list(measured), list(raw), cap_pct=10.0)
+    assert got.c_iter_ms == pytest.approx(-0.1, abs=1e-9) and got.c_token_ms == pytest.approx(0.0, abs=1e-12)
+
+
+def test_step_correction_refuses_bad_inputs() -> None:
+    with pytest.raises(InputError, match="profile.fit"):
+        fit_step_correction([], [], [], cap_pct=10.0)
+    with pytest.raises(InputError, match="correction_cap_pct"):
+        fit_step_correction(FIT[:1], [1.0], [1.0], cap_pct=0.0)
+    with pytest.raises(InputError, match="positive"):
+        fit_step_correction(FIT[:1], [0.0], [1.0], cap_pct=10.0)
+
+
+def test_tokens_rounded_as_vidur_looks_rows_up() -> None:
+    assert [tokens_8(BatchShape.parse(s)) for s in ("decode:1x8", "prefill:9", "mixed:250+6x10")] == [8, 16, 256]
+    assert StepCorrection(0.1, 0.001).ms(256) == pytest.approx(0.356)
+
+
+def test_step_correction_from_meta() -> None:
+    assert step_correction({}) is None and step_correction({"step_correction": None}) is None
+    assert step_correction({"step_correction": {"c_iter_ms": 0.1, "c_token_ms": 0.002}}) == StepCorrection(0.1, 0.002)
+    with pytest.raises(Exception, match="c_iter_ms"):
+        step_correction({"step_correction": {"c_iter": 1}})
+
+
+def test_validation_chooses_the_lowest_median_and_the_first_of_ties() -> None:
+    shapes = [BatchShape.parse(s) for s in ("decode:4x4096", "decode:16x2048", "prefill:256")]
+    measured = np.array([10.0, 20.0, 5.0])
+    ops = Candidate("operators", np.array([9.0, 18.0, 4.5]))  # |errors| 10 10 10: median 10
+    step = Candidate("step", np.array([10.2, 19.8, 5.0]), StepCorrection(0.2, 0.0))  # 2 1 0: median 1
+    chosen, table, record = choose([ops, step], shapes, measured)
+    assert chosen == "step" and record["variants"]["step"]["median_abs_error_pct"] == pytest.approx(1.0)
+    assert record["variants"]["operators"]["p90_abs_error_pct"] == pytest.approx(10.0)
+    assert len(table) == 6 and set(table["variant"]) == {"operators", "step"}
+    tie = Candidate("fold", step.validation_ms)
+    assert choose([ops, tie, step], shapes, measured)[0] == "fold"  # same median as step: the one listed first
+    none = [Candidate(c.name, np.array([])) for c in (step, ops)]
+    assert choose(none, [], np.array([]))[0] == "step"  # no validation shape: the first listed
+    assert check_variants(["operators", "step"]) == ["operators", "step"]
+    for bad in ([], ["step", "step"], ["magic"]):
+        with pytest.raises(InputError, match="profile.variants"):
+            check_variants(bad)
+
+
+def test_baselines_fitted_on_fit_shapes_by_hand() -> None:
+    shapes = [BatchShape.parse(s) for s in ("decode:1x128", "decode:8x128", "prefill:64", "prefill:256")]  # 1 8 64 256 tokens
+    measured = [3.0, 3.5, 4.0, 10.0]
+    b = fit_baselines(shapes, measured)
+    assert b.constant_ms == pytest.approx(3.75)  # median of 3, 3.5, 4, 10
+    slope, intercept = np.polyfit([1, 8, 64, 256], measured, 1)
+    assert (b.per_token_ms, b.intercept_ms) == pytest.approx((slope, intercept))
+    flat = fit_baselines([BatchShape.parse("decode:1x8"), BatchShape.parse("decode:1x64")], [2.0, 4.0])
+    assert (flat.per_token_ms, flat.intercept_ms, flat.constant_ms) == (0.0, 3.0, 3.0)  # one token count: no slope
+
+
+def test_baseline_table_and_record_by_hand() -> None:
+    shapes = [BatchShape.parse(s) for s in ("decode:10x1024", "decode:20x1024", "mixed:100+10x512", "prefill:300", "prefill:400")]
+    b = fit_baselines([BatchShape.parse("decode:10x8"), BatchShape.parse("prefill:390")], [2.0, 6.0])  # line 2 + 4 (t - 10) / 380
+    measured = np.array([2.0, 2.5, 3.0, 5.0, 6.0])
+    bundle = np.array([2.1, 2.5, 3.3, 4.5, 6.0])  # errors +5 0 +10 -10 0
+    table = baseline_table(shapes, measured, bundle, b)
+    assert table["error_pct"].tolist() == pytest.approx([5.0, 0.0, 10.0, -10.0, 0.0])
+    assert table["constant_ns"].tolist() == [4_000_000] * 5  # median of 2 and 6
+    assert table["constant_error_pct"].tolist() == pytest.approx([100.0, 60.0, 100 / 3, -20.0, -100 / 3])
+    line = 2.0 + 4.0 * (np.array([10, 20, 110, 300, 400]) - 10) / 380
+    assert table["linear_error_pct"].to_numpy() == pytest.approx(100 * (line - measured) / measured)
+    rec = baseline_record(table, b)
+    assert rec["errors"]["bundle"] == {"median_abs_error_pct": pytest.approx(5.0), "p90_abs_error_pct": pytest.approx(10.0)}
+    assert rec["errors"]["constant"]["median_abs_error_pct"] == pytest.approx(100 / 3)  # sorted 20 33.3 33.3 60 100
+    assert rec["errors"]["constant"]["p90_abs_error_pct"] == pytest.approx(60 + 0.6 * 40)  # rank 3.6
+    assert abs_error_stats(np.array([])) == (None, None)
