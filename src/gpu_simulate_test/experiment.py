@@ -81,7 +81,8 @@ def _groups(app: ExperimentAppConfig, names: tuple[str, ...]) -> dict[str, Any]:
 
 def point_key(app: ExperimentAppConfig, workload_id: str) -> str:
     """Everything that decides the point's results, hashed: same config and workload, same key on any machine."""
-    parts = {"workload_id": workload_id, "seed": app.seed, **_groups(app, ("model", "hardware", "backend", "vidur", "profile"))}
+    parts = {"workload_id": workload_id, "seed": app.seed, "replicate": app.replicate,
+             **_groups(app, ("model", "hardware", "backend", "vidur", "profile"))}
     return short_hash(canonical_json(without_defaults(parts, ExperimentAppConfig)))
 
 

@@ -43,6 +43,9 @@ class ExperimentAppConfig(EngineAppConfig):
     capacity, shared by the points of a sweep, is kept)."""
 
     workload: WorkloadConfig = MISSING
+    # The same point measured again: 1, 2, ... give it a key (and a real run) of its own, on the same workload; the
+    # spread between replicates is the real-vs-real floor under a comparison (0: the point itself).
+    replicate: int = 0
     vidur: VidurConfig = field(default_factory=VidurConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)

@@ -1,0 +1,121 @@
+"""Issue 16's campaign: Vidur against the native engine on one H200, Qwen3-0.6B in bf16 (docs/results/h200-qwen3-0.6b-native/).
+
+The ``sarathi`` setup (the engine's default: chunked prefill, budget 512, cap 128) on three workloads (lognormal long
+tail with Poisson arrivals; gamma arrivals, CV 3; the shipped Azure conversation trace with its own arrivals, scaled
+by ``workload.arrival.time_scale``), and the ``vllm`` setup (whole prompts, token cap 4096: the longest lognormal
+prompt) on the lognormal workload; loads of 10, 30, 50, 70 and 90% of each setup's capacity measured on that
+workload (1,000 requests at once), 1,000 requests a point, each point measured twice. Each setup's bundle is built
+first, in the first call, on the H200 the points then run on (``campaign.py``; the runbook is
+``context/h200-native-sweep-runbook.md``). ``scripts/h200_native_sweep.sh`` wraps the commands:
+
+    plan                          the calls this campaign needs, from assumed capacities (no GPU)
+    dry-run --out DIR             every task's config composed and the bundles' shapes and grids listed (no GPU)
+    run --out DIR                 one call on the GPU host: the tasks that fit --budget, packed into DIR/pack-<i>.tar
+    collect FILES_AT              here, after a call: its files into the result folder, the carry refreshed
+    publish                       here: the result folder's tables, figures, summary and MANIFEST.csv from its archives
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, run_call
+
+FOLDER = Path("docs/results/h200-qwen3-0.6b-native")
+CARRY = Path("tmp/h200-sweep-carry")
+CAMPAIGN = Campaign(
+    name="h200-qwen3-0.6b-native",
+    common=("model=qwen3-0.6b", "hardware=h200", "capacity.num_requests=1000"),
+    setups={
+        "sarathi": ("backend=native", "backend.vidur_scheduler=sarathi"),
+        "vllm": ("backend=native", "backend.vidur_scheduler=vllm", "backend.max_batch_tokens=4096"),
+    },
+    workloads={
+        "lognormal": ("workload=lognormal_long_tail", "workload.num_requests=1000"),
+        "gamma": ("workload=gamma", "workload.num_requests=1000"),
+        "conversation": ("workload=conversation",),
+    },
+    fractions=(0.1, 0.3, 0.5, 0.7, 0.9),
+    replicates=2,
+    setup_workloads={"vllm": ("lognormal",)},
+)
+# The plan's assumptions (requests/s), to be replaced by the probes' figures: a 512-token step of ~4 ms (weights
+# 1.2 GB, ~100 decodes reading ~9 GB of KV, eager launches) gives ~250 steps/s; lognormal and gamma requests need
+# ~690 prompt + ~165 decode tokens (~130/s), conversation ~1,030 + ~250 (~85/s); vllm's prefill-first batches ~110/s.
+ASSUMED_CAPACITY = {("sarathi", "lognormal"): 130.0, ("sarathi", "gamma"): 130.0, ("sarathi", "conversation"): 85.0,
+                    ("vllm", "lognormal"): 110.0}
+TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
+REPRODUCE = "bash scripts/h200_native_sweep.sh publish   # unpacks points/ and bundles/, simulates, compares, writes all"
+
+
+def _dry_run(out: Path) -> int:
+    """Every task's experiment config composed, every setup's bundle config with its shape sets and grid."""
+    from gpu_simulate_test.config import compose_app
+    from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
+
+    for setup in CAMPAIGN.setups:
+        for workload in CAMPAIGN.workloads_of(setup):
+            for fraction in CAMPAIGN.fractions:
+                for r in range(CAMPAIGN.replicates):
+                    compose_app("experiment", [*CAMPAIGN.overrides(setup, workload, fraction, r), f"paths.root={out}"])
+        app = compose_app("experiment", [*CAMPAIGN.overrides(setup, CAMPAIGN.workloads_of(setup)[0], 0.1, 0),
+                                         f"paths.root={out}"])
+        grid = build_grid(app.model, app.backend, app.profile)
+        sets = app.profile.shape_sets()
+        print(f"{setup}: backend {app.backend.name} policy {app.backend.vidur_scheduler} budget {app.backend.max_batch_tokens} "
+              f"cap {app.backend.max_requests_per_batch}; variants {app.profile.variants}, cap "
+              f"{app.profile.correction_cap_pct:g}%; grid {len(grid.token_points)} token points, {len(grid.prefill_points)} "
+              f"prefill and {len(grid.decode_points)} decode attention points, limits {grid.limits.to_dict()}")
+        for name, shapes in sets.items():
+            print(f"  {name} ({len(shapes)}): {' '.join(shapes)}")
+    print(f"composed {sum(1 for t in CAMPAIGN.tasks() if t.kind == 'point')} points' configs")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("plan")
+    d = sub.add_parser("dry-run")
+    d.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--root", type=Path, default=Path("tmp"))
+    r.add_argument("--carry", type=Path, default=CARRY)
+    r.add_argument("--budget", type=float, default=540.0, help="seconds of tasks to start in this call")
+    c = sub.add_parser("collect")
+    c.add_argument("returned", type=Path)
+    c.add_argument("--folder", type=Path, default=FOLDER)
+    c.add_argument("--carry", type=Path, default=CARRY)
+    p = sub.add_parser("publish")
+    p.add_argument("--folder", type=Path, default=FOLDER)
+    p.add_argument("--root", type=Path, default=Path("tmp/publish-h200-native"))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.cmd == "plan":
+        requests = {w: 1000 for w in CAMPAIGN.workloads}
+        print(plan_text(CAMPAIGN, ASSUMED_CAPACITY, requests, 540.0))
+        return 0
+    if args.cmd == "dry-run":
+        return _dry_run(args.out)
+    if args.cmd == "run":
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = run_call(CAMPAIGN, args.root, args.out, budget_s=args.budget, carry=args.carry)
+        text = "\n".join(report.lines) + f"\n{report.pending} task(s) left for later calls\n"
+        (args.out / "summary.txt").write_text(text)
+        print(text)
+        return 0
+    if args.cmd == "collect":
+        for f in collect(args.returned, args.folder, args.carry):
+            print(f)
+        return 0
+    for f in publish(CAMPAIGN, args.folder, args.root, title=TITLE, reproduce=REPRODUCE):
+        print(args.folder / f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""A published result folder (``docs/results/<name>/``) from a campaign's compared points: tables, figures, the
+summary with its acceptance checks, and ``MANIFEST.csv``.
+
+Everything here reads directories that ``campaign.publish`` made from the folder's own archives, so the folder's
+numbers are reproduced by one command from what it ships (``specs/experiment.md``, "Published campaigns").
+Errors are signed, 100 (x - real) / real, where ``real`` is the first replicate of the point; ``spread_pct`` is the
+second replicate's error against the first (the real-vs-real floor under any fidelity claim).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from gpu_simulate_test.analysis.metrics import HEADLINE, METRICS
+from gpu_simulate_test.analysis.plots import DPI, plt
+from gpu_simulate_test.analysis.tables import TABLES_DIR
+from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.outputs import COMPARISON_META, PROFILE_META, RUN_META
+from gpu_simulate_test.io.schemas import COMPARISON_STATS
+from gpu_simulate_test.io.tables import read_table
+
+HEADLINE_STATS = ("p50", "p90", "p99")
+CELL_TOLERANCE_PCT = 5.0  # a cell passes within 5%, or within the real-vs-real spread
+STEP_TOLERANCE_PCT = 3.0  # matched-iteration step time: median |error| at every load
+CHECKED_UP_TO = 0.7  # loads up to 70% of capacity are checked cell by cell; 90% is measured and explained
+MANIFEST_COLUMNS = ["file", "kind", "backend", "load", "date", "superseded", "what"]
+
+
+@dataclass(frozen=True)
+class ComparedPoint:
+    """One point of a campaign after the local half: its runs and its two comparisons."""
+
+    setup: str
+    workload: str
+    fraction: float
+    offered_qps: float
+    capacity_rps: float
+    point_keys: tuple[str, ...]  # one per replicate
+    real_runs: tuple[str, ...]
+    bundle_id: str
+    comparison: Path  # the simulation against the first replicate
+    spread: Optional[Path]  # the second replicate against the first (None with one replicate)
+
+
+def _stats(comparison: Path) -> pd.DataFrame:
+    return read_table(comparison / TABLES_DIR / COMPARISON_STATS.filename, COMPARISON_STATS).set_index(["metric", "statistic"])
+
+
+def sweep_table(points: list[ComparedPoint]) -> pd.DataFrame:
+    """Every metric and statistic of every point: real, simulated, error, second replicate and spread, and whether
+    the cell is within 5% or the spread (checked up to 70% load; ``measured`` above)."""
+    rows = []
+    for p in points:
+        st = _stats(p.comparison)
+        sp = _stats(p.spread) if p.spread is not None else None
+        for (metric, stat), r in st.iterrows():
+            real_b = spread = None
+            if sp is not None and (metric, stat) in sp.index:
+                real_b, spread = sp.loc[(metric, stat), "sim"], sp.loc[(metric, stat), "error_pct"]
+            err = r["error_pct"]
+            if p.fraction > CHECKED_UP_TO + 1e-9:
+                cell = "measured"
+            elif pd.isna(err):
+                cell = "n/a"
+            elif abs(err) <= CELL_TOLERANCE_PCT:
+                cell = "within 5%"
+            elif spread is not None and pd.notna(spread) and abs(err) <= abs(spread):
+                cell = "within spread"
+            else:
+                cell = "outside"
+            rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction, "offered_qps": p.offered_qps,
+                         "capacity_rps": p.capacity_rps, "metric": metric, "statistic": stat, "unit": r["unit"],
+                         "real": r["real"], "sim": r["sim"], "error_pct": err, "real_b": real_b, "spread_pct": spread,
+                         "cell": cell, "comparison_id": p.comparison.name,
+                         "spread_comparison_id": p.spread.name if p.spread is not None else None})
+    return pd.DataFrame(rows)
+
+
+def iteration_table(points: list[ComparedPoint]) -> pd.DataFrame:
+    """Per point: how many real steps found their simulated twin, and the step-time error of the matched pairs."""
+    rows = []
+    for p in points:
+        it = read_meta(p.comparison / COMPARISON_META, "comparison").get("iterations") or {}
+        med = it.get("matched_paired_abs_err_p50_pct")
+        rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction,
+                     "real_iterations": it.get("real_iterations"), "sim_iterations": it.get("sim_iterations"),
+                     "matched_fraction_of_real": it.get("matched_fraction_of_real"),
+                     "matched_abs_err_p50_pct": med, "matched_abs_err_p90_pct": it.get("matched_paired_abs_err_p90_pct"),
+                     "matched_step_time_error_pct": it.get("matched_step_time_error_pct"),
+                     "busy_time_error_pct": it.get("busy_time_error_pct"),
+                     "within_3pct": None if med is None else bool(med <= STEP_TOLERANCE_PCT)})
+    return pd.DataFrame(rows)
+
+
+def points_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
+    """Per real run: what the engine did, its start-up (``load_s``: model, kernels, graphs; ``warmup_s``) and run time."""
+    rows = []
+    for p in points:
+        for r, (key, run) in enumerate(zip(p.point_keys, p.real_runs)):
+            meta = read_meta(Path(root) / "real_runs" / run / RUN_META, "real_run")
+            stats = meta.get("engine_stats") or {}
+            host = meta.get("host_load") or {}
+            rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction, "replicate": r,
+                         "point_key": key, "real_run": run, "num_requests": meta.get("num_requests"),
+                         "offered_qps": p.offered_qps, "load_s": meta.get("load_s"), "warmup_s": meta.get("warmup_s"),
+                         "run_s": meta.get("run_s"), "gpu": meta.get("gpu"), "gpu_uuid": host.get("gpu"),
+                         "num_blocks": (meta.get("backend") or {}).get("num_blocks"),
+                         "preemptions_during_run": stats.get("preemptions_during_run"),
+                         "captures_during_run": stats.get("cuda_graph_captures_during_run"),
+                         "host_busy": host.get("busy"), "created_at": meta["provenance"]["created_at"]})
+    return pd.DataFrame(rows)
+
+
+def bundle_tables(root: Path, bundle_ids: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Each setup's bundle: its test check with both baselines, its validation check, and its meta."""
+    tests, vals, metas = [], [], {}
+    for setup, bid in bundle_ids.items():
+        path = Path(root) / "profiling" / bid
+        metas[setup] = read_meta(path / PROFILE_META, "profile_meta")
+        tests.append(pd.read_csv(path / "held_out_check.csv").assign(setup=setup, bundle_id=bid))
+        if (path / "validation_check.csv").is_file():
+            vals.append(pd.read_csv(path / "validation_check.csv").assign(setup=setup, bundle_id=bid))
+    return (pd.concat(tests, ignore_index=True), pd.concat(vals, ignore_index=True) if vals else pd.DataFrame(), metas)
+
+
+def plot_errors(dest: Path, sweep: pd.DataFrame, setup: str, workload: str) -> Path:
+    """Error vs load for TTFT, TPOT and E2E (P50/P90/P99): simulated (solid) and the second real run (dotted)."""
+    fig, axes = plt.subplots(1, len(HEADLINE), figsize=(5 * len(HEADLINE), 4.2), squeeze=False)
+    colors = dict(zip(HEADLINE_STATS, ("tab:blue", "tab:orange", "tab:red")))
+    d = sweep[(sweep["setup"] == setup) & (sweep["workload"] == workload)]
+    for ax, m in zip(axes[0], HEADLINE):
+        for st in HEADLINE_STATS:
+            s = d[(d["metric"] == m) & (d["statistic"] == st)].sort_values("load_fraction")
+            ax.plot(100 * s["load_fraction"], s["error_pct"], "-o", color=colors[st], label=f"{st} sim")
+            if s["spread_pct"].notna().any():
+                ax.plot(100 * s["load_fraction"], s["spread_pct"].astype(float), ":", color=colors[st], label=f"{st} real B")
+        ax.axhspan(-CELL_TOLERANCE_PCT, CELL_TOLERANCE_PCT, color="green", alpha=0.08)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_title(f"{METRICS[m].label}: error vs load")
+        ax.set_xlabel("load (% of measured capacity)")
+        ax.set_ylabel("100 (x − real A) / real A (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{setup}, {workload}: simulated and second real run against the first")
+    fig.tight_layout()
+    return _save(fig, Path(dest) / f"error_{setup}_{workload}.png")
+
+
+def plot_bundle_test(dest: Path, test: pd.DataFrame, setup: str) -> Path:
+    """|error| per test shape: the bundle against the constant and the linear baseline."""
+    d = test[test["setup"] == setup]
+    x = np.arange(len(d))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(d) + 2), 4.2))
+    for i, (col, label) in enumerate((("error_pct", "bundle"), ("constant_error_pct", "constant"),
+                                      ("linear_error_pct", "linear in tokens"))):
+        if col in d.columns:
+            ax.bar(x + (i - 1) * 0.27, d[col].abs(), width=0.27, label=label)
+    ax.set_xticks(x, d["shape"], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("|error| (%)")
+    ax.set_title(f"{setup} bundle: test shapes (never fitted, never used to choose)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, Path(dest) / f"bundle_test_{setup}.png")
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _fmt_ms(ns: Any) -> str:
+    return "n/a" if ns is None or pd.isna(ns) else f"{ns / 1e6:,.1f}"
+
+
+def _fmt_pct(x: Any, signed: bool = True) -> str:
+    return "n/a" if x is None or pd.isna(x) else (f"{x:+.1f}%" if signed else f"{x:.1f}%")
+
+
+def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.DataFrame, test: pd.DataFrame,
+                 verdicts: dict[str, str], reproduce: str) -> str:
+    """``summary.md``: the acceptance checks first, then the headline tables and the facts behind them."""
+    checked = sweep[(sweep["load_fraction"] <= CHECKED_UP_TO + 1e-9) & sweep["metric"].isin(HEADLINE)
+                    & sweep["statistic"].isin(HEADLINE_STATS)]
+    outside = checked[checked["cell"] == "outside"]
+    slow = iters[iters["within_3pct"] == False]  # noqa: E712 - None (not matched) is not a failure here
+    lines = [f"# {title}", "", "## Acceptance", "",
+             "| check | result |", "| --- | --- |"]
+    for setup, line in verdicts.items():
+        lines.append(f"| {setup} bundle verdict (test shapes vs constant and linear baselines) | {line} |")
+    lines.append(f"| matched-iteration step time, median \\|error\\| <= {STEP_TOLERANCE_PCT:g}% at every load | "
+                 + ("yes" if slow.empty else f"no: {len(slow)} point(s) above") + " |")
+    lines.append(f"| every P50/P90/P99 cell of TTFT, TPOT, E2E up to {CHECKED_UP_TO:.0%} load within "
+                 f"{CELL_TOLERANCE_PCT:g}% or the real-vs-real spread | "
+                 + ("yes" if outside.empty else f"no: {len(outside)} of {len(checked)} cells outside (listed below)") + " |")
+    lines += ["", "Errors are 100 (sim - real) / real against the first real run; *spread* is the second real run of "
+              "the same point against the first.", ""]
+    for (setup, workload), d in sweep.groupby(["setup", "workload"], sort=False):
+        cap = d["capacity_rps"].iloc[0]
+        lines += [f"## {setup}, {workload} (capacity {cap:.3g} requests/s)", "",
+                  "| load | metric | " + " | ".join(f"{s.upper()} real | {s.upper()} sim | err | spread" for s in HEADLINE_STATS) + " |",
+                  "| --- | --- | " + " | ".join("---: | ---: | ---: | ---:" for _ in HEADLINE_STATS) + " |"]
+        for fraction, pt in d.groupby("load_fraction"):
+            cells = pt.set_index(["metric", "statistic"])
+            for m in HEADLINE:
+                row = []
+                for s in HEADLINE_STATS:
+                    if (m, s) not in cells.index:
+                        row.append("n/a | n/a | n/a | n/a")
+                        continue
+                    c = cells.loc[(m, s)]
+                    row.append(f"{_fmt_ms(c['real'])} | {_fmt_ms(c['sim'])} | {_fmt_pct(c['error_pct'])} | {_fmt_pct(c['spread_pct'])}")
+                lines.append(f"| {fraction:.0%} ({pt['offered_qps'].iloc[0]:.3g}/s) | {METRICS[m].label} (ms) | " + " | ".join(row) + " |")
+        it = iters[(iters["setup"] == setup) & (iters["workload"] == workload)]
+        lines += ["", "Matched iterations (same batch in both runs): " + "; ".join(
+            f"{f:.0%}: {_fmt_pct(r['matched_abs_err_p50_pct'], False)} median |error|, "
+            f"{_fmt_pct(100 * r['matched_fraction_of_real'] if r['matched_fraction_of_real'] is not None else None, False)} of real steps matched"
+            for f, r in it.set_index("load_fraction").iterrows()), ""]
+    if not outside.empty:
+        lines += ["## Cells outside 5% and the spread", "", "| setup | workload | load | metric | statistic | error | spread |",
+                  "| --- | --- | --- | --- | --- | ---: | ---: |"]
+        for _, c in outside.iterrows():
+            lines.append(f"| {c['setup']} | {c['workload']} | {c['load_fraction']:.0%} | {c['metric']} | {c['statistic']} | "
+                         f"{_fmt_pct(c['error_pct'])} | {_fmt_pct(c['spread_pct'])} |")
+        lines.append("")
+    lines += ["## Bundles: test shapes", "", "| setup | shape | measured (ms) | bundle | constant | linear |",
+              "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for _, t in test.iterrows():
+        lines.append(f"| {t['setup']} | {t['shape']} | {_fmt_ms(t['measured_ns'])} | {_fmt_pct(t['error_pct'])} | "
+                     f"{_fmt_pct(t.get('constant_error_pct'))} | {_fmt_pct(t.get('linear_error_pct'))} |")
+    starts = runs["load_s"].dropna()
+    lines += ["", "## Engine", "",
+              f"- {len(runs)} real runs on {', '.join(sorted(set(runs['gpu'].dropna().astype(str)))) or 'n/a'} "
+              f"({runs['gpu_uuid'].nunique()} distinct GPU(s) by UUID); start-up (model, kernels, graphs) "
+              + (f"median {starts.median():.1f} s, max {starts.max():.1f} s" if len(starts) else "not recorded")
+              + f"; preemptions during runs: {int(runs['preemptions_during_run'].fillna(0).sum())}; graph captures "
+              f"during runs: {int(runs['captures_during_run'].fillna(0).sum())}; runs on a busy host: "
+              f"{int((runs['host_busy'] == True).sum())}.", "",  # noqa: E712
+              "## Reproduce", "", "Every number above comes from the archives in `points/` and `bundles/`:", "",
+              f"```bash\n{reproduce}\n```", ""]
+    return "\n".join(lines)
+
+
+def write_manifest(folder: Path, describe: dict[str, dict[str, str]]) -> Path:
+    """``MANIFEST.csv``: every file of the folder, with ``describe``'s row for it (kind, backend, load, date, what)."""
+    folder = Path(folder)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.csv")
+    missing = [f for f in files if f not in describe]
+    if missing:
+        raise ValueError(f"{folder}: no manifest row for {missing}")
+    with open(folder / "MANIFEST.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for f in files:
+            w.writerow({"file": f, "superseded": "no", **describe[f]})
+    return folder / "MANIFEST.csv"
+
+
+def archive_date(archive: Path) -> str:
+    """The date the archive's first meta JSON was created (its provenance), for the manifest."""
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        for m in tar.getmembers():
+            if m.isfile() and m.name.endswith("_meta.json"):
+                return str(json.load(tar.extractfile(m))["provenance"]["created_at"])[:10]  # type: ignore[arg-type]
+    return "unknown"

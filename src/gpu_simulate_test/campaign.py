@@ -1,0 +1,440 @@
+"""A measured sweep, run in calls of a lent GPU host and published here from its archives.
+
+A :class:`Campaign` names backend setups (each with its own bundle and capacity probes), workloads, load fractions
+and a number of replicates: every point (setup x workload x fraction) is measured ``replicates`` times on the real
+engine, on the same workload, so that the spread between two real runs is known beside the simulation's error.
+
+The GPU half (:func:`run_call`) works through the campaign's tasks in order (per setup: its bundle, its capacity
+probes, then its points, every replicate of a fraction before the next fraction), skipping what a previous call
+already brought back and starting a task only if its estimated time fits what is left of the call's budget, so that
+the same command, repeated, finishes the campaign. It runs the GPU stages only (``stages=[workload,real]``, and
+vidur-profile for the bundle); everything it makes is packed into ``pack-<i>.tar`` files (the device tool brings back
+at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.gz`` (the experiment's archive: record, capacity,
+workload, real run), ``bundles/<bundle_id>.tar.gz`` and ``diagnostics/capacity-<setup>-<workload>.tar.gz`` (the
+probe's run). Between calls, :func:`collect` files a call's packs into the result folder and refreshes the carried
+state (the capacities, and what was collected), which the next call, on a fresh machine, starts from.
+
+The local half (:func:`publish`) unpacks a result folder's archives, simulates and compares the first replicate of
+every point (``experiment``, the bundle found by its id, never measured here), compares the second replicate with
+the first (the real-vs-real spread), and writes the folder's tables, figures, summary and ``MANIFEST.csv``
+(``analysis/publish.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tarfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from gpu_simulate_test.config import compose_app
+from gpu_simulate_test.config.experiment import ExperimentAppConfig
+from gpu_simulate_test.errors import InputError
+
+log = logging.getLogger(__name__)
+COLLECTED = "collected.txt"  # carry: the point keys and bundle ids whose archives the result folder holds already
+PACK_BYTES = 15 * 2**20  # each pack under the device tool's 16 MiB per file
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A sweep: ``setups`` (label -> experiment overrides of the backend and profile), ``workloads`` (label ->
+    overrides of the workload), the load ``fractions`` of each setup's measured capacity and the ``replicates``."""
+
+    name: str
+    common: tuple[str, ...]  # experiment overrides of every point (model, hardware, capacity probe, seed ...)
+    setups: dict[str, tuple[str, ...]]
+    workloads: dict[str, tuple[str, ...]]
+    fractions: tuple[float, ...]
+    replicates: int
+    setup_workloads: dict[str, tuple[str, ...]] = field(default_factory=dict)  # setup -> its workloads (default: all)
+    # Estimates (s) that decide whether a task still fits a call: a bundle build, a capacity probe, what a point
+    # adds to its arrivals (engine start-up, drain, archive), and the first engine of a call (imports, kernel
+    # compilation, graph capture).
+    bundle_s: float = 330.0
+    probe_s: float = 40.0
+    point_overhead_s: float = 20.0
+    first_start_s: float = 90.0
+
+    def __post_init__(self) -> None:
+        for setup, names in self.setup_workloads.items():
+            unknown = [w for w in names if w not in self.workloads]
+            if setup not in self.setups or unknown:
+                raise InputError(f"campaign {self.name}: setup_workloads[{setup!r}] names what the campaign does not "
+                                 f"define ({[setup] if setup not in self.setups else unknown})")
+        if self.replicates < 1 or not self.fractions:
+            raise InputError(f"campaign {self.name}: needs at least one fraction and one replicate")
+
+    def workloads_of(self, setup: str) -> tuple[str, ...]:
+        return self.setup_workloads.get(setup, tuple(self.workloads))
+
+    def overrides(self, setup: str, workload: str, fraction: float, replicate: int) -> list[str]:
+        """The experiment overrides of one point."""
+        return [*self.common, *self.setups[setup], *self.workloads[workload], f"load.capacity_fraction={fraction:g}",
+                f"replicate={replicate}"]
+
+    def tasks(self) -> Iterator["Task"]:
+        """Every task of the campaign, in the order the GPU half runs them."""
+        for setup in self.setups:
+            yield Task("bundle", setup)
+            for workload in self.workloads_of(setup):
+                yield Task("capacity", setup, workload)
+            for workload in self.workloads_of(setup):
+                for fraction in self.fractions:
+                    for r in range(self.replicates):
+                        yield Task("point", setup, workload, fraction, r)
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str  # bundle | capacity | point
+    setup: str
+    workload: Optional[str] = None
+    fraction: Optional[float] = None
+    replicate: int = 0
+
+    def __str__(self) -> str:
+        return " ".join(str(x) for x in (self.kind, self.setup, self.workload, self.fraction, f"r{self.replicate}")
+                        if x is not None) if self.kind == "point" else f"{self.kind} {self.setup} {self.workload or ''}".strip()
+
+
+def experiment_app(root: Path, overrides: list[str], **fields: Any) -> ExperimentAppConfig:
+    app = compose_app("experiment", [*overrides, f"paths.root={root}"])
+    return replace(app, **fields)
+
+
+def bundle_app(campaign: Campaign, root: Path, setup: str, stages: Any) -> Any:
+    """The setup's vidur-profile config exactly as ``experiment`` derives it for its first point (its grid sized to
+    that workload), so that every point finds the bundle by its id."""
+    from gpu_simulate_test.experiment import check_bundle, point_workload
+
+    app = experiment_app(root, campaign.overrides(setup, campaign.workloads_of(setup)[0], campaign.fractions[0], 0),
+                         stages=["workload"])
+    return check_bundle(app, point_workload(app, None, stages).name)
+
+
+# --- the GPU half --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallReport:
+    """What one call did: one line per task, for ``summary.txt``."""
+
+    lines: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    pending: int = 0  # tasks left for a later call
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def add(self, line: str) -> None:
+        log.info(line)
+        self.lines.append(f"{self.elapsed():7.1f}s {line}")
+
+
+def read_collected(carry: Optional[Path]) -> set[str]:
+    path = Path(carry) / COLLECTED if carry else None
+    return set(path.read_text().split()) if path is not None and path.is_file() else set()
+
+
+def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carry: Optional[Path] = None,
+             stages: Any = None) -> CallReport:
+    """One call of the GPU half (see the module docstring): the pending tasks that fit ``budget_s``, packed into
+    ``out/pack-<i>.tar``."""
+    from gpu_simulate_test.experiment import _capacity_path, default_stages, run_experiment
+    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
+
+    fns = stages or default_stages()
+    report = CallReport()
+    root, staged = Path(root), Path(out) / ".staged"
+    root.mkdir(parents=True, exist_ok=True)
+    if carry is not None and (Path(carry) / "capacity").is_dir():
+        shutil.copytree(Path(carry) / "capacity", root / "capacity", dirs_exist_ok=True)
+    collected = read_collected(carry)
+    first = True
+    stop = False
+    for task in campaign.tasks():
+        if stop:
+            report.pending += 1
+            continue
+        left = budget_s - report.elapsed()
+        start = campaign.first_start_s if first else 0.0
+        if task.kind == "bundle":
+            cfg = bundle_app(campaign, root, task.setup, fns)
+            if bundle_id(cfg) in collected:
+                continue
+            estimate = campaign.bundle_s + start
+        else:
+            workload = task.workload
+            assert workload is not None
+            fraction = campaign.fractions[0] if task.fraction is None else task.fraction
+            overrides = campaign.overrides(task.setup, workload, fraction, task.replicate)
+            if task.kind == "capacity":
+                if _capacity_path(experiment_app(root, overrides)).is_file():
+                    continue
+                estimate = campaign.probe_s + start
+            else:
+                probe = run_experiment(experiment_app(root, overrides, stages=["workload"]), fns)  # no GPU: the workload
+                if probe.point_key in collected:
+                    continue
+                n = _num_requests(root, probe.workload_id)
+                estimate = n / float(probe.offered_qps or 1.0) + campaign.point_overhead_s + start
+        if estimate > left:
+            report.add(f"{task}: needs ~{estimate:.0f}s, {left:.0f}s left: for the next call")
+            report.pending += 1
+            stop = True  # later tasks follow this one (a point needs its capacity, a probe its setup's bundle)
+            continue
+        t0 = time.monotonic()
+        if task.kind == "bundle":
+            path = fns.profile(cfg)
+            _archive_dir(root, path, staged / "bundles" / f"{path.name}.tar.gz")
+            report.add(f"{task}: {path.name} in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
+        elif task.kind == "capacity":
+            rec = run_experiment(experiment_app(root, overrides, stages=["workload"]), fns)
+            cap = json.loads(_capacity_path(experiment_app(root, overrides)).read_text())
+            _archive_dir(root, root / "real_runs" / cap["real_run"],
+                         staged / "diagnostics" / f"capacity-{task.setup}-{workload}.tar.gz",
+                         extra=[_capacity_path(experiment_app(root, overrides))])
+            report.add(f"{task}: {rec.capacity_rps:.3f} requests/s in {time.monotonic() - t0:.0f}s")
+        else:
+            app = experiment_app(root, overrides, stages=["workload", "real"], archive_dir=str(staged / "points"))
+            rec = run_experiment(app, fns)
+            report.add(f"{task} ({rec.point_key}): {n} requests at {rec.offered_qps:.3f}/s, real run {rec.real_run} "
+                       f"in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
+        first = False
+    _pack(staged, Path(out))
+    return report
+
+
+def _num_requests(root: Path, workload_id: str) -> int:
+    meta = json.loads((root / "workloads" / workload_id / "workload_meta.json").read_text())
+    return int(meta["stats"]["num_requests"])
+
+
+def _archive_dir(root: Path, path: Path, dest: Path, extra: tuple[Path, ...] | list[Path] = ()) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(dest, "w:gz") as tar:
+        for p in (path, *extra):
+            tar.add(p, arcname=str(Path(p).resolve().relative_to(Path(root).resolve())))
+
+
+def _pack(staged: Path, out: Path) -> list[Path]:
+    """The staged archives into ``pack-<i>.tar`` files of at most :data:`PACK_BYTES` each (by their paths under
+    ``staged``); a single archive larger than that gets a pack of its own (and the device tool leaves it out)."""
+    files = sorted(p for p in staged.rglob("*") if p.is_file()) if staged.is_dir() else []
+    packs: list[list[Path]] = []
+    size = 0
+    for f in files:
+        n = f.stat().st_size
+        if not packs or size + n > PACK_BYTES:
+            packs.append([])
+            size = 0
+        packs[-1].append(f)
+        size += n
+    written = []
+    for i, group in enumerate(packs):
+        dest = Path(out) / f"pack-{i}.tar"
+        with tarfile.open(dest, "w") as tar:
+            for f in group:
+                tar.add(f, arcname=str(f.relative_to(staged)))
+        written.append(dest)
+    shutil.rmtree(staged, ignore_errors=True)
+    return written
+
+
+def plan_text(campaign: Campaign, capacity_rps: dict[tuple[str, str], float], num_requests: dict[str, int],
+              budget_s: float) -> str:
+    """The campaign's tasks packed into calls of ``budget_s`` as :func:`run_call` would, from assumed capacities
+    (requests/s): one line per call with its tasks and estimated seconds."""
+    calls: list[list[tuple[Task, float]]] = [[]]
+    used = 0.0
+    for task in campaign.tasks():
+        start = campaign.first_start_s if not calls[-1] else 0.0
+        if task.kind == "bundle":
+            est = campaign.bundle_s
+        elif task.kind == "capacity":
+            est = campaign.probe_s
+        else:
+            assert task.workload is not None and task.fraction is not None
+            est = num_requests[task.workload] / (task.fraction * capacity_rps[(task.setup, task.workload)]) \
+                + campaign.point_overhead_s
+        if calls[-1] and used + est > budget_s:
+            calls.append([])
+            used, start = 0.0, campaign.first_start_s
+        calls[-1].append((task, est + start))
+        used += est + start
+    lines = []
+    for i, call in enumerate(calls, 1):
+        secs = sum(e for _, e in call)
+        lines.append(f"call {i}: ~{secs / 60:.1f} min: " + "; ".join(str(t) for t, _ in call))
+    total = sum(e for call in calls for _, e in call)
+    lines.append(f"total: {len(calls)} calls, ~{total / 60:.0f} min of commands (each call also starts a machine and "
+                 "installs the wheels: 1-2 min)")
+    return "\n".join(lines)
+
+
+# --- between calls -------------------------------------------------------------------------------------------
+
+
+def collect(returned: Path, folder: Path, carry: Path) -> list[str]:
+    """File a call's returned files (the device tool's ``files_at``) into the result folder: the packs' archives
+    under ``points/``, ``bundles/``, ``diagnostics/``, the other files (the call's summary and log) under
+    ``diagnostics/``; then refresh the carry (capacities, and the point keys and bundle ids collected)."""
+    returned, folder, carry = Path(returned), Path(folder), Path(carry)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    moved = []
+    for src in sorted(p for p in returned.rglob("*") if p.is_file()):
+        if src.name.startswith("pack-") and src.suffix == ".tar":
+            with tarfile.open(src) as tar:
+                for m in tar.getmembers():
+                    if m.isfile():
+                        dest = folder / m.name
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
+                        moved.append(m.name)
+        else:
+            dest = folder / "diagnostics" / f"{stamp}-{src.name}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            moved.append(str(dest.relative_to(folder)))
+    (carry / "capacity").mkdir(parents=True, exist_ok=True)
+    done = set()
+    for archive in sorted(folder.glob("*/*.tar.gz")):
+        with tarfile.open(archive) as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.startswith("capacity/") and m.name.endswith(".json"):
+                    (carry / m.name).write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
+        if archive.parent.name in ("points", "bundles"):
+            done.add(archive.name.removesuffix(".tar.gz"))
+    (carry / COLLECTED).write_text("".join(f"{k}\n" for k in sorted(done)))
+    return moved
+
+
+# --- the local half ------------------------------------------------------------------------------------------
+
+
+def _existing_bundle(cfg: Any) -> Path:
+    """The local half's profile stage: the bundle the points name, from the archives; never measured here."""
+    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
+
+    path = Path(cfg.paths.profiling) / bundle_id(cfg)
+    if not path.is_dir():
+        have = sorted(p.name for p in Path(cfg.paths.profiling).glob("*")) if Path(cfg.paths.profiling).is_dir() else []
+        raise InputError(f"bundle {path.name} is not among the archives (bundles/: {', '.join(have) or 'none'}); "
+                         "collect the call that built it into bundles/")
+    return path
+
+
+def unpack(folder: Path, root: Path) -> None:
+    """Every archive of the result folder (``bundles/``, then ``points/``) into the artifact root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for archive in sorted(Path(folder).glob("bundles/*.tar.gz")) + sorted(Path(folder).glob("points/*.tar.gz")):
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+
+
+def compare_points(campaign: Campaign, root: Path, stages: Any = None) -> list["ComparedPoint"]:
+    """Simulate and compare the first replicate of every point whose runs are under ``root``, and compare the second
+    replicate with the first; points without a real run are left out (and said so)."""
+    from dataclasses import replace as _replace
+
+    from gpu_simulate_test.analysis.compare import compare_runs
+    from gpu_simulate_test.analysis.publish import ComparedPoint
+    from gpu_simulate_test.experiment import default_stages, run_experiment
+
+    fns = _replace(stages or default_stages(), profile=_existing_bundle,
+                   real=lambda cfg: (_ for _ in ()).throw(InputError("the local half never measures")))
+    out = []
+    for setup in campaign.setups:
+        for workload in campaign.workloads_of(setup):
+            for fraction in campaign.fractions:
+                recs = []
+                for r in range(campaign.replicates):
+                    app = experiment_app(root, campaign.overrides(setup, workload, fraction, r), stages=["workload"])
+                    recs.append(run_experiment(app, fns))
+                if any(rec.real_run is None for rec in recs):
+                    log.warning("%s %s %g: %d of %d replicates measured; left out", setup, workload, fraction,
+                                sum(rec.real_run is not None for rec in recs), len(recs))
+                    continue
+                app = experiment_app(root, campaign.overrides(setup, workload, fraction, 0),
+                                     stages=["workload", "profile", "sim", "compare"], accept_bundle=True)
+                first = run_experiment(app, fns)
+                spread = None
+                if len(recs) > 1:
+                    spread = compare_runs(compose_app("compare_runs", [
+                        f"real_run={recs[0].real_run}", f"sim_run={root / 'real_runs' / recs[1].real_run}",
+                        f"paths.root={root}", "overwrite=true"]))
+                out.append(ComparedPoint(setup, workload, fraction, float(first.offered_qps), float(first.capacity_rps),
+                                         tuple(r.point_key for r in recs), tuple(str(r.real_run) for r in recs),
+                                         str(first.bundle_id), root / "comparisons" / str(first.comparison_id), spread))
+    return out
+
+
+def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reproduce: str, stages: Any = None) -> list[str]:
+    """The local half: unpack the folder's archives into ``root``, compare every point, and (re)write the folder's
+    ``tables/``, ``figs/``, ``summary.md`` and ``MANIFEST.csv``; returns what it wrote."""
+    from gpu_simulate_test.analysis import publish as pub
+    from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
+
+    folder, root = Path(folder), Path(root)
+    unpack(folder, root)
+    points = compare_points(campaign, root, stages)
+    if not points:
+        raise InputError(f"{folder}: no point of campaign {campaign.name} has its real runs in points/; nothing to publish")
+    for sub in ("tables", "figs"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+        (folder / sub).mkdir(parents=True)
+    sweep, iters, runs = pub.sweep_table(points), pub.iteration_table(points), pub.points_table(points, root)
+    bundles = {p.setup: p.bundle_id for p in points}
+    test, validation, metas = pub.bundle_tables(root, bundles)
+    written = {"tables/sweep.csv": sweep, "tables/iterations.csv": iters, "tables/runs.csv": runs,
+               "tables/bundle_test.csv": test}
+    if not validation.empty:
+        written["tables/bundle_validation.csv"] = validation
+    for name, df in written.items():
+        df.to_csv(folder / name, index=False, float_format="%.6g")
+    figs = [pub.plot_errors(folder / "figs", sweep, s, w) for (s, w) in sweep.groupby(["setup", "workload"], sort=False).groups]
+    figs += [pub.plot_bundle_test(folder / "figs", test, s) for s in bundles]
+    verdicts = {s: bundle_verdict(m).line() for s, m in metas.items()}
+    (folder / "summary.md").write_text(pub.summary_text(title, sweep, iters, runs, test, verdicts, reproduce))
+    pub.write_manifest(folder, _describe(folder, points, bundles, written, figs))
+    return ["summary.md", "MANIFEST.csv", *written, *(f"figs/{f.name}" for f in figs)]
+
+
+def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: dict[str, Any], figs: list[Path]) -> dict[str, dict[str, str]]:
+    """MANIFEST.csv rows: what each file of the folder is."""
+    from gpu_simulate_test.analysis.publish import archive_date
+
+    dates = [archive_date(a) for a in sorted(folder.glob("*/*.tar.gz"))]
+    today = max(dates) if dates else time.strftime("%Y-%m-%d")  # the files made from the archives: their newest date
+    by_key = {k: (p, r) for p in points for r, k in enumerate(p.point_keys)}
+    rows: dict[str, dict[str, str]] = {}
+    for archive in sorted(folder.glob("points/*.tar.gz")):
+        key = archive.name.removesuffix(".tar.gz")
+        p, r = by_key.get(key, (None, None))
+        what = (f"experiment point {key}: {p.workload}, replicate {r}: record, capacity, workload and real run"
+                if p is not None else f"experiment point {key}: not part of the published sweep")
+        rows[f"points/{archive.name}"] = {"kind": "point", "backend": p.setup if p else "", "date": archive_date(archive),
+                                          "load": f"{p.fraction:.0%} of capacity ({p.offered_qps:.4g} req/s)" if p else "",
+                                          "what": what}
+    for archive in sorted(folder.glob("bundles/*.tar.gz")):
+        setup = next((s for s, b in bundles.items() if archive.name == f"{b}.tar.gz"), "")
+        rows[f"bundles/{archive.name}"] = {"kind": "bundle", "backend": setup, "load": "", "date": archive_date(archive),
+                                           "what": f"the bundle {archive.name.removesuffix('.tar.gz')}" if setup
+                                           else "bundle or capacity probes of the campaign (not simulated with)"}
+    for f in sorted(folder.glob("diagnostics/*")):
+        rows[f"diagnostics/{f.name}"] = {"kind": "diagnostic", "backend": "", "load": "", "date": today,
+                                         "what": "a call's console or summary as it came back"}
+    for name in tables:
+        rows[name] = {"kind": "table", "backend": "all", "load": "", "date": today,
+                      "what": f"{name}: made by the publish command from the archives"}
+    for fig in figs:
+        rows[f"figs/{fig.name}"] = {"kind": "figure", "backend": "all", "load": "", "date": today,
+                                    "what": "made by the publish command from the archives"}
+    rows["summary.md"] = {"kind": "summary", "backend": "all", "load": "", "date": today,
+                          "what": "acceptance checks, headline tables, bundles' test shapes, engine facts, reproduce command"}
+    return rows
