@@ -111,7 +111,7 @@ def test_baseline_table_and_record_by_hand() -> None:
     b = fit_baselines([BatchShape.parse("decode:10x8"), BatchShape.parse("prefill:390")], [2.0, 6.0])  # line 2 + 4 (t - 10) / 380
     measured = np.array([2.0, 2.5, 3.0, 5.0, 6.0])
     bundle = np.array([2.1, 2.5, 3.3, 4.5, 6.0])  # errors +5 0 +10 -10 0
-    table = baseline_table(shapes, measured, bundle, b)
+    table = baseline_table([str(s) for s in shapes], shapes, measured, bundle, b)
     assert table["error_pct"].tolist() == pytest.approx([5.0, 0.0, 10.0, -10.0, 0.0])
     assert table["constant_ns"].tolist() == [4_000_000] * 5  # median of 2 and 6
     assert table["constant_error_pct"].tolist() == pytest.approx([100.0, 60.0, 100 / 3, -20.0, -100 / 3])

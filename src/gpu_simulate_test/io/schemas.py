@@ -382,14 +382,37 @@ HELD_OUT_CHECK = register_table(TableSchema(
     name="held_out_check",
     filename="held_out_check.csv",
     spec_file="profiling_root.md",
-    description="Held-out batch shapes: measured iteration time against Vidur's own predictor reading this bundle.",
+    description="Test batch shapes (held out: never fitted, never used to choose): the measured step against Vidur's own "
+                "predictor reading this bundle, and against the two baselines fitted on the fit shapes (bundles built "
+                "before issue 16 lack the baselines).",
     columns=(
-        Column("shape", "str", "-", "Batch shape (as in iterations.csv, role held_out)"),
+        Column("shape", "str", "-", "Batch shape (as in iterations.csv, role test; held_out in older bundles)"),
         Column("measured_ns", "int", "ns", "Measured wall time of the iteration: iterations.csv's trimmed_mean_ns (median_ns in bundles built before 2026-11-23)", min=0),
         Column("predicted_ns", "int", "ns", "Vidur's predicted iteration time (its roundings included)", min=0),
         Column("error_pct", "float", "%", "100 * (predicted - measured) / measured"),
+        Column("constant_ns", "int", "ns", "The constant baseline: the median measured step of the fit shapes", min=0),
+        Column("constant_error_pct", "float", "%", "100 * (constant - measured) / measured"),
+        Column("linear_ns", "int", "ns", "The linear baseline: least squares of the fit shapes' steps on their tokens", min=0),
+        Column("linear_error_pct", "float", "%", "100 * (linear - measured) / measured"),
     ),
+    optional=("constant_ns", "constant_error_pct", "linear_ns", "linear_error_pct"),
     key=("shape",),
+))
+
+VALIDATION_CHECK = register_table(TableSchema(
+    name="validation_check",
+    filename="validation_check.csv",
+    spec_file="profiling_root.md",
+    description="Validation batch shapes: the measured step against each variant's prediction; the variant with the "
+                "lowest median |error| is the bundle (bundles built before issue 16 lack this file).",
+    columns=(
+        Column("shape", "str", "-", "Batch shape (as in iterations.csv, role validation)"),
+        Column("variant", "str", "-", "operators | step | fold (profile.variants)"),
+        Column("measured_ns", "int", "ns", "Measured wall time of the iteration (trimmed mean)", min=0),
+        Column("predicted_ns", "int", "ns", "The variant's predicted iteration time", min=0),
+        Column("error_pct", "float", "%", "100 * (predicted - measured) / measured"),
+    ),
+    key=("shape", "variant"),
 ))
 
 

@@ -27,6 +27,7 @@ ITERATIONS_FILE = "iterations.csv"
 HELD_OUT_FILE = "held_out_check.csv"
 MLP_RAW_FILE = "mlp_raw.csv"  # the operator rows before the fold (optional: bundles before 2026-11-24 lack them)
 ATTENTION_RAW_FILE = "attention_raw.csv"
+VALIDATION_FILE = "validation_check.csv"  # each variant on the validation shapes (optional: bundles before issue 16)
 REQUIRED_FILES = (PROFILE_META, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
 TENSOR_PARALLEL_SIZE = 1  # the bundles hold TP=1 rows only (no all_reduce/send_recv files)
 # profile_meta.json of a bundle imported from Vidur's own files (vidur-profile mode=import): "source" and "verdict".
