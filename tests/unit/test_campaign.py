@@ -1,0 +1,133 @@
+"""A campaign end to end on the CPU with a stand-in engine: the GPU half's calls (budget, packs, resume), collect,
+and the published folder reproduced from its archives (tables, figures, summary, MANIFEST.csv).
+
+The stand-in "real" stage serves each workload's requests one at a time (prefill 20 ms, 5 ms a token); the second run
+of a workload is 2% slower per token, so the real-vs-real spread of TPOT is known. The bundle is a constant profile
+placed at the id the campaign's points look for. Vidur simulates and compare-runs compares for real.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpu_simulate_test.campaign import Campaign, bundle_app, collect, publish, read_collected, run_call
+from gpu_simulate_test.config.apps import RealBenchAppConfig
+from gpu_simulate_test.experiment import default_stages
+from gpu_simulate_test.io.meta import build_meta, write_json
+from gpu_simulate_test.io.outputs import PROFILE_META, atomic_dir
+from gpu_simulate_test.io.runs import write_run_meta, write_run_tables
+from gpu_simulate_test.testing import SyntheticRun, constant_profile
+from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
+from gpu_simulate_test.workloads.load import load_workload
+
+MS = 1_000_000
+CAMPAIGN = Campaign(
+    name="tiny", common=("model=qwen3-tiny", "hardware=cpu", "capacity.num_requests=6", "profile.max_tokens=512",
+                         "profile.max_kv_tokens=512"),
+    setups={"sarathi": ("backend=native", "backend.max_requests_per_batch=16")},
+    workloads={"demo": ("workload=demo", "workload.num_requests=6")},
+    fractions=(0.3, 0.9), replicates=2, bundle_s=1.0, probe_s=1.0, point_overhead_s=0.0, first_start_s=0.0,
+)
+
+
+class FakeEngine:
+    """The real and profile stages of the GPU half, without an engine."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, int] = {}  # workload id -> runs made of it
+
+    def real(self, app: RealBenchAppConfig) -> Path:
+        w = load_workload(Path(app.paths.workloads), app.workload_id)
+        slower = 1.02 if self.runs.get(w.workload_id, 0) % 2 else 1.0
+        self.runs[w.workload_id] = self.runs.get(w.workload_id, 0) + 1
+        arrival = np.array([r.arrival_time_ns for r in w.requests], dtype=np.int64)
+        counts = np.array([r.num_decode_tokens for r in w.requests], dtype=np.int64)
+        times, free = [], 0
+        for a, n in zip(arrival, counts):  # one request at a time
+            start = max(int(a), free)
+            t = start + 20 * MS + np.rint(np.arange(n) * 5 * MS * slower).astype(np.int64)
+            times.append(t)
+            free = int(t[-1])
+        run = SyntheticRun(arrival, counts, np.concatenate(times), np.array([r.num_prefill_tokens for r in w.requests]), counts)
+        requests, tokens = run.frames()
+        run_id = f"real-fake-{w.workload_id}-{self.runs[w.workload_id]}"
+        with atomic_dir(Path(app.paths.real_runs) / run_id) as tmp:
+            write_run_tables(tmp, requests, tokens, run.iterations())
+            write_run_meta(tmp, build_meta(
+                kind="real_run", id=run_id, config=asdict(app), inputs={"workload_id": w.workload_id},
+                backend={"name": app.backend.name, "num_blocks": 4096, "block_size": app.backend.block_size},
+                gpu="cpu", load_s=1.5, warmup_s=0.1, run_s=free / 1e9, num_requests=len(w.requests),
+                engine_stats={"preemptions_during_run": 0, "cuda_graph_captures_during_run": 0},
+                host_load={"gpu": None, "busy": False}))
+        return Path(app.paths.real_runs) / run_id
+
+    @staticmethod
+    def profile(cfg: Any) -> Path:
+        """A constant bundle at the id the points look for, with a test check and a verdict record."""
+        limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=16, request_tokens=512,
+                            block_size=cfg.backend.block_size)
+        path = constant_profile(Path(cfg.paths.profiling), bundle_id(cfg), model=cfg.model, hardware=cfg.hardware,
+                                backend=cfg.backend, limits=limits, op=0.02, prefill=0.05, decode=0.03)
+        meta = json.loads((path / PROFILE_META).read_text())
+        meta["config"] = {"model": asdict(cfg.model), "hardware": asdict(cfg.hardware), "backend": asdict(cfg.backend)}
+        write_json(path / PROFILE_META, meta)
+        return path
+
+
+def _stages(engine: FakeEngine) -> Any:
+    return replace(default_stages(), real=engine.real, profile=engine.profile)
+
+
+def test_calls_collect_and_publish(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    folder, carry = tmp_path / "results", tmp_path / "carry"
+    # Call 1 on a "fresh machine": a budget of 2.5 s of estimates holds the bundle (1 s) and the probe (1 s) only.
+    out1 = tmp_path / "out1"
+    report = run_call(CAMPAIGN, tmp_path / "gpu1", out1, budget_s=2.5, carry=carry, stages=_stages(engine))
+    assert [line.split("s ", 1)[1].split(":")[0] for line in report.lines][:2] == ["bundle sarathi", "capacity sarathi demo"]
+    assert report.pending == 4 and sorted(p.name for p in out1.iterdir()) == ["pack-0.tar"]
+    collect(out1, folder, carry)
+    bid = bundle_id(bundle_app(CAMPAIGN, tmp_path / "ids", "sarathi", _stages(engine)))
+    assert [p.name for p in (folder / "bundles").iterdir()] == [f"{bid}.tar.gz"]
+    capacity = list((carry / "capacity").glob("*.json"))
+    assert len(capacity) == 1
+    # Call 2 on another fresh machine: the carried capacity is reused (same offered rates), the bundle is not rebuilt.
+    out2 = tmp_path / "out2"
+    report = run_call(CAMPAIGN, tmp_path / "gpu2", out2, budget_s=1e9, carry=carry, stages=_stages(engine))
+    assert report.pending == 0 and sum(" r0 " in x or " r1 " in x for x in report.lines) == 4
+    assert not any("bundle" in x or "capacity" in x for x in report.lines)
+    collect(out2, folder, carry)
+    assert len(list((folder / "points").glob("*.tar.gz"))) == 4 and len(read_collected(carry)) == 5
+    # Call 3: nothing left.
+    report = run_call(CAMPAIGN, tmp_path / "gpu3", tmp_path / "out3", budget_s=1e9, carry=carry, stages=_stages(engine))
+    assert report.lines == [] and report.pending == 0
+
+    # The local half, from the folder's archives alone.
+    written = publish(CAMPAIGN, folder, tmp_path / "local", title="tiny", reproduce="publish")
+    assert {"summary.md", "MANIFEST.csv", "tables/sweep.csv", "tables/iterations.csv", "tables/runs.csv",
+            "tables/bundle_test.csv"} <= set(written)
+    sweep = pd.read_csv(folder / "tables" / "sweep.csv")
+    assert sorted(set(sweep["load_fraction"])) == [0.3, 0.9]
+    tpot = sweep[(sweep["metric"] == "tpot") & (sweep["statistic"] == "p50")]
+    assert tpot["spread_pct"].to_numpy() == pytest.approx([2.0, 2.0], abs=0.05)  # the second run: 2% slower per token
+    assert set(sweep[sweep["load_fraction"] == 0.9]["cell"]) == {"measured"}  # 90%: measured, not checked
+    runs = pd.read_csv(folder / "tables" / "runs.csv")
+    assert len(runs) == 4 and (runs["load_s"] == 1.5).all()
+    summary = (folder / "summary.md").read_text()
+    assert "## Acceptance" in summary and "publish" in summary
+    with open(folder / "MANIFEST.csv", newline="") as fh:
+        listed = sorted(r["file"] for r in csv.DictReader(fh))
+    assert listed == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.csv")
+    # Reproducible: the same command on a fresh root gives the same tables.
+    before = {f: (folder / f).read_bytes() for f in ("tables/sweep.csv", "tables/iterations.csv", "MANIFEST.csv")}
+    publish(CAMPAIGN, folder, tmp_path / "local2", title="tiny", reproduce="publish")
+    assert {f: (folder / f).read_bytes() for f in before} == before
