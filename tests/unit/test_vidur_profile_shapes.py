@@ -55,7 +55,7 @@ def test_grid_covers_backend_and_reports_limits(compose_app) -> None:
     msgs = lim.violations(request_tokens=lim.request_tokens + 1, block_size=16)
     assert len(msgs) == 2 and "max_kv_tokens" in msgs[0]
     with pytest.raises(InputError, match="does not cover"):
-        lim.require(Path("x"), batch_size=lim.batch_size + 1)
+        lim.require("profiling root x", batch_size=lim.batch_size + 1)
     # profile_meta.json keeps the keys bundles were always written with
     assert GridLimits.from_dict(lim.to_dict(), "meta") == lim and set(lim.to_dict()) == {
         "max_tokens", "max_prefill_chunk", "max_batch_size", "max_kv_tokens", "block_size"}

@@ -38,20 +38,30 @@ class EngineAppConfig(AppConfig):
 
 
 @dataclass
+class MeasureAppConfig(EngineAppConfig):
+    """The apps that measure on the device (real-bench, vidur-profile, experiment): one measurement at a time per
+    device (``device/lock.py``), waiting at most ``device_lock_timeout_s`` for the one before."""
+
+    device_lock_timeout_s: float = 21600.0
+
+
+@dataclass
 class WorkloadSpecAppConfig(AppConfig):
     workload: WorkloadConfig = MISSING
     model: ModelConfig = MISSING  # its tokenizer and context limit
 
 
 @dataclass
-class RealBenchAppConfig(EngineAppConfig):
+class RealBenchAppConfig(MeasureAppConfig):
     workload_id: str = MISSING
     run_id: Optional[str] = None  # null: a new id
 
 
 @dataclass
-class VidurProfileAppConfig(EngineAppConfig):
+class VidurProfileAppConfig(MeasureAppConfig):
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    # A workload the grid must cover: the profile limits left null are sized to it, rounded up to powers of two.
+    workload_id: Optional[str] = None
 
 
 @dataclass
@@ -60,6 +70,8 @@ class VidurSimAppConfig(EngineAppConfig):
     profiling_root: str = MISSING  # a directory, or a bundle id under paths.profiling
     vidur: VidurConfig = field(default_factory=VidurConfig)
     run_id: Optional[str] = None  # null: a new id
+    # Simulate with a bundle whose verdict is not ``pass`` (fail, busy, unverified: specs/profiling_root.md).
+    accept_bundle: bool = False
 
 
 @dataclass

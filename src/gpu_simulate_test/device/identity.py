@@ -23,10 +23,15 @@ def gpu_uuid() -> Optional[str]:
     return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
 
 
+def measured_gpu(hardware: HardwareConfig) -> Optional[str]:
+    """The UUID of the GPU a measurement on ``hardware`` runs on; None on the CPU (or without a GPU)."""
+    return None if str(hardware.device) == CPU else gpu_uuid()
+
+
 def device_key(hardware: HardwareConfig) -> str:
     """The lock name of ``hardware``'s device: ``cpu``, or the GPU's UUID (``cuda-unavailable`` without a GPU, so
     that the backend's own error about the missing GPU is the one the user sees)."""
     if str(hardware.device) == CPU:
         return CPU
-    uuid = gpu_uuid()
+    uuid = measured_gpu(hardware)
     return re.sub(r"[^A-Za-z0-9._-]", "_", uuid) if uuid else f"{hardware.device}-unavailable"

@@ -55,6 +55,7 @@ from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.vidur import VidurConfig
 from gpu_simulate_test.errors import ArtifactError, GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.vidur_ext.profiler.grid import pow2_at_least
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
 
@@ -191,18 +192,11 @@ def _round_up(value: int, step: int) -> int:
     return -(-int(value) // step) * step
 
 
-def _pow2_at_least(value: int, floor: int) -> int:
-    out = floor
-    while out < value:
-        out *= 2
-    return out
-
-
 def grid_for_needs(tokens: int, prefill_chunk: int, batch_size: int) -> PredictorGrid:
     """A grid over the needs, rounded up to powers of two so that similar runs reuse Vidur's cache."""
     return PredictorGrid(
-        tokens=_pow2_at_least(tokens, KV_GRANULARITY),
-        prefill_chunk=_pow2_at_least(prefill_chunk, CHUNK_GRANULARITY),
+        tokens=pow2_at_least(tokens, KV_GRANULARITY),
+        prefill_chunk=pow2_at_least(prefill_chunk, CHUNK_GRANULARITY),
         batch_size=int(batch_size),
     )
 

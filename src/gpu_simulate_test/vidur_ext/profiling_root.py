@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from gpu_simulate_test.config.limits import Limits
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.ids import is_valid_id
 from gpu_simulate_test.io.meta import read_meta
@@ -87,11 +88,17 @@ class GridLimits:
             out.append(f"KV block size {block_size} differs from the profiled {self.block_size} (rebuild with that backend)")
         return out
 
-    def require(self, root: Path, **asked: Optional[int]) -> None:
-        """Raise :class:`InputError` naming every way the request falls outside this grid."""
+    def require(self, what: str, **asked: Optional[int]) -> None:
+        """Raise :class:`InputError` naming every way the request falls outside this grid (``what``: whose grid)."""
         bad = self.violations(**asked)
         if bad:
-            raise InputError(f"profiling root {root} does not cover this workload: " + "; ".join(bad))
+            raise InputError(f"{what} does not cover this workload: " + "; ".join(bad))
+
+    def require_run(self, what: str, limits: Limits, request_tokens: int) -> None:
+        """:meth:`require` for a run under ``limits`` (the backend's on the workload) whose longest request holds
+        ``request_tokens`` tokens (prompt + decode)."""
+        self.require(what, tokens_per_iteration=limits.tokens_per_iteration, prefill_chunk=limits.prefill_chunk,
+                     batch_size=limits.batch_size, request_tokens=request_tokens, block_size=limits.block_size)
 
 
 @dataclass(frozen=True)

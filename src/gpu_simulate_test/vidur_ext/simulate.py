@@ -98,14 +98,7 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
         raise InputError(f"vidur.num_replicas={app.vidur.num_replicas}; it must be >= 1")
     limits = resolve_limits(app.backend, workload.max_prefill, len(workload.requests))
     scheduler = scheduler_config(app.backend.name, limits)
-    root.limits.require(
-        root.path,
-        tokens_per_iteration=limits.tokens_per_iteration,
-        prefill_chunk=limits.prefill_chunk,
-        batch_size=limits.batch_size,
-        request_tokens=workload.max_context,
-        block_size=limits.block_size,
-    )
+    root.limits.require_run(f"profiling root {root.path}", limits, workload.max_context)
     replica = build_replica_config(model, app.hardware)  # registers the model and hardware with Vidur
     cache = cache_config(app.backend.name, limits, workload.max_context, replica)
     check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=limits.block_size)

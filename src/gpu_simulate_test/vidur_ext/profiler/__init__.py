@@ -3,12 +3,31 @@ and write a profiling root that Vidur's own execution-time predictor reads (see 
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
+from gpu_simulate_test.config.limits import resolve_limits
+from gpu_simulate_test.vidur_ext.profiler.grid import build_grid, size_profile
+from gpu_simulate_test.workloads.load import load_workload
 
 if TYPE_CHECKING:
     from gpu_simulate_test.vidur_ext.profiler.bundle import BundleResult
+
+
+def sized_for_workload(app: VidurProfileAppConfig) -> VidurProfileAppConfig:
+    """``app`` with its grid sized to ``app.workload_id`` (when given: :func:`.grid.size_profile`), after checking that
+    the grid covers that workload; what the bundle id and the build then use."""
+    if not app.workload_id:
+        return app
+    workload = load_workload(Path(app.paths.workloads), app.workload_id)
+    profile = size_profile(app.profile, app.model, app.backend, workload)
+    limits = resolve_limits(app.backend, workload.max_prefill, len(workload.requests))
+    what = (f"the grid of profile.max_tokens={app.profile.max_tokens}, profile.max_kv_tokens={app.profile.max_kv_tokens}, "
+            f"profile.max_batch_size={app.profile.max_batch_size} (null: sized to the workload)")
+    build_grid(app.model, app.backend, profile).limits.require_run(what, limits, workload.max_context)
+    return replace(app, profile=profile)
 
 
 def run_vidur_profile(app: VidurProfileAppConfig) -> "BundleResult":
@@ -16,4 +35,5 @@ def run_vidur_profile(app: VidurProfileAppConfig) -> "BundleResult":
     from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle
     from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 
+    app = sized_for_workload(app)
     return build_bundle(app, vidur_predict(app))
