@@ -83,8 +83,13 @@ def _stats(op: str, value: float | None) -> dict[str, Any]:
 def make_profile(
     root: Path, bundle_id: str, *, model: Any, hardware: Any, backend: Any, limits: GridLimits,
     op_ms: Callable[[int], float], prefill_ms: Callable[[int, int], float], decode_ms: Callable[[int, int], float],
+    held_out_error_pct: Optional[float] = 0.0, busy: bool = False,
 ) -> Path:
-    """A complete bundle: ``op_ms(num_tokens)`` for every mlp.csv op, attention by ``(chunk, kv)`` / ``(batch, kv)``."""
+    """A complete bundle: ``op_ms(num_tokens)`` for every mlp.csv op, attention by ``(chunk, kv)`` / ``(batch, kv)``.
+
+    Its verdict record (``specs/profiling_root.md``) has one held-out shape off by ``held_out_error_pct`` and a host
+    that was ``busy`` or quiet: ``pass`` by default; ``held_out_error_pct=None`` writes a bundle from before verdicts.
+    """
     from gpu_simulate_test.vidur_ext.registration import vidur_model_name  # imports Vidur (seconds): only when needed
 
     path = Path(root) / bundle_id
@@ -117,20 +122,30 @@ def make_profile(
     write_table(pd.DataFrame([{"shape": "decode:1x16", "role": "held_out", "batch_size": 1, "num_prefill_tokens": 0,
                                "num_decode_tokens": 1, "num_samples": 1, "median_ns": 1, "p10_ns": 1, "p90_ns": 1}]),
                 path / ITERATION_PROFILE.filename, ITERATION_PROFILE)
-    write_table(pd.DataFrame([{"shape": "decode:1x16", "measured_ns": 1, "predicted_ns": 1, "error_pct": 0.0}]),
-                path / HELD_OUT_CHECK.filename, HELD_OUT_CHECK)
+    check = pd.DataFrame([{"shape": "decode:1x16", "measured_ns": 100, "predicted_ns": int(round(100 + (held_out_error_pct or 0.0))),
+                           "error_pct": held_out_error_pct or 0.0}])
+    write_table(check, path / HELD_OUT_CHECK.filename, HELD_OUT_CHECK)
     (path / DATASET_CONFIG_FILE).write_text(json.dumps({"model": vidur_model_name(model), "device_sku": hardware.vidur_device}))
     config = {"model": {"name": model.name}, "hardware": {"name": hardware.name}, "backend": {"name": backend.name}}
+    record: dict[str, Any] = {}
+    if held_out_error_pct is not None:
+        err = abs(float(held_out_error_pct))
+        record = {"source": "measured",
+                  "held_out_check": {"num_shapes": 1, "median_abs_error_pct": err, "max_abs_error_pct": err,
+                                     "tolerance_pct": 10.0, "table": check.to_dict(orient="records")},
+                  "host_load": {"other_cpu_cores": 2.0 if busy else 0.0, "busy": busy,
+                                "reasons": ["other processes used 2.00 CPU cores on average (more than 0.5)"] if busy else []}}
     write_json(path / PROFILE_META, build_meta(kind="profile_bundle", id=bundle_id, config=config, inputs={},
-                                           grid_limits=limits.to_dict()))
+                                           grid_limits=limits.to_dict(), **record))
     return path
 
 
 def constant_profile(root: Path, bundle_id: str, *, model: Any, hardware: Any, backend: Any, limits: GridLimits,
-                     op: float, prefill: float, decode: float) -> Path:
-    """Every mlp.csv op takes ``op`` ms, prefill attention ``prefill`` ms, decode attention ``decode`` ms (per layer)."""
+                     op: float, prefill: float, decode: float, **verdict: Any) -> Path:
+    """Every mlp.csv op takes ``op`` ms, prefill attention ``prefill`` ms, decode attention ``decode`` ms (per layer);
+    ``verdict``: :func:`make_profile`'s ``held_out_error_pct`` and ``busy``."""
     return make_profile(root, bundle_id, model=model, hardware=hardware, backend=backend, limits=limits,
-                        op_ms=lambda n: op, prefill_ms=lambda c, k: prefill, decode_ms=lambda b, k: decode)
+                        op_ms=lambda n: op, prefill_ms=lambda c, k: prefill, decode_ms=lambda b, k: decode, **verdict)
 
 
 # --- run pairs -----------------------------------------------------------------------------------------
@@ -224,11 +239,13 @@ def sequential_run(num_requests: int, decode_tokens: np.ndarray | int, *, seed: 
 
 
 def write_run(root: Path, run_id: str, kind: str, workload_id: str, run: SyntheticRun, *, with_iterations: bool = True,
-              status: str = "complete", config: Optional[dict[str, Any]] = None) -> Path:
-    """Write ``run`` as a run directory ``root/run_id`` of ``kind`` (real_run or vidur_run)."""
+              status: str = "complete", config: Optional[dict[str, Any]] = None, bundle_id: Optional[str] = None) -> Path:
+    """Write ``run`` as a run directory ``root/run_id`` of ``kind`` (real_run or vidur_run; ``bundle_id``: the
+    bundle a simulated run names as its input)."""
     requests, tokens = run.frames()
     cfg = config or {"model": {"name": "qwen3-tiny"}, "hardware": {"name": "cpu"}, "backend": {"name": "hf-generate"}}
     with atomic_dir(Path(root) / run_id) as tmp:
         write_run_tables(tmp, requests, tokens, run.iterations() if with_iterations else None)
-        write_run_meta(tmp, build_meta(kind=kind, id=run_id, config=cfg, inputs={"workload_id": workload_id}, status=status))
+        inputs = {"workload_id": workload_id, **({"bundle_id": bundle_id} if bundle_id else {})}
+        write_run_meta(tmp, build_meta(kind=kind, id=run_id, config=cfg, inputs=inputs, status=status))
     return Path(root) / run_id

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from gpu_simulate_test.config.limits import Limits
 from gpu_simulate_test.errors import ArtifactError, InputError
-from gpu_simulate_test.io.ids import is_valid_id
+from gpu_simulate_test.io.ids import content_hash, is_valid_id
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import PROFILE_META
 
@@ -128,6 +128,12 @@ class ProfilingRoot:
     @property
     def bundle_id(self) -> str:
         return str(self.meta["id"])
+
+    @property
+    def content(self) -> str:
+        """Fingerprint of what a simulation reads (``mlp.csv``, ``attention.csv``): a bundle rebuilt from new
+        measurements gets a new one, so the simulations made from the old one are made again."""
+        return content_hash((self.mlp_csv, self.attention_csv))
 
     @property
     def model(self) -> dict[str, Any]:

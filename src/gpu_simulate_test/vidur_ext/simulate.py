@@ -50,6 +50,7 @@ from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot, load_profi
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
 from gpu_simulate_test.vidur_ext.schedulers import cache_config, describe, scheduler_config
 from gpu_simulate_test.vidur_ext.tracing import REQUEST_ID_COLUMN, TracingSimulator, TracingTraceReplayGenerator
+from gpu_simulate_test.vidur_ext.verdict import BundleVerdict, bundle_verdict, require_accepted
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 TRACE_DATE = "1970-01-01"  # Vidur's trace reader keeps only rows whose Date equals its configured date
@@ -65,6 +66,7 @@ class SimInputs:
 
     workload: Workload
     root: ProfilingRoot
+    verdict: BundleVerdict
     scheduler: BaseReplicaSchedulerConfig
     replica: ReplicaConfig
     cache: CacheConfig
@@ -88,6 +90,8 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
     workload = load_workload(Path(app.paths.workloads), app.workload_id)
     root = load_profiling_root(resolve_root(app.profiling_root, Path(app.paths.profiling)))
     root.require_match(model=app.model.name, hardware=app.hardware.name, backend=app.backend.name)
+    verdict = bundle_verdict(root.meta)
+    require_accepted(verdict, root.path, bool(app.accept_bundle))
     model = app.model
     if workload.max_context > model.max_position_embeddings:
         raise InputError(
@@ -112,7 +116,7 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
                 "per request or iteration); raise it or leave it null"
             )
         grid = PredictorGrid(int(explicit), grid.prefill_chunk, grid.batch_size)
-    return SimInputs(workload, root, scheduler, replica, cache, grid)
+    return SimInputs(workload, root, verdict, scheduler, replica, cache, grid)
 
 
 def write_trace(workload: Workload, path: Path) -> None:
@@ -259,11 +263,16 @@ def run_vidur_sim(app: VidurSimAppConfig) -> Path:
             kind="vidur_run",
             id=out.id,
             config=asdict(app),
-            inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id},
+            inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id,
+                    "bundle_content": inputs.root.content},
+            bundle_verdict=inputs.verdict.to_dict(),
             vidur_version=vidur_version(),
             scheduler=result.settings["scheduler"],
             settings=result.settings,
         )
         write_run_meta(tmp, meta)
+    if not inputs.verdict.accepted:
+        log.warning("vidur-sim: simulated with bundle %s (accept_bundle=true), verdict %s", inputs.root.bundle_id,
+                    inputs.verdict.line())
     log.info("vidur-sim: %d requests, %d iterations -> %s", len(result.requests), len(result.iterations), out.path)
     return out.path

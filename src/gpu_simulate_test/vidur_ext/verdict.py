@@ -58,8 +58,7 @@ def bundle_verdict(meta: Mapping[str, Any]) -> BundleVerdict:
     check = meta.get("held_out_check")
     host = meta.get("host_load")
     if not isinstance(check, Mapping) or _num(check.get("tolerance_pct")) is None or not isinstance(host, Mapping):
-        return BundleVerdict(UNVERIFIED, "built before bundles recorded a verdict (no tolerance or host load recorded); "
-                                         "rebuild it to check it")
+        return BundleVerdict(UNVERIFIED, "built before bundles recorded a verdict (no tolerance or host load recorded)")
     tol = float(check["tolerance_pct"])
     errors = {str(r["shape"]): float(r["error_pct"]) for r in check.get("table") or []}
     median, worst = _num(check.get("median_abs_error_pct")), _num(check.get("max_abs_error_pct"))
@@ -83,6 +82,20 @@ def bundle_verdict(meta: Mapping[str, Any]) -> BundleVerdict:
 def _worst(errors: Mapping[str, float], n: int = 3) -> str:
     top = sorted(errors.items(), key=lambda kv: -abs(kv[1]))[:n]
     return ", ".join(f"{shape} {err:+.1f}%" for shape, err in top)
+
+
+def simulated_with(sim_meta: Mapping[str, Any], profiling_dir: Path) -> Optional[BundleVerdict]:
+    """The verdict of the bundle a simulated run used: computed from that bundle when it is under ``profiling_dir``,
+    else as the run recorded it (``bundle_verdict`` in its meta); None when neither is at hand."""
+    from gpu_simulate_test.io.meta import read_meta
+    from gpu_simulate_test.io.outputs import PROFILE_META
+
+    bundle = (sim_meta.get("inputs") or {}).get("bundle_id")
+    meta_path = Path(profiling_dir) / str(bundle) / PROFILE_META
+    if bundle and meta_path.is_file():
+        return bundle_verdict(read_meta(meta_path))
+    record = sim_meta.get("bundle_verdict")
+    return BundleVerdict(**record) if isinstance(record, Mapping) else None
 
 
 def require_accepted(verdict: BundleVerdict, bundle: Path | str, accept_bundle: bool) -> None:
