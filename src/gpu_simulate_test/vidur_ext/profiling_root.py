@@ -131,8 +131,7 @@ class ProfilingRoot:
 
     @property
     def content(self) -> str:
-        """Fingerprint of what a simulation reads (``mlp.csv``, ``attention.csv``): a bundle rebuilt from new
-        measurements gets a new one, so the simulations made from the old one are made again."""
+        """:func:`bundle_content` of this bundle."""
         return content_hash((self.mlp_csv, self.attention_csv))
 
     @property
@@ -155,6 +154,14 @@ class ProfilingRoot:
         bad = [f"{k}={have[k]!r} (run asks for {want[k]!r})" for k in want if want[k] is not None and want[k] != have[k]]
         if bad:
             raise InputError(f"profiling root {self.path} was measured for {', '.join(bad)}; build a matching bundle with vidur-profile")
+
+
+def bundle_content(path: Path) -> Optional[str]:
+    """Fingerprint of what a simulation reads from the bundle at ``path`` (``mlp.csv``, ``attention.csv``), None
+    if it has not both: a bundle rebuilt from new measurements gets a new one, so what was simulated with the old one
+    is simulated again."""
+    files = (Path(path) / MLP_FILE, Path(path) / ATTENTION_FILE)
+    return content_hash(files) if all(f.is_file() for f in files) else None
 
 
 def resolve_root(value: str, profiling_dir: Path) -> Path:
