@@ -20,19 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from gpu_simulate_test.config.apps import CompareRunsAppConfig
-from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.meta import build_meta
-from gpu_simulate_test.io.outputs import stage_output
+from gpu_simulate_test.errors import ArtifactError, InputError
+from gpu_simulate_test.io.meta import build_meta, read_meta
+from gpu_simulate_test.io.outputs import RUN_META, stage_output
 from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
+log = logging.getLogger(__name__)
 REQUIRED = ("ttfts", "itls", "input_lens", "output_lens")
 SCALARS = ("model_id", "backend", "request_rate", "date", "tokenizer_id", "max_concurrency", "burstiness")
 
@@ -91,6 +93,17 @@ def records_from_vllm(path: Path, obj: Any, workload: Workload) -> tuple[list[Re
     return records, left_out, "start_times" if starts is not None else "workload arrival times"
 
 
+def _imported(run_dir: Path, sha: str, workload_id: str) -> bool:
+    """``run_dir`` is a complete import of the file with content ``sha`` for ``workload_id`` (re-importing it is a no-op)."""
+    try:
+        meta = read_meta(run_dir / RUN_META, "real_run")
+    except ArtifactError:
+        return False
+    inputs = meta["inputs"]
+    return (meta["status"] in ("complete", "incomplete") and inputs.get("workload_id") == workload_id
+            and (inputs.get("vllm_json") or {}).get("sha256") == sha)
+
+
 def import_vllm_run(app: CompareRunsAppConfig) -> Path:
     """Write ``<paths.real_runs>/<run_id>/`` from ``app.vllm_json`` for workload ``app.workload_id``."""
     if not app.vllm_json or not app.workload_id:
@@ -106,8 +119,12 @@ def import_vllm_run(app: CompareRunsAppConfig) -> Path:
     workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
     records, left_out, arrival_source = records_from_vllm(path, obj, workload)
     sha = hashlib.sha256(raw).hexdigest()
-    out = stage_output(app.paths.real_runs, app.run_id, lambda: f"vllm-{sha[:12]}-{workload.workload_id}"[:128],
-                       overwrite=bool(app.overwrite))
+    run_id = str(app.run_id or f"vllm-{sha[:12]}-{workload.workload_id}"[:128])
+    done = Path(app.paths.real_runs) / run_id
+    if not app.overwrite and _imported(done, sha, workload.workload_id):
+        log.info("%s: this file was imported for workload %s already, as %s; nothing rewritten", path, workload.workload_id, done)
+        return done
+    out = stage_output(app.paths.real_runs, run_id, lambda: run_id, overwrite=bool(app.overwrite))
     scalars = {k: obj[k] for k in SCALARS if k in obj}
     config = {
         "model": {"name": str(obj.get("model_id", "?"))},

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from gpu_simulate_test.config import compose_app
-from gpu_simulate_test.errors import GstError
+from gpu_simulate_test.cli._app import INTERRUPTED, fail
+from gpu_simulate_test.errors import GstError, RunInterrupted
 from gpu_simulate_test.experiment import run_experiment
 from gpu_simulate_test.io.outputs import SUMMARY
 
@@ -50,8 +51,9 @@ def main() -> None:
     try:
         run_demo(sys.argv[1:])
     except GstError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        fail(exc)
+    except KeyboardInterrupt:
+        fail(RunInterrupted(INTERRUPTED))
     print(f"\ndemo pipeline: {time.perf_counter() - start:.1f} s")
 
 
