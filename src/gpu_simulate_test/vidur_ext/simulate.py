@@ -44,6 +44,7 @@ from gpu_simulate_test.vidur_ext.predictor import (
     check_profile_rows,
     grid_for_needs,
     predictor_config,
+    predictor_settings,
     register_predictors,
 )
 from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot, load_profiling_root, resolve_root
@@ -204,6 +205,7 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
         "num_pipeline_stages": 1,
         "num_replicas": int(vidur_cfg.num_replicas),
         "execution_time_predictor": str(vidur_cfg.execution_time_predictor),
+        "predictor": predictor_settings(vidur_cfg, int(app.seed)),
         "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.tokens,
                            "prediction_max_prefill_chunk_size": inputs.grid.prefill_chunk,
                            "prediction_max_batch_size": inputs.grid.batch_size},
