@@ -4,8 +4,9 @@ Each writes a directory in the layout of ``specs/`` without running the stage th
 (or a benchmark) can build exactly the input it needs and compute the expected result by hand:
 
 - :func:`make_workload`: a workload (``specs/workload.md``) from ``(arrival_ns, prefill, decode)`` triples;
+- :func:`conversation_workload`: a large conversation-like workload (lengths and arrivals only), for benchmarks;
 - :func:`make_profile` / :func:`constant_profile`: a profiling root (``specs/profiling_root.md``) whose operator
-  times are functions of the shape. With Vidur 0.0.26 one iteration then takes ``num_layers * (sum of the 9
+  times are functions of the shape (:func:`h100_like_profile`: Qwen3-0.6B on an H100, roughly). With Vidur 0.0.26 one iteration then takes ``num_layers * (sum of the 9
   mlp.csv ops + sum of attn_prefill over prefill requests + attn_decode * (1 + 0.1 if GQA and decode batch > 1))``
   milliseconds (attn_kv_cache_save is left out);
 - :class:`SyntheticRun`, :func:`sequential_run`, :func:`write_run`: run pairs of known distortion. A base run
@@ -70,6 +71,28 @@ def make_workload(
         for rid, (_, prefill, _) in zip(ids, requests):
             fh.write(json.dumps({"request_id": rid, "prompt_token_ids": [rng.randrange(vocab) for _ in range(prefill)]}) + "\n")
     write_json(path / WORKLOAD_META, build_meta(kind="workload", id=workload_id, config={"test": True}, inputs={}))
+    return path
+
+
+def conversation_workload(root: Path, workload_id: str, n: int, qps: float, *, seed: int = 0, max_prompt: int = 8000,
+                          max_output: int = 1500) -> Path:
+    """``n`` requests drawn like a conversation trace (no public one is reachable offline): lognormal prompts (median
+    1,000 tokens) and outputs (median 130), bursty gamma arrivals (CV 2) at ``qps``. Lengths and arrivals only (a
+    simulation never reads prompt token ids)."""
+    rng = np.random.default_rng(seed)
+    prompt = np.clip(np.rint(rng.lognormal(np.log(1000), 0.9, n)), 4, max_prompt).astype(np.int64)
+    output = np.clip(np.rint(rng.lognormal(np.log(130), 0.8, n)), 1, max_output).astype(np.int64)
+    cv = 2.0
+    arrivals = np.rint(np.cumsum(rng.gamma(1 / cv**2, cv**2 / qps, n)) * 1e9).astype(np.int64)
+    arrivals -= arrivals[0]
+    path = Path(root) / workload_id
+    path.mkdir(parents=True)
+    ids = np.arange(n)
+    write_table(pd.DataFrame({"request_id": ids, "num_prefill_tokens": prompt, "num_decode_tokens": output}),
+                path / TRACE_LENGTHS.filename, TRACE_LENGTHS)
+    write_table(pd.DataFrame({"request_id": ids, "arrival_time_ns": arrivals, "inter_arrival_ns": np.diff(arrivals, prepend=0)}),
+                path / TRACE_INTERVALS.filename, TRACE_INTERVALS)
+    write_json(path / WORKLOAD_META, build_meta(kind="workload", id=workload_id, config={"conversation_workload": True}, inputs={}))
     return path
 
 
@@ -146,6 +169,20 @@ def constant_profile(root: Path, bundle_id: str, *, model: Any, hardware: Any, b
     ``verdict``: :func:`make_profile`'s ``held_out_error_pct`` and ``busy``."""
     return make_profile(root, bundle_id, model=model, hardware=hardware, backend=backend, limits=limits,
                         op_ms=lambda n: op, prefill_ms=lambda c, k: prefill, decode_ms=lambda b, k: decode, **verdict)
+
+
+def h100_like_profile(root: Path, bundle_id: str, *, model: Any, hardware: Any, backend: Any, max_prompt: int,
+                      max_kv: int) -> Path:
+    """Per-layer costs roughly shaped like Qwen3-0.6B on an H100 (ms, linear in the shape), covering ``backend``'s
+    limits on prompts up to ``max_prompt`` and requests up to ``max_kv`` tokens."""
+    from gpu_simulate_test.config.limits import resolve_limits
+
+    lim = resolve_limits(backend, max_prompt)
+    limits = GridLimits(tokens_per_iteration=lim.token_budget, prefill_chunk=lim.token_budget, batch_size=lim.batch_cap,
+                        request_tokens=max_kv, block_size=lim.block_size)
+    return make_profile(root, bundle_id, model=model, hardware=hardware, backend=backend, limits=limits,
+                        op_ms=lambda n: 0.004 + 2e-6 * n, prefill_ms=lambda c, k: 0.01 + 1e-8 * c * (k + c),
+                        decode_ms=lambda b, k: 0.01 + 2e-8 * b * k)
 
 
 # --- run pairs -----------------------------------------------------------------------------------------

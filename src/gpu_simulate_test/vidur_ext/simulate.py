@@ -138,19 +138,16 @@ def _to_ns(seconds: Any) -> np.ndarray:
     return np.rint(np.asarray(seconds, dtype=np.float64) * NS_PER_S).astype(np.int64)
 
 
-def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimResult:
-    """Run Vidur on the workload; ``scratch`` receives Vidur's own files."""
+def simulation_config(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimulationConfig:
+    """Vidur's own ``SimulationConfig`` for the run (its trace written into ``scratch``): what stock Vidur would be
+    given, so that ``benchmarks/bench_vidur_hooks.py`` runs both on the very same config."""
     vidur_cfg = app.vidur
     logging.getLogger("vidur").setLevel(str(vidur_cfg.log_level).upper())
     scratch.mkdir(parents=True, exist_ok=True)
     trace = scratch / TRACE_FILE
     write_trace(inputs.workload, trace)
-    workload = inputs.workload
-
-    cache_root = Path(app.paths.cache)
     register_predictors()
-    replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
-    sim_config = SimulationConfig(
+    return SimulationConfig(
         seed=int(app.seed),
         log_level=str(vidur_cfg.log_level),
         time_limit=0,
@@ -168,11 +165,11 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
             prefill_scale_factor=1.0,
             decode_scale_factor=1.0,
             time_scale_factor=1.0,
-            max_tokens=workload.max_context,  # nothing is clipped
+            max_tokens=inputs.workload.max_context,  # nothing is clipped
         ),
         execution_time_predictor_config=predictor_config(
             inputs.root.mlp_csv, inputs.root.attention_csv, model=app.model, grid=inputs.grid,
-            cache_root=cache_root, vidur=vidur_cfg, seed=int(app.seed),
+            cache_root=Path(app.paths.cache), vidur=vidur_cfg, seed=int(app.seed),
         ),
         metrics_config=MetricsConfig(
             write_metrics=False,
@@ -185,6 +182,14 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
             output_dir=str(scratch / "simulator_output"),
         ),
     )
+
+
+def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimResult:
+    """Run Vidur on the workload; ``scratch`` receives Vidur's own files."""
+    vidur_cfg = app.vidur
+    workload = inputs.workload
+    sim_config = simulation_config(app, inputs, scratch)
+    replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
     set_seeds(int(app.seed))
     with Progress(
         TextColumn("vidur-sim"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
@@ -212,7 +217,7 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
         "predictor_cache_dir": str(sim_config.execution_time_predictor_config.cache_dir),
         "trace": {"time_scale_factor": 1.0, "prefill_scale_factor": 1.0, "decode_scale_factor": 1.0,
                   "max_tokens": workload.max_context},
-        "num_iterations": len(simulator.recorder.end_s),
+        "num_iterations": simulator.recorder.num_batches,
         "num_restarts": int(sum(r.num_restarts for r in simulator.requests)),
     }
     return SimResult(requests, tokens, _iterations(simulator), settings)
@@ -245,8 +250,8 @@ def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
         "end_time_ns": _to_ns(rec.end_s),
         "batch_size": np.asarray(rec.batch_size, dtype=np.int64),
         "num_prefill_tokens": np.asarray(rec.num_prefill_tokens, dtype=np.int64),
-        "num_decode_tokens": np.asarray(rec.num_decode_tokens, dtype=np.int64),
-        "requests": rec.members,
+        "num_decode_tokens": rec.num_decode_tokens(),
+        "requests": rec.members(),
     })
     # Batch-end order; with several replicas batches overlap, so order by start (ties: end) as real runs do.
     df = df.sort_values(["start_time_ns", "end_time_ns"], kind="stable").reset_index(drop=True)
