@@ -144,3 +144,25 @@ def test_a_lock_held_too_long_is_one_clear_error(tmp_path: Path, monkeypatch: py
         holder.wait()
     with device_lock("cpu", 5) as path:  # the holder's death released the lock
         assert path.read_text().startswith(f"pid {os.getpid()} ")
+
+
+@pytest.mark.parametrize("app", ["real_bench", "vidur_profile"])
+def test_real_bench_and_vidur_profile_measure_only_under_the_device_lock(app: str, compose_app, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """With another measurement holding the CPU, both give up after their timeout and write nothing."""
+    from gpu_simulate_test.real_bench.run import run_real_bench
+    from gpu_simulate_test.testing import make_workload
+    from gpu_simulate_test.vidur_ext.profiler import run_vidur_profile
+
+    make_workload(tmp_path / "workloads", "w", [(0, 16, 2)])
+    holder = _holder(tmp_path, 30.0)
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
+    cfg = compose_app(app, ["workload_id=w", "device_lock_timeout_s=0.5"])
+    try:
+        with pytest.raises(EnvironmentUnavailableError, match=rf"device cpu is still in use by pid {holder.pid} "):
+            (run_real_bench if app == "real_bench" else run_vidur_profile)(cfg)
+    finally:
+        holder.kill()
+        holder.wait()
+    out = tmp_path / ("real_runs" if app == "real_bench" else "profiling")
+    assert not out.exists() or not [p for p in out.iterdir()]
