@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -84,6 +85,20 @@ def test_summary_quotes_the_bundle_verdict_next_to_the_headline(compose_app: Cal
     assert "Held-out errors: decode:1x16 +62.0%" in line
     meta = read_meta(out / "comparison_meta.json", "comparison")
     assert meta["bundle"]["id"] == "b" and meta["bundle"]["verdict"] == "fail"
+    assert "busy host" not in summary  # the real run recorded no host load
+
+
+def test_summary_warns_of_a_real_run_measured_on_a_busy_host(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    real = _base()
+    write_run(tmp_path / "real_runs", "real-1", "real_run", "wl", real)
+    meta_path = tmp_path / "real_runs" / "real-1" / "run_meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["host_load"] = {"busy": True, "reasons": ["other processes used 1.40 CPU cores on average (more than 0.5)"]}
+    meta_path.write_text(json.dumps(meta))
+    write_run(tmp_path / "vidur_runs", "sim-1", "vidur_run", "wl", real)
+    out = compare_runs(compose_app("compare_runs", ["real_run=real-1", "sim_run=sim-1"]))
+    assert ("- warning: the real run was measured on a busy host (other processes used 1.40 CPU cores on average (more "
+            "than 0.5)): its latencies may hold another tenant's load") in (out / "summary.md").read_text()
 
 
 def test_constant_ttft_shift_gives_wasserstein_equal_to_shift(compose_app: Callable[..., Any], tmp_path: Path) -> None:

@@ -115,6 +115,7 @@ def test_same_trace_from_another_place_gives_the_same_id(compose_app: Compose, t
         (["seed=-1"], "must be >= 0"),
         (["workload.name=my workload"], "workload.name"),
         (["workload.tokenizer.source=hf", "workload.tokenizer.name_or_path=/nonexistent/tok"], "neither a local directory"),
+        (["workload.max_context=50000"], r"workload.max_context=50000 must be in 1..40960, the context of model qwen3-tiny"),
     ],
 )
 def test_config_errors(compose_app: Compose, overrides: list[str], message: str) -> None:

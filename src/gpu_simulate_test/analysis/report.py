@@ -154,6 +154,10 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
     ]
     if c["arrival_mismatches"]:
         lines.append(f"- warning: {c['arrival_mismatches']:,} requests have different arrival times in the two runs")
+    host = real_meta.get("host_load") or {}
+    if host.get("busy"):
+        lines.append(f"- warning: the real run was measured on a busy host ({'; '.join(host.get('reasons') or [])}): "
+                     "its latencies may hold another tenant's load")
     lines += [
         "",
         "## Headline",

@@ -24,8 +24,9 @@ def sized_for_workload(app: VidurProfileAppConfig) -> VidurProfileAppConfig:
     workload = load_workload(Path(app.paths.workloads), app.workload_id)
     profile = size_profile(app.profile, app.model, app.backend, workload)
     limits = resolve_limits(app.backend, workload.max_prefill, len(workload.requests))
-    what = (f"the grid of profile.max_tokens={app.profile.max_tokens}, profile.max_kv_tokens={app.profile.max_kv_tokens}, "
-            f"profile.max_batch_size={app.profile.max_batch_size} (null: sized to the workload)")
+    knobs = {k: getattr(app.profile, k) for k in ("max_tokens", "max_kv_tokens", "max_batch_size")}
+    what = "the grid of " + ", ".join(f"profile.{k}={'null' if v is None else v}" for k, v in knobs.items()) + \
+        " (null: sized to the workload)"
     build_grid(app.model, app.backend, profile).limits.require_run(what, limits, workload.max_context)
     return replace(app, profile=profile)
 
