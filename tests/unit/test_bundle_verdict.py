@@ -29,7 +29,7 @@ def _meta(median: float | None, *, busy: bool | None = False, tolerance: float |
     (_meta(12.0, tolerance=15.0), "pass", r"tolerance 15%"),
     (_meta(None), "unverified", r"no held-out shape"),
     # bundles made before verdicts: no tolerance and no host load recorded
-    (_meta(3.7, tolerance=None), "unverified", r"built before bundles recorded a verdict"),
+    (_meta(3.7, tolerance=None), "unverified", r"built before bundles recorded a verdict .*; its held-out median \|error\| was 3.7%$"),
     ({"held_out_check": {"num_shapes": 1, "median_abs_error_pct": 3.7, "table": []}}, "unverified", r"built before"),
     # an imported bundle (Vidur's own profiles): never checked on this hardware
     ({"source": "imported", "verdict": "unverified"}, "unverified", r"imported bundle"),

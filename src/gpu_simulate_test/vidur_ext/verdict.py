@@ -55,13 +55,15 @@ def bundle_verdict(meta: Mapping[str, Any]) -> BundleVerdict:
     source = meta.get("source", MEASURED)
     if source != MEASURED:
         return BundleVerdict(UNVERIFIED, f"{source} bundle: no held-out check was measured on this hardware")
-    check = meta.get("held_out_check")
+    check = meta.get("held_out_check") if isinstance(meta.get("held_out_check"), Mapping) else {}
     host = meta.get("host_load")
-    if not isinstance(check, Mapping) or _num(check.get("tolerance_pct")) is None or not isinstance(host, Mapping):
-        return BundleVerdict(UNVERIFIED, "built before bundles recorded a verdict (no tolerance or host load recorded)")
-    tol = float(check["tolerance_pct"])
     errors = {str(r["shape"]): float(r["error_pct"]) for r in check.get("table") or []}
     median, worst = _num(check.get("median_abs_error_pct")), _num(check.get("max_abs_error_pct"))
+    tol = _num(check.get("tolerance_pct"))
+    if tol is None or not isinstance(host, Mapping):
+        recorded = f"; its held-out median |error| was {median:.1f}%" if median is not None else ""
+        return BundleVerdict(UNVERIFIED, f"built before bundles recorded a verdict (no tolerance or host load recorded){recorded}",
+                             median_abs_error_pct=median, max_abs_error_pct=worst, errors_pct=errors)
     other, busy = _num(host.get("other_cpu_cores")), host.get("busy")
     numbers = dict(tolerance_pct=tol, median_abs_error_pct=median, max_abs_error_pct=worst, errors_pct=errors,
                    other_cpu_cores=other, busy=busy if isinstance(busy, bool) else None)
