@@ -101,6 +101,23 @@ def test_other_processes_on_the_gpu_mark_it_busy(tmp_path: Path, monkeypatch: py
     assert load.busy is True and "pid 4242 (other-trainer)" in load.reasons[0]
 
 
+@pytest.mark.parametrize(("listed", "busy"), [(1, False), (2, True)])
+def test_pids_of_another_namespace_count_this_process_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           listed: int, busy: bool) -> None:
+    """In a container nvidia-smi may list the host's pids: none is ours, yet one of them is this process."""
+    import gpu_simulate_test.device.busy as busy_mod
+
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n" + "".join(f'echo "GPU-aaa, {900000 + i}, python, 900"\n' for i in range(listed)))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(busy_mod, "_holds_cuda_context", lambda: True)
+    load = BusyProbe("GPU-aaa", stat=_scripted([0.0, 0.0]), own=_scripted([0.0, 0.0])).start().stop()
+    assert load.busy is busy and len(load.other_gpu_processes) == listed - 1
+    assert any("besides this one" in r for r in load.reasons) is busy
+
+
 HOLD = """
 import sys, time
 from gpu_simulate_test.device.lock import device_lock

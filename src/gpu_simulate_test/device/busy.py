@@ -8,7 +8,8 @@ start and end:
   (its threads, live descendants and reaped children, through psutil); other processes' share is the difference.
   More than :data:`BUSY_OTHER_CORES` cores on average marks the measurement busy;
 - on a GPU, the compute processes ``nvidia-smi`` lists on that GPU (where the container lets it see them); any
-  process that is not ours marks it busy.
+  process that is not ours marks it busy. Inside a container nvidia-smi may list the host's pids, none of them ours:
+  then one of the processes is taken to be this one, and any other marks it busy.
 
 The record (:class:`HostLoad`) goes into the run's or bundle's meta as ``host_load``.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
@@ -58,6 +60,15 @@ def own_cpu_s(proc: Optional[psutil.Process] = None) -> float:
 def _own_pids() -> set[int]:
     me = psutil.Process()
     return {me.pid, *(c.pid for c in me.children(recursive=True))}
+
+
+def _holds_cuda_context() -> bool:
+    """Whether this process has initialised CUDA (and so shows in nvidia-smi's list itself). Never imports torch."""
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_initialized())
+    except Exception:  # noqa: BLE001 - a broken CUDA setup holds no context
+        return False
 
 
 def gpu_processes(gpu_uuid: str) -> Optional[list[dict[str, Any]]]:
@@ -114,6 +125,7 @@ class BusyProbe:
         self.threshold = threshold_cores
         self._start: Optional[tuple[float, Optional[float], float]] = None
         self._gpu_seen: dict[int, dict[str, Any]] = {}
+        self._foreign: list[dict[str, Any]] = []  # the processes besides this one, where pids cannot be matched
         self._gpu_visible = gpu_uuid is not None
 
     def _sample_gpu(self) -> None:
@@ -124,6 +136,11 @@ class BusyProbe:
             self._gpu_visible = False
             return
         ours = _own_pids()
+        if procs and _holds_cuda_context() and not any(p["pid"] in ours for p in procs):
+            # Another PID namespace's pids (a container): one of these processes is this one, which cannot be told.
+            if len(procs) > 1 + len(self._foreign):
+                self._foreign = procs[1:]
+            return
         for p in procs:
             if p["pid"] not in ours:
                 self._gpu_seen[p["pid"]] = p
@@ -145,11 +162,15 @@ class BusyProbe:
         load = HostLoad(wall_s=round(wall, 3), cpu_count=os.cpu_count() or 1, threshold_cores=self.threshold,
                         own_cpu_cores=round(own_cores, 3), other_cpu_cores=None if other is None else round(other, 3),
                         gpu=self.gpu_uuid,
-                        other_gpu_processes=sorted(self._gpu_seen.values(), key=lambda p: p["pid"]) if self._gpu_visible else None)
+                        other_gpu_processes=(sorted(self._gpu_seen.values(), key=lambda p: p["pid"]) + self._foreign)
+                        if self._gpu_visible else None)
         if other is not None and other > self.threshold:
             load.reasons.append(f"other processes used {other:.2f} CPU cores on average (more than {self.threshold:g})")
-        if load.other_gpu_processes:
-            names = ", ".join(f"pid {p['pid']} ({p['name']})" for p in load.other_gpu_processes)
+        if self._gpu_seen:
+            names = ", ".join(f"pid {p['pid']} ({p['name']})" for p in sorted(self._gpu_seen.values(), key=lambda p: p["pid"]))
             load.reasons.append(f"other processes on {self.gpu_uuid}: {names}")
+        if self._foreign:
+            load.reasons.append(f"{len(self._foreign)} other process(es) on {self.gpu_uuid} besides this one (nvidia-smi "
+                                "lists another PID namespace's pids, so which is which cannot be told)")
         load.busy = bool(load.reasons) if other is not None or load.other_gpu_processes is not None else None
         return load
