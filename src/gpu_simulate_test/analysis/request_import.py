@@ -15,6 +15,7 @@ ITL could not be. Requests the file lacks or marks failed make the run ``incompl
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import (
     TOKEN_METRICS_UNAVAILABLE,
     RequestSummary,
+    imported_already,
     requests_from_summaries,
     write_run_meta,
     write_run_tables,
@@ -34,6 +36,7 @@ from gpu_simulate_test.io.runs import (
 from gpu_simulate_test.io.units import NS_PER_MS
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
+log = logging.getLogger(__name__)
 REQUIRED = ("request_id", "ttft_ms", "e2e_ms", "output_tokens")
 OPTIONAL = ("start_ms", "error")
 
@@ -108,8 +111,12 @@ def import_request_results(app: CompareRunsAppConfig) -> Path:
     workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
     summaries, left_out = summaries_from_csv(path, _read(path), workload)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    out = stage_output(app.paths.real_runs, app.run_id, lambda: f"requests-{sha[:12]}-{workload.workload_id}"[:128],
-                       overwrite=bool(app.overwrite))
+    run_id = str(app.run_id or f"requests-{sha[:12]}-{workload.workload_id}"[:128])
+    done = Path(app.paths.real_runs) / run_id
+    if not app.overwrite and imported_already(done, "requests_csv", sha, workload.workload_id):
+        log.info("%s: this file was imported for workload %s already, as %s; nothing rewritten", path, workload.workload_id, done)
+        return done
+    out = stage_output(app.paths.real_runs, run_id, lambda: run_id, overwrite=bool(app.overwrite))
     with out.write() as tmp:
         write_run_tables(tmp, requests_from_summaries(summaries), None)
         write_run_meta(tmp, build_meta(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,10 +30,17 @@ from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.meta import build_meta
 from gpu_simulate_test.io.outputs import stage_output
-from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.runs import (
+    RequestRecord,
+    imported_already,
+    tables_from_records,
+    write_run_meta,
+    write_run_tables,
+)
 from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
+log = logging.getLogger(__name__)
 REQUIRED = ("ttfts", "itls", "input_lens", "output_lens")
 SCALARS = ("model_id", "backend", "request_rate", "date", "tokenizer_id", "max_concurrency", "burstiness")
 
@@ -106,8 +114,12 @@ def import_vllm_run(app: CompareRunsAppConfig) -> Path:
     workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
     records, left_out, arrival_source = records_from_vllm(path, obj, workload)
     sha = hashlib.sha256(raw).hexdigest()
-    out = stage_output(app.paths.real_runs, app.run_id, lambda: f"vllm-{sha[:12]}-{workload.workload_id}"[:128],
-                       overwrite=bool(app.overwrite))
+    run_id = str(app.run_id or f"vllm-{sha[:12]}-{workload.workload_id}"[:128])
+    done = Path(app.paths.real_runs) / run_id
+    if not app.overwrite and imported_already(done, "vllm_json", sha, workload.workload_id):
+        log.info("%s: this file was imported for workload %s already, as %s; nothing rewritten", path, workload.workload_id, done)
+        return done
+    out = stage_output(app.paths.real_runs, run_id, lambda: run_id, overwrite=bool(app.overwrite))
     scalars = {k: obj[k] for k in SCALARS if k in obj}
     config = {
         "model": {"name": str(obj.get("model_id", "?"))},
