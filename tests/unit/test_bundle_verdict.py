@@ -41,6 +41,33 @@ def test_verdict(meta: dict[str, Any], verdict: str, reason: str) -> None:
     assert v.accepted is (verdict == "pass")
 
 
+def _baselines(bundle: tuple[float, float], constant: tuple[float, float], linear: tuple[float, float]) -> dict[str, Any]:
+    stat = lambda m, p: {"median_abs_error_pct": m, "p90_abs_error_pct": p}  # noqa: E731
+    return {"num_shapes": 2, "fitted_on": "fit", "constant_ms": 3.0, "intercept_ms": 2.0, "per_token_ms": 0.01,
+            "errors": {"bundle": stat(*bundle), "constant": stat(*constant), "linear": stat(*linear)}}
+
+
+@pytest.mark.parametrize(("extra", "verdict", "reason"), [
+    ({"baseline_check": _baselines((3.7, 6.0), (4.7, 70.0), (9.0, 15.0))}, "pass",
+     r"beats the constant baseline \(4.7% median, 70.0% P90\) and the linear baseline \(9.0% median, 15.0% P90\)"),
+    # the review's finding: a constant step scoring as well as the bundle on the median
+    ({"baseline_check": _baselines((3.7, 6.0), (2.4, 70.0), (9.0, 15.0))}, "fail",
+     r"does not beat its baselines on 2 held-out shape\(s\): median \|error\| 3.7% vs the constant baseline's 2.4%"),
+    ({"baseline_check": _baselines((3.7, 16.0), (4.7, 70.0), (9.0, 15.0))}, "fail", r"P90 \|error\| 16.0% vs the linear"),
+    ({"correction": {"variant": "step", "cap_pct": 10.0, "max_share_pct": 9.9}}, "pass", r"held-out median"),
+    ({"correction": {"variant": "step", "cap_pct": 10.0, "max_share_pct": 12.5}}, "fail",
+     r"whole-step correction is 12.5% of a predicted step, over its cap of 10%"),
+    ({"correction": {"variant": "fold", "cap_pct": None, "max_share_pct": 60.0}}, "pass", r"held-out median"),  # no cap
+])
+def test_baselines_and_correction_cap(extra: dict[str, Any], verdict: str, reason: str) -> None:
+    v = bundle_verdict(_meta(3.7, **extra))
+    assert (v.verdict, v.accepted) == (verdict, verdict == "pass")
+    assert re.search(reason, v.reason), v.reason
+    if "baseline_check" in extra:
+        assert v.p90_abs_error_pct == extra["baseline_check"]["errors"]["bundle"]["p90_abs_error_pct"]
+        assert set(v.baselines) == {"constant", "linear"}
+
+
 def test_a_bundle_that_is_not_pass_needs_accept_bundle() -> None:
     require_accepted(bundle_verdict(_meta(3.7)), "b", accept_bundle=False)
     for meta in (_meta(62.0), _meta(4.0, busy=True), {}):

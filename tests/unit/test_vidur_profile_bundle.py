@@ -5,11 +5,20 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from gpu_simulate_test.errors import EnvironmentUnavailableError, GstError, InputError
 from gpu_simulate_test.io.meta import read_meta
-from gpu_simulate_test.io.schemas import ATTENTION_RAW_PROFILE, ITERATION_PROFILE, MLP_PROFILE, MLP_RAW_PROFILE
+from gpu_simulate_test.io.schemas import (
+    ATTENTION_RAW_PROFILE,
+    HELD_OUT_CHECK,
+    ITERATION_PROFILE,
+    MLP_PROFILE,
+    MLP_RAW_PROFILE,
+    VALIDATION_CHECK,
+)
 from gpu_simulate_test.io.tables import read_table
 from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
@@ -69,16 +78,18 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
 def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     """backend=native: the rows come from the engine's layer methods and kernels (the reference ops on the CPU), the
     fused ops carry the costs of the ones they absorb (``add`` and the KV store are 0), the whole iterations come
-    from the driver's own steps, and Vidur reads the bundle."""
-    cfg = _cfg(compose_app, ["backend=native", "backend.max_requests_per_batch=4"])
+    from the driver's own steps (a later chunk of a long prompt too), the operators and the capped step correction
+    are fitted on the fit shapes, validation chooses, the test shapes are checked against both baselines, and Vidur
+    reads the bundle."""
+    cfg = _cfg(compose_app, ["backend=native", "backend.max_requests_per_batch=4", "backend.max_batch_tokens=64",
+                             "profile.variants=[operators,step]", "profile.held_out=[]",
+                             "profile.validation=[prefill:24,decode:2x48]",
+                             "profile.test=[prefill:32,prefill:32@64,decode:1x64,decode:4x64]"])
     result = build_bundle(cfg, vidur_predict(cfg))
     meta = read_meta(result.path / "profile_meta.json", kind="profile_bundle")
     assert meta["backend_measured"] == "native" and meta["skipped_shapes"] == []
-    # It vouches for itself as the HF bundles do: the host's load while measured and a verdict derived from both.
-    assert meta["source"] == "measured" and meta["host_load"]["wall_s"] > 0 and meta["host_load"]["busy"] in (True, False)
-    assert meta["verdict"] == result.verdict.verdict == bundle_verdict(meta).verdict
-    assert list(result.check["shape"]) == ["prefill:32", "decode:1x64", "decode:4x64"]
-    assert meta["held_out_check"]["num_shapes"] == 3 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
+    assert list(result.check["shape"]) == ["prefill:32", "prefill:32@64", "decode:1x64", "decode:4x64"]
+    assert meta["held_out_check"]["num_shapes"] == 4 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
     raw_mlp = read_table(result.path / "mlp_raw.csv", MLP_RAW_PROFILE)
     raw_att = read_table(result.path / "attention_raw.csv", ATTENTION_RAW_PROFILE)
     assert (raw_mlp["time_stats.add.median"] == 0).all() and (raw_att["time_stats.attn_kv_cache_save.median"] == 0).all()
@@ -88,8 +99,30 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     assert (raw_att["attention_backend"] == "native-reference").all()
     assert (raw_att[raw_att["is_prefill"]]["time_stats.attn_prefill.median"] > 0).all()
     assert (raw_att[~raw_att["is_prefill"]]["time_stats.attn_decode.median"] > 0).all()
-    iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
-    assert len(iters) == 7 and (iters["num_samples"] == 3).all()
+    iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE).set_index("shape")
+    assert len(iters) == 10 and (iters["num_samples"] == 3).all()
+    assert list(iters["role"].unique()) == ["fit", "validation", "test"]
+    # 4 requests of 64 tokens, filled 64 tokens a step: the first ones decode while the others prefill
+    assert iters.loc["decode:4x64", "decode_kv_measured"] > 64 + 1 and pd.isna(iters.loc["prefill:32@64", "decode_kv_measured"])
+    # the variants: operators as measured (mlp.csv is mlp_raw.csv), the step correction on top if validation chose it
+    assert read_table(result.path / "mlp.csv", MLP_PROFILE).equals(raw_mlp)
+    val = read_table(result.path / "validation_check.csv", VALIDATION_CHECK)
+    assert sorted(set(val["variant"])) == ["operators", "step"] and len(val) == 4
+    medians = val.assign(a=val["error_pct"].abs()).groupby("variant")["a"].median()
+    assert meta["variant"] == medians.idxmin() == meta["validation_check"]["chosen"]
+    assert (meta["step_correction"] is not None) is (meta["variant"] == "step")
+    corr = meta["correction"]
+    assert corr["variant"] == meta["variant"] and (corr["cap_pct"] == 10.0) is (meta["variant"] == "step")
+    assert corr["share_pct"]["fit"]["max"] <= 10.0 + 1e-6  # capped on every fit shape (0 for operators)
+    # the test check: the bundle and both baselines fitted on the fit shapes, in the table and in the record
+    check = read_table(result.path / "held_out_check.csv", HELD_OUT_CHECK)
+    assert {"constant_ns", "linear_ns", "constant_error_pct", "linear_error_pct"} <= set(check.columns)
+    fit_ms = iters[iters["role"] == "fit"]["trimmed_mean_ns"] / 1e6
+    assert (check["constant_ns"] == int(round(float(np.median(fit_ms)) * 1e6))).all()
+    errors = meta["baseline_check"]["errors"]
+    assert set(errors) == {"bundle", "constant", "linear"}
+    assert errors["bundle"]["median_abs_error_pct"] == pytest.approx(meta["held_out_check"]["median_abs_error_pct"])
+    assert meta["verdict"] == bundle_verdict(meta).verdict
 
 
 def test_gpu_hardware_without_gpu_leaves_nothing(compose_app, tmp_path: Path) -> None:

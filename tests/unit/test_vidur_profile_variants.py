@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gpu_simulate_test.config.vidur import LinearRegressionGridConfig, VidurConfig
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.testing import make_profile
+from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, baseline_record, baseline_table, fit_baselines
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.variants import (
@@ -18,6 +21,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     tokens_8,
     with_step,
 )
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.step_correction import StepCorrection, step_correction
 
 FIT = [BatchShape.parse(s) for s in ("prefill:32", "prefill:200", "prefill:512", "decode:1x128", "decode:8x1024",
@@ -122,3 +126,25 @@ def test_baseline_table_and_record_by_hand() -> None:
     assert rec["errors"]["constant"]["median_abs_error_pct"] == pytest.approx(100 / 3)  # sorted 20 33.3 33.3 60 100
     assert rec["errors"]["constant"]["p90_abs_error_pct"] == pytest.approx(60 + 0.6 * 40)  # rank 3.6
     assert abs_error_stats(np.array([])) == (None, None)
+
+
+def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_path) -> None:
+    """The runtime path vidur-sim takes: Vidur's own predictor with the bundle's correction adds c_iter + c_token x
+    tokens_8 to each step it predicts, whatever the batch, and changes nothing else (Vidur is not patched)."""
+    cfg = compose_app("vidur_sim", ["backend=native", "workload_id=w", "profiling_root=b"])
+    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=1024, block_size=16)
+    root = make_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
+                        op_ms=lambda n: 0.2 + 0.002 * n, prefill_ms=lambda c, k: 0.5 + 0.004 * c + 0.001 * k,
+                        decode_ms=lambda b, k: 0.3 + 0.05 * b + 0.0005 * k)
+    vidur = VidurConfig(execution_time_predictor="linear_regression", k_fold_cv_splits=2,
+                        linear_regression=LinearRegressionGridConfig(polynomial_degree=[1]))
+    correction = StepCorrection(c_iter_ms=0.4, c_token_ms=-0.0003)
+    kw = dict(model=cfg.model, hardware=cfg.hardware, block_size=16, grid=PredictorGrid(1024, 512, 32),
+              cache_root=tmp_path / "c", vidur=vidur)
+    plain = build_predictor(root / "mlp.csv", root / "attention.csv", **kw)
+    corrected = build_predictor(root / "mlp.csv", root / "attention.csv", step_correction=correction, **kw)
+    for text in ("prefill:200", "decode:1x64", "decode:24x500", "mixed:300+12x100", "prefill:256@512"):
+        shape = BatchShape.parse(text)
+        batch = list(zip(*shape.vidur_batch()))
+        diff_ms = (predict_batch_time_s(corrected, batch) - predict_batch_time_s(plain, batch)) * 1e3
+        assert diff_ms == pytest.approx(correction.ms(tokens_8(shape)), abs=1e-9), text

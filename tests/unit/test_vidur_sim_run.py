@@ -166,3 +166,20 @@ def test_a_bundle_that_is_not_pass_simulates_only_when_accepted(compose_app, tmp
     run = load_run(run_vidur_sim(cfg), "vidur_run")
     assert run.meta["config"]["accept_bundle"] is True
     assert run.meta["bundle_verdict"]["verdict"] == "fail" and run.meta["bundle_verdict"]["median_abs_error_pct"] == 62.0
+
+
+def test_a_bundles_step_correction_is_added_to_every_simulated_step(compose_app, tmp_path: Path) -> None:
+    """A bundle of the step variant: vidur-sim adds c_iter + c_token x tokens_8 to each step, exactly, records the
+    correction, and the bundle's content fingerprint covers it (a simulation with the old correction is not current)."""
+    from gpu_simulate_test.io.meta import read_meta, write_json
+
+    cfg = _setup(compose_app, tmp_path, "hf-generate", [(3 * MS, 100, 3)])
+    bundle = Path(cfg.paths.profiling) / "b"
+    plain_content = load_profiling_root(bundle).content
+    meta = read_meta(bundle / "profile_meta.json")
+    write_json(bundle / "profile_meta.json", {**meta, "step_correction": {"c_iter_ms": 0.25, "c_token_ms": 0.001}})
+    run = load_run(run_vidur_sim(cfg), "vidur_run")
+    prefill, decode = P + round((0.25 + 0.001 * 104) * MS), D1 + round((0.25 + 0.001 * 8) * MS)  # tokens: 104, 8
+    assert _token_times(run)[0] == [3 * MS + prefill, 3 * MS + prefill + decode, 3 * MS + prefill + 2 * decode]
+    assert run.meta["settings"]["step_correction"] == {"c_iter_ms": 0.25, "c_token_ms": 0.001}
+    assert run.meta["inputs"]["bundle_content"] == load_profiling_root(bundle).content != plain_content

@@ -10,9 +10,10 @@ Public API (the vidur-profile helper uses the first three to check a bundle on h
         The predictor's pre-computed grid: tokens of one request or iteration, prefill chunk, decode batch.
     build_predictor(mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, hardware: HardwareConfig,
                     block_size: int, grid: PredictorGrid, cache_root: Path, vidur: VidurConfig | None = None,
-                    seed: int = 0) -> SklearnExecutionTimePredictor
+                    seed: int = 0, step_correction: StepCorrection | None = None) -> SklearnExecutionTimePredictor
         Vidur's predictor (``vidur.execution_time_predictor_type``) trained on the two CSVs; the files
-        may sit in a bundle that is still being written (nothing else of the bundle is read).
+        may sit in a bundle that is still being written. ``step_correction`` (``step_correction.py``, from the
+        bundle's meta) is added to every step it predicts.
     predict_batch_time_s(predictor, shapes: Sequence[tuple[int, int]]) -> float
         Vidur's predicted time (seconds, its roundings included) of ONE iteration whose requests have
         ``(num_q_tokens, num_kv_tokens)`` each, exactly as Vidur's ``Batch`` takes them: ``num_q_tokens``
@@ -259,9 +260,11 @@ def bundle_cache_dir(cache_root: Path, mlp_csv: Path, attention_csv: Path, model
 
 def predictor_config(
     mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, grid: PredictorGrid, cache_root: Path,
-    vidur: Optional[VidurConfig] = None, seed: int = 0,
+    vidur: Optional[VidurConfig] = None, seed: int = 0, step_correction: Optional[StepCorrection] = None,
 ) -> BaseExecutionTimePredictorConfig:
-    """Vidur's predictor config reading the two CSVs, with :func:`predictor_settings` and a cache dir of their own."""
+    """Vidur's predictor config reading the two CSVs, with :func:`predictor_settings` and a cache dir of their own;
+    ``step_correction`` (the bundle's, if it has one) is added to every step after the lookups, so it changes no
+    trained model and no cache."""
     vidur = vidur or VidurConfig()
     settings = predictor_settings(vidur, seed)
     cache_dir = bundle_cache_dir(cache_root, mlp_csv, attention_csv, model, settings)
@@ -282,19 +285,23 @@ def predictor_config(
     cfg.upload_predictions = False
     cfg.no_cache = False
     cfg.use_native_execution_time_predictor = False
+    cfg.step_correction = step_correction
     return cfg
 
 
 def build_predictor(
     mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, hardware: HardwareConfig, block_size: int,
     grid: PredictorGrid, cache_root: Path, vidur: Optional[VidurConfig] = None, seed: int = 0,
+    step_correction: Optional[StepCorrection] = None,
 ) -> SklearnExecutionTimePredictor:
-    """Vidur's own predictor for ``model`` on ``hardware`` (TP=1, PP=1), trained on the two CSVs."""
+    """Vidur's own predictor for ``model`` on ``hardware`` (TP=1, PP=1), trained on the two CSVs (plus the bundle's
+    whole-step correction, if any)."""
     vidur = vidur or VidurConfig()
     logging.getLogger("vidur").setLevel(str(vidur.log_level).upper())
     register_predictors()
     replica = build_replica_config(model, hardware)
-    cfg = predictor_config(mlp_csv, attention_csv, model=model, grid=grid, cache_root=cache_root, vidur=vidur, seed=seed)
+    cfg = predictor_config(mlp_csv, attention_csv, model=model, grid=grid, cache_root=cache_root, vidur=vidur, seed=seed,
+                           step_correction=step_correction)
     check_profile_rows(mlp_csv, attention_csv, model=model, block_size=block_size)
     set_seeds(seed)
     return _kind(vidur).predictor(predictor_config=cfg, replica_config=replica, cache_config=CacheConfig(block_size=int(block_size)))

@@ -16,9 +16,10 @@ from typing import Any, Optional
 
 from gpu_simulate_test.config.limits import Limits
 from gpu_simulate_test.errors import ArtifactError, InputError
-from gpu_simulate_test.io.ids import content_hash, is_valid_id
+from gpu_simulate_test.io.ids import canonical_json, content_hash, is_valid_id, short_hash
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import PROFILE_META
+from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
 from gpu_simulate_test.vidur_ext.verdict import IMPORTED
 
 BUNDLE_KIND = "profile_bundle"
@@ -134,7 +135,7 @@ class ProfilingRoot:
     @property
     def content(self) -> str:
         """:func:`bundle_content` of this bundle."""
-        return content_hash((self.mlp_csv, self.attention_csv))
+        return _fingerprint((self.mlp_csv, self.attention_csv), self.meta)
 
     @property
     def model(self) -> dict[str, Any]:
@@ -165,11 +166,23 @@ class ProfilingRoot:
 
 
 def bundle_content(path: Path) -> Optional[str]:
-    """Fingerprint of what a simulation reads from the bundle at ``path`` (``mlp.csv``, ``attention.csv``), None
-    if it has not both: a bundle rebuilt from new measurements gets a new one, so what was simulated with the old one
-    is simulated again."""
+    """Fingerprint of what a simulation reads from the bundle at ``path`` (``mlp.csv``, ``attention.csv`` and the
+    whole-step correction of its meta, if it has one), None if it has not both files: a bundle rebuilt from new
+    measurements gets a new one, so what was simulated with the old one is simulated again."""
     files = (Path(path) / MLP_FILE, Path(path) / ATTENTION_FILE)
-    return content_hash(files) if all(f.is_file() for f in files) else None
+    if not all(f.is_file() for f in files):
+        return None
+    meta_path = Path(path) / PROFILE_META
+    return _fingerprint(files, json.loads(meta_path.read_text()) if meta_path.is_file() else {})
+
+
+def _fingerprint(files: tuple[Path, Path], meta: dict[str, Any]) -> str:
+    """The files' bytes, plus the step correction where the bundle has one (a bundle without keeps the fingerprint
+    it always had)."""
+    record = meta.get(STEP_CORRECTION_KEY)
+    if record is None:
+        return content_hash(files)
+    return short_hash(*(Path(p).read_bytes() for p in files), canonical_json(record), length=16)
 
 
 def resolve_root(value: str, profiling_dir: Path) -> Path:

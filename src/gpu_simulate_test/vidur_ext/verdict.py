@@ -4,7 +4,10 @@ bundle that is not ``pass`` without ``accept_bundle=true``) and compare-runs (to
 
 The verdict is derived from the record a bundle carries in ``profile_meta.json``: ``source``, ``held_out_check``
 (the held-out errors and the tolerance they were judged against) and ``host_load`` (how busy the host was while it
-was measured). A later check adds its own record and its own way to fail; these keys keep their meaning.
+was measured). A later check adds its own record and its own way to fail; these keys keep their meaning. Issue 16
+added two: ``baseline_check`` (the bundle must beat a constant step and a step linear in tokens, both fitted on its
+fit shapes, on the median and the P90 |error| of its test shapes) and ``correction`` (the step variant's whole-step
+correction must stay within its cap on every measured shape). Bundles without them are judged as before.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class BundleVerdict:
     errors_pct: dict[str, float] = field(default_factory=dict)  # held-out shape -> signed error
     other_cpu_cores: Optional[float] = None
     busy: Optional[bool] = None
+    p90_abs_error_pct: Optional[float] = None  # the bundle's on the test shapes (baseline_check)
+    baselines: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)  # constant / linear: median, p90
+    correction_share_pct: Optional[float] = None  # the largest share of a predicted step that is correction
+    correction_cap_pct: Optional[float] = None  # the step variant's cap on that share
 
     @property
     def accepted(self) -> bool:
@@ -69,16 +76,62 @@ def bundle_verdict(meta: Mapping[str, Any]) -> BundleVerdict:
                    other_cpu_cores=other, busy=busy if isinstance(busy, bool) else None)
     host_text = "; ".join(host.get("reasons") or []) or "host quiet" + (f" ({other:.2f} other CPU cores)" if other is not None else "")
     if median is None:
-        return BundleVerdict(UNVERIFIED, "no held-out shape was measured; list some in profile.held_out", **numbers)
+        return BundleVerdict(UNVERIFIED, "no held-out shape was measured; list some in profile.test", **numbers)
     shapes = f"on {len(errors)} held-out shape(s)"
     if median > tol:
         return BundleVerdict(FAIL, f"held-out median |error| {median:.1f}% > tolerance {tol:g}% {shapes} ({_worst(errors)}); "
                                    f"built with {host_text}", **numbers)
+    baselines, baseline_fail = _baselines(meta)
+    share, cap = _correction(meta)
+    numbers.update(p90_abs_error_pct=(baselines.pop("bundle", {}) or {}).get("p90_abs_error_pct"), baselines=baselines,
+                   correction_share_pct=share, correction_cap_pct=cap)
+    if baseline_fail:
+        return BundleVerdict(FAIL, f"does not beat its baselines {shapes}: {baseline_fail}; built with {host_text}",
+                             **numbers)
+    if share is not None and cap is not None and share > cap + 1e-6:
+        return BundleVerdict(FAIL, f"its whole-step correction is {share:.1f}% of a predicted step, over its cap of "
+                                   f"{cap:g}% (profile.correction_cap_pct); built with {host_text}", **numbers)
     if busy is True:
         return BundleVerdict(BUSY, f"built on a busy host: {host_text} (held-out median |error| {median:.1f}%, "
                                    f"tolerance {tol:g}%)", **numbers)
+    beats = ("; beats " + " and ".join(f"the {k} baseline ({_pct(v.get('median_abs_error_pct'))} median, "
+                                        f"{_pct(v.get('p90_abs_error_pct'))} P90)" for k, v in baselines.items())
+             if baselines else "")
     return BundleVerdict(PASS, f"held-out median |error| {median:.1f}% <= tolerance {tol:g}% {shapes} "
-                               f"(max {worst if worst is not None else float('nan'):.1f}%); {host_text}", **numbers)
+                               f"(max {worst if worst is not None else float('nan'):.1f}%){beats}; {host_text}", **numbers)
+
+
+def _pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
+def _baselines(meta: Mapping[str, Any]) -> tuple[dict[str, dict[str, Optional[float]]], Optional[str]]:
+    """``baseline_check``'s errors (bundle, constant, linear: median and P90 |error|) and, if the bundle does not
+    have a lower median and a lower P90 than each baseline, why (None when it does, or without the record)."""
+    record = meta.get("baseline_check")
+    if not isinstance(record, Mapping) or not isinstance(record.get("errors"), Mapping):
+        return {}, None
+    errors = {str(k): {s: _num((v or {}).get(s)) for s in ("median_abs_error_pct", "p90_abs_error_pct")}
+              for k, v in record["errors"].items()}
+    bundle = errors.get("bundle", {})
+    worse = []
+    for name in ("constant", "linear"):
+        base = errors.get(name)
+        if base is None:
+            continue
+        for stat, label in (("median_abs_error_pct", "median"), ("p90_abs_error_pct", "P90")):
+            b, o = bundle.get(stat), base.get(stat)
+            if b is None or o is None or not b < o:
+                worse.append(f"{label} |error| {_pct(b)} vs the {name} baseline's {_pct(o)}")
+    return errors, "; ".join(worse) or None
+
+
+def _correction(meta: Mapping[str, Any]) -> tuple[Optional[float], Optional[float]]:
+    """``correction``'s largest share of a predicted step and the cap it is held to (None: no cap, or no record)."""
+    record = meta.get("correction")
+    if not isinstance(record, Mapping):
+        return None, None
+    return _num(record.get("max_share_pct")), _num(record.get("cap_pct"))
 
 
 def _worst(errors: Mapping[str, float], n: int = 3) -> str:

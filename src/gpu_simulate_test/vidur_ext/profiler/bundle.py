@@ -1,4 +1,5 @@
-"""Build a profiling root end to end: operators, whole iterations, fold, held-out check, atomic write."""
+"""Build a profiling root end to end: operators, whole iterations, the variants fitted on the fit shapes and chosen on
+the validation shapes, the test check against two baselines, the verdict, atomic write."""
 
 from __future__ import annotations
 
@@ -30,15 +31,26 @@ from gpu_simulate_test.io.schemas import (
     ITERATION_PROFILE,
     MLP_PROFILE,
     MLP_RAW_PROFILE,
+    VALIDATION_CHECK,
 )
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext import profiling_root as pr
+from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, baseline_table, fit_baselines
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
 from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, OperatorSource, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
+from gpu_simulate_test.vidur_ext.profiler.variants import (
+    Candidate,
+    check_variants,
+    choose,
+    fit_step_correction,
+    share_pct,
+    with_step,
+)
+from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
 from gpu_simulate_test.vidur_ext.verdict import MEASURED, BundleVerdict, bundle_verdict
 
 log = logging.getLogger(__name__)
@@ -141,8 +153,9 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
 
 def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFrame, att: pd.DataFrame,
                 iters: pd.DataFrame, check: pd.DataFrame, grid: Grid, extra: dict[str, Any],
-                raw: Optional[tuple[pd.DataFrame, pd.DataFrame]] = None) -> None:
-    """A root whose ``mlp.csv``/``attention.csv`` are ``mlp``/``att``; ``raw`` (the unfolded rows) is kept beside them."""
+                raw: Optional[tuple[pd.DataFrame, pd.DataFrame]] = None, validation: Optional[pd.DataFrame] = None) -> None:
+    """A root whose ``mlp.csv``/``attention.csv`` are ``mlp``/``att``; ``raw`` (the rows as measured) and
+    ``validation`` (each variant on the validation shapes) are kept beside them."""
     from gpu_simulate_test.vidur_ext.registration import vidur_model_name
 
     write_table(mlp, path / pr.MLP_FILE, MLP_PROFILE)
@@ -152,6 +165,8 @@ def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFr
         write_table(raw[1], path / pr.ATTENTION_RAW_FILE, ATTENTION_RAW_PROFILE)
     write_table(iters, path / pr.ITERATIONS_FILE, ITERATION_PROFILE)
     write_table(check, path / pr.HELD_OUT_FILE, HELD_OUT_CHECK)
+    if validation is not None:
+        write_table(validation, path / pr.VALIDATION_FILE, VALIDATION_CHECK)
     write_json(path / pr.DATASET_CONFIG_FILE, {"model": vidur_model_name(cfg.model), "device_sku": cfg.hardware.vidur_device})
     inputs = {"workload_id": cfg.workload_id} if cfg.workload_id else {}  # the workload the grid was sized to
     meta = build_meta(kind=pr.BUNDLE_KIND, id=bid, config=bundle_config(cfg), inputs=inputs,
@@ -195,6 +210,43 @@ def _load(backend: Backend) -> str:
         raise InputError(f"backend {backend.name} cannot build model {backend.model_cfg.name}: {type(exc).__name__}: {exc}") from exc
 
 
+def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFrame, iters: pd.DataFrame, grid: Grid,
+                  bid: str, scratch: Path, fit_shapes: list[BatchShape], fit_ms: list[float], val_shapes: list[BatchShape],
+                  raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict) -> tuple[list[Candidate], Any]:
+    """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
+    shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate."""
+    candidates, folded = [], None
+    for name in check_variants(list(cfg.profile.variants)):
+        if name == "operators":
+            candidates.append(Candidate(name, raw_val))
+        elif name == "step":
+            step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct)
+            candidates.append(Candidate(name, with_step(step, val_shapes, raw_val), step))
+        else:
+            overhead = fit_overhead(fit_shapes, fit_ms, list(raw_fit))
+            rows = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
+            folded = (overhead, rows)
+            pred = np.array([])
+            if val_shapes:
+                with tempfile.TemporaryDirectory(prefix=".fold-", dir=scratch) as tmp:
+                    _write_root(Path(tmp), cfg, bid, *rows, iters, pd.DataFrame(columns=HELD_OUT_CHECK.column_names),
+                                grid, {"stage": "folded rows"})
+                    pred = np.asarray(predict(Path(tmp), val_shapes), dtype=float)
+            candidates.append(Candidate(name, pred))
+    return candidates, folded
+
+
+def _correction_record(variant: str, cap_pct: float, final: np.ndarray, raw: np.ndarray, split: np.ndarray) -> dict[str, Any]:
+    """``profile_meta.json`` ``correction``: how much of each predicted step is correction rather than operators, per
+    shape set (median and max), and the cap it is held to (the step variant's only)."""
+    share = share_pct(final, raw)
+    by_set = {}
+    for name, part in zip(("fit", "validation", "test"), np.split(share, split)):
+        by_set[name] = {"median": float(np.median(part)), "max": float(part.max())} if len(part) else None
+    return {"variant": variant, "cap_pct": float(cap_pct) if variant == "step" else None,
+            "max_share_pct": float(share.max()), "share_pct": by_set}
+
+
 def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     """Measure and write ``<paths.profiling>/<bundle_id>/``; an existing complete bundle is returned as is."""
     from gpu_simulate_test.modeling import device_sync
@@ -212,6 +264,9 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         raise InputError(f"profile.iteration_rounds must be >= 1, not {cfg.profile.iteration_rounds}")
     if not cfg.profile.held_out_tolerance_pct > 0:
         raise InputError(f"profile.held_out_tolerance_pct must be > 0, not {cfg.profile.held_out_tolerance_pct}")
+    check_variants(list(cfg.profile.variants))
+    if not 0 < cfg.profile.correction_cap_pct < 100:
+        raise InputError(f"profile.correction_cap_pct={cfg.profile.correction_cap_pct}: it must be in (0, 100)")
     parsed = _wanted_shapes(cfg)
     timer = StepTimer(cfg.backend, [s for s, _ in parsed], cfg.profile.iteration_samples)
     backend = get_backend(cfg.backend.name)(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
@@ -230,35 +285,48 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             host_load = probe.stop()
         finally:
             backend.close()
-        _, fit_shapes, fit_ms = measured_shapes(iters, "fit")
+        sets = {role: measured_shapes(iters, role) for role in ("fit", "validation", "test")}
+        _, fit_shapes, fit_ms = sets["fit"]
+        _, val_shapes, val_ms = sets["validation"]
+        test_names, test_shapes, test_ms = sets["test"]
+        if not fit_shapes:
+            raise InputError("profile.fit lists no shape this backend can run; add prefill and decode shapes to the profile config")
+        every = fit_shapes + val_shapes + test_shapes  # in this order in every prediction below
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
             _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows"})
-            raw_pred = predict(Path(raw), fit_shapes) if fit_shapes else []
-        overhead = fit_overhead(fit_shapes, fit_ms, raw_pred)
-        mlp_f, att_f = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
-        held_names, held, held_ms = measured_shapes(iters, "test")
+            raw_pred = np.asarray(predict(Path(raw), every), dtype=float)  # the operators alone (test: for shares only)
+        split = np.cumsum([len(fit_shapes), len(val_shapes)])
+        raw_fit, raw_val, _ = np.split(raw_pred, split)
+        candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
+                                           raw_fit, raw_val, predict)
+        chosen, validation, val_record = choose(candidates, val_shapes, np.asarray(val_ms, dtype=float))
+        step = next(c.step for c in candidates if c.name == chosen)
+        overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
         extra = {"timing_method": method.describe(), "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
-                 "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name,
-                 "source": MEASURED, "host_load": host_load.to_dict()}
-        _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra, raw=(mlp, att))
-        both = predict(out, held + fit_shapes)  # fit_overhead refused an empty fit list
-        pred, fit_pred = both[:len(held)], both[len(held):]
-        fit_err = [100.0 * abs(p - m) / m for p, m in zip(fit_pred, fit_ms)]
-        extra["fit_check"] = {"num_shapes": len(fit_err), "median_abs_error_pct": float(np.median(fit_err)) if fit_err else None}
-        check = pd.DataFrame({
-            "shape": held_names, "measured_ns": [int(round(m * 1e6)) for m in held_ms],
-            "predicted_ns": [int(round(p * 1e6)) for p in pred],
-            "error_pct": [100.0 * (p - m) / m for p, m in zip(pred, held_ms)],
-        }, columns=HELD_OUT_CHECK.column_names)
+                 "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
+                 STEP_CORRECTION_KEY: None if step is None else step.to_dict(), "skipped_shapes": skipped,
+                 "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
+                 "validation_check": val_record}
+        _write_root(out, cfg, bid, mlp_out, att_out, iters, empty_check, grid, extra, raw=(mlp, att), validation=validation)
+        # The bundle as vidur-sim reads it (its rows; its step correction inside Vidur's predictor), on every set.
+        bundle_pred = np.asarray(predict(out, every), dtype=float)
+        fit_pred, _, test_pred = np.split(bundle_pred, split)
+        fit_err = 100.0 * np.abs(fit_pred - np.asarray(fit_ms)) / np.asarray(fit_ms)
+        extra["fit_check"] = {"num_shapes": len(fit_err), "median_abs_error_pct": float(np.median(fit_err))}
+        extra["correction"] = _correction_record(chosen, cfg.profile.correction_cap_pct, bundle_pred, raw_pred, split)
+        baselines = fit_baselines(fit_shapes, fit_ms)
+        check = baseline_table(test_names, test_shapes, np.asarray(test_ms, dtype=float), test_pred, baselines)
         abs_err = np.abs(check["error_pct"].to_numpy(dtype=float))
+        table = check[["shape", "measured_ns", "predicted_ns", "error_pct"]]
         summary = {"num_shapes": len(check), "median_abs_error_pct": float(np.median(abs_err)) if len(check) else None,
                    "max_abs_error_pct": float(abs_err.max()) if len(check) else None,
-                   "tolerance_pct": float(cfg.profile.held_out_tolerance_pct), "table": check.to_dict(orient="records")}
-        extra.update(held_out_check=summary, build_wall_s=round(time.monotonic() - t_start, 1))
+                   "tolerance_pct": float(cfg.profile.held_out_tolerance_pct), "table": table.to_dict(orient="records")}
+        extra.update(held_out_check=summary, baseline_check=baseline_record(check, baselines) if len(check) else None,
+                     build_wall_s=round(time.monotonic() - t_start, 1))
         verdict = bundle_verdict(extra)
         extra["verdict"] = verdict.verdict
-        _write_root(out, cfg, bid, mlp_f, att_f, iters, check, grid, extra, raw=(mlp, att))
+        _write_root(out, cfg, bid, mlp_out, att_out, iters, check, grid, extra, raw=(mlp, att), validation=validation)
     log.log(logging.INFO if verdict.accepted else logging.WARNING, "bundle %s: verdict %s", bid, verdict.line())
     return BundleResult(final, False, check, verdict)
 

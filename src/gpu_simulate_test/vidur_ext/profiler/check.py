@@ -1,14 +1,18 @@
-"""Vidur's own predictor applied to a (possibly half-written) bundle, for the fit and the held-out check."""
+"""Vidur's own predictor applied to a (possibly half-written) bundle, for the fit, the validation and the test checks:
+it reads the bundle as vidur-sim does (its rows, and the whole-step correction its meta carries, if any)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
+from gpu_simulate_test.io.meta import read_meta
+from gpu_simulate_test.io.outputs import PROFILE_META
 from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.bundle import Predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+from gpu_simulate_test.vidur_ext.step_correction import step_correction
 
 
 def vidur_predict(cfg: VidurProfileAppConfig) -> Predict:
@@ -19,9 +23,11 @@ def vidur_predict(cfg: VidurProfileAppConfig) -> Predict:
     limits = build_grid(cfg.model, cfg.backend, cfg.profile).limits
 
     def predict(root: Path, shapes: list[BatchShape]) -> list[float]:
+        meta = root / PROFILE_META
         predictor = build_predictor(
             root / pr.MLP_FILE, root / pr.ATTENTION_FILE, model=cfg.model, hardware=cfg.hardware,
             block_size=limits.block_size, grid=grid_for(limits), cache_root=Path(cfg.paths.cache), seed=cfg.seed,
+            step_correction=step_correction(read_meta(meta), str(meta)) if meta.is_file() else None,
         )
         return [predict_batch_time_s(predictor, list(zip(*s.vidur_batch()))) * 1e3 for s in shapes]
 
