@@ -145,7 +145,7 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
              stages: Any = None) -> CallReport:
     """One call of the GPU half (see the module docstring): the pending tasks that fit ``budget_s``, packed into
     ``out/pack-<i>.tar``."""
-    from gpu_simulate_test.experiment import _capacity_path, default_stages, run_experiment
+    from gpu_simulate_test.experiment import capacity_path, default_stages, run_experiment
     from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
 
     fns = stages or default_stages()
@@ -174,7 +174,7 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
             fraction = campaign.fractions[0] if task.fraction is None else task.fraction
             overrides = campaign.overrides(task.setup, workload, fraction, task.replicate)
             if task.kind == "capacity":
-                if _capacity_path(experiment_app(root, overrides)).is_file():
+                if capacity_path(experiment_app(root, overrides)).is_file():
                     continue
                 estimate = campaign.probe_s + start
             else:
@@ -195,10 +195,10 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
             report.add(f"{task}: {path.name} in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
         elif task.kind == "capacity":
             rec = run_experiment(experiment_app(root, overrides, stages=["workload"]), fns)
-            cap = json.loads(_capacity_path(experiment_app(root, overrides)).read_text())
+            cap = json.loads(capacity_path(experiment_app(root, overrides)).read_text())
             _archive_dir(root, root / "real_runs" / cap["real_run"],
                          staged / "diagnostics" / f"capacity-{task.setup}-{workload}.tar.gz",
-                         extra=[_capacity_path(experiment_app(root, overrides))])
+                         extra=[capacity_path(experiment_app(root, overrides))])
             report.add(f"{task}: {rec.capacity_rps:.3f} requests/s in {time.monotonic() - t0:.0f}s")
         else:
             app = experiment_app(root, overrides, stages=["workload", "real"], archive_dir=str(staged / "points"))
@@ -342,7 +342,6 @@ def compare_points(campaign: Campaign, root: Path, stages: Any = None) -> list["
     replicate with the first; points without a real run are left out (and said so)."""
     from dataclasses import replace as _replace
 
-    from gpu_simulate_test.analysis.compare import compare_runs
     from gpu_simulate_test.analysis.publish import ComparedPoint
     from gpu_simulate_test.experiment import default_stages, run_experiment
 
@@ -365,13 +364,24 @@ def compare_points(campaign: Campaign, root: Path, stages: Any = None) -> list["
                 first = run_experiment(app, fns)
                 spread = None
                 if len(recs) > 1:
-                    spread = compare_runs(compose_app("compare_runs", [
-                        f"real_run={recs[0].real_run}", f"sim_run={root / 'real_runs' / recs[1].real_run}",
-                        f"paths.root={root}", "overwrite=true"]))
+                    spread = _real_vs_real(root, str(recs[0].real_run), str(recs[1].real_run))
                 out.append(ComparedPoint(setup, workload, fraction, float(first.offered_qps), float(first.capacity_rps),
                                          tuple(r.point_key for r in recs), tuple(str(r.real_run) for r in recs),
                                          str(first.bundle_id), root / "comparisons" / str(first.comparison_id), spread))
     return out
+
+
+def _real_vs_real(root: Path, first: str, second: str) -> Path:
+    """compare-runs of the second real run against the first (the spread), reused while it exists: its id follows the
+    two runs' ids, and real runs come from the archives unchanged."""
+    from gpu_simulate_test.analysis.compare import compare_runs, comparison_id
+    from gpu_simulate_test.io.outputs import COMPARISON_META
+
+    done = root / "comparisons" / comparison_id(first, second)
+    if (done / COMPARISON_META).is_file():
+        return done
+    return compare_runs(compose_app("compare_runs", [f"real_run={first}", f"sim_run={root / 'real_runs' / second}",
+                                                     f"paths.root={root}"]))
 
 
 def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reproduce: str, stages: Any = None) -> list[str]:

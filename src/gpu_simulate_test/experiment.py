@@ -104,7 +104,7 @@ def _capacity_workload(app: ExperimentAppConfig) -> WorkloadConfig:
                    name=f"{w.name}-capacity")
 
 
-def _capacity_path(app: ExperimentAppConfig) -> Path:
+def capacity_path(app: ExperimentAppConfig) -> Path:
     key = short_hash(canonical_json(without_defaults({
         "workload": asdict(_capacity_workload(app)), "seed": app.seed, **_groups(app, ("model", "hardware", "backend")),
     }, ExperimentAppConfig)))
@@ -117,7 +117,7 @@ def probe_capacity(app: ExperimentAppConfig, stages: StageFunctions) -> float:
     Cached per (model, hardware, backend, lengths, seed) under ``<root>/capacity/``, also under ``overwrite``: the
     points of one sweep are fractions of one measured capacity.
     """
-    cache = _capacity_path(app)
+    cache = capacity_path(app)
     if cache.is_file():
         return float(json.loads(cache.read_text())["capacity_rps"])
     wdir = stages.workload(_sub(WorkloadSpecAppConfig, app, workload=_capacity_workload(app)))
@@ -201,7 +201,7 @@ def _arrival_rate(workload_dir: Path) -> float:
     return (len(w.requests) - 1) / last_s
 
 
-def _point_workload(app: ExperimentAppConfig, qps: Optional[float], fns: StageFunctions) -> Path:
+def point_workload(app: ExperimentAppConfig, qps: Optional[float], fns: StageFunctions) -> Path:
     """The point's workload: ``qps`` as the rate of a rate-based process, or as the rate a trace is scaled to through
     ``workload.arrival.time_scale``; sized by ``load.max_arrival_span_s``."""
     w = app.workload
@@ -280,11 +280,11 @@ def run_experiment(app: ExperimentAppConfig, stages: Optional[StageFunctions] = 
     capacity = None
     qps = app.load.qps
     if app.load.capacity_fraction is not None:
-        if _wants_bundle(app) and not _capacity_path(app).is_file():  # the probe measures: check the grid first
+        if _wants_bundle(app) and not capacity_path(app).is_file():  # the probe measures: check the grid first
             check_bundle(app, fns.workload(_sub(WorkloadSpecAppConfig, app, overwrite=False)).name)
         capacity = probe_capacity(app, fns)
         qps = float(app.load.capacity_fraction) * capacity
-    wdir = _point_workload(app, qps, fns)
+    wdir = point_workload(app, qps, fns)
     rec = _load(app, point_key(app, wdir.name), wdir.name)
     rec.offered_qps, rec.capacity_rps = qps, capacity
     profile_cfg = check_bundle(app, rec.workload_id) if _wants_bundle(app) else None
@@ -323,7 +323,7 @@ def _archive(app: ExperimentAppConfig, rec: PointRecord) -> PointRecord:
     root = Path(p.root)
     members = [
         _record_path(app, rec.point_key),
-        *([_capacity_path(app)] if app.load.capacity_fraction is not None else []),
+        *([capacity_path(app)] if app.load.capacity_fraction is not None else []),
         Path(p.workloads) / rec.workload_id,
         *([Path(p.real_runs) / rec.real_run] if rec.real_run else []),
         *([Path(p.profiling) / rec.bundle_id] if rec.bundle_id else []),

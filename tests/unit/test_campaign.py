@@ -32,7 +32,7 @@ from gpu_simulate_test.workloads.load import load_workload
 MS = 1_000_000
 CAMPAIGN = Campaign(
     name="tiny", common=("model=qwen3-tiny", "hardware=cpu", "capacity.num_requests=6", "profile.max_tokens=512",
-                         "profile.max_kv_tokens=512"),
+                         "profile.max_kv_tokens=512", "vidur.random_forrest.num_estimators=[8]", "vidur.k_fold_cv_splits=2"),
     setups={"sarathi": ("backend=native", "backend.max_requests_per_batch=16")},
     workloads={"demo": ("workload=demo", "workload.num_requests=6")},
     fractions=(0.3, 0.9), replicates=2, bundle_s=1.0, probe_s=1.0, point_overhead_s=0.0, first_start_s=0.0,
@@ -51,17 +51,22 @@ class FakeEngine:
         self.runs[w.workload_id] = self.runs.get(w.workload_id, 0) + 1
         arrival = np.array([r.arrival_time_ns for r in w.requests], dtype=np.int64)
         counts = np.array([r.num_decode_tokens for r in w.requests], dtype=np.int64)
-        times, free = [], 0
-        for a, n in zip(arrival, counts):  # one request at a time
+        times, steps, free = [], [], 0
+        for rid, (a, n, r) in enumerate(zip(arrival, counts, w.requests)):  # one request at a time
             start = max(int(a), free)
             t = start + 20 * MS + np.rint(np.arange(n) * 5 * MS * slower).astype(np.int64)
             times.append(t)
+            steps += [(start, int(t[0]), r.num_prefill_tokens, 0, f"r{rid}:{r.num_prefill_tokens}")]
+            steps += [(int(b), int(e), 0, 1, f"r{rid}:1") for b, e in zip(t[:-1], t[1:])]
             free = int(t[-1])
         run = SyntheticRun(arrival, counts, np.concatenate(times), np.array([r.num_prefill_tokens for r in w.requests]), counts)
         requests, tokens = run.frames()
+        iterations = pd.DataFrame(steps, columns=["start_time_ns", "end_time_ns", "num_prefill_tokens", "num_decode_tokens",
+                                                  "requests"]).assign(batch_size=1)
+        iterations.insert(0, "iteration_id", np.arange(len(iterations)))
         run_id = f"real-fake-{w.workload_id}-{self.runs[w.workload_id]}"
         with atomic_dir(Path(app.paths.real_runs) / run_id) as tmp:
-            write_run_tables(tmp, requests, tokens, run.iterations())
+            write_run_tables(tmp, requests, tokens, iterations)
             write_run_meta(tmp, build_meta(
                 kind="real_run", id=run_id, config=asdict(app), inputs={"workload_id": w.workload_id},
                 backend={"name": app.backend.name, "num_blocks": 4096, "block_size": app.backend.block_size},
@@ -87,12 +92,14 @@ def _stages(engine: FakeEngine) -> Any:
     return replace(default_stages(), real=engine.real, profile=engine.profile)
 
 
+@pytest.mark.slow
 def test_calls_collect_and_publish(tmp_path: Path) -> None:
     engine = FakeEngine()
     folder, carry = tmp_path / "results", tmp_path / "carry"
-    # Call 1 on a "fresh machine": a budget of 2.5 s of estimates holds the bundle (1 s) and the probe (1 s) only.
+    # Call 1 on a "fresh machine": the bundle (estimated 1 s) and the probe (1 s) fit its 60 s, a point (1,000 s) not.
     out1 = tmp_path / "out1"
-    report = run_call(CAMPAIGN, tmp_path / "gpu1", out1, budget_s=2.5, carry=carry, stages=_stages(engine))
+    slow = replace(CAMPAIGN, point_overhead_s=1000.0)
+    report = run_call(slow, tmp_path / "gpu1", out1, budget_s=60.0, carry=carry, stages=_stages(engine))
     assert [line.split("s ", 1)[1].split(":")[0] for line in report.lines][:2] == ["bundle sarathi", "capacity sarathi demo"]
     assert report.pending == 4 and sorted(p.name for p in out1.iterdir()) == ["pack-0.tar"]
     collect(out1, folder, carry)
@@ -127,7 +134,8 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     with open(folder / "MANIFEST.csv", newline="") as fh:
         listed = sorted(r["file"] for r in csv.DictReader(fh))
     assert listed == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.csv")
-    # Reproducible: the same command on a fresh root gives the same tables.
-    before = {f: (folder / f).read_bytes() for f in ("tables/sweep.csv", "tables/iterations.csv", "MANIFEST.csv")}
-    publish(CAMPAIGN, folder, tmp_path / "local2", title="tiny", reproduce="publish")
+    # Reproducible: the command again rewrites the same tables (the simulations are seeded: test_vidur_sim_run.py).
+    before = {f: (folder / f).read_bytes() for f in ("tables/sweep.csv", "tables/iterations.csv", "tables/runs.csv",
+                                                     "summary.md", "MANIFEST.csv")}
+    publish(CAMPAIGN, folder, tmp_path / "local", title="tiny", reproduce="publish")
     assert {f: (folder / f).read_bytes() for f in before} == before

@@ -237,7 +237,7 @@ def test_arrival_span_sizes_the_point(compose_app: Callable[..., Any], monkeypat
     for fraction in (0.1, 0.5, 1.0):
         fake = FakeStages()
         cfg = compose_app("experiment", [f"load.capacity_fraction={fraction}", "load.max_arrival_span_s=7", "workload.num_requests=10"])
-        exp._point_workload(cfg, fraction * 2.0, fake.functions())
+        exp.point_workload(cfg, fraction * 2.0, fake.functions())
         sized[fraction] = fake.workload_sizes[-1]
     assert sized == {0.1: 2, 0.5: 7, 1.0: 10}
 

@@ -78,8 +78,7 @@ def sweep_table(points: list[ComparedPoint]) -> pd.DataFrame:
             rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction, "offered_qps": p.offered_qps,
                          "capacity_rps": p.capacity_rps, "metric": metric, "statistic": stat, "unit": r["unit"],
                          "real": r["real"], "sim": r["sim"], "error_pct": err, "real_b": real_b, "spread_pct": spread,
-                         "cell": cell, "comparison_id": p.comparison.name,
-                         "spread_comparison_id": p.spread.name if p.spread is not None else None})
+                         "cell": cell, "point_key": p.point_keys[0]})
     return pd.DataFrame(rows)
 
 
@@ -89,7 +88,7 @@ def iteration_table(points: list[ComparedPoint]) -> pd.DataFrame:
     for p in points:
         it = read_meta(p.comparison / COMPARISON_META, "comparison").get("iterations") or {}
         med = it.get("matched_paired_abs_err_p50_pct")
-        rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction,
+        rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction, "point_key": p.point_keys[0],
                      "real_iterations": it.get("real_iterations"), "sim_iterations": it.get("sim_iterations"),
                      "matched_fraction_of_real": it.get("matched_fraction_of_real"),
                      "matched_abs_err_p50_pct": med, "matched_abs_err_p90_pct": it.get("matched_paired_abs_err_p90_pct"),
@@ -123,7 +122,7 @@ def bundle_tables(root: Path, bundle_ids: dict[str, str]) -> tuple[pd.DataFrame,
     tests, vals, metas = [], [], {}
     for setup, bid in bundle_ids.items():
         path = Path(root) / "profiling" / bid
-        metas[setup] = read_meta(path / PROFILE_META, "profile_meta")
+        metas[setup] = read_meta(path / PROFILE_META, "profile_bundle")
         tests.append(pd.read_csv(path / "held_out_check.csv").assign(setup=setup, bundle_id=bid))
         if (path / "validation_check.csv").is_file():
             vals.append(pd.read_csv(path / "validation_check.csv").assign(setup=setup, bundle_id=bid))
