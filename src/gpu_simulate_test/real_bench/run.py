@@ -46,14 +46,16 @@ def _oom_error(exc: BaseException, backend: BackendConfig) -> EnvironmentUnavail
     )
 
 
-def _prepare(backend: Backend, workload: Workload) -> tuple[str, float, dict[int, list[int]]]:
-    """Load and warm up; returns (weights source, warm-up seconds, prompts). Any failure here is fatal."""
+def _prepare(backend: Backend, workload: Workload) -> tuple[str, float, float, dict[int, list[int]]]:
+    """Load and warm up; returns (weights source, load seconds, warm-up seconds, prompts). Any failure here is fatal."""
     try:
+        t0 = time.perf_counter()
         weights = backend.load()
+        load_s = time.perf_counter() - t0
         prompts = workload.prompt_token_ids()
         t0 = time.perf_counter()
         backend.warmup(workload, prompts)
-        return weights, time.perf_counter() - t0, prompts
+        return weights, load_s, time.perf_counter() - t0, prompts
     except Exception as exc:
         backend.close()
         if _is_oom(exc):
@@ -70,7 +72,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
     backend = get_backend(app.backend.name)(app.backend, app.model, app.hardware, app.seed)
     backend.check_workload(workload)
     with device_lock(device_key(app.hardware), app.device_lock_timeout_s, f"real-bench {out.id}"):
-        weights, warmup_s, prompts = _prepare(backend, workload)
+        weights, load_s, warmup_s, prompts = _prepare(backend, workload)
         failure: Optional[BaseException] = None
         with switch_interval():
             probe = BusyProbe(measured_gpu(app.hardware)).start()
@@ -110,6 +112,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         hardware=app.hardware.name,
         gpu=accelerator_name(),
         weights_source=weights,
+        load_s=load_s,
         warmup_s=warmup_s,
         run_s=run_s,
         num_requests=len(workload.requests),
