@@ -135,6 +135,12 @@ class CallReport:
         log.info(line)
         self.lines.append(f"{self.elapsed():7.1f}s {line}")
 
+    def write(self, out: Path) -> None:
+        """``out/summary.txt``: the lines so far and how many tasks are left."""
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "summary.txt").write_text("".join(f"{x}\n" for x in self.lines)
+                                               + f"{self.pending} task(s) left for later calls\n")
+
 
 def read_collected(carry: Optional[Path]) -> set[str]:
     path = Path(carry) / COLLECTED if carry else None
@@ -150,8 +156,11 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
 
     fns = stages or default_stages()
     report = CallReport()
-    root, staged = Path(root), Path(out) / ".staged"
+    # Archives are staged outside ``out`` (whatever lies there comes back, 8 files at most) and packed into ``out``
+    # after every task, so a call cut short by its time limit still brings back every task it finished.
+    root, staged = Path(root), Path(root) / ".campaign-staged"
     root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staged, ignore_errors=True)
     if carry is not None and (Path(carry) / "capacity").is_dir():
         shutil.copytree(Path(carry) / "capacity", root / "capacity", dirs_exist_ok=True)
     collected = read_collected(carry)
@@ -184,9 +193,12 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
                 n = _num_requests(root, probe.workload_id)
                 estimate = n / float(probe.offered_qps or 1.0) + campaign.point_overhead_s + start
         if estimate > left:
-            report.add(f"{task}: needs ~{estimate:.0f}s, {left:.0f}s left: for the next call")
+            why = "more than a whole call: raise the budget" if estimate > budget_s else "for a later call"
+            report.add(f"{task}: needs ~{estimate:.0f}s, {left:.0f}s left: {why}")
             report.pending += 1
-            stop = True  # later tasks follow this one (a point needs its capacity, a probe its setup's bundle)
+            # A point that does not fit leaves the call to the smaller points after it; a bundle or a probe stops it
+            # (the tasks after them need them).
+            stop = task.kind != "point"
             continue
         t0 = time.monotonic()
         if task.kind == "bundle":
@@ -206,7 +218,9 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
             report.add(f"{task} ({rec.point_key}): {n} requests at {rec.offered_qps:.3f}/s, real run {rec.real_run} "
                        f"in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
         first = False
-    _pack(staged, Path(out))
+        _pack(staged, Path(out))
+        report.write(Path(out))
+    report.write(Path(out))
     return report
 
 
@@ -223,13 +237,19 @@ def _archive_dir(root: Path, path: Path, dest: Path, extra: tuple[Path, ...] | l
 
 
 def _pack(staged: Path, out: Path) -> list[Path]:
-    """The staged archives into ``pack-<i>.tar`` files of at most :data:`PACK_BYTES` each (by their paths under
-    ``staged``); a single archive larger than that gets a pack of its own (and the device tool leaves it out)."""
+    """The staged archives into ``out/pack-<i>.tar`` files of at most :data:`PACK_BYTES` each (by their paths under
+    ``staged``), replacing the packs written before; an archive larger than that gets a pack of its own (and the
+    device tool leaves it out: the log says so)."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for old in Path(out).glob("pack-*.tar"):
+        old.unlink()
     files = sorted(p for p in staged.rglob("*") if p.is_file()) if staged.is_dir() else []
     packs: list[list[Path]] = []
     size = 0
     for f in files:
         n = f.stat().st_size
+        if n > PACK_BYTES:
+            log.warning("%s is %.1f MiB, over the %d MiB the device tool brings back", f.name, n / 2**20, PACK_BYTES // 2**20)
         if not packs or size + n > PACK_BYTES:
             packs.append([])
             size = 0
@@ -242,36 +262,42 @@ def _pack(staged: Path, out: Path) -> list[Path]:
             for f in group:
                 tar.add(f, arcname=str(f.relative_to(staged)))
         written.append(dest)
-    shutil.rmtree(staged, ignore_errors=True)
     return written
 
 
 def plan_text(campaign: Campaign, capacity_rps: dict[tuple[str, str], float], num_requests: dict[str, int],
               budget_s: float) -> str:
-    """The campaign's tasks packed into calls of ``budget_s`` as :func:`run_call` would, from assumed capacities
+    """The campaign's tasks packed into calls of ``budget_s`` as :func:`run_call` would (in order; a point that does
+    not fit leaves room to the points after it, a bundle or a probe ends the call), from assumed capacities
     (requests/s): one line per call with its tasks and estimated seconds."""
-    calls: list[list[tuple[Task, float]]] = [[]]
-    used = 0.0
-    for task in campaign.tasks():
-        start = campaign.first_start_s if not calls[-1] else 0.0
+    def estimate(task: Task) -> float:
         if task.kind == "bundle":
-            est = campaign.bundle_s
-        elif task.kind == "capacity":
-            est = campaign.probe_s
-        else:
-            assert task.workload is not None and task.fraction is not None
-            est = num_requests[task.workload] / (task.fraction * capacity_rps[(task.setup, task.workload)]) \
-                + campaign.point_overhead_s
-        if calls[-1] and used + est > budget_s:
-            calls.append([])
-            used, start = 0.0, campaign.first_start_s
-        calls[-1].append((task, est + start))
-        used += est + start
+            return campaign.bundle_s
+        if task.kind == "capacity":
+            return campaign.probe_s
+        assert task.workload is not None and task.fraction is not None
+        return num_requests[task.workload] / (task.fraction * capacity_rps[(task.setup, task.workload)]) \
+            + campaign.point_overhead_s
+
+    remaining = list(campaign.tasks())
+    calls: list[list[tuple[Task, float]]] = []
+    while remaining:
+        call: list[tuple[Task, float]] = []
+        used = campaign.first_start_s
+        for task in list(remaining):
+            est = estimate(task)
+            if used + est <= budget_s or not call:
+                call.append((task, est))
+                used += est
+                remaining.remove(task)
+            elif task.kind != "point":
+                break
+        calls.append(call)
     lines = []
     for i, call in enumerate(calls, 1):
-        secs = sum(e for _, e in call)
+        secs = campaign.first_start_s + sum(e for _, e in call)
         lines.append(f"call {i}: ~{secs / 60:.1f} min: " + "; ".join(str(t) for t, _ in call))
-    total = sum(e for call in calls for _, e in call)
+    total = sum(campaign.first_start_s + sum(e for _, e in call) for call in calls)
     lines.append(f"total: {len(calls)} calls, ~{total / 60:.0f} min of commands (each call also starts a machine and "
                  "installs the wheels: 1-2 min)")
     return "\n".join(lines)
@@ -406,7 +432,7 @@ def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprodu
     if not validation.empty:
         written["tables/bundle_validation.csv"] = validation
     for name, df in written.items():
-        df.to_csv(folder / name, index=False, float_format="%.6g")
+        df.to_csv(folder / name, index=False, float_format="%.10g")
     figs = [pub.plot_errors(folder / "figs", sweep, s, w) for (s, w) in sweep.groupby(["setup", "workload"], sort=False).groups]
     figs += [pub.plot_bundle_test(folder / "figs", test, s) for s in bundles]
     verdicts = {s: bundle_verdict(m).line() for s, m in metas.items()}
@@ -437,8 +463,12 @@ def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: 
                                            "what": f"the bundle {archive.name.removesuffix('.tar.gz')}" if setup
                                            else "bundle or capacity probes of the campaign (not simulated with)"}
     for f in sorted(folder.glob("diagnostics/*")):
-        rows[f"diagnostics/{f.name}"] = {"kind": "diagnostic", "backend": "", "load": "", "date": today,
-                                         "what": "a call's console or summary as it came back"}
+        probe = f.name.startswith("capacity-") and f.name.endswith(".tar.gz")
+        rows[f"diagnostics/{f.name}"] = {
+            "kind": "diagnostic", "backend": f.name.split("-")[1] if probe else "", "load": "",
+            "date": archive_date(f) if probe else today,
+            "what": "a capacity probe: its real run (all requests at once) and capacity file" if probe
+            else "a call's summary or console as it came back (collect)"}
     for name in tables:
         rows[name] = {"kind": "table", "backend": "all", "load": "", "date": today,
                       "what": f"{name}: made by the publish command from the archives"}

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from gpu_simulate_test.analysis.report import headline_text
+from gpu_simulate_test.cli.demo import CPU_NUMBERS, run_demo
 from gpu_simulate_test.experiment import run_experiment
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.runs import load_run
@@ -20,7 +21,7 @@ CAP = {"native": ["backend.max_requests_per_batch=6"]}  # the workload's size (t
 
 
 @pytest.mark.parametrize("backend", ["hf-generate", "hf-continuous", "native"])
-def test_demo_pipeline_small(backend: str, compose_app: Callable[..., Any]) -> None:
+def test_demo_pipeline_small(backend: str, compose_app: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
     cfg = compose_app("experiment", [f"backend={backend}", *CAP.get(backend, []), *SMALL])
     rec = run_experiment(cfg)
     paths = cfg.paths
@@ -51,3 +52,9 @@ def test_demo_pipeline_small(backend: str, compose_app: Callable[..., Any]) -> N
     assert {p.name for p in Path(paths.real_runs).iterdir()} == before
     record = json.loads((Path(paths.root) / "experiments" / f"{rec.point_key}.json").read_text())
     assert record["comparison_id"] == rec.comparison_id
+    if backend == "native":  # make demo's own entry (native is its default): the same point, reused, and its headline
+        capsys.readouterr()
+        assert run_demo([*CAP[backend], *SMALL, f"paths.root={paths.root}"]) == comparison
+        printed = capsys.readouterr().out
+        assert f"bundle {rec.bundle_id}, built in this run and accepted by the demo whatever its verdict: {verdict}:" in printed
+        assert CPU_NUMBERS in printed and "TTFT" in printed

@@ -101,7 +101,8 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     slow = replace(CAMPAIGN, point_overhead_s=1000.0)
     report = run_call(slow, tmp_path / "gpu1", out1, budget_s=60.0, carry=carry, stages=_stages(engine))
     assert [line.split("s ", 1)[1].split(":")[0] for line in report.lines][:2] == ["bundle sarathi", "capacity sarathi demo"]
-    assert report.pending == 4 and sorted(p.name for p in out1.iterdir()) == ["pack-0.tar"]
+    assert report.pending == 4 and sorted(p.name for p in out1.iterdir()) == ["pack-0.tar", "summary.txt"]
+    assert (out1 / "summary.txt").read_text().endswith("4 task(s) left for later calls\n")
     collect(out1, folder, carry)
     bid = bundle_id(bundle_app(CAMPAIGN, tmp_path / "ids", "sarathi", _stages(engine)))
     assert [p.name for p in (folder / "bundles").iterdir()] == [f"{bid}.tar.gz"]

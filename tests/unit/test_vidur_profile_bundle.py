@@ -29,7 +29,7 @@ from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
 SMALL = [
     "profile.max_tokens=64", "profile.max_kv_tokens=128", "profile.repeat_iters=3", "profile.warmup_iters=1",
     "profile.iteration_samples=3", "profile.fit=[prefill:16,prefill:48,decode:1x32,decode:1x96]",
-    "profile.held_out=[prefill:32,decode:1x64,decode:4x64]",
+    "profile.validation=[]", "profile.test=[prefill:32,decode:1x64,decode:4x64]", "profile.variants=[fold]",
 ]
 
 
@@ -46,6 +46,7 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert meta["backend_measured"] == "hf-generate" and meta["config"]["model"]["name"] == "qwen3-tiny"
     assert list(result.check["shape"]) == ["prefill:32", "decode:1x64"]  # held-out order; 4x64 exceeds hf-generate's cap
     assert any(s.startswith("decode:4x64 (test)") for s in meta["skipped_shapes"])
+    assert meta["variant"] == "fold" and meta["step_correction"] is None  # the only candidate (profile.variants)
     assert meta["held_out_check"]["num_shapes"] == 2 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
     assert meta["fit_check"]["num_shapes"] == 4 and math.isfinite(meta["fit_check"]["median_abs_error_pct"])
     # The bundle vouches for itself: its held-out errors, the tolerance, the host's load and the verdict they give.
@@ -82,7 +83,7 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     are fitted on the fit shapes, validation chooses, the test shapes are checked against both baselines, and Vidur
     reads the bundle."""
     cfg = _cfg(compose_app, ["backend=native", "backend.max_requests_per_batch=4", "backend.max_batch_tokens=64",
-                             "profile.variants=[operators,step]", "profile.held_out=[]",
+                             "profile.variants=[operators,step]",
                              "profile.validation=[prefill:24,decode:2x48]",
                              "profile.test=[prefill:32,prefill:32@64,decode:1x64,decode:4x64]"])
     result = build_bundle(cfg, vidur_predict(cfg))
@@ -126,7 +127,7 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
 
 
 def test_gpu_hardware_without_gpu_leaves_nothing(compose_app, tmp_path: Path) -> None:
-    cfg = _cfg(compose_app, ["hardware=h100"])
+    cfg = _cfg(compose_app, ["hardware=h100", "profile.held_out=[]"])  # gpu.yaml's test set is held_out (H100 bundles)
     with pytest.raises(EnvironmentUnavailableError, match="GPU"):
         build_bundle(cfg, vidur_predict(cfg))
     assert not (Path(cfg.paths.profiling)).exists() or not any(Path(cfg.paths.profiling).iterdir())
