@@ -4,15 +4,19 @@ bf16 weights, one GPU): the profile behind the next round of engine work on issu
 Three steps, each warmed first, then profiled with ``torch.profiler``:
 - a 512-token prefill (an eager step: the host's ops and the device's kernels),
 - a batch-1 decode at KV 512 and a batch-64 decode at KV 2048 (their CUDA graphs' replays: the kernels).
-For each, the step's wall time and the top entries by device time and by host self time. With ``$OUT`` set, the
-tables also go to ``$OUT/bench_engine_breakdown.txt``. Without a GPU it says so and exits 0.
+For each, the step's wall time and the top entries by device time and by host self time; then the Python functions
+that 20 eager prefill steps spend their host time in (cProfile, by own time), since an eager step is host-bound.
+With ``$OUT`` set, the tables also go to ``$OUT/bench_engine_breakdown.txt``. Without a GPU it says so and exits 0.
 
 Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_breakdown.py`` (about a minute on an H200).
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import random
 import time
 
@@ -70,6 +74,17 @@ def main() -> int:
 
     prefill_step()
     _profile(prefill_step, "engine.step: prefill 512 (eager)", out)
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(20):
+        prefill_step()
+    torch.cuda.synchronize()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+    out.append("\n==== cProfile: 20 eager prefill steps of 512 tokens, by own time\n" + text.getvalue())
+    print(out[-1], flush=True)
 
     for batch, context in ((1, 512), (64, 2048)):
         for _ in range(batch):
