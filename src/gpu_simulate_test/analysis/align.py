@@ -4,6 +4,11 @@ Pairing is where early stop is handled: each request's token series is cut to th
 both runs produced (normally the real run's ``num_decode_tokens_actual``), so TTFT, TPOT, E2E
 and ITL are computed over the same tokens on both sides. Everything is vectorised over the token
 arrays; no per-request Python loop.
+
+A run imported from a benchmark that kept no per-token times has, for such a request, only its first and last
+token's times (``specs/run.md``). Its TTFT, TPOT and E2E are still exact; its ITL gaps are unknown, so ITL pairs only
+the requests whose every token time is known in both runs. Such a series cannot be cut short either: a request that
+would need it (the other run produced fewer tokens) is left out and counted.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.runs import RunData, load_run, resolve_dir
@@ -19,15 +25,23 @@ from gpu_simulate_test.io.runs import RunData, load_run, resolve_dir
 
 @dataclass(frozen=True)
 class TokenSeries:
-    """One run's token times for the paired requests: request ``i`` owns ``times[offsets[i]:offsets[i+1]]``."""
+    """One run's token times for the paired requests: request ``i`` owns ``times[offsets[i]:offsets[i+1]]``, the times
+    of its tokens ``index[offsets[i]:offsets[i+1]]`` (0, 1, 2, ... unless only some tokens' times are known)."""
 
     arrival_ns: np.ndarray  # (n,) int64
     times_ns: np.ndarray  # (sum(counts),) int64
-    counts: np.ndarray  # (n,) int64, tokens kept per request (>= 1)
+    index: np.ndarray  # (sum(counts),) int64, token index of each time
+    counts: np.ndarray  # (n,) int64, times kept per request (>= 1)
+    complete: np.ndarray  # (n,) bool, every token's time is known in both runs (ITL pairs only these)
 
     @property
     def offsets(self) -> np.ndarray:
         return np.concatenate(([0], np.cumsum(self.counts)))
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """Tokens compared per request (the last kept token's index + 1)."""
+        return self.index[self.offsets[1:] - 1] + 1
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,9 @@ class PairedRuns:
     sim_counts_full: np.ndarray
     left_out_real: int  # requests finished only in the real run (allow_incomplete)
     left_out_sim: int
+    left_out_uncut: int = 0  # finished in both, but a series without per-token times would need a cut
+    partial_real: int = 0  # compared requests whose real series lacks some token times
+    partial_sim: int = 0
 
     @property
     def truncated_sim(self) -> int:
@@ -84,15 +101,16 @@ def check_comparable(real: RunData, sim: RunData, *, allow_incomplete: bool) -> 
             )
 
 
-def _blocks(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(request ids sorted, start row of each one's tokens, its token count) from the token frame."""
+def _blocks(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(request ids sorted, start row of each one's tokens, its rows, its tokens) from the token frame."""
     rid = run.tokens["request_id"].to_numpy(np.int64)
     idx = run.tokens["token_index"].to_numpy(np.int64)
     starts = np.flatnonzero(idx == 0)  # each request's rows are contiguous and start at index 0 (schema)
-    counts = np.diff(np.append(starts, len(idx)))
+    rows = np.diff(np.append(starts, len(idx)))
+    tokens = idx[starts + rows - 1] + 1 if len(starts) else np.empty(0, dtype=np.int64)
     ids = rid[starts]
     order = np.argsort(ids, kind="stable")
-    return ids[order], starts[order], counts[order]
+    return ids[order], starts[order], rows[order], tokens[order]
 
 
 def _gather(times: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -107,15 +125,18 @@ def _gather(times: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.nda
 
 def pair_runs(real: RunData, sim: RunData) -> PairedRuns:
     """Pair the requests finished in both runs; cut each token series to the shorter of the two."""
-    r_ids, r_starts, r_counts = _blocks(real)
-    s_ids, s_starts, s_counts = _blocks(sim)
-    common = np.intersect1d(r_ids, s_ids, assume_unique=True)
+    r_ids, r_starts, r_rows, r_n = _blocks(real)
+    s_ids, s_starts, s_rows, s_n = _blocks(sim)
+    both = np.intersect1d(r_ids, s_ids, assume_unique=True)
+    ri, si = np.searchsorted(r_ids, both), np.searchsorted(s_ids, both)
+    keep_n = np.minimum(r_n[ri], s_n[si])
+    r_full, s_full = r_rows[ri] == r_n[ri], s_rows[si] == s_n[si]
+    cuttable = (r_full | (r_n[ri] == keep_n)) & (s_full | (s_n[si] == keep_n))
+    common, ri, si, keep_n, r_full, s_full = (a[cuttable] for a in (both, ri, si, keep_n, r_full, s_full))
     if len(common) == 0:
         raise ArtifactError(
             f"real run {real.id!r} and simulated run {sim.id!r} have no finished request in common; nothing to compare"
         )
-    ri = np.searchsorted(r_ids, common)
-    si = np.searchsorted(s_ids, common)
     r_req = real.requests.set_index("request_id").loc[common]
     s_req = sim.requests.set_index("request_id").loc[common]
     for col in ("num_prefill_tokens", "num_decode_tokens"):
@@ -127,17 +148,26 @@ def pair_runs(real: RunData, sim: RunData) -> PairedRuns:
                 f"but {int(s_req[col].iloc[int(np.argmax(bad))])} in simulated run {sim.id!r}; "
                 "the runs do not replay the same workload requests"
             )
-    keep = np.minimum(r_counts[ri], s_counts[si])
-    r_times = real.tokens["token_time_ns"].to_numpy(np.int64)
-    s_times = sim.tokens["token_time_ns"].to_numpy(np.int64)
+    complete = r_full & s_full
+
+    def series(run: RunData, req: pd.DataFrame, starts: np.ndarray, rows: np.ndarray, full: np.ndarray) -> TokenSeries:
+        kept = np.where(full, keep_n, rows)  # a partial series is kept whole (it needed no cut)
+        times = run.tokens["token_time_ns"].to_numpy(np.int64)
+        index = run.tokens["token_index"].to_numpy(np.int64)
+        return TokenSeries(req["arrival_time_ns"].to_numpy(np.int64), _gather(times, starts, kept), _gather(index, starts, kept),
+                           kept, complete)
+
     return PairedRuns(
         real=real,
         sim=sim,
         request_ids=common,
-        real_tokens=TokenSeries(r_req["arrival_time_ns"].to_numpy(np.int64), _gather(r_times, r_starts[ri], keep), keep),
-        sim_tokens=TokenSeries(s_req["arrival_time_ns"].to_numpy(np.int64), _gather(s_times, s_starts[si], keep), keep),
-        real_counts_full=r_counts[ri],
-        sim_counts_full=s_counts[si],
-        left_out_real=len(r_ids) - len(common),
-        left_out_sim=len(s_ids) - len(common),
+        real_tokens=series(real, r_req, r_starts[ri], r_rows[ri], r_full),
+        sim_tokens=series(sim, s_req, s_starts[si], s_rows[si], s_full),
+        real_counts_full=r_n[ri],
+        sim_counts_full=s_n[si],
+        left_out_real=len(r_ids) - len(both),
+        left_out_sim=len(s_ids) - len(both),
+        left_out_uncut=int((~cuttable).sum()),
+        partial_real=int((~r_full).sum()),
+        partial_sim=int((~s_full).sum()),
     )

@@ -36,21 +36,24 @@ def e2e(ts: TokenSeries) -> np.ndarray:
 
 def tpot(ts: TokenSeries) -> np.ndarray:
     """Time per output token after the first: (last - first) / (n - 1); NaN for one-token outputs."""
-    n = ts.counts
+    n = ts.tokens
     span = (_last(ts) - _first(ts)).astype(np.float64)
     return np.where(n > 1, span / np.maximum(n - 1, 1), np.nan)
 
 
 def e2e_per_token(ts: TokenSeries) -> np.ndarray:
     """Normalized E2E: E2E / number of output tokens (Vidur's ``request_e2e_time_normalized``)."""
-    return e2e(ts) / ts.counts
+    return e2e(ts) / ts.tokens
 
 
 def itl(ts: TokenSeries) -> np.ndarray:
-    """Inter-token latencies of every request, pooled: the gaps between consecutive tokens of a request."""
+    """Inter-token latencies, pooled: the gaps between consecutive tokens of the requests whose every token time is
+    known in both runs (so real and simulated gaps pair up one to one)."""
     gaps = np.diff(ts.times_ns).astype(np.float64)
     keep = np.ones(len(gaps), dtype=bool)
     keep[ts.offsets[1:-1] - 1] = False  # the gap from one request's last token to the next one's first
+    if len(gaps):
+        keep &= np.repeat(ts.complete, ts.counts)[:-1]  # a gap belongs to the request of its first token
     return gaps[keep]
 
 

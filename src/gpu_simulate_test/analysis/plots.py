@@ -136,7 +136,7 @@ def plot_timeline(path: Path, pair: PairedRuns, k: int) -> Path:
         for ts, ls, who in ((pair.real_tokens, "-", "real"), (pair.sim_tokens, "--", "sim")):
             off = ts.offsets
             t = (ts.times_ns[off[i]:off[i + 1]] - ts.arrival_ns[i]) * MS
-            ax.plot(t, np.arange(1, len(t) + 1), ls, color=c, lw=1.5, marker="." if len(t) <= 50 else None,
+            ax.plot(t, ts.index[off[i]:off[i + 1]] + 1, ls, color=c, lw=1.5, marker="." if len(t) <= 50 else None,
                     label=f"r{rid} {who}")
     ax.set_xlabel("time since scheduled arrival (ms)")
     ax.set_ylabel("output tokens produced")

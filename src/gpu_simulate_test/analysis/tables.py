@@ -79,7 +79,7 @@ def requests_frame(pair: PairedRuns) -> pd.DataFrame:
             "request_id": pair.request_ids,
             "real_tokens": pair.real_counts_full,
             "sim_tokens": pair.sim_counts_full,
-            "tokens_compared": r.counts,
+            "tokens_compared": r.tokens,
             "ttft_real_ns": ttft(r).astype(np.int64),
             "ttft_sim_ns": ttft(s).astype(np.int64),
             "tpot_real_ns": tpot(r),

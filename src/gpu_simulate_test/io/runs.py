@@ -16,7 +16,7 @@ import pandas as pd
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.meta import read_meta, write_json
 from gpu_simulate_test.io.outputs import RUN_META
-from gpu_simulate_test.io.schemas import ITERATION_METRICS, REQUEST_METRICS, TOKEN_METRICS
+from gpu_simulate_test.io.schemas import ITERATION_METRICS, REQUEST_METRICS, REQUEST_OUTCOMES, TOKEN_METRICS
 from gpu_simulate_test.io.tables import read_table, write_table
 
 RUN_KINDS = ("real_run", "vidur_run")
@@ -24,7 +24,12 @@ RUN_KINDS = ("real_run", "vidur_run")
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """What a stage measured (or simulated) for one finished request; times in ns from the run's start."""
+    """What a stage measured (or simulated) for one finished request; times in ns from the run's start.
+
+    ``token_indices`` is for sources that give only some tokens' times (an imported benchmark that kept chunk times
+    without their token counts): the index of each time, the first (0) and the last token always among them.
+    None: ``token_times_ns`` has every token's time.
+    """
 
     request_id: int
     arrival_time_ns: int
@@ -32,6 +37,11 @@ class RequestRecord:
     num_prefill_tokens: int
     num_decode_tokens: int
     token_times_ns: Sequence[int]
+    token_indices: Optional[Sequence[int]] = None
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.token_indices[-1]) + 1 if self.token_indices is not None else len(self.token_times_ns)
 
 
 @dataclass
@@ -41,6 +51,7 @@ class RunData:
     requests: pd.DataFrame
     tokens: pd.DataFrame
     iterations: Optional[pd.DataFrame]
+    outcomes: Optional[pd.DataFrame] = None  # request_outcomes.csv, of a run against a server
 
     @property
     def id(self) -> str:
@@ -58,14 +69,15 @@ class RunData:
 def tables_from_records(records: Iterable[RequestRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """request_metrics and token_metrics frames (sorted by request id) from per-request token times."""
     recs = sorted(records, key=lambda r: r.request_id)
-    counts = np.fromiter((len(r.token_times_ns) for r in recs), dtype=np.int64, count=len(recs))
-    if (counts == 0).any():
-        rid = recs[int(np.argmax(counts == 0))].request_id
+    rows = np.fromiter((len(r.token_times_ns) for r in recs), dtype=np.int64, count=len(recs))
+    if (rows == 0).any():
+        rid = recs[int(np.argmax(rows == 0))].request_id
         raise ValueError(f"request {rid} has no token times; only finished requests belong in a run's tables")
-    times = np.fromiter((t for r in recs for t in r.token_times_ns), dtype=np.int64, count=int(counts.sum()))
+    counts = np.fromiter((r.num_tokens for r in recs), dtype=np.int64, count=len(recs))
+    times = np.fromiter((t for r in recs for t in r.token_times_ns), dtype=np.int64, count=int(rows.sum()))
     rids = np.fromiter((r.request_id for r in recs), dtype=np.int64, count=len(recs))
-    ends = np.cumsum(counts)
-    first = times[ends - counts] if len(recs) else np.array([], dtype=np.int64)
+    ends = np.cumsum(rows)
+    first = times[ends - rows] if len(recs) else np.array([], dtype=np.int64)
     last = times[ends - 1] if len(recs) else np.array([], dtype=np.int64)
     arrival = np.fromiter((r.arrival_time_ns for r in recs), dtype=np.int64, count=len(recs))
     span = last - first
@@ -88,11 +100,12 @@ def tables_from_records(records: Iterable[RequestRecord]) -> tuple[pd.DataFrame,
             "tpot_ns": tpot,
         }
     )
-    starts = np.repeat(ends - counts, counts)
+    index = np.fromiter((i for r in recs for i in (r.token_indices if r.token_indices is not None else range(len(r.token_times_ns)))),
+                        dtype=np.int64, count=len(times))
     tokens = pd.DataFrame(
         {
-            "request_id": np.repeat(rids, counts),
-            "token_index": np.arange(len(times), dtype=np.int64) - starts,
+            "request_id": np.repeat(rids, rows),
+            "token_index": index,
             "token_time_ns": times,
         }
     )
@@ -114,7 +127,8 @@ def check_consistency(requests: pd.DataFrame, tokens: pd.DataFrame, *, source: s
         )
     r = requests.set_index("request_id").loc[counts.index]
     checks = (
-        ("num_decode_tokens_actual", counts.to_numpy(), "its number of token rows"),
+        ("num_decode_tokens_actual", tokens.groupby("request_id", sort=True)["token_index"].max().to_numpy() + 1,
+         "its last token_index + 1"),
         ("first_token_time_ns", grouped.min().to_numpy(), "its token 0 time"),
         ("completion_time_ns", grouped.max().to_numpy(), "its last token time"),
     )
@@ -168,4 +182,6 @@ def load_run(path: Path, kind: Optional[str] = None) -> RunData:
     check_consistency(requests, tokens, source=str(path))
     it_path = path / ITERATION_METRICS.filename
     iterations = read_table(it_path, ITERATION_METRICS) if it_path.exists() else None
-    return RunData(path=path, meta=meta, requests=requests, tokens=tokens, iterations=iterations)
+    out_path = path / REQUEST_OUTCOMES.filename
+    outcomes = read_table(out_path, REQUEST_OUTCOMES) if out_path.exists() else None
+    return RunData(path=path, meta=meta, requests=requests, tokens=tokens, iterations=iterations, outcomes=outcomes)
