@@ -28,8 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from gpu_simulate_test.io.units import NS_PER_MS
+
 ROUTES = ("/v1/completions", "/v1/chat/completions")
-NS_PER_MS = 1_000_000
 
 
 @dataclass(frozen=True)

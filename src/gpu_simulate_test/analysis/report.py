@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from gpu_simulate_test.analysis.caveats import caveat_lines
 from gpu_simulate_test.analysis.metrics import HEADLINE, METRICS
 from gpu_simulate_test.analysis.tables import TABLES_DIR
 from gpu_simulate_test.io.outputs import SUMMARY
@@ -144,6 +145,7 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
     ]
     if c["arrival_mismatches"]:
         lines.append(f"- warning: {c['arrival_mismatches']:,} requests have different arrival times in the two runs")
+    lines += caveat_lines(meta["caveats"], c["requests_compared"])
     lines += [
         "",
         "## Headline",
@@ -158,7 +160,8 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
         "",
         _dist_table(dist),
         "",
-        "Every statistic (mean, percentiles, signed errors): `tables/stats.csv`; per request: `tables/requests.csv`. "
+        "Every statistic (mean, percentiles, signed errors): `tables/stats.csv`; per request: `tables/requests.csv`; "
+        "E2E, TTFT and ITL errors in the layout of the sim-to-real-accuracy-validation study: `tables/error_records.csv`. "
         "Definitions: specs/comparison.md.",
         "",
         *_iteration_section(meta.get("iterations")),

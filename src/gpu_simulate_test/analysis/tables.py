@@ -29,6 +29,7 @@ from gpu_simulate_test.io.schemas import (
     COMPARISON_ITERATION_PAIRS,
     COMPARISON_REQUESTS,
     COMPARISON_STATS,
+    ERROR_RECORDS,
 )
 from gpu_simulate_test.io.tables import write_table
 
@@ -93,12 +94,14 @@ def requests_frame(pair: PairedRuns) -> pd.DataFrame:
 
 
 def write_comparison_tables(
-    dest: Path, stats: pd.DataFrame, dist: pd.DataFrame, requests: pd.DataFrame, iterations: Optional[IterationMatch]
+    dest: Path, stats: pd.DataFrame, dist: pd.DataFrame, requests: pd.DataFrame, iterations: Optional[IterationMatch],
+    error_records: pd.DataFrame,
 ) -> dict[str, pd.DataFrame]:
     """Validate and write every table under ``dest/tables``; returns what was written, by schema name."""
     out_dir = Path(dest) / TABLES_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames = [(COMPARISON_STATS, stats), (COMPARISON_DISTRIBUTION, dist), (COMPARISON_REQUESTS, requests)]
+    frames = [(COMPARISON_STATS, stats), (COMPARISON_DISTRIBUTION, dist), (COMPARISON_REQUESTS, requests),
+              (ERROR_RECORDS, error_records)]
     if iterations is not None:
         frames += [(COMPARISON_ITERATION_PAIRS, iterations.pairs), (COMPARISON_ITERATION_ERROR, iterations.by_shape)]
     return {schema.name: write_table(df, out_dir / schema.filename, schema) for schema, df in frames}

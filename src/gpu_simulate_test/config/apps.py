@@ -64,16 +64,18 @@ class VidurSimAppConfig(EngineAppConfig):
 
 @dataclass
 class CompareRunsAppConfig(AppConfig):
-    """``mode`` picks the job: ``compare`` (two runs), ``sweep`` (several comparisons) or ``import_vllm``."""
+    """``mode`` picks the job: ``compare`` (two runs), ``sweep`` (several comparisons) or ``import`` (a benchmark
+    tool's results as a real run)."""
 
-    mode: str = "compare"  # compare | sweep | import_vllm
+    mode: str = "compare"  # compare | sweep | import
     real_run: Optional[str] = None  # compare: run id under paths.real_runs, or a directory
     sim_run: Optional[str] = None  # compare: run id under paths.vidur_runs, or a directory
     comparisons: List[str] = field(default_factory=list)  # sweep: ids/dirs/globs under paths.comparisons
-    vllm_json: Optional[str] = None  # import_vllm: a `vllm bench serve --save-detailed` result file
-    workload_id: Optional[str] = None  # import_vllm: the workload that the vLLM run replayed
+    import_format: str = "vllm"  # import: vllm (bench serve --save-detailed) | inference_perf | aiperf
+    import_file: Optional[str] = None  # import: the tool's per-request results (specs/comparison.md)
+    workload_id: Optional[str] = None  # import: the workload that the tool replayed
     compare: CompareConfig = field(default_factory=CompareConfig)
     allow_incomplete: bool = False
     comparison_id: Optional[str] = None  # compare: null = derived from the two run ids
     sweep_id: Optional[str] = None  # sweep: null = derived from the comparison ids
-    run_id: Optional[str] = None  # import_vllm: null = derived from the file's content and the workload
+    run_id: Optional[str] = None  # import: null = derived from the file's content and the workload

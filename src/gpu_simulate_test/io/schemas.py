@@ -487,6 +487,36 @@ COMPARISON_ITERATION_ERROR = register_table(TableSchema(
     key=("batch_size", "num_decode_tokens", "prefill_lo"),
 ))
 
+ERROR_RECORDS = register_table(TableSchema(
+    name="error_records",
+    filename="error_records.csv",
+    spec_file="comparison.md",
+    description="One row per metric (e2e, ttft, itl) and statistic (mean, p90, p99), in the layout of the error_records.csv "
+                "of the inference-sim sim-to-real-accuracy-validation study, so the two can be read side by side.",
+    columns=(
+        Column("simulator", "str", "-", "The simulator: vidur"),
+        Column("experiment_folder", "str", "-", "The comparison's id"),
+        Column("model", "str", "-", "The model's Hugging Face id"),
+        Column("workload", "str", "-", "The workload's id"),
+        Column("stage_index", "int", "-", "-1: the whole run (the study's summary rows); a run here has one stage"),
+        Column("metric_name", "str", "-", "<metric>_<statistic>: e2e_mean, e2e_p90, e2e_p99, ttft_mean, ..., itl_p99"),
+        Column("predicted", "float", "ms", "The simulated value"),
+        Column("actual", "float", "ms", "The real value"),
+        Column("mape", "float", "%", "Absolute percentage error 100 * abs(predicted - actual) / actual"),
+        Column("mpe", "float", "%", "Signed percentage error 100 * (predicted - actual) / actual"),
+        Column("absolute_error", "float", "ms", "abs(predicted - actual)", min=0),
+        Column("exp_id", "int", "-", "The study's experiment number; empty here", nullable=True),
+        Column("hardware", "str", "-", "The hardware config's name, upper-cased (H100, H200, ...)"),
+        Column("dp", "int", "-", "Data-parallel degree; empty (none)", nullable=True),
+        Column("cpu_offload", "bool", "-", "KV-cache offload to the CPU (never, here)"),
+        Column("gpu_mem_util", "float", "-", "The server's GPU memory share; empty (not known for every backend)", nullable=True),
+        Column("precision", "str", "-", "The model's dtype: BF16, FP16 or FP32"),
+        Column("tp", "int", "-", "Tensor-parallel degree (1)", min=1),
+        Column("max_num_batched_tokens", "int", "tokens", "The simulated token budget per iteration; empty when whole prompts", nullable=True, min=1),
+    ),
+    key=("metric_name",),
+))
+
 COMPARISON_SWEEP = register_table(TableSchema(
     name="comparison_sweep",
     filename="sweep.csv",
