@@ -16,7 +16,7 @@ from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.paths import PathsConfig
 from gpu_simulate_test.config.profile import ProfileConfig
 from gpu_simulate_test.config.vidur import VidurConfig
-from gpu_simulate_test.config.workload import WorkloadConfig
+from gpu_simulate_test.config.workload import ExportConfig, WorkloadConfig
 
 
 @dataclass
@@ -39,8 +39,13 @@ class EngineAppConfig(AppConfig):
 
 @dataclass
 class WorkloadSpecAppConfig(AppConfig):
+    """``mode=generate`` builds ``workload``; ``mode=export`` writes workload ``workload_id`` in another tool's format."""
+
     workload: WorkloadConfig = MISSING
     model: ModelConfig = MISSING  # its tokenizer and context limit
+    mode: str = "generate"  # generate | export
+    workload_id: Optional[str] = None  # export: an id under paths.workloads, or a directory
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 @dataclass
