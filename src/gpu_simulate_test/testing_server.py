@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -50,6 +51,7 @@ class Script:
     truncate_after_chunks: Optional[int] = None  # close the connection after this many chunks, mid-stream
     malformed_after_chunks: Optional[int] = None  # after this many chunks send a data line that is not JSON
     drop: bool = False  # close the connection without any answer
+    exit: bool = False  # the whole server process exits on this request (later connections are refused)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any], where: str) -> Script:
@@ -122,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
         received = time.perf_counter_ns()
         rid = self.headers.get("X-Request-Id")
         script = self.server.book.for_request(rid)
+        if script.exit:
+            os._exit(0)  # a server that dies: no cleanup, every connection drops
         if script.drop:
             self.close_connection = True
             return

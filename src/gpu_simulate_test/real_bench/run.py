@@ -109,6 +109,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         weights_source=weights,
         warmup_s=warmup_s,
         run_s=run_s,
+        clock_start_perf_counter_ns=recorder.clock.start_ns,
         num_requests=len(workload.requests),
         num_dispatched=recorder.num_dispatched,
         num_finished=recorder.num_finished,
