@@ -1,0 +1,95 @@
+"""The openai backend's client against the scripted server in its own process: 500 requests/s, each streaming 16
+tokens one every 10 ms (so ~80 streams in flight and 8,000 chunks/s).
+
+Targets: dispatch lateness (first byte sent - scheduled arrival) p99 < 1 ms, and every recorded token time within
+1 ms of the time the server wrote its chunk (both on this machine's monotonic clock). Both processes share the
+machine's cores with whatever else runs, so the load average before and after is printed beside the figures.
+
+    python benchmarks/bench_openai_client.py [--rate 500] [--seconds 4] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from gpu_simulate_test.config import compose_app
+from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.real_bench.run import run_real_bench
+from gpu_simulate_test.testing import make_workload
+from gpu_simulate_test.testing_server import read_log
+
+TOKENS = 16
+GAP_MS = 10.0
+TARGET_NS = 1_000_000
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
+
+
+def measure(root: Path, rate: float, seconds: float) -> dict[str, float]:
+    n = int(rate * seconds)
+    log = root / "server.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "gpu_simulate_test.testing_server", "--log", str(log)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = f"http://127.0.0.1:{int(proc.stdout.readline().split('=')[1])}"
+        wid = f"bench-{os.getpid()}-{len(list(root.glob('workloads/*')))}"
+        make_workload(root / "workloads", wid, [(int(round(i * 1e9 / rate)), 32, TOKENS) for i in range(n)])
+        in_flight = int(rate * (TOKENS * GAP_MS / 1e3)) + 20
+        app = compose_app("real_bench", [f"paths.root={root}", f"workload_id={wid}", "backend=openai", f"backend.base_url={url}",
+                                         "backend.model_name=scripted", f"backend.warmup_requests={in_flight}"])
+        run = load_run(run_real_bench(app))
+    finally:
+        proc.terminate()
+        proc.wait()
+    sent = read_log(log)
+    start = run.meta["clock_start_perf_counter_ns"]
+    token_err, server_late = [], []
+    for rid, g in run.tokens.groupby("request_id"):
+        rec = sent[f"r{rid}"]
+        chunks = np.array(rec["chunks"], dtype=np.int64)
+        token_err.append(g["token_time_ns"].to_numpy() + start - np.repeat(chunks[:, 0], chunks[:, 1]))
+        due = rec["received_ns"] + np.rint((GAP_MS + GAP_MS * np.arange(len(chunks))) * 1e6).astype(np.int64)
+        server_late.append(chunks[:, 0] - due)
+    err, late = np.concatenate(token_err), np.concatenate(server_late)
+    d = run.meta["dispatch_lateness"]
+    return {"requests": n, "finished": run.meta["num_finished"], "dispatch_p50": d["p50_ns"], "dispatch_p99": d["p99_ns"],
+            "dispatch_max": d["max_ns"], "token_p50": float(np.percentile(err, 50)), "token_p99": float(np.percentile(err, 99)),
+            "token_max": float(err.max()), "token_min": float(err.min()), "server_p99": float(np.percentile(late, 99))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    ok = True
+    print(f"openai client vs scripted server: {args.rate:g} requests/s for {args.seconds:g} s, {TOKENS} tokens each, one every {GAP_MS:g} ms")
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeat):
+            before = _load()
+            m = measure(Path(tmp), args.rate, args.seconds)
+            ms = {k: v / 1e6 for k, v in m.items() if k not in ("requests", "finished")}
+            print(f"  run {i + 1}: load before {before}, after {_load()}; {m['finished']}/{m['requests']} finished")
+            print(f"    dispatch lateness (first byte - scheduled): p50 {ms['dispatch_p50']:.3f} ms  p99 {ms['dispatch_p99']:.3f} ms  max {ms['dispatch_max']:.3f} ms")
+            print(f"    token time (recorded - server wrote):      p50 {ms['token_p50']:.3f} ms  p99 {ms['token_p99']:.3f} ms  "
+                  f"max {ms['token_max']:.3f} ms  min {ms['token_min']:.3f} ms")
+            print(f"    (server's own lateness against its script: p99 {ms['server_p99']:.3f} ms)")
+            good = m["finished"] == m["requests"] and m["dispatch_p99"] < TARGET_NS and m["token_max"] < TARGET_NS
+            print(f"    -> {'OK' if good else 'FAIL'} (targets: dispatch p99 < 1 ms, every token within 1 ms)")
+            ok &= good
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
