@@ -10,7 +10,8 @@ Server-Sent-Events stream shaped like vLLM's: each chunk carries text and, when 
 
 What each request gets is scripted (:class:`Script`): the default, overridden per request by the value of its
 ``X-Request-Id`` header. Token ``k`` of a request is due ``first_token_ms + k * token_gap_ms`` after its body was read;
-tokens are grouped into chunks of ``chunk_tokens`` (cycled), each chunk sent when its last token is due. The log
+tokens are grouped into chunks of ``chunk_tokens`` (cycled), each chunk sent when its last token is due, by one writer
+thread for all streams (the per-connection threads only parse requests and wait). The log
 (one JSON line per request) records when every chunk was actually written, on ``time.perf_counter_ns`` - the same
 monotonic clock as the client's in another process on this machine - so a test compares the times the client
 recorded with the times the server sent, not with the script alone.
@@ -19,6 +20,8 @@ recorded with the times the server sent, not with the script alone.
 from __future__ import annotations
 
 import argparse
+import heapq
+import itertools
 import json
 import os
 import sys
@@ -158,29 +161,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, req: dict[str, Any], script: Script, chat: bool, received: int, prompt_tokens: int,
                 total: int) -> list[list[int]]:
-        """Send the scripted chunks; returns ``[sent_ns, tokens]`` per chunk written."""
+        """Send the scripted chunks (through the server's one writer thread); returns ``[sent_ns, tokens]`` per chunk."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
         usage_mode = script.usage if (req.get("stream_options") or {}).get("include_usage") else "none"
-        sent: list[list[int]] = []
+        pieces: list[_Piece] = []
         done = 0
+        complete = False  # ends with the terminating chunk (else the connection is closed after the last piece)
         for k, n in enumerate(script.chunk_sizes(total)):
             if script.truncate_after_chunks is not None and k >= script.truncate_after_chunks:
-                self.close_connection = True  # no terminating chunk: the client sees a cut body
-                return sent
+                break  # no terminating chunk: the client sees a cut body
             done += n
             due = received + round((script.first_token_ms + (done - 1) * script.token_gap_ms) * NS_PER_MS)
-            delay = due - time.perf_counter_ns()
-            if delay > 0:
-                time.sleep(delay / 1e9)
             if script.malformed_after_chunks is not None and k >= script.malformed_after_chunks:
-                self.wfile.write(_chunk_bytes(b"data: {not json\n\n"))
-                self.wfile.flush()
-                self.close_connection = True
-                return sent
+                pieces.append(_Piece(due, _chunk_bytes(b"data: {not json\n\n"), 0))
+                break
             text = "".join(f" t{done - n + j}" for j in range(n))
             choice: dict[str, Any] = ({"index": 0, "delta": {"content": text}, "finish_reason": None} if chat
                                       else {"index": 0, "text": text, "finish_reason": None})
@@ -190,17 +188,84 @@ class _Handler(BaseHTTPRequestHandler):
                                    "choices": [choice]}
             if usage_mode == "continuous":
                 obj["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}
-            self.wfile.write(_chunk_bytes(_sse(obj)))
-            self.wfile.flush()
-            sent.append([time.perf_counter_ns(), n])
-        tail = b""
-        if usage_mode in ("continuous", "final"):
-            tail += _sse({"id": "cmpl-scripted", "choices": [],
-                          "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}})
-        tail += b"data: [DONE]\n\n"
-        self.wfile.write(_chunk_bytes(tail) + b"0\r\n\r\n")
-        self.wfile.flush()
-        return sent
+            pieces.append(_Piece(due, _chunk_bytes(_sse(obj)), n))
+        else:
+            tail = b""
+            if usage_mode in ("continuous", "final"):
+                tail += _sse({"id": "cmpl-scripted", "choices": [],
+                              "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": done, "total_tokens": prompt_tokens + done}})
+            tail += b"data: [DONE]\n\n"
+            pieces.append(_Piece(pieces[-1].due_ns if pieces else received, _chunk_bytes(tail) + b"0\r\n\r\n", 0))
+            complete = True
+        stream = _Stream(self.wfile, pieces)
+        self.server.writer.add(stream)
+        stream.done.wait()
+        if not complete or stream.failed:
+            self.close_connection = True
+        return stream.sent
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Bytes of one stream, due at ``due_ns``; ``tokens`` is 0 for what carries none (the tail, a malformed line)."""
+
+    due_ns: int
+    data: bytes
+    tokens: int
+
+
+class _Stream:
+    """One response's pieces, written in order by the writer thread; ``done`` is set after the last."""
+
+    def __init__(self, wfile: Any, pieces: list[_Piece]) -> None:
+        self.wfile = wfile
+        self.pieces = pieces
+        self.next = 0
+        self.sent: list[list[int]] = []
+        self.done = threading.Event()
+        self.failed = False  # the client went away
+
+
+class _Writer:
+    """Writes every stream's pieces when they are due, from one thread: the handler threads only wait meanwhile,
+    so no thread competes for the interpreter when a chunk is due, whatever the number of streams."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, _Stream]] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        threading.Thread(target=self._run, name="scripted-writer", daemon=True).start()
+
+    def add(self, stream: _Stream) -> None:
+        if stream.next >= len(stream.pieces):
+            stream.done.set()
+            return
+        with self._cond:
+            heapq.heappush(self._heap, (stream.pieces[stream.next].due_ns, next(self._seq), stream))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                delay = self._heap[0][0] - time.perf_counter_ns()
+                if delay > 0:
+                    self._cond.wait(delay / 1e9)  # a new, earlier piece wakes it too
+                    continue
+                _, _, stream = heapq.heappop(self._heap)
+            piece = stream.pieces[stream.next]
+            try:
+                stream.wfile.write(piece.data)
+                stream.wfile.flush()
+            except OSError:
+                stream.failed = True
+                stream.done.set()
+                continue
+            if piece.tokens:
+                stream.sent.append([time.perf_counter_ns(), piece.tokens])
+            stream.next += 1
+            self.add(stream)
 
 
 class _Server(ThreadingHTTPServer):
@@ -210,6 +275,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, book: ScriptBook, log_path: Optional[Path]) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.book = book
+        self.writer = _Writer()
         self._log_lock = threading.Lock()
         self._log = open(log_path, "a") if log_path else None
 

@@ -285,11 +285,15 @@ class OpenAIServer(Backend):
             self.recorder.fail(rid, out.status)
 
     async def _drain(self, cancel: bool) -> None:
+        """Wait for every launched request (``cancel``: stop them first); a request task that crashed re-raises here."""
         while self._tasks:
             if cancel:
                 for task in self._tasks:
                     task.cancel()
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            results = await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            crashed = [r for r in results if isinstance(r, Exception)]
+            if crashed and not cancel:
+                raise crashed[0]
 
     def _publish(self) -> None:
         """Each request's dispatch time becomes the time its first byte was sent."""
