@@ -51,18 +51,14 @@ class StreamReader:
 
     def feed(self, data: bytes, time_ns: int) -> None:
         """Bytes of the body as received at ``time_ns``; every event they complete is parsed now."""
-        self._buf += data
-        while True:
-            cut = self._boundary()
-            if cut is None:
-                return
-            start, end = cut
-            raw, self._buf = self._buf[:start], self._buf[end:]
-            self._event(raw, time_ns)
-
-    def _boundary(self) -> Optional[tuple[int, int]]:
-        hits = [(i, i + len(sep)) for sep in (b"\n\n", b"\r\n\r\n") if (i := self._buf.find(sep)) >= 0]
-        return min(hits) if hits else None
+        buf = self._buf + data if self._buf else data
+        if b"\r" in buf:  # CRLF line ends (SSE allows them); a lone CR at the end waits for its LF
+            buf = buf.replace(b"\r\n", b"\n")
+        start = 0
+        while (end := buf.find(b"\n\n", start)) >= 0:
+            self._event(buf[start:end], time_ns)
+            start = end + 2
+        self._buf = buf[start:]
 
     def finish(self) -> None:
         """The body ended: nothing may be left half-sent."""
@@ -70,12 +66,14 @@ class StreamReader:
             raise StreamError("bad_stream", f"the stream ended inside an event ({self._buf[:80]!r})")
 
     def _event(self, raw: bytes, time_ns: int) -> None:
-        lines = raw.replace(b"\r\n", b"\n").split(b"\n")
-        data = b"\n".join(ln[5:].lstrip(b" ") for ln in lines if ln.startswith(b"data:"))
+        if raw.startswith(b"data: ") and b"\n" not in raw:
+            data = raw[6:]  # the usual event: one data line
+        else:
+            data = b"\n".join(ln[5:].lstrip(b" ") for ln in raw.split(b"\n") if ln.startswith(b"data:"))
         if not data:
             return  # a comment or keep-alive
         self.events += 1
-        if data.strip() == b"[DONE]":
+        if data == b"[DONE]":
             self.done = True
             return
         try:
@@ -87,12 +85,14 @@ class StreamReader:
         if obj.get("error"):
             err = obj["error"]
             raise StreamError("server_error", str(err.get("message", err) if isinstance(err, dict) else err))
-        self._usage(obj.get("usage"), self.events)
+        usage = obj.get("usage")
+        if usage:
+            self._usage(usage, self.events)
         choices = obj.get("choices")
         if not isinstance(choices, list) or not choices:
             return  # the usage-only summary at the end
         choice = choices[0] if isinstance(choices[0], dict) else {}
-        self.chunks.append(Chunk(time_ns, self._count(obj, choice), bool(_text(choice))))
+        self.chunks.append(Chunk(time_ns, self._count(usage, choice), bool(_text(choice))))
 
     def _usage(self, usage: Any, event: int) -> None:
         if not isinstance(usage, dict):
@@ -105,8 +105,7 @@ class StreamReader:
                 raise StreamError("bad_stream", f"event {event}: usage.completion_tokens went down ({self.usage_total} -> {total})")
             self.usage_total = total
 
-    def _count(self, obj: dict[str, Any], choice: dict[str, Any]) -> Optional[int]:
-        usage = obj.get("usage")
+    def _count(self, usage: Any, choice: dict[str, Any]) -> Optional[int]:
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             n = usage["completion_tokens"] - self._usage_seen
             self._usage_seen = usage["completion_tokens"]
