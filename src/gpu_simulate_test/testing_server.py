@@ -24,7 +24,6 @@ import heapq
 import itertools
 import json
 import os
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -301,7 +300,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--script", type=Path, default=None, help="JSON: {'default': {...}, 'requests': {id: {...}}}")
     parser.add_argument("--log", type=Path, default=None, help="append one JSON line per request here")
     args = parser.parse_args(argv)
-    sys.setswitchinterval(1e-4)  # a thread whose chunk is due gets the interpreter within 0.1 ms
     server = _Server(ScriptBook.load(args.script), args.log)
     print(f"port={server.server_address[1]}", flush=True)
     server.serve_forever(poll_interval=0.05)
