@@ -16,9 +16,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.io.runs import load_run
@@ -48,7 +50,10 @@ def measure(root: Path, rate: float, seconds: float) -> dict[str, float]:
         in_flight = int(rate * (TOKENS * GAP_MS / 1e3)) + 20
         app = compose_app("real_bench", [f"paths.root={root}", f"workload_id={wid}", "backend=openai", f"backend.base_url={url}",
                                          "backend.model_name=scripted", f"backend.warmup_requests={in_flight}"])
+        server = psutil.Process(proc.pid)
+        cpu0 = (time.process_time(), sum(server.cpu_times()[:2]))
         run = load_run(run_real_bench(app))
+        cpu = (time.process_time() - cpu0[0], sum(server.cpu_times()[:2]) - cpu0[1])
     finally:
         proc.terminate()
         proc.wait()
@@ -68,7 +73,8 @@ def measure(root: Path, rate: float, seconds: float) -> dict[str, float]:
     return {"requests": n, "finished": run.meta["num_finished"], "dispatch_p50": d["p50_ns"], "dispatch_p99": d["p99_ns"],
             "dispatch_max": d["max_ns"], "token_p50": float(np.percentile(err, 50)), "token_p99": float(np.percentile(err, 99)),
             "token_max": float(err.max()), "token_min": float(err.min()), "script_p99": float(np.percentile(script, 99)),
-            "script_max": float(script.max()), "server_p99": float(np.percentile(late, 99))}
+            "script_max": float(script.max()), "server_p99": float(np.percentile(late, 99)),
+            "client_cpu_s": cpu[0], "server_cpu_s": cpu[1], "run_s": run.meta["run_s"]}
 
 
 def main() -> int:
@@ -83,13 +89,15 @@ def main() -> int:
         for i in range(args.repeat):
             before = _load()
             m = measure(Path(tmp), args.rate, args.seconds)
-            ms = {k: v / 1e6 for k, v in m.items() if k not in ("requests", "finished")}
+            ms = {k: v / 1e6 for k, v in m.items() if k.endswith(("_p50", "_p99", "_max", "_min"))}
             print(f"  run {i + 1}: load before {before}, after {_load()}; {m['finished']}/{m['requests']} finished")
             print(f"    dispatch lateness (first byte - scheduled): p50 {ms['dispatch_p50']:.3f} ms  p99 {ms['dispatch_p99']:.3f} ms  max {ms['dispatch_max']:.3f} ms")
             print(f"    token time (recorded - server wrote):      p50 {ms['token_p50']:.3f} ms  p99 {ms['token_p99']:.3f} ms  "
                   f"max {ms['token_max']:.3f} ms  min {ms['token_min']:.3f} ms")
             print(f"    token time (recorded - scripted):          p99 {ms['script_p99']:.3f} ms  max {ms['script_max']:.3f} ms "
                   f"(the server's own lateness against its script: p99 {ms['server_p99']:.3f} ms)")
+            print(f"    CPU: client {m['client_cpu_s']:.2f} s, server {m['server_cpu_s']:.2f} s over a {m['run_s']:.2f} s run "
+                  f"(client {1e6 * m['client_cpu_s'] / (m['requests'] * TOKENS):.0f} us per streamed token, set-up and warm-up included)")
             good = m["finished"] == m["requests"] and m["dispatch_p99"] < TARGET_NS and m["token_max"] < TARGET_NS
             print(f"    -> {'OK' if good else 'FAIL'} (targets: dispatch p99 < 1 ms, every token within 1 ms)")
             ok &= good
