@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 
 class StreamError(Exception):
@@ -28,9 +28,8 @@ class StreamError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """One output chunk (an event with a ``choices`` entry)."""
+class Chunk(NamedTuple):
+    """One output chunk (an event with a ``choices`` entry); a tuple, as there is one per streamed chunk."""
 
     time_ns: int
     tokens: Optional[int]  # what the server said it carried; None: no count given
@@ -77,7 +76,7 @@ class StreamReader:
             self.done = True
             return
         try:
-            obj = json.loads(data)
+            obj = json.loads(data.decode())  # a str skips json's encoding detection
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise StreamError("bad_stream", f"event {self.events} is not JSON: {data[:80]!r}") from None
         if not isinstance(obj, dict):
@@ -86,32 +85,32 @@ class StreamReader:
             err = obj["error"]
             raise StreamError("server_error", str(err.get("message", err) if isinstance(err, dict) else err))
         usage = obj.get("usage")
-        if usage:
-            self._usage(usage, self.events)
+        completion = None
+        if isinstance(usage, dict):
+            if isinstance(usage.get("prompt_tokens"), int):
+                self.prompt_tokens = usage["prompt_tokens"]
+            completion = usage.get("completion_tokens")
+            if isinstance(completion, int):
+                if completion < self._usage_seen:
+                    raise StreamError("bad_stream", f"event {self.events}: usage.completion_tokens went down "
+                                                    f"({self._usage_seen} -> {completion})")
+                self.usage_total = completion
+            else:
+                completion = None
         choices = obj.get("choices")
-        if not isinstance(choices, list) or not choices:
+        if not choices or not isinstance(choices, list):
+            if completion is not None:
+                self._usage_seen = completion
             return  # the usage-only summary at the end
         choice = choices[0] if isinstance(choices[0], dict) else {}
-        self.chunks.append(Chunk(time_ns, self._count(usage, choice), bool(_text(choice))))
-
-    def _usage(self, usage: Any, event: int) -> None:
-        if not isinstance(usage, dict):
-            return
-        if isinstance(usage.get("prompt_tokens"), int):
-            self.prompt_tokens = usage["prompt_tokens"]
-        total = usage.get("completion_tokens")
-        if isinstance(total, int):
-            if self.usage_total is not None and total < self.usage_total:
-                raise StreamError("bad_stream", f"event {event}: usage.completion_tokens went down ({self.usage_total} -> {total})")
-            self.usage_total = total
-
-    def _count(self, usage: Any, choice: dict[str, Any]) -> Optional[int]:
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            n = usage["completion_tokens"] - self._usage_seen
-            self._usage_seen = usage["completion_tokens"]
-            return n
-        ids = choice.get("token_ids")
-        return len(ids) if isinstance(ids, list) else None
+        if completion is not None:  # the cumulative count: this chunk carried the increase
+            tokens: Optional[int] = completion - self._usage_seen
+            self._usage_seen = completion
+        else:
+            ids = choice.get("token_ids")
+            tokens = len(ids) if isinstance(ids, list) else None
+        text = choice.get("text")
+        self.chunks.append(Chunk(time_ns, tokens, bool(text) if isinstance(text, str) else bool(_text(choice))))
 
     def tokens(self, max_tokens: int) -> TokenTimes:
         """One time per token, in order; :class:`StreamError` when the stream cannot say which chunk held which."""

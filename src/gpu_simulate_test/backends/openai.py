@@ -22,6 +22,7 @@ only) or as text, and with or without the exact-length options; a 4xx answer mov
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import threading
@@ -34,12 +35,14 @@ import pandas as pd
 
 from gpu_simulate_test.backends._sse import StreamError, StreamReader
 from gpu_simulate_test.backends.base import Backend, register_backend
+from gpu_simulate_test.backends.recorder import Recorder
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.hardware import HardwareConfig
 from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.workload import TokenizerConfig
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 from gpu_simulate_test.io.schemas import REQUEST_OUTCOMES, TableSchema
+from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -71,6 +74,8 @@ class Outcome:
     chunks: int = 0
     multi_token_chunks: int = 0
     token_times: list[int] = field(default_factory=list)
+    last_ns: int = 0  # the last sign of life: handed to the loop, then every read
+    timed_out: bool = False  # given up by the watchdog
 
     def fail(self, status: str, message: str) -> None:
         self.status, self.message = status, " ".join(message.split())[:MESSAGE_CHARS]
@@ -117,14 +122,17 @@ class OpenAIServer(Backend):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._session: Any = None  # aiohttp.ClientSession, made in the loop
+        self._target: Any = None  # the URL, parsed once (yarl.URL) rather than per request
         self._phrasing: Optional[Phrasing] = None
         self._prompts: dict[int, list[int]] = {}
         self._texts: dict[int, str] = {}
         self._bodies: dict[int, bytes] = {}
         self._outcomes: dict[int, Outcome] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._active: dict[asyncio.Task[None], Outcome] = {}  # the requests in flight
+        self._watchdog: Optional[concurrent.futures.Future[None]] = None
         self._in_flight = 0
         self._peak_in_flight = 0
+        self._loop_cpu_s: Optional[float] = None  # CPU time of the client's loop thread over the run
 
     # --- the loop thread ---------------------------------------------------------------------------------
 
@@ -134,6 +142,7 @@ class OpenAIServer(Backend):
 
     async def _open_session(self) -> None:
         import aiohttp
+        import yarl
 
         async def headers_sent(session: Any, ctx: Any, params: Any) -> None:
             ctx.trace_request_ctx.first_byte_ns = time.perf_counter_ns()
@@ -141,10 +150,10 @@ class OpenAIServer(Backend):
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(headers_sent)
         n, timeout = int(self.cfg.max_connections), float(self.cfg.timeout_s)
-        self._session = aiohttp.ClientSession(
+        self._target = yarl.URL(self._url)
+        self._session = aiohttp.ClientSession(  # silence on a stream is watched by _watch, not by a timer per read
             connector=aiohttp.TCPConnector(limit=n, limit_per_host=n, keepalive_timeout=timeout),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
-            trace_configs=[trace], auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout), trace_configs=[trace], auto_decompress=False,
         )
 
     def load(self) -> str:
@@ -176,7 +185,8 @@ class OpenAIServer(Backend):
 
         headers = {**self._headers, "X-Request-Id": f"r{rid}"}
         try:
-            async with self._session.post(self._url, data=body, headers=headers, trace_request_ctx=out) as resp:
+            async with self._session.post(self._target, data=body, headers=headers, trace_request_ctx=out) as resp:
+                out.last_ns = time.perf_counter_ns()
                 out.http_status = resp.status
                 if resp.status != 200:
                     out.fail("http_error", f"HTTP {resp.status}: {_error_text(await resp.read())}")
@@ -186,7 +196,8 @@ class OpenAIServer(Backend):
                     return
                 reader = StreamReader()
                 async for data in resp.content.iter_any():
-                    reader.feed(data, time.perf_counter_ns())
+                    out.last_ns = now = time.perf_counter_ns()
+                    reader.feed(data, now)
                 reader.finish()
                 out.server_prompt_tokens = reader.prompt_tokens
                 got = reader.tokens(max_tokens)
@@ -229,7 +240,7 @@ class OpenAIServer(Backend):
             if not phrasing.token_ids:
                 self._ensure_texts(workload)
             out = Outcome()
-            self._run(self._exchange(first.request_id, self._body(first, phrasing, tokens), tokens, out))
+            self._run(self._exchange_within(first.request_id, self._body(first, phrasing, tokens), tokens, out))
             if out.status == "ok":
                 self._phrasing = phrasing
                 break
@@ -243,17 +254,51 @@ class OpenAIServer(Backend):
             self._run(self._warm_connections(first, tokens, more))
         self._bodies = {r.request_id: self._body(r, self._phrasing, r.num_decode_tokens) for r in workload.requests}
 
+    async def _exchange_within(self, rid: int, body: bytes, max_tokens: int, out: Outcome) -> None:
+        """A warm-up exchange, given up after ``timeout_s`` in all (the watchdog covers only the run)."""
+        try:
+            await asyncio.wait_for(self._exchange(rid, body, max_tokens, out), float(self.cfg.timeout_s))
+        except asyncio.TimeoutError:
+            out.fail("timeout", f"no answer within timeout_s={self.cfg.timeout_s}")
+
     async def _warm_connections(self, request: WorkloadRequest, tokens: int, n: int) -> None:
         """``n`` requests at once, so the pool holds that many open connections when the clock starts."""
         assert self._phrasing is not None
         outs = [Outcome() for _ in range(n)]
         body = self._body(request, self._phrasing, tokens)
-        await asyncio.gather(*(self._exchange(request.request_id, body, tokens, o) for o in outs))
+        await asyncio.gather(*(self._exchange_within(request.request_id, body, tokens, o) for o in outs))
         bad = next((o for o in outs if o.status != "ok"), None)
         if bad is not None:
             raise EnvironmentUnavailableError(f"backend openai: a warm-up request to {self._url} failed ({bad.status}: {bad.message})")
 
     # --- the run ----------------------------------------------------------------------------------------
+
+    def start(self, recorder: Recorder) -> None:
+        super().start(recorder)
+        self._loop_cpu_s = -self._run(_thread_cpu())
+        assert self._loop is not None
+        self._watchdog = asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
+
+    async def _watch(self) -> None:
+        """Give up on a request whose server has said nothing for ``timeout_s`` (checked 4 times per timeout, at least
+        once a second): one sweep instead of a timer re-armed on every read, which cost ~12% of the client's time."""
+        limit = int(float(self.cfg.timeout_s) * NS_PER_S)
+        while True:
+            await asyncio.sleep(min(1.0, float(self.cfg.timeout_s) / 4))
+            now = time.perf_counter_ns()
+            for task, out in self._active.items():
+                if now - out.last_ns > limit and not out.timed_out:
+                    out.timed_out = True
+                    task.cancel()
+
+    def _end_run(self) -> None:
+        """The run is over: stop the watchdog, take the loop's CPU time, and put every first byte on the record."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._loop_cpu_s is not None and self._loop_cpu_s <= 0:
+            self._loop_cpu_s += self._run(_thread_cpu())
+        self._publish()
 
     def submit(self, request: WorkloadRequest, prompt: list[int]) -> int:
         assert self.recorder is not None and self._loop is not None
@@ -263,10 +308,10 @@ class OpenAIServer(Backend):
 
     def _launch(self, request: WorkloadRequest) -> None:
         assert self._loop is not None
-        out = self._outcomes[request.request_id] = Outcome()
+        out = self._outcomes[request.request_id] = Outcome(last_ns=time.perf_counter_ns())
         task = self._loop.create_task(self._request(request, out))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._active[task] = out
+        task.add_done_callback(self._active.pop)
         self._in_flight += 1
         self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
 
@@ -275,8 +320,11 @@ class OpenAIServer(Backend):
         rid = request.request_id
         try:
             await self._exchange(rid, self._bodies[rid], request.num_decode_tokens, out)
-        except asyncio.CancelledError:
-            out.fail("cancelled", "the run stopped before the request finished")
+        except asyncio.CancelledError:  # by the watchdog, or by stop()
+            if out.timed_out:
+                out.fail("timeout", f"the server said nothing for timeout_s={self.cfg.timeout_s}")
+            else:
+                out.fail("cancelled", "the run stopped before the request finished")
         finally:
             self._in_flight -= 1
         if out.status == "ok":
@@ -286,11 +334,11 @@ class OpenAIServer(Backend):
 
     async def _drain(self, cancel: bool) -> None:
         """Wait for every launched request (``cancel``: stop them first); a request task that crashed re-raises here."""
-        while self._tasks:
+        while self._active:
             if cancel:
-                for task in self._tasks:
+                for task in self._active:
                     task.cancel()
-            results = await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            results = await asyncio.gather(*list(self._active), return_exceptions=True)
             crashed = [r for r in results if isinstance(r, Exception)]
             if crashed and not cancel:
                 raise crashed[0]
@@ -304,13 +352,13 @@ class OpenAIServer(Backend):
 
     def wait_all(self) -> None:
         self._run(self._drain(cancel=False))
-        self._publish()
+        self._end_run()
 
     def stop(self) -> None:
         if self._loop is None or self.recorder is None:
             return
         self._run(self._drain(cancel=True), timeout=CLOSE_TIMEOUT_S)
-        self._publish()
+        self._end_run()
 
     def close(self) -> None:
         if self._loop is None:
@@ -356,6 +404,7 @@ class OpenAIServer(Backend):
             "multi_token_chunks": sum(o.multi_token_chunks for o in ok),
             "peak_in_flight": self._peak_in_flight,
             "max_connections": int(self.cfg.max_connections),
+            "client_loop_cpu_s": self._loop_cpu_s,  # near run_s: the client was the bottleneck (see specs/backends.md)
         }}
 
     def run_tables(self) -> list[tuple[TableSchema, pd.DataFrame]]:
@@ -366,6 +415,11 @@ class OpenAIServer(Backend):
             "tokens": len(o.token_times),
         } for rid, o in sorted(self._outcomes.items())]
         return [(REQUEST_OUTCOMES, pd.DataFrame(rows, columns=REQUEST_OUTCOMES.column_names))]
+
+
+async def _thread_cpu() -> float:
+    """CPU seconds of the thread running the loop (this coroutine runs there)."""
+    return time.thread_time()
 
 
 def _describe(p: Phrasing) -> str:
