@@ -404,6 +404,7 @@ class OpenAIServer(Backend):
             "multi_token_chunks": sum(o.multi_token_chunks for o in ok),
             "peak_in_flight": self._peak_in_flight,
             "max_connections": int(self.cfg.max_connections),
+            "pool_exceeded": self._peak_in_flight > int(self.cfg.max_connections),  # some requests waited for a connection
             "client_loop_cpu_s": self._loop_cpu_s,  # near run_s: the client was the bottleneck (see specs/backends.md)
         }}
 
