@@ -11,9 +11,9 @@ Server-Sent-Events stream shaped like vLLM's: each chunk carries text and, when 
 What each request gets is scripted (:class:`Script`): the default, overridden per request by the value of its
 ``X-Request-Id`` header. Token ``k`` of a request is due ``first_token_ms + k * token_gap_ms`` after its body was read;
 tokens are grouped into chunks of ``chunk_tokens`` (cycled), each chunk sent when its last token is due. The log
-(one JSON line per request) records when every chunk was actually written, on ``time.perf_counter_ns`` - the same
-monotonic clock as the client's in another process on this machine - so a test compares the times the client
-recorded with the times the server sent, not with the script alone.
+(one JSON line per request) records when every chunk was actually written (``chunks``: ``[after the write, tokens,
+before the write]``), on ``time.perf_counter_ns`` - the same monotonic clock as the client's in another process on this
+machine - so a test compares the times the client recorded with the times the server sent, not with the script alone.
 
 One thread serves every connection from one ``select`` loop (microsecond timeouts, unlike epoll's milliseconds):
 at 500 requests/s with 80 streams in flight, a thread per connection spent more CPU handing the interpreter around
@@ -304,11 +304,12 @@ class _Server:
 
     def _send_piece(self, conn: _Conn) -> None:
         piece = conn.pieces[conn.next]
+        began = time.perf_counter_ns()
         self._write(conn, piece.data)
         if conn.closed:
             return
-        if piece.tokens:
-            conn.sent.append([time.perf_counter_ns(), piece.tokens])
+        if piece.tokens:  # the bytes left between ``began`` and the stamp after the write
+            conn.sent.append([time.perf_counter_ns(), piece.tokens, began])
         conn.next += 1
         self._schedule(conn)
 
