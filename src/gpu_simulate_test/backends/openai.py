@@ -130,7 +130,6 @@ class OpenAIServer(Backend):
         self._outcomes: dict[int, Outcome] = {}
         self._active: dict[asyncio.Task[None], Outcome] = {}  # the requests in flight
         self._watchdog: Optional[concurrent.futures.Future[None]] = None
-        self._in_flight = 0
         self._peak_in_flight = 0
         self._loop_cpu_s: Optional[float] = None  # CPU time of the client's loop thread over the run
 
@@ -312,8 +311,7 @@ class OpenAIServer(Backend):
         task = self._loop.create_task(self._request(request, out))
         self._active[task] = out
         task.add_done_callback(self._active.pop)
-        self._in_flight += 1
-        self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        self._peak_in_flight = max(self._peak_in_flight, len(self._active))
 
     async def _request(self, request: WorkloadRequest, out: Outcome) -> None:
         assert self.recorder is not None
@@ -325,8 +323,6 @@ class OpenAIServer(Backend):
                 out.fail("timeout", f"the server said nothing for timeout_s={self.cfg.timeout_s}")
             else:
                 out.fail("cancelled", "the run stopped before the request finished")
-        finally:
-            self._in_flight -= 1
         if out.status == "ok":
             self.recorder.finish(rid, [self.recorder.clock.rel(t) for t in out.token_times])
         else:
