@@ -89,14 +89,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     ok = True
-    print(f"openai client vs scripted server: {args.rate:g} requests/s for {args.seconds:g} s, {TOKENS} tokens each, one every {GAP_MS:g} ms")
+    print(f"openai client vs scripted server: {args.rate:g} requests/s for {args.seconds:g} s, {TOKENS} tokens each, "
+          f"one every {GAP_MS:g} ms")
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             before = _load()
             m = measure(Path(tmp), args.rate, args.seconds)
             ms = {k: v / 1e6 for k, v in m.items() if k.endswith(("_p50", "_p99", "_max", "_min"))}
             print(f"  run {i + 1}: load before {before}, after {_load()}; {m['finished']}/{m['requests']} finished")
-            print(f"    dispatch lateness (first byte - scheduled): p50 {ms['dispatch_p50']:.3f} ms  p99 {ms['dispatch_p99']:.3f} ms  max {ms['dispatch_max']:.3f} ms")
+            print(f"    dispatch lateness (first byte - scheduled): p50 {ms['dispatch_p50']:.3f} ms  p99 {ms['dispatch_p99']:.3f} ms  "
+                  f"max {ms['dispatch_max']:.3f} ms")
             print(f"    token time (recorded - server's write):    p50 {ms['token_p50']:.3f} ms  p99 {ms['token_p99']:.3f} ms  "
                   f"max {ms['token_max']:.3f} ms  min {ms['token_min']:.3f} ms")
             print(f"    token time (recorded - scripted):          p99 {ms['script_p99']:.3f} ms  max {ms['script_max']:.3f} ms "

@@ -186,7 +186,8 @@ def read_aiperf(path: Path) -> ToolFile:
         start = _get(obj, "metadata.request_start_ns", path, where, (int,))
         err = obj.get("error")
         if err:
-            msg = f"{err.get('code', '')} {err.get('type', '')}: {err.get('message', '')}".strip() if isinstance(err, dict) else str(err)
+            msg = (f"{err.get('code', '')} {err.get('type', '')}: {err.get('message', '')}".strip() if isinstance(err, dict)
+                   else str(err))
             entries.append((num, ToolRecord(where, msg, None, None, None, None)))
             continue
         metrics = _get(obj, "metrics", path, where, (dict,))

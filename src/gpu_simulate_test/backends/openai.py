@@ -244,10 +244,12 @@ class OpenAIServer(Backend):
                 self._phrasing = phrasing
                 break
             if out.status != "http_error" or not 400 <= (out.http_status or 0) < 500:
-                raise EnvironmentUnavailableError(f"backend openai: the warm-up request to {self._url} failed ({out.status}: {out.message})")
+                raise EnvironmentUnavailableError(
+                    f"backend openai: the warm-up request to {self._url} failed ({out.status}: {out.message})")
             refused.append(f"{_describe(phrasing)}: {out.message}")
         else:
-            raise EnvironmentUnavailableError(f"backend openai: {self._url} refused every phrasing of a request: {'; '.join(refused)}")
+            raise EnvironmentUnavailableError(
+                f"backend openai: {self._url} refused every phrasing of a request: {'; '.join(refused)}")
         more = max(int(self.cfg.warmup_requests) - 1, 0)
         if more:
             self._run(self._warm_connections(first, tokens, more))
