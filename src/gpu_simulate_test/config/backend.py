@@ -40,3 +40,11 @@ class BackendConfig:
     sdpa_kernels: Optional[List[str]] = None
     early_stop: bool = False  # let EOS end a request before num_decode_tokens
     warmup_requests: int = 2
+    # openai: a server measured over HTTP (configs/backend/openai.yaml, specs/backends.md)
+    base_url: Optional[str] = None  # http(s)://host:port; the /v1/... route is appended
+    endpoint: str = "completions"  # completions | chat
+    model_name: Optional[str] = None  # the model as the server names it
+    api_key_env: Optional[str] = None  # the environment variable holding a bearer token (its value is never written)
+    max_connections: int = 1024  # the client's connection pool: at least the requests in flight
+    timeout_s: float = 600.0  # to connect, and of silence on a stream, before a request is given up
+    send_token_ids: str = "auto"  # auto | true | false: the prompt as token ids (completions) or as text

@@ -23,6 +23,7 @@ from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import accelerator_name, build_meta
 from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.real_bench.progress import RunProgress
 from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
@@ -90,6 +91,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
             run_s = recorder.clock.now() / 1e9
             stats = backend.run_stats()
             settings = backend.settings()
+            extra_tables = backend.run_tables()
             backend.close()
 
     status = "complete" if failure is None else "incomplete"
@@ -107,16 +109,21 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         weights_source=weights,
         warmup_s=warmup_s,
         run_s=run_s,
+        clock_start_perf_counter_ns=recorder.clock.start_ns,
         num_requests=len(workload.requests),
         num_dispatched=recorder.num_dispatched,
         num_finished=recorder.num_finished,
+        num_failed=recorder.num_failed,
+        failed_by_status=recorder.failed_by_status(),
         dispatch_lateness=lateness_stats(recorder.dispatch_lateness_ns()),
         gil_switch_interval_s=SWITCH_INTERVAL_S,
         engine_stats=stats,
         failure=None if failure is None else f"{type(failure).__name__}: {failure}",
     )
     with out.write() as tmp:
-        write_run_tables(tmp, requests, tokens, recorder.iterations_frame())
+        write_run_tables(tmp, requests, tokens, recorder.iterations_frame() if recorder.num_steps else None)
+        for schema, frame in extra_tables:
+            write_table(frame, tmp / schema.filename, schema)
         write_run_meta(tmp, meta)
     if failure is None:
         return out.path
