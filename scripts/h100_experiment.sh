@@ -13,7 +13,8 @@
 #   has the layout of a result folder (docs/results/<name>/: points/, bundles/).
 #
 #   Local half, anywhere (no GPU): unpack a result folder's points/*.tar.gz and bundles/profiling.tar.gz into the
-#   artifact root, simulate and compare every point against the bundle of its backend, write one sweep report per
+#   artifact root, simulate (accept_bundle=true: the published bundles predate verdicts and read "unverified") and
+#   compare every point against the bundle of its backend, write one sweep report per
 #   backend and print its headline table (scripts/headline_table.py, loads as fractions of the recorded capacity):
 #       bash scripts/h100_experiment.sh local docs/results/h100-qwen3-0.6b
 #   Both halves write under the artifact root $GST_ROOT (default: tmp/ in the repository, git-ignored).
@@ -80,7 +81,10 @@ case "$mode" in
       bundle=$(tar tzf "$bundles" | sed -n "s|^\(profiling/qwen3-0.6b-h100-$backend-[0-9a-f]*\)/.*|\1|p" | sort -u | head -1)
       [ -n "$bundle" ] || { echo "no $backend bundle in $bundles" >&2; exit 2; }
       [ "$cap" = None ] || capacity[$backend]=$cap
-      sim=$(uv run --frozen vidur-sim "${MODEL[@]}" "${SETUP[@]}" "workload_id=$wid" "profiling_root=$root/$bundle" "paths.root=$root" | tail -1)
+      # The published bundles predate bundle verdicts, so they read "unverified" (specs/profiling_root.md); their
+      # held-out checks (3.7% and 4.0%) are in docs/results/h100-qwen3-0.6b/summary.md, and they are accepted knowingly.
+      sim=$(uv run --frozen vidur-sim "${MODEL[@]}" "${SETUP[@]}" "workload_id=$wid" "profiling_root=$root/$bundle" \
+        "paths.root=$root" accept_bundle=true | tail -1)
       cmp=$(uv run --frozen compare-runs "real_run=$real" "sim_run=$(basename "$sim")" "paths.root=$root" | sed -n 's/^summary: //p')
       echo "$backend $wid: $(dirname "$cmp")"
       comparisons[$backend]+="${comparisons[$backend]:+,}$(basename "$(dirname "$cmp")")"

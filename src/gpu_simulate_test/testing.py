@@ -4,8 +4,9 @@ Each writes a directory in the layout of ``specs/`` without running the stage th
 (or a benchmark) can build exactly the input it needs and compute the expected result by hand:
 
 - :func:`make_workload`: a workload (``specs/workload.md``) from ``(arrival_ns, prefill, decode)`` triples;
+- :func:`conversation_workload`: a large conversation-like workload (lengths and arrivals only), for benchmarks;
 - :func:`make_profile` / :func:`constant_profile`: a profiling root (``specs/profiling_root.md``) whose operator
-  times are functions of the shape. With Vidur 0.0.26 one iteration then takes ``num_layers * (sum of the 9
+  times are functions of the shape (:func:`h100_like_profile`: Qwen3-0.6B on an H100, roughly). With Vidur 0.0.26 one iteration then takes ``num_layers * (sum of the 9
   mlp.csv ops + sum of attn_prefill over prefill requests + attn_decode * (1 + 0.1 if GQA and decode batch > 1))``
   milliseconds (attn_kv_cache_save is left out);
 - :class:`SyntheticRun`, :func:`sequential_run`, :func:`write_run`: run pairs of known distortion. A base run
@@ -73,6 +74,28 @@ def make_workload(
     return path
 
 
+def conversation_workload(root: Path, workload_id: str, n: int, qps: float, *, seed: int = 0, max_prompt: int = 8000,
+                          max_output: int = 1500) -> Path:
+    """``n`` requests drawn like a conversation trace (no public one is reachable offline): lognormal prompts (median
+    1,000 tokens) and outputs (median 130), bursty gamma arrivals (CV 2) at ``qps``. Lengths and arrivals only (a
+    simulation never reads prompt token ids)."""
+    rng = np.random.default_rng(seed)
+    prompt = np.clip(np.rint(rng.lognormal(np.log(1000), 0.9, n)), 4, max_prompt).astype(np.int64)
+    output = np.clip(np.rint(rng.lognormal(np.log(130), 0.8, n)), 1, max_output).astype(np.int64)
+    cv = 2.0
+    arrivals = np.rint(np.cumsum(rng.gamma(1 / cv**2, cv**2 / qps, n)) * 1e9).astype(np.int64)
+    arrivals -= arrivals[0]
+    path = Path(root) / workload_id
+    path.mkdir(parents=True)
+    ids = np.arange(n)
+    write_table(pd.DataFrame({"request_id": ids, "num_prefill_tokens": prompt, "num_decode_tokens": output}),
+                path / TRACE_LENGTHS.filename, TRACE_LENGTHS)
+    write_table(pd.DataFrame({"request_id": ids, "arrival_time_ns": arrivals, "inter_arrival_ns": np.diff(arrivals, prepend=0)}),
+                path / TRACE_INTERVALS.filename, TRACE_INTERVALS)
+    write_json(path / WORKLOAD_META, build_meta(kind="workload", id=workload_id, config={"conversation_workload": True}, inputs={}))
+    return path
+
+
 # --- profiling roots -----------------------------------------------------------------------------------
 
 
@@ -83,8 +106,13 @@ def _stats(op: str, value: float | None) -> dict[str, Any]:
 def make_profile(
     root: Path, bundle_id: str, *, model: Any, hardware: Any, backend: Any, limits: GridLimits,
     op_ms: Callable[[int], float], prefill_ms: Callable[[int, int], float], decode_ms: Callable[[int, int], float],
+    held_out_error_pct: Optional[float] = 0.0, busy: bool = False,
 ) -> Path:
-    """A complete bundle: ``op_ms(num_tokens)`` for every mlp.csv op, attention by ``(chunk, kv)`` / ``(batch, kv)``."""
+    """A complete bundle: ``op_ms(num_tokens)`` for every mlp.csv op, attention by ``(chunk, kv)`` / ``(batch, kv)``.
+
+    Its verdict record (``specs/profiling_root.md``) has one held-out shape off by ``held_out_error_pct`` and a host
+    that was ``busy`` or quiet: ``pass`` by default; ``held_out_error_pct=None`` writes a bundle from before verdicts.
+    """
     from gpu_simulate_test.vidur_ext.registration import vidur_model_name  # imports Vidur (seconds): only when needed
 
     path = Path(root) / bundle_id
@@ -117,20 +145,44 @@ def make_profile(
     write_table(pd.DataFrame([{"shape": "decode:1x16", "role": "held_out", "batch_size": 1, "num_prefill_tokens": 0,
                                "num_decode_tokens": 1, "num_samples": 1, "median_ns": 1, "p10_ns": 1, "p90_ns": 1}]),
                 path / ITERATION_PROFILE.filename, ITERATION_PROFILE)
-    write_table(pd.DataFrame([{"shape": "decode:1x16", "measured_ns": 1, "predicted_ns": 1, "error_pct": 0.0}]),
-                path / HELD_OUT_CHECK.filename, HELD_OUT_CHECK)
+    check = pd.DataFrame([{"shape": "decode:1x16", "measured_ns": 100, "predicted_ns": int(round(100 + (held_out_error_pct or 0.0))),
+                           "error_pct": held_out_error_pct or 0.0}])
+    write_table(check, path / HELD_OUT_CHECK.filename, HELD_OUT_CHECK)
     (path / DATASET_CONFIG_FILE).write_text(json.dumps({"model": vidur_model_name(model), "device_sku": hardware.vidur_device}))
     config = {"model": {"name": model.name}, "hardware": {"name": hardware.name}, "backend": {"name": backend.name}}
+    record: dict[str, Any] = {}
+    if held_out_error_pct is not None:
+        err = abs(float(held_out_error_pct))
+        record = {"source": "measured",
+                  "held_out_check": {"num_shapes": 1, "median_abs_error_pct": err, "max_abs_error_pct": err,
+                                     "tolerance_pct": 10.0, "table": check.to_dict(orient="records")},
+                  "host_load": {"other_cpu_cores": 2.0 if busy else 0.0, "busy": busy,
+                                "reasons": ["other processes used 2.00 CPU cores on average (more than 0.5)"] if busy else []}}
     write_json(path / PROFILE_META, build_meta(kind="profile_bundle", id=bundle_id, config=config, inputs={},
-                                           grid_limits=limits.to_dict()))
+                                           grid_limits=limits.to_dict(), **record))
     return path
 
 
 def constant_profile(root: Path, bundle_id: str, *, model: Any, hardware: Any, backend: Any, limits: GridLimits,
-                     op: float, prefill: float, decode: float) -> Path:
-    """Every mlp.csv op takes ``op`` ms, prefill attention ``prefill`` ms, decode attention ``decode`` ms (per layer)."""
+                     op: float, prefill: float, decode: float, **verdict: Any) -> Path:
+    """Every mlp.csv op takes ``op`` ms, prefill attention ``prefill`` ms, decode attention ``decode`` ms (per layer);
+    ``verdict``: :func:`make_profile`'s ``held_out_error_pct`` and ``busy``."""
     return make_profile(root, bundle_id, model=model, hardware=hardware, backend=backend, limits=limits,
-                        op_ms=lambda n: op, prefill_ms=lambda c, k: prefill, decode_ms=lambda b, k: decode)
+                        op_ms=lambda n: op, prefill_ms=lambda c, k: prefill, decode_ms=lambda b, k: decode, **verdict)
+
+
+def h100_like_profile(root: Path, bundle_id: str, *, model: Any, hardware: Any, backend: Any, max_prompt: int,
+                      max_kv: int) -> Path:
+    """Per-layer costs roughly shaped like Qwen3-0.6B on an H100 (ms, linear in the shape), covering ``backend``'s
+    limits on prompts up to ``max_prompt`` and requests up to ``max_kv`` tokens."""
+    from gpu_simulate_test.config.limits import resolve_limits
+
+    lim = resolve_limits(backend, max_prompt)
+    limits = GridLimits(tokens_per_iteration=lim.token_budget, prefill_chunk=lim.token_budget, batch_size=lim.batch_cap,
+                        request_tokens=max_kv, block_size=lim.block_size)
+    return make_profile(root, bundle_id, model=model, hardware=hardware, backend=backend, limits=limits,
+                        op_ms=lambda n: 0.004 + 2e-6 * n, prefill_ms=lambda c, k: 0.01 + 1e-8 * c * (k + c),
+                        decode_ms=lambda b, k: 0.01 + 2e-8 * b * k)
 
 
 # --- run pairs -----------------------------------------------------------------------------------------
@@ -224,11 +276,13 @@ def sequential_run(num_requests: int, decode_tokens: np.ndarray | int, *, seed: 
 
 
 def write_run(root: Path, run_id: str, kind: str, workload_id: str, run: SyntheticRun, *, with_iterations: bool = True,
-              status: str = "complete", config: Optional[dict[str, Any]] = None) -> Path:
-    """Write ``run`` as a run directory ``root/run_id`` of ``kind`` (real_run or vidur_run)."""
+              status: str = "complete", config: Optional[dict[str, Any]] = None, bundle_id: Optional[str] = None) -> Path:
+    """Write ``run`` as a run directory ``root/run_id`` of ``kind`` (real_run or vidur_run; ``bundle_id``: the
+    bundle a simulated run names as its input)."""
     requests, tokens = run.frames()
     cfg = config or {"model": {"name": "qwen3-tiny"}, "hardware": {"name": "cpu"}, "backend": {"name": "hf-generate"}}
     with atomic_dir(Path(root) / run_id) as tmp:
         write_run_tables(tmp, requests, tokens, run.iterations() if with_iterations else None)
-        write_run_meta(tmp, build_meta(kind=kind, id=run_id, config=cfg, inputs={"workload_id": workload_id}, status=status))
+        inputs = {"workload_id": workload_id, **({"bundle_id": bundle_id} if bundle_id else {})}
+        write_run_meta(tmp, build_meta(kind=kind, id=run_id, config=cfg, inputs=inputs, status=status))
     return Path(root) / run_id

@@ -11,9 +11,11 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from gpu_simulate_test.analysis.compare import compare_runs
 from gpu_simulate_test.analysis.run_import import import_run
+from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import COMPARISON_STATS
@@ -41,15 +43,19 @@ def test_llama_2_7b_with_vidurs_profile_against_per_request_results(compose_app:
     done = subprocess.run([cli, f"paths.root={tmp_path}", "mode=import", f"source={VIDUR_PROFILE}", *SETUP[:3]],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "imported from Vidur's own files, unverified" in done.stdout
+    assert "imported from Vidur's own files" in done.stdout and "verdict unverified: imported bundle" in done.stdout
+    assert "vidur-sim and experiment use it only with accept_bundle=true" in done.stdout
     (bundle,) = (tmp_path / "profiling").iterdir()
     root = load_profiling_root(bundle)
     assert (root.meta["source"], root.meta["verdict"]) == ("imported", "unverified")
 
-    # 2. Simulate. (With issue 14's gate, an unverified bundle needs accept_bundle=true here.)
-    sim_dir = run_vidur_sim(compose_app("vidur_sim", [*SETUP, f"workload_id={workload.name}",
-                                                      f"profiling_root={bundle.name}", *FAST_GRID]))
+    # 2. Simulate: an unverified bundle only with accept_bundle=true (issue 14's gate).
+    sim_args = [*SETUP, f"workload_id={workload.name}", f"profiling_root={bundle.name}", *FAST_GRID]
+    with pytest.raises(InputError, match="verdict unverified: imported bundle.*accept_bundle=true"):
+        run_vidur_sim(compose_app("vidur_sim", sim_args))
+    sim_dir = run_vidur_sim(compose_app("vidur_sim", [*sim_args, "accept_bundle=true"]))
     sim = load_run(sim_dir, "vidur_run")
+    assert sim.meta["bundle_verdict"]["verdict"] == "unverified"
     assert sim.meta["settings"]["model_name"] == "gst/llama-2-7b" and sim.meta["inputs"]["bundle_id"] == bundle.name
     assert len(sim.requests) == 4 and (sim.requests["ttft_ns"] > 0).all()
     assert sim.iterations["num_prefill_tokens"].max() == 2048  # the 4012-token prompt in chunks of the budget

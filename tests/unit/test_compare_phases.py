@@ -92,7 +92,7 @@ def test_no_phase_table_for_a_workload_in_one_piece(compose_app, tmp_path: Path)
 
 
 def test_experiment_load_sweep_refuses_a_workload_in_phases(compose_app) -> None:
-    from gpu_simulate_test.experiment import _workload_cfg
+    from gpu_simulate_test.experiment import check_config
 
     with pytest.raises(InputError, match="workload.arrival.phases set their own"):
-        _workload_cfg(compose_app("experiment", ["workload=phases"]), 2.0)
+        check_config(compose_app("experiment", ["workload=phases", "load.qps=2"]))

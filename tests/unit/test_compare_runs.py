@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,8 +15,10 @@ from gpu_simulate_test.analysis.report import headline_text
 from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.schemas import TABLES, markdown_table
+from gpu_simulate_test.io.runs import run_content
 from gpu_simulate_test.io.tables import read_table
-from gpu_simulate_test.testing import SyntheticRun, sequential_run, write_run
+from gpu_simulate_test.testing import SyntheticRun, constant_profile, sequential_run, write_run
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 
 REPO = Path(__file__).resolve().parents[2]
 N = 40
@@ -56,11 +59,46 @@ def test_scaled_sim_recovers_ten_percent_everywhere(compose_app: Callable[..., A
     assert (np.abs(it["sim_step_mean_ns"] - 1.1 * it["real_step_mean_ns"]) <= 1.0).all()
     meta = read_meta(out / "comparison_meta.json", "comparison")
     assert meta["iterations"]["matched_fraction_of_real"] == 1.0
-    assert meta["inputs"] == {"real_run": "real-1", "sim_run": "sim-1", "workload_id": "wl"}
+    assert meta["inputs"] == {"real_run": "real-1", "sim_run": "sim-1", "workload_id": "wl",
+                              "real_content": run_content(tmp_path / "real_runs" / "real-1"),
+                              "sim_content": run_content(tmp_path / "vidur_runs" / "sim-1")}
     assert sorted(p.name for p in (out / "figs").iterdir()) == ["cdf.png", "scatter.png", "step_time.png", "timeline.png"]
     summary = (out / "summary.md").read_text()
     assert "model: qwen3-tiny; hardware: cpu; backend: hf-generate" in summary
+    assert "Simulated with bundle (not recorded): verdict unknown" in summary
     assert "| TTFT | P50 |" in headline_text(out) and "+10.0%" in headline_text(out)
+
+
+def test_summary_quotes_the_bundle_verdict_next_to_the_headline(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    cfg = compose_app("vidur_sim", ["workload_id=wl", "profiling_root=b"])
+    limits = GridLimits(tokens_per_iteration=64, prefill_chunk=64, batch_size=1, request_tokens=512, block_size=256)
+    constant_profile(Path(cfg.paths.profiling), "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
+                     limits=limits, op=0.1, prefill=1.0, decode=0.5, held_out_error_pct=62.0)
+    real = _base()
+    write_run(tmp_path / "real_runs", "real-1", "real_run", "wl", real)
+    write_run(tmp_path / "vidur_runs", "sim-1", "vidur_run", "wl", real, bundle_id="b")
+    out = compare_runs(compose_app("compare_runs", ["real_run=real-1", "sim_run=sim-1"]))
+    summary = (out / "summary.md").read_text()
+    headline = summary.index("## Headline")
+    line = summary[headline:].splitlines()[2]
+    assert line.startswith("Simulated with bundle `b`: verdict **fail**: held-out median |error| 62.0% > tolerance 10%")
+    assert "Held-out errors: decode:1x16 +62.0%" in line
+    meta = read_meta(out / "comparison_meta.json", "comparison")
+    assert meta["bundle"]["id"] == "b" and meta["bundle"]["verdict"] == "fail"
+    assert "busy host" not in summary  # the real run recorded no host load
+
+
+def test_summary_warns_of_a_real_run_measured_on_a_busy_host(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    real = _base()
+    write_run(tmp_path / "real_runs", "real-1", "real_run", "wl", real)
+    meta_path = tmp_path / "real_runs" / "real-1" / "run_meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["host_load"] = {"busy": True, "reasons": ["other processes used 1.40 CPU cores on average (more than 0.5)"]}
+    meta_path.write_text(json.dumps(meta))
+    write_run(tmp_path / "vidur_runs", "sim-1", "vidur_run", "wl", real)
+    out = compare_runs(compose_app("compare_runs", ["real_run=real-1", "sim_run=sim-1"]))
+    assert ("- warning: the real run was measured on a busy host (other processes used 1.40 CPU cores on average (more "
+            "than 0.5)): its latencies may hold another tenant's load") in (out / "summary.md").read_text()
 
 
 def test_constant_ttft_shift_gives_wasserstein_equal_to_shift(compose_app: Callable[..., Any], tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from gpu_simulate_test.cli.compare_runs import run_mode
-from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.errors import InputError, OutputExistsError
 from gpu_simulate_test.io.meta import build_meta, read_meta, write_json
 from gpu_simulate_test.io.schemas import COMPARISON_STATS, COMPARISON_SWEEP, TRACE_INTERVALS, TRACE_LENGTHS
 from gpu_simulate_test.io.tables import read_table, write_table
@@ -40,6 +40,8 @@ def test_sweep_tables_and_figures_over_load(compose_app: Callable[..., Any], tmp
     assert p50["load_qps"].tolist() == [1.0, 2.0, 4.0] and set(sweep["load_source"]) == {"workload_config"}
     assert np.allclose(p50["error_pct"], [5.0, 10.0, 20.0], atol=1e-3)
     assert sorted(p.name for p in (out / "figs").iterdir()) == ["sweep_error.png", "sweep_latency.png"]
+    rows = [line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| `cmp-")]
+    assert [row.split(" | ")[1] for row in rows] == ["`wl-0`", "`wl-1`", "`wl-2`"]  # each row names its workload
     assert read_meta(out / "sweep_meta.json", "comparison_sweep")["inputs"]["comparisons"] == [
         "cmp-real-0--sim-0", "cmp-real-1--sim-1", "cmp-real-2--sim-2"]
     with pytest.raises(InputError, match="matches nothing"):
@@ -90,6 +92,27 @@ def test_vllm_import_round_trips_and_compares(compose_app: Callable[..., Any], t
     run_mode(compose_app("compare_runs", ["real_run=vllm-1", "sim_run=sim-v"]))
     stats = read_table(tmp_path / "comparisons" / "cmp-vllm-1--sim-v" / "tables" / COMPARISON_STATS.filename, COMPARISON_STATS)
     assert (stats["diff"].abs() <= 1.0).all()  # seconds -> ns round trip is exact to the ns
+
+
+def test_reimporting_the_same_file_is_a_no_op(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    """Like workload-spec: the same content for the same workload finds the run it made; other content is refused."""
+    run = sequential_run(4, 3, seed=7)
+    wl = _write_workload(tmp_path, run)
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(_vllm_json(run, 4)))
+    args = ["mode=import", "import_format=vllm", f"import_file={path}", f"workload_id={wl}"]
+    first = run_mode(compose_app("compare_runs", args))
+    meta = (tmp_path / "real_runs").glob("vllm-*/run_meta.json")
+    written = [(p, p.stat().st_mtime_ns) for p in meta]
+    assert len(written) == 1
+    assert run_mode(compose_app("compare_runs", args)) == first
+    assert [(p, p.stat().st_mtime_ns) for p in (tmp_path / "real_runs").glob("vllm-*/run_meta.json")] == written
+    other = _vllm_json(run, 4)
+    other["request_rate"] = 3.0  # other content under the same explicit run id
+    path.write_text(json.dumps(other))
+    run_id = written[0][0].parent.name
+    with pytest.raises(OutputExistsError, match="exists already"):
+        run_mode(compose_app("compare_runs", [*args, f"run_id={run_id}"]))
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,7 @@ def test_run_files_are_the_engine_log_and_tokens_are_generates(compose_app: Call
     stats = meta["engine_stats"]
     assert stats["cuda_graph_captures_during_run"] == 0 and stats["compilations_during_run"] == 0
     assert meta["backend"]["num_blocks"] == stats["engine"]["num_blocks"]
+    assert meta["host_load"]["wall_s"] > 0 and meta["host_load"]["busy"] in (True, False)  # as every driver's run
     if case.startswith("sarathi"):
         assert meta["backend"]["num_blocks"] == 5 and stats["preemptions_during_run"] > 0
         assert any(1 < e.num_tokens < len(prompts[e.request_id]) and e.is_prefill for out in log for e in out.entries)

@@ -64,6 +64,8 @@ def test_backend_records_exact_consistent_times(compose_app: Callable[..., Any],
     assert meta["inputs"]["workload_id"] == "w1" and meta["weights_source"] == "random"
     assert meta["dispatch_lateness"]["count"] == len(REQUESTS) and meta["dispatch_lateness"]["p99_ns"] >= 0
     assert meta["warmup_s"] > 0 and meta["backend"]["name"] == overrides[0].split("=")[1]
+    host = meta["host_load"]  # the busy probe ran over the measured run; on the CPU no GPU processes are looked for
+    assert host["wall_s"] > 0 and host["busy"] in (True, False) and host["other_gpu_processes"] is None
     # hf-generate's config leaves cuDNN attention out (modeling.select_sdpa_kernels); the meta says what was in effect.
     expect = ["flash", "efficient", "math"] if "hf-generate" in overrides[0] else ["flash", "efficient", "cudnn", "math"]
     assert meta["backend"]["sdpa_kernels"] == expect

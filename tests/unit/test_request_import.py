@@ -13,7 +13,7 @@ import pytest
 
 from gpu_simulate_test.analysis.compare import compare_runs
 from gpu_simulate_test.analysis.run_import import import_run
-from gpu_simulate_test.errors import GstError
+from gpu_simulate_test.errors import GstError, OutputExistsError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import COMPARISON_DISTRIBUTION, COMPARISON_REQUESTS, COMPARISON_STATS
@@ -63,6 +63,19 @@ def test_per_request_results_become_first_and_last_token_series(compose_app, tmp
         assert (g["token_index"].tolist(), g["token_time_ns"].tolist()) == expected
     longer = int((real.counts > 2).sum())
     assert run.meta["token_times"] == {"every_token": N - longer, "first_and_last_only": longer}
+
+
+def test_reimporting_the_same_file_is_a_no_op(compose_app, tmp_path: Path) -> None:
+    """As for a vLLM file: the same content for the same workload finds the run it made; other content under that
+    run id is refused."""
+    real, _ = _setup(tmp_path)
+    csv = _csv(tmp_path, real)
+    first = _import(compose_app, csv)
+    written = (first / "run_meta.json").stat().st_mtime_ns
+    assert _import(compose_app, csv) == first and (first / "run_meta.json").stat().st_mtime_ns == written
+    _csv(tmp_path, real.scaled(1.5))
+    with pytest.raises(OutputExistsError, match="exists already"):
+        _import(compose_app, csv, f"run_id={first.name}")
 
 
 def test_comparison_compares_what_it_can_and_says_what_it_cannot(compose_app, tmp_path: Path) -> None:

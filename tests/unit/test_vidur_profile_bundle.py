@@ -15,6 +15,7 @@ from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
+from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
 
 SMALL = [
     "profile.max_tokens=64", "profile.max_kv_tokens=128", "profile.repeat_iters=3", "profile.warmup_iters=1",
@@ -38,6 +39,12 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert any(s.startswith("decode:4x64 (held_out)") for s in meta["skipped_shapes"])
     assert meta["held_out_check"]["num_shapes"] == 2 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
     assert meta["fit_check"]["num_shapes"] == 4 and math.isfinite(meta["fit_check"]["median_abs_error_pct"])
+    # The bundle vouches for itself: its held-out errors, the tolerance, the host's load and the verdict they give.
+    check = meta["held_out_check"]
+    assert check["tolerance_pct"] == 10.0 and check["max_abs_error_pct"] >= check["median_abs_error_pct"]
+    assert meta["source"] == "measured" and meta["host_load"]["wall_s"] > 0 and meta["host_load"]["busy"] in (True, False)
+    assert meta["verdict"] == result.verdict.verdict == bundle_verdict(meta).verdict
+    assert result.verdict.verdict in ("pass", "fail", "busy")
     iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
     assert (iters["num_samples"] == 2 * 3).all()  # two round-robin rounds of iteration_samples=3, pooled
     assert meta["sdpa_kernels"] == ["flash", "efficient", "math"]
@@ -56,7 +63,7 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     pred = vidur_predict(cfg)(result.path, [BatchShape.parse(s) for s in ("prefill:40", "decode:1x100", "mixed:24+1x8")])
     assert all(math.isfinite(p) and p > 0 for p in pred)
     again = build_bundle(cfg, vidur_predict(cfg))
-    assert again.reused and again.path == result.path and again.check.equals(result.check)
+    assert again.reused and again.path == result.path and again.check.equals(result.check) and again.verdict == result.verdict
 
 
 def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
@@ -67,6 +74,9 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     result = build_bundle(cfg, vidur_predict(cfg))
     meta = read_meta(result.path / "profile_meta.json", kind="profile_bundle")
     assert meta["backend_measured"] == "native" and meta["skipped_shapes"] == []
+    # It vouches for itself as the HF bundles do: the host's load while measured and a verdict derived from both.
+    assert meta["source"] == "measured" and meta["host_load"]["wall_s"] > 0 and meta["host_load"]["busy"] in (True, False)
+    assert meta["verdict"] == result.verdict.verdict == bundle_verdict(meta).verdict
     assert list(result.check["shape"]) == ["prefill:32", "decode:1x64", "decode:4x64"]
     assert meta["held_out_check"]["num_shapes"] == 3 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
     raw_mlp = read_table(result.path / "mlp_raw.csv", MLP_RAW_PROFILE)

@@ -55,7 +55,7 @@ def test_grid_covers_backend_and_reports_limits(compose_app) -> None:
     msgs = lim.violations(request_tokens=lim.request_tokens + 1, block_size=16)
     assert len(msgs) == 2 and "max_kv_tokens" in msgs[0]
     with pytest.raises(InputError, match="does not cover"):
-        lim.require(Path("x"), batch_size=lim.batch_size + 1)
+        lim.require("profiling root x", batch_size=lim.batch_size + 1)
     # profile_meta.json keeps the keys bundles were always written with
     assert GridLimits.from_dict(lim.to_dict(), "meta") == lim and set(lim.to_dict()) == {
         "max_tokens", "max_prefill_chunk", "max_batch_size", "max_kv_tokens", "block_size"}
@@ -81,3 +81,47 @@ def test_spec_documents_every_table() -> None:
     spec = (REPO / "specs" / "profiling_root.md").read_text()
     for schema in (MLP_PROFILE, ATTENTION_PROFILE, ITERATION_PROFILE, HELD_OUT_CHECK, MLP_RAW_PROFILE, ATTENTION_RAW_PROFILE):
         assert markdown_table(schema) in spec, schema.name
+
+
+def test_a_workload_sizes_the_grid_in_powers_of_two(compose_app, tmp_path: Path) -> None:
+    """vidur-profile workload_id=<id>: null limits cover the workload, rounded up so that similar workloads (the points
+    of a sweep) share one bundle; limits the profile sets are kept, and refused when they do not cover it."""
+    from gpu_simulate_test.testing import make_workload
+    from gpu_simulate_test.vidur_ext.profiler import sized_for_workload
+    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
+
+    make_workload(tmp_path / "workloads", "a", [(0, 300, 50), (1, 20, 5)])
+    make_workload(tmp_path / "workloads", "b", [(0, 400, 60)])
+    make_workload(tmp_path / "workloads", "c", [(0, 900, 60)])
+    unset = ["profile.max_tokens=null", "profile.max_kv_tokens=null"]
+    a, b, c = (sized_for_workload(compose_app("vidur_profile", [*unset, f"workload_id={w}"])) for w in "abc")
+    assert (a.profile.max_kv_tokens, a.profile.max_tokens) == (512, None)  # 350 tokens -> 512; hf-generate's budget is the whole prompt
+    assert build_grid(a.model, a.backend, a.profile).limits.tokens_per_iteration == 512
+    assert bundle_id(a) == bundle_id(b) != bundle_id(c) and c.profile.max_kv_tokens == 1024
+    cont = sized_for_workload(compose_app("vidur_profile", [*unset, "backend=hf-continuous", "workload_id=c"]))
+    assert (cont.profile.max_kv_tokens, cont.profile.max_tokens) == (1024, None)  # chunks of 512: what null means anyway
+    # Without a workload nothing changes (and so no existing bundle id does).
+    plain = compose_app("vidur_profile", unset)
+    assert sized_for_workload(plain) == plain
+    with pytest.raises(InputError, match=r"the grid of profile.max_tokens=null, profile.max_kv_tokens=256, .* does not cover this "
+                                         r"workload: prefill chunk tokens: 300 exceeds .*; tokens of one request \(prompt \+ decode\): "
+                                         r"350 exceeds the profiled maximum 256"):
+        sized_for_workload(compose_app("vidur_profile", ["profile.max_tokens=null", "profile.max_kv_tokens=256", "workload_id=a"]))
+
+
+def test_a_grid_sized_to_a_small_workload_still_holds_the_profiles_own_shapes(compose_app, tmp_path: Path) -> None:
+    """The build predicts its fit and held-out shapes with Vidur, so a grid sized to a small workload still holds those
+    the backend schedules (the CPU profile's prefill:192 and decode:1x384; beyond the grid Vidur's lookup fails mid-build
+    with a KeyError); shapes the backend skips (over its token budget) do not grow it."""
+    from gpu_simulate_test.testing import make_workload
+    from gpu_simulate_test.vidur_ext.profiler import sized_for_workload
+
+    make_workload(tmp_path / "workloads", "small", [(0, 20, 4)])
+    gen = sized_for_workload(compose_app("vidur_profile", ["profile.max_kv_tokens=null", "workload_id=small"]))
+    assert (gen.profile.max_tokens, gen.profile.max_kv_tokens) == (256, 512)  # 192 and 385 tokens, up to powers of two
+    limits = build_grid(gen.model, gen.backend, gen.profile).limits
+    assert limits.prefill_chunk >= 192 and limits.request_tokens >= 385
+    chunked = sized_for_workload(compose_app("vidur_profile", ["profile.max_kv_tokens=null", "workload_id=small",
+                                                               "backend=hf-continuous", "backend.max_batch_tokens=64"]))
+    assert (chunked.profile.max_tokens, chunked.profile.max_kv_tokens) == (None, 512)  # prefill:192 skipped: the budget, 64
+    assert build_grid(chunked.model, chunked.backend, chunked.profile).limits.tokens_per_iteration == 64

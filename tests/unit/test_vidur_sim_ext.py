@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from vidur.config import BaseDeviceSKUConfig, BaseModelConfig
+import pytest
+from vidur.config import BaseDeviceSKUConfig, BaseModelConfig, RandomForrestExecutionTimePredictorConfig
 
 from gpu_simulate_test.config.vidur import RandomForrestGridConfig, VidurConfig
 from gpu_simulate_test.testing import constant_profile
-from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
+from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s, predictor_config
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, register_hardware, register_model
 
@@ -41,3 +43,41 @@ def test_predict_batch_time_of_constant_profile(compose_app, tmp_path: Path) -> 
     assert abs(predict_batch_time_s(predictor, [(1, 700), (1, 300)]) - 2 * (0.9 + 0.55) * 1e-3) < 1e-12
     assert abs(predict_batch_time_s(predictor, [(64, 564), (1, 30)]) - 2 * (0.9 + 2.0 + 0.5) * 1e-3) < 1e-12
     assert any((tmp_path / "cache" / "vidur_predictor").iterdir())
+
+
+def _cache_dir(compose_app, tmp_path: Path, *overrides: str) -> tuple[Path, object]:
+    cfg = compose_app("vidur_sim", ["workload_id=w", "profiling_root=b", *overrides])
+    bundle = tmp_path / "p" / "b"
+    if not bundle.exists():
+        limits = GridLimits(tokens_per_iteration=64, prefill_chunk=64, batch_size=1, request_tokens=512, block_size=256)
+        constant_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
+                         op=0.1, prefill=2.0, decode=0.5)
+    pc = predictor_config(bundle / "mlp.csv", bundle / "attention.csv", model=cfg.model, grid=PredictorGrid(512, 64, 1),
+                          cache_root=tmp_path / "cache", vidur=cfg.vidur, seed=cfg.seed)
+    return Path(pc.cache_dir), pc
+
+
+def test_every_predictor_setting_enters_the_cache_key(compose_app, tmp_path: Path) -> None:
+    """A warm cache is reused only by the settings that trained it (it used to ignore everything but k_fold_cv_splits)."""
+    base, _ = _cache_dir(compose_app, tmp_path)
+    changed = ["vidur.random_forrest.num_estimators=[50]", "vidur.random_forrest.max_depth=[8]",
+               "vidur.random_forrest.min_samples_split=[5]", "vidur.k_fold_cv_splits=5", "seed=1",
+               "vidur.attention_decode_batching_overhead_fraction=0.2", "vidur.predictor_grid=stock",
+               "vidur.execution_time_predictor=linear_regression"]
+    dirs = {o: _cache_dir(compose_app, tmp_path, o)[0] for o in changed}
+    assert base not in dirs.values() and len(set(dirs.values())) == len(changed)
+    # Training threads change how fast the same model is found, not which: the cache is shared.
+    assert _cache_dir(compose_app, tmp_path, "vidur.num_training_job_threads=2")[0] == base
+
+
+def test_stock_predictor_grid_is_vidurs_own(compose_app, tmp_path: Path) -> None:
+    _, narrow = _cache_dir(compose_app, tmp_path)
+    assert (narrow.num_estimators, narrow.max_depth, narrow.min_samples_split, narrow.k_fold_cv_splits) == ([100], [32], [2], 3)
+    _, stock = _cache_dir(compose_app, tmp_path, "vidur.predictor_grid=stock", "vidur.random_forrest.num_estimators=[7]")
+    vidurs = RandomForrestExecutionTimePredictorConfig()
+    assert (stock.num_estimators, stock.max_depth, stock.min_samples_split) == (vidurs.num_estimators, vidurs.max_depth,
+                                                                               vidurs.min_samples_split) == (
+        [250, 500, 750], [8, 16, 32], [2, 5, 10])
+    assert stock.k_fold_cv_splits == vidurs.k_fold_cv_splits == 10
+    with pytest.raises(InputError, match=r"vidur.predictor_grid='wide' is not one of \['narrow', 'stock'\]"):
+        _cache_dir(compose_app, tmp_path, "vidur.predictor_grid=wide")

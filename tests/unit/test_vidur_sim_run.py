@@ -10,7 +10,7 @@ import pytest
 
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.testing import constant_profile, make_workload
-from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
+from gpu_simulate_test.vidur_ext.profiling_root import GridLimits, load_profiling_root
 from gpu_simulate_test.vidur_ext.simulate import run_vidur_sim
 
 # Per layer: each of the 9 mlp.csv ops 0.1 ms, prefill attention 2 ms, decode attention 0.5 ms; qwen3-tiny has
@@ -25,13 +25,13 @@ FAST_GRID = ["vidur.random_forrest.num_estimators=[8]", "vidur.k_fold_cv_splits=
 
 
 def _setup(compose_app: Callable[..., Any], tmp_path: Path, backend: str, requests, extra=(), max_kv=2048,
-           max_tokens=512) -> Any:
+           max_tokens=512, **verdict: Any) -> Any:
     cfg = compose_app("vidur_sim", [f"backend={backend}", "workload_id=w", "profiling_root=b", *FAST_GRID, *extra])
     make_workload(Path(cfg.paths.workloads), "w", requests)
     limits = GridLimits(tokens_per_iteration=max_tokens, prefill_chunk=max_tokens, batch_size=32, request_tokens=max_kv,
                         block_size=int(cfg.backend.block_size))
     constant_profile(Path(cfg.paths.profiling), "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend,
-                     limits=limits, op=OP, prefill=PREFILL, decode=DECODE)
+                     limits=limits, op=OP, prefill=PREFILL, decode=DECODE, **verdict)
     return cfg
 
 
@@ -46,7 +46,9 @@ def test_one_request_matches_hand_computation(compose_app, tmp_path: Path) -> No
     req = run.requests.iloc[0]
     assert req.ttft_ns == P and req.dispatch_time_ns == req.arrival_time_ns == 3 * MS
     assert run.iterations["requests"].tolist() == ["r0:100"] + ["r0:1"] * 4
-    assert run.meta["inputs"] == {"workload_id": "w", "bundle_id": "b"}
+    bundle = load_profiling_root(Path(cfg.paths.profiling) / "b")
+    assert run.meta["inputs"] == {"workload_id": "w", "bundle_id": "b", "bundle_content": bundle.content}
+    assert run.meta["bundle_verdict"]["verdict"] == "pass"
     assert run.meta["scheduler"]["name"] == "vllm" and run.meta["scheduler"]["batch_size_cap"] == 1
     assert run.meta["vidur_version"] == "0.0.26"
 
@@ -123,7 +125,9 @@ def test_native_takes_the_kv_pool_its_real_run_recorded(compose_app, tmp_path: P
     cfg.real_run = "real-native"
     run = load_run(run_vidur_sim(cfg), "vidur_run")
     assert run.meta["settings"]["cache"]["num_blocks"] == 9 and run.meta["settings"]["num_restarts"] > 0
-    assert run.meta["inputs"] == {"workload_id": "w", "bundle_id": "b", "real_run": "real-native"}
+    bundle = load_profiling_root(Path(cfg.paths.profiling) / "b")
+    assert run.meta["inputs"] == {"workload_id": "w", "bundle_id": "b", "bundle_content": bundle.content,
+                                  "real_run": "real-native", "real_run_num_blocks": 9}
     assert run.meta["scheduler"]["name"] == "sarathi" and run.meta["scheduler"]["chunk_size"] == 512
 
 
@@ -135,12 +139,15 @@ def test_native_takes_the_kv_pool_its_real_run_recorded(compose_app, tmp_path: P
         ({"requests": [(0, 100, 3000)]}, "tokens of one request (prompt + decode): 3100 exceeds the profiled maximum 2048"),
         ({"requests": [(0, 40000, 2000)]}, "more than model qwen3-tiny's context of 40960"),
         ({"partial": "attention.csv"}, "lacks ['attention.csv']"),
+        ({"verdict": {"held_out_error_pct": 62.0}}, "verdict fail: held-out median |error| 62.0% > tolerance 10%"),
+        ({"verdict": {"busy": True}}, "verdict busy: built on a busy host: other processes used 2.00 CPU cores"),
+        ({"verdict": {"held_out_error_pct": None}}, "verdict unverified: built before bundles recorded a verdict"),
     ],
 )
 def test_bad_inputs_fail_clearly_without_run_dir(compose_app, tmp_path: Path, change: dict, message: str) -> None:
     from gpu_simulate_test.errors import GstError
 
-    cfg = _setup(compose_app, tmp_path, "hf-generate", change.get("requests", [(0, 100, 3)]))
+    cfg = _setup(compose_app, tmp_path, "hf-generate", change.get("requests", [(0, 100, 3)]), **change.get("verdict", {}))
     if "partial" in change:
         (Path(cfg.paths.profiling) / "b" / change["partial"]).unlink()
     if "profiling_root" in change:
@@ -152,3 +159,10 @@ def test_bad_inputs_fail_clearly_without_run_dir(compose_app, tmp_path: Path, ch
     assert message in str(err.value)
     runs = Path(cfg.paths.vidur_runs)
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_bundle_that_is_not_pass_simulates_only_when_accepted(compose_app, tmp_path: Path) -> None:
+    cfg = _setup(compose_app, tmp_path, "hf-generate", [(0, 100, 3)], ["accept_bundle=true"], held_out_error_pct=62.0)
+    run = load_run(run_vidur_sim(cfg), "vidur_run")
+    assert run.meta["config"]["accept_bundle"] is True
+    assert run.meta["bundle_verdict"]["verdict"] == "fail" and run.meta["bundle_verdict"]["median_abs_error_pct"] == 62.0

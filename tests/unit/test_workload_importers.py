@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -119,15 +120,21 @@ AZ = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 VT = "arrived_at,num_prefill_tokens,num_decode_tokens\n"
 BAD_INPUTS = [
     ("mooncake", "t.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 2}\n{"timestamp": 1, "input_len', r"line 2: not valid JSON"),
+    # json's own "... starting at" message is not followed by a second "at"
+    ("mooncake", "t.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 2}\n{"timestamp": 1, "input_length": "ab',
+     r"line 2: not valid JSON \(Unterminated string starting at column 34\); each line"),
+    ("sharegpt", "s.json", '[{"conversations": [{"from": "human", "value": "hi', r"line 1: not valid JSON \(Unterminated string starting at column 48\); "),
     ("mooncake", "t.jsonl", '{"timestamp": 0, "input_len": 5, "output_length": 2}\n', r"line 1: missing key 'input_length' \(found 'input_len'"),
     ("mooncake", "t.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 0}\n', r"line 1, 'output_length': 0 is not a positive"),
     ("prompts_jsonl", "p.jsonl", '{"prompt": "hi"}\n[1, 2]\n', r"line 2: a JSON list, not an object"),
     ("prompts_jsonl", "p.jsonl", '{"prompt": ""}\n', r"line 1, 'prompt': the prompt is empty"),
     ("prompts_jsonl", "p.jsonl", '{"prompt": "hi", "num_decode_tokens": -3}\n', r"line 1, 'num_decode_tokens': -3 is not a positive"),
     ("prompts_jsonl", "p.jsonl", "\n\n", r"the file is empty"),
-    ("sharegpt", "s.json", '[{"conversations": [{"from": "human", "value": "hi"}]},\n {"conversations": }]', r"line 2, column \d+: not valid JSON"),
+    ("sharegpt", "s.json", '[{"conversations": [{"from": "human", "value": "hi"}]},\n {"conversations": }]', r"line 2: not valid JSON \(Expecting value at column \d+\)"),
     ("sharegpt", "s.json", '[{"conversations": [{"from": "human"}]}]', r"entry 0: malformed conversation"),
     ("azure", "a.csv", "TIMESTAMP,ContextToken,GeneratedTokens\n2023-11-16 18:15:46,3,4\n", r"line 1: missing column\(s\) 'ContextTokens' \(found 'ContextToken'"),
+    # GeneratedTokens missing: ContextTokens is needed as it is, so it is no rename candidate (it used to be offered)
+    ("azure", "a.csv", "TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,3\n", r"line 1: missing column\(s\) 'GeneratedTokens'; the header is"),
     ("azure", "a.csv", AZ + "2023-11-16 18:15:46,3,4\n2023-11-16 18:15:47,-5,4\n", r"line 3, 'ContextTokens': -5 is not a positive"),
     ("azure", "a.csv", AZ + "2023-11-16 18:15:46,3,4\nyesterday,3,4\n", r"line 3, column 'TIMESTAMP': 'yesterday' is not a timestamp"),
     ("azure", "a.csv", AZ, r"has a header but no rows"),
@@ -151,6 +158,22 @@ def test_bad_input_is_one_clear_error(compose_app: Compose, tmp_path: Path, sour
     assert "; " in str(exc.value)  # says what to do
     root = Path(cfg.paths.workloads)
     assert not root.exists() or not any(root.iterdir())
+
+
+@pytest.mark.parametrize("ending", ["", "\n"])
+def test_a_csv_without_final_newline_is_read_with_a_warning(compose_app: Compose, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                           ending: str) -> None:
+    """A file cut short mid-line still parses: without its final newline, the last value read is named."""
+    path = _write(tmp_path, "v.csv", VT + "0.0,10,5\n1.0,12,7" + ending)
+    with caplog.at_level(logging.WARNING, logger="gpu_simulate_test.workloads.importers"):
+        w, _ = build(compose_app, "vidur_trace", path)
+    assert [r.num_decode_tokens for r in w.requests] == [5, 7]
+    warned = [r.getMessage() for r in caplog.records if "final newline" in r.getMessage()]
+    if ending:
+        assert warned == []
+    else:
+        assert warned == [f"{path}: line 3, the last line, has no final newline, as a file cut short would not either; its "
+                          "last value read is num_decode_tokens='7': check that the file is complete"]
 
 
 def test_drop_over_context_reports_how_many(compose_app: Compose, tmp_path: Path) -> None:

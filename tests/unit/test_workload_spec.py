@@ -119,6 +119,7 @@ def test_same_trace_from_another_place_gives_the_same_id(compose_app: Compose, t
         (["workload=prompts_jsonl", f"workload.lengths.path={FIX / 'prompts.jsonl'}", "model=llama-2-7b"],
          "beyond the model's vocab_size 32000"),  # text needs the model's own tokenizer
         (["model=llama-2-7b", "model.ordinary_id_range=[0,40000]"], r"must be \[first, end\) with 0 <= first < end"),
+        (["workload.max_context=50000"], r"workload.max_context=50000 must be in 1..40960, the context of model qwen3-tiny"),
     ],
 )
 def test_config_errors(compose_app: Compose, overrides: list[str], message: str) -> None:

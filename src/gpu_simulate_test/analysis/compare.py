@@ -28,6 +28,8 @@ from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash
 from gpu_simulate_test.io.meta import build_meta, write_json
 from gpu_simulate_test.io.outputs import COMPARISON_META, stage_output
+from gpu_simulate_test.io.runs import run_content
+from gpu_simulate_test.vidur_ext.verdict import simulated_with
 
 STEPS = ("load runs", "metrics", "iterations", "tables", "figures")
 
@@ -90,9 +92,12 @@ def compare_runs(app: CompareRunsAppConfig) -> Path:
         if pair.real.iterations is not None and pair.sim.iterations is not None:
             iterations = match_iterations(pair.real.iterations, pair.sim.iterations, list(c.prefill_bin_edges))
         step(3)
+        verdict = simulated_with(pair.sim.meta, Path(app.paths.profiling))
         meta: dict[str, Any] = build_meta(
             kind="comparison", id=out.id, config=asdict(app),
-            inputs={"real_run": pair.real.id, "sim_run": pair.sim.id, "workload_id": pair.real.workload_id},
+            inputs={"real_run": pair.real.id, "sim_run": pair.sim.id, "workload_id": pair.real.workload_id,
+                    "real_content": run_content(pair.real.path), "sim_content": run_content(pair.sim.path)},
+            bundle={"id": pair.sim.meta["inputs"].get("bundle_id"), **({} if verdict is None else verdict.to_dict())},
             setup=setup(pair.real.meta, pair.sim.meta),
             load=offered_load(pair.real, pair.sim, Path(app.paths.workloads)),
             counts=_counts(pair, values["tpot"].excluded),

@@ -116,6 +116,16 @@ def _iteration_section(it: Optional[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _bundle_line(bundle: dict[str, Any]) -> str:
+    """The bundle's verdict and held-out errors (specs/profiling_root.md), so that no headline reads without them."""
+    name = f"`{bundle['id']}`" if bundle.get("id") else "(not recorded)"
+    if "verdict" not in bundle:
+        return f"Simulated with bundle {name}: verdict unknown (the bundle is not at hand and the simulated run does not record it)."
+    errors = ", ".join(f"{shape} {err:+.1f}%" for shape, err in (bundle.get("errors_pct") or {}).items())
+    line = f"Simulated with bundle {name}: verdict **{bundle['verdict']}**: {bundle['reason']}."
+    return line + (f" Held-out errors: {errors}." if errors else "")
+
+
 def _pct_abs(v: Optional[float]) -> str:
     return "n/a" if v is None else f"{v:.1f}%"
 
@@ -161,9 +171,15 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
     if c["arrival_mismatches"]:
         lines.append(f"- warning: {c['arrival_mismatches']:,} requests have different arrival times in the two runs")
     lines += caveat_lines(meta["caveats"], c["requests_compared"])
+    host = real_meta.get("host_load") or {}
+    if host.get("busy"):
+        lines.append(f"- warning: the real run was measured on a busy host ({'; '.join(host.get('reasons') or [])}): "
+                     "its latencies may hold another tenant's load")
     lines += [
         "",
         "## Headline",
+        "",
+        _bundle_line(meta.get("bundle") or {}),
         "",
         headline_table(stats),
         "",

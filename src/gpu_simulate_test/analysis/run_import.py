@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -33,9 +34,17 @@ from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.meta import build_meta, read_meta
 from gpu_simulate_test.io.outputs import RUN_META, stage_output
-from gpu_simulate_test.io.runs import RequestRecord, tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.runs import (
+    RequestRecord,
+    imported_already,
+    tables_from_records,
+    write_run_meta,
+    write_run_tables,
+)
 from gpu_simulate_test.io.units import NS_PER_MS, NS_PER_S
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest, load_workload
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -361,8 +370,13 @@ def import_run(app: CompareRunsAppConfig) -> Path:
     workload = load_workload(Path(app.paths.workloads), str(app.workload_id))
     got = to_run_records(path, tool, workload)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    out = stage_output(app.paths.real_runs, app.run_id, lambda: f"{app.import_format}-{sha[:12]}-{workload.workload_id}"[:128],
-                       overwrite=bool(app.overwrite))
+    run_id = str(app.run_id or f"{app.import_format}-{sha[:12]}-{workload.workload_id}"[:128])
+    done = Path(app.paths.real_runs) / run_id
+    if not app.overwrite and imported_already(done, "import_file", sha, workload.workload_id):
+        log.info("%s: this file was imported for workload %s already, as %s; nothing rewritten", path,
+                 workload.workload_id, done)
+        return done
+    out = stage_output(app.paths.real_runs, run_id, lambda: run_id, overwrite=bool(app.overwrite))
     config = {
         "model": {"name": str(tool.model or "?")},
         "backend": {"name": f"{app.import_format}-import"},

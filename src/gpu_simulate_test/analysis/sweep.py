@@ -87,9 +87,9 @@ def sweep_frame(dirs: list[Path]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
 
 
 def _summary(sweep: pd.DataFrame, metas: list[dict[str, Any]], tol: float) -> str:
-    lines = ["# Load sweep", "", "| comparison | load (req/s) | model | hardware | backend | " +
+    lines = ["# Load sweep", "", "| comparison | workload | load (req/s) | model | hardware | backend | " +
              " | ".join(f"{METRICS[m].label} P50 err | {METRICS[m].label} P99 err" for m in HEADLINE) + " |",
-             "| --- | ---: | --- | --- | --- | " + " | ".join("---: | ---:" for _ in HEADLINE) + " |"]
+             "| --- | --- | ---: | --- | --- | --- | " + " | ".join("---: | ---:" for _ in HEADLINE) + " |"]
     s = sweep.set_index(["comparison_id", "metric", "statistic"])
     for meta in sorted(metas, key=lambda m: m["load"]["qps"]):
         setup = meta.get("setup", {})
@@ -99,7 +99,8 @@ def _summary(sweep: pd.DataFrame, metas: list[dict[str, Any]], tol: float) -> st
                 e = s.loc[(meta["id"], m, st), "error_pct"]
                 errs.append("n/a" if pd.isna(e) else f"{e:+.1f}%")
         names = [str(setup.get(g, "?")) for g in SETUP_GROUPS]
-        lines.append(f"| `{meta['id']}` | {meta['load']['qps']:.3g} | " + " | ".join(names + errs) + " |")
+        workload = meta["inputs"].get("workload_id", "?")
+        lines.append(f"| `{meta['id']}` | `{workload}` | {meta['load']['qps']:.3g} | " + " | ".join(names + errs) + " |")
     lines += ["", f"Tolerance ±{tol:g}%. All statistics: `tables/sweep.csv`. Figures: `figs/sweep_latency.png`, "
               "`figs/sweep_error.png`.", ""]
     return "\n".join(lines)

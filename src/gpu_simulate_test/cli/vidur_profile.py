@@ -16,16 +16,18 @@ def _run(app: VidurProfileAppConfig) -> Any:
 
 
 def _report(result: Any) -> str:
-    """Where the bundle is and its held-out check, shape by shape."""
+    """Where the bundle is, its held-out check shape by shape, and its verdict."""
     lines = [f"{'existing bundle (reused, not rebuilt)' if result.reused else 'bundle written'}: {result.path}"]
     if result.imported:
-        lines.append("imported from Vidur's own files, unverified: no held-out check is possible without the hardware "
-                     "(vidur-sim needs accept_bundle=true)")
+        lines.append("imported from Vidur's own files: no held-out check is possible without the hardware")
     check = result.check
     if len(check):
         table = check.assign(measured_ms=check.measured_ns / 1e6, predicted_ms=check.predicted_ns / 1e6)
         lines.append(table[["shape", "measured_ms", "predicted_ms", "error_pct"]].to_string(index=False, float_format="%.3f"))
         lines.append(f"median |error| on held-out shapes: {check.error_pct.abs().median():.1f}%")
+    lines.append(f"verdict {result.verdict.line()}")
+    if not result.verdict.accepted:
+        lines.append("vidur-sim and experiment use it only with accept_bundle=true")
     return "\n".join(lines)
 
 

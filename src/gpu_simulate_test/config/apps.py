@@ -38,6 +38,14 @@ class EngineAppConfig(AppConfig):
 
 
 @dataclass
+class MeasureAppConfig(EngineAppConfig):
+    """The apps that measure on the device (real-bench, vidur-profile, experiment): one measurement at a time per
+    device (``device/lock.py``), waiting at most ``device_lock_timeout_s`` for the one before."""
+
+    device_lock_timeout_s: float = 21600.0
+
+
+@dataclass
 class WorkloadSpecAppConfig(AppConfig):
     """``mode=generate`` builds ``workload``; ``mode=export`` writes workload ``workload_id`` in another tool's format."""
 
@@ -49,18 +57,20 @@ class WorkloadSpecAppConfig(AppConfig):
 
 
 @dataclass
-class RealBenchAppConfig(EngineAppConfig):
+class RealBenchAppConfig(MeasureAppConfig):
     workload_id: str = MISSING
     run_id: Optional[str] = None  # null: a new id
 
 
 @dataclass
-class VidurProfileAppConfig(EngineAppConfig):
+class VidurProfileAppConfig(MeasureAppConfig):
     """``mode=measure`` times the model on this machine; ``mode=import`` turns a profile in Vidur's own layout
     (``source``: a folder with its ``mlp.csv`` and ``attention.csv``) into a bundle, unverified."""
 
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     mode: str = "measure"  # measure | import
+    # measure: a workload the grid must cover: the profile limits left null are sized to it, rounded up to powers of two.
+    workload_id: Optional[str] = None
     source: Optional[str] = None  # import: Vidur's data/profiling/compute/<device>/<model>/ (or a copy of it)
     tensor_parallel_size: int = 1  # import: the rows of this TP size (vidur-sim simulates TP=1 replicas)
 
@@ -74,6 +84,8 @@ class VidurSimAppConfig(EngineAppConfig):
     # A real run (id under paths.real_runs, or a directory) whose recorded KV pool (run_meta.json backend.num_blocks)
     # the simulation takes when backend.num_blocks is null; backend=native needs one (experiment passes its own).
     real_run: Optional[str] = None
+    # Simulate with a bundle whose verdict is not ``pass`` (fail, busy, unverified: specs/profiling_root.md).
+    accept_bundle: bool = False
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from omegaconf import MISSING
 
-from gpu_simulate_test.config.apps import EngineAppConfig
+from gpu_simulate_test.config.apps import MeasureAppConfig
 from gpu_simulate_test.config.compare import CompareConfig
 from gpu_simulate_test.config.profile import ProfileConfig
 from gpu_simulate_test.config.vidur import VidurConfig
@@ -38,9 +38,9 @@ class CapacityConfig:
 
 
 @dataclass
-class ExperimentAppConfig(EngineAppConfig):
+class ExperimentAppConfig(MeasureAppConfig):
     """``overwrite=true`` runs every stage of the point again and lets each replace what it finds (the measured
-    capacity, shared by the points of a sweep, is kept)."""
+    capacity, shared by the points of a sweep, is kept); ``redo=[sim,compare]`` does so for the named stages only."""
 
     workload: WorkloadConfig = MISSING
     vidur: VidurConfig = field(default_factory=VidurConfig)
@@ -48,7 +48,11 @@ class ExperimentAppConfig(EngineAppConfig):
     compare: CompareConfig = field(default_factory=CompareConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
-    # Which stages this invocation may run; a point's finished stages are reused, never redone (unless overwrite=true).
+    # Which stages this invocation may run; a point's finished stages are reused while what they were made from is
+    # unchanged (by content), else made again.
     stages: List[str] = field(default_factory=lambda: list(STAGES))
+    redo: List[str] = field(default_factory=list)  # stages to run again even if their output is current
+    # Simulate with a bundle whose verdict is not ``pass`` (fail, busy, unverified: specs/profiling_root.md).
+    accept_bundle: bool = False
     # Archive this point's run directories into <dir>/<point_key>.tar.gz (for bringing runs back from a GPU machine).
     archive_dir: Optional[str] = None

@@ -34,6 +34,9 @@ class VidurConfig:
     # longest request (or largest iteration), rounded up to a power of two so that similar workloads share a cache.
     prediction_max_tokens_per_request: Optional[int] = None
     num_replicas: int = 1
+    # narrow: the hyper-parameter grid below (random_forrest / linear_regression) and k_fold_cv_splits; stock: Vidur's
+    # own defaults (random forest: 27 points, 10 folds; specs/vidur_sim.md has what narrowing costs in accuracy).
+    predictor_grid: str = "narrow"
     k_fold_cv_splits: int = 3
     num_training_job_threads: int = 1  # sklearn n_jobs for the grid search; -1: every core
     # Vidur adds this fraction to batched decode attention of GQA models (its default, kept for fidelity).

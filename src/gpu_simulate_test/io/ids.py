@@ -10,6 +10,7 @@ import secrets
 import typing
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -66,6 +67,12 @@ def short_hash(*parts: bytes, length: int = 12) -> str:
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()[:length]
+
+
+def content_hash(paths: typing.Iterable[Path], length: int = 16) -> str:
+    """A fingerprint of the files' bytes (in the order given): what a stage read, so that its output is reused only
+    while those files are unchanged."""
+    return short_hash(*(Path(p).read_bytes() for p in paths), length=length)
 
 
 def new_run_id(prefix: str) -> str:

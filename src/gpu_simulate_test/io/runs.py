@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.errors import ArtifactError, InputError
+from gpu_simulate_test.io.ids import content_hash
 from gpu_simulate_test.io.meta import read_meta, write_json
 from gpu_simulate_test.io.outputs import RUN_META
 from gpu_simulate_test.io.schemas import ITERATION_METRICS, REQUEST_METRICS, REQUEST_OUTCOMES, TOKEN_METRICS
@@ -170,6 +171,30 @@ def resolve_dir(root: Path, id_or_path: str, what: str) -> Path:
     have = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) if root.is_dir() else []
     hint = f"; available under {root}: {', '.join(have[-10:])}" if have else f"; {root} holds none yet"
     raise InputError(f"{what} {id_or_path!r} not found (neither a directory nor {cand}){hint}")
+
+
+def run_content(path: Path) -> str:
+    """Fingerprint of a run's tables (what a comparison reads): a run replaced in place gets a new one."""
+    tables = (REQUEST_METRICS, TOKEN_METRICS, ITERATION_METRICS)
+    return content_hash(Path(path) / t.filename for t in tables if (Path(path) / t.filename).is_file())
+
+
+def recorded_backend(path: Path) -> dict[str, Any]:
+    """The ``backend`` settings a real run recorded in its ``run_meta.json`` (the engine's resolved ``num_blocks``
+    among them): what vidur-sim takes from the run, and what experiment checks a simulation against."""
+    return dict(read_meta(Path(path) / RUN_META, "real_run").get("backend") or {})
+
+
+def imported_already(path: Path, source: str, sha256: str, workload_id: str) -> bool:
+    """``path`` holds an import (complete or incomplete) of the file whose content is ``sha256`` (recorded as
+    ``inputs[source].sha256``) for ``workload_id``: importing the same file again is then a no-op, like workload-spec."""
+    try:
+        meta = read_meta(Path(path) / RUN_META, "real_run")
+    except ArtifactError:
+        return False
+    inputs = meta["inputs"]
+    return (meta["status"] in ("complete", "incomplete") and inputs.get("workload_id") == workload_id
+            and (inputs.get(source) or {}).get("sha256") == sha256)
 
 
 def load_run(path: Path, kind: Optional[str] = None) -> RunData:

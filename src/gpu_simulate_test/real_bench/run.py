@@ -18,6 +18,9 @@ from gpu_simulate_test.backends import Backend, get_backend
 from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config.apps import RealBenchAppConfig
 from gpu_simulate_test.config.backend import BackendConfig
+from gpu_simulate_test.device.busy import BusyProbe
+from gpu_simulate_test.device.identity import device_key, measured_gpu
+from gpu_simulate_test.device.lock import device_lock
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError, RunInterrupted
 from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import accelerator_name, build_meta
@@ -67,32 +70,34 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
     workload = load_workload(Path(app.paths.workloads), app.workload_id)
     backend = get_backend(app.backend.name)(app.backend, app.model, app.hardware, app.seed)
     backend.check_workload(workload)
-    weights, warmup_s, prompts = _prepare(backend, workload)
-
-    failure: Optional[BaseException] = None
-    with switch_interval():
-        recorder = Recorder(workload.requests, RunClock())  # the run starts now
-        try:
-            with RunProgress(len(workload.requests), lambda: recorder.num_finished) as progress:
-                backend.start(recorder)
-                replay(
-                    workload.requests,
-                    lambda r: backend.submit(r, prompts[r.request_id]),
-                    recorder.clock,
-                    on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
-                    on_idle=progress.redraw,
-                )
-                with progress.draining():
-                    backend.wait_all()
-        except BaseException as exc:  # noqa: BLE001 - Ctrl-C and crashes keep what was measured
-            failure = exc
-            backend.stop()
-        finally:
-            run_s = recorder.clock.now() / 1e9
-            stats = backend.run_stats()
-            settings = backend.settings()
-            extra_tables = backend.run_tables()
-            backend.close()
+    with device_lock(device_key(app.hardware), app.device_lock_timeout_s, f"real-bench {out.id}"):
+        weights, warmup_s, prompts = _prepare(backend, workload)
+        failure: Optional[BaseException] = None
+        with switch_interval():
+            probe = BusyProbe(measured_gpu(app.hardware)).start()
+            recorder = Recorder(workload.requests, RunClock())  # the run starts now
+            try:
+                with RunProgress(len(workload.requests), lambda: recorder.num_finished) as progress:
+                    backend.start(recorder)
+                    replay(
+                        workload.requests,
+                        lambda r: backend.submit(r, prompts[r.request_id]),
+                        recorder.clock,
+                        on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
+                        on_idle=progress.redraw,
+                    )
+                    with progress.draining():
+                        backend.wait_all()
+            except BaseException as exc:  # noqa: BLE001 - Ctrl-C and crashes keep what was measured
+                failure = exc
+                backend.stop()
+            finally:
+                run_s = recorder.clock.now() / 1e9
+                host_load = probe.stop()
+                stats = backend.run_stats()
+                settings = backend.settings()
+                extra_tables = backend.run_tables()
+                backend.close()
 
     status = "complete" if failure is None else "incomplete"
     requests, tokens = tables_from_records(recorder.records())
@@ -118,6 +123,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         dispatch_lateness=lateness_stats(recorder.dispatch_lateness_ns()),
         gil_switch_interval_s=SWITCH_INTERVAL_S,
         engine_stats=stats,
+        host_load=host_load.to_dict(),
         failure=None if failure is None else f"{type(failure).__name__}: {failure}",
     )
     with out.write() as tmp:
@@ -125,6 +131,9 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         for schema, frame in extra_tables:
             write_table(frame, tmp / schema.filename, schema)
         write_run_meta(tmp, meta)
+    if host_load.busy:
+        log.warning("real-bench: the host was busy during the run (%s); run_meta.json host_load records it",
+                    "; ".join(host_load.reasons))
     if failure is None:
         return out.path
     kept = f"{recorder.num_finished} of {len(workload.requests)} requests finished and were kept in {out.path} (status incomplete)"

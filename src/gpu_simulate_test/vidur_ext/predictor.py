@@ -19,6 +19,7 @@ Public API (the vidur-profile helper uses the first three to check a bundle on h
         = prompt tokens of the chunk (1 for a decode), ``num_kv_tokens`` = context after this iteration
         (tokens cached before + ``num_q_tokens``).
     predictor_config(...) -> the Vidur predictor config (used by vidur-sim's SimulationConfig).
+    predictor_settings(vidur, seed) -> every setting that decides what the predictor learns (cache key, run meta).
     grid_for(limits, vidur) -> PredictorGrid covering a bundle's whole grid.
     grid_tokens_needed(request_tokens, tokens_per_iteration) -> the grid's least ``tokens`` for a run.
     grid_for_needs(tokens, prefill_chunk, batch_size) -> PredictorGrid covering a run's needs.
@@ -56,6 +57,7 @@ from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.vidur import VidurConfig
 from gpu_simulate_test.errors import ArtifactError, GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash
+from gpu_simulate_test.vidur_ext.profiler.grid import pow2_at_least
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
 
@@ -148,30 +150,25 @@ class LocalLinearRegressionPredictor(_LocalProfileMixin, LinearRegressionExecuti
 class _PredictorKind:
     key: ExecutionTimePredictorType
     predictor: type[SklearnExecutionTimePredictor]
-    make_config: Callable[[VidurConfig], BaseExecutionTimePredictorConfig]
+    config: type[BaseExecutionTimePredictorConfig]  # Vidur's own config class plus the bundle's files
+    grid: Callable[[VidurConfig], dict[str, list[Any]]]  # the project's narrowed hyper-parameter grid
 
 
 PREDICTORS: dict[str, _PredictorKind] = {
     "random_forrest": _PredictorKind(
-        ExecutionTimePredictorType.RANDOM_FORREST,
-        LocalRandomForrestPredictor,
-        lambda v: LocalRandomForrestConfig(
-            num_estimators=list(v.random_forrest.num_estimators),
-            max_depth=list(v.random_forrest.max_depth),
-            min_samples_split=list(v.random_forrest.min_samples_split),
-        ),
+        ExecutionTimePredictorType.RANDOM_FORREST, LocalRandomForrestPredictor, LocalRandomForrestConfig,
+        lambda v: {"num_estimators": list(v.random_forrest.num_estimators), "max_depth": list(v.random_forrest.max_depth),
+                   "min_samples_split": list(v.random_forrest.min_samples_split)},
     ),
     "linear_regression": _PredictorKind(
-        ExecutionTimePredictorType.LINEAR_REGRESSION,
-        LocalLinearRegressionPredictor,
-        lambda v: LocalLinearRegressionConfig(
-            polynomial_degree=list(v.linear_regression.polynomial_degree),
-            polynomial_include_bias=list(v.linear_regression.polynomial_include_bias),
-            polynomial_interaction_only=list(v.linear_regression.polynomial_interaction_only),
-            fit_intercept=list(v.linear_regression.fit_intercept),
-        ),
+        ExecutionTimePredictorType.LINEAR_REGRESSION, LocalLinearRegressionPredictor, LocalLinearRegressionConfig,
+        lambda v: {"polynomial_degree": list(v.linear_regression.polynomial_degree),
+                   "polynomial_include_bias": list(v.linear_regression.polynomial_include_bias),
+                   "polynomial_interaction_only": list(v.linear_regression.polynomial_interaction_only),
+                   "fit_intercept": list(v.linear_regression.fit_intercept)},
     ),
 }
+PREDICTOR_GRIDS = ("narrow", "stock")  # vidur.predictor_grid: the project's grid, or Vidur's own defaults
 
 
 def _kind(vidur: VidurConfig) -> _PredictorKind:
@@ -181,6 +178,26 @@ def _kind(vidur: VidurConfig) -> _PredictorKind:
             f"vidur.execution_time_predictor={vidur.execution_time_predictor!r} is not one of {sorted(PREDICTORS)}"
         )
     return kind
+
+
+def predictor_settings(vidur: VidurConfig, seed: int) -> dict[str, Any]:
+    """Every setting that decides what Vidur's predictor learns from a bundle, resolved: the predictor, its
+    hyper-parameter grid and cross-validation folds (``vidur.predictor_grid``: ``narrow``, the project's from
+    ``vidur.random_forrest`` / ``vidur.linear_regression`` / ``vidur.k_fold_cv_splits``, or ``stock``, Vidur's own
+    defaults), the random state and the GQA decode overhead. All of it enters the predictor cache key and
+    ``run_meta.json``; only the number of training threads is left out (it changes how fast, not what, it learns)."""
+    kind = _kind(vidur)
+    if vidur.predictor_grid not in PREDICTOR_GRIDS:
+        raise InputError(f"vidur.predictor_grid={vidur.predictor_grid!r} is not one of {list(PREDICTOR_GRIDS)}")
+    if vidur.predictor_grid == "stock":
+        stock = kind.config()
+        grid = {name: list(getattr(stock, name)) for name in kind.grid(vidur)}
+        folds = int(stock.k_fold_cv_splits)
+    else:
+        grid, folds = kind.grid(vidur), int(vidur.k_fold_cv_splits)
+    return {"execution_time_predictor": str(vidur.execution_time_predictor), "predictor_grid": str(vidur.predictor_grid),
+            **grid, "k_fold_cv_splits": folds, "random_state": int(seed), "kv_cache_prediction_granularity": KV_GRANULARITY,
+            "attention_decode_batching_overhead_fraction": float(vidur.attention_decode_batching_overhead_fraction)}
 
 
 def register_predictors() -> None:
@@ -193,25 +210,17 @@ def _round_up(value: int, step: int) -> int:
     return -(-int(value) // step) * step
 
 
-def _pow2_at_least(value: int, floor: int) -> int:
-    out = floor
-    while out < value:
-        out *= 2
-    return out
-
-
 def grid_tokens_needed(request_tokens: int, tokens_per_iteration: int) -> int:
     """The least ``prediction_max_tokens_per_request`` that every lookup of a run falls inside, after Vidur's
     roundings: a request's KV length (up to ``request_tokens``) and an iteration's tokens (up to
     ``tokens_per_iteration``, several prompt chunks packed together)."""
     return max(_round_up(request_tokens, KV_GRANULARITY), _round_up(tokens_per_iteration, TOKEN_GRANULARITY))
 
-
 def grid_for_needs(tokens: int, prefill_chunk: int, batch_size: int) -> PredictorGrid:
     """A grid over the needs, rounded up to powers of two so that similar runs reuse Vidur's cache."""
     return PredictorGrid(
-        tokens=_pow2_at_least(tokens, KV_GRANULARITY),
-        prefill_chunk=_pow2_at_least(prefill_chunk, CHUNK_GRANULARITY),
+        tokens=pow2_at_least(tokens, KV_GRANULARITY),
+        prefill_chunk=pow2_at_least(prefill_chunk, CHUNK_GRANULARITY),
         batch_size=int(batch_size),
     )
 
@@ -224,12 +233,14 @@ def grid_for(limits: GridLimits, vidur: Optional[VidurConfig] = None) -> Predict
     return PredictorGrid(_round_up(top, KV_GRANULARITY), _round_up(limits.prefill_chunk, CHUNK_GRANULARITY), limits.batch_size)
 
 
-def bundle_cache_dir(cache_root: Path, mlp_csv: Path, attention_csv: Path, model: ModelConfig, seed: int) -> Path:
-    """``<cache_root>/vidur_predictor/<hash of the CSV bytes, the model and the seed>``: one dir per bundle."""
+def bundle_cache_dir(cache_root: Path, mlp_csv: Path, attention_csv: Path, model: ModelConfig,
+                     settings: dict[str, Any]) -> Path:
+    """``<cache_root>/vidur_predictor/<hash of the CSV bytes, the model and every predictor setting>``: one dir per
+    bundle and setting (Vidur's own cache key ignores the CSVs, the model and the hyper-parameter grid)."""
     for path in (mlp_csv, attention_csv):
         if not Path(path).is_file():
             raise ArtifactError(f"profiling root: {path} is missing; rebuild the bundle with vidur-profile")
-    model_key = canonical_json({"name": vidur_model_name(model), "head_dim": int(model.head_dim), "seed": int(seed)})
+    model_key = canonical_json({"name": vidur_model_name(model), "head_dim": int(model.head_dim), "predictor": settings})
     digest = short_hash(Path(mlp_csv).read_bytes(), Path(attention_csv).read_bytes(), model_key, length=16)
     return Path(cache_root) / "vidur_predictor" / digest
 
@@ -238,19 +249,21 @@ def predictor_config(
     mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, grid: PredictorGrid, cache_root: Path,
     vidur: Optional[VidurConfig] = None, seed: int = 0,
 ) -> BaseExecutionTimePredictorConfig:
-    """Vidur's predictor config reading the two CSVs, with a small model grid and a per-bundle cache dir."""
+    """Vidur's predictor config reading the two CSVs, with :func:`predictor_settings` and a cache dir of their own."""
     vidur = vidur or VidurConfig()
-    cache_dir = bundle_cache_dir(cache_root, mlp_csv, attention_csv, model, seed)
-    cfg = _kind(vidur).make_config(vidur)
+    settings = predictor_settings(vidur, seed)
+    cache_dir = bundle_cache_dir(cache_root, mlp_csv, attention_csv, model, settings)
+    kind = _kind(vidur)
+    cfg = kind.config(**{name: settings[name] for name in kind.grid(vidur)})
     cfg.profiling_files = (str(Path(mlp_csv).resolve()), str(Path(attention_csv).resolve()))
-    cfg.random_state = int(seed)
+    cfg.random_state = settings["random_state"]
     cfg.model_profiling_dataset = f"local:{cache_dir.name}"  # enters Vidur's own cache key
     cfg.network_profiling_dataset = "none:tp1-pp1"
     cfg.cache_dir = str(cache_dir)
-    cfg.k_fold_cv_splits = int(vidur.k_fold_cv_splits)
+    cfg.k_fold_cv_splits = settings["k_fold_cv_splits"]
     cfg.num_training_job_threads = int(vidur.num_training_job_threads)
-    cfg.attention_decode_batching_overhead_fraction = float(vidur.attention_decode_batching_overhead_fraction)
-    cfg.kv_cache_prediction_granularity = KV_GRANULARITY
+    cfg.attention_decode_batching_overhead_fraction = settings["attention_decode_batching_overhead_fraction"]
+    cfg.kv_cache_prediction_granularity = settings["kv_cache_prediction_granularity"]
     cfg.prediction_max_tokens_per_request = int(grid.tokens)
     cfg.prediction_max_prefill_chunk_size = int(grid.prefill_chunk)
     cfg.prediction_max_batch_size = int(grid.batch_size)

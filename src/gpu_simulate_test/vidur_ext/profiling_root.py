@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from gpu_simulate_test.config.limits import Limits
 from gpu_simulate_test.errors import ArtifactError, InputError
-from gpu_simulate_test.io.ids import is_valid_id
+from gpu_simulate_test.io.ids import content_hash, is_valid_id
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import PROFILE_META
+from gpu_simulate_test.vidur_ext.verdict import IMPORTED
 
 BUNDLE_KIND = "profile_bundle"
 MLP_FILE = "mlp.csv"
@@ -29,9 +31,6 @@ MLP_RAW_FILE = "mlp_raw.csv"  # the operator rows before the fold (optional: bun
 ATTENTION_RAW_FILE = "attention_raw.csv"
 REQUIRED_FILES = (PROFILE_META, MLP_FILE, ATTENTION_FILE, DATASET_CONFIG_FILE, ITERATIONS_FILE, HELD_OUT_FILE)
 TENSOR_PARALLEL_SIZE = 1  # the bundles hold TP=1 rows only (no all_reduce/send_recv files)
-# profile_meta.json of a bundle imported from Vidur's own files (vidur-profile mode=import): "source" and "verdict".
-SOURCE_IMPORTED = "imported"
-VERDICT_UNVERIFIED = "unverified"  # no held-out check was possible without the hardware
 
 
 # GridLimits field -> its key under profile_meta.json "grid_limits" (the names bundles have always been written with).
@@ -90,11 +89,17 @@ class GridLimits:
             out.append(f"KV block size {block_size} differs from the profiled {self.block_size} (rebuild with that backend)")
         return out
 
-    def require(self, root: Path, **asked: Optional[int]) -> None:
-        """Raise :class:`InputError` naming every way the request falls outside this grid."""
+    def require(self, what: str, **asked: Optional[int]) -> None:
+        """Raise :class:`InputError` naming every way the request falls outside this grid (``what``: whose grid)."""
         bad = self.violations(**asked)
         if bad:
-            raise InputError(f"profiling root {root} does not cover this workload: " + "; ".join(bad))
+            raise InputError(f"{what} does not cover this workload: " + "; ".join(bad))
+
+    def require_run(self, what: str, limits: Limits, request_tokens: int) -> None:
+        """:meth:`require` for a run under ``limits`` (the backend's on the workload) whose longest request holds
+        ``request_tokens`` tokens (prompt + decode)."""
+        self.require(what, tokens_per_iteration=limits.tokens_per_iteration, prefill_chunk=limits.prefill_chunk,
+                     batch_size=limits.batch_size, request_tokens=request_tokens, block_size=limits.block_size)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,11 @@ class ProfilingRoot:
         return str(self.meta["id"])
 
     @property
+    def content(self) -> str:
+        """:func:`bundle_content` of this bundle."""
+        return content_hash((self.mlp_csv, self.attention_csv))
+
+    @property
     def model(self) -> dict[str, Any]:
         """The ``model`` config the bundle was measured with."""
         return dict(self.meta["config"]["model"])
@@ -141,7 +151,7 @@ class ProfilingRoot:
     @property
     def imported(self) -> bool:
         """Imported from Vidur's own files: operator rows only, not tied to the backend that would run them."""
-        return self.meta.get("source") == SOURCE_IMPORTED
+        return self.meta.get("source") == IMPORTED
 
     def require_match(self, *, model: str, hardware: str, backend: Optional[str] = None) -> None:
         """Refuse a bundle measured for another model/hardware/backend than the sim run's (an imported bundle fits
@@ -151,6 +161,14 @@ class ProfilingRoot:
         bad = [f"{k}={have[k]!r} (run asks for {want[k]!r})" for k in want if want[k] is not None and want[k] != have[k]]
         if bad:
             raise InputError(f"profiling root {self.path} was measured for {', '.join(bad)}; build a matching bundle with vidur-profile")
+
+
+def bundle_content(path: Path) -> Optional[str]:
+    """Fingerprint of what a simulation reads from the bundle at ``path`` (``mlp.csv``, ``attention.csv``), None
+    if it has not both: a bundle rebuilt from new measurements gets a new one, so what was simulated with the old one
+    is simulated again."""
+    files = (Path(path) / MLP_FILE, Path(path) / ATTENTION_FILE)
+    return content_hash(files) if all(f.is_file() for f in files) else None
 
 
 def resolve_root(value: str, profiling_dir: Path) -> Path:

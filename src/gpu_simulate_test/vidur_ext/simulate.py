@@ -11,7 +11,7 @@ import logging
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -35,9 +35,16 @@ from gpu_simulate_test.config.apps import VidurSimAppConfig
 from gpu_simulate_test.config.limits import Limits, resolve_limits, workload_kv_blocks
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import new_run_id
-from gpu_simulate_test.io.meta import build_meta, read_meta
-from gpu_simulate_test.io.outputs import RUN_META, stage_output
-from gpu_simulate_test.io.runs import RequestRecord, resolve_dir, tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.meta import build_meta
+from gpu_simulate_test.io.outputs import stage_output
+from gpu_simulate_test.io.runs import (
+    RequestRecord,
+    recorded_backend,
+    resolve_dir,
+    tables_from_records,
+    write_run_meta,
+    write_run_tables,
+)
 from gpu_simulate_test.io.schemas import ITERATION_METRICS
 from gpu_simulate_test.io.units import NS_PER_S
 from gpu_simulate_test.vidur_ext.predictor import (
@@ -46,12 +53,14 @@ from gpu_simulate_test.vidur_ext.predictor import (
     grid_for_needs,
     grid_tokens_needed,
     predictor_config,
+    predictor_settings,
     register_predictors,
 )
 from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot, load_profiling_root, resolve_root
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
 from gpu_simulate_test.vidur_ext.schedulers import cache_config, describe, scheduler_config
 from gpu_simulate_test.vidur_ext.tracing import REQUEST_ID_COLUMN, TracingSimulator, TracingTraceReplayGenerator
+from gpu_simulate_test.vidur_ext.verdict import BundleVerdict, bundle_verdict, require_accepted
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 TRACE_DATE = "1970-01-01"  # Vidur's trace reader keeps only rows whose Date equals its configured date
@@ -67,10 +76,12 @@ class SimInputs:
 
     workload: Workload
     root: ProfilingRoot
+    verdict: BundleVerdict
     scheduler: BaseReplicaSchedulerConfig
     replica: ReplicaConfig
     cache: CacheConfig
     grid: PredictorGrid
+    kv_from_run: Optional[int] = None  # the KV pool (blocks) taken from the real run ``real_run``; None: not from one
 
 
 @dataclass
@@ -90,6 +101,8 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
     workload = load_workload(Path(app.paths.workloads), app.workload_id)
     root = load_profiling_root(resolve_root(app.profiling_root, Path(app.paths.profiling)))
     root.require_match(model=app.model.name, hardware=app.hardware.name, backend=app.backend.name)
+    verdict = bundle_verdict(root.meta)
+    require_accepted(verdict, root.path, bool(app.accept_bundle))
     model = app.model
     if workload.max_context > model.max_position_embeddings:
         raise InputError(
@@ -98,16 +111,11 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
         )
     if app.vidur.num_replicas < 1:
         raise InputError(f"vidur.num_replicas={app.vidur.num_replicas}; it must be >= 1")
-    limits = recorded_kv_pool(app, resolve_limits(app.backend, workload.max_prefill, len(workload.requests)))
+    configured = resolve_limits(app.backend, workload.max_prefill, len(workload.requests))
+    limits = recorded_kv_pool(app, configured)
+    kv_from_run = limits.num_blocks if configured.num_blocks is None else None
     scheduler = scheduler_config(app.backend.name, limits)
-    root.limits.require(
-        root.path,
-        tokens_per_iteration=limits.tokens_per_iteration,
-        prefill_chunk=limits.prefill_chunk,
-        batch_size=limits.batch_size,
-        request_tokens=workload.max_context,
-        block_size=limits.block_size,
-    )
+    root.limits.require_run(f"profiling root {root.path}", limits, workload.max_context)
     replica = build_replica_config(model, app.hardware)  # registers the model and hardware with Vidur
     cache = cache_config(app.backend.name, limits, workload.max_context, replica)
     check_profile_rows(root.mlp_csv, root.attention_csv, model=model, block_size=limits.block_size)
@@ -122,7 +130,7 @@ def prepare(app: VidurSimAppConfig) -> SimInputs:
                 f"{limits.tokens_per_iteration}, after Vidur's roundings); raise it or leave it null"
             )
         grid = PredictorGrid(int(explicit), grid.prefill_chunk, grid.batch_size)
-    return SimInputs(workload, root, scheduler, replica, cache, grid)
+    return SimInputs(workload, root, verdict, scheduler, replica, cache, grid, kv_from_run)
 
 
 def _longest_chunk(limits: Limits, cache: CacheConfig, longest_context: int) -> int:
@@ -144,7 +152,7 @@ def recorded_kv_pool(app: VidurSimAppConfig, limits: Limits) -> Limits:
     name = app.backend.name
     if app.real_run is not None:
         run_dir = resolve_dir(Path(app.paths.real_runs), app.real_run, "real_run")
-        settings = read_meta(run_dir / RUN_META, "real_run").get("backend") or {}
+        settings = recorded_backend(run_dir)
         if settings.get("name") != name:
             raise InputError(f"real_run {run_dir.name} ran backend {settings.get('name')!r}, not {name!r}: "
                              "give a run of the backend simulated")
@@ -177,19 +185,16 @@ def _to_ns(seconds: Any) -> np.ndarray:
     return np.rint(np.asarray(seconds, dtype=np.float64) * NS_PER_S).astype(np.int64)
 
 
-def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimResult:
-    """Run Vidur on the workload; ``scratch`` receives Vidur's own files."""
+def simulation_config(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimulationConfig:
+    """Vidur's own ``SimulationConfig`` for the run (its trace written into ``scratch``): what stock Vidur would be
+    given, so that ``benchmarks/bench_vidur_hooks.py`` runs both on the very same config."""
     vidur_cfg = app.vidur
     logging.getLogger("vidur").setLevel(str(vidur_cfg.log_level).upper())
     scratch.mkdir(parents=True, exist_ok=True)
     trace = scratch / TRACE_FILE
     write_trace(inputs.workload, trace)
-    workload = inputs.workload
-
-    cache_root = Path(app.paths.cache)
     register_predictors()
-    replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
-    sim_config = SimulationConfig(
+    return SimulationConfig(
         seed=int(app.seed),
         log_level=str(vidur_cfg.log_level),
         time_limit=0,
@@ -207,11 +212,11 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
             prefill_scale_factor=1.0,
             decode_scale_factor=1.0,
             time_scale_factor=1.0,
-            max_tokens=workload.max_context,  # nothing is clipped
+            max_tokens=inputs.workload.max_context,  # nothing is clipped
         ),
         execution_time_predictor_config=predictor_config(
             inputs.root.mlp_csv, inputs.root.attention_csv, model=app.model, grid=inputs.grid,
-            cache_root=cache_root, vidur=vidur_cfg, seed=int(app.seed),
+            cache_root=Path(app.paths.cache), vidur=vidur_cfg, seed=int(app.seed),
         ),
         metrics_config=MetricsConfig(
             write_metrics=False,
@@ -224,6 +229,14 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
             output_dir=str(scratch / "simulator_output"),
         ),
     )
+
+
+def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimResult:
+    """Run Vidur on the workload; ``scratch`` receives Vidur's own files."""
+    vidur_cfg = app.vidur
+    workload = inputs.workload
+    sim_config = simulation_config(app, inputs, scratch)
+    replace_registration(RequestGeneratorRegistry, RequestGeneratorType.TRACE_REPLAY, TracingTraceReplayGenerator)
     set_seeds(int(app.seed))
     with Progress(
         TextColumn("vidur-sim"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
@@ -244,13 +257,14 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
         "num_pipeline_stages": 1,
         "num_replicas": int(vidur_cfg.num_replicas),
         "execution_time_predictor": str(vidur_cfg.execution_time_predictor),
+        "predictor": predictor_settings(vidur_cfg, int(app.seed)),
         "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.tokens,
                            "prediction_max_prefill_chunk_size": inputs.grid.prefill_chunk,
                            "prediction_max_batch_size": inputs.grid.batch_size},
         "predictor_cache_dir": str(sim_config.execution_time_predictor_config.cache_dir),
         "trace": {"time_scale_factor": 1.0, "prefill_scale_factor": 1.0, "decode_scale_factor": 1.0,
                   "max_tokens": workload.max_context},
-        "num_iterations": len(simulator.recorder.end_s),
+        "num_iterations": simulator.recorder.num_batches,
         "num_restarts": int(sum(r.num_restarts for r in simulator.requests)),
     }
     return SimResult(requests, tokens, _iterations(simulator), settings)
@@ -283,8 +297,8 @@ def _iterations(simulator: TracingSimulator) -> pd.DataFrame:
         "end_time_ns": _to_ns(rec.end_s),
         "batch_size": np.asarray(rec.batch_size, dtype=np.int64),
         "num_prefill_tokens": np.asarray(rec.num_prefill_tokens, dtype=np.int64),
-        "num_decode_tokens": np.asarray(rec.num_decode_tokens, dtype=np.int64),
-        "requests": rec.members,
+        "num_decode_tokens": rec.num_decode_tokens(),
+        "requests": rec.members(),
     })
     # Batch-end order; with several replicas batches overlap, so order by start (ties: end) as real runs do.
     df = df.sort_values(["start_time_ns", "end_time_ns"], kind="stable").reset_index(drop=True)
@@ -304,11 +318,18 @@ def run_vidur_sim(app: VidurSimAppConfig) -> Path:
             id=out.id,
             config=asdict(app),
             inputs={"workload_id": inputs.workload.workload_id, "bundle_id": inputs.root.bundle_id,
-                    **({"real_run": Path(app.real_run).name} if app.real_run else {})},
+                    "bundle_content": inputs.root.content,
+                    **({"real_run": Path(app.real_run).name} if app.real_run else {}),
+                    # what the result took from the real run: experiment redoes the simulation when it changes
+                    **({"real_run_num_blocks": inputs.kv_from_run} if inputs.kv_from_run is not None else {})},
+            bundle_verdict=inputs.verdict.to_dict(),
             vidur_version=vidur_version(),
             scheduler=result.settings["scheduler"],
             settings=result.settings,
         )
         write_run_meta(tmp, meta)
+    if not inputs.verdict.accepted:
+        log.warning("vidur-sim: simulated with bundle %s (accept_bundle=true), verdict %s", inputs.root.bundle_id,
+                    inputs.verdict.line())
     log.info("vidur-sim: %d requests, %d iterations -> %s", len(result.requests), len(result.iterations), out.path)
     return out.path

@@ -12,12 +12,19 @@ Vidur 0.0.26 keeps per-request metrics only. Here:
 - :class:`IterationRecorder` is Vidur's metrics store that also keeps one row per batch.
 - :class:`TracingSimulator` is Vidur's simulator using that store and keeping its requests; it restarts
   Vidur's class-level id counters, so several simulations can run in one process.
+
+The two batch-end hooks run once per batch and once per request in a batch: millions of times when a scheduler
+runs one request at a time. They append to flat arrays (no Python object per token or per batch) and read Vidur
+0.0.26's own fields rather than its properties (one Python call each); the per-batch strings are built after
+the run. ``benchmarks/bench_vidur_hooks.py`` measures what they add over stock Vidur.
 """
 
 from __future__ import annotations
 
 from array import array
 from typing import Callable, List, Optional
+
+import numpy as np
 
 from vidur.config import SimulationConfig
 from vidur.config.utils import get_all_subclasses
@@ -39,13 +46,16 @@ class TracedRequest(Request):
         super().__init__(arrived_at=arrived_at, num_prefill_tokens=num_prefill_tokens, num_decode_tokens=num_decode_tokens)
         self.workload_id = workload_id
         self.requested_decode_tokens = num_decode_tokens  # restart() rewrites Vidur's own counts
-        self.token_times_s: List[float] = []
+        self.token_times_s = array("d")
+        self.on_completed: Optional[Callable[[int], None]] = None  # told once, when the request completes
 
     def on_batch_end(self, time: float, num_tokens_processed: int) -> None:
         super().on_batch_end(time, num_tokens_processed)
         # A batch yields a token once the (re-)prefill is complete: the prefill's last chunk, then each decode.
-        if self.is_prefill_complete:
+        if self._is_prefill_complete:
             self.token_times_s.append(time)
+            if self._completed and self.on_completed is not None:
+                self.on_completed(1)
 
     def restart(self) -> None:
         """Complete Vidur's preemption-by-recompute from outside, in two ways:
@@ -80,28 +90,46 @@ class TracingTraceReplayGenerator(TraceReplayRequestGenerator):
 class IterationRecorder(MetricsStore):
     """Vidur's metrics store plus one record per batch: its times, sizes and per-request token counts."""
 
-    def __init__(self, config: SimulationConfig, on_completed: Optional[Callable[[int], None]] = None) -> None:
+    def __init__(self, config: SimulationConfig) -> None:
         super().__init__(config)
-        self._on_completed = on_completed
         self.start_s = array("d")
         self.end_s = array("d")
-        self.batch_size = array("q")
         self.num_prefill_tokens = array("q")
-        self.num_decode_tokens = array("q")
-        self.members: List[str] = []
+        self.batch_size = array("q")
+        self.member_requests: List[Request] = []  # every batch's requests, one after the other
+        self.member_tokens = array("q")  # and the tokens each was given in it
 
     def on_batch_end(self, time: float, batch: Batch, replica_id: ReplicaId, memory_usage_percent: int) -> None:
-        self.start_s.append(batch.scheduled_at)
+        requests = batch._requests  # Vidur 0.0.26's fields, set when the batch was formed (see the module docstring)
+        self.start_s.append(batch._scheduled_at)
         self.end_s.append(time)
-        self.batch_size.append(batch.size)
-        self.num_prefill_tokens.append(batch.num_prefill_tokens)
-        self.num_decode_tokens.append(batch.num_decode_tokens)
-        self.members.append(";".join(f"r{_workload_id(r)}:{q}" for r, q in zip(batch.requests, batch.num_q_tokens)))
-        if self._on_completed is not None:
-            done = sum(1 for r in batch.requests if r.completed)
-            if done:
-                self._on_completed(done)
+        self.num_prefill_tokens.append(batch._num_prefill_tokens)
+        self.batch_size.append(len(requests))
+        self.member_requests.extend(requests)
+        self.member_tokens.extend(batch._num_q_tokens)
         super().on_batch_end(time, batch, replica_id, memory_usage_percent)
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.end_s)
+
+    def num_decode_tokens(self) -> np.ndarray:
+        """Decode tokens of each batch: its tokens minus its prefill tokens."""
+        sizes = np.frombuffer(self.batch_size, dtype=np.int64)
+        tokens = np.frombuffer(self.member_tokens, dtype=np.int64)
+        per_batch = np.add.reduceat(tokens, np.cumsum(sizes) - sizes) if len(sizes) else np.zeros(0, dtype=np.int64)
+        return per_batch - np.frombuffer(self.num_prefill_tokens, dtype=np.int64)
+
+    def members(self) -> List[str]:
+        """``r<id>:<tokens>;...`` of each batch, in Vidur's order within the batch."""
+        parts = [f"r{_workload_id(r)}:{q}" for r, q in zip(self.member_requests, self.member_tokens)]
+        if len(parts) == len(self.end_s):  # one request per batch
+            return parts
+        out, at = [], 0
+        for n in self.batch_size:
+            out.append(";".join(parts[at:at + n]))
+            at += n
+        return out
 
 
 def reset_entity_ids() -> None:
@@ -124,8 +152,9 @@ class TracingSimulator(Simulator):
 
     def __init__(self, config: SimulationConfig, on_completed: Optional[Callable[[int], None]] = None) -> None:
         reset_entity_ids()
+        self._on_completed = on_completed
         super().__init__(config)
-        self._metric_store = IterationRecorder(config, on_completed)
+        self._metric_store = IterationRecorder(config)
 
     @property
     def recorder(self) -> IterationRecorder:
@@ -134,4 +163,6 @@ class TracingSimulator(Simulator):
     def _init_event_queue(self) -> None:
         self.requests = self._request_generator.generate()
         for request in self.requests:
+            if isinstance(request, TracedRequest):
+                request.on_completed = self._on_completed
             self._add_event(RequestArrivalEvent(request.arrived_at, request))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -20,6 +21,7 @@ import pandas as pd
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.units import NS_PER_MS, NS_PER_S
 
+log = logging.getLogger(__name__)
 DRAW = -1  # a decode length the trace does not give: drawn from workload.lengths.decode
 
 
@@ -61,6 +63,7 @@ def _check_nonempty(path: Path) -> None:
 def _read_csv(path: Path, required: tuple[str, ...], fmt: str) -> pd.DataFrame:
     """All columns as strings (converted one by one later, so the bad cell can be named)."""
     _check_nonempty(path)
+    unterminated = not path.read_bytes().endswith(b"\n")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -69,8 +72,9 @@ def _read_csv(path: Path, required: tuple[str, ...], fmt: str) -> pd.DataFrame:
     missing = [c for c in required if c not in df.columns]
     if missing:
         hints = []
+        spare = [c for c in df.columns if c not in required]  # a column the format needs as it is is no rename candidate
         for c in missing:
-            close = difflib.get_close_matches(c, list(df.columns), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(c, spare, n=1, cutoff=0.6)
             hints.append(f"{c!r}" + (f" (found {close[0]!r}: rename it)" if close else ""))
         raise InputError(
             f"{path}: line 1: missing column(s) {', '.join(hints)}; the header is {list(df.columns)}, "
@@ -78,6 +82,11 @@ def _read_csv(path: Path, required: tuple[str, ...], fmt: str) -> pd.DataFrame:
         )
     if len(df) == 0:
         raise InputError(f"{path}: the file has a header but no rows; give a trace with at least one request")
+    if unterminated:
+        # A file cut short mid-line (an interrupted copy) reads as valid rows: say what its last row holds.
+        log.warning("%s: line %d, the last line, has no final newline, as a file cut short would not either; its last "
+                    "value read is %s=%r: check that the file is complete", path, len(df) + 1, df.columns[-1],
+                    df.iloc[-1, -1])
     return df
 
 
@@ -121,6 +130,11 @@ def _line_numbers(n: int) -> np.ndarray:
 # --- JSON helpers --------------------------------------------------------------------------------------
 
 
+def _json_msg(exc: json.JSONDecodeError) -> str:
+    """json's message without its dangling "at" ("Unterminated string starting at"): the caller says where."""
+    return exc.msg.removesuffix(" at")
+
+
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; malformed lines are errors."""
     _check_nonempty(path)
@@ -131,7 +145,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise _fail(path, f"line {lineno}", f"not valid JSON ({exc.msg} at column {exc.colno})",
+                raise _fail(path, f"line {lineno}", f"not valid JSON ({_json_msg(exc)} at column {exc.colno})",
                             "each line must be one JSON object; fix or remove it") from exc
             if not isinstance(obj, dict):
                 raise _fail(path, f"line {lineno}", f"a JSON {type(obj).__name__}, not an object", "each line must be one JSON object")
@@ -261,7 +275,7 @@ def import_sharegpt(path: Path) -> RawTrace:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise _fail(path, f"line {exc.lineno}, column {exc.colno}", f"not valid JSON ({exc.msg})",
+        raise _fail(path, f"line {exc.lineno}", f"not valid JSON ({_json_msg(exc)} at column {exc.colno})",
                     "the ShareGPT format is one JSON array of conversations") from exc
     if not isinstance(data, list) or not data:
         raise InputError(f"{path}: expected a non-empty JSON array of conversations (the ShareGPT format)")

@@ -312,6 +312,18 @@ def _same_files(a: Path, b: Path) -> bool:
     return all((a / f).is_file() and _sha256(a / f) == _sha256(b / f) for f in DATA_FILES) and (a / WORKLOAD_META).is_file()
 
 
+def context_limit(w: WorkloadConfig, model: ModelConfig) -> int:
+    """The most tokens (prompt + decode) a request of ``w`` may hold: ``workload.max_context``, at most the model's."""
+    if w.max_context is None:
+        return int(model.max_position_embeddings)
+    if not 0 < int(w.max_context) <= int(model.max_position_embeddings):
+        raise InputError(
+            f"workload.max_context={w.max_context} must be in 1..{model.max_position_embeddings}, the context of model "
+            f"{model.name} (max_position_embeddings); lower it or leave it null"
+        )
+    return int(w.max_context)
+
+
 def generate_workload(app: WorkloadSpecAppConfig) -> Path:
     """Build the workload that ``app`` describes; return its directory.
 
@@ -324,7 +336,7 @@ def generate_workload(app: WorkloadSpecAppConfig) -> Path:
         raise InputError(f"seed={seed} must be >= 0")
     if not is_valid_id(f"{w.name}-0"):
         raise InputError(f"workload.name={w.name!r}: use letters, digits, '.', '_' and '-' only (it starts the workload id)")
-    max_context = int(w.max_context or app.model.max_position_embeddings)
+    max_context = context_limit(w, app.model)
     id_range = synthetic_id_range(app.model)
     raw = _read_source(w, seed)
     # Only text needs a tokenizer: a length-only source draws its prompt ids from the model's own vocabulary.

@@ -16,6 +16,9 @@ from rich.progress import Progress
 from gpu_simulate_test.backends import Backend, get_backend
 from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
+from gpu_simulate_test.device.busy import BusyProbe
+from gpu_simulate_test.device.identity import device_key, measured_gpu
+from gpu_simulate_test.device.lock import device_lock
 from gpu_simulate_test.errors import GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
@@ -36,6 +39,7 @@ from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, OperatorSource, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
+from gpu_simulate_test.vidur_ext.verdict import MEASURED, BundleVerdict, bundle_verdict
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,8 @@ class BundleResult:
     path: Path
     reused: bool
     check: pd.DataFrame
-    imported: bool = False  # from Vidur's own files (mode=import): unverified, no held-out check
+    verdict: BundleVerdict
+    imported: bool = False  # from Vidur's own files (mode=import): verdict unverified, no held-out check
 
 
 def bundle_config(cfg: VidurProfileAppConfig) -> dict[str, Any]:
@@ -146,7 +151,8 @@ def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFr
     write_table(iters, path / pr.ITERATIONS_FILE, ITERATION_PROFILE)
     write_table(check, path / pr.HELD_OUT_FILE, HELD_OUT_CHECK)
     write_json(path / pr.DATASET_CONFIG_FILE, {"model": vidur_model_name(cfg.model), "device_sku": cfg.hardware.vidur_device})
-    meta = build_meta(kind=pr.BUNDLE_KIND, id=bid, config=bundle_config(cfg), inputs={},
+    inputs = {"workload_id": cfg.workload_id} if cfg.workload_id else {}  # the workload the grid was sized to
+    meta = build_meta(kind=pr.BUNDLE_KIND, id=bid, config=bundle_config(cfg), inputs=inputs,
                       grid_limits=grid.limits.to_dict(), **extra)
     write_json(path / PROFILE_META, meta)
 
@@ -187,23 +193,28 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         log.info("bundle %s exists already: reusing it (overwrite=true rebuilds it)", final)
         from gpu_simulate_test.io.tables import read_table
 
-        return BundleResult(final, True, read_table(root.held_out_csv, HELD_OUT_CHECK))
+        return BundleResult(final, True, read_table(root.held_out_csv, HELD_OUT_CHECK), bundle_verdict(root.meta))
     grid = build_grid(cfg.model, cfg.backend, cfg.profile)
     if cfg.profile.iteration_rounds < 1:
         raise InputError(f"profile.iteration_rounds must be >= 1, not {cfg.profile.iteration_rounds}")
+    if not cfg.profile.held_out_tolerance_pct > 0:
+        raise InputError(f"profile.held_out_tolerance_pct must be > 0, not {cfg.profile.held_out_tolerance_pct}")
     parsed = _wanted_shapes(cfg)
     timer = StepTimer(cfg.backend, [s for s, _ in parsed], cfg.profile.iteration_samples)
     backend = get_backend(cfg.backend.name)(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
     backend.check_workload(timer.plan())  # every request the shapes submit, checked before anything loads
     method = TimingMethod(cfg.profile.warmup_iters, cfg.profile.repeat_iters, cfg.profile.calls_per_repeat)
     t_start = time.monotonic()
-    with atomic_dir(final, overwrite=cfg.overwrite) as out:
+    with device_lock(device_key(cfg.hardware), cfg.device_lock_timeout_s, f"vidur-profile {bid}"), \
+            atomic_dir(final, overwrite=cfg.overwrite) as out:
         try:
             weights_source = _load(backend)
             ops = _operator_source(backend, cfg)
+            probe = BusyProbe(measured_gpu(cfg.hardware)).start()
             with Progress() as progress:
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
                 iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress)
+            host_load = probe.stop()
         finally:
             backend.close()
         fit_shapes, fit_ms = _shapes(iters, "fit")
@@ -215,7 +226,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         mlp_f, att_f = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
         held, held_ms = _shapes(iters, "held_out")
         extra = {"timing_method": method.describe(), "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
-                 "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name}
+                 "overhead_fit": overhead.to_dict(), "skipped_shapes": skipped, "backend_measured": cfg.backend.name,
+                 "source": MEASURED, "host_load": host_load.to_dict()}
         _write_root(out, cfg, bid, mlp_f, att_f, iters, empty_check, grid, extra, raw=(mlp, att))
         both = predict(out, held + fit_shapes)  # fit_overhead refused an empty fit list
         pred, fit_pred = both[:len(held)], both[len(held):]
@@ -226,9 +238,14 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             "predicted_ns": [int(round(p * 1e6)) for p in pred],
             "error_pct": [100.0 * (p - m) / m for p, m in zip(pred, held_ms)],
         }, columns=HELD_OUT_CHECK.column_names)
-        summary = {"num_shapes": len(check), "median_abs_error_pct": float(np.median(np.abs(check["error_pct"]))) if len(check) else None,
-                   "table": check.to_dict(orient="records")}
+        abs_err = np.abs(check["error_pct"].to_numpy(dtype=float))
+        summary = {"num_shapes": len(check), "median_abs_error_pct": float(np.median(abs_err)) if len(check) else None,
+                   "max_abs_error_pct": float(abs_err.max()) if len(check) else None,
+                   "tolerance_pct": float(cfg.profile.held_out_tolerance_pct), "table": check.to_dict(orient="records")}
         extra.update(held_out_check=summary, build_wall_s=round(time.monotonic() - t_start, 1))
+        verdict = bundle_verdict(extra)
+        extra["verdict"] = verdict.verdict
         _write_root(out, cfg, bid, mlp_f, att_f, iters, check, grid, extra, raw=(mlp, att))
-    return BundleResult(final, False, check)
+    log.log(logging.INFO if verdict.accepted else logging.WARNING, "bundle %s: verdict %s", bid, verdict.line())
+    return BundleResult(final, False, check, verdict)
 

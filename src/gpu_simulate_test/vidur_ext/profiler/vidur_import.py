@@ -38,6 +38,7 @@ from gpu_simulate_test.io.schemas import (
 )
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext import profiling_root as pr
+from gpu_simulate_test.vidur_ext.verdict import IMPORTED, bundle_verdict
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -154,7 +155,8 @@ def import_bundle(cfg: VidurProfileAppConfig) -> tuple[Path, bool]:
                   "import": {"source": str(cfg.source), "tensor_parallel_size": tp}}
         write_json(out / PROFILE_META, build_meta(
             kind=pr.BUNDLE_KIND, id=bid, config=config, inputs={"source": str(source.resolve())},
-            grid_limits=limits.to_dict(), source=pr.SOURCE_IMPORTED, verdict=pr.VERDICT_UNVERIFIED, imported_from=record,
+            grid_limits=limits.to_dict(), source=IMPORTED, verdict=bundle_verdict({"source": IMPORTED}).verdict,
+            imported_from=record,
             held_out_check={"num_shapes": 0, "median_abs_error_pct": None, "table": []},
         ))
     return final, False
