@@ -28,7 +28,7 @@ from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.real_bench.progress import RunProgress
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, lateness_stats, replay, switch_interval
+from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, gc_frozen, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 log = logging.getLogger(__name__)
@@ -73,21 +73,23 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
     with device_lock(device_key(app.hardware), app.device_lock_timeout_s, f"real-bench {out.id}"):
         weights, warmup_s, prompts = _prepare(backend, workload)
         failure: Optional[BaseException] = None
-        with switch_interval():
+        # the bar is up before the clock starts: putting it up takes ~75 ms the first time (rich's imports, the
+        # terminal probe), which made the run's first requests that late
+        progress = RunProgress(len(workload.requests), lambda: recorder.num_finished)
+        with switch_interval(), gc_frozen(), progress:
             probe = BusyProbe(measured_gpu(app.hardware)).start()
             recorder = Recorder(workload.requests, RunClock())  # the run starts now
             try:
-                with RunProgress(len(workload.requests), lambda: recorder.num_finished) as progress:
-                    backend.start(recorder)
-                    replay(
-                        workload.requests,
-                        lambda r: backend.submit(r, prompts[r.request_id]),
-                        recorder.clock,
-                        on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
-                        on_idle=progress.redraw,
-                    )
-                    with progress.draining():
-                        backend.wait_all()
+                backend.start(recorder)
+                replay(
+                    workload.requests,
+                    lambda r: backend.submit(r, prompts[r.request_id]),
+                    recorder.clock,
+                    on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
+                    on_idle=progress.redraw,
+                )
+                with progress.draining():
+                    backend.wait_all()
             except BaseException as exc:  # noqa: BLE001 - Ctrl-C and crashes keep what was measured
                 failure = exc
                 backend.stop()
