@@ -124,7 +124,7 @@ class LLMEngine:
         if batch is None:
             raise RuntimeError("step() with nothing to run: call it only while has_unfinished()")
         sampled = self.runner.run(batch)
-        graph = self.runner.last_graph_size is not None
+        graph = self.runner.last_graph_shape is not None
         finished = self.scheduler.postprocess(batch, sampled)
         for seq in finished:
             self.runner.release(seq)
@@ -148,6 +148,7 @@ class LLMEngine:
             "memory": None if self.memory is None else self.memory.as_dict(),
             "kernel_path": kernels.kernel_path(self.runner.device),
             "cuda_graph_batch_sizes": list(self.runner.graph_sizes),
+            "cuda_graph_token_sizes": list(self.runner.graph_token_sizes),
             "cuda_graph_captures_at_startup": self._captures_at_startup,
             "cuda_graph_captures_since_startup": self.runner.num_captures - self._captures_at_startup,
             "compilations_at_startup": self._loads_at_startup,
