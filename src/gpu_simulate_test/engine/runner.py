@@ -226,7 +226,7 @@ class ModelRunner:
         shapes = graph_shapes(self.graph_sizes, self.graph_token_sizes)
         for shape in {max(shapes), max(shapes, key=lambda tb: (tb[1], tb[0]))} if shapes else ():
             torch.cuda.reset_peak_memory_stats()
-            self._forward(self._load_padding(*shape), True)
+            self._forward(self._load_padding(*shape))
             graph_reserve = max(graph_reserve, torch.cuda.max_memory_allocated() - base)
         self.kv_cache = None
         torch.cuda.empty_cache()
@@ -250,11 +250,11 @@ class ModelRunner:
         pool = None
         for shape in reversed(graph_shapes(self.graph_sizes, self.graph_token_sizes)):
             layout = self._load_padding(*shape)
-            self._forward(layout, True)  # eager once: kernels loaded, workspaces allocated, before capture
+            self._forward(layout)  # eager once: kernels loaded, workspaces allocated, before capture
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                tokens = self._forward(layout, True)
+                tokens = self._forward(layout)
             pool = graph.pool() if pool is None else pool
             self.graphs[shape] = _Graph(graph, tokens)
             self.num_captures += 1
@@ -266,14 +266,13 @@ class ModelRunner:
         self._dev[:layout.end].copy_(self._host[:layout.end])
         return layout
 
-    def _forward(self, layout: _Layout, sample: bool) -> torch.Tensor:
-        """The greedy tokens of a step whose inputs are on the device at ``layout``: of the rows in its
-        ``logits`` segment if ``sample``, else of every token."""
+    def _forward(self, layout: _Layout) -> torch.Tensor:
+        """The greedy tokens of the rows in the ``logits`` segment of a step whose inputs are on the device at
+        ``layout``."""
         v = functools.partial(layout.view, self._dev)
         tables = self.tables.table.index_select(0, v("rows"))
         attn = AttentionInputs(v("slots"), v("cu"), v("seq_lens"), tables)
-        logits_indices = v("logits") if sample else None
-        return self.model.forward(v("ids"), v("pos"), attn, self.kv_cache, logits_indices).argmax(-1)
+        return self.model.forward(v("ids"), v("pos"), attn, self.kv_cache, v("logits")).argmax(-1)
 
     # ---- one step ---------------------------------------------------------------------------------------------
 
@@ -301,7 +300,7 @@ class ModelRunner:
             new_index, new_block = layout.view(self._dev, "new_index"), layout.view(self._dev, "new_block")
             self.tables.table.view(-1).index_put_((new_index,), new_block)
         if shape is None:
-            return self._to_host(self._forward(layout, True), num_sampled)
+            return self._to_host(self._forward(layout), num_sampled)
         graph = self.graphs[shape]
         graph.graph.replay()
         return self._to_host(graph.tokens, num_sampled)

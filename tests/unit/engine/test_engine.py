@@ -168,6 +168,7 @@ def test_stats_and_step_record(hf, workload):
     stats = engine.stats()
     assert stats["kernel_path"] == "reference" and stats["cuda_graph_batch_sizes"] == []
     assert stats["cuda_graph_captures_since_startup"] == 0 and stats["compilations_since_startup"] == 0
+    assert stats["cuda_graph_token_sizes"] == [] and stats["graph_steps"] == stats["prefill_graph_steps"] == 0
     assert stats["num_blocks"] == 64 and stats["memory"] is None
 
 
