@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -291,6 +293,25 @@ def test_padded_mixed_step_equals_the_eager_step(hf, case):
                      "chunk_one_left": (8, 4)}[case]
     sampled = [e.seq for e in steps[-1] if e.samples]
     assert tokens == [_greedy_next(hf, s.token_ids) for s in sampled]
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (16, 4), (8, 1)])
+def test_all_padding_bucket_touches_no_kv(hf, shape):
+    """What capture and the memory profile run (no real entry): every token padding, no K/V written; the mixed
+    buckets' padding tokens all in sequence 0 (context 0), the decode bucket's one a row."""
+    runner = ModelRunner(engine_config(num_blocks=8),
+                         Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+    runner.allocate_kv_cache(8)
+    runner.kv_cache.normal_()
+    kv = runner.kv_cache.clone()
+    T, B = shape
+    layout = runner._load_padding(T, B)
+    view = functools.partial(layout.view, runner._dev)
+    assert view("slots").tolist() == [-1] * T and view("seq_lens").tolist() == [0] * B
+    assert view("cu").tolist() == (list(range(B + 1)) if T == B else [0] + [T] * B)
+    with torch.inference_mode():
+        assert runner._forward(layout).shape == (B,)
+    assert torch.equal(runner.kv_cache, kv)
 
 
 def test_padding_that_does_not_fit_its_bucket_is_refused(hf):
