@@ -60,7 +60,8 @@ def main() -> int:
     shape = ModelShape(**QWEN3_06B)
     config = EngineConfig(model=shape, policy="sarathi", max_batch_tokens=8192, max_requests_per_batch=256,
                           block_size=16, num_blocks=None, gpu_memory_utilization=0.5, dtype="bfloat16",
-                          device="cuda", cuda_graph_batch_sizes=GRAPH_SIZES)
+                          device="cuda", cuda_graph_batch_sizes=GRAPH_SIZES,
+                          cuda_graph_token_sizes=())  # prefill steps eager: this studies the eager path's host time
     engine = LLMEngine(config, random_state_dict(shape))
     rng, next_id, out = random.Random(0), [0], []
 
@@ -94,7 +95,7 @@ def main() -> int:
             step = engine.step()
             if step.batch.is_decode_only and len(step.batch.entries) == batch:
                 break
-        graph = engine.runner.graphs[engine.runner.graph_size(step.batch)].graph
+        graph = engine.runner.graphs[engine.runner.graph_shape(step.batch)].graph
         _profile(graph.replay, f"graph replay: decode batch {batch} KV {context}", out)
         _profile(engine.step, f"engine.step: decode batch {batch} KV {context}", out)
         while engine.has_unfinished():

@@ -25,9 +25,12 @@ class BackendConfig:
     watermark_blocks_fraction: float = 0.01
     # sarathi, native: the share of device memory the engine sizes its KV pool from when num_blocks is null
     gpu_memory_utilization: float = 0.8
-    # native: decode batch sizes whose CUDA graphs are captured at start-up (larger decode batches and every batch
-    # with a prefill run eagerly); empty: never a graph
+    # native: the sequence buckets of the CUDA graphs captured at start-up (larger batches run eagerly); empty: never
+    # a graph
     cuda_graph_batch_sizes: List[int] = field(default_factory=list)
+    # native: the token buckets of the graphs of steps with a prefill chunk (larger steps run eagerly); empty: every
+    # step with a prefill chunk runs eagerly
+    cuda_graph_token_sizes: List[int] = field(default_factory=list)
     cache_implementation: str = "dynamic"  # hf-generate: dynamic | static
     # hf-generate static cache: its length is the workload's longest context rounded up to this, so every
     # request reuses one cache shape (one compiled decode graph) instead of recompiling per request.
