@@ -4,8 +4,9 @@ In one process: the two ceilings first (copy bandwidth, counting bytes read + wr
 rate); then decode steps at batches 1, 8, 32, 64, 128 x KV 512, 2048, 8192 (the whole engine step, schedule +
 forward + sample, and the graph replay alone, each next to its memory floor: the weights once plus every context
 token's K/V at the measured bandwidth, and the kernels per step); prefill tokens/s at chunks 512, 2048, 8192 next
-to the compute floor (2 x non-embedding parameters per token plus causal attention, the LM head on the last token);
-and an offline throughput run (256 requests, prompt and output lengths uniform in 100-1024). The table is printed
+to the compute floor (2 x non-embedding parameters per token plus causal attention, the LM head on the last token),
+each saying whether it ran from a CUDA graph (bucket, replay time); a mixed step (32 decodes at KV 2048 beside a
+480-token chunk, graph or eager); and an offline throughput run (256 requests, prompt and output lengths uniform in 100-1024). The table is printed
 last; with ``$OUT`` set the numbers also go to ``$OUT/bench_engine.json``. Without a GPU it says so and exits 0.
 
 Run: ``PYTHONPATH=src python3 benchmarks/bench_engine.py`` (about 3-6 minutes on an H200).
@@ -131,10 +132,10 @@ def decode_point(engine, batch: int, context: int, bw: float, rng: random.Random
     floor_ms = (engine.model.num_bytes + kv_tokens * shape.kv_bytes_per_token * 2) / bw * 1e3
     row = {"batch": batch, "context": context, "mean_context": kv_tokens / batch, "floor_ms": floor_ms,
            "step_ms": statistics.median(step_ms[WARM_STEPS:]), "cuda_graph": last.cuda_graph}
-    bs = engine.runner.graph_size(last.batch)
+    shape = engine.runner.graph_shape(last.batch)
     kernels = 0
-    if bs is not None:
-        graph = engine.runner.graphs[bs].graph
+    if shape is not None:
+        graph = engine.runner.graphs[shape].graph
         row["replay_ms"] = _median_ms(graph.replay, REPLAYS)  # the last step's inputs, written again in place
         kernels = count_kernels(graph.replay)
         row["kernels_counted_in"] = "graph replay"
@@ -170,8 +171,47 @@ def prefill_point(engine, chunk: int, mm_rate: float, rng: random.Random, next_i
         times.append((out.end_ns - out.start_ns) / 1e9)
     t = statistics.median(times[1:])
     flops = prefill_flops(engine.config.model, chunk)
-    return {"chunk": chunk, "tokens_per_s": chunk / t, "step_ms": t * 1e3, "floor_ms": flops / mm_rate * 1e3,
-            "fraction_of_matmul_rate": flops / t / mm_rate}
+    row = {"chunk": chunk, "tokens_per_s": chunk / t, "step_ms": t * 1e3, "floor_ms": flops / mm_rate * 1e3,
+           "fraction_of_matmul_rate": flops / t / mm_rate, "cuda_graph": out.cuda_graph}
+    _add_replay(engine, out.batch, row)
+    return row
+
+
+def _add_replay(engine, batch, row: dict) -> None:
+    """The bucket and replay time of the step's graph, when it ran from one (the last inputs, written again)."""
+    shape = engine.runner.graph_shape(batch)
+    if shape is not None:
+        row["graph_shape"] = list(shape)
+        row["replay_ms"] = _median_ms(engine.runner.graphs[shape].graph.replay, REPLAYS)
+
+
+def mixed_point(engine, decodes: int, context: int, chunk: int, rng: random.Random, next_id: list[int]) -> dict:
+    """``decodes`` requests decoding at KV ``context`` beside one fresh ``chunk``-token prompt (sarathi: the
+    decodes, then the whole prompt as one chunk): the whole step (median of 5 after a warm one) and its replay."""
+    vocab = engine.config.model.vocab_size
+    prefill_steps = math.ceil(decodes * context / (engine.config.max_batch_tokens - decodes))
+    for _ in range(decodes):
+        engine.add_request(next_id[0], [rng.randrange(vocab) for _ in range(context)], prefill_steps + 20)
+        next_id[0] += 1
+    while True:  # until all of them decode
+        out = engine.step()
+        if out.batch.is_decode_only and len(out.batch.entries) == decodes:
+            break
+    times = []
+    for _ in range(6):
+        engine.add_request(next_id[0], [rng.randrange(vocab) for _ in range(chunk)], 1)
+        next_id[0] += 1
+        out = engine.step()
+        if len(out.entries) != decodes + 1 or out.entries[-1].num_tokens != chunk:
+            raise RuntimeError(f"mixed point: expected {decodes} decodes and a {chunk}-token chunk, got "
+                               f"{[(e.num_tokens, e.is_prefill) for e in out.entries][-3:]}")
+        times.append((out.end_ns - out.start_ns) / 1e6)
+    row = {"decodes": decodes, "context": context, "chunk": chunk, "step_ms": statistics.median(times[1:]),
+           "cuda_graph": out.cuda_graph}
+    _add_replay(engine, out.batch, row)
+    while engine.has_unfinished():
+        engine.step()
+    return row
 
 
 def throughput_run(engine, rng: random.Random, next_id: list[int], n: int = 256) -> dict:
@@ -195,6 +235,12 @@ def throughput_run(engine, rng: random.Random, next_id: list[int], n: int = 256)
             "total_tokens_per_s": (out_tokens + sum(p for p, _ in reqs)) / seconds, "steps": steps,
             "graph_steps": after["graph_steps"] - before["graph_steps"],
             "preemptions": after["preemptions"] - before["preemptions"], "published_output_tokens_per_s": PUBLISHED}
+
+
+def _graph_cell(row: dict) -> str:
+    if not row["cuda_graph"]:
+        return f"{'eager':>10} {'':>9}"
+    return f"{str(tuple(row['graph_shape'])):>10} {row['replay_ms']:>9.3f}"
 
 
 def verdicts(decode: list[dict], prefill: list[dict]) -> list[str]:
@@ -266,9 +312,11 @@ def main() -> int:
         row = prefill_point(engine, chunk, mm, rng, next_id)
         prefill.append(row)
         print(json.dumps(row), flush=True)
+    mixed = [mixed_point(engine, 32, 2048, 480, rng, next_id)]
+    print(json.dumps(mixed[0]), flush=True)
     result["throughput"] = throughput_run(engine, rng, next_id)
     print(json.dumps(result["throughput"]), flush=True)
-    result.update(decode=decode, prefill=prefill, engine_stats_at_end=engine.stats(),
+    result.update(decode=decode, prefill=prefill, mixed=mixed, engine_stats_at_end=engine.stats(),
                   wall_s=time.perf_counter() - t0)
     result["verdicts"] = verdicts(decode, prefill)
 
@@ -290,10 +338,13 @@ def main() -> int:
                   else f"{'eager':>9} {'':>7}")
         print(f"{r['batch']:>5} {r['context']:>5} {r['floor_ms']:>9.3f} {r['step_ms']:>8.3f} "
               f"{r['step_over_floor']:>7.2f} {replay} {r['kernels_per_step']:>7}")
-    print(f"{'chunk':>5} {'tok/s':>10} {'step ms':>8} {'floor ms':>9} {'of matmul':>9}")
+    print(f"{'chunk':>5} {'tok/s':>10} {'step ms':>8} {'floor ms':>9} {'of matmul':>9} {'graph':>10} {'replay ms':>9}")
     for r in prefill:
         print(f"{r['chunk']:>5} {r['tokens_per_s']:>10.0f} {r['step_ms']:>8.2f} {r['floor_ms']:>9.2f} "
-              f"{r['fraction_of_matmul_rate']:>9.2f}")
+              f"{r['fraction_of_matmul_rate']:>9.2f} {_graph_cell(r)}")
+    for r in mixed:
+        print(f"mixed: {r['decodes']} decodes at KV {r['context']} + a {r['chunk']}-token chunk: step "
+              f"{r['step_ms']:.2f} ms, graph / replay ms: {_graph_cell(r)}")
     tp = result["throughput"]
     print(f"offline: {tp['requests']} requests, {tp['output_tokens_per_s']:.0f} output tok/s "
           f"({tp['total_tokens_per_s']:.0f} total) in {tp['seconds']:.1f} s; published: "

@@ -16,6 +16,7 @@ import torch
 from gpu_simulate_test.engine.config import EngineConfig, ModelShape
 from gpu_simulate_test.engine.engine import LLMEngine
 from gpu_simulate_test.engine.model import AttentionInputs
+from gpu_simulate_test.engine.runner import graph_shapes
 from gpu_simulate_test.errors import InputError
 
 pytestmark = pytest.mark.gpu  # tests/gpu/conftest.py skips it without a GPU
@@ -163,7 +164,7 @@ def test_graph_replay_equals_eager(engine, n):
     tokens, same K/V written."""
     rng = random.Random(n)
     batch = _decode_batch(engine, n, rng)
-    assert engine.runner.graph_size(batch) == n
+    assert engine.runner.graph_shape(batch) == (n, n)
     kv = engine.runner.kv_cache
     eager = engine.runner.run(batch, allow_graph=False)
     kv_eager = kv.clone()
@@ -180,16 +181,63 @@ def test_padding_rows_do_not_change_real_rows(engine):
     rng = random.Random(3)
     batch8 = _decode_batch(engine, 8, rng)
     first5 = type(batch8)(batch8.entries[:5])
-    assert engine.runner.graph_size(first5) == 8
+    assert engine.runner.graph_shape(first5) == (8, 8)
     assert engine.runner.run(first5) == engine.runner.run(batch8)[:5]
     engine.scheduler.postprocess(batch8, engine.runner.run(batch8))
+    _drain(engine)
+
+
+def _mixed_batch(engine, num_decodes: int, prompt: int, rng: random.Random):
+    """``num_decodes`` requests left decoding (at contexts 20-300), then one fresh prompt: the engine's next batch,
+    the decodes beside the prompt's first chunk (sarathi), or the prompt alone when ``num_decodes`` is 0."""
+    if num_decodes:
+        batch = _decode_batch(engine, num_decodes, rng)
+        engine.scheduler.postprocess(batch, engine.runner.run(batch))
+    engine.add_request(next(_ids), [rng.randrange(QWEN3_06B.vocab_size) for _ in range(prompt)], 4)
+    batch = engine.scheduler.schedule()
+    assert len(batch.entries) == num_decodes + 1 and not batch.is_decode_only
+    return batch
+
+
+@pytest.mark.parametrize("num_decodes, prompt, shape", [
+    (0, 512, (512, 1)),  # a prefill chunk exactly at the largest token bucket
+    (0, 100, (128, 2)),  # a short prompt: 28 padding tokens in a second sequence
+    (3, 20, (32, 8)),  # 23 tokens in 4 entries: 9 padding tokens in a fifth sequence, B=8
+    (32, 480, (512, 48)),  # bench_engine's mixed row: 32 decodes beside a 480-token chunk
+])
+def test_mixed_graph_replay_equals_eager(engine, num_decodes, prompt, shape):
+    """A step with a prefill chunk replays its bucket's graph: bit for bit the eager step at the bucket's padded
+    inputs (same kernels, same shapes: same tokens, same K/V), and the unpadded eager step within bf16 rounding
+    (other matmul shapes, another split-KV plan): the K/V it writes within 2e-2 relative, its tokens agreeing on
+    at least 90% of the sampled rows (random weights: near-ties flip under rounding)."""
+    rng = random.Random(100 + prompt)
+    batch = _mixed_batch(engine, num_decodes, prompt, rng)
+    runner = engine.runner
+    assert runner.graph_shape(batch) == shape
+    kv = runner.kv_cache
+    padded = runner.run(batch, pad_to=shape)
+    assert runner.last_graph_shape is None
+    kv_padded = kv.clone()
+    graph = runner.run(batch)  # the same K/V into the same slots
+    assert runner.last_graph_shape == shape
+    assert graph == padded
+    assert torch.equal(kv, kv_padded)
+    eager = runner.run(batch, allow_graph=False)
+    slots = torch.tensor([e.seq.block_table[p // BLOCK] * BLOCK + p % BLOCK for e in batch.entries
+                          for p in range(e.start, e.start + e.num_q_tokens)], device="cuda")
+    err = _rel(kv.flatten(2, 3)[:, :, slots], kv_padded.flatten(2, 3)[:, :, slots])
+    agree = sum(a == b for a, b in zip(graph, eager)) / len(eager)
+    print(f"\nmixed bucket {shape}: K/V written, graph vs eager relative error {err:.2e}; tokens agree {agree:.2f}")
+    assert len(graph) == len(eager) == sum(e.samples for e in batch.entries)
+    assert err <= 2e-2 and agree >= 0.9
+    engine.scheduler.postprocess(batch, graph)
     _drain(engine)
 
 
 def test_no_capture_or_compilation_during_a_run(engine):
     """A mixed workload (waves of arrivals: chunked prefills beside decodes, decode batches of every size, requests
     finishing at different steps) after start-up: every kernel variant was compiled and every graph captured
-    before it; stats() says so and counts both kinds of step."""
+    before it; stats() says so and counts both kinds of step; steps with a prefill chunk ran from graphs too."""
     before = engine.stats()
     rng = random.Random(7)
     for wave in range(4):
@@ -205,8 +253,10 @@ def test_no_capture_or_compilation_during_a_run(engine):
     assert stats["cuda_graph_captures_since_startup"] == 0
     assert stats["compilations_since_startup"] == 0
     assert stats["graph_steps"] > before["graph_steps"] and stats["eager_steps"] > before["eager_steps"]
+    assert stats["prefill_graph_steps"] > before["prefill_graph_steps"]
     assert stats["kernel_path"] == "triton"
-    assert stats["cuda_graph_captures_at_startup"] == len(stats["cuda_graph_batch_sizes"])
+    assert stats["cuda_graph_captures_at_startup"] == len(graph_shapes(stats["cuda_graph_batch_sizes"],
+                                                                       stats["cuda_graph_token_sizes"]))
 
 
 def test_pool_sized_from_memory_utilization(hf16):

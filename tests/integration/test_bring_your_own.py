@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from gpu_simulate_test.analysis.compare import compare_runs
-from gpu_simulate_test.analysis.request_import import import_request_results
+from gpu_simulate_test.analysis.run_import import import_run
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.runs import load_run
@@ -65,11 +65,11 @@ def test_llama_2_7b_with_vidurs_profile_against_per_request_results(compose_app:
     csv = tmp_path / "vllm_per_request.csv"
     pd.DataFrame({"request_id": req["request_id"], "ttft_ms": req["ttft_ns"] * SLOWER / 1e6,
                   "e2e_ms": req["e2e_ns"] * SLOWER / 1e6, "output_tokens": req["num_decode_tokens"]}).to_csv(csv, index=False)
-    real_dir = import_request_results(compose_app("compare_runs", ["mode=import_requests", f"requests_csv={csv}",
-                                                                   f"workload_id={workload.name}"]))
+    real_dir = import_run(compose_app("compare_runs", ["mode=import", "import_format=requests_csv", f"import_file={csv}",
+                                                       f"workload_id={workload.name}"]))
     out = compare_runs(compose_app("compare_runs", [f"real_run={real_dir.name}", f"sim_run={sim_dir.name}"]))
     stats = read_table(out / "tables" / "stats.csv", COMPARISON_STATS)
     headline = stats[stats["metric"].isin(["ttft", "tpot", "e2e"])]
     assert np.allclose(headline["error_pct"], 100 * (1 / SLOWER - 1), atol=0.01)  # -20%: the simulation is faster
     assert "itl" not in set(stats["metric"])
-    assert "not compared: ITL" in (out / "summary.md").read_text()
+    assert "ITL cannot be compared: no request has every token's time in both runs" in (out / "summary.md").read_text()

@@ -1,4 +1,4 @@
-"""compare-runs sweep mode, the vLLM importer, and the CLI's mode registry and error exit."""
+"""compare-runs sweep mode, the vLLM reader of the importer, and the CLI's mode registry and error exit."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def test_vllm_import_round_trips_and_compares(compose_app: Callable[..., Any], t
     wl = _write_workload(tmp_path, run)
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(_vllm_json(run, 10)))
-    text = run_mode(compose_app("compare_runs", ["mode=import_vllm", f"vllm_json={path}", f"workload_id={wl}", "run_id=vllm-1"]))
+    text = run_mode(compose_app("compare_runs", ["mode=import", f"import_file={path}", f"workload_id={wl}", "run_id=vllm-1"]))
     assert "vllm-1" in text
     meta = read_meta(tmp_path / "real_runs" / "vllm-1" / "run_meta.json", "real_run")
     assert meta["status"] == "complete" and meta["config"]["model"]["name"] == "Qwen/Qwen3-0.6B"
@@ -100,7 +100,7 @@ def test_reimporting_the_same_file_is_a_no_op(compose_app: Callable[..., Any], t
     wl = _write_workload(tmp_path, run)
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(_vllm_json(run, 4)))
-    args = ["mode=import_vllm", f"vllm_json={path}", f"workload_id={wl}"]
+    args = ["mode=import", "import_format=vllm", f"import_file={path}", f"workload_id={wl}"]
     first = run_mode(compose_app("compare_runs", args))
     meta = (tmp_path / "real_runs").glob("vllm-*/run_meta.json")
     written = [(p, p.stat().st_mtime_ns) for p in meta]
@@ -118,8 +118,8 @@ def test_reimporting_the_same_file_is_a_no_op(compose_app: Callable[..., Any], t
 @pytest.mark.parametrize(
     "edit, fragment",
     [
-        (lambda o: o["itls"].__setitem__(2, o["itls"][2][:-1]), "ITLs for 5 output tokens"),
-        (lambda o: o["input_lens"].__setitem__(1, 99999), "input_lens is 99999"),
+        (lambda o: o["input_lens"].__setitem__(1, 99999), "request 1 (workload request_id 1): the input length is 99999"),
+        (lambda o: o["output_lens"].__setitem__(2, 0), "request 2 (workload request_id 2): the output length is 0"),
         (lambda o: o.pop("ttfts"), "missing key(s) ['ttfts']"),
         (lambda o: o["output_lens"].pop(), "must be a list as long as 'ttfts'"),
     ],
@@ -133,21 +133,45 @@ def test_vllm_import_rejects_bad_files(compose_app: Callable[..., Any], tmp_path
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(obj))
     with pytest.raises(InputError) as err:
-        run_mode(compose_app("compare_runs", ["mode=import_vllm", f"vllm_json={path}", f"workload_id={wl}"]))
+        run_mode(compose_app("compare_runs", ["mode=import", f"import_file={path}", f"workload_id={wl}"]))
     assert fragment in str(err.value)
     assert not (tmp_path / "real_runs").exists()
 
 
-def test_vllm_failed_requests_make_an_incomplete_run(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+def test_vllm_failed_and_missing_requests(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    """A failed request is counted and left out; a missing one (the file stops early) makes the run incomplete."""
     run = sequential_run(6, 3, seed=5)
     wl = _write_workload(tmp_path, run)
     obj = _vllm_json(run, 5)  # the sixth request is missing, the second failed
     obj["errors"][1] = "timeout"
     path = tmp_path / "bench.json"
     path.write_text(json.dumps(obj))
-    run_mode(compose_app("compare_runs", ["mode=import_vllm", f"vllm_json={path}", f"workload_id={wl}", "run_id=v"]))
+    text = run_mode(compose_app("compare_runs", ["mode=import", f"import_file={path}", f"workload_id={wl}", "run_id=v"]))
+    assert "left out: 1 failed and 1 missing requests" in text
     meta = read_meta(tmp_path / "real_runs" / "v" / "run_meta.json")
-    assert meta["status"] == "incomplete" and meta["left_out"] == 2
+    assert meta["status"] == "incomplete" and (meta["num_failed"], meta["missing"], meta["num_finished"]) == (1, 1, 4)
+
+
+def test_vllm_multi_token_chunks_keep_first_and_last_token(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    """Fewer ITLs than output tokens (several tokens per chunk): only the first and last token's times are kept, so
+    TTFT, TPOT and E2E compare exactly and ITL is declared not comparable (nothing is interpolated)."""
+    run = sequential_run(4, 5, seed=4)
+    wl = _write_workload(tmp_path, run)
+    obj = _vllm_json(run, 4)
+    obj["itls"][2] = [obj["itls"][2][0] + obj["itls"][2][1], *obj["itls"][2][2:]]  # tokens 1 and 2 in one chunk
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(obj))
+    text = run_mode(compose_app("compare_runs", ["mode=import", f"import_file={path}", f"workload_id={wl}", "run_id=v"]))
+    assert "cannot be compared (the file has no per-token times): itl of 1 of 4 requests" in text
+    meta = read_meta(tmp_path / "real_runs" / "v" / "run_meta.json")
+    assert meta["token_times"] == {"every_token": 3, "first_and_last_only": 1}
+    write_run(tmp_path / "vidur_runs", "s", "vidur_run", wl, run, with_iterations=False)
+    run_mode(compose_app("compare_runs", ["real_run=v", "sim_run=s"]))
+    out = tmp_path / "comparisons" / "cmp-v--s"
+    stats = read_table(out / "tables" / COMPARISON_STATS.filename, COMPARISON_STATS)
+    assert (stats["diff"].abs() <= 1.0).all()  # ITL too: it pairs the three requests with every token time
+    assert "ITL compared over 3 of 4 requests: 1 real and 0 simulated series have only some token times" in \
+        (out / "summary.md").read_text()
 
 
 def test_cli_prints_one_error_line_and_exits_2(tmp_path: Path) -> None:

@@ -253,10 +253,13 @@ def test_arrival_span_sizes_the_point(compose_app: Callable[..., Any], monkeypat
     (["workload.max_context=50000"], r"workload.max_context=50000 must be in 1..40960, the context of model qwen3-tiny"),
     (["load.qps=1", "profile.max_kv_tokens=16"], r"does not cover this workload: tokens of one request \(prompt \+ decode\): 20 exceeds"),
 ])
-def test_cheap_checks_come_before_any_measurement(compose_app: Callable[..., Any], overrides: list[str], message: str) -> None:
+@pytest.mark.parametrize("backend", ["hf-generate", "native"])
+def test_cheap_checks_come_before_any_measurement(compose_app: Callable[..., Any], overrides: list[str], message: str,
+                                                  backend: str) -> None:
     fake = FakeStages()
     with pytest.raises(InputError, match=message):
-        run_experiment(compose_app("experiment", ["workload.num_requests=4", *overrides]), fake.functions())
+        run_experiment(compose_app("experiment", [f"backend={backend}", "workload.num_requests=4", *overrides]),
+                       fake.functions())
     assert "real" not in fake.calls  # neither the capacity probe nor the point's real run measured anything
     assert set(fake.calls) <= {"workload"}
 

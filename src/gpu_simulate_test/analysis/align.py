@@ -3,15 +3,19 @@
 Pairing is where early stop is handled: each request's token series is cut to the tokens that
 both runs produced (normally the real run's ``num_decode_tokens_actual``), so TTFT, TPOT, E2E
 and ITL are computed over the same tokens on both sides. Everything is vectorised over the token
-arrays; no per-request Python loop. A run known per request only (no ``token_metrics.csv``) pairs
-by its first and last token times; it cannot be cut, and ITL cannot be computed from it.
+arrays; no per-request Python loop.
+
+A run imported from a benchmark that kept no per-token times has, for such a request, only its first and last
+token's times (``specs/run.md``). Its TTFT, TPOT and E2E are still exact; its ITL gaps are unknown, so ITL pairs only
+the requests whose every token time is known in both runs. Such a series cannot be cut short either: a request that
+would need it (the other run produced fewer tokens) is left out and counted. A run known per request only (TTFT,
+E2E and output length, ``compare-runs mode=import import_format=requests_csv``) is such a run for every request.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -22,22 +26,28 @@ from gpu_simulate_test.io.runs import RunData, load_run, resolve_dir
 
 @dataclass(frozen=True)
 class TokenSeries:
-    """One run's tokens for the paired requests: the first and last kept token's time and how many were kept; with
-    token times, every kept token's too (request ``i`` owns ``times_ns[offsets[i]:offsets[i+1]]``)."""
+    """One run's token times for the paired requests: request ``i`` owns ``times[offsets[i]:offsets[i+1]]``, the times
+    of its tokens ``index[offsets[i]:offsets[i+1]]`` (0, 1, 2, ... unless only some tokens' times are known)."""
 
     arrival_ns: np.ndarray  # (n,) int64
-    first_ns: np.ndarray  # (n,) int64
-    last_ns: np.ndarray  # (n,) int64
-    counts: np.ndarray  # (n,) int64, tokens kept per request (>= 1)
-    times_ns: Optional[np.ndarray]  # (sum(counts),) int64; None for a run with per-request results only
+    times_ns: np.ndarray  # (sum(counts),) int64
+    index: np.ndarray  # (sum(counts),) int64, token index of each time
+    counts: np.ndarray  # (n,) int64, times kept per request (>= 1)
+    complete: np.ndarray  # (n,) bool, every token's time is known in both runs (ITL pairs only these)
 
     @property
     def offsets(self) -> np.ndarray:
         return np.concatenate(([0], np.cumsum(self.counts)))
 
     @property
-    def has_token_times(self) -> bool:
-        return self.times_ns is not None
+    def tokens(self) -> np.ndarray:
+        """Tokens compared per request (the last kept token's index + 1)."""
+        return self.index[self.offsets[1:] - 1] + 1
+
+    @property
+    def partial(self) -> np.ndarray:
+        """(n,) bool: the request's series lacks some token times (only its first and last, say)."""
+        return self.counts < self.tokens
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class PairedRuns:
     sim_counts_full: np.ndarray
     left_out_real: int  # requests finished only in the real run (allow_incomplete)
     left_out_sim: int
+    left_out_uncut: int = 0  # finished in both, but a series without per-token times would need a cut
 
     @property
     def truncated_sim(self) -> int:
@@ -68,16 +79,26 @@ class PairedRuns:
     def arrival_mismatches(self) -> int:
         return int((self.real_tokens.arrival_ns != self.sim_tokens.arrival_ns).sum())
 
+    @property
+    def partial_real(self) -> int:
+        """Compared requests whose real series lacks some token times."""
+        return int(self.real_tokens.partial.sum())
+
+    @property
+    def partial_sim(self) -> int:
+        return int(self.sim_tokens.partial.sum())
+
     def subset(self, keep: np.ndarray) -> "PairedRuns":
         """The pairs where boolean ``keep`` holds (e.g. one phase's requests); nothing is left out of either run."""
         return replace(self, request_ids=self.request_ids[keep], real_tokens=_take(self.real_tokens, keep),
                        sim_tokens=_take(self.sim_tokens, keep), real_counts_full=self.real_counts_full[keep],
-                       sim_counts_full=self.sim_counts_full[keep], left_out_real=0, left_out_sim=0)
+                       sim_counts_full=self.sim_counts_full[keep], left_out_real=0, left_out_sim=0, left_out_uncut=0)
 
 
 def _take(ts: TokenSeries, keep: np.ndarray) -> TokenSeries:
-    times = None if ts.times_ns is None else _gather(ts.times_ns, ts.offsets[:-1][keep], ts.counts[keep])
-    return TokenSeries(ts.arrival_ns[keep], ts.first_ns[keep], ts.last_ns[keep], ts.counts[keep], times)
+    starts, counts = ts.offsets[:-1][keep], ts.counts[keep]
+    return TokenSeries(ts.arrival_ns[keep], _gather(ts.times_ns, starts, counts), _gather(ts.index, starts, counts),
+                       counts, ts.complete[keep])
 
 
 def load_pair(real_root: Path, sim_root: Path, real_run: str, sim_run: str, *, allow_incomplete: bool) -> PairedRuns:
@@ -105,20 +126,16 @@ def check_comparable(real: RunData, sim: RunData, *, allow_incomplete: bool) -> 
             )
 
 
-def _blocks(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(request ids sorted, start row of each one's tokens, its token count); without token rows, the start is -1
-    and the count is ``num_decode_tokens_actual``."""
-    if run.tokens is None:
-        req = run.requests.sort_values("request_id", kind="stable")
-        ids = req["request_id"].to_numpy(np.int64)
-        return ids, np.full(len(ids), -1, dtype=np.int64), req["num_decode_tokens_actual"].to_numpy(np.int64)
+def _blocks(run: RunData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(request ids sorted, start row of each one's tokens, its rows, its tokens) from the token frame."""
     rid = run.tokens["request_id"].to_numpy(np.int64)
     idx = run.tokens["token_index"].to_numpy(np.int64)
     starts = np.flatnonzero(idx == 0)  # each request's rows are contiguous and start at index 0 (schema)
-    counts = np.diff(np.append(starts, len(idx)))
+    rows = np.diff(np.append(starts, len(idx)))
+    tokens = idx[starts + rows - 1] + 1 if len(starts) else np.empty(0, dtype=np.int64)
     ids = rid[starts]
     order = np.argsort(ids, kind="stable")
-    return ids[order], starts[order], counts[order]
+    return ids[order], starts[order], rows[order], tokens[order]
 
 
 def _gather(times: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -131,36 +148,26 @@ def _gather(times: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.nda
     return times[np.repeat(starts, counts) + within]
 
 
-def _series(run: RunData, req: pd.DataFrame, starts: np.ndarray, full: np.ndarray, keep: np.ndarray,
-            other: RunData) -> TokenSeries:
-    """``run``'s series of the paired requests (``req``: its request rows, in pairing order) cut to ``keep`` tokens."""
-    arrival = req["arrival_time_ns"].to_numpy(np.int64)
-    if run.tokens is None:
-        cut = keep < full
-        if cut.any():
-            rid = int(req.index[int(np.argmax(cut))])
-            raise ArtifactError(
-                f"request {rid}: run {run.id!r} has per-request results only, so its {int(full[cut][0])} tokens cannot be "
-                f"cut to the {int(keep[cut][0])} that run {other.id!r} produced; compare it with a run of the full outputs"
-            )
-        return TokenSeries(arrival, req["first_token_time_ns"].to_numpy(np.int64),
-                           req["completion_time_ns"].to_numpy(np.int64), keep, None)
-    times = _gather(run.tokens["token_time_ns"].to_numpy(np.int64), starts, keep)
-    ends = np.cumsum(keep)
-    return TokenSeries(arrival, times[ends - keep], times[ends - 1], keep, times)
-
-
 def pair_runs(real: RunData, sim: RunData) -> PairedRuns:
     """Pair the requests finished in both runs; cut each token series to the shorter of the two."""
-    r_ids, r_starts, r_counts = _blocks(real)
-    s_ids, s_starts, s_counts = _blocks(sim)
-    common = np.intersect1d(r_ids, s_ids, assume_unique=True)
+    r_ids, r_starts, r_rows, r_n = _blocks(real)
+    s_ids, s_starts, s_rows, s_n = _blocks(sim)
+    both = np.intersect1d(r_ids, s_ids, assume_unique=True)
+    ri, si = np.searchsorted(r_ids, both), np.searchsorted(s_ids, both)
+    keep_n = np.minimum(r_n[ri], s_n[si])
+    r_full, s_full = r_rows[ri] == r_n[ri], s_rows[si] == s_n[si]
+    cuttable = (r_full | (r_n[ri] == keep_n)) & (s_full | (s_n[si] == keep_n))
+    common, ri, si, keep_n, r_full, s_full = (a[cuttable] for a in (both, ri, si, keep_n, r_full, s_full))
+    if len(common) == 0 and len(both):
+        raise ArtifactError(
+            f"real run {real.id!r} and simulated run {sim.id!r}: each of the {len(both):,} requests finished in both "
+            "has a series without per-token times that would need a cut to the other run's shorter length; compare "
+            "it with a run of the full outputs"
+        )
     if len(common) == 0:
         raise ArtifactError(
             f"real run {real.id!r} and simulated run {sim.id!r} have no finished request in common; nothing to compare"
         )
-    ri = np.searchsorted(r_ids, common)
-    si = np.searchsorted(s_ids, common)
     r_req = real.requests.set_index("request_id").loc[common]
     s_req = sim.requests.set_index("request_id").loc[common]
     for col in ("num_prefill_tokens", "num_decode_tokens"):
@@ -172,15 +179,24 @@ def pair_runs(real: RunData, sim: RunData) -> PairedRuns:
                 f"but {int(s_req[col].iloc[int(np.argmax(bad))])} in simulated run {sim.id!r}; "
                 "the runs do not replay the same workload requests"
             )
-    keep = np.minimum(r_counts[ri], s_counts[si])
+    complete = r_full & s_full
+
+    def series(run: RunData, req: pd.DataFrame, starts: np.ndarray, rows: np.ndarray, full: np.ndarray) -> TokenSeries:
+        kept = np.where(full, keep_n, rows)  # a partial series is kept whole (it needed no cut)
+        times = run.tokens["token_time_ns"].to_numpy(np.int64)
+        index = run.tokens["token_index"].to_numpy(np.int64)
+        return TokenSeries(req["arrival_time_ns"].to_numpy(np.int64), _gather(times, starts, kept), _gather(index, starts, kept),
+                           kept, complete)
+
     return PairedRuns(
         real=real,
         sim=sim,
         request_ids=common,
-        real_tokens=_series(real, r_req, r_starts[ri], r_counts[ri], keep, sim),
-        sim_tokens=_series(sim, s_req, s_starts[si], s_counts[si], keep, real),
-        real_counts_full=r_counts[ri],
-        sim_counts_full=s_counts[si],
-        left_out_real=len(r_ids) - len(common),
-        left_out_sim=len(s_ids) - len(common),
+        real_tokens=series(real, r_req, r_starts[ri], r_rows[ri], r_full),
+        sim_tokens=series(sim, s_req, s_starts[si], s_rows[si], s_full),
+        real_counts_full=r_n[ri],
+        sim_counts_full=s_n[si],
+        left_out_real=len(r_ids) - len(both),
+        left_out_sim=len(s_ids) - len(both),
+        left_out_uncut=int((~cuttable).sum()),
     )

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gpu_simulate_test.analysis.align import PairedRuns, load_pair
+from gpu_simulate_test.analysis.caveats import caveats
+from gpu_simulate_test.analysis.error_records import error_records
 from gpu_simulate_test.analysis.iterations import IterationMatch, match_iterations
 from gpu_simulate_test.analysis.metrics import metric_values, unavailable_metrics
 from gpu_simulate_test.analysis.phases import phase_stats, workload_phases
@@ -102,10 +104,12 @@ def compare_runs(app: CompareRunsAppConfig) -> Path:
             unavailable_metrics=unavailable_metrics(pair),
             phases=phase_info,
             iterations=None if iterations is None else iterations.summary,
+            caveats=caveats(pair),
             run_paths={"real": str(pair.real.path), "sim": str(pair.sim.path)},
         )
+        records = error_records(stats, meta, pair.real.meta, pair.sim.meta)
         with out.write() as tmp:
-            write_comparison_tables(tmp, stats, dist, requests, iterations, per_phase)
+            write_comparison_tables(tmp, stats, dist, requests, iterations, records, per_phase)
             step(4)
             figs = figures_dir(tmp)
             written = [

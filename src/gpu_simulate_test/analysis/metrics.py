@@ -3,7 +3,7 @@
 Every metric is computed from token times only, identically for the real and the simulated run,
 over the token series that :mod:`.align` paired (so early stop is already accounted for). TTFT, TPOT
 and E2E need only each request's first and last token and its token count; ITL needs every token's
-time, so it is left out (and said so) when a run has per-request results only.
+time, so it pairs only the requests that have them, and is left out (and said so) when none does.
 Values are float64 nanoseconds; NaN marks "undefined" (TPOT of a one-token output), which is
 counted, never averaged.
 """
@@ -18,34 +18,44 @@ import numpy as np
 from gpu_simulate_test.analysis.align import PairedRuns, TokenSeries
 
 
+def _first(ts: TokenSeries) -> np.ndarray:
+    return ts.times_ns[ts.offsets[:-1]]
+
+
+def _last(ts: TokenSeries) -> np.ndarray:
+    return ts.times_ns[ts.offsets[1:] - 1]
+
+
 def ttft(ts: TokenSeries) -> np.ndarray:
     """Time to first token: first token - scheduled arrival."""
-    return (ts.first_ns - ts.arrival_ns).astype(np.float64)
+    return (_first(ts) - ts.arrival_ns).astype(np.float64)
 
 
 def e2e(ts: TokenSeries) -> np.ndarray:
     """End to end: last token - scheduled arrival."""
-    return (ts.last_ns - ts.arrival_ns).astype(np.float64)
+    return (_last(ts) - ts.arrival_ns).astype(np.float64)
 
 
 def tpot(ts: TokenSeries) -> np.ndarray:
     """Time per output token after the first: (last - first) / (n - 1); NaN for one-token outputs."""
-    n = ts.counts
-    span = (ts.last_ns - ts.first_ns).astype(np.float64)
+    n = ts.tokens
+    span = (_last(ts) - _first(ts)).astype(np.float64)
     return np.where(n > 1, span / np.maximum(n - 1, 1), np.nan)
 
 
 def e2e_per_token(ts: TokenSeries) -> np.ndarray:
     """Normalized E2E: E2E / number of output tokens (Vidur's ``request_e2e_time_normalized``)."""
-    return e2e(ts) / ts.counts
+    return e2e(ts) / ts.tokens
 
 
 def itl(ts: TokenSeries) -> np.ndarray:
-    """Inter-token latencies of every request, pooled: the gaps between consecutive tokens of a request."""
-    assert ts.times_ns is not None, "ITL needs token times (Metric.needs_token_times)"
+    """Inter-token latencies, pooled: the gaps between consecutive tokens of the requests whose every token time is
+    known in both runs (so real and simulated gaps pair up one to one)."""
     gaps = np.diff(ts.times_ns).astype(np.float64)
     keep = np.ones(len(gaps), dtype=bool)
     keep[ts.offsets[1:-1] - 1] = False  # the gap from one request's last token to the next one's first
+    if len(gaps):
+        keep &= np.repeat(ts.complete, ts.counts)[:-1]  # a gap belongs to the request of its first token
     return gaps[keep]
 
 
@@ -56,7 +66,7 @@ class Metric:
     unit: str
     per: str  # what one value is: a request or a token gap
     values: Callable[[TokenSeries], np.ndarray]
-    needs_token_times: bool = False  # not computable from a run with per-request results only
+    needs_token_times: bool = False  # needs every token's time, not only the first and last
 
 
 METRICS: dict[str, Metric] = {
@@ -83,16 +93,17 @@ class MetricValues:
 
 
 def unavailable_metrics(pair: PairedRuns) -> dict[str, str]:
-    """Metrics that cannot be compared, with why: those needing token times when a run has none."""
-    without = [who for who, ts in (("real", pair.real_tokens), ("simulated", pair.sim_tokens)) if not ts.has_token_times]
-    if not without:
+    """Metrics that cannot be compared, with why: those needing every token's time when no compared request has
+    them in both runs (a run imported without per-token times, e.g. per-request results only)."""
+    if pair.real_tokens.complete.any() or not (pair.partial_real or pair.partial_sim):
         return {}
-    why = f"the {' and '.join(without)} run has per-request results only (no token times)"
+    who = " and ".join(w for w, n in (("real", pair.partial_real), ("simulated", pair.partial_sim)) if n)
+    why = f"no compared request has every token's time in both runs (the {who} run has only some token times)"
     return {name: why for name, m in METRICS.items() if m.needs_token_times}
 
 
 def metric_values(pair: PairedRuns) -> dict[str, MetricValues]:
-    """Every metric both runs allow (see :func:`unavailable_metrics`), paired."""
+    """Every metric the runs allow (see :func:`unavailable_metrics`), paired."""
     out = {}
     skip = unavailable_metrics(pair)
     for name, m in METRICS.items():

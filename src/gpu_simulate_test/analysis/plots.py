@@ -61,7 +61,7 @@ def plot_cdfs(path: Path, values: dict[str, MetricValues], dist: pd.DataFrame, m
     d = dist.set_index("metric")
     for ax, name in zip(axes.ravel(), ("ttft", "tpot", "itl", "e2e")):
         mv = values.get(name)
-        if mv is None:  # not comparable (a run without token times): summary.md says why
+        if mv is None:  # not comparable (no request has every token's time): summary.md says why
             ax.set_title(f"{METRICS[name].label} CDF")
             ax.text(0.5, 0.5, "not compared (see summary.md)", ha="center", transform=ax.transAxes)
             continue
@@ -124,28 +124,28 @@ def timeline_requests(pair: PairedRuns, k: int) -> np.ndarray:
     n = len(pair.request_ids)
     if n == 0 or k <= 0:
         return np.empty(0, dtype=np.int64)
-    e2e = pair.real_tokens.last_ns - pair.real_tokens.arrival_ns
+    ts = pair.real_tokens
+    e2e = ts.times_ns[ts.offsets[1:] - 1] - ts.arrival_ns
     order = np.argsort(e2e, kind="stable")
     return order[np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))]
 
 
 def plot_timeline(path: Path, pair: PairedRuns, k: int) -> Path:
-    """Token index against time since arrival for a few requests: real solid, simulated dashed; a run with
-    per-request results only shows its first and last token alone (circles), nothing drawn between them."""
+    """Token index against time since arrival for a few requests: real solid, simulated dashed; a series with only
+    some token times (imported without per-token times) shows those tokens alone (circles), nothing drawn between."""
     fig, ax = plt.subplots(figsize=(10, 6))
     colors = plt.get_cmap("tab10")
     for j, i in enumerate(timeline_requests(pair, k)):
         c = colors(j % 10)
         rid = int(pair.request_ids[i])
         for ts, ls, who in ((pair.real_tokens, "-", "real"), (pair.sim_tokens, "--", "sim")):
-            if ts.times_ns is None:
-                t = (np.array([ts.first_ns[i], ts.last_ns[i]]) - ts.arrival_ns[i]) * MS
-                ax.plot(t, [1, ts.counts[i]], "o", color=c, mfc="none", label=f"r{rid} {who} (first, last)")
-                continue
             off = ts.offsets
             t = (ts.times_ns[off[i]:off[i + 1]] - ts.arrival_ns[i]) * MS
-            ax.plot(t, np.arange(1, len(t) + 1), ls, color=c, lw=1.5, marker="." if len(t) <= 50 else None,
-                    label=f"r{rid} {who}")
+            y = ts.index[off[i]:off[i + 1]] + 1
+            if ts.partial[i]:  # a line would stand for the unknown times between
+                ax.plot(t, y, "o", color=c, mfc="none", label=f"r{rid} {who} (some tokens)")
+            else:
+                ax.plot(t, y, ls, color=c, lw=1.5, marker="." if len(t) <= 50 else None, label=f"r{rid} {who}")
     ax.set_xlabel("time since scheduled arrival (ms)")
     ax.set_ylabel("output tokens produced")
     ax.set_title("Token timelines (solid: real, dashed: simulated); requests from shortest to longest real E2E")

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from gpu_simulate_test.analysis.caveats import caveat_lines
 from gpu_simulate_test.analysis.metrics import HEADLINE, METRICS
 from gpu_simulate_test.analysis.tables import TABLES_DIR
 from gpu_simulate_test.io.outputs import SUMMARY
@@ -169,9 +170,7 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
     ]
     if c["arrival_mismatches"]:
         lines.append(f"- warning: {c['arrival_mismatches']:,} requests have different arrival times in the two runs")
-    for name, why in (meta.get("unavailable_metrics") or {}).items():
-        lines.append(f"- not compared: {METRICS[name].label}, because {why}; TTFT, TPOT and E2E need only each "
-                     "request's first and last token times and output length")
+    lines += caveat_lines(meta["caveats"], c["requests_compared"])
     host = real_meta.get("host_load") or {}
     if host.get("busy"):
         lines.append(f"- warning: the real run was measured on a busy host ({'; '.join(host.get('reasons') or [])}): "
@@ -193,7 +192,8 @@ def write_summary(dest: Path, meta: dict[str, Any], real_meta: dict[str, Any], s
         "",
         _dist_table(dist),
         "",
-        "Every statistic (mean, percentiles, signed errors): `tables/stats.csv`; per request: `tables/requests.csv`. "
+        "Every statistic (mean, percentiles, signed errors): `tables/stats.csv`; per request: `tables/requests.csv`; "
+        "E2E, TTFT and ITL errors in the layout of the sim-to-real-accuracy-validation study: `tables/error_records.csv`. "
         "Definitions: specs/comparison.md.",
         "",
         *_iteration_section(meta.get("iterations")),

@@ -30,6 +30,7 @@ from gpu_simulate_test.io.schemas import (
     COMPARISON_PHASE_STATS,
     COMPARISON_REQUESTS,
     COMPARISON_STATS,
+    ERROR_RECORDS,
 )
 from gpu_simulate_test.io.tables import write_table
 
@@ -80,7 +81,7 @@ def requests_frame(pair: PairedRuns) -> pd.DataFrame:
             "request_id": pair.request_ids,
             "real_tokens": pair.real_counts_full,
             "sim_tokens": pair.sim_counts_full,
-            "tokens_compared": r.counts,
+            "tokens_compared": r.tokens,
             "ttft_real_ns": ttft(r).astype(np.int64),
             "ttft_sim_ns": ttft(s).astype(np.int64),
             "tpot_real_ns": tpot(r),
@@ -95,12 +96,13 @@ def requests_frame(pair: PairedRuns) -> pd.DataFrame:
 
 def write_comparison_tables(
     dest: Path, stats: pd.DataFrame, dist: pd.DataFrame, requests: pd.DataFrame, iterations: Optional[IterationMatch],
-    phase_stats: Optional[pd.DataFrame] = None,
+    error_records: pd.DataFrame, phase_stats: Optional[pd.DataFrame] = None,
 ) -> dict[str, pd.DataFrame]:
     """Validate and write every table under ``dest/tables``; returns what was written, by schema name."""
     out_dir = Path(dest) / TABLES_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    frames = [(COMPARISON_STATS, stats), (COMPARISON_DISTRIBUTION, dist), (COMPARISON_REQUESTS, requests)]
+    frames = [(COMPARISON_STATS, stats), (COMPARISON_DISTRIBUTION, dist), (COMPARISON_REQUESTS, requests),
+              (ERROR_RECORDS, error_records)]
     if iterations is not None:
         frames += [(COMPARISON_ITERATION_PAIRS, iterations.pairs), (COMPARISON_ITERATION_ERROR, iterations.by_shape)]
     if phase_stats is not None:

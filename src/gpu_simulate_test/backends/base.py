@@ -10,12 +10,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar, Optional
 
+import pandas as pd
+
 from gpu_simulate_test.backends.recorder import Recorder
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.hardware import HardwareConfig
 from gpu_simulate_test.config.limits import Limits, resolve_limits
 from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
+from gpu_simulate_test.io.schemas import TableSchema
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 BACKENDS: dict[str, type["Backend"]] = {}
@@ -134,3 +137,7 @@ class Backend(ABC):
     def run_stats(self) -> dict[str, Any]:
         """Engine facts about the measured run (e.g. recompilations); empty when there are none."""
         return {}
+
+    def run_tables(self) -> list[tuple[TableSchema, pd.DataFrame]]:
+        """Tables of the run beyond the common ones (e.g. ``request_outcomes.csv`` of a server); none by default."""
+        return []

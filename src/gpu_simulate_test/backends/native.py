@@ -49,7 +49,8 @@ def model_shape(model: ModelConfig) -> ModelShape:
 
 
 def engine_config(limits: Limits, model: ModelConfig, *, dtype: str, device: str,
-                  cuda_graph_batch_sizes: Sequence[int] = (), seed: int = 0) -> EngineConfig:
+                  cuda_graph_batch_sizes: Sequence[int] = (), cuda_graph_token_sizes: Sequence[int] = (),
+                  seed: int = 0) -> EngineConfig:
     """The engine's config from the resolved limits, each knob under the name it has in ``configs/backend``;
     ``backend.vidur_scheduler`` becomes ``policy`` here and nowhere else."""
     return EngineConfig(
@@ -57,7 +58,8 @@ def engine_config(limits: Limits, model: ModelConfig, *, dtype: str, device: str
         max_requests_per_batch=limits.batch_cap, block_size=limits.block_size, num_blocks=limits.num_blocks,
         gpu_memory_utilization=limits.gpu_memory_utilization,
         watermark_blocks_fraction=limits.watermark_blocks_fraction, dtype=dtype, device=device,
-        cuda_graph_batch_sizes=tuple(int(b) for b in cuda_graph_batch_sizes), seed=seed,
+        cuda_graph_batch_sizes=tuple(int(b) for b in cuda_graph_batch_sizes),
+        cuda_graph_token_sizes=tuple(int(t) for t in cuda_graph_token_sizes), seed=seed,
     )
 
 
@@ -104,7 +106,7 @@ class NativeBackend(Backend):
         state = {name: t.detach().to("cpu") for name, t in loaded.model.state_dict().items()}
         config = engine_config(self.limits, self.model_cfg, dtype=str(loaded.dtype).removeprefix("torch."),
                                device=device.type, cuda_graph_batch_sizes=self.cfg.cuda_graph_batch_sizes,
-                               seed=self.seed)
+                               cuda_graph_token_sizes=self.cfg.cuda_graph_token_sizes, seed=self.seed)
         del loaded  # the transformers model: the engine gets its weights from ``state``
         gc.collect()
         if device.type == "cuda":
@@ -241,6 +243,7 @@ class NativeBackend(Backend):
                              else "sized from the workload on the CPU (config/limits.workload_kv_blocks)"),
             "memory": stats["memory"],
             "cuda_graph_batch_sizes": stats["cuda_graph_batch_sizes"],
+            "cuda_graph_token_sizes": stats["cuda_graph_token_sizes"],
             "kernel_path": stats["kernel_path"],
             "dtype": self.engine.config.dtype,
             "device": self.engine.config.device,

@@ -69,6 +69,7 @@ class Recorder:
         self._changed = threading.Condition()
         self._dispatch: dict[int, int] = {}
         self._tokens: dict[int, list[int]] = {}
+        self._failed: dict[int, str] = {}
         self._steps: list[Step] = []
 
     def dispatch(self, request_id: int, time_ns: int) -> None:
@@ -80,6 +81,12 @@ class Recorder:
         """A request ended normally with these per-token times."""
         with self._changed:
             self._tokens[request_id] = list(token_times_ns)
+
+    def fail(self, request_id: int, status: str) -> None:
+        """A request the engine gave up on (a server's error, a cut stream): it stays out of the tables, and
+        ``status`` (a short word, e.g. ``timeout``) is counted in the run's meta."""
+        with self._changed:
+            self._failed[request_id] = status
 
     def iteration(self, start_ns: int, end_ns: int, items: list[StepItem]) -> None:
         with self._changed:
@@ -93,6 +100,15 @@ class Recorder:
     @property
     def num_finished(self) -> int:
         return len(self._tokens)
+
+    @property
+    def num_failed(self) -> int:
+        return len(self._failed)
+
+    def failed_by_status(self) -> dict[str, int]:
+        with self._changed:
+            statuses = list(self._failed.values())
+        return {s: statuses.count(s) for s in sorted(set(statuses))}
 
     @property
     def num_steps(self) -> int:

@@ -1,9 +1,9 @@
-"""``compare-runs``: compare a real and a simulated run, summarise a load sweep, or import a vLLM result.
+"""``compare-runs``: compare a real and a simulated run, summarise a load sweep, or import a benchmark tool's result.
 
     compare-runs real_run=<id|dir> sim_run=<id|dir>                 # mode=compare (default)
     compare-runs mode=sweep comparisons='[cmp-a,cmp-b]'             # ids, dirs or globs ('cmp-*')
-    compare-runs mode=import_vllm vllm_json=<file> workload_id=<id> # -> a real run
-    compare-runs mode=import_requests requests_csv=<file> workload_id=<id>  # -> a real run without token times
+    compare-runs mode=import import_format=<vllm|inference_perf|aiperf|requests_csv> import_file=<file> workload_id=<id>
+                                                                    # -> a real run
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from typing import Callable
 
 from gpu_simulate_test.analysis.compare import compare_runs
 from gpu_simulate_test.analysis.report import headline_text
-from gpu_simulate_test.analysis.request_import import import_request_results
 from gpu_simulate_test.analysis.sweep import run_sweep
-from gpu_simulate_test.analysis.vllm_import import import_vllm_run
+from gpu_simulate_test.analysis.run_import import import_report, import_run
 from gpu_simulate_test.cli._app import hydra_app
 from gpu_simulate_test.config.apps import CompareRunsAppConfig
 from gpu_simulate_test.errors import InputError
@@ -32,9 +31,7 @@ class Mode:
 MODES: dict[str, Mode] = {
     "compare": Mode(compare_runs, lambda p: f"{headline_text(p)}\n\nsummary: {p / SUMMARY}"),
     "sweep": Mode(run_sweep, lambda p: f"sweep summary: {p / SUMMARY}"),
-    "import_vllm": Mode(import_vllm_run, lambda p: f"imported real run: {p} (compare it with real_run={p.name})"),
-    "import_requests": Mode(import_request_results, lambda p: (
-        f"imported real run (per request, no token times): {p} (compare it with real_run={p.name})")),
+    "import": Mode(import_run, import_report),
 }
 
 

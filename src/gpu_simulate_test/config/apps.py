@@ -16,7 +16,7 @@ from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.paths import PathsConfig
 from gpu_simulate_test.config.profile import ProfileConfig
 from gpu_simulate_test.config.vidur import VidurConfig
-from gpu_simulate_test.config.workload import WorkloadConfig
+from gpu_simulate_test.config.workload import ExportConfig, WorkloadConfig
 
 
 @dataclass
@@ -47,8 +47,13 @@ class MeasureAppConfig(EngineAppConfig):
 
 @dataclass
 class WorkloadSpecAppConfig(AppConfig):
+    """``mode=generate`` builds ``workload``; ``mode=export`` writes workload ``workload_id`` in another tool's format."""
+
     workload: WorkloadConfig = MISSING
     model: ModelConfig = MISSING  # its tokenizer and context limit
+    mode: str = "generate"  # generate | export
+    workload_id: Optional[str] = None  # export: an id under paths.workloads, or a directory
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 @dataclass
@@ -85,18 +90,20 @@ class VidurSimAppConfig(EngineAppConfig):
 
 @dataclass
 class CompareRunsAppConfig(AppConfig):
-    """``mode`` picks the job: ``compare`` (two runs), ``sweep`` (several comparisons), ``import_vllm`` or
-    ``import_requests`` (per-request results without token times)."""
+    """``mode`` picks the job: ``compare`` (two runs), ``sweep`` (several comparisons) or ``import`` (a benchmark
+    tool's results, or per-request results without token times, as a real run)."""
 
-    mode: str = "compare"  # compare | sweep | import_vllm | import_requests
+    mode: str = "compare"  # compare | sweep | import
     real_run: Optional[str] = None  # compare: run id under paths.real_runs, or a directory
     sim_run: Optional[str] = None  # compare: run id under paths.vidur_runs, or a directory
     comparisons: List[str] = field(default_factory=list)  # sweep: ids/dirs/globs under paths.comparisons
-    vllm_json: Optional[str] = None  # import_vllm: a `vllm bench serve --save-detailed` result file
-    requests_csv: Optional[str] = None  # import_requests: request_id, ttft_ms, e2e_ms, output_tokens per request
-    workload_id: Optional[str] = None  # import_vllm / import_requests: the workload that the run replayed
+    # import: vllm (bench serve --save-detailed) | inference_perf | aiperf | requests_csv (request_id, ttft_ms, e2e_ms,
+    # output_tokens per request)
+    import_format: str = "vllm"
+    import_file: Optional[str] = None  # import: the tool's per-request results (specs/comparison.md)
+    workload_id: Optional[str] = None  # import: the workload that the tool replayed
     compare: CompareConfig = field(default_factory=CompareConfig)
     allow_incomplete: bool = False
     comparison_id: Optional[str] = None  # compare: null = derived from the two run ids
     sweep_id: Optional[str] = None  # sweep: null = derived from the comparison ids
-    run_id: Optional[str] = None  # import_*: null = derived from the file's content and the workload
+    run_id: Optional[str] = None  # import: null = derived from the file's content and the workload

@@ -85,3 +85,11 @@ class WorkloadConfig:
     subsample: bool = False  # imported traces: seeded random subsample of num_requests instead of the first ones
     drop_over_context: bool = False  # drop requests whose prompt + decode exceed max_context (else: error)
     max_context: Optional[int] = None  # null: the model's max_position_embeddings
+
+
+@dataclass
+class ExportConfig:
+    """workload-spec ``mode=export``: the file to write and its format (``specs/workload.md``)."""
+
+    format: Optional[str] = None  # vidur | mooncake | vllm
+    path: Optional[str] = None

@@ -37,7 +37,9 @@ class EngineConfig:
     ``max_batch_tokens``: tokens one iteration may hold (sarathi: its chunk budget; vllm: its token cap).
     ``max_requests_per_batch``: the batch cap. ``num_blocks``: KV blocks of ``block_size`` tokens; None sizes the
     pool from ``gpu_memory_utilization`` of the device's memory after the weights and a peak activation (as vLLM
-    does). ``cuda_graph_batch_sizes``: decode batch buckets captured at start-up (empty: always eager).
+    does). ``cuda_graph_batch_sizes``: the sequence buckets B of the CUDA graphs captured at start-up (empty: always
+    eager); ``cuda_graph_token_sizes``: the token buckets T of the graphs of steps with a prefill chunk (empty: those
+    run eagerly). Buckets and padding: ``runner.py``.
     """
 
     model: ModelShape
@@ -51,4 +53,5 @@ class EngineConfig:
     dtype: str = "bfloat16"  # float32 | bfloat16 | float16
     device: str = "cuda"  # cuda | cpu (cpu: the plain-torch reference ops, no graphs)
     cuda_graph_batch_sizes: tuple[int, ...] = field(default_factory=lambda: (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128))
+    cuda_graph_token_sizes: tuple[int, ...] = field(default_factory=lambda: (16, 32, 64, 128, 256, 512))
     seed: int = 0

@@ -82,6 +82,7 @@ class LLMEngine:
         self._loads_at_startup = TritonLoads.count
         self._active: set[int] = set()  # ids of the requests not finished yet
         self.num_graph_steps = 0
+        self.num_prefill_graph_steps = 0  # of those, steps with a prefill chunk (a mixed bucket, T > B)
         self.num_eager_steps = 0
 
     def _plan_memory(self) -> MemoryPlan:
@@ -124,7 +125,8 @@ class LLMEngine:
         if batch is None:
             raise RuntimeError("step() with nothing to run: call it only while has_unfinished()")
         sampled = self.runner.run(batch)
-        graph = self.runner.last_graph_size is not None
+        shape = self.runner.last_graph_shape
+        graph = shape is not None
         finished = self.scheduler.postprocess(batch, sampled)
         for seq in finished:
             self.runner.release(seq)
@@ -132,6 +134,7 @@ class LLMEngine:
         end = time.perf_counter_ns()
         if graph:
             self.num_graph_steps += 1
+            self.num_prefill_graph_steps += shape[0] != shape[1]
         else:
             self.num_eager_steps += 1
         return StepOutput(start, end, batch, sampled, finished, graph)
@@ -148,11 +151,13 @@ class LLMEngine:
             "memory": None if self.memory is None else self.memory.as_dict(),
             "kernel_path": kernels.kernel_path(self.runner.device),
             "cuda_graph_batch_sizes": list(self.runner.graph_sizes),
+            "cuda_graph_token_sizes": list(self.runner.graph_token_sizes),
             "cuda_graph_captures_at_startup": self._captures_at_startup,
             "cuda_graph_captures_since_startup": self.runner.num_captures - self._captures_at_startup,
             "compilations_at_startup": self._loads_at_startup,
             "compilations_since_startup": TritonLoads.count - self._loads_at_startup,
             "graph_steps": self.num_graph_steps,
+            "prefill_graph_steps": self.num_prefill_graph_steps,
             "eager_steps": self.num_eager_steps,
             "preemptions": self.scheduler.num_preemptions,
         }

@@ -3,9 +3,22 @@
 Each step packs its int32 inputs (token ids, positions, KV slots, context lengths, block-table rows, ``cu_seqlens_q``,
 the rows that sample, and the block-table entries added since the last step) into one pinned host buffer and sends
 them in one copy. Block tables live on the device (one row per running sequence) and only their new blocks travel.
-Decode-only batches up to the largest graph bucket replay a CUDA graph captured at start-up for the smallest bucket
-that fits (padding rows: slot -1, context 0); the graph holds the whole forward, the LM head and the argmax. Other
-batches run eagerly. Sampling is greedy; the sampled tokens are the one device-to-host copy and the one sync of a step.
+
+Every step that fits a bucket replays a CUDA graph captured at start-up; the graph holds the whole forward, the LM
+head on a fixed ``B`` rows and the argmax. A bucket is a shape ``(T tokens, B sequences)``:
+
+- decode buckets ``(B, B)``, B in ``cuda_graph_batch_sizes``: a decode-only batch of n <= B sequences; padding rows
+  ``n..B`` are one token each (token 0, position 0, slot -1, context 0: attention gives 0).
+- mixed buckets ``(T, B)``, T in ``cuda_graph_token_sizes``, B in ``cuda_graph_batch_sizes``, ``B < T``: any batch
+  with a prefill chunk, n entries and t tokens, runs at the smallest T >= t whose B >= n (+1 when T > t) is below
+  T. The T - t padding tokens (slot -1) are the tokens of padding sequence n, whose context is 0 (no key visible:
+  attention writes zeros, reads nothing); sequences n+1..B have no tokens. ``B < T`` keeps the attention's prefill
+  launch in the graph (``launches``: it exists only when T > B).
+
+Every kernel grid is a function of (T, B) only and every per-step value is read from the device buffer, so a
+replay with new lengths is the eager step at the bucket's shape. Batches no bucket holds (chunks over the largest T,
+more sequences than the largest B) run eagerly. Sampling is greedy; the sampled tokens are the one device-to-host
+copy and the one sync of a step.
 """
 
 from __future__ import annotations
@@ -127,7 +140,27 @@ class _Layout:
 @dataclass
 class _Graph:
     graph: "torch.cuda.CUDAGraph"
-    tokens: torch.Tensor  # [bs] int64, written by each replay
+    tokens: torch.Tensor  # [B] int64, written by each replay
+
+
+def graph_shapes(seq_sizes: list[int], token_sizes: list[int]) -> list[tuple[int, int]]:
+    """The buckets ``(T, B)`` captured: ``(B, B)`` for decodes, ``(T, B)`` with ``B < T`` for mixed steps."""
+    return sorted({(b, b) for b in seq_sizes} | {(t, b) for t in token_sizes for b in seq_sizes if b < t})
+
+
+def pick_graph_shape(num_tokens: int, num_seqs: int, decode_only: bool, seq_sizes: list[int],
+                     token_sizes: list[int]) -> Optional[tuple[int, int]]:
+    """The smallest bucket that holds a batch (fewest tokens first), or None: it runs eagerly."""
+    if decode_only:
+        return next(((b, b) for b in seq_sizes if b >= num_seqs), None)
+    for t in token_sizes:
+        if t < num_tokens:
+            continue
+        need = num_seqs + (t > num_tokens)  # one more sequence holds the padding tokens
+        b = next((b for b in seq_sizes if b >= need), None)
+        if b is not None and b < t:
+            return t, b
+    return None
 
 
 class ModelRunner:
@@ -154,9 +187,11 @@ class ModelRunner:
         self._arange = np.arange(shape.max_position_embeddings + 1, dtype=np.int32)  # positions, cu_seqlens
         self.graph_sizes = sorted({b for b in config.cuda_graph_batch_sizes
                                    if 0 < b <= min(self.max_seqs, self.max_tokens)}) if cuda else []
-        self.graphs: dict[int, _Graph] = {}
+        self.graph_token_sizes = sorted({t for t in config.cuda_graph_token_sizes
+                                         if 1 < t <= self.max_tokens}) if self.graph_sizes else []
+        self.graphs: dict[tuple[int, int], _Graph] = {}
         self.num_captures = 0
-        self.last_graph_size: Optional[int] = None
+        self.last_graph_shape: Optional[tuple[int, int]] = None
         self.kv_cache: Optional[torch.Tensor] = None
 
     # ---- start-up ---------------------------------------------------------------------------------------------
@@ -175,8 +210,9 @@ class ModelRunner:
 
     @torch.inference_mode()
     def profile_memory(self) -> tuple[int, int]:
-        """Bytes over what is allocated now that (a) the largest eager step and (b) a decode step at the largest
-        graph bucket (the graphs' pool) reach at their peak: dry runs over a throw-away KV cache."""
+        """Bytes over what is allocated now that (a) the largest eager step and (b) the largest graph buckets (the
+        graphs' pool: the most tokens, the most sampled rows) reach at their peak: dry runs over a throw-away KV
+        cache."""
         tokens = self.config.max_batch_tokens
         self.allocate_kv_cache(math.ceil(tokens / self.config.block_size))
         torch.cuda.synchronize()
@@ -187,10 +223,11 @@ class ModelRunner:
             self._run_synthetic(case)
             peaks.append(torch.cuda.max_memory_allocated() - base)
         graph_reserve = 0
-        if self.graph_sizes:
+        shapes = graph_shapes(self.graph_sizes, self.graph_token_sizes)
+        for shape in {max(shapes), max(shapes, key=lambda tb: (tb[1], tb[0]))} if shapes else ():
             torch.cuda.reset_peak_memory_stats()
-            self._run_synthetic([(0, 1)] * self.graph_sizes[-1])
-            graph_reserve = torch.cuda.max_memory_allocated() - base
+            self._forward(self._load_padding(*shape))
+            graph_reserve = max(graph_reserve, torch.cuda.max_memory_allocated() - base)
         self.kv_cache = None
         torch.cuda.empty_cache()
         return max(peaks), graph_reserve
@@ -208,66 +245,80 @@ class ModelRunner:
 
     @torch.inference_mode()
     def capture_graphs(self) -> None:
-        """One graph per bucket, largest first, all in one memory pool; counted in ``num_captures``."""
-        if not self.graph_sizes:
-            return
+        """One graph per bucket (``graph_shapes``), largest first, all in one memory pool; counted in
+        ``num_captures``."""
         pool = None
-        for bs in reversed(self.graph_sizes):
-            layout = _Layout(bs, bs, 0, 0)
-            self._fill_padding(layout, 0)
-            self._dev[:layout.end].copy_(self._host[:layout.end])
-            self._forward(layout, None)  # eager once: kernels loaded, workspaces allocated, before capture
+        for shape in reversed(graph_shapes(self.graph_sizes, self.graph_token_sizes)):
+            layout = self._load_padding(*shape)
+            self._forward(layout)  # eager once: kernels loaded, workspaces allocated, before capture
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                tokens = self._forward(layout, None)
+                tokens = self._forward(layout)
             pool = graph.pool() if pool is None else pool
-            self.graphs[bs] = _Graph(graph, tokens)
+            self.graphs[shape] = _Graph(graph, tokens)
             self.num_captures += 1
         torch.cuda.synchronize()
 
-    def _forward(self, layout: _Layout, logits_indices: Optional[torch.Tensor]) -> torch.Tensor:
-        """The greedy tokens of a step whose inputs are on the device at ``layout``."""
+    def _load_padding(self, num_tokens: int, num_seqs: int) -> _Layout:
+        """A bucket's inputs with no real entry (all padding), on the device: what capture and profiling run."""
+        layout = self._fill((), num_tokens, pad_to=num_seqs)[0]
+        self._dev[:layout.end].copy_(self._host[:layout.end])
+        return layout
+
+    def _forward(self, layout: _Layout) -> torch.Tensor:
+        """The greedy tokens of the rows in the ``logits`` segment of a step whose inputs are on the device at
+        ``layout``."""
         v = functools.partial(layout.view, self._dev)
         tables = self.tables.table.index_select(0, v("rows"))
         attn = AttentionInputs(v("slots"), v("cu"), v("seq_lens"), tables)
-        return self.model.forward(v("ids"), v("pos"), attn, self.kv_cache, logits_indices).argmax(-1)
+        return self.model.forward(v("ids"), v("pos"), attn, self.kv_cache, v("logits")).argmax(-1)
 
     # ---- one step ---------------------------------------------------------------------------------------------
 
-    def graph_size(self, batch: ScheduledBatch) -> Optional[int]:
-        """The bucket whose graph runs this batch, or None (eager)."""
-        if not self.graphs or not batch.is_decode_only or len(batch.entries) > self.graph_sizes[-1]:
+    def graph_shape(self, batch: ScheduledBatch) -> Optional[tuple[int, int]]:
+        """The bucket ``(T, B)`` whose graph runs this batch, or None (eager)."""
+        if not self.graphs:
             return None
-        n = len(batch.entries)
-        return next(b for b in self.graph_sizes if b >= n)
+        return pick_graph_shape(batch.num_tokens, len(batch.entries), batch.is_decode_only, self.graph_sizes,
+                                self.graph_token_sizes)
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch, allow_graph: bool = True) -> list[int]:
+    def run(self, batch: ScheduledBatch, allow_graph: bool = True, pad_to: Optional[tuple[int, int]] = None
+            ) -> list[int]:
         """Run one iteration; return the sampled token of each entry whose ``samples`` is set, in entry order.
-        ``last_graph_size`` then says which graph bucket ran it (None: eager)."""
-        bs = self.graph_size(batch) if allow_graph else None
-        self.last_graph_size = bs
+        ``last_graph_shape`` then says which graph bucket ran it (None: eager). ``pad_to``: run eagerly at this
+        bucket's padded inputs (what its graph replays; tests compare the two)."""
+        shape = self.graph_shape(batch) if allow_graph and pad_to is None else None
+        self.last_graph_shape = shape
+        pad = shape or pad_to
         entries = batch.entries
-        layout = self._fill(entries, batch.num_tokens if bs is None else bs, pad_to=bs)
+        layout, num_sampled = self._fill(entries, batch.num_tokens if pad is None else pad[0],
+                                         pad_to=None if pad is None else pad[1])
         self._dev[:layout.end].copy_(self._host[:layout.end], non_blocking=True)
         if layout.D:
             new_index, new_block = layout.view(self._dev, "new_index"), layout.view(self._dev, "new_block")
             self.tables.table.view(-1).index_put_((new_index,), new_block)
-        if bs is None:
-            return self._to_host(self._forward(layout, layout.view(self._dev, "logits")), layout.S)
-        graph = self.graphs[bs]
+        if shape is None:
+            return self._to_host(self._forward(layout), num_sampled)
+        graph = self.graphs[shape]
         graph.graph.replay()
-        return self._to_host(graph.tokens, len(entries))
+        return self._to_host(graph.tokens, num_sampled)
 
     def release(self, seq: Sequence) -> None:
         """Forget a finished sequence (its block-table row returns to the free rows)."""
         self.tables.release(seq)
 
-    def _fill(self, entries: tuple[BatchEntry, ...], num_tokens: int, pad_to: Optional[int]) -> _Layout:
-        """Write the step's inputs into the pinned host buffer (``pad_to``: a graph bucket's rows); their layout."""
+    def _fill(self, entries: tuple[BatchEntry, ...], num_tokens: int, pad_to: Optional[int]
+              ) -> tuple[_Layout, int]:
+        """Write the step's inputs into the pinned host buffer; their layout and the number of sampling entries.
+        ``pad_to``: a graph bucket's B, ``num_tokens`` its T (the padding: the module's docstring)."""
         h, bs = self._host_np, self.config.block_size
         T, B = num_tokens, len(entries) if pad_to is None else pad_to
+        if pad_to is not None:
+            n, t = len(entries), sum(e.num_q_tokens for e in entries)
+            if n > B or t > T or (t < T and n == B) or (T != B and B >= T):
+                raise RuntimeError(f"a batch of {n} entries and {t} tokens does not fit the graph bucket ({T}, {B})")
         o = _Layout(T, B, 0, 0).offsets
         o_ids, o_pos, o_slot = o["ids"], o["pos"], o["slots"]
         dec_at: list[int] = []
@@ -308,27 +359,34 @@ class ModelRunner:
         n = len(entries)
         h[o["seq_lens"]:o["seq_lens"] + n] = seq_lens
         h[o["rows"]:o["rows"] + n] = rows
-        layout = _Layout(T, B, 0 if pad_to is not None else len(sampling), len(new_index))
-        if pad_to is None:
-            cu = h[o["cu"]:o["cu"] + n + 1]
-            cu[0] = 0
-            np.cumsum([e.num_q_tokens for e in entries], out=cu[1:])
-            h[o["logits"]:o["logits"] + layout.S] = sampling
-        else:
-            self._fill_padding(layout, n)
+        cu = h[o["cu"]:o["cu"] + B + 1]
+        cu[0] = 0
+        cu[1:n + 1] = np.cumsum([e.num_q_tokens for e in entries], dtype=np.int32)
+        layout = _Layout(T, B, B if pad_to is not None else len(sampling), len(new_index))
+        o = layout.offsets
+        h[o["logits"]:o["logits"] + len(sampling)] = sampling
+        if pad_to is not None:
+            self._fill_padding(layout, n, end)
+            h[o["logits"] + len(sampling):o["logits"] + B] = 0  # rows no entry samples: computed, never read
         if layout.D:
-            o = layout.offsets
             h[o["new_index"]:o["new_index"] + layout.D] = new_index
             h[o["new_block"]:o["new_block"] + layout.D] = new_block
-        return layout
+        return layout, len(sampling)
 
-    def _fill_padding(self, layout: _Layout, start: int) -> None:
-        """Rows ``start..B`` of a graph bucket: token 0 at position 0, no KV slot, context 0 (attention gives 0);
-        ``cu_seqlens_q`` one token a row."""
-        h, o, B = self._host_np, layout.offsets, layout.B
-        for name, value in (("ids", 0), ("pos", 0), ("slots", -1), ("seq_lens", 0), ("rows", 0)):
-            h[o[name] + start:o[name] + B] = value
-        h[o["cu"]:o["cu"] + B + 1] = self._arange[:B + 1]
+    def _fill_padding(self, layout: _Layout, n: int, t: int) -> None:
+        """A bucket's padding after n entries of t tokens: tokens ``t..T`` are token 0 at position 0 with no KV
+        slot; sequences ``n..B`` have context 0 (attention reads nothing, writes zeros). Decode buckets (T == B):
+        one padding token a sequence; mixed ones: all padding tokens in sequence n, none in the rest."""
+        h, o, T, B = self._host_np, layout.offsets, layout.T, layout.B
+        for name, value in (("ids", 0), ("pos", 0), ("slots", -1)):
+            h[o[name] + t:o[name] + T] = value
+        for name in ("seq_lens", "rows"):
+            h[o[name] + n:o[name] + B] = 0
+        cu = h[o["cu"]:o["cu"] + B + 1]
+        if T == B:
+            cu[n + 1:] = self._arange[t + 1:T + 1]
+        else:
+            cu[n + 1:] = T
 
     def _to_host(self, tokens: torch.Tensor, n: int) -> list[int]:
         if self._done is None:

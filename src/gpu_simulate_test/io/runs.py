@@ -2,9 +2,6 @@
 
 Both real-bench and vidur-sim turn per-token times into the same tables here, so TTFT, TPOT
 and E2E are computed one way only (vLLM ``bench serve`` definitions, see ``specs/run.md``).
-A run known per request only (first-token and completion times and the output length, as published
-ground truths and benchmark summaries give them) has no ``token_metrics.csv``: its requests come from
-:func:`requests_from_summaries` and its meta carries :data:`TOKEN_METRICS_UNAVAILABLE`.
 """
 
 from __future__ import annotations
@@ -20,18 +17,21 @@ from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.io.ids import content_hash
 from gpu_simulate_test.io.meta import read_meta, write_json
 from gpu_simulate_test.io.outputs import RUN_META
-from gpu_simulate_test.io.schemas import ITERATION_METRICS, REQUEST_METRICS, TOKEN_METRICS
+from gpu_simulate_test.io.schemas import ITERATION_METRICS, REQUEST_METRICS, REQUEST_OUTCOMES, TOKEN_METRICS
 from gpu_simulate_test.io.tables import read_table, write_table
 
 RUN_KINDS = ("real_run", "vidur_run")
-# run_meta.json keys of a run without token times: it has no token_metrics.csv, and what needs one (ITL, the
-# timeline) is not compared. Pass them to build_meta: ``build_meta(..., **TOKEN_METRICS_UNAVAILABLE)``.
-TOKEN_METRICS_UNAVAILABLE = {"token_metrics": "unavailable"}
 
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """What a stage measured (or simulated) for one finished request; times in ns from the run's start."""
+    """What a stage measured (or simulated) for one finished request; times in ns from the run's start.
+
+    ``token_indices`` is for sources that give only some tokens' times (an imported benchmark that kept chunk times
+    without their token counts, or per-request results with only TTFT and E2E): the index of each time, the first (0)
+    and the last token always among them.
+    None: ``token_times_ns`` has every token's time.
+    """
 
     request_id: int
     arrival_time_ns: int
@@ -39,21 +39,11 @@ class RequestRecord:
     num_prefill_tokens: int
     num_decode_tokens: int
     token_times_ns: Sequence[int]
+    token_indices: Optional[Sequence[int]] = None
 
-
-@dataclass(frozen=True)
-class RequestSummary:
-    """What a per-request result gives for one finished request (times in ns from the run's start): when its first
-    and last output tokens came and how many there were, but not when the others came."""
-
-    request_id: int
-    arrival_time_ns: int
-    dispatch_time_ns: int
-    num_prefill_tokens: int
-    num_decode_tokens: int
-    num_output_tokens: int
-    first_token_time_ns: int
-    completion_time_ns: int
+    @property
+    def num_tokens(self) -> int:
+        return int(self.token_indices[-1]) + 1 if self.token_indices is not None else len(self.token_times_ns)
 
 
 @dataclass
@@ -61,8 +51,9 @@ class RunData:
     path: Path
     meta: dict[str, Any]
     requests: pd.DataFrame
-    tokens: Optional[pd.DataFrame]  # None: the run has per-request results only (TOKEN_METRICS_UNAVAILABLE)
+    tokens: pd.DataFrame
     iterations: Optional[pd.DataFrame]
+    outcomes: Optional[pd.DataFrame] = None  # request_outcomes.csv, of a run against a server
 
     @property
     def id(self) -> str:
@@ -77,67 +68,46 @@ class RunData:
         return self.meta["status"] == "complete"
 
 
-def _ints(values: Iterable[int], n: int) -> np.ndarray:
-    return np.fromiter(values, dtype=np.int64, count=n)
-
-
-def _requests_frame(recs: Sequence[RequestRecord | RequestSummary], first: np.ndarray, last: np.ndarray,
-                    counts: np.ndarray) -> pd.DataFrame:
-    """request_metrics from each request's first and last token times and token count (recs sorted by id)."""
-    n = len(recs)
-    arrival = _ints((r.arrival_time_ns for r in recs), n)
+def tables_from_records(records: Iterable[RequestRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """request_metrics and token_metrics frames (sorted by request id) from per-request token times."""
+    recs = sorted(records, key=lambda r: r.request_id)
+    rows = np.fromiter((len(r.token_times_ns) for r in recs), dtype=np.int64, count=len(recs))
+    if (rows == 0).any():
+        rid = recs[int(np.argmax(rows == 0))].request_id
+        raise ValueError(f"request {rid} has no token times; only finished requests belong in a run's tables")
+    counts = np.fromiter((r.num_tokens for r in recs), dtype=np.int64, count=len(recs))
+    times = np.fromiter((t for r in recs for t in r.token_times_ns), dtype=np.int64, count=int(rows.sum()))
+    rids = np.fromiter((r.request_id for r in recs), dtype=np.int64, count=len(recs))
+    ends = np.cumsum(rows)
+    first = times[ends - rows] if len(recs) else np.array([], dtype=np.int64)
+    last = times[ends - 1] if len(recs) else np.array([], dtype=np.int64)
+    arrival = np.fromiter((r.arrival_time_ns for r in recs), dtype=np.int64, count=len(recs))
+    span = last - first
     tpot = pd.array(
-        np.where(counts > 1, np.rint((last - first) / np.maximum(counts - 1, 1)), 0).astype(np.int64), dtype="Int64"
+        np.where(counts > 1, np.rint(span / np.maximum(counts - 1, 1)), 0).astype(np.int64), dtype="Int64"
     )
     tpot[counts <= 1] = pd.NA
-    return pd.DataFrame(
+    requests = pd.DataFrame(
         {
-            "request_id": _ints((r.request_id for r in recs), n),
+            "request_id": rids,
             "arrival_time_ns": arrival,
-            "dispatch_time_ns": _ints((r.dispatch_time_ns for r in recs), n),
+            "dispatch_time_ns": np.fromiter((r.dispatch_time_ns for r in recs), dtype=np.int64, count=len(recs)),
             "first_token_time_ns": first,
             "completion_time_ns": last,
-            "num_prefill_tokens": _ints((r.num_prefill_tokens for r in recs), n),
-            "num_decode_tokens": _ints((r.num_decode_tokens for r in recs), n),
+            "num_prefill_tokens": np.fromiter((r.num_prefill_tokens for r in recs), dtype=np.int64, count=len(recs)),
+            "num_decode_tokens": np.fromiter((r.num_decode_tokens for r in recs), dtype=np.int64, count=len(recs)),
             "num_decode_tokens_actual": counts,
             "ttft_ns": first - arrival,
             "e2e_ns": last - arrival,
             "tpot_ns": tpot,
         }
     )
-
-
-def requests_from_summaries(summaries: Iterable[RequestSummary]) -> pd.DataFrame:
-    """The request_metrics frame (sorted by request id) of a run known per request only: TPOT follows from the
-    first and last token times and the output length, exactly as :func:`tables_from_records` computes it."""
-    recs = sorted(summaries, key=lambda r: r.request_id)
-    n = len(recs)
-    counts = _ints((r.num_output_tokens for r in recs), n)
-    if (counts < 1).any():
-        rid = recs[int(np.argmax(counts < 1))].request_id
-        raise ValueError(f"request {rid} has no output token; only finished requests belong in a run's tables")
-    return _requests_frame(recs, _ints((r.first_token_time_ns for r in recs), n),
-                           _ints((r.completion_time_ns for r in recs), n), counts)
-
-
-def tables_from_records(records: Iterable[RequestRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """request_metrics and token_metrics frames (sorted by request id) from per-request token times."""
-    recs = sorted(records, key=lambda r: r.request_id)
-    counts = _ints((len(r.token_times_ns) for r in recs), len(recs))
-    if (counts == 0).any():
-        rid = recs[int(np.argmax(counts == 0))].request_id
-        raise ValueError(f"request {rid} has no token times; only finished requests belong in a run's tables")
-    times = _ints((t for r in recs for t in r.token_times_ns), int(counts.sum()))
-    rids = _ints((r.request_id for r in recs), len(recs))
-    ends = np.cumsum(counts)
-    first = times[ends - counts] if len(recs) else np.array([], dtype=np.int64)
-    last = times[ends - 1] if len(recs) else np.array([], dtype=np.int64)
-    requests = _requests_frame(recs, first, last, counts)
-    starts = np.repeat(ends - counts, counts)
+    index = np.fromiter((i for r in recs for i in (r.token_indices if r.token_indices is not None else range(len(r.token_times_ns)))),
+                        dtype=np.int64, count=len(times))
     tokens = pd.DataFrame(
         {
-            "request_id": np.repeat(rids, counts),
-            "token_index": np.arange(len(times), dtype=np.int64) - starts,
+            "request_id": np.repeat(rids, rows),
+            "token_index": index,
             "token_time_ns": times,
         }
     )
@@ -159,7 +129,8 @@ def check_consistency(requests: pd.DataFrame, tokens: pd.DataFrame, *, source: s
         )
     r = requests.set_index("request_id").loc[counts.index]
     checks = (
-        ("num_decode_tokens_actual", counts.to_numpy(), "its number of token rows"),
+        ("num_decode_tokens_actual", tokens.groupby("request_id", sort=True)["token_index"].max().to_numpy() + 1,
+         "its last token_index + 1"),
         ("first_token_time_ns", grouped.min().to_numpy(), "its token 0 time"),
         ("completion_time_ns", grouped.max().to_numpy(), "its last token time"),
     )
@@ -171,15 +142,13 @@ def check_consistency(requests: pd.DataFrame, tokens: pd.DataFrame, *, source: s
 
 
 def write_run_tables(
-    dest: Path, requests: pd.DataFrame, tokens: Optional[pd.DataFrame], iterations: Optional[pd.DataFrame] = None
+    dest: Path, requests: pd.DataFrame, tokens: pd.DataFrame, iterations: Optional[pd.DataFrame] = None
 ) -> None:
-    """Validate and write the run's tables into ``dest`` (normally the temporary dir of :func:`atomic_dir`);
-    ``tokens`` None for a run known per request only (its meta then carries :data:`TOKEN_METRICS_UNAVAILABLE`)."""
+    """Validate and write the run's tables into ``dest`` (normally the temporary dir of :func:`atomic_dir`)."""
     dest = Path(dest)
     req = write_table(requests, dest / REQUEST_METRICS.filename, REQUEST_METRICS)
-    if tokens is not None:
-        tok = write_table(tokens, dest / TOKEN_METRICS.filename, TOKEN_METRICS)
-        check_consistency(req, tok, source=str(dest))
+    tok = write_table(tokens, dest / TOKEN_METRICS.filename, TOKEN_METRICS)
+    check_consistency(req, tok, source=str(dest))
     if iterations is not None:
         write_table(iterations, dest / ITERATION_METRICS.filename, ITERATION_METRICS)
 
@@ -235,10 +204,10 @@ def load_run(path: Path, kind: Optional[str] = None) -> RunData:
     if meta["kind"] not in RUN_KINDS:
         raise ArtifactError(f"{path / RUN_META}: kind {meta['kind']!r} is not a run ({RUN_KINDS})")
     requests = read_table(path / REQUEST_METRICS.filename, REQUEST_METRICS)
-    tokens: Optional[pd.DataFrame] = None
-    if meta.get("token_metrics") != TOKEN_METRICS_UNAVAILABLE["token_metrics"]:
-        tokens = read_table(path / TOKEN_METRICS.filename, TOKEN_METRICS)
-        check_consistency(requests, tokens, source=str(path))
+    tokens = read_table(path / TOKEN_METRICS.filename, TOKEN_METRICS)
+    check_consistency(requests, tokens, source=str(path))
     it_path = path / ITERATION_METRICS.filename
     iterations = read_table(it_path, ITERATION_METRICS) if it_path.exists() else None
-    return RunData(path=path, meta=meta, requests=requests, tokens=tokens, iterations=iterations)
+    out_path = path / REQUEST_OUTCOMES.filename
+    outcomes = read_table(out_path, REQUEST_OUTCOMES) if out_path.exists() else None
+    return RunData(path=path, meta=meta, requests=requests, tokens=tokens, iterations=iterations, outcomes=outcomes)

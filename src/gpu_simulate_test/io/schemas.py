@@ -105,7 +105,7 @@ def _tpot_consistent(df: pd.DataFrame) -> np.ndarray:
 
 
 def _per_request_increasing(df: pd.DataFrame) -> np.ndarray:
-    """Token rows: within a request, indices run 0,1,2,... and times strictly increase."""
+    """Token rows: within a request, indices start at 0 and increase, and times never decrease."""
     req = df["request_id"].to_numpy()
     idx = df["token_index"].to_numpy()
     t = df["token_time_ns"].to_numpy()
@@ -115,7 +115,7 @@ def _per_request_increasing(df: pd.DataFrame) -> np.ndarray:
     same = np.zeros(len(req), dtype=bool)
     same[1:] = req[1:] == req[:-1]
     bad[0] = idx[0] != 0
-    bad[1:] = np.where(same[1:], (idx[1:] != idx[:-1] + 1) | (t[1:] <= t[:-1]), idx[1:] != 0)
+    bad[1:] = np.where(same[1:], (idx[1:] <= idx[:-1]) | (t[1:] < t[:-1]), idx[1:] != 0)
     return bad
 
 
@@ -233,14 +233,14 @@ TOKEN_METRICS = TableSchema(
     name="token_metrics",
     filename="token_metrics.csv",
     spec_file="run.md",
-    description="One row per generated token, grouped by request, in token order.",
+    description="One row per generated token whose time is known, grouped by request, in token order.",
     columns=(
         _rid(),
         Column("token_index", "int", "-", "0 for the first output token", min=0),
         Column("token_time_ns", "int", "ns", "When the engine produced this token (its own event, never interpolated)", min=0),
     ),
     key=("request_id", "token_index"),
-    invariants=(Invariant("per request: token_index runs 0,1,2,... and token_time_ns strictly increases", _per_request_increasing),),
+    invariants=(Invariant("per request: token_index starts at 0 and increases; token_time_ns never decreases", _per_request_increasing),),
 )
 
 ITERATION_METRICS = TableSchema(
@@ -269,8 +269,29 @@ ITERATION_METRICS = TableSchema(
     ),
 )
 
+REQUEST_OUTCOMES = TableSchema(
+    name="request_outcomes",
+    filename="request_outcomes.csv",
+    spec_file="run.md",
+    description="One row per request sent to a server (backend openai): how it ended and what its stream carried.",
+    columns=(
+        _rid(),
+        Column("status", "str", "-", "ok, or why it failed: connect_error, timeout, http_error, truncated, bad_stream, "
+               "server_error, uncounted_stream, no_tokens, too_many_tokens, transport_error, cancelled"),
+        Column("message", "str", "-", "What went wrong, in one line; empty when ok", nullable=True),
+        Column("http_status", "int", "-", "The response's HTTP status; empty when none came", nullable=True, min=100),
+        Column("first_byte_ns", "int", "ns", "When the request's first byte was sent; empty when it never was", nullable=True, min=0),
+        Column("server_prompt_tokens", "int", "tokens", "The server's own prompt token count (usage.prompt_tokens); empty when not reported",
+               nullable=True, min=0),
+        Column("chunks", "int", "-", "Streamed chunks that carried tokens", min=0),
+        Column("multi_token_chunks", "int", "-", "Of those, chunks that carried more than one token (each of their tokens gets the chunk's time)", min=0),
+        Column("tokens", "int", "tokens", "Tokens received (0 unless ok)", min=0),
+    ),
+    key=("request_id",),
+)
+
 TABLES: dict[str, TableSchema] = {
-    s.name: s for s in (TRACE_LENGTHS, TRACE_INTERVALS, REQUEST_METRICS, TOKEN_METRICS, ITERATION_METRICS)
+    s.name: s for s in (TRACE_LENGTHS, TRACE_INTERVALS, REQUEST_METRICS, TOKEN_METRICS, ITERATION_METRICS, REQUEST_OUTCOMES)
 }
 
 
@@ -526,6 +547,36 @@ COMPARISON_ITERATION_ERROR = register_table(TableSchema(
         Column("paired_abs_err_p50_pct", "float", "%", "Median over pairs of 100 * abs(sim - real) / real", nullable=True, min=0),
     ),
     key=("batch_size", "num_decode_tokens", "prefill_lo"),
+))
+
+ERROR_RECORDS = register_table(TableSchema(
+    name="error_records",
+    filename="error_records.csv",
+    spec_file="comparison.md",
+    description="One row per metric (e2e, ttft, itl) and statistic (mean, p90, p99), in the layout of the error_records.csv "
+                "of the inference-sim sim-to-real-accuracy-validation study, so the two can be read side by side.",
+    columns=(
+        Column("simulator", "str", "-", "The simulator: vidur"),
+        Column("experiment_folder", "str", "-", "The comparison's id"),
+        Column("model", "str", "-", "The model's Hugging Face id"),
+        Column("workload", "str", "-", "The workload's id"),
+        Column("stage_index", "int", "-", "-1: the whole run (the study's summary rows); a run here has one stage"),
+        Column("metric_name", "str", "-", "<metric>_<statistic>: e2e_mean, e2e_p90, e2e_p99, ttft_mean, ..., itl_p99"),
+        Column("predicted", "float", "ms", "The simulated value"),
+        Column("actual", "float", "ms", "The real value"),
+        Column("mape", "float", "%", "Absolute percentage error 100 * abs(predicted - actual) / actual"),
+        Column("mpe", "float", "%", "Signed percentage error 100 * (predicted - actual) / actual"),
+        Column("absolute_error", "float", "ms", "abs(predicted - actual)", min=0),
+        Column("exp_id", "int", "-", "The study's experiment number; empty here", nullable=True),
+        Column("hardware", "str", "-", "The hardware config's name, upper-cased (H100, H200, ...)"),
+        Column("dp", "int", "-", "Data-parallel degree; empty (none)", nullable=True),
+        Column("cpu_offload", "bool", "-", "KV-cache offload to the CPU (never, here)"),
+        Column("gpu_mem_util", "float", "-", "The server's GPU memory share; empty (not known for every backend)", nullable=True),
+        Column("precision", "str", "-", "The model's dtype: BF16, FP16 or FP32"),
+        Column("tp", "int", "-", "Tensor-parallel degree (1)", min=1),
+        Column("max_num_batched_tokens", "int", "tokens", "The simulated token budget per iteration; empty when whole prompts", nullable=True, min=1),
+    ),
+    key=("metric_name",),
 ))
 
 COMPARISON_SWEEP = register_table(TableSchema(

@@ -26,8 +26,9 @@ from gpu_simulate_test.io.ids import new_run_id
 from gpu_simulate_test.io.meta import accelerator_name, build_meta
 from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
+from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.real_bench.progress import RunProgress
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, lateness_stats, replay, switch_interval
+from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, gc_frozen, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 log = logging.getLogger(__name__)
@@ -74,21 +75,23 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
     with device_lock(device_key(app.hardware), app.device_lock_timeout_s, f"real-bench {out.id}"):
         weights, load_s, warmup_s, prompts = _prepare(backend, workload)
         failure: Optional[BaseException] = None
-        with switch_interval():
+        # the bar is up before the clock starts: putting it up takes ~75 ms the first time (rich's imports, the
+        # terminal probe), which made the run's first requests that late
+        progress = RunProgress(len(workload.requests), lambda: recorder.num_finished)
+        with switch_interval(), gc_frozen(), progress:
             probe = BusyProbe(measured_gpu(app.hardware)).start()
             recorder = Recorder(workload.requests, RunClock())  # the run starts now
             try:
-                with RunProgress(len(workload.requests), lambda: recorder.num_finished) as progress:
-                    backend.start(recorder)
-                    replay(
-                        workload.requests,
-                        lambda r: backend.submit(r, prompts[r.request_id]),
-                        recorder.clock,
-                        on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
-                        on_idle=progress.redraw,
-                    )
-                    with progress.draining():
-                        backend.wait_all()
+                backend.start(recorder)
+                replay(
+                    workload.requests,
+                    lambda r: backend.submit(r, prompts[r.request_id]),
+                    recorder.clock,
+                    on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
+                    on_idle=progress.redraw,
+                )
+                with progress.draining():
+                    backend.wait_all()
             except BaseException as exc:  # noqa: BLE001 - Ctrl-C and crashes keep what was measured
                 failure = exc
                 backend.stop()
@@ -97,6 +100,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
                 host_load = probe.stop()
                 stats = backend.run_stats()
                 settings = backend.settings()
+                extra_tables = backend.run_tables()
                 backend.close()
 
     status = "complete" if failure is None else "incomplete"
@@ -115,9 +119,12 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         load_s=load_s,
         warmup_s=warmup_s,
         run_s=run_s,
+        clock_start_perf_counter_ns=recorder.clock.start_ns,
         num_requests=len(workload.requests),
         num_dispatched=recorder.num_dispatched,
         num_finished=recorder.num_finished,
+        num_failed=recorder.num_failed,
+        failed_by_status=recorder.failed_by_status(),
         dispatch_lateness=lateness_stats(recorder.dispatch_lateness_ns()),
         gil_switch_interval_s=SWITCH_INTERVAL_S,
         engine_stats=stats,
@@ -125,7 +132,9 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         failure=None if failure is None else f"{type(failure).__name__}: {failure}",
     )
     with out.write() as tmp:
-        write_run_tables(tmp, requests, tokens, recorder.iterations_frame())
+        write_run_tables(tmp, requests, tokens, recorder.iterations_frame() if recorder.num_steps else None)
+        for schema, frame in extra_tables:
+            write_table(frame, tmp / schema.filename, schema)
         write_run_meta(tmp, meta)
     if host_load.busy:
         log.warning("real-bench: the host was busy during the run (%s); run_meta.json host_load records it",

@@ -242,15 +242,15 @@ def import_mooncake(path: Path) -> RawTrace:
 
 
 def import_prompts_jsonl(path: Path) -> RawTrace:
-    """Prompt texts: JSONL of ``{"prompt": str}`` with an optional ``num_decode_tokens`` (or ``output_len``);
-    without one, the decode length is drawn from ``workload.lengths.decode``."""
+    """Prompt texts: JSONL of ``{"prompt": str}`` with an optional ``num_decode_tokens`` (or ``output_len``, or
+    vLLM's custom-dataset ``output_tokens``); without one, the decode length is drawn from ``workload.lengths.decode``."""
     fix = 'each line must look like {"prompt": "...", "num_decode_tokens": 64} (the count is optional)'
     where, texts, dec = [], [], []
     for lineno, obj in _jsonl(path):
         text = _field(obj, "prompt", path, lineno, (str,), fix)
         if not text.strip():
             raise _fail(path, f"line {lineno}, 'prompt'", "the prompt is empty (zero tokens)", "give a non-empty prompt or remove the line")
-        key = next((k for k in ("num_decode_tokens", "output_len") if obj.get(k) is not None), None)
+        key = next((k for k in ("num_decode_tokens", "output_len", "output_tokens") if obj.get(k) is not None), None)
         n = DRAW if key is None else _field(obj, key, path, lineno, (int,), fix)
         if key is not None and n <= 0:
             raise _fail(path, f"line {lineno}, {key!r}", f"{n} is not a positive number of tokens", fix)

@@ -51,6 +51,17 @@ class Workload:
             self._prompts = read_prompts(self.path / PROMPTS, {r.request_id: r.num_prefill_tokens for r in self.requests})
         return self._prompts
 
+    def prompt_texts(self) -> dict[int, str]:
+        """``request_id -> text`` of the prompts that came from a text (``prompt`` in ``prompts.jsonl``; the text
+        encodes into exactly the prompt's ids with the workload's tokenizer); synthetic prompts have none."""
+        out = {}
+        with open(self.path / PROMPTS) as fh:
+            for line in fh:
+                obj = json.loads(line)
+                if isinstance(obj.get("prompt"), str):
+                    out[int(obj["request_id"])] = obj["prompt"]
+        return out
+
 
 def read_prompts(path: Path, lengths: dict[int, int]) -> dict[int, list[int]]:
     """Read ``prompts.jsonl``; every request of ``lengths`` appears once with exactly that many ids."""

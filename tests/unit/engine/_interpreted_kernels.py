@@ -224,7 +224,8 @@ def check_attention(batch: Batch, plan: attention.AttentionPlan | None) -> None:
     assert rel_err(out, ref) < TOL
     padding = (b.seq_lens == 0).nonzero().flatten().tolist()
     for seq in padding:  # rows of graph padding are exact zeros
-        assert torch.equal(out[b.cu_seqlens_q[seq]: b.cu_seqlens_q[seq + 1]], torch.zeros_like(out[:1]))
+        rows = out[b.cu_seqlens_q[seq]: b.cu_seqlens_q[seq + 1]]
+        assert torch.equal(rows, torch.zeros_like(rows))
 
 
 # decodes, a chunk over a cached prefix, fresh prefills, a one-token prefill and a padding row, in one call
@@ -241,6 +242,16 @@ def test_paged_attention_mixed_batch(gen: torch.Generator, n_q: int, n_kv: int, 
 def test_paged_attention_decode_batch_with_padding_rows(gen: torch.Generator, num_splits: int) -> None:
     decodes = [(1, 50), (1, 17), (1, 64), (1, 0), (1, 0)]
     check_attention(make_batch(gen, decodes, 4, 2, 32, 8), small_plan(num_splits))
+
+
+# a mixed graph bucket: three real entries, the padding tokens as one sequence of context 0, two sequences with no
+# token (the cache is NaN outside every context: padding that read a key would show)
+MIXED_BUCKET = [(1, 37), (9, 30), (12, 12), (5, 0), (0, 0), (0, 0)]
+
+
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_paged_attention_mixed_bucket_padding(gen: torch.Generator, num_splits: int) -> None:
+    check_attention(make_batch(gen, MIXED_BUCKET, 4, 2, 16, 4), small_plan(num_splits))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from _qwen3_tiny import TINY, engine_config, hf_model, prompts
 from gpu_simulate_test.engine.engine import LLMEngine, StepEntry, StepOutput
 from gpu_simulate_test.engine.model import Qwen3Model
-from gpu_simulate_test.engine.runner import ModelRunner
+from gpu_simulate_test.engine.runner import ModelRunner, graph_shapes, pick_graph_shape
 from gpu_simulate_test.engine.sequence import BatchEntry, ScheduledBatch, Sequence, SequenceStatus
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 
@@ -168,6 +170,7 @@ def test_stats_and_step_record(hf, workload):
     stats = engine.stats()
     assert stats["kernel_path"] == "reference" and stats["cuda_graph_batch_sizes"] == []
     assert stats["cuda_graph_captures_since_startup"] == 0 and stats["compilations_since_startup"] == 0
+    assert stats["cuda_graph_token_sizes"] == [] and stats["graph_steps"] == stats["prefill_graph_steps"] == 0
     assert stats["num_blocks"] == 64 and stats["memory"] is None
 
 
@@ -208,13 +211,118 @@ def test_graph_bucket_inputs_with_padding_rows(hf):
     for s, tok in zip(seqs, first):
         s.token_ids.append(tok)
     kv_before = runner.kv_cache.clone()
-    layout = runner._fill(tuple(_entry(s, s.num_prompt_tokens, 1, True, False) for s in seqs), 4, pad_to=4)
-    assert layout.D == 0  # no new block: the device table is current
-    with torch.inference_mode():
-        tokens = runner._forward(layout, None).tolist()
-    assert tokens[:3] == [_greedy_next(hf, s.token_ids) for s in seqs]
+    tokens = runner.run(ScheduledBatch(tuple(_entry(s, s.num_prompt_tokens, 1, True, False) for s in seqs)),
+                        pad_to=(4, 4))
+    assert tokens == [_greedy_next(hf, s.token_ids) for s in seqs]
     written = (runner.kv_cache != kv_before).any(dim=(0, 1, 4, 5)).nonzero().tolist()  # (block, offset) pairs
     assert sorted(written) == sorted([[s.block_table[s.num_prompt_tokens // 4], s.num_prompt_tokens % 4] for s in seqs])
+
+
+SEQ_SIZES, TOKEN_SIZES = [1, 2, 4, 8], [4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("num_tokens, num_seqs, decode_only, want", [
+    (3, 3, True, (4, 4)),  # decodes: the smallest B that holds them
+    (9, 9, True, None),  # more decodes than the largest B
+    (8, 1, False, (8, 1)),  # a chunk of exactly T=8: no padding token, no padding sequence
+    (7, 1, False, (8, 2)),  # 1 padding token: sequence 1 holds it
+    (8, 4, False, (8, 4)),  # t == T: no padding token, n == B is fine
+    (8, 8, False, None),  # B must stay below T (the prefill launch exists only when T > B); 9 rows: none
+    (30, 7, False, (32, 8)),
+    (33, 2, False, None),  # a chunk over the largest T: eager
+    (20, 8, False, None),  # 8 entries and padding tokens need B=9: none
+])
+def test_pick_graph_shape(num_tokens, num_seqs, decode_only, want):
+    got = pick_graph_shape(num_tokens, num_seqs, decode_only, SEQ_SIZES, TOKEN_SIZES)
+    assert got == want
+    if got is not None:
+        assert got in graph_shapes(SEQ_SIZES, TOKEN_SIZES)
+
+
+def _mixed_case(hf, steps: list[tuple[BatchEntry, ...]]) -> tuple[tuple[int, int], list[int]]:
+    """Two runners on the same weights run the same earlier steps (eager); the last step runs eagerly on one and
+    padded to its bucket on the other: same sampled tokens, same K/V, written to the same slots only."""
+    runners = []
+    for _ in range(2):
+        r = ModelRunner(engine_config(num_blocks=64),
+                        Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+        r.allocate_kv_cache(64)
+        runners.append(r)
+    *setup, last = steps
+    for step in setup:
+        for r in runners:
+            r.run(ScheduledBatch(step))
+    batch = ScheduledBatch(last)
+    shape = pick_graph_shape(batch.num_tokens, len(last), batch.is_decode_only, SEQ_SIZES, TOKEN_SIZES)
+    assert shape is not None
+    kv_before = runners[1].kv_cache.clone()
+    eager = runners[0].run(batch)
+    padded = runners[1].run(batch, pad_to=shape)
+    assert padded == eager
+    assert torch.allclose(runners[1].kv_cache, runners[0].kv_cache, rtol=1e-5, atol=1e-6)
+    written = (runners[1].kv_cache != kv_before).any(dim=(0, 1, 4, 5)).nonzero().tolist()
+    want = sorted({(e.seq.block_table[p // 4], p % 4) for e in last for p in range(e.start, e.start + e.num_q_tokens)})
+    assert sorted(map(tuple, written)) == want
+    return shape, eager
+
+
+@pytest.mark.parametrize("case", ["prefill", "decodes_and_chunk", "chunks", "bucket_edge", "chunk_one_left"])
+def test_padded_mixed_step_equals_the_eager_step(hf, case):
+    """The padded inputs a mixed graph replays give the eager step's tokens and K/V (CPU, float32), for several
+    mixes: a pure prefill, decodes beside one chunk, several chunks (one not sampling), a step exactly at a token
+    bucket (no padding token), a chunk leaving one prompt token."""
+    pa, pb, pc, pd = prompts([13, 6, 9, 5], seed=21)
+    a, b, c, d = (_seq(i, p, list(range(4 * i, 4 * i + 4))) for i, p in enumerate((pa, pb, pc, pd)))
+    if case == "prefill":  # 13 tokens: the bucket (16, 2)
+        steps = [(_entry(a, 0, 13, True),)]
+    elif case == "decodes_and_chunk":  # b and c prefilled first, then decode beside a's first chunk
+        steps = [(_entry(b, 0, 6, True), _entry(c, 0, 9, True))]
+        b.token_ids.append(_greedy_next(hf, pb))
+        c.token_ids.append(_greedy_next(hf, pc))
+        steps.append((_entry(b, 6, 1, True, False), _entry(c, 9, 1, True, False), _entry(a, 0, 10, False)))
+    elif case == "chunks":  # a's second chunk over its cached prefix, b whole, c's first part (no sample)
+        steps = [(_entry(a, 0, 5, False),), (_entry(a, 5, 8, True), _entry(b, 0, 6, True), _entry(c, 0, 4, False))]
+    elif case == "bucket_edge":  # 8 tokens in 3 entries: the bucket (8, 4), no padding token
+        steps = [(_entry(b, 0, 6, True),)]
+        b.token_ids.append(_greedy_next(hf, pb))
+        steps.append((_entry(b, 6, 1, True, False), _entry(d, 0, 5, True), _entry(a, 0, 2, False)))
+    else:  # a chunk leaving one prompt token, then that one token as a prefill entry beside d
+        steps = [(_entry(a, 0, 12, False),), (_entry(a, 12, 1, True), _entry(d, 0, 5, True))]
+    shape, tokens = _mixed_case(hf, steps)
+    assert shape == {"prefill": (16, 2), "decodes_and_chunk": (16, 4), "chunks": (32, 4), "bucket_edge": (8, 4),
+                     "chunk_one_left": (8, 4)}[case]
+    sampled = [e.seq for e in steps[-1] if e.samples]
+    assert tokens == [_greedy_next(hf, s.token_ids) for s in sampled]
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (16, 4), (8, 1)])
+def test_all_padding_bucket_touches_no_kv(hf, shape):
+    """What capture and the memory profile run (no real entry): every token padding, no K/V written; the mixed
+    buckets' padding tokens all in sequence 0 (context 0), the decode bucket's one a row."""
+    runner = ModelRunner(engine_config(num_blocks=8),
+                         Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+    runner.allocate_kv_cache(8)
+    runner.kv_cache.normal_()
+    kv = runner.kv_cache.clone()
+    T, B = shape
+    layout = runner._load_padding(T, B)
+    view = functools.partial(layout.view, runner._dev)
+    assert view("slots").tolist() == [-1] * T and view("seq_lens").tolist() == [0] * B
+    assert view("cu").tolist() == (list(range(B + 1)) if T == B else [0] + [T] * B)
+    with torch.inference_mode():
+        assert runner._forward(layout).shape == (B,)
+    assert torch.equal(runner.kv_cache, kv)
+
+
+def test_padding_that_does_not_fit_its_bucket_is_refused(hf):
+    runner = ModelRunner(engine_config(num_blocks=16),
+                         Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+    runner.allocate_kv_cache(16)
+    a = _seq(1, prompts([9])[0], [0, 1, 2])
+    with pytest.raises(RuntimeError, match="does not fit the graph bucket"):
+        runner.run(ScheduledBatch((_entry(a, 0, 9, True),)), pad_to=(8, 2))  # 9 tokens in T=8
+    with pytest.raises(RuntimeError, match="does not fit the graph bucket"):
+        runner.run(ScheduledBatch((_entry(a, 0, 7, True),)), pad_to=(8, 1))  # padding tokens need a second row
 
 
 def test_decodes_past_the_token_budget(hf):

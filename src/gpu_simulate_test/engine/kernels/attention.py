@@ -14,8 +14,10 @@ Two launches of one kernel, so that each kind of sequence gets the tile it needs
 Every grid depends on shapes and the plan only (tokens, sequences, KV heads, splits), never on the values in
 ``seq_lens`` or ``cu_seqlens_q``, and every integer that changes between steps is left unspecialised: a decode call
 captured in a CUDA graph replays with new lengths, and a serving run compiles nothing after its first steps.
-Precondition beyond the reference's: every sequence has at least one new token (graph padding rows: one token,
-``seq_len`` 0), so that ``T == B`` means a decode-only batch.
+Padding (CUDA graph buckets): a sequence with no new token is skipped by both launches; a sequence of ``seq_len``
+0 sees no key and gets zeros, whatever its number of new tokens. Precondition beyond the reference's: ``T > B``
+whenever some sequence has two or more new tokens, since the prefill launch exists only then (``T == B`` is taken
+for a decode-only batch).
 """
 
 from __future__ import annotations

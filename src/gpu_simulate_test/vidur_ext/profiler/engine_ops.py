@@ -19,6 +19,18 @@ from gpu_simulate_test.engine.model import AttentionInputs
 from gpu_simulate_test.vidur_ext.profiler.operators import Op
 
 
+class _Replay:
+    """A captured graph together with the closure it was captured from: the graph reads that closure's tensors
+    through raw pointers, so they must live as long as the graph (once freed, the next capture's ``empty_cache``
+    can unmap them, and a replay then faults with an illegal memory access)."""
+
+    def __init__(self, graph: Any, fn: Callable[[], Any]) -> None:
+        self.graph, self.fn = graph, fn
+
+    def __call__(self) -> None:
+        self.graph.replay()
+
+
 class EngineLayerOps:
     """Closures that run one op of the engine's layer 0 on inputs of a given shape (the profiler's ``LayerOps``)."""
 
@@ -87,7 +99,7 @@ class EngineLayerOps:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             fn()
-        return graph.replay
+        return _Replay(graph, fn)
 
     # ---- Vidur's operators --------------------------------------------------------------------------------------
 

@@ -1,0 +1,111 @@
+"""Where a native engine step spends its time, kernel by kernel and host op by host op (Qwen3-0.6B shape, random
+bf16 weights, one GPU): the profile behind the next round of engine work on issue 15's misses.
+
+Three steps, each warmed first, then profiled with ``torch.profiler``:
+- a 512-token prefill (an eager step: the host's ops and the device's kernels),
+- a batch-1 decode at KV 512 and a batch-64 decode at KV 2048 (their CUDA graphs' replays: the kernels).
+For each, the step's wall time and the top entries by device time and by host self time; then the Python functions
+that 20 eager prefill steps spend their host time in (cProfile, by own time), since an eager step is host-bound.
+With ``$OUT`` set, the tables also go to ``$OUT/bench_engine_breakdown.txt``. Without a GPU it says so and exits 0.
+
+Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_breakdown.py`` (about a minute on an H200).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import pstats
+import random
+import time
+
+import torch
+
+from bench_engine import GRAPH_SIZES, QWEN3_06B, random_state_dict
+
+ROWS = 18
+
+
+def _table(prof, sort_by: str) -> str:
+    return prof.key_averages().table(sort_by=sort_by, row_limit=ROWS, max_name_column_width=60)
+
+
+def _profile(fn, label: str, out: list[str]) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    walls = []
+    for _ in range(5):
+        t0 = time.perf_counter_ns()
+        fn()
+        torch.cuda.synchronize()
+        walls.append((time.perf_counter_ns() - t0) / 1e6)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    out.append(f"\n==== {label}: wall ms (5 calls, synchronized) {[round(w, 3) for w in walls]}")
+    out.append("-- by device time\n" + _table(prof, "cuda_time_total"))
+    out.append("-- by host self time\n" + _table(prof, "self_cpu_time_total"))
+    print("\n".join(out[-3:]), flush=True)
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("bench_engine_breakdown: no CUDA GPU here; skipped (run it on the GPU machine)")
+        return 0
+    from gpu_simulate_test.engine.config import EngineConfig, ModelShape
+    from gpu_simulate_test.engine.engine import LLMEngine
+
+    shape = ModelShape(**QWEN3_06B)
+    config = EngineConfig(model=shape, policy="sarathi", max_batch_tokens=8192, max_requests_per_batch=256,
+                          block_size=16, num_blocks=None, gpu_memory_utilization=0.5, dtype="bfloat16",
+                          device="cuda", cuda_graph_batch_sizes=GRAPH_SIZES,
+                          cuda_graph_token_sizes=())  # prefill steps eager: this studies the eager path's host time
+    engine = LLMEngine(config, random_state_dict(shape))
+    rng, next_id, out = random.Random(0), [0], []
+
+    def prompt(n: int) -> list[int]:
+        return [rng.randrange(shape.vocab_size) for _ in range(n)]
+
+    def prefill_step() -> None:  # one fresh request, whole prompt in one chunk, one token out
+        engine.add_request(next_id[0], prompt(512), 1)
+        next_id[0] += 1
+        engine.step()
+
+    prefill_step()
+    _profile(prefill_step, "engine.step: prefill 512 (eager)", out)
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(20):
+        prefill_step()
+    torch.cuda.synchronize()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+    out.append("\n==== cProfile: 20 eager prefill steps of 512 tokens, by own time\n" + text.getvalue())
+    print(out[-1], flush=True)
+
+    for batch, context in ((1, 512), (64, 2048)):
+        for _ in range(batch):
+            engine.add_request(next_id[0], prompt(context), 64)
+            next_id[0] += 1
+        while True:
+            step = engine.step()
+            if step.batch.is_decode_only and len(step.batch.entries) == batch:
+                break
+        graph = engine.runner.graphs[engine.runner.graph_shape(step.batch)].graph
+        _profile(graph.replay, f"graph replay: decode batch {batch} KV {context}", out)
+        _profile(engine.step, f"engine.step: decode batch {batch} KV {context}", out)
+        while engine.has_unfinished():
+            engine.step()
+
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "bench_engine_breakdown.txt"), "w") as f:
+            f.write("\n".join(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
