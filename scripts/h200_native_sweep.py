@@ -11,8 +11,8 @@ first, in the first call, on the H200 the points then run on (``campaign.py``; t
     plan                          the calls this campaign needs, from assumed capacities (no GPU)
     dry-run --out DIR             every task's config composed and the bundles' shapes and grids listed (no GPU)
     run --out DIR                 one call on the GPU host: the tasks that fit --budget, packed into DIR/pack-<i>.tar
-    collect FILES_AT              here, after a call: its files into the result folder, the carry refreshed
-    publish                       here: the result folder's tables, figures, summary and MANIFEST.csv from its archives
+    collect FILES_AT              here, after a call: its files into the result folder (tmp/results/...), carry refreshed
+    publish [--folder F]          here: the folder's tables, figures, summary and MANIFEST.csv from its archives
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from pathlib import Path
 
 from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, run_call
 
-FOLDER = Path("docs/results/h200-qwen3-0.6b-native")
+PUBLISHED = Path("docs/results/h200-qwen3-0.6b-native")
+# Where collect gathers the archives while the campaign runs: ignored by git, so that they do not travel with every
+# device call (64 MiB at most); copied to PUBLISHED at the end (context/h200-native-sweep-runbook.md).
+FOLDER = Path("tmp/results/h200-qwen3-0.6b-native")
 CARRY = Path("tmp/h200-sweep-carry")
 CAMPAIGN = Campaign(
     name="h200-qwen3-0.6b-native",
@@ -52,7 +55,8 @@ CAMPAIGN = Campaign(
 ASSUMED_CAPACITY = {("sarathi", "lognormal"): 40.0, ("sarathi", "gamma"): 40.0, ("sarathi", "conversation"): 27.0,
                     ("vllm", "lognormal"): 35.0}
 TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
-REPRODUCE = "bash scripts/h200_native_sweep.sh publish   # unpacks points/ and bundles/, simulates, compares, writes all"
+REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {PUBLISHED}   # unpacks points/ and bundles/, "
+             "simulates, compares, writes every table, figure and this summary")
 
 
 def _dry_run(out: Path) -> int:

@@ -9,8 +9,9 @@ probes, then its points, every replicate of a fraction before the next fraction)
 already brought back and starting a task only if its estimated time fits what is left of the call's budget, so that
 the same command, repeated, finishes the campaign. It runs the GPU stages only (``stages=[workload,real]``, and
 vidur-profile for the bundle); everything it makes is packed into ``pack-<i>.tar`` files (the device tool brings back
-at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.gz`` (the experiment's archive: record, capacity,
-workload, real run), ``bundles/<bundle_id>.tar.gz`` and ``diagnostics/capacity-<setup>-<workload>.tar.gz`` (the
+at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.gz`` (the point's record, capacity file and real
+run; its workload is regenerated here from the campaign's config, its content-addressed id proving the same bytes),
+``bundles/<bundle_id>.tar.gz`` and ``diagnostics/capacity-<setup>-<workload>.tar.gz`` (the
 probe's run). Between calls, :func:`collect` files a call's packs into the result folder and refreshes the carried
 state (the capacities, and what was collected), which the next call, on a fresh machine, starts from.
 
@@ -34,6 +35,7 @@ from typing import Any, Iterator, Optional
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.config.experiment import ExperimentAppConfig
 from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.io.outputs import SUMMARY, WORKLOAD_META
 
 log = logging.getLogger(__name__)
 COLLECTED = "collected.txt"  # carry: the point keys and bundle ids whose archives the result folder holds already
@@ -213,8 +215,12 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
                          extra=[capacity_path(experiment_app(root, overrides))])
             report.add(f"{task}: {rec.capacity_rps:.3f} requests/s in {time.monotonic() - t0:.0f}s")
         else:
-            app = experiment_app(root, overrides, stages=["workload", "real"], archive_dir=str(staged / "points"))
+            app = experiment_app(root, overrides, stages=["workload", "real"])
             rec = run_experiment(app, fns)
+            # The point's record, capacity and real run; not its workload (~2 MB of prompt ids a point): the local
+            # half regenerates it from the campaign's config, and its content-addressed id proves the bytes equal.
+            _archive_dir(root, root / "experiments" / f"{rec.point_key}.json", staged / "points" / f"{rec.point_key}.tar.gz",
+                         extra=[capacity_path(app), root / "real_runs" / str(rec.real_run)])
             report.add(f"{task} ({rec.point_key}): {n} requests at {rec.offered_qps:.3f}/s, real run {rec.real_run} "
                        f"in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
         first = False
@@ -225,7 +231,7 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
 
 
 def _num_requests(root: Path, workload_id: str) -> int:
-    meta = json.loads((root / "workloads" / workload_id / "workload_meta.json").read_text())
+    meta = json.loads((root / "workloads" / workload_id / WORKLOAD_META).read_text())
     return int(meta["stats"]["num_requests"])
 
 
@@ -436,9 +442,9 @@ def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprodu
     figs = [pub.plot_errors(folder / "figs", sweep, s, w) for (s, w) in sweep.groupby(["setup", "workload"], sort=False).groups]
     figs += [pub.plot_bundle_test(folder / "figs", test, s) for s in bundles]
     verdicts = {s: bundle_verdict(m).line() for s, m in metas.items()}
-    (folder / "summary.md").write_text(pub.summary_text(title, sweep, iters, runs, test, verdicts, reproduce))
+    (folder / SUMMARY).write_text(pub.summary_text(title, sweep, iters, runs, test, verdicts, reproduce))
     pub.write_manifest(folder, _describe(folder, points, bundles, written, figs))
-    return ["summary.md", "MANIFEST.csv", *written, *(f"figs/{f.name}" for f in figs)]
+    return [SUMMARY, "MANIFEST.csv", *written, *(f"figs/{f.name}" for f in figs)]
 
 
 def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: dict[str, Any], figs: list[Path]) -> dict[str, dict[str, str]]:
@@ -452,7 +458,8 @@ def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: 
     for archive in sorted(folder.glob("points/*.tar.gz")):
         key = archive.name.removesuffix(".tar.gz")
         p, r = by_key.get(key, (None, None))
-        what = (f"experiment point {key}: {p.workload}, replicate {r}: record, capacity, workload and real run"
+        what = (f"experiment point {key}: {p.workload}, replicate {r}: record, capacity and real run (the workload is "
+                "regenerated from the campaign's config)"
                 if p is not None else f"experiment point {key}: not part of the published sweep")
         rows[f"points/{archive.name}"] = {"kind": "point", "backend": p.setup if p else "", "date": archive_date(archive),
                                           "load": f"{p.fraction:.0%} of capacity ({p.offered_qps:.4g} req/s)" if p else "",
@@ -475,6 +482,6 @@ def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: 
     for fig in figs:
         rows[f"figs/{fig.name}"] = {"kind": "figure", "backend": "all", "load": "", "date": today,
                                     "what": "made by the publish command from the archives"}
-    rows["summary.md"] = {"kind": "summary", "backend": "all", "load": "", "date": today,
+    rows[SUMMARY] = {"kind": "summary", "backend": "all", "load": "", "date": today,
                           "what": "acceptance checks, headline tables, bundles' test shapes, engine facts, reproduce command"}
     return rows

@@ -8,6 +8,7 @@ The rebuilt bundle gets a quiet probe: on a shared test host the real probe woul
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.experiment import run_experiment
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.vidur_ext.profiler import run_vidur_profile
-from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
 
 pytestmark = pytest.mark.slow
 
@@ -62,9 +63,9 @@ def test_a_bad_bundle_is_refused_then_its_rebuild_replaces_what_was_made_from_it
     # 1. Built beside a busy neighbour: a held-out decode step 40x slow, and the probe sees the neighbour.
     measure = StepTimer.measure
 
-    def distorted(self: StepTimer, backend: Any, recorder: Any, shape: Any) -> np.ndarray:
-        ns = measure(self, backend, recorder, shape)
-        return ns * 40 if str(shape) == "decode:1x256" else ns
+    def distorted(self: StepTimer, backend: Any, recorder: Any, shape: Any) -> ShapeSamples:
+        got = measure(self, backend, recorder, shape)
+        return replace(got, ns=got.ns * 40) if str(shape) == "decode:1x256" else got
 
     monkeypatch.setattr(StepTimer, "measure", distorted)
     monkeypatch.setattr(bundle_mod, "BusyProbe", type("Busy", (_Probe,), {"busy": True}))

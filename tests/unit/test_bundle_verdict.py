@@ -43,7 +43,7 @@ def test_verdict(meta: dict[str, Any], verdict: str, reason: str) -> None:
 
 def _baselines(bundle: tuple[float, float], constant: tuple[float, float], linear: tuple[float, float]) -> dict[str, Any]:
     stat = lambda m, p: {"median_abs_error_pct": m, "p90_abs_error_pct": p}  # noqa: E731
-    return {"num_shapes": 2, "fitted_on": "fit", "constant_ms": 3.0, "intercept_ms": 2.0, "per_token_ms": 0.01,
+    return {"num_shapes": 13, "fitted_on": "fit", "constant_ms": 3.0, "intercept_ms": 2.0, "per_token_ms": 0.01,
             "errors": {"bundle": stat(*bundle), "constant": stat(*constant), "linear": stat(*linear)}}
 
 
@@ -51,6 +51,8 @@ def _baselines(bundle: tuple[float, float], constant: tuple[float, float], linea
     ({"baseline_check": _baselines((3.7, 6.0), (4.7, 70.0), (9.0, 15.0))}, "pass",
      r"beats the constant baseline \(4.7% median, 70.0% P90\) and the linear baseline \(9.0% median, 15.0% P90\)"),
     # the review's finding: a constant step scoring as well as the bundle on the median
+    # on two test shapes a median and a P90 compare one or two noisy steps: not judged
+    ({"baseline_check": {**_baselines((3.7, 6.0), (2.4, 70.0), (9.0, 15.0)), "num_shapes": 2}}, "pass", r"host quiet"),
     ({"baseline_check": _baselines((3.7, 6.0), (2.4, 70.0), (9.0, 15.0))}, "fail",
      r"does not beat its baselines on 2 held-out shape\(s\): median \|error\| 3.7% vs the constant baseline's 2.4%"),
     ({"baseline_check": _baselines((3.7, 16.0), (4.7, 70.0), (9.0, 15.0))}, "fail", r"P90 \|error\| 16.0% vs the linear"),
@@ -63,7 +65,7 @@ def test_baselines_and_correction_cap(extra: dict[str, Any], verdict: str, reaso
     v = bundle_verdict(_meta(3.7, **extra))
     assert (v.verdict, v.accepted) == (verdict, verdict == "pass")
     assert re.search(reason, v.reason), v.reason
-    if "baseline_check" in extra:
+    if "baseline_check" in extra and extra["baseline_check"]["num_shapes"] >= 5:
         assert v.p90_abs_error_pct == extra["baseline_check"]["errors"]["bundle"]["p90_abs_error_pct"]
         assert set(v.baselines) == {"constant", "linear"}
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
 from gpu_simulate_test.errors import ArtifactError
+from gpu_simulate_test.io.outputs import PROFILE_META
 
 META_KEY = "step_correction"  # profile_meta.json: the correction vidur-sim applies (absent or null: none)
 
@@ -36,7 +37,7 @@ class StepCorrection:
         return asdict(self)
 
 
-def step_correction(meta: Mapping[str, Any], source: str = "profile_meta.json") -> Optional[StepCorrection]:
+def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Optional[StepCorrection]:
     """The correction a bundle's meta carries, None when it carries none (every bundle but the ``step`` variant's)."""
     record = meta.get(META_KEY)
     if record is None:

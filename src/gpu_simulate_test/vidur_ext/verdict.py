@@ -21,6 +21,9 @@ from gpu_simulate_test.errors import InputError
 PASS, FAIL, BUSY, UNVERIFIED = "pass", "fail", "busy", "unverified"
 VERDICTS = (PASS, FAIL, BUSY, UNVERIFIED)
 MEASURED, IMPORTED = "measured", "imported"  # ``source``: built here by vidur-profile, or imported from elsewhere
+# The baselines are judged on at least this many test shapes: a median and a P90 over fewer are one or two noisy
+# shapes, not a comparison (the CPU profile runs 2-4; the H200 profile 13).
+MIN_BASELINE_SHAPES = 5
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,12 @@ def _pct(value: Optional[float]) -> str:
 
 def _baselines(meta: Mapping[str, Any]) -> tuple[dict[str, dict[str, Optional[float]]], Optional[str]]:
     """``baseline_check``'s errors (bundle, constant, linear: median and P90 |error|) and, if the bundle does not
-    have a lower median and a lower P90 than each baseline, why (None when it does, or without the record)."""
+    have a lower median and a lower P90 than each baseline, why (None when it does; nothing without the record or on
+    fewer than :data:`MIN_BASELINE_SHAPES` test shapes)."""
     record = meta.get("baseline_check")
     if not isinstance(record, Mapping) or not isinstance(record.get("errors"), Mapping):
+        return {}, None
+    if int(record.get("num_shapes") or 0) < MIN_BASELINE_SHAPES:
         return {}, None
     errors = {str(k): {s: _num((v or {}).get(s)) for s in ("median_abs_error_pct", "p90_abs_error_pct")}
               for k, v in record["errors"].items()}
