@@ -25,7 +25,7 @@ from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.real_bench.progress import RunProgress
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, lateness_stats, replay, switch_interval
+from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, gc_paused, lateness_stats, replay, switch_interval
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
     weights, warmup_s, prompts = _prepare(backend, workload)
 
     failure: Optional[BaseException] = None
-    with switch_interval():
+    with switch_interval(), gc_paused():
         recorder = Recorder(workload.requests, RunClock())  # the run starts now
         try:
             with RunProgress(len(workload.requests), lambda: recorder.num_finished) as progress:
