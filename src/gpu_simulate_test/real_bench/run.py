@@ -70,20 +70,21 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
     weights, warmup_s, prompts = _prepare(backend, workload)
 
     failure: Optional[BaseException] = None
-    with switch_interval(), gc_paused():
+    # the bar is up before the clock starts: putting it up takes ~75 ms the first time (rich's imports and terminal probe)
+    progress = RunProgress(len(workload.requests), lambda: recorder.num_finished)
+    with switch_interval(), gc_paused(), progress:
         recorder = Recorder(workload.requests, RunClock())  # the run starts now
         try:
-            with RunProgress(len(workload.requests), lambda: recorder.num_finished) as progress:
-                backend.start(recorder)
-                replay(
-                    workload.requests,
-                    lambda r: backend.submit(r, prompts[r.request_id]),
-                    recorder.clock,
-                    on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
-                    on_idle=progress.redraw,
-                )
-                with progress.draining():
-                    backend.wait_all()
+            backend.start(recorder)
+            replay(
+                workload.requests,
+                lambda r: backend.submit(r, prompts[r.request_id]),
+                recorder.clock,
+                on_dispatch=lambda r, t: recorder.dispatch(r.request_id, t),
+                on_idle=progress.redraw,
+            )
+            with progress.draining():
+                backend.wait_all()
         except BaseException as exc:  # noqa: BLE001 - Ctrl-C and crashes keep what was measured
             failure = exc
             backend.stop()
