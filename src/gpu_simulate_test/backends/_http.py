@@ -1,7 +1,7 @@
 """A small HTTP/1.1 client for the ``openai`` backend: keep-alive connections as asyncio protocols, one request at a
 time on each, the response handed to a :class:`Receiver` from the loop's own read callback.
 
-Why not aiohttp (the first client here): its read path woke the request's task for every streamed chunk, through its
+Why not aiohttp (the client before this one): its read path woke the request's task for every streamed chunk, through its
 stream reader and three coroutine layers, and built each request through its trace signals and header machinery; at
 500 requests/s of 16 chunks that was ~60 us of the loop's CPU per chunk and ~0.2 ms before a request's first byte,
 and the loop, busy half the time, made dispatches and chunk stamps wait behind each other (``specs/run.md``). Here a
