@@ -65,7 +65,9 @@ class Target:
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive connection; :meth:`send` starts an exchange whose future ends with the response."""
+    """One keep-alive connection; :meth:`send` starts an exchange whose future ends with the response. A connection
+    whose exchange ended cleanly goes back to its pool at once, from the read that ended it (not a loop turn later,
+    when the request's task wakes up); one that cannot take another request closes."""
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -105,7 +107,8 @@ class Connection(asyncio.Protocol):
     # --- one exchange --------------------------------------------------------------------------------------
 
     def send(self, message: bytes, receiver: Receiver) -> asyncio.Future[bool]:
-        """Write one request; the future ends with the response (True: the connection can take another)."""
+        """Write one request; the future ends with the response (True: the connection went back to the pool). Cancel
+        it to give up on the exchange: :meth:`abandon` then closes the connection."""
         assert self._transport is not None and (self._done is None or self._done.done())
         self._receiver, self._buf, self._head = receiver, b"", False
         self._done = asyncio.get_running_loop().create_future()
@@ -114,6 +117,11 @@ class Connection(asyncio.Protocol):
         else:
             self._transport.write(message)
         return self._done
+
+    def abandon(self) -> None:
+        """The exchange's owner gave up on it before its end (cancelled): a connection mid-answer cannot be reused."""
+        if self._done is None or self._done.cancelled():
+            self.close()
 
     def close(self) -> None:
         if not self.closed:
@@ -124,7 +132,9 @@ class Connection(asyncio.Protocol):
 
     def _end(self, outcome: Optional[BaseException], reusable: bool = False) -> None:
         done, self._receiver = self._done, None
-        if not reusable:
+        if reusable:
+            self._pool.release(self)
+        else:
             self.close()
         if done is not None and not done.done():
             if outcome is None:
@@ -260,7 +270,7 @@ class Pool:
                 conn = await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                    self.release(waiter.result(), True)  # handed over just as the wait was cancelled: pass it on
+                    self.release(waiter.result())  # handed over just as the wait was cancelled: pass it on
                 raise
             if conn is not None and not conn.closed:
                 return conn
@@ -284,11 +294,9 @@ class Pool:
         self._conns.add(conn)
         return conn
 
-    def release(self, conn: Connection, reusable: bool) -> None:
-        """An exchange ended: the connection goes to a waiter or back to the pool, or is closed."""
-        if not reusable or conn.closed:
-            conn.close()
-        elif not self._wake_one(conn):
+    def release(self, conn: Connection) -> None:
+        """A connection free for another request goes to the first waiter, else back to the idle ones."""
+        if not conn.closed and not self._wake_one(conn):
             self._idle.append(conn)
 
     def lost(self, conn: Connection) -> None:

@@ -168,12 +168,12 @@ class OpenAIServer(Backend):
     async def _exchange(self, ex: _Exchange, message: bytes, max_tokens: int) -> None:
         """Send one request (unless the dispatching callback already did) and read its stream into ``ex.out``; every
         failure is caught and recorded there."""
-        out, reusable = ex.out, False
+        out = ex.out
         try:
             if ex.conn is None:
                 ex.send(await self._pool.acquire(), message)
             assert ex.done is not None
-            reusable = await ex.done
+            await ex.done
             if out.http_status != 200:
                 out.fail("http_error", f"HTTP {out.http_status}: {_error_text(bytes(ex.error_body))}")
                 return
@@ -186,7 +186,7 @@ class OpenAIServer(Backend):
             out.fail(exc.status, str(exc))
         finally:
             if ex.conn is not None:
-                self._pool.release(ex.conn, reusable)
+                ex.conn.abandon()  # cancelled mid-answer: close it (an answer that ended already put it back or closed it)
 
     # --- warm-up: how to phrase a request --------------------------------------------------------------
 
