@@ -6,23 +6,32 @@ Targets: dispatch lateness (first byte sent - scheduled arrival) p99 < 1 ms, and
 script, which add the server's own lateness, are printed too). Both processes share the machine's cores with whatever else
 runs, so the load average before and after is printed beside the figures.
 
-    python benchmarks/bench_openai_client.py [--rate 500] [--seconds 4] [--repeat 1]
+Where a late dispatch or token comes from, printed per run: the garbage collections in the client process during the
+run (real-bench pauses the collector for its measured run; ``--with-gc`` leaves it running, to see what it costs),
+and the client loop's longest stretches of work between two polls of its sockets (``engine_stats.stream
+.client_loop_busy``), which any cause of a pause lengthens: the client's own work, a collection, the GIL, the OS.
+
+    python benchmarks/bench_openai_client.py [--rate 500] [--seconds 4] [--repeat 1] [--with-gc]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.io.runs import load_run
+from gpu_simulate_test.real_bench import run as real_bench_run
 from gpu_simulate_test.real_bench.run import run_real_bench
 from gpu_simulate_test.testing import make_workload
 from gpu_simulate_test.testing_server import read_log
@@ -42,7 +51,28 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(root: Path, rate: float, seconds: float) -> dict[str, float]:
+class GcWatch:
+    """The collections in this process, and how long each stopped it (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, int, int]] = []  # (start perf_counter_ns, generation, duration ns)
+        self._began = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter_ns()
+        else:
+            self.pauses.append((self._began, info["generation"], time.perf_counter_ns() - self._began))
+
+    def during(self, start_ns: int, end_ns: int) -> str:
+        got = [(g, d) for t, g, d in self.pauses if start_ns <= t <= end_ns]
+        if not got:
+            return "none"
+        return "; ".join(f"gen {g}: {sum(1 for x, _ in got if x == g)}, longest {max(d for x, d in got if x == g) / 1e6:.2f} ms"
+                         for g in sorted({g for g, _ in got}))
+
+
+def measure(root: Path, rate: float, seconds: float, with_gc: bool) -> dict[str, Any]:
     n = int(rate * seconds)
     log = root / "server.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "gpu_simulate_test.testing_server", "--log", str(log)],
@@ -56,7 +86,16 @@ def measure(root: Path, rate: float, seconds: float) -> dict[str, float]:
         app = compose_app("real_bench", [f"paths.root={root}", f"workload_id={wid}", "backend=openai", f"backend.base_url={url}",
                                          "backend.model_name=scripted", f"backend.warmup_requests={in_flight}"])
         cpu0 = (time.process_time(), _cpu_s(proc.pid))
-        run = load_run(run_real_bench(app))
+        watch = GcWatch()
+        gc.callbacks.append(watch)
+        saved = real_bench_run.gc_paused
+        if with_gc:
+            real_bench_run.gc_paused = contextlib.nullcontext  # type: ignore[assignment]
+        try:
+            run = load_run(run_real_bench(app))
+        finally:
+            gc.callbacks.remove(watch)
+            real_bench_run.gc_paused = saved
         cpu = (time.process_time() - cpu0[0], _cpu_s(proc.pid) - cpu0[1])
     finally:
         proc.terminate()
@@ -79,7 +118,8 @@ def measure(root: Path, rate: float, seconds: float) -> dict[str, float]:
             "token_max": float(err.max()), "token_min": float(err.min()), "script_p99": float(np.percentile(script, 99)),
             "script_max": float(script.max()), "server_p99": float(np.percentile(late, 99)),
             "client_cpu_s": cpu[0], "server_cpu_s": cpu[1], "run_s": run.meta["run_s"],
-            "loop_cpu_s": run.meta["engine_stats"]["stream"]["client_loop_cpu_s"]}
+            "loop_cpu_s": run.meta["engine_stats"]["stream"]["client_loop_cpu_s"],
+            "gc": watch.during(start, start + int(run.meta["run_s"] * 1e9)), "busy": run.meta["engine_stats"]["stream"]["client_loop_busy"]}
 
 
 def main() -> int:
@@ -87,14 +127,15 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--with-gc", action="store_true", help="leave the garbage collector running during the run")
     args = parser.parse_args()
     ok = True
     print(f"openai client vs scripted server: {args.rate:g} requests/s for {args.seconds:g} s, {TOKENS} tokens each, "
-          f"one every {GAP_MS:g} ms")
+          f"one every {GAP_MS:g} ms{'; the collector left running' if args.with_gc else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
             before = _load()
-            m = measure(Path(tmp), args.rate, args.seconds)
+            m = measure(Path(tmp), args.rate, args.seconds, args.with_gc)
             ms = {k: v / 1e6 for k, v in m.items() if k.endswith(("_p50", "_p99", "_max", "_min"))}
             print(f"  run {i + 1}: load before {before}, after {_load()}; {m['finished']}/{m['requests']} finished")
             print(f"    dispatch lateness (first byte - scheduled): p50 {ms['dispatch_p50']:.3f} ms  p99 {ms['dispatch_p99']:.3f} ms  "
@@ -106,6 +147,10 @@ def main() -> int:
             print(f"    CPU over the {m['run_s']:.2f} s run: the client's loop thread {m['loop_cpu_s']:.2f} s "
                   f"({1e6 * m['loop_cpu_s'] / (m['requests'] * TOKENS):.0f} us per streamed token); the client process "
                   f"{m['client_cpu_s']:.2f} s and the server {m['server_cpu_s']:.2f} s, set-up and warm-up included")
+            b = m["busy"]
+            print(f"    pauses: garbage collections in the client during the run: {m['gc']}; the client loop's stretches "
+                  f"between polls: longest {b['max_ms']:.2f} ms, {b['over_1ms']} over 1 ms and {b['over_5ms']} over 5 ms "
+                  f"of {b['stretches']} ({b['total_s']:.2f} s busy)")
             good = m["finished"] == m["requests"] and m["dispatch_p99"] < TARGET_NS and m["token_max"] < TARGET_NS
             print(f"    -> {'OK' if good else 'FAIL'} (targets: dispatch p99 < 1 ms, every token within 1 ms)")
             ok &= good

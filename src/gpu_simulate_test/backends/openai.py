@@ -1,17 +1,17 @@
 """``backend=openai``: replay a workload against any OpenAI-compatible server (vLLM, SGLang, ``transformers serve``).
 
 The server is a black box measured over HTTP, so this driver loads no model and records no iterations. One asyncio
-loop in a background thread runs one aiohttp client session, whose pool holds ``max_connections`` connections;
-``submit`` only hands the request to that loop (``call_soon_threadsafe`` wakes it at once). Every request streams,
-asks for ``max_tokens`` = its decode length and, where the server takes them, ``ignore_eos`` and ``min_tokens`` = that
-length. (aiohttp rather than httpx: httpcore 1.0's pool rescans every connection on each request and response, which
-at ~80 streams in flight cost ~1 ms of CPU per streamed chunk here; aiohttp's pool and C parser cost ~0.1 ms.)
+loop in a background thread runs a pool of at most ``max_connections`` keep-alive connections (:mod:`._http`, a small
+HTTP/1.1 client: aiohttp, and httpx before it, cost the loop too much per streamed chunk); ``submit`` only hands the
+request to that loop (``call_soon_threadsafe`` wakes it at once), whose callback writes it at once on an idle
+connection. Every request streams, asks for ``max_tokens`` = its decode length and, where the server takes them,
+``ignore_eos`` and ``min_tokens`` = that length.
 
-- **dispatch**: when the request's headers were written to its connection (aiohttp's ``on_request_headers_sent``
-  trace signal), so a wait for a pooled connection counts as lateness;
-  a request that never got a byte out keeps the time it was handed to the loop;
-- **token times**: when the bytes that completed each streamed chunk arrived, on the run's clock; a chunk's token
-  count comes from the server (:mod:`._sse`), and each token of a multi-token chunk gets the chunk's time;
+- **dispatch**: when the request's bytes were written to its connection (the first byte sent), so a wait for a
+  pooled connection counts as lateness; a request that never got a byte out keeps the time it was handed to the loop;
+- **token times**: when the bytes that completed each streamed chunk arrived (the stamp taken first thing in the
+  connection's read callback), on the run's clock; a chunk's token count comes from the server (:mod:`._sse`), and
+  each token of a multi-token chunk gets the chunk's time;
 - **failures** (refused connection, timeout, HTTP error, cut or malformed stream) end that request only: it is
   recorded in ``request_outcomes.csv`` with its status and message, and the run goes on.
 
@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import selectors
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from gpu_simulate_test.backends._http import Connection, HttpError, Pool, Target
 from gpu_simulate_test.backends._sse import StreamError, StreamReader
 from gpu_simulate_test.backends.base import Backend, register_backend
 from gpu_simulate_test.backends.recorder import Recorder
@@ -121,17 +123,18 @@ class OpenAIServer(Backend):
             self._headers["Authorization"] = f"Bearer {os.environ[backend.api_key_env]}"
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
-        self._session: Any = None  # aiohttp.ClientSession, made in the loop
-        self._target: Any = None  # the URL, parsed once (yarl.URL) rather than per request
+        self._target = Target(self._url)
+        self._pool = Pool(self._target, int(backend.max_connections), float(backend.timeout_s))
         self._phrasing: Optional[Phrasing] = None
         self._prompts: dict[int, list[int]] = {}
         self._texts: dict[int, str] = {}
-        self._bodies: dict[int, bytes] = {}
+        self._messages: dict[int, bytes] = {}  # each request's bytes, ready to write
         self._outcomes: dict[int, Outcome] = {}
         self._active: dict[asyncio.Task[None], Outcome] = {}  # the requests in flight
         self._watchdog: Optional[concurrent.futures.Future[None]] = None
         self._peak_in_flight = 0
         self._loop_cpu_s: Optional[float] = None  # CPU time of the client's loop thread over the run
+        self._selector = _TimedSelector()
 
     # --- the loop thread ---------------------------------------------------------------------------------
 
@@ -139,33 +142,16 @@ class OpenAIServer(Backend):
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    async def _open_session(self) -> None:
-        import aiohttp
-        import yarl
-
-        async def headers_sent(session: Any, ctx: Any, params: Any) -> None:
-            ctx.trace_request_ctx.first_byte_ns = time.perf_counter_ns()
-
-        trace = aiohttp.TraceConfig()
-        trace.on_request_headers_sent.append(headers_sent)
-        n, timeout = int(self.cfg.max_connections), float(self.cfg.timeout_s)
-        self._target = yarl.URL(self._url)
-        self._session = aiohttp.ClientSession(  # silence on a stream is watched by _watch, not by a timer per read
-            connector=aiohttp.TCPConnector(limit=n, limit_per_host=n, keepalive_timeout=timeout),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout), trace_configs=[trace], auto_decompress=False,
-        )
-
     def load(self) -> str:
         """No model: start the client's loop thread."""
-        self._loop = asyncio.new_event_loop()
+        self._loop = asyncio.SelectorEventLoop(self._selector)
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-client", daemon=True)
         self._thread.start()
-        self._run(self._open_session())
         return f"server:{self.cfg.model_name}"
 
     # --- one request ---------------------------------------------------------------------------------------
 
-    def _body(self, request: WorkloadRequest, phrasing: Phrasing, max_tokens: int) -> bytes:
+    def _message(self, request: WorkloadRequest, phrasing: Phrasing, max_tokens: int) -> bytes:
         rid = request.request_id
         prompt: Any = self._prompts[rid] if phrasing.token_ids else self._texts[rid]
         body: dict[str, Any] = {"model": self.cfg.model_name, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
@@ -176,42 +162,31 @@ class OpenAIServer(Backend):
             body["prompt"] = prompt
         if phrasing.exact_length:
             body.update(ignore_eos=True, min_tokens=max_tokens)
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    async def _exchange(self, rid: int, body: bytes, max_tokens: int, out: Outcome) -> None:
-        """Send one request and read its stream into ``out``; every failure is caught and recorded there."""
-        import aiohttp
-
         headers = {**self._headers, "X-Request-Id": f"r{rid}"}
+        return self._target.post(headers, json.dumps(body, separators=(",", ":")).encode())
+
+    async def _exchange(self, ex: _Exchange, message: bytes, max_tokens: int) -> None:
+        """Send one request (unless the dispatching callback already did) and read its stream into ``ex.out``; every
+        failure is caught and recorded there."""
+        out = ex.out
         try:
-            async with self._session.post(self._target, data=body, headers=headers, trace_request_ctx=out) as resp:
-                out.last_ns = time.perf_counter_ns()
-                out.http_status = resp.status
-                if resp.status != 200:
-                    out.fail("http_error", f"HTTP {resp.status}: {_error_text(await resp.read())}")
-                    return
-                if "text/event-stream" not in resp.headers.get("Content-Type", ""):
-                    out.fail("bad_stream", f"the server answered {resp.headers.get('Content-Type')!r}, not a stream")
-                    return
-                reader = StreamReader()
-                async for data in resp.content.iter_any():
-                    out.last_ns = now = time.perf_counter_ns()
-                    reader.feed(data, now)
-                reader.finish()
-                out.server_prompt_tokens = reader.prompt_tokens
-                got = reader.tokens(max_tokens)
-                out.token_times, out.chunks, out.multi_token_chunks = got.times, got.chunks, got.multi_token_chunks
-                out.status = "ok"
-        except StreamError as exc:
+            if ex.conn is None:
+                ex.send(await self._pool.acquire(), message)
+            assert ex.done is not None
+            await ex.done
+            if out.http_status != 200:
+                out.fail("http_error", f"HTTP {out.http_status}: {_error_text(bytes(ex.error_body))}")
+                return
+            ex.reader.finish()
+            out.server_prompt_tokens = ex.reader.prompt_tokens
+            got = ex.reader.tokens(max_tokens)
+            out.token_times, out.chunks, out.multi_token_chunks = got.times, got.chunks, got.multi_token_chunks
+            out.status = "ok"
+        except (StreamError, HttpError) as exc:
             out.fail(exc.status, str(exc))
-        except aiohttp.ClientConnectorError as exc:
-            out.fail("connect_error", f"cannot connect to {self._url}: {exc}")
-        except asyncio.TimeoutError as exc:  # aiohttp's connect and read timeouts derive from it
-            out.fail("timeout", f"no answer within timeout_s={self.cfg.timeout_s} ({type(exc).__name__}: {exc})")
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            out.fail("truncated", f"the stream was cut: {type(exc).__name__}: {exc}")
-        except aiohttp.ClientError as exc:
-            out.fail("transport_error", f"{type(exc).__name__}: {exc}")
+        finally:
+            if ex.conn is not None:
+                ex.conn.abandon()  # cancelled mid-answer: close it (an answer that ended already put it back or closed it)
 
     # --- warm-up: how to phrase a request --------------------------------------------------------------
 
@@ -239,7 +214,7 @@ class OpenAIServer(Backend):
             if not phrasing.token_ids:
                 self._ensure_texts(workload)
             out = Outcome()
-            self._run(self._exchange_within(first.request_id, self._body(first, phrasing, tokens), tokens, out))
+            self._run(self._exchange_within(self._message(first, phrasing, tokens), tokens, out))
             if out.status == "ok":
                 self._phrasing = phrasing
                 break
@@ -253,12 +228,12 @@ class OpenAIServer(Backend):
         more = max(int(self.cfg.warmup_requests) - 1, 0)
         if more:
             self._run(self._warm_connections(first, tokens, more))
-        self._bodies = {r.request_id: self._body(r, self._phrasing, r.num_decode_tokens) for r in workload.requests}
+        self._messages = {r.request_id: self._message(r, self._phrasing, r.num_decode_tokens) for r in workload.requests}
 
-    async def _exchange_within(self, rid: int, body: bytes, max_tokens: int, out: Outcome) -> None:
+    async def _exchange_within(self, message: bytes, max_tokens: int, out: Outcome) -> None:
         """A warm-up exchange, given up after ``timeout_s`` in all (the watchdog covers only the run)."""
         try:
-            await asyncio.wait_for(self._exchange(rid, body, max_tokens, out), float(self.cfg.timeout_s))
+            await asyncio.wait_for(self._exchange(_Exchange(out), message, max_tokens), float(self.cfg.timeout_s))
         except asyncio.TimeoutError:
             out.fail("timeout", f"no answer within timeout_s={self.cfg.timeout_s}")
 
@@ -266,8 +241,8 @@ class OpenAIServer(Backend):
         """``n`` requests at once, so the pool holds that many open connections when the clock starts."""
         assert self._phrasing is not None
         outs = [Outcome() for _ in range(n)]
-        body = self._body(request, self._phrasing, tokens)
-        await asyncio.gather(*(self._exchange_within(request.request_id, body, tokens, o) for o in outs))
+        message = self._message(request, self._phrasing, tokens)
+        await asyncio.gather(*(self._exchange_within(message, tokens, o) for o in outs))
         bad = next((o for o in outs if o.status != "ok"), None)
         if bad is not None:
             raise EnvironmentUnavailableError(f"backend openai: a warm-up request to {self._url} failed ({bad.status}: {bad.message})")
@@ -277,6 +252,7 @@ class OpenAIServer(Backend):
     def start(self, recorder: Recorder) -> None:
         super().start(recorder)
         self._loop_cpu_s = -self._run(_thread_cpu())
+        self._selector.busy = LoopBusy()
         assert self._loop is not None
         self._watchdog = asyncio.run_coroutine_threadsafe(self._watch(), self._loop)
 
@@ -308,18 +284,24 @@ class OpenAIServer(Backend):
         return dispatched  # provisional: replaced by the first byte's time once the run is over (_publish)
 
     def _launch(self, request: WorkloadRequest) -> None:
+        """In the loop: write the request now on an idle connection (a task would send it a loop turn later, after
+        the reads of that turn), then leave the rest of the exchange to a task."""
         assert self._loop is not None
         out = self._outcomes[request.request_id] = Outcome(last_ns=time.perf_counter_ns())
-        task = self._loop.create_task(self._request(request, out))
+        ex = _Exchange(out)
+        conn = self._pool.take_idle()
+        if conn is not None:
+            ex.send(conn, self._messages[request.request_id])
+        task = self._loop.create_task(self._request(request, ex))
         self._active[task] = out
         task.add_done_callback(self._active.pop)
         self._peak_in_flight = max(self._peak_in_flight, len(self._active))
 
-    async def _request(self, request: WorkloadRequest, out: Outcome) -> None:
+    async def _request(self, request: WorkloadRequest, ex: _Exchange) -> None:
         assert self.recorder is not None
-        rid = request.request_id
+        rid, out = request.request_id, ex.out
         try:
-            await self._exchange(rid, self._bodies[rid], request.num_decode_tokens, out)
+            await self._exchange(ex, self._messages[rid], request.num_decode_tokens)
         except asyncio.CancelledError:  # by the watchdog, or by stop()
             if out.timed_out:
                 out.fail("timeout", f"the server said nothing for timeout_s={self.cfg.timeout_s}")
@@ -361,19 +343,21 @@ class OpenAIServer(Backend):
     def close(self) -> None:
         if self._loop is None:
             return
-        if self._session is not None and self._loop.is_running():
-            self._run(self._session.close(), timeout=CLOSE_TIMEOUT_S)
+        if self._loop.is_running():
+            self._run(self._close_pool(), timeout=CLOSE_TIMEOUT_S)
         self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(CLOSE_TIMEOUT_S)
         self._loop.close()
-        self._loop = self._session = None
+        self._loop = None
+
+    async def _close_pool(self) -> None:
+        self._pool.close()
+        await asyncio.sleep(0)  # the transports close on the next loop turn
 
     # --- what the run reports -----------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
-        import aiohttp
-
         return {
             "name": self.name,
             "url": self._url,
@@ -386,8 +370,8 @@ class OpenAIServer(Backend):
             "max_connections": int(self.cfg.max_connections),
             "timeout_s": float(self.cfg.timeout_s),
             "warmup_requests": int(self.cfg.warmup_requests),
-            "http_client": f"aiohttp {aiohttp.__version__}",
-            "token_time_source": "arrival of the bytes completing each streamed chunk (time.perf_counter_ns)",
+            "http_client": "gpu_simulate_test.backends._http (asyncio protocol, HTTP/1.1 keep-alive)",
+            "token_time_source": "arrival of the bytes completing each streamed chunk (time.perf_counter_ns at the read)",
             "limits_mirrored_by_vidur": None if self._limits is None else asdict(self._limits),
         }
 
@@ -404,6 +388,7 @@ class OpenAIServer(Backend):
             "max_connections": int(self.cfg.max_connections),
             "pool_exceeded": self._peak_in_flight > int(self.cfg.max_connections),  # some requests waited for a connection
             "client_loop_cpu_s": self._loop_cpu_s,  # near run_s: the client was the bottleneck (see specs/backends.md)
+            "client_loop_busy": asdict(self._selector.busy),  # its longest stretches away from the socket
         }}
 
     def run_tables(self) -> list[tuple[TableSchema, pd.DataFrame]]:
@@ -414,6 +399,71 @@ class OpenAIServer(Backend):
             "tokens": len(o.token_times),
         } for rid, o in sorted(self._outcomes.items())]
         return [(REQUEST_OUTCOMES, pd.DataFrame(rows, columns=REQUEST_OUTCOMES.column_names))]
+
+
+@dataclass
+class LoopBusy:
+    """The client loop's stretches of work between two polls of its sockets. While one lasts, a chunk that arrives
+    waits to be stamped and a request handed over waits to be sent, whatever the cause: the client's own work, a
+    garbage collection, the GIL held by another thread, or the OS running something else."""
+
+    stretches: int = 0
+    total_s: float = 0.0
+    max_ms: float = 0.0
+    over_1ms: int = 0
+    over_5ms: int = 0
+
+    def add(self, ns: int) -> None:
+        self.stretches += 1
+        self.total_s += ns / NS_PER_S
+        self.max_ms = max(self.max_ms, ns / 1e6)
+        self.over_1ms += ns > 1_000_000
+        self.over_5ms += ns > 5_000_000
+
+
+class _TimedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]  # an alias of the platform's best
+    """The loop's selector, timing each stretch from one poll's return to the next poll (:class:`LoopBusy`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.busy = LoopBusy()
+        self._returned_ns = 0
+
+    def select(self, timeout: Optional[float] = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self._returned_ns:
+            self.busy.add(time.perf_counter_ns() - self._returned_ns)
+        events = super().select(timeout)
+        self._returned_ns = time.perf_counter_ns()
+        return events
+
+
+class _Exchange:
+    """One request on one connection: the receiver its answer streams into (:class:`._http.Receiver`)."""
+
+    def __init__(self, out: Outcome) -> None:
+        self.out = out
+        self.reader = StreamReader()
+        self.error_body = bytearray()  # the body of an answer other than 200
+        self.conn: Optional[Connection] = None
+        self.done: Optional[asyncio.Future[bool]] = None
+
+    def send(self, conn: Connection, message: bytes) -> None:
+        self.conn = conn
+        self.done = conn.send(message, self)
+        if not self.done.done():
+            self.out.first_byte_ns = time.perf_counter_ns()
+
+    def head(self, status: int, headers: dict[str, str]) -> None:
+        self.out.http_status, self.out.last_ns = status, time.perf_counter_ns()
+        if status == 200 and "text/event-stream" not in headers.get("content-type", ""):
+            raise StreamError("bad_stream", f"the server answered {headers.get('content-type')!r}, not a stream")
+
+    def body(self, data: bytes, time_ns: int) -> None:
+        self.out.last_ns = time_ns
+        if self.out.http_status == 200:
+            self.reader.feed(data, time_ns)
+        else:
+            self.error_body += data
 
 
 async def _thread_cpu() -> float:

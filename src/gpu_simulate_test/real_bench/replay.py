@@ -5,7 +5,7 @@ waiting thread gets the interpreter back only after the running thread's switch 
 default), so the replay lowers it to :data:`SWITCH_INTERVAL_S` for the measured run. The numbers behind
 this choice (and against a dispatcher polled by the engine loop or a separate process) are in
 ``specs/run.md``, section "Dispatch and the GIL". For the same reason the objects that exist when the measured
-run starts are frozen out of the cyclic garbage collector (:func:`gc_frozen`).
+run starts are frozen and the cyclic garbage collector paused (:func:`gc_paused`).
 """
 
 from __future__ import annotations
@@ -47,21 +47,25 @@ def switch_interval(seconds: float = SWITCH_INTERVAL_S) -> Iterator[None]:
 
 
 @contextmanager
-def gc_frozen() -> Iterator[None]:
-    """Collect once, then freeze every object that exists, for the measured run.
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during the measured run: collect and freeze what exists, then disable.
 
-    A collection stops every thread of the process, the dispatcher included, and a full one walks every object the
-    process holds (~95k once real-bench's imports are in: 30-100 ms, measured against the openai backend at 500
-    requests/s: the 45-70 ms maxima of dispatch and token lateness). Frozen objects are never scanned again, so
-    what collections remain walk only what the run itself allocates; the collector stays on, so cyclic garbage
-    the engines make during a long run (GPU tensors included) is still freed.
+    A collection stops every thread of the process, the dispatcher included; a full one walks every object the
+    process holds (~95k once real-bench's imports are in: ~30-100 ms), and one came every few seconds at 500
+    requests/s of the openai backend, making dispatches and token stamps that late (``specs/run.md``). Frozen objects
+    are never scanned again, and the young collections of such a run found no garbage to free. Reference counting
+    still frees everything that is not in a cycle; what cycles a run leaves are collected when it ends.
     """
+    was_enabled = gc.isenabled()
     gc.collect()
     gc.freeze()
+    gc.disable()
     try:
         yield
     finally:
         gc.unfreeze()
+        if was_enabled:
+            gc.enable()
 
 
 IDLE_MIN_NS = 20_000_000  # on_idle runs only when the next arrival is at least this far away
