@@ -44,16 +44,17 @@ CAMPAIGN = Campaign(
     fractions=(0.1, 0.3, 0.5, 0.7, 0.9),
     replicates=2,
     setup_workloads={"vllm": ("lognormal",)},
-    # Estimates from the native engine's first H200 session (studies/2026-12-01-native-h200: engine start-up ~11 s,
-    # the gpu.yaml bundle in 37 s); h200.yaml's bundle fills ~3.5 M prompt tokens through 512-token eager steps.
-    bundle_s=240.0, probe_s=60.0, point_overhead_s=20.0, first_start_s=40.0,
+    # Estimates from the native engine's H200 sessions (studies/2026-12-01-native-h200: engine start-up ~11 s; the
+    # gpu.yaml bundle in 37 s); h200.yaml's bundle fills ~3.5 M prompt tokens through 512-token steps of ~3-5 ms.
+    bundle_s=150.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
 )
-# The plan's assumptions (requests/s), to be replaced by the probes' figures. Every step holding a prompt chunk runs
-# eagerly and host-bound, 13.2 ms for 512 tokens (studies/2026-12-01-native-h200), so a loaded sarathi engine moves
-# ~512 tokens per ~13 ms: lognormal and gamma requests (~690 prompt + ~165 decode tokens) ~40/s, conversation
-# (~1,030 + ~250) ~27/s; vllm's whole-prompt batches, ~35/s (a guess).
-ASSUMED_CAPACITY = {("sarathi", "lognormal"): 40.0, ("sarathi", "gamma"): 40.0, ("sarathi", "conversation"): 27.0,
-                    ("vllm", "lognormal"): 35.0}
+# The plan's assumptions (requests/s), to be replaced by the probes' figures. Steps with a prompt chunk of up to 512
+# tokens replay CUDA graphs (a 512-token prefill step 2.76 ms; a 480-token chunk beside 32 decodes at KV 2,048 5.76
+# ms: studies/2026-12-01-native-h200), so a loaded sarathi engine moves ~512 tokens per ~4-5 ms: lognormal and gamma
+# requests (~690 prompt + ~165 decode tokens) ~110/s, conversation (~1,030 + ~250) ~70/s. vllm's whole prompts over
+# 512 tokens run eagerly (2,048 tokens: 23 ms): ~50/s, a guess.
+ASSUMED_CAPACITY = {("sarathi", "lognormal"): 110.0, ("sarathi", "gamma"): 110.0, ("sarathi", "conversation"): 70.0,
+                    ("vllm", "lognormal"): 50.0}
 TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
 REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {PUBLISHED}   # unpacks points/ and bundles/, "
              "simulates, compares, writes every table, figure and this summary")
