@@ -148,3 +148,19 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         batch = list(zip(*shape.vidur_batch()))
         diff_ms = (predict_batch_time_s(corrected, batch) - predict_batch_time_s(plain, batch)) * 1e3
         assert diff_ms == pytest.approx(correction.ms(tokens_8(shape)), abs=1e-9), text
+
+
+def test_vidur_profile_prints_the_test_shapes_beside_both_baselines(tmp_path) -> None:
+    from gpu_simulate_test.cli.vidur_profile import _report
+    from gpu_simulate_test.vidur_ext.profiler.bundle import BundleResult
+    from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
+
+    shapes = [BatchShape.parse(s) for s in ("decode:24x2048", "mixed:448+12x1024")]
+    b = fit_baselines([BatchShape.parse("decode:1x8"), BatchShape.parse("prefill:500")], [2.0, 6.0])
+    table = baseline_table([str(s) for s in shapes], shapes, np.array([4.0, 5.0]), np.array([4.2, 4.9]), b)
+    text = _report(BundleResult(tmp_path, False, table, bundle_verdict({})))
+    header = text.splitlines()[1].split()
+    assert header == ["shape", "measured_ms", "bundle_ms", "constant_ms", "linear_ms", "error_pct", "constant_error_pct",
+                      "linear_error_pct"]
+    assert "decode:24x2048" in text and "mixed:448+12x1024" in text
+    assert "median |error| on the test (held-out) shapes: bundle 3.5%, constant 10.0%, linear" in text

@@ -16,15 +16,21 @@ def _run(app: VidurProfileAppConfig) -> Any:
 
 
 def _report(result: Any) -> str:
-    """Where the bundle is, its held-out check shape by shape, and its verdict."""
+    """Where the bundle is, its test (held-out) check shape by shape beside the two baselines, and its verdict."""
     lines = [f"{'existing bundle (reused, not rebuilt)' if result.reused else 'bundle written'}: {result.path}"]
     if result.imported:
         lines.append("imported from Vidur's own files: no held-out check is possible without the hardware")
     check = result.check
     if len(check):
-        table = check.assign(measured_ms=check.measured_ns / 1e6, predicted_ms=check.predicted_ns / 1e6)
-        lines.append(table[["shape", "measured_ms", "predicted_ms", "error_pct"]].to_string(index=False, float_format="%.3f"))
-        lines.append(f"median |error| on held-out shapes: {check.error_pct.abs().median():.1f}%")
+        cols = {"measured_ms": "measured_ns", "bundle_ms": "predicted_ns", "constant_ms": "constant_ns", "linear_ms": "linear_ns"}
+        table = check.assign(**{k: check[v] / 1e6 for k, v in cols.items() if v in check.columns})
+        shown = ["shape", *(k for k, v in cols.items() if v in check.columns), "error_pct",
+                 *(c for c in ("constant_error_pct", "linear_error_pct") if c in check.columns)]
+        lines.append(table[shown].to_string(index=False, float_format="%.3f"))
+        medians = [f"bundle {check.error_pct.abs().median():.1f}%"] + [
+            f"{c.split('_')[0]} {check[c].abs().median():.1f}%" for c in ("constant_error_pct", "linear_error_pct")
+            if c in check.columns]
+        lines.append("median |error| on the test (held-out) shapes: " + ", ".join(medians))
     lines.append(f"verdict {result.verdict.line()}")
     if not result.verdict.accepted:
         lines.append("vidur-sim and experiment use it only with accept_bundle=true")
