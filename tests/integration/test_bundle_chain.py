@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pytest
 
 import gpu_simulate_test.vidur_ext.profiler.bundle as bundle_mod
