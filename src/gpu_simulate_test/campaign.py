@@ -361,6 +361,12 @@ def _existing_bundle(cfg: Any) -> Path:
     return path
 
 
+def _never_measure(cfg: Any) -> Path:
+    """The local half's real stage: a real run or a capacity probe missing from the archives is an error here."""
+    raise InputError(f"workload {cfg.workload_id}: its real run (or its setup's capacity probe) is not among the "
+                     "archives, and the local half never measures; collect the call that ran it")
+
+
 def unpack(folder: Path, root: Path) -> None:
     """Every archive of the result folder (``bundles/``, then ``points/``) into the artifact root."""
     root.mkdir(parents=True, exist_ok=True)
@@ -372,13 +378,10 @@ def unpack(folder: Path, root: Path) -> None:
 def compare_points(campaign: Campaign, root: Path, stages: Any = None) -> list["ComparedPoint"]:
     """Simulate and compare the first replicate of every point whose runs are under ``root``, and compare the second
     replicate with the first; points without a real run are left out (and said so)."""
-    from dataclasses import replace as _replace
-
     from gpu_simulate_test.analysis.publish import ComparedPoint
     from gpu_simulate_test.experiment import default_stages, run_experiment
 
-    fns = _replace(stages or default_stages(), profile=_existing_bundle,
-                   real=lambda cfg: (_ for _ in ()).throw(InputError("the local half never measures")))
+    fns = replace(stages or default_stages(), profile=_existing_bundle, real=_never_measure)
     out = []
     for setup in campaign.setups:
         for workload in campaign.workloads_of(setup):
