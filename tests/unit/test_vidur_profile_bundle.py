@@ -109,6 +109,7 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     assert read_table(result.path / "mlp.csv", MLP_PROFILE).equals(raw_mlp)
     val = read_table(result.path / "validation_check.csv", VALIDATION_CHECK)
     assert sorted(set(val["variant"])) == ["operators", "step"] and len(val) == 4
+    assert sorted(set(val["shape"])) == ["decode:2x48", "prefill:24"]  # as configured (predicted at the measured KV)
     medians = val.assign(a=val["error_pct"].abs()).groupby("variant")["a"].median()
     assert meta["variant"] == medians.idxmin() == meta["validation_check"]["chosen"]
     assert (meta["step_correction"] is not None) is (meta["variant"] == "step")

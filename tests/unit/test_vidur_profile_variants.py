@@ -85,12 +85,13 @@ def test_validation_chooses_the_lowest_median_and_the_first_of_ties() -> None:
     measured = np.array([10.0, 20.0, 5.0])
     ops = Candidate("operators", np.array([9.0, 18.0, 4.5]))  # |errors| 10 10 10: median 10
     step = Candidate("step", np.array([10.2, 19.8, 5.0]), StepCorrection(0.2, 0.0))  # 2 1 0: median 1
-    chosen, table, record = choose([ops, step], shapes, measured)
+    names = [str(s) for s in shapes]
+    chosen, table, record = choose([ops, step], names, measured)
     assert chosen == "step" and record["variants"]["step"]["median_abs_error_pct"] == pytest.approx(1.0)
     assert record["variants"]["operators"]["p90_abs_error_pct"] == pytest.approx(10.0)
     assert len(table) == 6 and set(table["variant"]) == {"operators", "step"}
     tie = Candidate("fold", step.validation_ms)
-    assert choose([ops, tie, step], shapes, measured)[0] == "fold"  # same median as step: the one listed first
+    assert choose([ops, tie, step], names, measured)[0] == "fold"  # same median as step: the one listed first
     none = [Candidate(c.name, np.array([])) for c in (step, ops)]
     assert choose(none, [], np.array([]))[0] == "step"  # no validation shape: the first listed
     assert check_variants(["operators", "step"]) == ["operators", "step"]

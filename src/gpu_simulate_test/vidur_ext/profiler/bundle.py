@@ -287,7 +287,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             backend.close()
         sets = {role: measured_shapes(iters, role) for role in ("fit", "validation", "test")}
         _, fit_shapes, fit_ms = sets["fit"]
-        _, val_shapes, val_ms = sets["validation"]
+        val_names, val_shapes, val_ms = sets["validation"]
         test_names, test_shapes, test_ms = sets["test"]
         if not fit_shapes:
             raise InputError("profile.fit lists no shape this backend can run; add prefill and decode shapes to the profile config")
@@ -300,7 +300,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         raw_fit, raw_val, _ = np.split(raw_pred, split)
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
                                            raw_fit, raw_val, predict)
-        chosen, validation, val_record = choose(candidates, val_shapes, np.asarray(val_ms, dtype=float))
+        chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         step = next(c.step for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
         extra = {"timing_method": method.describe(), "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,

@@ -86,22 +86,23 @@ class Candidate:
     step: Optional[StepCorrection] = None
 
 
-def choose(candidates: list[Candidate], shapes: list[BatchShape], measured_ms: np.ndarray) -> tuple[str, pd.DataFrame, dict[str, Any]]:
-    """The variant with the lowest median |error| on the validation shapes (the first one when there are none), the
-    per-shape table (``validation_check.csv``) and the record for ``profile_meta.json`` ``validation_check``."""
+def choose(candidates: list[Candidate], names: list[str], measured_ms: np.ndarray) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+    """The variant with the lowest median |error| on the validation shapes (``names`` as configured; the first variant
+    when there are none), the per-shape table (``validation_check.csv``) and the record for ``profile_meta.json``
+    ``validation_check``."""
     rows, per_variant = [], {}
     for c in candidates:
         err = signed_errors_pct(c.validation_ms, measured_ms)
         med, p90 = abs_error_stats(err)
         per_variant[c.name] = {"median_abs_error_pct": med, "p90_abs_error_pct": p90}
-        rows.append(pd.DataFrame({"shape": [str(s) for s in shapes], "variant": c.name,
+        rows.append(pd.DataFrame({"shape": list(names), "variant": c.name,
                                   "measured_ns": np.rint(measured_ms * 1e6).astype(np.int64),
                                   "predicted_ns": np.rint(c.validation_ms * 1e6).astype(np.int64), "error_pct": err}))
-    if shapes:
+    if names:
         chosen = min(candidates, key=lambda c: per_variant[c.name]["median_abs_error_pct"]).name  # min keeps the first of ties
         rule = "lowest median |error| on the validation shapes (ties: the first in profile.variants)"
     else:
         chosen, rule = candidates[0].name, "no validation shape: the first in profile.variants"
-    record = {"num_shapes": len(shapes), "candidates": [c.name for c in candidates], "chosen": chosen, "rule": rule,
+    record = {"num_shapes": len(names), "candidates": [c.name for c in candidates], "chosen": chosen, "rule": rule,
               "variants": per_variant}
     return chosen, pd.concat(rows, ignore_index=True), record
