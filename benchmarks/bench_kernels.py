@@ -170,10 +170,12 @@ def sweep_attention(report: Report) -> None:
     def tile_name(t: attention.TileConfig) -> str:
         return f"{t.block_m}x{t.block_n} w{t.num_warps} s{t.num_stages}"
 
-    for batch, kv in ((1, 8192), (8, 2048), (32, 2048), (64, 2048), (128, 8192)):
+    for batch, kv in ((1, 512), (1, 2048), (1, 8192), (8, 2048), (32, 2048), (64, 2048), (64, 8192), (128, 2048),
+                      (128, 8192)):
         shipped = attention.plan_attention(batch, N_KV, MAX_CONTEXT, report.num_sms)
         variants = [dataclasses.replace(shipped, decode=attention.TileConfig(16, n, w, st))
-                    for n, w, st in ((64, 4, 3), (32, 4, 5), (32, 4, 3), (128, 4, 3), (64, 8, 5), (128, 8, 2))]
+                    for n, w, st in ((64, 4, 3), (64, 4, 4), (32, 4, 5), (32, 4, 3), (128, 4, 3), (64, 8, 5),
+                                     (128, 8, 2), (128, 8, 3), (64, 2, 3))]
         splits = {1, 2, 4, max(shipped.num_splits // 2, 1), min(shipped.num_splits * 2, attention.MAX_SPLITS)}
         variants += [dataclasses.replace(shipped, num_splits=s) for s in sorted(splits - {shipped.num_splits})]
         for plan in variants:
@@ -243,9 +245,53 @@ def bench_elementwise(report: Report, tokens: int) -> None:
     torch.cuda.empty_cache()
 
 
+LINEAR_SHAPES = (("qkv_proj", (N_Q + 2 * N_KV) * HEAD_DIM, HIDDEN), ("o_proj", HIDDEN, N_Q * HEAD_DIM),
+                 ("gate_up_proj", 2 * INTER, HIDDEN), ("down_proj", HIDDEN, INTER), ("lm_head", 151936, HIDDEN))
+
+
+def bench_linear(report: Report, rows_list: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
+                 sweep: bool = False) -> None:
+    """Each projection of a layer (and the LM head) at decode batch sizes: cuBLAS (``F.linear``) beside the
+    engine's ``skinny_matmul`` (shipped tile, and with ``sweep`` its alternatives at rows 1 and 8). Weights rotate
+    among copies that exceed L2, as 28 layers' weights do."""
+    import torch.nn.functional as F
+
+    from gpu_simulate_test.engine.kernels import matmul
+
+    for name, n, k in LINEAR_SHAPES:
+        nbytes_w = n * k * 2
+        weights = [torch.randn(n, k, device="cuda", dtype=BF16) for _ in range(copies(nbytes_w))]
+        for rows in rows_list:
+            x = torch.randn(rows, k, device="cuda", dtype=BF16)
+            nbytes = nbytes_w + 2 * rows * (n + k)
+            report.add("linear cuBLAS", f"{name} {n}x{k} rows={rows}", timed([lambda w=w: F.linear(x, w)
+                                                                              for w in weights]), nbytes, 0)
+            if rows > matmul.MAX_ROWS:
+                continue
+            tiles = [matmul.skinny_plan(rows, n, k)]
+            if sweep and rows in (1, 8) and name != "lm_head":
+                tiles += [matmul.SkinnyTile(bn, bk, w, st, dot) for dot in ((False, True) if rows <= 2 else (True,))
+                          for bn in ((8, 16, 32) if not dot else (16, 32))
+                          for bk in ((128, 256, 512) if dot else (256, 512, 1024))
+                          for w, st in ((4, 3), (4, 4), (8, 3)) if bn * bk <= 16384]
+            for i, tile in enumerate(dict.fromkeys(tiles)):
+                label = ("linear skinny" if rows <= matmul.CUTOVER_ROWS else "linear skinny (off)") if i == 0 \
+                    else "sweep skinny"
+                try:
+                    seconds = timed([lambda w=w: matmul.skinny_matmul(x, w, tile) for w in weights])
+                except Exception as exc:  # a tile that does not compile (shared memory): say so, go on
+                    print(f"{label} {name} rows={rows} {tile}: {exc!r}"[:200])
+                    continue
+                report.add(label, f"{name} rows={rows} n{tile.block_n} k{tile.block_k} w{tile.num_warps} "
+                           f"s{tile.num_stages}{' dot' if tile.dot else ''}", seconds, nbytes,
+                           -(-n // tile.block_n))
+        del weights
+        torch.cuda.empty_cache()
+
+
 def resources(num_sms: int) -> list[dict]:
     """Every compiled variant: registers, spills, shared memory, and how many programs fit on one SM."""
-    from gpu_simulate_test.engine.kernels import activation, attention, cache, norm, rope
+    from gpu_simulate_test.engine.kernels import activation, attention, cache, matmul, norm, rope
 
     device = torch.cuda.current_device()
     props = torch.cuda.get_device_properties(device)
@@ -253,7 +299,8 @@ def resources(num_sms: int) -> list[dict]:
     regs_per_sm = getattr(props, "regs_per_multiprocessor", 65536)
     out = []
     for fn in (attention._paged_attention_kernel, attention._merge_splits_kernel, norm._rms_norm_kernel,
-               activation._silu_and_mul_kernel, cache._store_kv_kernel, rope._qk_norm_rope_kernel):
+               activation._silu_and_mul_kernel, cache._store_kv_kernel, rope._qk_norm_rope_kernel,
+               matmul._skinny_matmul_kernel):
         for kernel in fn.device_caches[device][0].values():
             warps, shared = kernel.metadata.num_warps, kernel.metadata.shared
             fit = min(regs_per_sm // max(kernel.n_regs * 32 * warps, 1), smem // max(shared + 1024, 1),
@@ -264,7 +311,16 @@ def resources(num_sms: int) -> list[dict]:
     return out
 
 
-def main() -> int:
+PARTS = ("attention", "elementwise", "linear", "sweep")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="what to measure (default: all; 'linear' with 'sweep' also sweeps the skinny tiles)")
+    parts = set(parser.parse_args(argv).parts)
     if not torch.cuda.is_available():
         print("bench_kernels: no CUDA GPU here; nothing to measure (run it on the GPU host)")
         return 0
@@ -278,18 +334,23 @@ def main() -> int:
     report = Report(ceil, num_sms)
     print(f"\n{'kernel':<22} {'shape':<44} {'us':>9} {'MB':>9} {'TB/s':>6} {'floor_us':>9} {'xfloor':>7} "
           f"{'programs':>8} {'/SM':>6}  limit")
-    for batch in (1, 8, 32, 64, 128):
-        for kv in (512, 2048, 8192):
-            bench_attention(report, "attention decode", [(1, kv)] * batch)
-    for chunk in (512, 2048, 8192):
-        bench_attention(report, "attention prefill", [(chunk, chunk)])
-        bench_varlen(report, chunk)
-    bench_attention(report, "attention prefill", [(2048, 8192)])  # a chunk over a 6,144-token prefix
-    bench_attention(report, "attention mixed", [(1, 2048)] * 127 + [(512, 2048)])  # a sarathi step
-    for tokens in (1, 128, 2048):
-        bench_elementwise(report, tokens)
-    print("\nsweep (the shipped tiles: decode 16x64 w4 s5, prefill 128x64 w8 s5; splits from plan_attention)")
-    sweep_attention(report)
+    if "attention" in parts:
+        for batch in (1, 8, 32, 64, 128):
+            for kv in (512, 2048, 8192):
+                bench_attention(report, "attention decode", [(1, kv)] * batch)
+        for chunk in (512, 2048, 8192):
+            bench_attention(report, "attention prefill", [(chunk, chunk)])
+            bench_varlen(report, chunk)
+        bench_attention(report, "attention prefill", [(2048, 8192)])  # a chunk over a 6,144-token prefix
+        bench_attention(report, "attention mixed", [(1, 2048)] * 127 + [(512, 2048)])  # a sarathi step
+    if "elementwise" in parts:
+        for tokens in (1, 128, 2048):
+            bench_elementwise(report, tokens)
+    if "linear" in parts:
+        bench_linear(report, sweep="sweep" in parts)
+    if "sweep" in parts:
+        print("\nsweep (decode and prefill tiles and splits against the shipped plan_attention)")
+        sweep_attention(report)
     res = resources(num_sms)
     print(f"\n{'compiled kernel':<26} {'warps':>5} {'stages':>6} {'regs':>5} {'spills':>6} {'shared':>8} "
           f"{'fit/SM':>6}")

@@ -3,7 +3,9 @@
 # experiment point (real-bench, vidur-profile, vidur-sim, compare-runs), each part under its own timeout.
 #
 #   on the GPU machine (device tool, carry .whl; at most 10 minutes a call):
-#       bash scripts/native_h200.sh [parts...]    # parts, in this order: tests kernels engine point (default: all)
+#       bash scripts/native_h200.sh [parts...]    # parts, in this order: tests kernels engine point (default: all);
+#                                                 # also breakdown (bench_engine_breakdown.py). TESTS=<paths> narrows
+#                                                 # the tests, KERNEL_PARTS="linear sweep" the kernel benchmark
 #   anywhere without a GPU (checks the script, the pytest collection, the benchmarks' skip, the point's config):
 #       OUT=/tmp/native-dry bash scripts/native_h200.sh --dry-run
 #
@@ -95,10 +97,12 @@ for part in "${parts[@]}"; do
       if [ $dry = 1 ]; then
         run_part tests 120 10 tests.log "$PY" -m pytest -m gpu tests/gpu --collect-only -q
       else
-        run_part tests 300 60 tests.log "$PY" -m pytest -m gpu tests/gpu -s -q -rs
+        run_part tests 300 60 tests.log "$PY" -m pytest -m gpu ${TESTS:-tests/gpu} -s -q -rs
       fi ;;
-    kernels) run_part kernels 240 60 bench_kernels.log "$PY" benchmarks/bench_kernels.py ;;
+    kernels) run_part kernels 300 60 bench_kernels.log "$PY" benchmarks/bench_kernels.py \
+               ${KERNEL_PARTS:+--parts $KERNEL_PARTS} ;;
     engine) run_part engine 420 120 bench_engine.log "$PY" benchmarks/bench_engine.py ;;
+    breakdown) run_part breakdown 180 60 bench_engine_breakdown.log "$PY" benchmarks/bench_engine_breakdown.py ;;
     point)
       if [ $dry = 1 ]; then
         run_part point 120 10 point.log "$PY" -m gpu_simulate_test.cli.experiment "${POINT[@]}" "${ACCEPT[@]}" --cfg job
@@ -111,7 +115,7 @@ for part in "${parts[@]}"; do
         run_part point-table 60 5 point.log "$PY" -c "$HEADLINE" "${GST_ROOT:-tmp}"
         grep -h "^bundle verdict" "$OUT/point.log" | tail -n 1 >>"$OUT/summary.txt"
       fi ;;
-    *) echo "unknown part $part (tests kernels engine point)" >&2; exit 2 ;;
+    *) echo "unknown part $part (tests kernels engine breakdown point)" >&2; exit 2 ;;
   esac
 done
 echo "== summary ($((SECONDS - start))s)"

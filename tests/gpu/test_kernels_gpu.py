@@ -16,7 +16,7 @@ import zlib
 import pytest
 import torch
 
-from gpu_simulate_test.engine.kernels import activation, attention, cache, norm, reference, rope
+from gpu_simulate_test.engine.kernels import activation, attention, cache, matmul, norm, reference, rope
 
 pytestmark = pytest.mark.gpu
 
@@ -73,6 +73,26 @@ def test_add_rms_norm(gen: torch.Generator, tokens: int) -> None:
     out, _ = norm.add_rms_norm(x, residual, w, EPS)
     assert rel_err(residual, ref_residual) < TOL
     assert rel_err(out, ref_out) < TOL
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 8, 16, 64])
+@pytest.mark.parametrize("n,k", [(4096, HIDDEN), (HIDDEN, 2048), (2 * INTER, HIDDEN), (HIDDEN, INTER)])
+def test_skinny_matmul(gen: torch.Generator, rows: int, n: int, k: int) -> None:
+    """Each projection of a layer at decode batch sizes, the shipped tile, against a float32 product."""
+    x, w = randn(gen, rows, k), randn(gen, n, k) * k ** -0.5
+    assert rel_err(matmul.skinny_matmul(x, w), x.float() @ w.float().T) < TOL
+
+
+def test_skinny_fused_producers(gen: torch.Generator) -> None:
+    """The one-row forms the engine runs: add + RMSNorm into qkv, silu * up into down."""
+    x, residual, nw = randn(gen, 1, HIDDEN), randn(gen, 1, HIDDEN), randn(gen, HIDDEN)
+    w = randn(gen, 4096, HIDDEN) * HIDDEN ** -0.5
+    ref_y, ref_res = reference.add_rms_norm_linear(x.float(), f32(residual), nw.float(), EPS, w.float())
+    y, res = matmul.add_rms_norm_linear(x, residual, nw, EPS, w)
+    assert rel_err(res, ref_res) < TOL and rel_err(y, ref_y) < TOL
+    gate_up, wd = randn(gen, 1, 2 * INTER) * 3, randn(gen, HIDDEN, INTER) * INTER ** -0.5
+    out = matmul.silu_and_mul_linear(gate_up, wd)
+    assert rel_err(out, reference.silu_and_mul_linear(gate_up.float(), wd.float())) < TOL
 
 
 @pytest.mark.parametrize("tokens", [1, 333, 4096])

@@ -43,8 +43,8 @@ class LayerWeights:
 
 
 class Qwen3Layer:
-    """One decoder layer. Its stages are methods, each one op (Vidur's operator names in brackets), so that a
-    profiler times exactly what ``forward`` runs."""
+    """One decoder layer. Its stages are methods, each one op or a fused pair of Vidur's operators (their names in
+    brackets), so that a profiler times exactly what ``forward`` runs."""
 
     def __init__(self, shape: ModelShape, weights: LayerWeights) -> None:
         self.shape = shape
@@ -53,14 +53,25 @@ class Qwen3Layer:
         self.kv_size = shape.num_kv_heads * shape.head_dim
         self.scale = shape.head_dim ** -0.5
 
-    def qkv_proj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """[attn_pre_proj] q ``[T, q_heads, head_dim]``, k and v ``[T, kv_heads, head_dim]``: views of one matmul."""
-        s, t = self.shape, x.shape[0]
-        qkv = F.linear(x, self.w.qkv_proj)
+    def _split_qkv(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q ``[T, q_heads, head_dim]``, k and v ``[T, kv_heads, head_dim]``: views of the fused projection."""
+        s, t = self.shape, qkv.shape[0]
         q = qkv[:, : self.q_size].view(t, s.num_attention_heads, s.head_dim)
         k = qkv[:, self.q_size : self.q_size + self.kv_size].view(t, s.num_kv_heads, s.head_dim)
         v = qkv[:, self.q_size + self.kv_size :].view(t, s.num_kv_heads, s.head_dim)
         return q, k, v
+
+    def qkv_proj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[attn_pre_proj] q, k and v of one matmul (the first layer's; the others' come with their norm)."""
+        return self._split_qkv(kernels.linear(x, self.w.qkv_proj))
+
+    def input_norm_qkv_proj(self, h: torch.Tensor, residual: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[input_layernorm + attn_pre_proj] the residual add + norm and the qkv matmul: ``(q, k, v, residual)``.
+        One kernel where ``kernels.fuses_projection_input`` (a batch-1 decode on the GPU), two elsewhere."""
+        qkv, residual = kernels.add_rms_norm_linear(h, residual, self.w.input_norm, self.shape.rms_norm_eps,
+                                                    self.w.qkv_proj)
+        return (*self._split_qkv(qkv), residual)
 
     def rope_and_store(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
                        attn: AttentionInputs, k_cache: torch.Tensor, v_cache: torch.Tensor,
@@ -79,35 +90,33 @@ class Qwen3Layer:
 
     def o_proj(self, o: torch.Tensor) -> torch.Tensor:
         """[attn_post_proj]"""
-        return F.linear(o, self.w.o_proj)
+        return kernels.linear(o, self.w.o_proj)
 
-    def mlp_up_proj(self, x: torch.Tensor) -> torch.Tensor:
-        """[mlp_up_proj] gate and up in one matmul, ``[T, 2 * intermediate]``."""
-        return F.linear(x, self.w.gate_up_proj)
+    def post_norm_up_proj(self, h: torch.Tensor, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[post_attention_layernorm + mlp_up_proj] the residual add + norm and the gate-up matmul:
+        ``(gate_up [T, 2 * intermediate], residual)``; fused as ``input_norm_qkv_proj`` is."""
+        return kernels.add_rms_norm_linear(h, residual, self.w.post_norm, self.shape.rms_norm_eps,
+                                           self.w.gate_up_proj)
 
-    def mlp_act(self, gate_up: torch.Tensor) -> torch.Tensor:
-        """[mlp_act]"""
-        return kernels.silu_and_mul(gate_up)
-
-    def mlp_down_proj(self, x: torch.Tensor) -> torch.Tensor:
-        """[mlp_down_proj]"""
-        return F.linear(x, self.w.down_proj)
+    def mlp_act_down_proj(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """[mlp_act + mlp_down_proj] ``silu(gate) * up`` and the down matmul; fused as ``input_norm_qkv_proj``
+        is."""
+        return kernels.silu_and_mul_linear(gate_up, self.w.down_proj)
 
     def forward(self, h: torch.Tensor, residual: Optional[torch.Tensor], positions: torch.Tensor,
                 attn: AttentionInputs, k_cache: torch.Tensor, v_cache: torch.Tensor,
                 cos_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(h, residual)`` in, ``(h, residual)`` out: each residual add is fused into the next norm
         [input_layernorm, post_attention_layernorm, add]."""
-        eps = self.shape.rms_norm_eps
         if residual is None:  # the first layer: the residual stream starts as the embeddings
-            residual, h = h, kernels.rms_norm(h, self.w.input_norm, eps)
+            residual, h = h, kernels.rms_norm(h, self.w.input_norm, self.shape.rms_norm_eps)
+            q, k, v = self.qkv_proj(h)
         else:
-            h, residual = kernels.add_rms_norm(h, residual, self.w.input_norm, eps)
-        q, k, v = self.qkv_proj(h)
+            q, k, v, residual = self.input_norm_qkv_proj(h, residual)
         self.rope_and_store(q, k, v, positions, attn, k_cache, v_cache, cos_sin)
         h = self.o_proj(self.attend(q, attn, k_cache, v_cache))
-        h, residual = kernels.add_rms_norm(h, residual, self.w.post_norm, eps)
-        return self.mlp_down_proj(self.mlp_act(self.mlp_up_proj(h))), residual
+        gate_up, residual = self.post_norm_up_proj(h, residual)
+        return self.mlp_act_down_proj(gate_up), residual
 
 
 class Qwen3Model:

@@ -74,7 +74,7 @@ def compile_instead_of_launch(label: list[str], seen: dict[str, set[str]]):
 
 def launches(tokens: int, batch: int, splits: int, width: int) -> dict:
     """Every wrapper at Qwen3-0.6B's shapes: ``tokens`` new tokens, ``batch`` sequences, block tables ``width``."""
-    from gpu_simulate_test.engine.kernels import activation, attention, cache, norm, rope
+    from gpu_simulate_test.engine.kernels import activation, attention, cache, matmul, norm, rope
 
     bf16, i32 = torch.bfloat16, torch.int32
     hidden, n_q, n_kv, head_dim, inter, page = 1024, 16, 8, 128, 3072, 16
@@ -104,6 +104,13 @@ def launches(tokens: int, batch: int, splits: int, width: int) -> dict:
                                                               0.1, plan=plan),
         "attention_mixed": lambda: attention.paged_attention(q, k_cache, v_cache, mixed_cu, lens, tables, 0.1,
                                                              plan=plan),
+        # a layer's projections, plain and with their fused producers, where the engine takes them (one row)
+        "linear": lambda: [] if tokens > matmul.CUTOVER_ROWS else [
+            *(matmul.skinny_matmul(torch.randn(tokens, k, dtype=bf16), torch.randn(n, k, dtype=bf16))
+              for n, k in ((4096, hidden), (hidden, 2048), (2 * inter, hidden), (hidden, inter))),
+            matmul.skinny_add_rms_norm_matmul(x, x.clone(), w, 1e-6, torch.randn(4096, hidden, dtype=bf16)),
+            matmul.skinny_silu_and_mul_matmul(torch.randn(tokens, 2 * inter, dtype=bf16),
+                                              torch.randn(hidden, inter, dtype=bf16))],
     }
 
 

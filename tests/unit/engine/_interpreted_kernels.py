@@ -17,7 +17,7 @@ import pytest
 import torch
 from triton.runtime import interpreter
 
-from gpu_simulate_test.engine.kernels import activation, attention, cache, norm, reference, rope
+from gpu_simulate_test.engine.kernels import activation, attention, cache, matmul, norm, reference, rope
 
 TOL = 1e-5
 
@@ -111,6 +111,39 @@ def _poisoned_cache(num_blocks: int, page: int, n_kv: int, head_dim: int) -> tup
 def _assert_same_cache(got: torch.Tensor, ref: torch.Tensor) -> None:
     assert torch.equal(got.isnan(), ref.isnan()), "a slot was written that should not be, or the reverse"
     torch.testing.assert_close(got.nan_to_num(), ref.nan_to_num(), rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 16, 33])
+@pytest.mark.parametrize("tile", [None, matmul.SkinnyTile(16, 32, 4, 3, True), matmul.SkinnyTile(8, 64, 4, 3, False)])
+def test_skinny_matmul(gen: torch.Generator, rows: int, tile: matmul.SkinnyTile | None) -> None:
+    """Columns not a multiple of the tile (a partial last program), K not a multiple of ``block_k`` (masked steps),
+    both product paths, rows padded to 16 / 64 or to a power of two; nothing written past ``rows``."""
+    n, k = 72, 80
+    x, w = randn(gen, rows, k), randn(gen, n, k)
+    assert rel_err(matmul.skinny_matmul(x, w, tile), x @ w.T) < TOL
+    with pytest.raises(ValueError, match="rows"):
+        matmul.skinny_matmul(randn(gen, matmul.MAX_ROWS + 1, k), w)
+
+
+@pytest.mark.parametrize("rows,block_k", [(1, 128), (3, 32)])  # 32: the norm's statistic over several K steps
+def test_skinny_add_rms_norm_matmul(gen: torch.Generator, rows: int, block_k: int) -> None:
+    """The add + norm recomputed by every program, the new residual written once to a new tensor."""
+    n, k = 40, 96
+    x, residual, norm_w, w = randn(gen, rows, k), randn(gen, rows, k), randn(gen, k), randn(gen, n, k)
+    before = residual.clone()
+    ref_y, ref_res = reference.add_rms_norm_linear(x, residual.clone(), norm_w, 1e-6, w)
+    y, res = matmul.skinny_add_rms_norm_matmul(x, residual, norm_w, 1e-6, w,
+                                               matmul.SkinnyTile(8, block_k, 4, 3, False))
+    assert torch.equal(residual, before), "the residual is read, never written in place"
+    assert rel_err(res, ref_res) < TOL and rel_err(y, ref_y) < TOL
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_skinny_silu_and_mul_matmul(gen: torch.Generator, rows: int) -> None:
+    inter, n = 72, 24
+    gate_up, w = randn(gen, rows, 2 * inter) * 3, randn(gen, n, inter)
+    out = matmul.skinny_silu_and_mul_matmul(gate_up, w, matmul.SkinnyTile(8, 32, 4, 3, False))
+    assert rel_err(out, reference.silu_and_mul_linear(gate_up, w)) < TOL
 
 
 @pytest.mark.parametrize("n_q,n_kv,head_dim", [(4, 2, 32), (6, 3, 16)])  # 6 / 3: heads padded to 8 / 4

@@ -42,7 +42,8 @@ def test_triton_kernels_compile_for_the_h200_without_spills_or_per_batch_variant
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     compiled, summary = lines[:-1], lines[-1]
     assert {c["launch"] for c in compiled} == {"rms_norm", "add_rms_norm", "silu_and_mul", "store_kv", "qk_norm_rope",
-                                                "qk_norm_rope_store_kv", "attention_decode", "attention_mixed"}
+                                                "qk_norm_rope_store_kv", "attention_decode", "attention_mixed",
+                                                "linear"}
     for c in compiled:
         assert c["local_bytes"] == 0 and c["stack_bytes"] == 0, f"spills: {c}"
         assert c["shared_bytes"] <= 227 * 1024, f"over the H200's shared memory per block: {c}"
@@ -50,9 +51,11 @@ def test_triton_kernels_compile_for_the_h200_without_spills_or_per_batch_variant
     assert [c["mma"] for c in prefill] == ["wgmma"], "prefill attention should use Hopper's wgmma"
     # batch size, token count, split count and block-table width never make triton compile a new variant:
     # attention has its decode and prefill launch, the norm and qk-norm kernels their two modes
+    # (the one-row matmul: plain, fused with the add + norm before it, fused with the activation before it)
     assert summary["specialisations"] == {"_merge_splits_kernel": 1, "_paged_attention_kernel": 2,
                                           "_qk_norm_rope_kernel": 2, "_rms_norm_kernel": 2,
-                                          "_silu_and_mul_kernel": 1, "_store_kv_kernel": 1}
+                                          "_silu_and_mul_kernel": 1, "_skinny_matmul_kernel": 3,
+                                          "_store_kv_kernel": 1}
 
 
 def test_cpu_tensors_run_the_references() -> None:
@@ -60,5 +63,6 @@ def test_cpu_tensors_run_the_references() -> None:
     x, w = torch.randn(4, 32, generator=gen), torch.randn(32, generator=gen)
     assert torch.equal(kernels.rms_norm(x, w, 1e-6), reference.rms_norm(x, w, 1e-6))
     assert torch.equal(kernels.silu_and_mul(x), reference.silu_and_mul(x))
+    assert torch.equal(kernels.linear(x, x[:3]), torch.nn.functional.linear(x, x[:3]))
     assert kernels.kernel_path("cpu") == "reference" and kernels.kernel_path("cuda:0") == "triton"
     assert kernels.paged_attention.__doc__ == reference.paged_attention.__doc__

@@ -10,8 +10,9 @@ import functools
 from typing import Callable, TypeVar
 
 import torch
+import torch.nn.functional as torch_F
 
-from gpu_simulate_test.engine.kernels import activation, attention, cache, norm, reference, rope
+from gpu_simulate_test.engine.kernels import activation, attention, cache, matmul, norm, reference, rope
 from gpu_simulate_test.engine.kernels.reference import rope_cos_sin
 
 F = TypeVar("F", bound=Callable)
@@ -34,6 +35,10 @@ qk_norm_rope_store_kv = _dispatch(rope.qk_norm_rope_store_kv, reference.qk_norm_
 store_kv = _dispatch(cache.store_kv, reference.store_kv)
 paged_attention = _dispatch(attention.paged_attention, reference.paged_attention)
 silu_and_mul = _dispatch(activation.silu_and_mul, reference.silu_and_mul)
+linear = _dispatch(matmul.linear, torch_F.linear)
+add_rms_norm_linear = _dispatch(matmul.add_rms_norm_linear, reference.add_rms_norm_linear)
+silu_and_mul_linear = _dispatch(matmul.silu_and_mul_linear, reference.silu_and_mul_linear)
+fuses_projection_input = matmul.fuses  # False on the CPU: the references never fuse
 
 
 def kernel_path(device: torch.device | str) -> str:
@@ -41,5 +46,6 @@ def kernel_path(device: torch.device | str) -> str:
     return "triton" if torch.device(device).type == "cuda" else "reference"
 
 
-__all__ = ["add_rms_norm", "kernel_path", "paged_attention", "qk_norm_rope", "qk_norm_rope_store_kv", "rms_norm",
-           "rope_cos_sin", "silu_and_mul", "store_kv"]
+__all__ = ["add_rms_norm", "add_rms_norm_linear", "fuses_projection_input", "kernel_path", "linear",
+           "paged_attention", "qk_norm_rope", "qk_norm_rope_store_kv", "rms_norm", "rope_cos_sin", "silu_and_mul",
+           "silu_and_mul_linear", "store_kv"]

@@ -55,11 +55,15 @@ class AttentionPlan:
     num_splits: int  # split-KV parts of each decode sequence (1: no split, no merge kernel)
 
 
-# num_stages 5: with the block-table load ahead of the K/V loads, triton 3.6 gives K/V a second shared-memory
-# buffer (the next tile loads while this one computes) only from 5 stages; at 3 or 4 it waits for every copy
-# before computing (read off the compiled TTGIR). Decode: 142 registers, 72 KB shared, 3 programs per SM.
-# Prefill: wgmma, 234 registers, 132 KB, one program of 8 warps per SM. ``bench_kernels.py`` sweeps alternatives.
-DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=4, num_stages=5)
+# Decode tiles, from the H200 sweep of 2026-12-02 (``bench_kernels.py --parts sweep``; 16x64 with 4 warps and 5
+# stages shipped before): 2 warps and 3 stages (one K/V buffer in flight, a small program, many of them per SM) read
+# K/V fastest wherever the launch has more programs than SMs or splits its contexts: batch 64 at KV 2,048 in 128 us
+# (4.2 TB/s) against 173 us, batch 128 at KV 8,192 4.4 TB/s, batch 1 at KV 512 7.8 us against 9-11. Between one and
+# two programs per SM without a split (batches 17-33 on Qwen3-0.6B's 8 KV heads), 128 keys a step with 4 warps:
+# batch 32 at KV 2,048 in 71 us against 80. Prefill: wgmma, 234 registers, 132 KB, one program of 8 warps per SM;
+# num_stages 5 gives K/V a second buffer behind the block-table load (triton 3.6, read off the TTGIR).
+DECODE_TILE = TileConfig(block_m=16, block_n=64, num_warps=2, num_stages=3)
+DECODE_TILE_FEW = TileConfig(block_m=16, block_n=128, num_warps=4, num_stages=3)
 PREFILL_TILE = TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=5)
 # float32 (exact ``ieee`` dots, twice the bytes a tile): the tiles above would spill kilobytes a thread and fill
 # shared memory; these compile without spills (decode) or with a few hundred bytes (prefill). Not a speed target.
@@ -75,12 +79,15 @@ def _num_sms(device_index: int) -> int:
 def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: int,
                    dtype: torch.dtype = torch.bfloat16) -> AttentionPlan:
     """Split decode contexts only when ``num_seqs x num_kv_heads`` programs cannot fill the SMs: then aim at two
-    programs per SM, never more parts than key tiles in ``max_context`` (the block table's reach) or ``MAX_SPLITS``."""
+    programs per SM, never more parts than key tiles in ``max_context`` (the block table's reach) or ``MAX_SPLITS``.
+    Unsplit launches of one to two programs per SM take ``DECODE_TILE_FEW``."""
     decode, prefill = (DECODE_TILE_FP32, PREFILL_TILE_FP32) if dtype.itemsize >= 4 else (DECODE_TILE, PREFILL_TILE)
     programs = num_seqs * num_kv_heads
     splits = 1
     if programs < num_sms:
         splits = min(-(-2 * num_sms // programs), -(-max_context // decode.block_n), MAX_SPLITS)
+    elif programs <= 2 * num_sms and dtype.itemsize < 4:
+        decode = DECODE_TILE_FEW
     return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1))
 
 

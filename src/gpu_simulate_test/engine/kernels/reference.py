@@ -110,3 +110,16 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     """``silu(gate) * up`` of a fused ``[T, 2 * I]`` gate-up projection (gate first)."""
     gate, up = x.chunk(2, dim=-1)
     return F.silu(gate) * up
+
+
+def add_rms_norm_linear(x: torch.Tensor, residual: torch.Tensor, norm_weight: torch.Tensor, eps: float,
+                        weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(F.linear(h, weight), residual)`` with ``h, residual = add_rms_norm(x, residual, ...)``: a norm and the
+    projection it feeds. Callers use the returned residual (the fused kernel returns a new tensor)."""
+    h, residual = add_rms_norm(x, residual, norm_weight, eps)
+    return F.linear(h, weight), residual
+
+
+def silu_and_mul_linear(gate_up: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.linear(silu_and_mul(gate_up), weight)``: the MLP's activation and down projection."""
+    return F.linear(silu_and_mul(gate_up), weight)

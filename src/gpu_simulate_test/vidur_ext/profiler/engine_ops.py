@@ -4,7 +4,8 @@ driver built), in Vidur's ``mlp.csv``/``attention.csv`` rows.
 Each op runs as the engine runs it: on a GPU inside a CUDA graph (captured once, then replayed: the decode steps
 replay graphs, so a launch costs what it costs there), on the CPU eagerly (the reference ops). Ops the engine fuses
 into another have no cost of their own and get 0 (``None`` below): the residual ``add`` lives in the fused add +
-RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm``, and the KV store in the fused qk-norm +
+RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm`` (at one token on the GPU those norms live in
+the projections they feed, and the activation in the down projection), and the KV store in the fused qk-norm +
 RoPE + store that feeds ``attn_rope`` (Vidur 0.0.26 leaves ``attn_kv_cache_save`` out of its total, so the store
 must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root.md.
 """
@@ -12,7 +13,7 @@ must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from gpu_simulate_test.engine import kernels
 from gpu_simulate_test.engine.model import AttentionInputs
@@ -104,7 +105,10 @@ class EngineLayerOps:
     # ---- Vidur's operators --------------------------------------------------------------------------------------
 
     def token_ops(self, n: int) -> dict[str, Op]:
-        """Vidur's num_tokens-indexed operators, each the engine's own call for ``n`` tokens."""
+        """Vidur's num_tokens-indexed operators, each the engine's own call for ``n`` tokens. Where the engine fuses
+        a norm into the projection it feeds, and the activation into the down projection (one token on the GPU:
+        ``kernels.fuses_projection_input``), the fused call is timed under the projection's row and the norm's and
+        the activation's rows get 0."""
         import torch
 
         layer, w, s, eps = self.layer, self.layer.w, self.shape, self.shape.rms_norm_eps
@@ -113,18 +117,31 @@ class EngineLayerOps:
         positions = torch.arange(n, dtype=torch.int32, device=self.device)  # int32, as the runner packs them
         attn, k_cache, v_cache = self._attention_inputs([(0, n)])
         o = self._rand(n, s.num_attention_heads * s.head_dim)
-        gate_up, act = self._rand(n, 2 * s.intermediate_size), self._rand(n, s.intermediate_size)
-        ops: dict[str, Callable[[], Any]] = {
-            "input_layernorm": lambda: kernels.add_rms_norm(x, residual, w.input_norm, eps),
-            "attn_pre_proj": lambda: layer.qkv_proj(x),
+        gate_up = self._rand(n, 2 * s.intermediate_size)
+        ops: dict[str, Optional[Callable[[], Any]]] = {
             "attn_rope": lambda: layer.rope_and_store(q, k, v, positions, attn, k_cache, v_cache, self.model.cos_sin),
             "attn_post_proj": lambda: layer.o_proj(o),
-            "post_attention_layernorm": lambda: kernels.add_rms_norm(x, residual, w.post_norm, eps),
-            "mlp_up_proj": lambda: layer.mlp_up_proj(x),
-            "mlp_act": lambda: layer.mlp_act(gate_up),
-            "mlp_down_proj": lambda: layer.mlp_down_proj(act),
         }
-        return {**{name: self._run(fn) for name, fn in ops.items()}, "add": None}
+        if kernels.fuses_projection_input(x):
+            ops.update({
+                "input_layernorm": None,
+                "attn_pre_proj": lambda: layer.input_norm_qkv_proj(x, residual),
+                "post_attention_layernorm": None,
+                "mlp_up_proj": lambda: layer.post_norm_up_proj(x, residual),
+                "mlp_act": None,
+                "mlp_down_proj": lambda: layer.mlp_act_down_proj(gate_up),
+            })
+        else:  # the same calls' two halves, each timed on its own
+            act = self._rand(n, s.intermediate_size)
+            ops.update({
+                "input_layernorm": lambda: kernels.add_rms_norm(x, residual, w.input_norm, eps),
+                "attn_pre_proj": lambda: layer.qkv_proj(x),
+                "post_attention_layernorm": lambda: kernels.add_rms_norm(x, residual, w.post_norm, eps),
+                "mlp_up_proj": lambda: kernels.linear(x, w.gate_up_proj),
+                "mlp_act": lambda: kernels.silu_and_mul(gate_up),
+                "mlp_down_proj": lambda: kernels.linear(act, w.down_proj),
+            })
+        return {**{name: None if fn is None else self._run(fn) for name, fn in ops.items()}, "add": None}
 
     def _attend(self, seqs: list[tuple[int, int]]) -> Callable[[], Any]:
         attn, k_cache, v_cache = self._attention_inputs(seqs)
