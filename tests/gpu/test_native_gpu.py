@@ -45,7 +45,9 @@ def test_real_bench_native_on_the_gpu(compose_app: Callable[..., Any], tmp_path:
     _free()
     requests = _requests(64)
     make_workload(tmp_path / "workloads", "w", requests, vocab=150_000)
-    cfg = compose_app("real_bench", ["workload_id=w", *GPU, "backend.gpu_memory_utilization=0.6"])
+    # token buckets up to 32 only: steps with a longer prefill chunk run eagerly, so the run takes both paths
+    cfg = compose_app("real_bench", ["workload_id=w", *GPU, "backend.gpu_memory_utilization=0.6",
+                                     "backend.cuda_graph_token_sizes=[16,32]"])
     run = load_run(run_real_bench(cfg), "real_run")
     _free()
     meta, stats = run.meta, run.meta["engine_stats"]
@@ -90,8 +92,14 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
         with torch.inference_mode():
             for n in (1, 128, 2048):
                 token_ops = ops.token_ops(n)
-                assert token_ops.pop("add") is None and ops.kv_cache_save(n, n) is None  # fused: no cost of their own
-                times = {name: float(time_call(fn, sync, method).mean() * 1e3) for name, fn in token_ops.items()}
+                # fused into another op, no cost of their own: the residual add and the KV store always; at one
+                # token also the two norms (inside the projections they feed) and the activation (inside down)
+                fused = {name for name, fn in token_ops.items() if fn is None}
+                assert fused == ({"add", "input_layernorm", "post_attention_layernorm", "mlp_act"} if n == 1
+                                 else {"add"}), fused
+                assert ops.kv_cache_save(n, n) is None
+                times = {name: float(time_call(fn, sync, method).mean() * 1e3) for name, fn in token_ops.items()
+                         if name not in fused}
                 print(f"\ntokens {n}: us per op", {k: round(v, 1) for k, v in times.items()})
                 assert all(math.isfinite(v) and v > 0 for v in times.values())
             for name, fn in (("decode 1x8192", ops.decode(1, 8192)), ("decode 64x2048", ops.decode(64, 2048)),
