@@ -155,3 +155,19 @@ def test_unwritable_root(compose_app, tmp_path: Path) -> None:
     with pytest.raises(GstError, match="paths.root"):
         build_bundle(cfg, vidur_predict(cfg))
     assert blocker.is_file()
+
+
+def test_mixed_shape_whose_decoders_fill_for_longer_than_they_decode(compose_app, monkeypatch) -> None:
+    """``mixed:8+8x64`` on the native engine with a 16-token budget: the 8 decoders prefill over 32 steps, longer
+    than the ``4 x samples + 16`` tokens a mixed shape's decoders used to generate, so the first of them finished
+    before the last one decoded and no step ever held all 8 (the H200 campaign's first bundle waited out its 600 s
+    on ``mixed:384+64x512``). Their decode lengths now outlast the filling, as a decode shape's do."""
+    from gpu_simulate_test.vidur_ext.profiler import iterations
+
+    monkeypatch.setattr(iterations, "TIMEOUT_S", 60.0)  # a regression fails in a minute, not in ten
+    cfg = compose_app("vidur_profile", [
+        *SMALL, "backend=native", "backend.num_blocks=256", "backend.max_batch_tokens=16",
+        "profile.fit=[prefill:16,decode:1x32,mixed:8+8x64]", "profile.test=[decode:2x32]"])
+    result = build_bundle(cfg, vidur_predict(cfg))
+    iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
+    assert "mixed:8+8x64" in set(iters["shape"])

@@ -70,11 +70,12 @@ class StepTimer:
         b, s = shape.decode_batch, self.samples
         if shape.kind == "prefill":
             return [], [(shape.prefill_kv + shape.prefill_tokens, 1)] * (s + 1)
+        # Early requests decode while later prompts still prefill: outlast those iterations too (else the first
+        # ones finish before the last one decodes, and no step ever holds all of them).
+        filling = b + -(-b * shape.decode_kv // self.limits.token_budget)
         if shape.kind == "decode":
-            # Early requests decode while later prompts still prefill: outlast those iterations too.
-            filling = b + -(-b * shape.decode_kv // self.limits.token_budget)
             return [(shape.decode_kv, s + 3 + filling)] * b, []
-        return [(shape.decode_kv, 4 * s + 16)] * b, [(shape.prefill_tokens, 1)] * (s + 1)
+        return [(shape.decode_kv, 4 * s + 16 + filling)] * b, [(shape.prefill_tokens, 1)] * (s + 1)
 
     def plan(self) -> Workload:
         """Every request the shapes submit, as a workload the driver can check before it loads anything."""
