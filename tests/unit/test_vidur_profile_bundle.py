@@ -171,3 +171,45 @@ def test_mixed_shape_whose_decoders_fill_for_longer_than_they_decode(compose_app
     result = build_bundle(cfg, vidur_predict(cfg))
     iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
     assert "mixed:8+8x64" in set(iters["shape"])
+
+
+def _shipped_shapes() -> list[str]:
+    """Every decode and mixed shape of the shipped GPU profiles (their budget: the native default, 512)."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "profile"
+    found: list[str] = []
+    for name in ("gpu.yaml", "h200.yaml"):
+        cfg = yaml.safe_load((root / name).read_text())
+        found += [s for key in ("fit", "validation", "test", "held_out") for s in cfg.get(key) or []]
+    return sorted({s for s in found if not s.startswith("prefill")})
+
+
+@pytest.mark.parametrize("text", _shipped_shapes())
+def test_decoders_outlast_the_filling_under_decodes_first(text: str) -> None:
+    """Sarathi's budget goes to the decodes first, so the prompts of a shape's requests fill ever slower as more of
+    them decode (``decode:128x4096`` at budget 512: ~1,180 steps, not the 1,024 + 128 once assumed; the H200's
+    bundle never saw its 128 requests decode together). Stepped here as the policy steps them: the first request
+    must still be decoding, with ``samples`` steps to spare, when the last one decodes."""
+    from types import SimpleNamespace
+
+    from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+
+    shape, budget, samples = BatchShape.parse(text), 512, 5
+    timer = StepTimer.__new__(StepTimer)  # _lengths reads the samples and the budget only
+    timer.samples, timer.limits = samples, SimpleNamespace(token_budget=budget)
+    first, _ = timer._lengths(shape)
+    left = [prompt for prompt, _ in first]  # prompt tokens still to prefill, per request
+    decoded = [0] * len(first)
+    steps = 0
+    while left[-1] > 0:
+        steps += 1
+        room = budget - sum(1 for n in left if n == 0)
+        for i, n in enumerate(left):
+            if n == 0:
+                decoded[i] += 1
+            elif room > 0:
+                take = min(n, room)
+                left[i] -= take
+                room -= take
+    assert decoded[0] + samples + 1 <= first[0][1], (steps, decoded[0], first[0][1])

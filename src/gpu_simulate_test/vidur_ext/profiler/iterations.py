@@ -71,8 +71,9 @@ class StepTimer:
         if shape.kind == "prefill":
             return [], [(shape.prefill_kv + shape.prefill_tokens, 1)] * (s + 1)
         # Early requests decode while later prompts still prefill: outlast those iterations too (else the first
-        # ones finish before the last one decodes, and no step ever holds all of them).
-        filling = b + -(-b * shape.decode_kv // self.limits.token_budget)
+        # ones finish before the last one decodes, and no step ever holds all of them). The decodes take their
+        # tokens of the budget first, so the prompts fill at no less than ``budget - b`` tokens a step.
+        filling = b + -(-b * shape.decode_kv // max(self.limits.token_budget - b, 1))
         if shape.kind == "decode":
             return [(shape.decode_kv, s + 3 + filling)] * b, []
         return [(shape.decode_kv, 4 * s + 16 + filling)] * b, [(shape.prefill_tokens, 1)] * (s + 1)
