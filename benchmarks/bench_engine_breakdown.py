@@ -1,9 +1,11 @@
 """Where a native engine step spends its time, kernel by kernel and host op by host op (Qwen3-0.6B shape, random
 bf16 weights, one GPU): the profile behind the next round of engine work on issue 15's misses.
 
-Three steps, each warmed first, then profiled with ``torch.profiler``:
-- a 512-token prefill (an eager step: the host's ops and the device's kernels),
-- a batch-1 decode at KV 512 and a batch-64 decode at KV 2048 (their CUDA graphs' replays: the kernels).
+Steps, each warmed first, then profiled with ``torch.profiler``:
+- a 1,024-token prefill (over the largest token bucket: an eager step, the host's ops and the device's kernels),
+- a batch-1 decode at KV 512 and a batch-64 decode at KV 2048 (their CUDA graphs' replays: the kernels),
+- mixed steps (decodes beside one prompt chunk, replayed from their graphs) next to the decode-only step of the
+  same decodes.
 For each, the step's wall time and the top entries by device time and by host self time; then the Python functions
 that 20 eager prefill steps spend their host time in (cProfile, by own time), since an eager step is host-bound.
 With ``$OUT`` set, the tables also go to ``$OUT/bench_engine_breakdown.txt``. Without a GPU it says so and exits 0.
@@ -60,8 +62,7 @@ def main() -> int:
     shape = ModelShape(**QWEN3_06B)
     config = EngineConfig(model=shape, policy="sarathi", max_batch_tokens=8192, max_requests_per_batch=256,
                           block_size=16, num_blocks=None, gpu_memory_utilization=0.5, dtype="bfloat16",
-                          device="cuda", cuda_graph_batch_sizes=GRAPH_SIZES,
-                          cuda_graph_token_sizes=())  # prefill steps eager: this studies the eager path's host time
+                          device="cuda", cuda_graph_batch_sizes=GRAPH_SIZES)  # default token buckets (<= 512)
     engine = LLMEngine(config, random_state_dict(shape))
     rng, next_id, out = random.Random(0), [0], []
 
@@ -69,12 +70,12 @@ def main() -> int:
         return [rng.randrange(shape.vocab_size) for _ in range(n)]
 
     def prefill_step() -> None:  # one fresh request, whole prompt in one chunk, one token out
-        engine.add_request(next_id[0], prompt(512), 1)
+        engine.add_request(next_id[0], prompt(1024), 1)
         next_id[0] += 1
         engine.step()
 
     prefill_step()
-    _profile(prefill_step, "engine.step: prefill 512 (eager)", out)
+    _profile(prefill_step, "engine.step: prefill 1024 (eager)", out)
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -84,7 +85,7 @@ def main() -> int:
     profiler.disable()
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
-    out.append("\n==== cProfile: 20 eager prefill steps of 512 tokens, by own time\n" + text.getvalue())
+    out.append("\n==== cProfile: 20 eager prefill steps of 1024 tokens, by own time\n" + text.getvalue())
     print(out[-1], flush=True)
 
     for batch, context in ((1, 512), (64, 2048)):
@@ -98,6 +99,32 @@ def main() -> int:
         graph = engine.runner.graphs[engine.runner.graph_shape(step.batch)].graph
         _profile(graph.replay, f"graph replay: decode batch {batch} KV {context}", out)
         _profile(engine.step, f"engine.step: decode batch {batch} KV {context}", out)
+        while engine.has_unfinished():
+            engine.step()
+
+    # Mixed steps: decodes beside one prompt chunk (the H200 bundle of 2026-12-02 measured mixed:256+64x2048 at
+    # 9.0 ms against 5.3 for decode:64x2048 alone: where do the extra ~3.7 ms go?). The step that runs the chunk
+    # is replayed from its graph (or said to be eager), next to the decode-only step before it.
+    for decodes, context, chunk in ((64, 2048, 256), (32, 2048, 128), (96, 4096, 64)):
+        for _ in range(decodes):
+            engine.add_request(next_id[0], prompt(context), 64)
+            next_id[0] += 1
+        while True:
+            step = engine.step()
+            if step.batch.is_decode_only and len(step.batch.entries) == decodes:
+                break
+        decode_shape = engine.runner.graph_shape(step.batch)
+        engine.add_request(next_id[0], prompt(chunk), 1)
+        next_id[0] += 1
+        step = engine.step()
+        shape = engine.runner.last_graph_shape
+        label = f"mixed: {decodes} decodes at KV {context} + a {chunk}-token chunk"
+        out.append(f"\n==== {label}: step {(step.end_ns - step.start_ns) / 1e6:.3f} ms, graph {shape} "
+                   f"(the decode-only step before it: graph {decode_shape})")
+        print(out[-1], flush=True)
+        if shape is not None:
+            _profile(engine.runner.graphs[shape].graph.replay, f"graph replay: {label}", out)
+            _profile(engine.runner.graphs[decode_shape].graph.replay, f"graph replay: {decodes} decodes alone", out)
         while engine.has_unfinished():
             engine.step()
 

@@ -44,9 +44,10 @@ CAMPAIGN = Campaign(
     fractions=(0.1, 0.3, 0.5, 0.7, 0.9),
     replicates=2,
     setup_workloads={"vllm": ("lognormal",)},
-    # Estimates from the native engine's H200 sessions (studies/2026-12-01-native-h200: engine start-up ~11 s; the
-    # gpu.yaml bundle in 37 s); h200.yaml's bundle fills ~3.5 M prompt tokens through 512-token steps of ~3-5 ms.
-    bundle_s=150.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
+    # Estimates from the native engine's H200 sessions (studies/2026-12-01-native-h200: engine start-up ~11 s;
+    # studies/2026-12-02-native-h200: h200.yaml's bundle in 181 s with 337 attention points, 300 s allowed for the
+    # 1,335 of 8 KV points an octave).
+    bundle_s=300.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
 )
 # The plan's assumptions (requests/s), to be replaced by the probes' figures. Steps with a prompt chunk of up to 512
 # tokens replay CUDA graphs (a 512-token prefill step 2.76 ms; a 480-token chunk beside 32 decodes at KV 2,048 5.76

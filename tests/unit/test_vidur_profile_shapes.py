@@ -72,6 +72,19 @@ def test_grid_rejects_context_beyond_model(compose_app) -> None:
 def test_ladder() -> None:
     assert ladder(10) == [1, 2, 3, 4, 6, 8, 10]
     assert ladder(12, start=8) == [8, 12]
+    assert ladder(512, start=128, per_octave=4) == [128, 160, 192, 224, 256, 320, 384, 448, 512]
+
+
+def test_grid_reaches_the_top_of_the_context(compose_app) -> None:
+    """Every chunk and every decode batch has a point at the largest KV the context allows (a random forest
+    predicts anything beyond the last point at that point)."""
+    cfg = compose_app("vidur_profile", ["hardware=h200"])
+    grid = build_grid(cfg.model, cfg.backend, cfg.profile)
+    top = cfg.profile.max_kv_tokens
+    assert {c for c, k in grid.prefill_points if c + k == top} == {c for c, _ in grid.prefill_points}
+    assert {b for b, k in grid.decode_points if k == top - 1} == {b for b, _ in grid.decode_points}
+    kv = sorted({k for _, k in grid.decode_points})
+    assert max(b / a for a, b in zip(kv, kv[1:]) if a >= cfg.profile.min_kv_step) <= 1.125 + 1e-9
 
 
 def test_profile_follows_hardware(compose_app) -> None:

@@ -26,6 +26,10 @@ class ProfileConfig:
     max_batch_size: Optional[int] = None  # null: backend.max_requests_per_batch
     max_kv_tokens: Optional[int] = None  # null: the model's max context in use
     min_kv_step: int = 64  # smallest non-zero KV size of the attention grid
+    # KV sizes of the attention grid per octave above min_kv_step: 2 (powers of two and their 1.5x) up to 8 (steps
+    # of an eighth). Vidur's random forest predicts between grid points nearly as the nearest one does, so a decode
+    # at KV 2,350 on a grid of 2,048 and 3,072 is predicted near 2,048: memory-bound kernels need the dense grid.
+    kv_points_per_octave: int = 2
     warmup_iters: int = 3
     repeat_iters: int = 10  # timed repeats per operator point (median and spread over them)
     calls_per_repeat: int = 5  # back-to-back calls per repeat, no sync in between (pipelined wall time)

@@ -24,12 +24,13 @@ def pow2_at_least(value: int, floor: int = 1) -> int:
     return out
 
 
-def ladder(top: int, start: int = 1) -> list[int]:
-    """``start``, then powers of two and their 1.5x up to ``top``; ``top`` itself always included."""
+def ladder(top: int, start: int = 1, per_octave: int = 2) -> list[int]:
+    """``start``, then ``per_octave`` points in every octave (2: powers of two and their 1.5x; 8: steps of an
+    eighth) up to ``top``; ``top`` itself always included."""
     out = {top}
     p = 1
     while p <= top:
-        for v in (p, p * 3 // 2):
+        for v in sorted({p + p * i // per_octave for i in range(per_octave)}):
             if start <= v <= top:
                 out.add(v)
         p *= 2
@@ -65,9 +66,14 @@ def build_grid(model: ModelConfig, backend: BackendConfig, profile: ProfileConfi
     chunk = min(tokens, max_kv)
     limits = GridLimits(tokens_per_iteration=tokens, prefill_chunk=chunk, batch_size=batch, request_tokens=max_kv,
                         block_size=backend_limits.block_size)
-    kv = [0, *ladder(max_kv, start=profile.min_kv_step)]
-    prefill = [(c, k) for c in ladder(chunk, start=8) for k in kv if c + k <= max_kv]
-    decode = [(b, k) for b in ladder(batch) for k in kv if 1 <= k < max_kv]
+    if profile.kv_points_per_octave < 1:
+        raise InputError(f"profile.kv_points_per_octave={profile.kv_points_per_octave}; it must be >= 1")
+    kv = [0, *ladder(max_kv, start=profile.min_kv_step, per_octave=profile.kv_points_per_octave)]
+    # Each chunk and decode also at the very top of the context (Vidur's random forest cannot extrapolate: a KV
+    # beyond the last point is predicted at that point)
+    prefill = [(c, k) for c in ladder(chunk, start=8) for k in sorted({*(k for k in kv if c + k <= max_kv), max_kv - c})]
+    decode = [(b, k) for b in ladder(batch) for k in sorted({*(k for k in kv if 1 <= k < max_kv), max_kv - 1})
+              if k >= 1]
     return Grid(limits, ladder(tokens), prefill, decode)
 
 
