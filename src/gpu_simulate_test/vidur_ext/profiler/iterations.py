@@ -94,12 +94,14 @@ class StepTimer:
             self._wait(backend, recorder, since, lambda st: _is(st, decode=running), f"{len(running)} requests decoding")
         extra: list[int] = []
         for p, d in added:
+            submitted_at = recorder.num_steps  # no step before this one can hold the new request
             rid = self._submit(backend, p, d, vocab)
             extra.append(rid)
             if shape.kind == "prefill":
                 backend.wait_all()
             else:
-                self._wait(backend, recorder, since, lambda st, r=rid: any(i.request_id == r for i in st.items), f"request {rid}")
+                self._wait(backend, recorder, submitted_at, lambda st, r=rid: any(i.request_id == r for i in st.items),
+                           f"request {rid}")
         backend.wait_all()
         steps = recorder.steps(since)
         cached = _cached_before(steps)
@@ -126,7 +128,10 @@ class StepTimer:
     @staticmethod
     def _wait(backend: Backend, recorder: Recorder, since: int, match: Callable[[Step], bool], what: str) -> None:
         deadline = time.monotonic() + TIMEOUT_S
-        while not recorder.wait_for_step(match, since, 1.0):
+        while True:
+            matched, since = recorder.wait_for_step(match, since, 1.0)
+            if matched:
+                return
             failure = backend.failure()
             if failure is not None or time.monotonic() > deadline:
                 raise EnvironmentUnavailableError(
