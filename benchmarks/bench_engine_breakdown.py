@@ -88,14 +88,18 @@ def main() -> int:
     out.append("\n==== cProfile: 20 eager prefill steps of 1024 tokens, by own time\n" + text.getvalue())
     print(out[-1], flush=True)
 
-    for batch, context in ((1, 512), (64, 2048)):
+    def all_decoding(batch: int, context: int):
+        """``batch`` new requests of ``context`` prompt tokens, stepped until one step decodes all of them."""
         for _ in range(batch):
-            engine.add_request(next_id[0], prompt(context), 64)
+            engine.add_request(next_id[0], prompt(context), 128)
             next_id[0] += 1
         while True:
             step = engine.step()
             if step.batch.is_decode_only and len(step.batch.entries) == batch:
-                break
+                return step
+
+    for batch, context in ((1, 512), (64, 2048)):
+        step = all_decoding(batch, context)
         graph = engine.runner.graphs[engine.runner.graph_shape(step.batch)].graph
         _profile(graph.replay, f"graph replay: decode batch {batch} KV {context}", out)
         _profile(engine.step, f"engine.step: decode batch {batch} KV {context}", out)
@@ -103,17 +107,11 @@ def main() -> int:
             engine.step()
 
     # Mixed steps: decodes beside one prompt chunk (the H200 bundle of 2026-12-02 measured mixed:256+64x2048 at
-    # 9.0 ms against 5.3 for decode:64x2048 alone: where do the extra ~3.7 ms go?). The step that runs the chunk
-    # is replayed from its graph (or said to be eager), next to the decode-only step before it.
+    # 9.0 ms against 5.3 for decode:64x2048 alone, while its profiler's wait stretched the steps it timed: what does
+    # the engine itself take?). The step that runs the chunk is replayed from its graph (or said to be eager), next
+    # to the decode-only step before it.
     for decodes, context, chunk in ((64, 2048, 256), (32, 2048, 128), (96, 4096, 64)):
-        for _ in range(decodes):
-            engine.add_request(next_id[0], prompt(context), 64)
-            next_id[0] += 1
-        while True:
-            step = engine.step()
-            if step.batch.is_decode_only and len(step.batch.entries) == decodes:
-                break
-        decode_shape = engine.runner.graph_shape(step.batch)
+        decode_shape = engine.runner.graph_shape(all_decoding(decodes, context).batch)
         engine.add_request(next_id[0], prompt(chunk), 1)
         next_id[0] += 1
         step = engine.step()
