@@ -198,4 +198,4 @@ class Qwen3Model:
         if logits_indices is not None:  # the final add + norm only where the head runs (both are per token)
             h, residual = h.index_select(0, logits_indices), residual.index_select(0, logits_indices)
         h, _ = kernels.add_rms_norm(h, residual, self.final_norm, self.shape.rms_norm_eps)
-        return F.linear(h, self.lm_head)
+        return kernels.lm_head(h, self.lm_head)

@@ -64,5 +64,9 @@ def test_cpu_tensors_run_the_references() -> None:
     assert torch.equal(kernels.rms_norm(x, w, 1e-6), reference.rms_norm(x, w, 1e-6))
     assert torch.equal(kernels.silu_and_mul(x), reference.silu_and_mul(x))
     assert torch.equal(kernels.linear(x, x[:3]), torch.nn.functional.linear(x, x[:3]))
+    head = torch.randn(50, 32, generator=gen)
+    for rows in (0, 1, 2, 4):  # the weight-major product (CPU cost only): the same logits up to float32 rounding
+        out, ref = kernels.lm_head(x[:rows], head), torch.nn.functional.linear(x[:rows], head)
+        assert out.shape == ref.shape == (rows, 50) and torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
     assert kernels.kernel_path("cpu") == "reference" and kernels.kernel_path("cuda:0") == "triton"
     assert kernels.paged_attention.__doc__ == reference.paged_attention.__doc__
