@@ -71,9 +71,8 @@ def build_grid(model: ModelConfig, backend: BackendConfig, profile: ProfileConfi
     kv = [0, *ladder(max_kv, start=profile.min_kv_step, per_octave=profile.kv_points_per_octave)]
     # Each chunk and decode also at the very top of the context (Vidur's random forest cannot extrapolate: a KV
     # beyond the last point is predicted at that point)
-    prefill = [(c, k) for c in ladder(chunk, start=8) for k in sorted({*(k for k in kv if c + k <= max_kv), max_kv - c})]
-    decode = [(b, k) for b in ladder(batch) for k in sorted({*(k for k in kv if 1 <= k < max_kv), max_kv - 1})
-              if k >= 1]
+    prefill = [(c, k) for c in ladder(chunk, start=8) for k in sorted({*kv, max_kv - c}) if c + k <= max_kv]
+    decode = [(b, k) for b in ladder(batch) for k in sorted({*kv, max_kv - 1}) if 1 <= k < max_kv]
     return Grid(limits, ladder(tokens), prefill, decode)
 
 
