@@ -33,7 +33,16 @@ def _table(prof, sort_by: str) -> str:
     return prof.key_averages().table(sort_by=sort_by, row_limit=ROWS, max_name_column_width=60)
 
 
-def _profile(fn, label: str, out: list[str]) -> None:
+def _kernel_order(prof, count: int) -> str:
+    """The first ``count`` kernels in launch order with their device time: which launch of a kernel that runs
+    twice a layer (the attention's decode and prefill launches share one name) takes the time."""
+    kernels = sorted((e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+                      and not e.name.startswith(("Memset", "Memcpy"))), key=lambda e: e.time_range.start)
+    return "\n".join(f"  {k.time_range.elapsed_us():9.1f} us  {k.name[:90]}" for k in kernels[:count])
+
+
+def _profile(fn, label: str, out: list[str], order: int = 0) -> None:
+    """``order``: also list the first ``order`` kernels of the profiled call in launch order."""
     from torch.profiler import ProfilerActivity, profile
 
     torch.cuda.synchronize()
@@ -49,7 +58,9 @@ def _profile(fn, label: str, out: list[str]) -> None:
     out.append(f"\n==== {label}: wall ms (5 calls, synchronized) {[round(w, 3) for w in walls]}")
     out.append("-- by device time\n" + _table(prof, "cuda_time_total"))
     out.append("-- by host self time\n" + _table(prof, "self_cpu_time_total"))
-    print("\n".join(out[-3:]), flush=True)
+    if order:
+        out.append(f"-- the first {order} kernels in launch order\n" + _kernel_order(prof, order))
+    print("\n".join(out[-(4 if order else 3):]), flush=True)
 
 
 def main() -> int:
@@ -107,22 +118,23 @@ def main() -> int:
             engine.step()
 
     # Mixed steps: decodes beside one prompt chunk (the H200 bundle of 2026-12-02 measured mixed:256+64x2048 at
-    # 9.0 ms against 5.3 for decode:64x2048 alone, while its profiler's wait stretched the steps it timed: what does
-    # the engine itself take?). The step that runs the chunk is replayed from its graph (or said to be eager), next
-    # to the decode-only step before it.
-    for decodes, context, chunk in ((64, 2048, 256), (32, 2048, 128), (96, 4096, 64)):
+    # 8.1 ms against 5.3 for decode:64x2048 alone): what does the engine itself take, and which kernels? Each case's
+    # decode-only graph is profiled first (its inputs are those of that step), then the step that adds the chunk,
+    # replayed from its graph (or said to be eager), with the first layer's kernels in launch order.
+    for decodes, context, chunk in ((64, 2048, 256), (127, 2048, 384), (96, 4096, 64), (12, 1024, 448)):
         decode_shape = engine.runner.graph_shape(all_decoding(decodes, context).batch)
+        _profile(engine.runner.graphs[decode_shape].graph.replay, f"graph replay: {decodes} decodes at KV {context}",
+                 out, order=12)
         engine.add_request(next_id[0], prompt(chunk), 1)
         next_id[0] += 1
         step = engine.step()
-        shape = engine.runner.last_graph_shape
+        bucket = engine.runner.last_graph_shape
         label = f"mixed: {decodes} decodes at KV {context} + a {chunk}-token chunk"
-        out.append(f"\n==== {label}: step {(step.end_ns - step.start_ns) / 1e6:.3f} ms, graph {shape} "
+        out.append(f"\n==== {label}: step {(step.end_ns - step.start_ns) / 1e6:.3f} ms, graph {bucket} "
                    f"(the decode-only step before it: graph {decode_shape})")
         print(out[-1], flush=True)
-        if shape is not None:
-            _profile(engine.runner.graphs[shape].graph.replay, f"graph replay: {label}", out)
-            _profile(engine.runner.graphs[decode_shape].graph.replay, f"graph replay: {decodes} decodes alone", out)
+        if bucket is not None:
+            _profile(engine.runner.graphs[bucket].graph.replay, f"graph replay: {label}", out, order=14)
         while engine.has_unfinished():
             engine.step()
 

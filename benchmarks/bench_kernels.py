@@ -141,7 +141,7 @@ def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]], plan
 
     tokens, num_seqs = sum(n for n, _ in seqs), len(seqs)
     kv_bytes = sum(ctx for _, ctx in seqs) * KV_BYTES_PER_TOKEN + 2 * tokens * N_Q * HEAD_DIM * 2
-    pairs = sum(n * (ctx - n) + n * (n + 1) // 2 for n, ctx in seqs)
+    pairs = sum(n * (ctx - n) + n * (n + 1) // 2 for n, ctx in seqs if ctx)  # context 0: padding, no key
     flops = 4 * N_Q * HEAD_DIM * pairs
     k_cache, v_cache, cu, lens, batches = attention_inputs(seqs, copies(kv_bytes))
     outs = [torch.empty_like(q) for q, _ in batches]
@@ -186,6 +186,26 @@ def sweep_attention(report: Report) -> None:
         for m, n, w, st in ((128, 64, 8, 3), (128, 32, 8, 5), (128, 128, 8, 3), (64, 64, 4, 5)):
             plan = dataclasses.replace(shipped, prefill=attention.TileConfig(m, n, w, st))
             bench_attention(report, "sweep prefill", [(chunk, chunk)], plan, f" {tile_name(plan.prefill)}")
+
+
+def bench_mixed(report: Report) -> None:
+    """Mixed steps as the engine's graphs run them: the decodes alone, the chunk alone, both exactly, and both at
+    the graph bucket ``(T, B)`` the runner pads them to (the padding tokens in one sequence of context 0, the
+    other padding sequences empty: ``runner._fill_padding``), and the chunk alone at that bucket."""
+    from gpu_simulate_test.engine.runner import pick_graph_shape
+
+    seq_sizes, token_sizes = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128], [16, 32, 64, 128, 256, 512]  # native.yaml
+    for decodes, ctx, chunk in ((64, 2048, 256), (127, 2048, 384), (96, 4096, 64), (12, 1024, 448)):
+        mixed = [(1, ctx)] * decodes + [(chunk, chunk)]
+        t, n = decodes + chunk, decodes + 1
+        T, B = pick_graph_shape(t, n, False, seq_sizes, token_sizes) or (t, n)
+        pad = [(T - t, 0)] * (T > t) + [(0, 0)] * (B - n - (T > t))
+        chunk_pad = [(T - chunk, 0)] * (T > chunk) + [(0, 0)] * (B - 1 - (T > chunk))
+        bench_attention(report, "mixed: decodes", [(1, ctx)] * decodes)
+        bench_attention(report, "mixed: chunk", [(chunk, chunk)])
+        bench_attention(report, "mixed: both", mixed)
+        bench_attention(report, "mixed: both padded", mixed + pad, variant=f" bucket ({T}, {B})")
+        bench_attention(report, "mixed: chunk padded", [(chunk, chunk)] + chunk_pad, variant=f" bucket ({T}, {B})")
 
 
 def bench_varlen(report: Report, chunk: int) -> None:
@@ -311,7 +331,7 @@ def resources(num_sms: int) -> list[dict]:
     return out
 
 
-PARTS = ("attention", "elementwise", "linear", "sweep")
+PARTS = ("attention", "mixed", "elementwise", "linear", "sweep")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -343,6 +363,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             bench_varlen(report, chunk)
         bench_attention(report, "attention prefill", [(2048, 8192)])  # a chunk over a 6,144-token prefix
         bench_attention(report, "attention mixed", [(1, 2048)] * 127 + [(512, 2048)])  # a sarathi step
+    if "mixed" in parts:
+        bench_mixed(report)
     if "elementwise" in parts:
         for tokens in (1, 128, 2048):
             bench_elementwise(report, tokens)

@@ -9,7 +9,8 @@ head on a fixed ``B`` rows and the argmax. A bucket is a shape ``(T tokens, B se
 
 - decode buckets ``(B, B)``, B in ``cuda_graph_batch_sizes``: a decode-only batch of n <= B sequences; padding rows
   ``n..B`` are one token each (token 0, position 0, slot -1, context 0: attention gives 0).
-- mixed buckets ``(T, B)``, T in ``cuda_graph_token_sizes``, B in ``cuda_graph_batch_sizes``, ``B < T``: any batch
+- mixed buckets ``(T, B)``, T in ``cuda_graph_token_sizes``, B in ``cuda_graph_batch_sizes`` or one more than the
+  largest of them (``mixed_seq_sizes``), ``B < T``: any batch
   with a prefill chunk, n entries and t tokens, runs at the smallest T >= t whose B >= n (+1 when T > t) is below
   T. The T - t padding tokens (slot -1) are the tokens of padding sequence n, whose context is 0 (no key visible:
   attention writes zeros, reads nothing); sequences n+1..B have no tokens. ``B < T`` keeps the attention's prefill
@@ -143,9 +144,17 @@ class _Graph:
     tokens: torch.Tensor  # [B] int64, written by each replay
 
 
+def mixed_seq_sizes(seq_sizes: list[int]) -> list[int]:
+    """The B of mixed buckets: the decode buckets' and one more than the largest, so that a batch at the largest B
+    (a full batch of a server capped there: 127 decodes beside a chunk) still has a sequence for its padding tokens
+    and replays a graph instead of running eagerly."""
+    return sorted(set(seq_sizes) | {max(seq_sizes) + 1}) if seq_sizes else []
+
+
 def graph_shapes(seq_sizes: list[int], token_sizes: list[int]) -> list[tuple[int, int]]:
     """The buckets ``(T, B)`` captured: ``(B, B)`` for decodes, ``(T, B)`` with ``B < T`` for mixed steps."""
-    return sorted({(b, b) for b in seq_sizes} | {(t, b) for t in token_sizes for b in seq_sizes if b < t})
+    return sorted({(b, b) for b in seq_sizes}
+                  | {(t, b) for t in token_sizes for b in mixed_seq_sizes(seq_sizes) if b < t})
 
 
 def pick_graph_shape(num_tokens: int, num_seqs: int, decode_only: bool, seq_sizes: list[int],
@@ -157,7 +166,7 @@ def pick_graph_shape(num_tokens: int, num_seqs: int, decode_only: bool, seq_size
         if t < num_tokens:
             continue
         need = num_seqs + (t > num_tokens)  # one more sequence holds the padding tokens
-        b = next((b for b in seq_sizes if b >= need), None)
+        b = next((b for b in mixed_seq_sizes(seq_sizes) if b >= need), None)
         if b is not None and b < t:
             return t, b
     return None
@@ -178,7 +187,8 @@ class ModelRunner:
         width = math.ceil(shape.max_position_embeddings / config.block_size)
         self.tables = _BlockTables(self.max_seqs, width, self.device)
         cuda = self.device.type == "cuda"
-        worst = _Layout(self.max_tokens, self.max_seqs, self.max_seqs, self.max_seqs * width)
+        # B and S up to one over the cap: a mixed bucket's padding sequence (``mixed_seq_sizes``)
+        worst = _Layout(self.max_tokens, self.max_seqs + 1, self.max_seqs + 1, self.max_seqs * width)
         self._host = torch.empty(worst.end, dtype=torch.int32, pin_memory=cuda)
         self._host_np = self._host.numpy()
         self._dev = torch.empty(worst.end, dtype=torch.int32, device=self.device) if cuda else self._host

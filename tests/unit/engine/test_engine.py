@@ -227,10 +227,12 @@ SEQ_SIZES, TOKEN_SIZES = [1, 2, 4, 8], [4, 8, 16, 32]
     (8, 1, False, (8, 1)),  # a chunk of exactly T=8: no padding token, no padding sequence
     (7, 1, False, (8, 2)),  # 1 padding token: sequence 1 holds it
     (8, 4, False, (8, 4)),  # t == T: no padding token, n == B is fine
-    (8, 8, False, None),  # B must stay below T (the prefill launch exists only when T > B); 9 rows: none
+    (8, 8, False, (16, 9)),  # B must stay below T (the prefill launch exists only when T > B): T=16, B=8+1
     (30, 7, False, (32, 8)),
     (33, 2, False, None),  # a chunk over the largest T: eager
-    (20, 8, False, None),  # 8 entries and padding tokens need B=9: none
+    (20, 8, False, (32, 9)),  # 8 entries (the largest B) and padding tokens: the one-more bucket B=9
+    (16, 9, False, (16, 9)),  # 9 entries, no padding token
+    (15, 9, False, None),  # 9 entries and padding tokens need B=10: none
 ])
 def test_pick_graph_shape(num_tokens, num_seqs, decode_only, want):
     got = pick_graph_shape(num_tokens, num_seqs, decode_only, SEQ_SIZES, TOKEN_SIZES)
@@ -266,7 +268,8 @@ def _mixed_case(hf, steps: list[tuple[BatchEntry, ...]]) -> tuple[tuple[int, int
     return shape, eager
 
 
-@pytest.mark.parametrize("case", ["prefill", "decodes_and_chunk", "chunks", "bucket_edge", "chunk_one_left"])
+@pytest.mark.parametrize("case", ["prefill", "decodes_and_chunk", "chunks", "bucket_edge", "chunk_one_left",
+                                  "full_batch"])
 def test_padded_mixed_step_equals_the_eager_step(hf, case):
     """The padded inputs a mixed graph replays give the eager step's tokens and K/V (CPU, float32), for several
     mixes: a pure prefill, decodes beside one chunk, several chunks (one not sampling), a step exactly at a token
@@ -286,16 +289,23 @@ def test_padded_mixed_step_equals_the_eager_step(hf, case):
         steps = [(_entry(b, 0, 6, True),)]
         b.token_ids.append(_greedy_next(hf, pb))
         steps.append((_entry(b, 6, 1, True, False), _entry(d, 0, 5, True), _entry(a, 0, 2, False)))
-    else:  # a chunk leaving one prompt token, then that one token as a prefill entry beside d
+    elif case == "chunk_one_left":  # a chunk leaving one prompt token, then that one token as a prefill entry
         steps = [(_entry(a, 0, 12, False),), (_entry(a, 12, 1, True), _entry(d, 0, 5, True))]
+    else:  # a full batch (8 entries, the cap and the largest B) with padding tokens: the one-more bucket B=9
+        ps = prompts([3, 4, 5, 6, 3, 4, 5], seed=22)
+        seqs = [_seq(10 + i, p, [16 + 2 * i, 17 + 2 * i]) for i, p in enumerate(ps)]
+        steps = [tuple(_entry(s, 0, len(p), True) for s, p in zip(seqs, ps))]
+        for s, p in zip(seqs, ps):
+            s.token_ids.append(_greedy_next(hf, p))
+        steps.append(tuple(_entry(s, len(p), 1, True, False) for s, p in zip(seqs, ps)) + (_entry(d, 0, 5, True),))
     shape, tokens = _mixed_case(hf, steps)
     assert shape == {"prefill": (16, 2), "decodes_and_chunk": (16, 4), "chunks": (32, 4), "bucket_edge": (8, 4),
-                     "chunk_one_left": (8, 4)}[case]
+                     "chunk_one_left": (8, 4), "full_batch": (16, 9)}[case]
     sampled = [e.seq for e in steps[-1] if e.samples]
     assert tokens == [_greedy_next(hf, s.token_ids) for s in sampled]
 
 
-@pytest.mark.parametrize("shape", [(4, 4), (16, 4), (8, 1)])
+@pytest.mark.parametrize("shape", [(4, 4), (16, 4), (8, 1), (16, 9)])
 def test_all_padding_bucket_touches_no_kv(hf, shape):
     """What capture and the memory profile run (no real entry): every token padding, no K/V written; the mixed
     buckets' padding tokens all in sequence 0 (context 0), the decode bucket's one a row."""
