@@ -1,8 +1,12 @@
-"""Per-layer operator timings of the native engine: its own layer methods and kernels (layer 0 of the engine the
+"""Per-layer operator timings of the native engine: its own layer methods and kernels (the layers of the engine the
 driver built), in Vidur's ``mlp.csv``/``attention.csv`` rows.
 
-Each op runs as the engine runs it: on a GPU inside a CUDA graph (captured once, then replayed: the decode steps
-replay graphs, so a launch costs what it costs there), on the CPU eagerly (the reference ops). Ops the engine fuses
+Each op runs as the engine runs it: on a GPU inside a CUDA graph that calls it once for each of the model's layers,
+each on that layer's weights and K/V pool, back to back (the engine's steps replay one graph of all layers: a kernel
+costs its run and the gap to the next, never a graph launch of its own, and no layer finds its weights in L2 from
+the one before), the time of one call being a replay's over the layers; on the CPU eagerly, layer 0 (the reference
+ops). A graph of one call per replay (before 2026-12-02) timed the host's graph launch, ~7 us, under every op
+shorter than that: norms of 2 us came out at 7. Ops the engine fuses
 into another have no cost of their own and get 0 (``None`` below): the residual ``add`` lives in the fused add +
 RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm`` (at one token on the GPU those norms live in
 the projections they feed, and the activation in the down projection), and the KV store in the fused qk-norm +
@@ -21,30 +25,30 @@ from gpu_simulate_test.vidur_ext.profiler.operators import Op
 
 
 class _Replay:
-    """A captured graph together with the closure it was captured from: the graph reads that closure's tensors
-    through raw pointers, so they must live as long as the graph (once freed, the next capture's ``empty_cache``
-    can unmap them, and a replay then faults with an illegal memory access)."""
+    """A captured graph of ``calls_per_run`` calls together with the closure they were captured from: the graph
+    reads that closure's tensors through raw pointers, so they must live as long as the graph (once freed, the next
+    capture's ``empty_cache`` can unmap them, and a replay then faults with an illegal memory access)."""
 
-    def __init__(self, graph: Any, fn: Callable[[], Any]) -> None:
-        self.graph, self.fn = graph, fn
+    def __init__(self, graph: Any, fn: Callable[[int], Any], calls_per_run: int) -> None:
+        self.graph, self.fn, self.calls_per_run = graph, fn, calls_per_run
 
     def __call__(self) -> None:
         self.graph.replay()
 
 
 class EngineLayerOps:
-    """Closures that run one op of the engine's layer 0 on inputs of a given shape (the profiler's ``LayerOps``)."""
+    """Closures that run one op of the engine's layers on inputs of a given shape (the profiler's ``LayerOps``)."""
 
     def __init__(self, engine: Any) -> None:
         self.model = engine.model
         self.layer = engine.model.layers[0]
+        self.num_layers = len(engine.model.layers)
         self.shape = engine.config.model
         self.block_size = engine.config.block_size
         self.device = self.model.embed_tokens.device
         self.dtype = self.model.embed_tokens.dtype
         self.attention_backend = f"native-{kernels.kernel_path(self.device)}"  # native-triton | native-reference
-        kv = engine.runner.kv_cache
-        self._pool = (kv[0, 0], kv[1, 0])  # the engine's own layer-0 K/V blocks
+        self._kv = engine.runner.kv_cache  # the engine's own pool, [K/V, layer, block, ...]
         # Block-table rows as wide as the runner's (the model's whole context): the attention kernel plans its
         # split-KV from that width, so a narrower table would time another launch than a step runs.
         self._table_width = engine.runner.tables.width
@@ -62,19 +66,22 @@ class EngineLayerOps:
 
         return torch.as_tensor(values, dtype=torch.int32, device=self.device)
 
-    def _cache(self, num_blocks: int) -> tuple[Any, Any]:
-        """K and V caches of ``num_blocks`` blocks: the engine's own layer-0 pool while it is large enough (on a GPU
-        it holds most of the memory: a second cache would not fit), else a fresh one of the same layout."""
+    def _caches(self, num_blocks: int) -> list[tuple[Any, Any]]:
+        """Each layer's K and V caches of ``num_blocks`` blocks: the engine's own pool while it is large enough (on a
+        GPU it holds most of the memory: a second one would not fit), else one fresh cache of the same layout that
+        every layer shares."""
         import torch
 
-        if num_blocks <= self._pool[0].shape[0]:
-            return self._pool
+        if num_blocks <= self._kv.shape[2]:
+            return [(self._kv[0, i], self._kv[1, i]) for i in range(self.num_layers)]
         s = self.shape
-        return tuple(torch.zeros(num_blocks, self.block_size, s.num_kv_heads, s.head_dim, dtype=self.dtype,
-                                 device=self.device) for _ in range(2))
+        fresh = tuple(torch.zeros(num_blocks, self.block_size, s.num_kv_heads, s.head_dim, dtype=self.dtype,
+                                  device=self.device) for _ in range(2))
+        return [fresh] * self.num_layers
 
-    def _attention_inputs(self, seqs: list[tuple[int, int]]) -> tuple[AttentionInputs, Any, Any]:
-        """Sequences of (cached tokens, new tokens), each on its own consecutive blocks; the new tokens' slots."""
+    def _attention_inputs(self, seqs: list[tuple[int, int]]) -> tuple[AttentionInputs, list[tuple[Any, Any]]]:
+        """Sequences of (cached tokens, new tokens), each on its own consecutive blocks; the new tokens' slots; each
+        layer's K/V caches."""
         bs = self.block_size
         widths = [math.ceil((cached + new) / bs) for cached, new in seqs]
         table, slots, first = [], [], 0
@@ -87,20 +94,23 @@ class EngineLayerOps:
             cu.append(cu[-1] + new)
         attn = AttentionInputs(slot_mapping=self._int32(slots), cu_seqlens_q=self._int32(cu),
                                seq_lens=self._int32([c + n for c, n in seqs]), block_tables=self._int32(table))
-        return (attn, *self._cache(first))
+        return attn, self._caches(first)
 
-    def _run(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """``fn`` as the engine runs it: on a GPU a CUDA graph of it (kernels loaded before the capture)."""
+    def _run(self, fn: Callable[[int], Any]) -> Callable[[], Any]:
+        """``fn(i)``, the op of layer ``i``, as the engine runs it: on a GPU a CUDA graph of it for every layer in
+        turn (kernels loaded before the capture; the timing divides a replay by ``calls_per_run``), on the CPU layer
+        0's call."""
         if not self._graphs:
-            return fn
+            return lambda: fn(0)
         import torch
 
-        fn()
+        fn(0)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            fn()
-        return _Replay(graph, fn)
+            for i in range(self.num_layers):
+                fn(i)
+        return _Replay(graph, fn, self.num_layers)
 
     # ---- Vidur's operators --------------------------------------------------------------------------------------
 
@@ -111,42 +121,42 @@ class EngineLayerOps:
         the activation's rows get 0."""
         import torch
 
-        layer, w, s, eps = self.layer, self.layer.w, self.shape, self.shape.rms_norm_eps
+        layers, s, eps = self.model.layers, self.shape, self.shape.rms_norm_eps
         x, residual = self._rand(n, s.hidden_size), self._rand(n, s.hidden_size)
-        q, k, v = layer.qkv_proj(x)
+        q, k, v = self.layer.qkv_proj(x)
         positions = torch.arange(n, dtype=torch.int32, device=self.device)  # int32, as the runner packs them
-        attn, k_cache, v_cache = self._attention_inputs([(0, n)])
+        attn, caches = self._attention_inputs([(0, n)])
         o = self._rand(n, s.num_attention_heads * s.head_dim)
         gate_up = self._rand(n, 2 * s.intermediate_size)
-        ops: dict[str, Optional[Callable[[], Any]]] = {
-            "attn_rope": lambda: layer.rope_and_store(q, k, v, positions, attn, k_cache, v_cache, self.model.cos_sin),
-            "attn_post_proj": lambda: layer.o_proj(o),
+        ops: dict[str, Optional[Callable[[int], Any]]] = {
+            "attn_rope": lambda i: layers[i].rope_and_store(q, k, v, positions, attn, *caches[i], self.model.cos_sin),
+            "attn_post_proj": lambda i: layers[i].o_proj(o),
         }
         if kernels.fuses_projection_input(x):
             ops.update({
                 "input_layernorm": None,
-                "attn_pre_proj": lambda: layer.input_norm_qkv_proj(x, residual),
+                "attn_pre_proj": lambda i: layers[i].input_norm_qkv_proj(x, residual),
                 "post_attention_layernorm": None,
-                "mlp_up_proj": lambda: layer.post_norm_up_proj(x, residual),
+                "mlp_up_proj": lambda i: layers[i].post_norm_up_proj(x, residual),
                 "mlp_act": None,
-                "mlp_down_proj": lambda: layer.mlp_act_down_proj(gate_up),
+                "mlp_down_proj": lambda i: layers[i].mlp_act_down_proj(gate_up),
             })
         else:  # the same calls' two halves, each timed on its own
             act = self._rand(n, s.intermediate_size)
             ops.update({
-                "input_layernorm": lambda: kernels.add_rms_norm(x, residual, w.input_norm, eps),
-                "attn_pre_proj": lambda: layer.qkv_proj(x),
-                "post_attention_layernorm": lambda: kernels.add_rms_norm(x, residual, w.post_norm, eps),
-                "mlp_up_proj": lambda: kernels.linear(x, w.gate_up_proj),
-                "mlp_act": lambda: kernels.silu_and_mul(gate_up),
-                "mlp_down_proj": lambda: kernels.linear(act, w.down_proj),
+                "input_layernorm": lambda i: kernels.add_rms_norm(x, residual, layers[i].w.input_norm, eps),
+                "attn_pre_proj": lambda i: layers[i].qkv_proj(x),
+                "post_attention_layernorm": lambda i: kernels.add_rms_norm(x, residual, layers[i].w.post_norm, eps),
+                "mlp_up_proj": lambda i: kernels.linear(x, layers[i].w.gate_up_proj),
+                "mlp_act": lambda i: kernels.silu_and_mul(gate_up),
+                "mlp_down_proj": lambda i: kernels.linear(act, layers[i].w.down_proj),
             })
         return {**{name: None if fn is None else self._run(fn) for name, fn in ops.items()}, "add": None}
 
     def _attend(self, seqs: list[tuple[int, int]]) -> Callable[[], Any]:
-        attn, k_cache, v_cache = self._attention_inputs(seqs)
+        attn, caches = self._attention_inputs(seqs)
         q = self._rand(sum(new for _, new in seqs), self.shape.num_attention_heads, self.shape.head_dim)
-        return self._run(lambda: self.layer.attend(q, attn, k_cache, v_cache))
+        return self._run(lambda i: self.model.layers[i].attend(q, attn, *caches[i]))
 
     def prefill(self, chunk: int, kv: int) -> Callable[[], Any]:
         """One request's chunk attending to ``kv`` cached tokens plus itself (causal)."""

@@ -120,8 +120,12 @@ class LayerOps:
 
 
 def _time(fn: Op, sync: Callable[[], None], method: TimingMethod) -> np.ndarray:
-    """:func:`time_call`, or zeros for an op fused into another (its cost is measured there)."""
-    return np.zeros(method.repeat_iters) if fn is None else time_call(fn, sync, method)
+    """:func:`time_call` per call of the op (an op whose one run calls it several times says so in
+    ``calls_per_run``: the native engine's graphs over its layers), or zeros for an op fused into another (its cost
+    is measured there)."""
+    if fn is None:
+        return np.zeros(method.repeat_iters)
+    return time_call(fn, sync, method) / getattr(fn, "calls_per_run", 1)
 
 
 def time_token_ops(ops: OperatorSource, points: list[int], method: TimingMethod,
