@@ -49,13 +49,12 @@ CAMPAIGN = Campaign(
     # 1,335 of 8 KV points an octave).
     bundle_s=300.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
 )
-# The plan's assumptions (requests/s), to be replaced by the probes' figures. Steps with a prompt chunk of up to 512
-# tokens replay CUDA graphs (a 512-token prefill step 2.76 ms; a 480-token chunk beside 32 decodes at KV 2,048 5.76
-# ms: studies/2026-12-01-native-h200), so a loaded sarathi engine moves ~512 tokens per ~4-5 ms: lognormal and gamma
-# requests (~690 prompt + ~165 decode tokens) ~110/s, conversation (~1,030 + ~250) ~70/s. vllm's whole prompts over
-# 512 tokens run eagerly (2,048 tokens: 23 ms): ~50/s, a guess.
-ASSUMED_CAPACITY = {("sarathi", "lognormal"): 110.0, ("sarathi", "gamma"): 110.0, ("sarathi", "conversation"): 70.0,
-                    ("vllm", "lognormal"): 50.0}
+# The plan's assumptions (requests/s), replaced in a run by the probes' figures: the sarathi capacities the probes
+# measured on 2026-12-02 with the engine of 972088c (lognormal 63-68, gamma 64, conversation 42-44:
+# studies/2026-12-02-native-h200-mixed-steps); vllm's whole prompts over 512 tokens run eagerly (2,048 tokens: 23 ms):
+# ~40/s, a guess.
+ASSUMED_CAPACITY = {("sarathi", "lognormal"): 65.0, ("sarathi", "gamma"): 64.0, ("sarathi", "conversation"): 43.0,
+                    ("vllm", "lognormal"): 40.0}
 TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
 REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {PUBLISHED}   # unpacks points/ and bundles/, "
              "simulates, compares, writes every table, figure and this summary")
