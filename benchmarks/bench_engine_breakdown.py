@@ -7,7 +7,8 @@ Steps, each warmed first, then profiled with ``torch.profiler``:
 - mixed steps (decodes beside one prompt chunk, replayed from their graphs) next to the decode-only step of the
   same decodes.
 For each, the step's wall time and the top entries by device time and by host self time; then the Python functions
-that 20 eager prefill steps spend their host time in (cProfile, by own time), since an eager step is host-bound.
+that 20 eager prefill steps, and 40 decode steps of each decode batch, spend their host time in (cProfile, by own
+time): an eager step is host-bound, and a graph step's host work is what the GPU waits through.
 With ``$OUT`` set, the tables also go to ``$OUT/bench_engine_breakdown.txt``. Without a GPU it says so and exits 0.
 
 Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_breakdown.py`` (about a minute on an H200).
@@ -63,6 +64,24 @@ def _profile(fn, label: str, out: list[str], order: int = 0) -> None:
     print("\n".join(out[-(4 if order else 3):]), flush=True)
 
 
+def _cprofile(fn, calls: int, label: str, out: list[str]) -> None:
+    """``calls`` calls of ``fn`` under cProfile, the top functions by own time (a graph replay's wait shows as the
+    event's ``synchronize``: the rest of a step is the host's)."""
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter_ns()
+    profiler.enable()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    profiler.disable()
+    wall = (time.perf_counter_ns() - t0) / calls / 1e6
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+    out.append(f"\n==== cProfile: {calls} {label}, by own time ({wall:.3f} ms a call under cProfile)\n"
+               + text.getvalue())
+    print(out[-1], flush=True)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("bench_engine_breakdown: no CUDA GPU here; skipped (run it on the GPU machine)")
@@ -88,16 +107,7 @@ def main() -> int:
     prefill_step()
     _profile(prefill_step, "engine.step: prefill 1024 (eager)", out)
 
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(20):
-        prefill_step()
-    torch.cuda.synchronize()
-    profiler.disable()
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
-    out.append("\n==== cProfile: 20 eager prefill steps of 1024 tokens, by own time\n" + text.getvalue())
-    print(out[-1], flush=True)
+    _cprofile(prefill_step, 20, "eager prefill steps of 1024 tokens", out)
 
     def all_decoding(batch: int, context: int):
         """``batch`` new requests of ``context`` prompt tokens, stepped until one step decodes all of them."""
@@ -114,6 +124,8 @@ def main() -> int:
         graph = engine.runner.graphs[engine.runner.graph_shape(step.batch)].graph
         _profile(graph.replay, f"graph replay: decode batch {batch} KV {context}", out)
         _profile(engine.step, f"engine.step: decode batch {batch} KV {context}", out)
+        # the host's share of a decode step: what is not the wait for the GPU (Event.synchronize in _to_host)
+        _cprofile(engine.step, 40, f"decode steps of batch {batch} at KV {context}", out)
         while engine.has_unfinished():
             engine.step()
 
