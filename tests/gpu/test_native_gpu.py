@@ -72,8 +72,9 @@ def test_real_bench_native_on_the_gpu(compose_app: Callable[..., Any], tmp_path:
 
 
 def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., Any], tmp_path: Path) -> None:
-    """Every op vidur-profile times for native runs as a CUDA graph replay over the model's layers (each on its own
-    weights), at decode and prefill shapes; a short op costs its kernel, not a graph launch (~7 us)."""
+    """Every op vidur-profile times for native runs as a CUDA graph replay over consecutive layers (each on its own
+    weights; all of them for a short op), at decode and prefill shapes; a short op costs its kernel, not a graph
+    launch (~7 us)."""
     from gpu_simulate_test.backends.native import NativeBackend
     from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps
     from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call
@@ -92,8 +93,10 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
         method, sync = TimingMethod(2, 5, 10), torch.cuda.synchronize
         layers = len(backend.native_engine().model.layers)
 
-        def us_per_call(fn: Any) -> float:
-            assert fn.calls_per_run == layers  # one replay runs the op once for every layer
+        def us_per_call(fn: Any, short: bool = False) -> float:
+            # one replay runs the op for consecutive layers: a short op (one call ~2-7 us, its graph's replay at
+            # least a launch, <= ~14 us) for at least REPLAY_TARGET_US / 14 of them
+            assert 1 <= fn.calls_per_run <= layers and (fn.calls_per_run >= 14 or not short), fn.calls_per_run
             return float(time_call(fn, sync, method).mean() / fn.calls_per_run * 1e3)
 
         with torch.inference_mode():
@@ -105,7 +108,7 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
                 assert fused == ({"add", "input_layernorm", "post_attention_layernorm", "mlp_act"} if n == 1
                                  else {"add"}), fused
                 assert ops.kv_cache_save(n, n) is None
-                times = {name: us_per_call(fn) for name, fn in token_ops.items() if name not in fused}
+                times = {name: us_per_call(fn, short=n <= 128) for name, fn in token_ops.items() if name not in fused}
                 print(f"\ntokens {n}: us per op", {k: round(v, 1) for k, v in times.items()})
                 assert all(math.isfinite(v) and v > 0 for v in times.values())
                 if n == 128:  # a fused add + RMSNorm of 128 x 1,024 moves 0.8 MB: ~2 us, under a graph launch

@@ -1,13 +1,13 @@
 """Per-layer operator timings of the native engine: its own layer methods and kernels (the layers of the engine the
 driver built), in Vidur's ``mlp.csv``/``attention.csv`` rows.
 
-Each op runs as the engine runs it: on a GPU inside a CUDA graph that calls it once for each of the model's layers,
+Each op runs as the engine runs it: on a GPU inside a CUDA graph that calls it once for each of consecutive layers,
 each on that layer's weights and K/V pool, back to back (the engine's steps replay one graph of all layers: a kernel
-costs its run and the gap to the next, never a graph launch of its own, and no layer finds its weights in L2 from
-the one before), the time of one call being a replay's over the layers; on the CPU eagerly, layer 0 (the reference
-ops). A graph of one call per replay (before 2026-12-02) timed the host's graph launch, ~7 us, under every op
-shorter than that: norms of 2 us came out at 7. Ops the engine fuses
-into another have no cost of their own and get 0 (``None`` below): the residual ``add`` lives in the fused add +
+costs its run and the gap to the next, never a graph launch of its own, and a layer does not find its weights in L2
+from the one before), the time of one call being a replay's over its layers (all 28 for a short op, fewer for a long
+one: ``EngineLayerOps._run``); on the CPU eagerly, layer 0 (the reference ops). A graph of one call per replay
+(before 2026-12-02) timed the host's graph launch, ~7 us, under every op shorter than that: norms of 2 us came out
+at 7. Ops the engine fuses into another have no cost of their own and get 0 (``None`` below): the residual ``add`` lives in the fused add +
 RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm`` (at one token on the GPU those norms live in
 the projections they feed, and the activation in the down projection), and the KV store in the fused qk-norm +
 RoPE + store that feeds ``attn_rope`` (Vidur 0.0.26 leaves ``attn_kv_cache_save`` out of its total, so the store
@@ -22,6 +22,25 @@ from typing import Any, Callable, Optional
 from gpu_simulate_test.engine import kernels
 from gpu_simulate_test.engine.model import AttentionInputs
 from gpu_simulate_test.vidur_ext.profiler.operators import Op
+
+
+REPLAY_TARGET_US = 200.0  # a timed replay's length: ~30 host launches (~7 us each) of the next replay hidden
+
+
+def _replay_us(graph: Any, warmup: int = 3, calls: int = 5) -> float:
+    """Microseconds a replay of ``graph`` takes back to back (a rough first look, before the timing proper)."""
+    import time
+
+    import torch
+
+    for _ in range(warmup):
+        graph.replay()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        graph.replay()
+    torch.cuda.synchronize()
+    return (time.perf_counter_ns() - t0) / calls / 1e3
 
 
 class _Replay:
@@ -97,20 +116,31 @@ class EngineLayerOps:
         return attn, self._caches(first)
 
     def _run(self, fn: Callable[[int], Any]) -> Callable[[], Any]:
-        """``fn(i)``, the op of layer ``i``, as the engine runs it: on a GPU a CUDA graph of it for every layer in
-        turn (kernels loaded before the capture; the timing divides a replay by ``calls_per_run``), on the CPU layer
-        0's call."""
+        """``fn(i)``, the op of layer ``i``, as the engine runs it: on a GPU a CUDA graph of it for consecutive layers
+        (kernels loaded before the capture; the timing divides a replay by ``calls_per_run``), on the CPU layer 0's
+        call. As many layers as make a replay last ``REPLAY_TARGET_US`` (all of them for a short op, one for an op
+        that long on its own), judged from a graph of one call: a replay that long hides the host's launch of the
+        next, and an op that long has no launch floor to hide, so the build does not time every long op 28 times."""
         if not self._graphs:
             return lambda: fn(0)
         import torch
 
+        def capture(calls: int) -> Any:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for i in range(calls):
+                    fn(i)
+            return graph
+
         fn(0)
         torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            for i in range(self.num_layers):
-                fn(i)
-        return _Replay(graph, fn, self.num_layers)
+        graph = capture(1)
+        one_us = _replay_us(graph)  # at least the launch: an upper bound of the op alone
+        calls = min(self.num_layers, max(1, math.ceil(REPLAY_TARGET_US / one_us)))
+        if calls > 1:
+            del graph
+            graph = capture(calls)
+        return _Replay(graph, fn, calls)
 
     # ---- Vidur's operators --------------------------------------------------------------------------------------
 
