@@ -35,7 +35,7 @@ from typing import Any, Iterator, Optional
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.config.experiment import ExperimentAppConfig
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.outputs import SUMMARY, WORKLOAD_META
+from gpu_simulate_test.io.outputs import SUMMARY, WORKLOAD_META, write_archive
 
 log = logging.getLogger(__name__)
 COLLECTED = "collected.txt"  # carry: the point keys and bundle ids whose archives the result folder holds already
@@ -205,22 +205,22 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
         t0 = time.monotonic()
         if task.kind == "bundle":
             path = fns.profile(cfg)
-            _archive_dir(root, path, staged / "bundles" / f"{path.name}.tar.gz")
+            write_archive(staged / "bundles" / f"{path.name}.tar.gz", root, [path])
             report.add(f"{task}: {path.name} in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
         elif task.kind == "capacity":
             rec = run_experiment(experiment_app(root, overrides, stages=["workload"]), fns)
             cap = json.loads(capacity_path(experiment_app(root, overrides)).read_text())
-            _archive_dir(root, root / "real_runs" / cap["real_run"],
-                         staged / "diagnostics" / f"capacity-{task.setup}-{workload}.tar.gz",
-                         extra=[capacity_path(experiment_app(root, overrides))])
+            write_archive(staged / "diagnostics" / f"capacity-{task.setup}-{workload}.tar.gz", root,
+                          [root / "real_runs" / cap["real_run"], capacity_path(experiment_app(root, overrides))])
             report.add(f"{task}: {rec.capacity_rps:.3f} requests/s in {time.monotonic() - t0:.0f}s")
         else:
             app = experiment_app(root, overrides, stages=["workload", "real"])
             rec = run_experiment(app, fns)
             # The point's record, capacity and real run; not its workload (~2 MB of prompt ids a point): the local
             # half regenerates it from the campaign's config, and its content-addressed id proves the bytes equal.
-            _archive_dir(root, root / "experiments" / f"{rec.point_key}.json", staged / "points" / f"{rec.point_key}.tar.gz",
-                         extra=[capacity_path(app), root / "real_runs" / str(rec.real_run)])
+            write_archive(staged / "points" / f"{rec.point_key}.tar.gz", root,
+                          [root / "experiments" / f"{rec.point_key}.json", capacity_path(app),
+                           root / "real_runs" / str(rec.real_run)])
             report.add(f"{task} ({rec.point_key}): {n} requests at {rec.offered_qps:.3f}/s, real run {rec.real_run} "
                        f"in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
         first = False
@@ -233,13 +233,6 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
 def _num_requests(root: Path, workload_id: str) -> int:
     meta = json.loads((root / "workloads" / workload_id / WORKLOAD_META).read_text())
     return int(meta["stats"]["num_requests"])
-
-
-def _archive_dir(root: Path, path: Path, dest: Path, extra: tuple[Path, ...] | list[Path] = ()) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(dest, "w:gz") as tar:
-        for p in (path, *extra):
-            tar.add(p, arcname=str(Path(p).resolve().relative_to(Path(root).resolve())))
 
 
 def _pack(staged: Path, out: Path) -> list[Path]:

@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import tarfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
@@ -34,7 +33,7 @@ from gpu_simulate_test.config.workload import ArrivalConfig, WorkloadConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import read_meta
-from gpu_simulate_test.io.outputs import COMPARISON_META, PROFILE_META, RUN_META
+from gpu_simulate_test.io.outputs import COMPARISON_META, PROFILE_META, RUN_META, write_archive
 from gpu_simulate_test.io.runs import recorded_backend, run_content
 from gpu_simulate_test.vidur_ext.profiler import sized_for_workload
 from gpu_simulate_test.vidur_ext.profiling_root import BUNDLE_KIND, bundle_content
@@ -330,9 +329,5 @@ def _archive(app: ExperimentAppConfig, rec: PointRecord) -> PointRecord:
         *([Path(p.vidur_runs) / rec.sim_run] if rec.sim_run else []),
         *([Path(p.comparisons) / rec.comparison_id] if rec.comparison_id else []),
     ]
-    out = Path(app.archive_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(out / f"{rec.point_key}.tar.gz", "w:gz") as tar:
-        for m in members:
-            tar.add(m, arcname=str(m.resolve().relative_to(root.resolve())))
+    write_archive(Path(app.archive_dir) / f"{rec.point_key}.tar.gz", root, members)
     return rec

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +94,14 @@ def stage_output(root: Path | str, given_id: Optional[str], default_id: Callable
     if final.exists() and not overwrite:
         raise OutputExistsError(f"{final} exists already; pass overwrite=true to replace it, or choose another {key}")
     return StageOutput(final, overwrite)
+
+
+def write_archive(dest: Path, root: Path, members: Iterable[Path]) -> Path:
+    """``members`` (files or folders under ``root``) into the gzipped tar ``dest``, each at its path under ``root``,
+    so that unpacking it into another root puts every member back in its place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    base = Path(root).resolve()
+    with tarfile.open(dest, "w:gz") as tar:
+        for m in members:
+            tar.add(m, arcname=str(Path(m).resolve().relative_to(base)))
+    return dest
