@@ -162,11 +162,12 @@ def pick_graph_shape(num_tokens: int, num_seqs: int, decode_only: bool, seq_size
     """The smallest bucket that holds a batch (fewest tokens first), or None: it runs eagerly."""
     if decode_only:
         return next(((b, b) for b in seq_sizes if b >= num_seqs), None)
+    mixed_sizes = mixed_seq_sizes(seq_sizes)
     for t in token_sizes:
         if t < num_tokens:
             continue
         need = num_seqs + (t > num_tokens)  # one more sequence holds the padding tokens
-        b = next((b for b in mixed_seq_sizes(seq_sizes) if b >= need), None)
+        b = next((b for b in mixed_sizes if b >= need), None)
         if b is not None and b < t:
             return t, b
     return None

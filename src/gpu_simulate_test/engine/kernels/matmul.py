@@ -4,8 +4,8 @@ the op that makes its input.
 At one row a projection is a read of its weight (4-13 MB a layer for Qwen3-0.6B) and little else, and every kernel
 of a batch-1 step costs its launch and ramp (a few us) whatever its bytes. On the H200 (2026-12-02,
 ``bench_kernels.py --parts linear sweep``) cuBLAS took 5.2 / 12.7 / 5.9 / 7.4 us for qkv / o / gate-up / down at
-one row, this kernel 4.7 / 4.2 / 5.9 / 5.5; from four rows on cuBLAS is as fast or faster, so the engine uses it
-from two rows (``CUTOVER_ROWS``). Each program owns ``block_n`` output columns and reads their weight rows along K
+one row, this kernel 4.7 / 4.2 / 5.9 / 5.5; from two rows on cuBLAS is as fast or faster, so the engine uses it at
+one row only (``CUTOVER_ROWS``). Each program owns ``block_n`` output columns and reads their weight rows along K
 ``block_k`` at a time, all loads of a step issued together; the product is a broadcast multiply and a sum in
 float32 (no tensor cores, no padding), or ``tl.dot`` with the rows padded to 16 (the other tile: for the sweep).
 

@@ -7,11 +7,11 @@ costs its run and the gap to the next, never a graph launch of its own, and a la
 from the one before), the time of one call being a replay's over its layers (all 28 for a short op, fewer for a long
 one: ``EngineLayerOps._run``); on the CPU eagerly, layer 0 (the reference ops). A graph of one call per replay
 (before 2026-12-02) timed the host's graph launch, ~7 us, under every op shorter than that: norms of 2 us came out
-at 7. Ops the engine fuses into another have no cost of their own and get 0 (``None`` below): the residual ``add`` lives in the fused add +
-RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm`` (at one token on the GPU those norms live in
-the projections they feed, and the activation in the down projection), and the KV store in the fused qk-norm +
-RoPE + store that feeds ``attn_rope`` (Vidur 0.0.26 leaves ``attn_kv_cache_save`` out of its total, so the store
-must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root.md.
+at 7. Ops the engine fuses into another have no cost of their own and get 0 (``None`` below): the residual ``add``
+lives in the fused add + RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm`` (at one token on
+the GPU those norms live in the projections they feed, and the activation in the down projection), and the KV store
+in the fused qk-norm + RoPE + store that feeds ``attn_rope`` (Vidur 0.0.26 leaves ``attn_kv_cache_save`` out of its
+total, so the store must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root.md.
 """
 
 from __future__ import annotations
@@ -22,25 +22,11 @@ from typing import Any, Callable, Optional
 from gpu_simulate_test.engine import kernels
 from gpu_simulate_test.engine.model import AttentionInputs
 from gpu_simulate_test.vidur_ext.profiler.operators import Op
+from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call
 
 
 REPLAY_TARGET_US = 200.0  # a timed replay's length: ~30 host launches (~7 us each) of the next replay hidden
-
-
-def _replay_us(graph: Any, warmup: int = 3, calls: int = 5) -> float:
-    """Microseconds a replay of ``graph`` takes back to back (a rough first look, before the timing proper)."""
-    import time
-
-    import torch
-
-    for _ in range(warmup):
-        graph.replay()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter_ns()
-    for _ in range(calls):
-        graph.replay()
-    torch.cuda.synchronize()
-    return (time.perf_counter_ns() - t0) / calls / 1e3
+FIRST_LOOK = TimingMethod(warmup_iters=3, repeat_iters=1, calls_per_repeat=5)  # a graph of one call, before sizing
 
 
 class _Replay:
@@ -135,7 +121,7 @@ class EngineLayerOps:
         fn(0)
         torch.cuda.synchronize()
         graph = capture(1)
-        one_us = _replay_us(graph)  # at least the launch: an upper bound of the op alone
+        one_us = float(time_call(graph.replay, torch.cuda.synchronize, FIRST_LOOK)[0]) * 1e3  # >= a launch
         calls = min(self.num_layers, max(1, math.ceil(REPLAY_TARGET_US / one_us)))
         if calls > 1:
             del graph
