@@ -1,0 +1,67 @@
+"""The host's share of a native engine step: ``LLMEngine.step`` with the model's forward replaced by a stub (no
+kernels, no device), so what is left is the Python and numpy work the GPU waits through in a synchronous step:
+scheduling, packing the step's inputs, applying its tokens. Decode batches of 1-128 sequences; the median of 7
+rounds of 50 steps each, wall time (a loaded machine inflates it: read it beside ``uptime``). Needs no GPU: a tiny
+random Qwen3 on the CPU (the host work does not depend on the model's size).
+
+Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_host.py``.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+import torch
+import transformers
+
+from gpu_simulate_test.engine.config import EngineConfig, ModelShape
+from gpu_simulate_test.engine.engine import LLMEngine
+
+TINY = ModelShape(hidden_size=128, num_layers=2, num_attention_heads=4, num_kv_heads=2, head_dim=32,
+                  intermediate_size=384, vocab_size=151936, max_position_embeddings=40960, rope_theta=1e6,
+                  rms_norm_eps=1e-6, tie_word_embeddings=True)
+BATCHES, ROUNDS, STEPS = (1, 16, 64, 128), 7, 50
+
+
+def _state_dict(shape: ModelShape) -> dict:
+    cfg = transformers.Qwen3Config(
+        vocab_size=shape.vocab_size, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim,
+        max_position_embeddings=shape.max_position_embeddings, rope_theta=shape.rope_theta,
+        rms_norm_eps=shape.rms_norm_eps, tie_word_embeddings=shape.tie_word_embeddings)
+    torch.manual_seed(0)
+    return transformers.Qwen3ForCausalLM(cfg).state_dict()
+
+
+def host_step_us(batch: int, state_dict: dict) -> float:
+    """Median wall us of one decode step of ``batch`` sequences, the forward stubbed."""
+    config = EngineConfig(model=TINY, dtype="float32", device="cpu", num_blocks=4096, block_size=16,
+                          max_batch_tokens=512, max_requests_per_batch=128)
+    engine = LLMEngine(config, state_dict)
+    engine.runner._forward = lambda layout: torch.zeros(layout.S, dtype=torch.int64)  # the host's work only
+    rng = random.Random(0)
+    for i in range(batch):
+        engine.add_request(i, [rng.randrange(100) for _ in range(64)], 10_000)
+    while not ((step := engine.step()).batch.is_decode_only and len(step.batch.entries) == batch):
+        pass
+    rounds = []
+    for _ in range(ROUNDS):
+        t0 = time.perf_counter_ns()
+        for _ in range(STEPS):
+            engine.step()
+        rounds.append((time.perf_counter_ns() - t0) / STEPS / 1e3)
+    return statistics.median(rounds)
+
+
+def main() -> int:
+    state_dict = _state_dict(TINY)
+    for batch in BATCHES:
+        print(f"decode batch {batch:4d}: host work {host_step_us(batch, state_dict):7.0f} us a step", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
