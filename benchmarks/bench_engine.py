@@ -124,7 +124,8 @@ def decode_point(engine, batch: int, context: int, bw: float, rng: random.Random
     while len(step_ms) < WARM_STEPS + STEPS:
         if not engine.has_unfinished():
             raise RuntimeError(f"batch {batch} at KV {context}: the requests finished before all of them decoded")
-        out = engine.step()
+        # the last one returns with nothing in flight: its inputs stay on the device for the replays below
+        out = engine.step(pipeline=len(step_ms) < WARM_STEPS + STEPS - 1)
         if out.batch.is_decode_only and len(out.batch.entries) == batch:
             step_ms.append((out.end_ns - out.start_ns) / 1e6)
             last = out
@@ -198,10 +199,10 @@ def mixed_point(engine, decodes: int, context: int, chunk: int, rng: random.Rand
         if out.batch.is_decode_only and len(out.batch.entries) == decodes:
             break
     times = []
-    for _ in range(6):
+    for i in range(6):
         engine.add_request(next_id[0], [rng.randrange(vocab) for _ in range(chunk)], 1)
+        out = step_until(engine, next_id[0], keep_inputs=i == 5)
         next_id[0] += 1
-        out = engine.step()
         if len(out.entries) != decodes + 1 or out.entries[-1].num_tokens != chunk:
             raise RuntimeError(f"mixed point: expected {decodes} decodes and a {chunk}-token chunk, got "
                                f"{[(e.num_tokens, e.is_prefill) for e in out.entries][-3:]}")
@@ -212,6 +213,17 @@ def mixed_point(engine, decodes: int, context: int, chunk: int, rng: random.Rand
     while engine.has_unfinished():
         engine.step()
     return row
+
+
+def step_until(engine, request_id: int, keep_inputs: bool = False):
+    """Step until the iteration that holds ``request_id`` and return it. ``keep_inputs``: it returns with nothing
+    in flight, so its inputs stay on the device (its graph's replay reads them)."""
+    while True:
+        flight = engine.in_flight
+        holds = flight is None or any(e.seq.seq_id == request_id for e in flight.entries)
+        out = engine.step(pipeline=not (keep_inputs and holds))
+        if any(e.request_id == request_id for e in out.entries):
+            return out
 
 
 def throughput_run(engine, rng: random.Random, next_id: list[int], n: int = 256) -> dict:

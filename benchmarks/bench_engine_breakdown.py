@@ -21,11 +21,12 @@ import io
 import os
 import pstats
 import random
+import statistics
 import time
 
 import torch
 
-from bench_engine import GRAPH_SIZES, QWEN3_06B, random_state_dict
+from bench_engine import GRAPH_SIZES, QWEN3_06B, random_state_dict, step_until
 
 ROWS = 18
 
@@ -129,6 +130,30 @@ def main() -> int:
         while engine.has_unfinished():
             engine.step()
 
+    # The pipelined step against its graph's replay: what the host still adds to a decode step (the hand-over at
+    # each step's end) once packing the next step overlaps the GPU's work on this one.
+    out.append("\n==== decode steps (pipelined) vs their graph's replay, KV 1024: batch, step ms (median of 30), "
+               "replay ms (median of 20), step - replay us")
+    for batch in (1, 16, 64, 128):
+        all_decoding(batch, 1024)
+        steps = []
+        for i in range(30):
+            step = engine.step(pipeline=i < 29)  # the last leaves its inputs on the device for the replays
+            steps.append((step.end_ns - step.start_ns) / 1e6)
+        replay = engine.runner.graphs[step.graph_shape].graph.replay
+        replays = []
+        for _ in range(20):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter_ns()
+            replay()
+            torch.cuda.synchronize()
+            replays.append((time.perf_counter_ns() - t0) / 1e6)
+        s, r = statistics.median(steps), statistics.median(replays)
+        out.append(f"  {batch:4d}  {s:7.3f}  {r:7.3f}  {1e3 * (s - r):7.0f}")
+        print(out[-1], flush=True)
+        while engine.has_unfinished():
+            engine.step()
+
     # Mixed steps: decodes beside one prompt chunk (the H200 bundle of 2026-12-02 measured mixed:256+64x2048 at
     # 8.1 ms against 5.3 for decode:64x2048 alone): what does the engine itself take, and which kernels? Each case's
     # decode-only graph is profiled first (its inputs are those of that step), then the step that adds the chunk,
@@ -138,9 +163,9 @@ def main() -> int:
         _profile(engine.runner.graphs[decode_shape].graph.replay, f"graph replay: {decodes} decodes at KV {context}",
                  out, order=12)
         engine.add_request(next_id[0], prompt(chunk), 1)
+        step = step_until(engine, next_id[0], keep_inputs=True)
         next_id[0] += 1
-        step = engine.step()
-        bucket = engine.runner.last_graph_shape
+        bucket = step.graph_shape
         label = f"mixed: {decodes} decodes at KV {context} + a {chunk}-token chunk"
         out.append(f"\n==== {label}: step {(step.end_ns - step.start_ns) / 1e6:.3f} ms, graph {bucket} "
                    f"(the decode-only step before it: graph {decode_shape})")

@@ -17,6 +17,7 @@ from gpu_simulate_test.engine.config import EngineConfig, ModelShape
 from gpu_simulate_test.engine.engine import LLMEngine
 from gpu_simulate_test.engine.model import AttentionInputs
 from gpu_simulate_test.engine.runner import graph_shapes
+from gpu_simulate_test.engine.sequence import Sequence
 from gpu_simulate_test.errors import InputError
 
 pytestmark = pytest.mark.gpu  # tests/gpu/conftest.py skips it without a GPU
@@ -142,10 +143,16 @@ def test_logits_match_hf_prefill_decode_mixed(engine, hf32, hf16):
     print("\nlogits relative errors:", report)
 
 
+def _queue(engine, prompt: list[int], max_tokens: int) -> None:
+    """A request straight into the engine's scheduler (these tests drive the scheduler and the runner by hand)."""
+    engine.scheduler.add(Sequence(seq_id=next(_ids), token_ids=prompt, num_prompt_tokens=len(prompt),
+                                  max_tokens=max_tokens))
+
+
 def _decode_batch(engine, n: int, rng: random.Random):
     """n requests prefilled through the engine and left decoding; returns the engine's next decode batch."""
     for _ in range(n):
-        engine.add_request(next(_ids), [rng.randrange(1000) for _ in range(rng.randrange(20, 300))], 40)
+        _queue(engine, [rng.randrange(1000) for _ in range(rng.randrange(20, 300))], 40)
     while True:
         batch = engine.scheduler.schedule()
         if batch.is_decode_only and len(batch.entries) == n:
@@ -193,7 +200,7 @@ def _mixed_batch(engine, num_decodes: int, prompt: int, rng: random.Random):
     if num_decodes:
         batch = _decode_batch(engine, num_decodes, rng)
         engine.scheduler.postprocess(batch, engine.runner.run(batch))
-    engine.add_request(next(_ids), [rng.randrange(QWEN3_06B.vocab_size) for _ in range(prompt)], 4)
+    _queue(engine, [rng.randrange(QWEN3_06B.vocab_size) for _ in range(prompt)], 4)
     batch = engine.scheduler.schedule()
     assert len(batch.entries) == num_decodes + 1 and not batch.is_decode_only
     return batch

@@ -5,13 +5,14 @@ A thin adaptor. The limits come from ``config/limits.py`` and reach the engine u
 come from the transformers model ``modeling.load_model`` builds (from_pretrained or random, as the HF backends do),
 handed to the engine as a CPU state dict; that model is then dropped, so the device holds the weights once.
 
-The engine has no thread of its own: the driver's thread adds every request submitted since the last step before
-the next ``step()``, in submission order and with its workload arrival time (the policies order restarted requests
-by arrival, as Vidur does), and waits for a submission while nothing is left to run. Each step becomes one row of
-``iteration_metrics.csv`` exactly as the engine formed it (entries in the policy's order, their tokens, each
-request's KV length after the step) from the step's own ``start_ns`` (before scheduling) to its ``end_ns`` (sampled
-tokens on the host and applied); every token a step yields is stamped with that end. Dispatch is stamped at
-``submit``, before the request is queued for the engine thread.
+The engine has no thread of its own: ``submit`` (real-bench's replay thread) hands each request straight to the
+engine's ``add_request`` (thread-safe), with its workload arrival time (the policies order restarted requests by
+arrival, as Vidur does); the engine queues it at the end of the iteration in flight, where Vidur would. The
+driver's thread calls ``step()`` while anything is unfinished and waits for a submission otherwise. Each step
+becomes one row of ``iteration_metrics.csv`` exactly as the engine formed it (entries in the policy's order, their
+tokens, each request's KV length after the step) from the step's own ``start_ns`` (its batch decided) to its
+``end_ns`` (sampled tokens on the host); every token a step yields is stamped with that end. Dispatch is stamped at
+``submit``, before the request is handed to the engine.
 """
 
 from __future__ import annotations
@@ -75,8 +76,7 @@ class NativeBackend(Backend):
                              "set backend.early_stop=false")
         self.engine: Any = None  # gpu_simulate_test.engine.engine.LLMEngine, once loaded
         self._workload: Optional[Workload] = None
-        self._cond = threading.Condition()  # guards the inbox, the counts and the stop flag
-        self._inbox: list[tuple[WorkloadRequest, list[int]]] = []
+        self._cond = threading.Condition()  # guards the counts and the stop flag; wakes the idle engine thread
         self._submitted = 0
         self._finished = 0
         self._stopping = False
@@ -144,10 +144,11 @@ class NativeBackend(Backend):
         assert self.recorder is not None
         if self._error is not None:
             raise self._loop_error() from self._error
-        dispatched = self.recorder.clock.now()  # before the engine thread can see it: no token can precede it
+        dispatched = self.recorder.clock.now()  # before the engine can see it: no token can precede it
         with self._cond:
             self._times[request.request_id] = []
-            self._inbox.append((request, prompt))
+            self.engine.add_request(request.request_id, prompt, request.num_decode_tokens,
+                                    arrival_time_ns=request.arrival_time_ns)
             self._submitted += 1
             self._cond.notify_all()
         return dispatched
@@ -157,14 +158,10 @@ class NativeBackend(Backend):
         try:
             while True:
                 with self._cond:
-                    while not (self._inbox or engine.has_unfinished() or self._stopping):
+                    while not (engine.has_unfinished() or self._stopping):
                         self._cond.wait()
                     if self._stopping:
                         return
-                    new, self._inbox = self._inbox, []
-                for req, prompt in new:
-                    engine.add_request(req.request_id, prompt, req.num_decode_tokens,
-                                       arrival_time_ns=req.arrival_time_ns)
                 self._record(engine.step())
         except BaseException as exc:  # noqa: BLE001 - handed to wait_all on the main thread
             self._error = exc

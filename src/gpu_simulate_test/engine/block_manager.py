@@ -39,6 +39,10 @@ class BlockManager:
             del free[len(free) - num_blocks:]
             seq.block_table.extend(reversed(taken))
 
+    def return_last(self, seq: Sequence) -> None:
+        """Undo ``allocate(seq, 1)``: the sequence's last block goes back on top of the free stack."""
+        self._free.append(seq.block_table.pop())
+
     def free(self, seq: Sequence) -> None:
         """Return all of the sequence's blocks to the pool."""
         self._free.extend(reversed(seq.block_table))

@@ -1,7 +1,16 @@
-"""The step loop: schedule, run, sample, and the record of every iteration."""
+"""The step loop: schedule, run, sample, and the record of every iteration.
+
+Iterations are pipelined one deep, with Vidur's timing of decisions kept: while the GPU runs iteration n, the host
+applies n's bookkeeping (its tokens are placeholders until it ends), forms iteration n+1 as if no request arrived
+before n ends, and packs its inputs. At n's end the requests that arrived meanwhile join the queue and the scheduler
+revises n+1 (``Scheduler.revise``: they can only extend its admission, or, under ``vllm``, replace decodes formed
+with an empty queue), n's tokens are written into n+1's inputs and n+1 is launched; only then does ``step`` return
+n. So the GPU waits only for that hand-over, not for the host's scheduling, packing and bookkeeping.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Mapping, NamedTuple, Optional
@@ -12,7 +21,7 @@ from gpu_simulate_test.engine import kernels
 from gpu_simulate_test.engine.config import POLICIES, EngineConfig
 from gpu_simulate_test.engine.memory import MemoryPlan, kv_block_bytes, plan_kv_pool
 from gpu_simulate_test.engine.model import Qwen3Model
-from gpu_simulate_test.engine.runner import ModelRunner, TritonLoads
+from gpu_simulate_test.engine.runner import ModelRunner, PackedStep, TritonLoads
 from gpu_simulate_test.engine.scheduler import Scheduler
 from gpu_simulate_test.engine.sequence import ScheduledBatch, Sequence
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
@@ -29,16 +38,20 @@ class StepEntry(NamedTuple):
 
 @dataclass(frozen=True)
 class StepOutput:
-    """One iteration. ``start_ns`` / ``end_ns``: ``time.perf_counter_ns`` before scheduling and once the sampled
-    tokens are on the host and the scheduler has applied them. The per-entry views are built on access, so that
-    building them never delays the step itself."""
+    """One iteration. ``start_ns`` / ``end_ns``: ``time.perf_counter_ns`` when its batch was decided (the end of
+    the iteration before it, or the call that found nothing running) and when its sampled tokens were on the host.
+    The per-entry views are built on access, so that building them never delays a step."""
 
     start_ns: int
     end_ns: int
     batch: ScheduledBatch
     sampled: list[int]  # one token per sampling entry, in entry order
     finished_seqs: list[Sequence]
-    cuda_graph: bool  # the forward was a graph replay
+    graph_shape: Optional[tuple[int, int]]  # the graph bucket that ran it; None: eager
+
+    @property
+    def cuda_graph(self) -> bool:
+        return self.graph_shape is not None
 
     @property
     def entries(self) -> list[StepEntry]:
@@ -81,6 +94,9 @@ class LLMEngine:
         self._captures_at_startup = self.runner.num_captures
         self._loads_at_startup = TritonLoads.count
         self._active: set[int] = set()  # ids of the requests not finished yet
+        self._arrivals: list[Sequence] = []  # added, not yet queued: they join at the next decision
+        self._lock = threading.Lock()  # add_request may be called from another thread than step
+        self._flight: Optional[_Flight] = None  # the iteration launched and not returned yet
         self.num_graph_steps = 0
         self.num_prefill_graph_steps = 0  # of those, steps with a prefill chunk (a mixed bucket, T > B)
         self.num_eager_steps = 0
@@ -105,42 +121,94 @@ class LLMEngine:
 
     def add_request(self, request_id: int, prompt_token_ids: list[int], max_tokens: int,
                     arrival_time_ns: Optional[int] = None) -> None:
-        """Queue a request; it generates exactly ``max_tokens`` tokens (no EOS). ``arrival_time_ns`` orders
-        preempted sequences as Vidur does (by arrival); by default, now."""
-        if request_id in self._active:
-            raise InputError(f"request id {request_id} was added already")
+        """Queue a request; it generates exactly ``max_tokens`` tokens (no EOS). It joins the scheduler's queue at the
+        next decision (the end of the iteration in flight), as a request arriving during an iteration does in Vidur.
+        ``arrival_time_ns`` orders preempted sequences as Vidur does (by arrival); by default, now. Thread-safe."""
+        self.scheduler.check_request(len(prompt_token_ids), max_tokens)
         vocab = self.config.model.vocab_size
         if prompt_token_ids and not (0 <= min(prompt_token_ids) and max(prompt_token_ids) < vocab):
             raise InputError(f"request {request_id} has token ids outside the vocabulary [0, {vocab})")
         seq = Sequence(seq_id=request_id, token_ids=list(prompt_token_ids), num_prompt_tokens=len(prompt_token_ids),
                        max_tokens=max_tokens,
                        arrival_time_ns=time.perf_counter_ns() if arrival_time_ns is None else arrival_time_ns)
-        self.scheduler.add(seq)  # checks it against the context and the pool
-        self._active.add(request_id)
+        with self._lock:
+            if request_id in self._active:
+                raise InputError(f"request id {request_id} was added already")
+            self._active.add(request_id)
+            self._arrivals.append(seq)
 
-    def step(self) -> StepOutput:
-        """One iteration: schedule, run the model, sample, apply."""
-        start = time.perf_counter_ns()
-        batch = self.scheduler.schedule()
-        if batch is None:
-            raise RuntimeError("step() with nothing to run: call it only while has_unfinished()")
-        sampled = self.runner.run(batch)
-        shape = self.runner.last_graph_shape
-        graph = shape is not None
-        finished = self.scheduler.postprocess(batch, sampled)
+    @property
+    def in_flight(self) -> Optional[ScheduledBatch]:
+        """The iteration launched and not returned by ``step`` yet (None: nothing runs)."""
+        return None if self._flight is None else self._flight.batch
+
+    def step(self, pipeline: bool = True) -> StepOutput:
+        """Run until the next iteration ends and return it; the one after it is already running then (see the
+        module's docstring). Call it only while ``has_unfinished()``. ``pipeline=False``: return with nothing in
+        flight, the step's inputs still on the device (tools that then use the runner or its graphs directly)."""
+        runner, scheduler = self.runner, self.scheduler
+        if self._flight is None:  # nothing running: decide now
+            start = time.perf_counter_ns()
+            self._queue_arrivals()
+            batch = scheduler.schedule()
+            if batch is None:
+                raise RuntimeError("step() with nothing to run: call it only while has_unfinished()")
+            self._launch(batch, runner.prepare(batch), start)
+        flight = self._flight
+        # While the GPU runs it: apply it (placeholder tokens), then form and pack the next iteration.
+        finished = scheduler.postprocess(flight.batch, None)
         for seq in finished:
-            self.runner.release(seq)
-            self._active.discard(seq.seq_id)
+            runner.release(seq)
+        ahead: Optional[tuple[ScheduledBatch, PackedStep]] = None
+        deferred = pipeline and not scheduler.can_schedule_ahead()
+        if pipeline and not deferred and (batch := scheduler.schedule()) is not None:
+            ahead = (batch, runner.prepare(batch, flight.pending))
+        sampled = runner.wait()
         end = time.perf_counter_ns()
-        if graph:
+        self._flight = None
+        if pipeline and (ahead := self._decide(ahead, deferred, flight.pending)) is not None:
+            self._launch(*ahead, end)
+        scheduler.settle(flight.batch, sampled)
+        with self._lock:
+            self._active.difference_update(s.seq_id for s in finished)
+        shape = flight.packed.graph_shape
+        if shape is None:
+            self.num_eager_steps += 1
+        else:
             self.num_graph_steps += 1
             self.num_prefill_graph_steps += shape[0] != shape[1]
-        else:
-            self.num_eager_steps += 1
-        return StepOutput(start, end, batch, sampled, finished, graph)
+        return StepOutput(flight.start_ns, end, flight.batch, sampled, finished, shape)
+
+    def _decide(self, ahead: Optional[tuple[ScheduledBatch, PackedStep]], deferred: bool,
+                pending: dict[Sequence, int]) -> Optional[tuple[ScheduledBatch, PackedStep]]:
+        """At an iteration's end: the requests that arrived during it join the queue, and the next iteration, formed
+        ahead or ``deferred`` to now, is decided for good (packed again if it changed)."""
+        runner, scheduler = self.runner, self.scheduler
+        arrived = self._queue_arrivals()
+        if ahead is not None:
+            if arrived and (batch := scheduler.revise(ahead[0])) is not ahead[0]:
+                runner.discard(ahead[1])
+                return None if batch is None else (batch, runner.prepare(batch, pending))
+            return ahead
+        if (arrived or deferred) and (batch := scheduler.schedule()) is not None:
+            return batch, runner.prepare(batch, pending)
+        return None
+
+    def _launch(self, batch: ScheduledBatch, packed: PackedStep, start_ns: int) -> None:
+        self.runner.launch(packed)
+        pending = {e.seq: k for k, e in enumerate(e for e in batch.entries if e.samples)}
+        self._flight = _Flight(batch, packed, start_ns, pending)
+
+    def _queue_arrivals(self) -> bool:
+        """Move the requests added since the last decision into the scheduler's queue, in the order added."""
+        with self._lock:
+            arrivals, self._arrivals = self._arrivals, []
+        for seq in arrivals:
+            self.scheduler.add(seq)
+        return bool(arrivals)
 
     def has_unfinished(self) -> bool:
-        return self.scheduler.has_unfinished()
+        return self._flight is not None or bool(self._arrivals) or self.scheduler.has_unfinished()
 
     def stats(self) -> dict:
         """What the run's meta records: the pool, graphs and compilations at start-up and since, preemptions.
@@ -161,6 +229,16 @@ class LLMEngine:
             "eager_steps": self.num_eager_steps,
             "preemptions": self.scheduler.num_preemptions,
         }
+
+
+class _Flight(NamedTuple):
+    """The iteration launched and not returned yet; ``pending``: its sampling sequences, by their index among its
+    sampled tokens (their next inputs are those tokens, packed before they exist)."""
+
+    batch: ScheduledBatch
+    packed: PackedStep
+    start_ns: int
+    pending: dict[Sequence, int]
 
 
 def _check_config(config: EngineConfig) -> torch.device:

@@ -1,8 +1,11 @@
 """The model runner: one ``ScheduledBatch`` in, its sampled tokens out, with as little host work as the step allows.
 
-Each step packs its int32 inputs (token ids, positions, KV slots, context lengths, block-table rows, ``cu_seqlens_q``,
-the rows that sample, and the block-table entries added since the last step) into one pinned host buffer and sends
-them in one copy. Block tables live on the device (one row per running sequence) and only their new blocks travel.
+A step is packed (``prepare``), launched (``launch``) and waited for (``wait``) in three calls, so that the engine can
+pack step n+1 while step n runs on the GPU. Packing writes its int32 inputs (token ids, positions, KV slots, context
+lengths, block-table rows, ``cu_seqlens_q``, the rows that sample, and the block-table entries added since the last
+step) into one of two pinned host buffers, which ``launch`` sends in one copy; the token ids that step n is still
+sampling are written in by ``launch``, from n's tokens on the host. Block tables live on the device (one row per
+running sequence) and only their new blocks travel.
 
 Every step that fits a bucket replays a CUDA graph captured at start-up; the graph holds the whole forward, the LM
 head on a fixed ``B`` rows and the argmax. A bucket is a shape ``(T tokens, B sequences)``:
@@ -27,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -58,13 +61,17 @@ class TritonLoads:
 
 
 class _BlockTables:
-    """The block tables of the running sequences, one device row each; a step uploads only the blocks added since."""
+    """The block tables of the running sequences, one device row each; a step uploads only the blocks added since.
+
+    What packing a step changes here is journaled until the next ``commit`` (at the next packing or launch), so that
+    a step packed ahead and then revised can be packed again from the state before it (``rollback``)."""
 
     def __init__(self, num_rows: int, width: int, device: torch.device) -> None:
         self.width = width
         self.table = torch.zeros(num_rows, width, dtype=torch.int32, device=device)
         self._free = list(range(num_rows - 1, -1, -1))
         self._state: dict[Sequence, list[int]] = {}  # seq -> [row, num_restarts seen, blocks uploaded]
+        self._journal: list[tuple[str, Sequence, Optional[list[int]]]] = []
 
     def row(self, seq: Sequence, new_index: list[int], new_block: list[int]) -> int:
         """The sequence's row; appends the flat table index and block id of each block not uploaded yet."""
@@ -74,6 +81,9 @@ class _BlockTables:
             return st[0]
         if st is None:
             st = self._state[seq] = [self._take_row(), seq.num_restarts, 0]
+            self._journal.append(("new", seq, None))
+        else:
+            self._journal.append(("set", seq, st.copy()))
         if st[1] != seq.num_restarts or st[2] > len(blocks):  # restarted: a new block table from scratch
             st[1], st[2] = seq.num_restarts, 0
         if st[2] < len(blocks):
@@ -90,6 +100,22 @@ class _BlockTables:
         st = self._state.pop(seq, None)
         if st is not None:
             self._free.append(st[0])
+            self._journal.append(("release", seq, st))
+
+    def commit(self) -> None:
+        self._journal.clear()
+
+    def rollback(self) -> None:
+        """Undo every change since the last ``commit``, last first (so the free rows end in their old order)."""
+        for kind, seq, old in reversed(self._journal):
+            if kind == "new":
+                self._free.append(self._state.pop(seq)[0])
+            elif kind == "set":
+                self._state[seq] = old
+            else:
+                self._free.pop()
+                self._state[seq] = old
+        self._journal.clear()
 
     def _take_row(self) -> int:
         if not self._free:  # rows of sequences that hold no blocks any more (preempted and waiting, finished)
@@ -136,6 +162,18 @@ class _Layout:
         n = {"ids": self.T, "pos": self.T, "slots": self.T, "seq_lens": self.B, "rows": self.B, "cu": self.B + 1,
              "logits": self.S, "new_index": self.D, "new_block": self.D}[name]
         return buf[o:o + n]
+
+
+class PackedStep(NamedTuple):
+    """A step's inputs packed in host buffer ``buffer``, to be launched: its layout, its sampling entries, the graph
+    bucket that runs it (None: eager), and where the tokens of the step still in flight go (``_fill``)."""
+
+    layout: _Layout
+    num_sampled: int
+    graph_shape: Optional[tuple[int, int]]
+    buffer: int
+    patch_at: np.ndarray
+    patch_from: np.ndarray
 
 
 @dataclass
@@ -190,10 +228,13 @@ class ModelRunner:
         cuda = self.device.type == "cuda"
         # B and S up to one over the cap: a mixed bucket's padding sequence (``mixed_seq_sizes``)
         worst = _Layout(self.max_tokens, self.max_seqs + 1, self.max_seqs + 1, self.max_seqs * width)
-        self._host = torch.empty(worst.end, dtype=torch.int32, pin_memory=cuda)
-        self._host_np = self._host.numpy()
-        self._dev = torch.empty(worst.end, dtype=torch.int32, device=self.device) if cuda else self._host
+        # two host buffers: a step is packed into one while the copy of the step before may still read the other
+        self._hosts = [torch.empty(worst.end, dtype=torch.int32, pin_memory=cuda) for _ in range(2)]
+        self._turn = 0
+        self._dev = torch.empty(worst.end, dtype=torch.int32, device=self.device)
         self._tokens_host = torch.empty(self.max_seqs, dtype=torch.int64, pin_memory=cuda)
+        self._tokens_np = self._tokens_host.numpy()
+        self._num_sampled = 0  # of the step launched last
         self._done = torch.cuda.Event() if cuda else None
         self._arange = np.arange(shape.max_position_embeddings + 1, dtype=np.int32)  # positions, cu_seqlens
         self.graph_sizes = sorted({b for b in config.cuda_graph_batch_sizes
@@ -257,7 +298,8 @@ class ModelRunner:
     @torch.inference_mode()
     def capture_graphs(self) -> None:
         """One graph per bucket (``graph_shapes``), largest first, all in one memory pool; counted in
-        ``num_captures``."""
+        ``num_captures``. Each is then replayed once on its padding (which touches no K/V): a graph's first launch
+        uploads it to the device, which must not happen inside a measured step."""
         pool = None
         for shape in reversed(graph_shapes(self.graph_sizes, self.graph_token_sizes)):
             layout = self._load_padding(*shape)
@@ -269,12 +311,15 @@ class ModelRunner:
             pool = graph.pool() if pool is None else pool
             self.graphs[shape] = _Graph(graph, tokens)
             self.num_captures += 1
+        for shape, graph in self.graphs.items():
+            self._load_padding(*shape)
+            graph.graph.replay()
         torch.cuda.synchronize()
 
     def _load_padding(self, num_tokens: int, num_seqs: int) -> _Layout:
         """A bucket's inputs with no real entry (all padding), on the device: what capture and profiling run."""
-        layout = self._fill((), num_tokens, pad_to=num_seqs)[0]
-        self._dev[:layout.end].copy_(self._host[:layout.end])
+        layout = self._fill(self._hosts[0].numpy(), (), num_tokens, pad_to=num_seqs)[0]
+        self._dev[:layout.end].copy_(self._hosts[0][:layout.end])
         return layout
 
     def _forward(self, layout: _Layout) -> torch.Tensor:
@@ -294,37 +339,74 @@ class ModelRunner:
         return pick_graph_shape(batch.num_tokens, len(batch.entries), batch.is_decode_only, self.graph_sizes,
                                 self.graph_token_sizes)
 
-    @torch.inference_mode()
     def run(self, batch: ScheduledBatch, allow_graph: bool = True, pad_to: Optional[tuple[int, int]] = None
             ) -> list[int]:
-        """Run one iteration; return the sampled token of each entry whose ``samples`` is set, in entry order.
+        """Run one iteration now; return the sampled token of each entry whose ``samples`` is set, in entry order.
         ``last_graph_shape`` then says which graph bucket ran it (None: eager). ``pad_to``: run eagerly at this
         bucket's padded inputs (what its graph replays; tests compare the two)."""
+        self.launch(self.prepare(batch, allow_graph=allow_graph, pad_to=pad_to))
+        return self.wait()
+
+    def prepare(self, batch: ScheduledBatch, pending: Optional[dict[Sequence, int]] = None, allow_graph: bool = True,
+                pad_to: Optional[tuple[int, int]] = None) -> PackedStep:
+        """Pack a step's inputs into a host buffer (not the one the last launch copies from), ready to launch.
+        ``pending``: the sequences whose last token is still being sampled by the step in flight, by its index
+        among that step's sampled tokens; ``launch`` writes those tokens in once the step has ended."""
         shape = self.graph_shape(batch) if allow_graph and pad_to is None else None
-        self.last_graph_shape = shape
         pad = shape or pad_to
-        entries = batch.entries
-        layout, num_sampled = self._fill(entries, batch.num_tokens if pad is None else pad[0],
-                                         pad_to=None if pad is None else pad[1])
-        self._dev[:layout.end].copy_(self._host[:layout.end], non_blocking=True)
+        self.tables.commit()  # from here on, what packing changes can be rolled back (discard)
+        self._turn ^= 1
+        layout, num_sampled, patch_at, patch_from = self._fill(
+            self._hosts[self._turn].numpy(), batch.entries, batch.num_tokens if pad is None else pad[0],
+            None if pad is None else pad[1], pending)
+        return PackedStep(layout, num_sampled, shape, self._turn, patch_at, patch_from)
+
+    def discard(self, packed: PackedStep) -> None:
+        """Forget a packed step that will not be launched (its batch was revised): the block-table rows it took and
+        the uploads it planned go back to how they were."""
+        self.tables.rollback()
+
+    @torch.inference_mode()
+    def launch(self, packed: PackedStep) -> None:
+        """Start a packed step on the device (asynchronously on a GPU); ``wait`` returns its tokens. The step before
+        it must have ended (``wait``): its tokens fill the pending inputs."""
+        self.tables.commit()
+        host = self._hosts[packed.buffer]
+        if len(packed.patch_at):
+            host.numpy()[packed.patch_at] = self._tokens_np[packed.patch_from]
+        layout = packed.layout
+        self._dev[:layout.end].copy_(host[:layout.end], non_blocking=True)
         if layout.D:
             new_index, new_block = layout.view(self._dev, "new_index"), layout.view(self._dev, "new_block")
             self.tables.table.view(-1).index_put_((new_index,), new_block)
-        if shape is None:
-            return self._to_host(self._forward(layout), num_sampled)
-        graph = self.graphs[shape]
-        graph.graph.replay()
-        return self._to_host(graph.tokens, num_sampled)
+        self.last_graph_shape = packed.graph_shape
+        if packed.graph_shape is None:
+            tokens = self._forward(layout)
+        else:
+            graph = self.graphs[packed.graph_shape]
+            graph.graph.replay()
+            tokens = graph.tokens
+        n = self._num_sampled = packed.num_sampled
+        self._tokens_host[:n].copy_(tokens[:n], non_blocking=True)
+        if self._done is not None:
+            self._done.record()
+
+    def wait(self) -> list[int]:
+        """The sampled tokens of the step launched last, once it has ended (on a GPU, the step's one sync)."""
+        if self._done is not None:
+            self._done.synchronize()
+        return self._tokens_host[:self._num_sampled].tolist()
 
     def release(self, seq: Sequence) -> None:
         """Forget a finished sequence (its block-table row returns to the free rows)."""
         self.tables.release(seq)
 
-    def _fill(self, entries: tuple[BatchEntry, ...], num_tokens: int, pad_to: Optional[int]
-              ) -> tuple[_Layout, int]:
-        """Write the step's inputs into the pinned host buffer; their layout and the number of sampling entries.
+    def _fill(self, h: np.ndarray, entries: tuple[BatchEntry, ...], num_tokens: int, pad_to: Optional[int],
+              pending: Optional[dict[Sequence, int]] = None) -> tuple[_Layout, int, np.ndarray, np.ndarray]:
+        """Write a step's inputs into the host buffer ``h``: their layout, the number of sampling entries, and where
+        the pending tokens go (offsets into ``h``; their indices among the step in flight's sampled tokens).
         ``pad_to``: a graph bucket's B, ``num_tokens`` its T (the padding: the module's docstring)."""
-        h, bs = self._host_np, self.config.block_size
+        bs = self.config.block_size
         T, B = num_tokens, len(entries) if pad_to is None else pad_to
         if pad_to is not None:
             n, t = len(entries), sum(e.num_q_tokens for e in entries)
@@ -341,10 +423,17 @@ class ModelRunner:
         sampling: list[int] = []
         new_index: list[int] = []
         new_block: list[int] = []
+        patch_at: list[int] = []
+        patch_from: list[int] = []
         end = 0
         row = self.tables.row
+        pending = pending or {}
         for seq, p, n, samples, _ in entries:
             table = seq.block_table
+            k = pending.get(seq)
+            if k is not None and p <= len(seq.token_ids) - 1 < p + n:  # its last token: not sampled yet
+                patch_at.append(o_ids + end + len(seq.token_ids) - 1 - p)
+                patch_from.append(k)
             if n == 1:  # Python scalars: cheaper than numpy for one token
                 dec_at.append(end)
                 dec_ids.append(seq.token_ids[p])
@@ -377,18 +466,18 @@ class ModelRunner:
         o = layout.offsets
         h[o["logits"]:o["logits"] + len(sampling)] = sampling
         if pad_to is not None:
-            self._fill_padding(layout, n, end)
+            self._fill_padding(h, layout, n, end)
             h[o["logits"] + len(sampling):o["logits"] + B] = 0  # rows no entry samples: computed, never read
         if layout.D:
             h[o["new_index"]:o["new_index"] + layout.D] = new_index
             h[o["new_block"]:o["new_block"] + layout.D] = new_block
-        return layout, len(sampling)
+        return layout, len(sampling), np.array(patch_at, dtype=np.int64), np.array(patch_from, dtype=np.int64)
 
-    def _fill_padding(self, layout: _Layout, n: int, t: int) -> None:
+    def _fill_padding(self, h: np.ndarray, layout: _Layout, n: int, t: int) -> None:
         """A bucket's padding after n entries of t tokens: tokens ``t..T`` are token 0 at position 0 with no KV
         slot; sequences ``n..B`` have context 0 (attention reads nothing, writes zeros). Decode buckets (T == B):
         one padding token a sequence; mixed ones: all padding tokens in sequence n, none in the rest."""
-        h, o, T, B = self._host_np, layout.offsets, layout.T, layout.B
+        o, T, B = layout.offsets, layout.T, layout.B
         for name, value in (("ids", 0), ("pos", 0), ("slots", -1)):
             h[o[name] + t:o[name] + T] = value
         for name in ("seq_lens", "rows"):
@@ -398,14 +487,6 @@ class ModelRunner:
             cu[n + 1:] = self._arange[t + 1:T + 1]
         else:
             cu[n + 1:] = T
-
-    def _to_host(self, tokens: torch.Tensor, n: int) -> list[int]:
-        if self._done is None:
-            return tokens[:n].tolist()
-        self._tokens_host[:n].copy_(tokens[:n], non_blocking=True)
-        self._done.record()
-        self._done.synchronize()
-        return self._tokens_host[:n].tolist()
 
     def _run_synthetic(self, case: list[tuple[int, int]]) -> None:
         """Run entries (start, n) of throw-away sequences whose blocks are 0, 1, 2, ... of the pool, wrapped around
@@ -420,3 +501,4 @@ class ModelRunner:
         self.run(ScheduledBatch(entries=tuple(entries)), allow_graph=False)
         for e in entries:
             self.tables.release(e.seq)
+        self.tables.commit()

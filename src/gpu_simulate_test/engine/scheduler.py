@@ -9,6 +9,10 @@ where the order of a list matters are in specs/engine.md; a difference from vidu
 Vidur's ``num_processed_tokens`` counts the token emitted when a prefill completes; in the engine that token is
 appended to ``token_ids``, so Vidur's processed count is ``num_computed_tokens`` during a prefill and
 ``num_tokens`` (= ``num_computed_tokens + 1``) once it is complete.
+
+The engine forms iteration n+1 while iteration n runs on the GPU, as if no request arrives before n ends, and at n's
+end asks :meth:`Scheduler.revise` for the batch it would have formed then: the requests that arrived meanwhile can
+only extend an admission that stopped at an empty queue, or (``vllm``) replace decodes formed with an empty queue.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ class Scheduler:
         self.num_preemptions = 0
         self._watermark = int(config.watermark_blocks_fraction * num_blocks)  # Vidur's own rounding
         self._num_admitted = 0  # sequences holding blocks: len(Vidur's allocation map)
+        # How requests queued after the last schedule() could change its batch (revise): None (they cannot),
+        # "admit" (its admission stopped at an empty queue), "replace" (vllm decodes formed with an empty queue;
+        # _walked and _grown undo that walk)
+        self._open: str | None = None
+        self._walked: list[Sequence] = []
+        self._grown: list[Sequence] = []
 
     # -- the engine's API --------------------------------------------------------------------------------------
 
@@ -102,8 +112,38 @@ class Scheduler:
             )
         return None
 
-    def postprocess(self, batch: ScheduledBatch, sampled: list[int]) -> list[Sequence]:
-        """Apply one finished iteration: ``sampled`` holds one token per sampling entry, in entry order.
+    def can_schedule_ahead(self) -> bool:
+        """Whether :meth:`schedule` may run before the iteration in flight ends (then :meth:`revise` at its end).
+        Not when a ``vllm`` decode walk formed with an empty queue could preempt: a prompt arriving before the end
+        would have been admitted instead, and a restart cannot be undone."""
+        if self.config.policy != "vllm" or self.waiting:
+            return True
+        block_size = self.config.block_size
+        grow = sum(len(s.token_ids) > len(s.block_table) * block_size for s in self.running)
+        return grow < self.block_manager.num_free
+
+    def revise(self, batch: ScheduledBatch) -> ScheduledBatch | None:
+        """The batch :meth:`schedule` would form now, given the batch it formed before the requests queued since
+        (``waiting`` gained them at its end, in arrival order): the same batch, the same with those of them
+        admitted after its entries, or (``vllm`` decodes) that walk undone and the batch formed afresh."""
+        open_, self._open = self._open, None
+        if open_ is None or not self.waiting:
+            return batch
+        if open_ == "admit":
+            entries = list(batch.entries)
+            if self.config.policy == "sarathi":
+                self._admit_sarathi(entries, batch.num_tokens)
+            else:
+                self._admit_vllm(entries, batch.num_tokens)
+            return batch if len(entries) == len(batch.entries) else ScheduledBatch(tuple(entries))
+        for seq in reversed(self._grown):  # the walk's blocks back, last taken first: the free stack as it was
+            self.block_manager.return_last(seq)
+        self.running = self._walked
+        return self.schedule()
+
+    def postprocess(self, batch: ScheduledBatch, sampled: list[int] | None) -> list[Sequence]:
+        """Apply one iteration: ``sampled`` holds one token per sampling entry, in entry order; None while the
+        iteration still runs (each gets a placeholder, -1, until :meth:`settle`: no decision reads a token's value).
 
         Appends them, advances ``num_computed_tokens``, finishes (and frees) the sequences that generated
         ``max_tokens``; the rest rejoin ``running`` in entry order (Vidur's ``on_batch_end``). Returns the finished.
@@ -115,7 +155,7 @@ class Scheduler:
             seq.num_computed_tokens = start + num_q
             if samples:
                 tokens = seq.token_ids
-                tokens.append(sampled[k])
+                tokens.append(-1 if sampled is None else sampled[k])
                 k += 1
                 if len(tokens) == seq.num_prompt_tokens + seq.max_tokens:
                     self.block_manager.free(seq)
@@ -124,9 +164,19 @@ class Scheduler:
                     finished.append(seq)
                     continue
             rejoin(seq)
-        if k != len(sampled):
+        if sampled is not None and k != len(sampled):
             raise ValueError(f"postprocess: {len(sampled)} sampled tokens for {k} sampling entries")
         return finished
+
+    @staticmethod
+    def settle(batch: ScheduledBatch, sampled: list[int]) -> None:
+        """Write an iteration's tokens over the placeholders ``postprocess(batch, None)`` appended (each is still
+        its sequence's last token: nothing is appended before the iteration's end)."""
+        sampling = [e.seq for e in batch.entries if e.samples]
+        if len(sampling) != len(sampled):
+            raise ValueError(f"settle: {len(sampled)} sampled tokens for {len(sampling)} sampling entries")
+        for seq, token in zip(sampling, sampled):
+            seq.token_ids[-1] = token
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting) or self._num_admitted > 0
@@ -162,7 +212,8 @@ class Scheduler:
                 return
             self._restart(running.pop())
 
-    def _decodes(self, running: list[Sequence], entries: list[BatchEntry], prefills: list[Sequence]) -> None:
+    def _decodes(self, running: list[Sequence], entries: list[BatchEntry], prefills: list[Sequence],
+                 grown: list[Sequence] | None = None) -> None:
         """Vidur's walk over ``_preempted_requests`` (both policies), which it empties: each decode needs one free
         block ("vllm requires at least one block to be available") or preempts (:meth:`_preempt_for`), then
         reserves one more block if its processed tokens exceed its reservation. Sequences mid-prefill go to
@@ -185,6 +236,8 @@ class Scheduler:
             if num_tokens > len(seq.block_table) * block_size:
                 blocks.allocate(seq, 1)
                 free -= 1
+                if grown is not None:
+                    grown.append(seq)
             append(_entry(BatchEntry, (seq, num_tokens - 1, 1, True, False)))
 
     # -- the policies ---------------------------------------------------------------------------------------------
@@ -193,10 +246,7 @@ class Scheduler:
         """Vidur's ``SarathiReplicaScheduler._get_next_batch`` (one stage): running decodes in ``running`` order,
         then the running prefills' next chunks within the token budget, then new sequences first come first
         served while the budget, the batch cap and the watermark allow."""
-        cfg = self.config
-        cap = cfg.max_requests_per_batch
-        budget = cfg.max_batch_tokens
-        block_size = cfg.block_size
+        budget = self.config.max_batch_tokens
         entries: list[BatchEntry] = []
         prefills: list[Sequence] = []
         # A decode's next chunk is 1 token, never 0, so Vidur's "0 tokens: skip" branch never takes one.
@@ -213,6 +263,16 @@ class Scheduler:
             num_tokens += num_q
         skipped.sort(key=_by_arrival)  # stable, as Vidur's sorted(): equal arrivals keep the order above
         self.running = skipped
+        self._admit_sarathi(entries, num_tokens)
+        return entries
+
+    def _admit_sarathi(self, entries: list[BatchEntry], num_tokens: int) -> None:
+        """Sarathi's step 4: new sequences from the front of ``waiting`` while the budget, the batch cap and the
+        watermark allow; ``_open`` says whether it stopped at an empty queue."""
+        cfg = self.config
+        cap = cfg.max_requests_per_batch
+        budget = cfg.max_batch_tokens
+        block_size = cfg.block_size
         waiting = self.waiting
         free = self.block_manager.num_free
         while waiting:
@@ -231,19 +291,34 @@ class Scheduler:
             free -= need
             entries.append(_entry(BatchEntry, (seq, 0, num_q, num_q == prefill, True)))
             num_tokens += num_q
-        return entries
+        self._open = None if waiting else "admit"
 
     def _form_vllm(self) -> list[BatchEntry]:
         """Vidur's ``VLLMReplicaScheduler._get_next_batch``: whole prompts first come first served while the
         token cap, the batch cap and the watermark allow; only when none was admitted, every running decode
         (sorted by arrival)."""
+        entries: list[BatchEntry] = []
+        queued = bool(self.waiting)
+        self._admit_vllm(entries, 0)
+        if entries:
+            return entries
+        self.running.sort(key=_by_arrival)
+        prefills: list[Sequence] = []
+        self._walked, self._grown = list(self.running), []
+        self._decodes(self.running, entries, prefills, self._grown)
+        assert not prefills, "vllm prefills whole prompts: every running sequence decodes"
+        self.running = []
+        self._open = None if queued else "replace"
+        return entries
+
+    def _admit_vllm(self, entries: list[BatchEntry], num_tokens: int) -> None:
+        """vllm's admission: whole prompts from the front of ``waiting`` while the watermark, the token cap and the
+        batch cap allow; ``_open`` says whether it stopped at an empty queue."""
         cfg = self.config
         cap = cfg.max_requests_per_batch
         block_size = cfg.block_size
-        entries: list[BatchEntry] = []
         waiting = self.waiting
         free = self.block_manager.num_free
-        num_tokens = 0
         while waiting:
             seq = waiting[0]
             prefill = seq.num_prefill_tokens
@@ -257,14 +332,7 @@ class Scheduler:
             free -= need
             entries.append(_entry(BatchEntry, (seq, 0, prefill, True, True)))
             num_tokens += prefill
-        if entries:
-            return entries
-        self.running.sort(key=_by_arrival)
-        prefills: list[Sequence] = []
-        self._decodes(self.running, entries, prefills)
-        assert not prefills, "vllm prefills whole prompts: every running sequence decodes"
-        self.running = []
-        return entries
+        self._open = None if waiting else "admit"
 
 
 POLICIES: dict[str, Callable[[Scheduler], list[BatchEntry]]] = {

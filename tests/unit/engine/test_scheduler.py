@@ -292,3 +292,78 @@ def test_stress_ledger_covers_every_entry_and_tokens_survive_restarts(policy: st
             assert q.token_ids == [1000 + q.seq_id] * q.num_prompt_tokens + [q.seq_id * 100 + g for g in range(q.max_tokens)]
         total_restarts += s.num_preemptions
     assert total_restarts > 0  # the pools were small enough to preempt
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_scheduling_ahead_then_revising_forms_the_batches_of_scheduling_at_the_end(policy: str) -> None:
+    """The engine forms iteration n+1 while n runs (n's tokens still placeholders), then revises it at n's end with
+    the requests that arrived meanwhile (engine/engine.py). Iteration by iteration, that gives the very batches,
+    preemptions and tokens of scheduling at n's end, on random workloads with small pools and bursty arrivals."""
+    rng = random.Random(f"ahead-{policy}")
+    extended = replaced = deferred_count = preemptions = 0
+    for trial in range(30):
+        block_size = rng.choice([1, 4, 16])
+        budget = rng.choice([8, 32, 256])
+        cap = rng.choice([1, 3, 8])
+        lengths = [(rng.randint(1, min(budget, 100) if policy == "vllm" else 100), rng.randint(1, 25))
+                   for _ in range(20)]
+        longest = max(p + d for p, d in lengths)
+        num_blocks = -(-longest // block_size) + rng.randint(0, 15)
+        kwargs = dict(num_blocks=num_blocks, block_size=block_size, cap=cap,
+                      budget=max(budget, longest) if policy == "vllm" else budget)
+        a, b = make(policy, **kwargs), make(policy, **kwargs)  # a: decides at each end; b: ahead, then revises
+        arrive: dict[int, list[int]] = {}
+        for i in range(len(lengths)):
+            arrive.setdefault(rng.choice([0, 0, 1, 2, 3, 5, 8, 13, 21, 34]) + rng.randint(0, 40), []).append(i)
+
+        def seq(i: int) -> Sequence:
+            return Sequence(i, [1000 + i] * lengths[i][0], lengths[i][0], lengths[i][1], arrival_time_ns=i)
+
+        def tokens(batch: ScheduledBatch | None, placeholder: int) -> list[int]:
+            return [e.seq.seq_id * 100 + e.seq.num_generated - placeholder for e in batch.entries if e.samples]
+
+        prev_a = prev_b = None
+        sampled_b: list[int] = []
+        seqs_a, seqs_b = [], []
+        for it in range(2000):
+            if prev_a is not None:
+                a.postprocess(prev_a, tokens(prev_a, 0))
+            for i in arrive.get(it, []):
+                seqs_a.append(seq(i))
+                a.add(seqs_a[-1])
+            want = a.schedule()
+
+            if prev_b is not None:
+                sampled_b = tokens(prev_b, 0)
+                b.postprocess(prev_b, None)
+            deferred = not b.can_schedule_ahead()
+            ahead = None if deferred else b.schedule()
+            for i in arrive.get(it, []):
+                seqs_b.append(seq(i))
+                b.add(seqs_b[-1])
+            if ahead is not None and it in arrive:
+                open_ = b._open
+                got = b.revise(ahead)
+                extended += got is not ahead and open_ == "admit"
+                replaced += got is not ahead and open_ == "replace"
+            elif ahead is None and (it in arrive or deferred):
+                got = b.schedule()
+                deferred_count += deferred
+            else:
+                got = ahead
+            if prev_b is not None:
+                b.settle(prev_b, sampled_b)
+            assert (want is None) == (got is None), (trial, it)
+            if want is not None:
+                assert members(want) == members(got), (trial, it)
+            assert [q.block_table for q in seqs_a] == [q.block_table for q in seqs_b], (trial, it)
+            prev_a, prev_b = want, got
+            if want is None and not a.has_unfinished() and it > max(arrive):
+                break
+        assert a.num_preemptions == b.num_preemptions
+        preemptions += a.num_preemptions
+        assert [q.token_ids for q in seqs_a] == [q.token_ids for q in seqs_b]
+        assert all(q.status is SequenceStatus.FINISHED for q in seqs_b) and len(seqs_b) == len(lengths)
+    assert extended > 0 and preemptions > 0  # the runs did revise, and did preempt
+    if policy == "vllm":
+        assert replaced > 0 and deferred_count > 0
