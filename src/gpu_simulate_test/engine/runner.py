@@ -2,10 +2,11 @@
 
 A step is packed (``prepare``), launched (``launch``) and waited for (``wait``) in three calls, so that the engine can
 pack step n+1 while step n runs on the GPU. Packing writes its int32 inputs (token ids, positions, KV slots, context
-lengths, block-table rows, ``cu_seqlens_q``, the rows that sample, and the block-table entries added since the last
-step) into one of two pinned host buffers, which ``launch`` sends in one copy; the token ids that step n is still
-sampling are written in by ``launch``, from n's tokens on the host. Block tables live on the device (one row per
-running sequence) and only their new blocks travel.
+lengths, block-table rows, ``cu_seqlens_q``, the rows that sample, the block-table entries added since the last step,
+and where the token ids that step n is still sampling go) into one of two pinned host buffers and queues them on the
+stream behind step n: one copy, the new table entries, and n's tokens gathered from its output on the device. At n's
+end only the launch is left. Block tables live on the device (one row per running sequence) and only their new
+blocks travel.
 
 Every step that fits a bucket replays a CUDA graph captured at start-up; the graph holds the whole forward, the LM
 head on a fixed ``B`` rows and the argmax. A bucket is a shape ``(T tokens, B sequences)``:
@@ -131,7 +132,8 @@ _ALIGN = 16  # int32 elements: each input starts 64-byte aligned, as Triton spec
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where a step's inputs sit in the packed int32 buffer: T tokens, B entries, S sampling, D new blocks.
+    """Where a step's inputs sit in the packed int32 buffer: T tokens, B entries, S sampling, D new blocks, P token
+    ids of the step before it, written in on the device (where in the buffer; which of its sampled tokens).
 
     Every segment starts aligned whatever T and B are: a Triton kernel compiled for an aligned pointer must never
     meet an unaligned one mid-run (that would compile a second variant inside a measured step). The segments up to
@@ -141,11 +143,13 @@ class _Layout:
     B: int
     S: int
     D: int
+    P: int = 0
 
     @functools.cached_property
     def offsets(self) -> dict[str, int]:
         sizes = (("ids", self.T), ("pos", self.T), ("slots", self.T), ("seq_lens", self.B), ("rows", self.B),
-                 ("cu", self.B + 1), ("logits", self.S), ("new_index", self.D), ("new_block", self.D))
+                 ("cu", self.B + 1), ("logits", self.S), ("new_index", self.D), ("new_block", self.D),
+                 ("patch_at", self.P), ("patch_from", self.P))
         out, o = {}, 0
         for name, n in sizes:
             out[name] = o
@@ -160,20 +164,18 @@ class _Layout:
     def view(self, buf: torch.Tensor, name: str) -> torch.Tensor:
         o = self.offsets[name]
         n = {"ids": self.T, "pos": self.T, "slots": self.T, "seq_lens": self.B, "rows": self.B, "cu": self.B + 1,
-             "logits": self.S, "new_index": self.D, "new_block": self.D}[name]
+             "logits": self.S, "new_index": self.D, "new_block": self.D, "patch_at": self.P,
+             "patch_from": self.P}[name]
         return buf[o:o + n]
 
 
 class PackedStep(NamedTuple):
-    """A step's inputs packed in host buffer ``buffer``, to be launched: its layout, its sampling entries, the graph
-    bucket that runs it (None: eager), and where the tokens of the step still in flight go (``_fill``)."""
+    """A step whose inputs are queued for the device: their layout, its sampling entries, and the graph bucket
+    that runs it (None: eager)."""
 
     layout: _Layout
     num_sampled: int
     graph_shape: Optional[tuple[int, int]]
-    buffer: int
-    patch_at: np.ndarray
-    patch_from: np.ndarray
 
 
 @dataclass
@@ -227,14 +229,17 @@ class ModelRunner:
         self.tables = _BlockTables(self.max_seqs, width, self.device)
         cuda = self.device.type == "cuda"
         # B and S up to one over the cap: a mixed bucket's padding sequence (``mixed_seq_sizes``)
-        worst = _Layout(self.max_tokens, self.max_seqs + 1, self.max_seqs + 1, self.max_seqs * width)
-        # two host buffers: a step is packed into one while the copy of the step before may still read the other
+        worst = _Layout(self.max_tokens, self.max_seqs + 1, self.max_seqs + 1, self.max_seqs * width, self.max_seqs)
+        # two host buffers: a step is packed into one while the copy of the step before may still read the other;
+        # each one's event marks its last copy done (a step packed again after a revision may come round early)
         self._hosts = [torch.empty(worst.end, dtype=torch.int32, pin_memory=cuda) for _ in range(2)]
+        self._copied = [torch.cuda.Event() for _ in range(2)] if cuda else None
         self._turn = 0
         self._dev = torch.empty(worst.end, dtype=torch.int32, device=self.device)
         self._tokens_host = torch.empty(self.max_seqs, dtype=torch.int64, pin_memory=cuda)
         self._tokens_np = self._tokens_host.numpy()
         self._num_sampled = 0  # of the step launched last
+        self._last_tokens: Optional[torch.Tensor] = None  # its sampled tokens on the device
         self._done = torch.cuda.Event() if cuda else None
         self._arange = np.arange(shape.max_position_embeddings + 1, dtype=np.int32)  # positions, cu_seqlens
         self.graph_sizes = sorted({b for b in config.cuda_graph_batch_sizes
@@ -347,46 +352,53 @@ class ModelRunner:
         self.launch(self.prepare(batch, allow_graph=allow_graph, pad_to=pad_to))
         return self.wait()
 
+    @torch.inference_mode()
     def prepare(self, batch: ScheduledBatch, pending: Optional[dict[Sequence, int]] = None, allow_graph: bool = True,
                 pad_to: Optional[tuple[int, int]] = None) -> PackedStep:
-        """Pack a step's inputs into a host buffer (not the one the last launch copies from), ready to launch.
-        ``pending``: the sequences whose last token is still being sampled by the step in flight, by its index
-        among that step's sampled tokens; ``launch`` writes those tokens in once the step has ended."""
+        """Pack a step's inputs and queue them for the device behind the step in flight (stream order: they land
+        once it has ended): one copy, the new block-table entries, and the token ids it is still sampling
+        (``pending``: those sequences, by their index among its sampled tokens), taken from its output on the
+        device. Launching is then all that is left (``launch``)."""
         shape = self.graph_shape(batch) if allow_graph and pad_to is None else None
         pad = shape or pad_to
         self.tables.commit()  # from here on, what packing changes can be rolled back (discard)
         self._turn ^= 1
-        layout, num_sampled, patch_at, patch_from = self._fill(
-            self._hosts[self._turn].numpy(), batch.entries, batch.num_tokens if pad is None else pad[0],
-            None if pad is None else pad[1], pending)
-        return PackedStep(layout, num_sampled, shape, self._turn, patch_at, patch_from)
+        host = self._hosts[self._turn]
+        if self._copied is not None:
+            self._copied[self._turn].synchronize()  # done long ago, but for a revision
+        layout, num_sampled = self._fill(host.numpy(), batch.entries, batch.num_tokens if pad is None else pad[0],
+                                         None if pad is None else pad[1], pending)
+        self._dev[:layout.end].copy_(host[:layout.end], non_blocking=True)
+        if self._copied is not None:
+            self._copied[self._turn].record()
+        if layout.D:
+            new_index, new_block = layout.view(self._dev, "new_index"), layout.view(self._dev, "new_block")
+            self.tables.table.view(-1).index_put_((new_index,), new_block)
+        if layout.P:
+            tokens = self._last_tokens[layout.view(self._dev, "patch_from")].to(torch.int32)
+            layout.view(self._dev, "ids").index_put_((layout.view(self._dev, "patch_at"),), tokens)
+        return PackedStep(layout, num_sampled, shape)
 
     def discard(self, packed: PackedStep) -> None:
         """Forget a packed step that will not be launched (its batch was revised): the block-table rows it took and
-        the uploads it planned go back to how they were."""
+        the uploads it planned go back to how they were on the host. What it queued for the device is overwritten
+        by the next packing before any launch reads it (table entries past what a row's sequence uploaded are never
+        read)."""
         self.tables.rollback()
 
     @torch.inference_mode()
     def launch(self, packed: PackedStep) -> None:
-        """Start a packed step on the device (asynchronously on a GPU); ``wait`` returns its tokens. The step before
-        it must have ended (``wait``): its tokens fill the pending inputs."""
+        """Start the step packed last on the device (asynchronously on a GPU); ``wait`` returns its tokens."""
         self.tables.commit()
-        host = self._hosts[packed.buffer]
-        if len(packed.patch_at):
-            host.numpy()[packed.patch_at] = self._tokens_np[packed.patch_from]
-        layout = packed.layout
-        self._dev[:layout.end].copy_(host[:layout.end], non_blocking=True)
-        if layout.D:
-            new_index, new_block = layout.view(self._dev, "new_index"), layout.view(self._dev, "new_block")
-            self.tables.table.view(-1).index_put_((new_index,), new_block)
         self.last_graph_shape = packed.graph_shape
         if packed.graph_shape is None:
-            tokens = self._forward(layout)
+            tokens = self._forward(packed.layout)
         else:
             graph = self.graphs[packed.graph_shape]
             graph.graph.replay()
             tokens = graph.tokens
         n = self._num_sampled = packed.num_sampled
+        self._last_tokens = tokens
         self._tokens_host[:n].copy_(tokens[:n], non_blocking=True)
         if self._done is not None:
             self._done.record()
@@ -402,9 +414,10 @@ class ModelRunner:
         self.tables.release(seq)
 
     def _fill(self, h: np.ndarray, entries: tuple[BatchEntry, ...], num_tokens: int, pad_to: Optional[int],
-              pending: Optional[dict[Sequence, int]] = None) -> tuple[_Layout, int, np.ndarray, np.ndarray]:
-        """Write a step's inputs into the host buffer ``h``: their layout, the number of sampling entries, and where
-        the pending tokens go (offsets into ``h``; their indices among the step in flight's sampled tokens).
+              pending: Optional[dict[Sequence, int]] = None) -> tuple[_Layout, int]:
+        """Write a step's inputs into the host buffer ``h``: their layout and the number of sampling entries. The
+        pending tokens (placeholders in ``token_ids``) get a ``patch_at`` (their place among the ids) and a
+        ``patch_from`` (their index among the step in flight's sampled tokens).
         ``pad_to``: a graph bucket's B, ``num_tokens`` its T (the padding: the module's docstring)."""
         bs = self.config.block_size
         T, B = num_tokens, len(entries) if pad_to is None else pad_to
@@ -432,7 +445,7 @@ class ModelRunner:
             table = seq.block_table
             k = pending.get(seq)
             if k is not None and p <= len(seq.token_ids) - 1 < p + n:  # its last token: not sampled yet
-                patch_at.append(o_ids + end + len(seq.token_ids) - 1 - p)
+                patch_at.append(end + len(seq.token_ids) - 1 - p)
                 patch_from.append(k)
             if n == 1:  # Python scalars: cheaper than numpy for one token
                 dec_at.append(end)
@@ -462,7 +475,7 @@ class ModelRunner:
         cu = h[o["cu"]:o["cu"] + B + 1]
         cu[0] = 0
         cu[1:n + 1] = np.cumsum([e.num_q_tokens for e in entries], dtype=np.int32)
-        layout = _Layout(T, B, B if pad_to is not None else len(sampling), len(new_index))
+        layout = _Layout(T, B, B if pad_to is not None else len(sampling), len(new_index), len(patch_at))
         o = layout.offsets
         h[o["logits"]:o["logits"] + len(sampling)] = sampling
         if pad_to is not None:
@@ -471,7 +484,10 @@ class ModelRunner:
         if layout.D:
             h[o["new_index"]:o["new_index"] + layout.D] = new_index
             h[o["new_block"]:o["new_block"] + layout.D] = new_block
-        return layout, len(sampling), np.array(patch_at, dtype=np.int64), np.array(patch_from, dtype=np.int64)
+        if layout.P:
+            h[o["patch_at"]:o["patch_at"] + layout.P] = patch_at
+            h[o["patch_from"]:o["patch_from"] + layout.P] = patch_from
+        return layout, len(sampling)
 
     def _fill_padding(self, h: np.ndarray, layout: _Layout, n: int, t: int) -> None:
         """A bucket's padding after n entries of t tokens: tokens ``t..T`` are token 0 at position 0 with no KV
