@@ -11,7 +11,13 @@ that 20 eager prefill steps, and 40 decode steps of each decode batch, spend the
 time): an eager step is host-bound, and a graph step's host work is what the GPU waits through.
 With ``$OUT`` set, the tables also go to ``$OUT/bench_engine_breakdown.txt``. Without a GPU it says so and exits 0.
 
-Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_breakdown.py`` (about a minute on an H200).
+``--small``: only the small steps a lightly loaded server runs most, which the H200 bundle of 2026-12-02
+underpredicted (a 256-token prefill, decodes of 2 and 8 sequences at KV 512): each one's graph kernel by kernel, by
+device time and in launch order, beside its wall time (compare with the bundle's ``mlp.csv`` / ``attention.csv``).
+``--cutover N`` (with ``--small``): the engine built with ``matmul.CUTOVER_ROWS = N`` (the one-row matmul and its
+fusions up to N rows; shipped: 1), to measure whether extending them speeds up those decodes.
+
+Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_breakdown.py [--small]`` (about a minute on an H200).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import pstats
 import random
 import statistics
+import sys
 import time
 
 import torch
@@ -90,12 +97,18 @@ def main() -> int:
     from gpu_simulate_test.engine.config import EngineConfig, ModelShape
     from gpu_simulate_test.engine.engine import LLMEngine
 
+    out: list[str] = []
+    if "--cutover" in sys.argv:
+        from gpu_simulate_test.engine.kernels import matmul
+
+        matmul.CUTOVER_ROWS = int(sys.argv[sys.argv.index("--cutover") + 1])
+        out.append(f"matmul.CUTOVER_ROWS = {matmul.CUTOVER_ROWS}")
     shape = ModelShape(**QWEN3_06B)
     config = EngineConfig(model=shape, policy="sarathi", max_batch_tokens=8192, max_requests_per_batch=256,
                           block_size=16, num_blocks=None, gpu_memory_utilization=0.5, dtype="bfloat16",
                           device="cuda", cuda_graph_batch_sizes=GRAPH_SIZES)  # default token buckets (<= 512)
     engine = LLMEngine(config, random_state_dict(shape))
-    rng, next_id, out = random.Random(0), [0], []
+    rng, next_id = random.Random(0), [0]
 
     def prompt(n: int) -> list[int]:
         return [rng.randrange(shape.vocab_size) for _ in range(n)]
@@ -104,11 +117,6 @@ def main() -> int:
         engine.add_request(next_id[0], prompt(1024), 1)
         next_id[0] += 1
         engine.step()
-
-    prefill_step()
-    _profile(prefill_step, "engine.step: prefill 1024 (eager)", out)
-
-    _cprofile(prefill_step, 20, "eager prefill steps of 1024 tokens", out)
 
     def all_decoding(batch: int, context: int):
         """``batch`` new requests of ``context`` prompt tokens, stepped until one step decodes all of them."""
@@ -119,6 +127,30 @@ def main() -> int:
             step = engine.step()
             if step.batch.is_decode_only and len(step.batch.entries) == batch:
                 return step
+
+    if "--small" in sys.argv[1:]:
+        for i in range(2):  # the first one warms up
+            engine.add_request(next_id[0], prompt(256), 1)
+            step = step_until(engine, next_id[0], keep_inputs=True)
+            next_id[0] += 1
+        _profile(engine.runner.graphs[step.graph_shape].graph.replay,
+                 f"graph replay: prefill 256 (bucket {step.graph_shape}; its step {(step.end_ns - step.start_ns) / 1e6:.3f} ms)",
+                 out, order=16)
+        for batch in (1, 2, 4, 8):
+            all_decoding(batch, 512)
+            steps = [engine.step(pipeline=i < 19) for i in range(20)]
+            ms = statistics.median((s.end_ns - s.start_ns) / 1e6 for s in steps)
+            _profile(engine.runner.graphs[steps[-1].graph_shape].graph.replay,
+                     f"graph replay: decode batch {batch} KV 512 (its steps: median {ms:.3f} ms)", out, order=16)
+            while engine.has_unfinished():
+                engine.step()
+        _write(out)
+        return 0
+
+    prefill_step()
+    _profile(prefill_step, "engine.step: prefill 1024 (eager)", out)
+
+    _cprofile(prefill_step, 20, "eager prefill steps of 1024 tokens", out)
 
     for batch, context in ((1, 512), (64, 2048)):
         step = all_decoding(batch, context)
@@ -175,10 +207,14 @@ def main() -> int:
         while engine.has_unfinished():
             engine.step()
 
+    _write(out)
+    return 0
+
+
+def _write(out: list[str]) -> None:
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "bench_engine_breakdown.txt"), "w") as f:
             f.write("\n".join(out) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

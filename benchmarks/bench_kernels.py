@@ -289,11 +289,12 @@ def bench_linear(report: Report, rows_list: tuple[int, ...] = (1, 2, 4, 8, 16, 3
             if rows > matmul.MAX_ROWS:
                 continue
             tiles = [matmul.skinny_plan(rows, n, k)]
-            if sweep and rows in (1, 8) and name != "lm_head":
-                tiles += [matmul.SkinnyTile(bn, bk, w, st, dot) for dot in ((False, True) if rows <= 2 else (True,))
+            if sweep and rows in (1, 2, 4, 8) and name != "lm_head":  # broadcast tiles: rows x bn x bk in registers
+                tiles += [matmul.SkinnyTile(bn, bk, w, st, dot) for dot in (False, True)
                           for bn in ((8, 16, 32) if not dot else (16, 32))
-                          for bk in ((128, 256, 512) if dot else (256, 512, 1024))
-                          for w, st in ((4, 3), (4, 4), (8, 3)) if bn * bk <= 16384]
+                          for bk in ((128, 256, 512) if dot else (128, 256, 512, 1024))
+                          for w, st in ((4, 3), (4, 4), (8, 3))
+                          if bn * bk <= 16384 and (dot or rows * bn * bk <= 16384)]
             for i, tile in enumerate(dict.fromkeys(tiles)):
                 label = ("linear skinny" if rows <= matmul.CUTOVER_ROWS else "linear skinny (off)") if i == 0 \
                     else "sweep skinny"

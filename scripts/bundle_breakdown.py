@@ -1,8 +1,9 @@
-"""Where Vidur's predicted step goes, operator by operator, for a bundle's test (held-out) shapes.
+"""Where Vidur's predicted step goes, operator by operator, for every shape a bundle measured (fit, validation, test).
 
 Trains Vidur's predictor on the bundle's ``mlp.csv`` / ``attention.csv`` exactly as vidur-profile's checks do, without
 the bundle's whole-step correction, and prints per shape the measured step, the operators' predicted step and each
-operator's share (ms per step: the per-layer time x the layers). CPU only, a few seconds once the predictor is cached.
+operator's share (ms per step: the per-layer time x the layers), and what the operators miss (measured - operators).
+CPU only, a few seconds once the predictor is cached.
 
     PYTHONPATH=src .venv/bin/python scripts/bundle_breakdown.py <bundle dir> [hydra overrides of vidur_profile...]
 
@@ -12,7 +13,7 @@ profile=h200`` (the default when none are given).
 
 from __future__ import annotations
 
-import json
+import csv
 import sys
 from pathlib import Path
 
@@ -41,16 +42,19 @@ def main(argv: list[str]) -> int:
                                 block_size=limits.block_size, grid=grid_for(limits), cache_root=Path(cfg.paths.cache),
                                 seed=cfg.seed)
     layers = cfg.model.num_layers
-    meta = json.loads((root / "profile_meta.json").read_text())
     names = [n.replace("_execution_time", "").replace("_time", "").replace("attention_", "attn_") for n in OPS]
-    print(f"{'shape':<22} {'measured':>9} {'operators':>9} " + " ".join(f"{n:>14}" for n in names) + "   (ms a step)")
-    for row in meta["held_out_check"]["table"]:
+    print(f"{'shape':<22} {'role':<10} {'measured':>9} {'operators':>9} {'missed':>7} "
+          + " ".join(f"{n:>14}" for n in names) + "   (ms a step)")
+    with open(root / "iterations.csv") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
         q, kv = BatchShape.parse(row["shape"]).vidur_batch()
         requests = [Request(arrived_at=0.0, num_prefill_tokens=int(k), num_decode_tokens=1) for k in kv]
         et = predictor.get_execution_time(Batch(0, requests, [int(x) for x in q], [int(k) for k in kv]), 0)
         parts = [getattr(et, op) * layers for op in OPS]
-        print(f"{row['shape']:<22} {row['measured_ns'] / 1e6:9.3f} {et.total_time * 1e3:9.3f} "
-              + " ".join(f"{p:14.3f}" for p in parts))
+        measured = int(row["median_ns"]) / 1e6
+        print(f"{row['shape']:<22} {row['role']:<10} {measured:9.3f} {et.total_time * 1e3:9.3f} "
+              f"{measured - et.total_time * 1e3:7.3f} " + " ".join(f"{p:14.3f}" for p in parts))
     return 0
 
 

@@ -50,11 +50,11 @@ CAMPAIGN = Campaign(
     bundle_s=300.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
 )
 # The plan's assumptions (requests/s), replaced in a run by the probes' figures: the sarathi capacities the probes
-# measured on 2026-12-02 with the engine of 972088c (lognormal 63-68, gamma 64, conversation 42-44:
-# studies/2026-12-02-native-h200-mixed-steps); vllm's whole prompts over 512 tokens run eagerly (2,048 tokens: 23 ms):
-# ~40/s, a guess.
-ASSUMED_CAPACITY = {("sarathi", "lognormal"): 65.0, ("sarathi", "gamma"): 64.0, ("sarathi", "conversation"): 43.0,
-                    ("vllm", "lognormal"): 40.0}
+# measured on 2026-12-02 with the pipelined engine of c2c04ff (lognormal 76.7, gamma 72.6, conversation 47.4:
+# studies/2026-12-02-native-h200-pipelined; 63-68, 64, 42-44 before the pipeline); vllm's whole prompts over 512
+# tokens run eagerly (2,048 tokens: 23 ms): ~45/s, a guess.
+ASSUMED_CAPACITY = {("sarathi", "lognormal"): 76.0, ("sarathi", "gamma"): 72.0, ("sarathi", "conversation"): 47.0,
+                    ("vllm", "lognormal"): 45.0}
 TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
 REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {PUBLISHED}   # unpacks points/ and bundles/, "
              "simulates, compares, writes every table, figure and this summary")

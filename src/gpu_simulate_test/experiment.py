@@ -30,6 +30,7 @@ from gpu_simulate_test.config.apps import (
 )
 from gpu_simulate_test.config.experiment import STAGES, ExperimentAppConfig
 from gpu_simulate_test.config.workload import ArrivalConfig, WorkloadConfig
+from gpu_simulate_test.engine import id_basis
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import read_meta
@@ -94,7 +95,7 @@ def point_key(app: ExperimentAppConfig, workload_id: str) -> str:
     """Everything that decides the point's results, hashed: same config and workload, same key on any machine."""
     parts = {"workload_id": workload_id, "seed": app.seed, "replicate": app.replicate,
              **_groups(app, ("model", "hardware", "backend", "vidur", "profile"))}
-    return short_hash(canonical_json(without_defaults(parts, ExperimentAppConfig)))
+    return short_hash(canonical_json({**without_defaults(parts, ExperimentAppConfig), **id_basis(app.backend.name)}))
 
 
 def _capacity_workload(app: ExperimentAppConfig) -> WorkloadConfig:
@@ -104,9 +105,9 @@ def _capacity_workload(app: ExperimentAppConfig) -> WorkloadConfig:
 
 
 def capacity_path(app: ExperimentAppConfig) -> Path:
-    key = short_hash(canonical_json(without_defaults({
+    key = short_hash(canonical_json({**without_defaults({
         "workload": asdict(_capacity_workload(app)), "seed": app.seed, **_groups(app, ("model", "hardware", "backend")),
-    }, ExperimentAppConfig)))
+    }, ExperimentAppConfig), **id_basis(app.backend.name)}))
     return Path(app.paths.root) / "capacity" / f"{key}.json"
 
 

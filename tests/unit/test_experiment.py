@@ -272,3 +272,27 @@ def test_content_fingerprints_follow_the_bytes(tmp_path: Path) -> None:
     assert content_hash([a, b]) == before != content_hash([b, a])
     b.write_text("3")
     assert content_hash([a, b]) != before
+
+
+def test_native_ids_follow_the_engine_source(compose_app, monkeypatch):
+    """A native bundle, point or capacity measured with other engine code is never found again; HF ids are as they
+    were (specs/experiment.md, "Ids across versions")."""
+    from gpu_simulate_test import engine
+    from gpu_simulate_test.experiment import capacity_path, point_key
+    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
+
+    def ids() -> dict[str, str]:
+        out = {}
+        for backend in ("native", "hf-continuous"):
+            app = compose_app("experiment", [f"backend={backend}", "load.qps=3"])
+            prof = compose_app("vidur_profile", [f"backend={backend}"])
+            out[backend] = (bundle_id(prof), point_key(app, "w-1"), capacity_path(app).name)
+        return out
+
+    fingerprint = engine.source_fingerprint()
+    assert len(fingerprint) == 12 and int(fingerprint, 16) >= 0
+    before = ids()
+    monkeypatch.setattr(engine, "source_fingerprint", lambda: "0" * 12)
+    after = ids()
+    assert after["hf-continuous"] == before["hf-continuous"]
+    assert all(a != b for a, b in zip(after["native"], before["native"]))

@@ -14,3 +14,26 @@ Layout (one concern a file):
     memory.py        how many KV blocks fit (vLLM's gpu_memory_utilization rule)
     engine.py        the step loop: schedule, run, sample, log the iteration
 """
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+
+@functools.lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """A short hash of the engine's source (every ``.py`` under this package, by relative path): what a native
+    bundle, point or capacity was measured with is part of its id, so that a changed engine never reuses them."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def id_basis(backend: str) -> dict[str, str]:
+    """What ids of a backend's measurements add to their config: the engine's source for ``native`` (whose kernels
+    and step the project itself changes), nothing for the others (their code is a pinned package)."""
+    return {"engine_code": source_fingerprint()} if backend == "native" else {}

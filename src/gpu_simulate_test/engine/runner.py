@@ -145,28 +145,31 @@ class _Layout:
     D: int
     P: int = 0
 
-    @functools.cached_property
+    @property
     def offsets(self) -> dict[str, int]:
-        sizes = (("ids", self.T), ("pos", self.T), ("slots", self.T), ("seq_lens", self.B), ("rows", self.B),
-                 ("cu", self.B + 1), ("logits", self.S), ("new_index", self.D), ("new_block", self.D),
-                 ("patch_at", self.P), ("patch_from", self.P))
-        out, o = {}, 0
-        for name, n in sizes:
-            out[name] = o
-            o += -(-n // _ALIGN) * _ALIGN
-        out["end"] = o
-        return out
+        return _spans(self.T, self.B, self.S, self.D, self.P)[0]
 
     @property
     def end(self) -> int:
-        return self.offsets["end"]
+        return _spans(self.T, self.B, self.S, self.D, self.P)[0]["end"]
 
     def view(self, buf: torch.Tensor, name: str) -> torch.Tensor:
-        o = self.offsets[name]
-        n = {"ids": self.T, "pos": self.T, "slots": self.T, "seq_lens": self.B, "rows": self.B, "cu": self.B + 1,
-             "logits": self.S, "new_index": self.D, "new_block": self.D, "patch_at": self.P,
-             "patch_from": self.P}[name]
+        o, n = _spans(self.T, self.B, self.S, self.D, self.P)[1][name]
         return buf[o:o + n]
+
+
+@functools.lru_cache(maxsize=4096)
+def _spans(T: int, B: int, S: int, D: int, P: int) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """A layout's segment offsets (and ``end``) and (offset, length) by name: computed once per shape, as packing
+    a step is on the critical path of an arrival."""
+    sizes = (("ids", T), ("pos", T), ("slots", T), ("seq_lens", B), ("rows", B), ("cu", B + 1), ("logits", S),
+             ("new_index", D), ("new_block", D), ("patch_at", P), ("patch_from", P))
+    offsets, spans, o = {}, {}, 0
+    for name, n in sizes:
+        offsets[name], spans[name] = o, (o, n)
+        o += -(-n // _ALIGN) * _ALIGN
+    offsets["end"] = o
+    return offsets, spans
 
 
 class PackedStep(NamedTuple):
@@ -233,6 +236,7 @@ class ModelRunner:
         # two host buffers: a step is packed into one while the copy of the step before may still read the other;
         # each one's event marks its last copy done (a step packed again after a revision may come round early)
         self._hosts = [torch.empty(worst.end, dtype=torch.int32, pin_memory=cuda) for _ in range(2)]
+        self._hosts_np = [h.numpy() for h in self._hosts]
         self._copied = [torch.cuda.Event() for _ in range(2)] if cuda else None
         self._turn = 0
         self._dev = torch.empty(worst.end, dtype=torch.int32, device=self.device)
@@ -352,7 +356,6 @@ class ModelRunner:
         self.launch(self.prepare(batch, allow_graph=allow_graph, pad_to=pad_to))
         return self.wait()
 
-    @torch.inference_mode()
     def prepare(self, batch: ScheduledBatch, pending: Optional[dict[Sequence, int]] = None, allow_graph: bool = True,
                 pad_to: Optional[tuple[int, int]] = None) -> PackedStep:
         """Pack a step's inputs and queue them for the device behind the step in flight (stream order: they land
@@ -366,7 +369,7 @@ class ModelRunner:
         host = self._hosts[self._turn]
         if self._copied is not None:
             self._copied[self._turn].synchronize()  # done long ago, but for a revision
-        layout, num_sampled = self._fill(host.numpy(), batch.entries, batch.num_tokens if pad is None else pad[0],
+        layout, num_sampled = self._fill(self._hosts_np[self._turn], batch.entries, batch.num_tokens if pad is None else pad[0],
                                          None if pad is None else pad[1], pending)
         self._dev[:layout.end].copy_(host[:layout.end], non_blocking=True)
         if self._copied is not None:

@@ -20,6 +20,7 @@ from gpu_simulate_test.config.apps import VidurProfileAppConfig
 from gpu_simulate_test.device.busy import BusyProbe
 from gpu_simulate_test.device.identity import device_key, measured_gpu
 from gpu_simulate_test.device.lock import device_lock
+from gpu_simulate_test.engine import id_basis
 from gpu_simulate_test.errors import GstError, InputError
 from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
@@ -73,8 +74,9 @@ def bundle_config(cfg: VidurProfileAppConfig) -> dict[str, Any]:
 
 
 def bundle_id(cfg: VidurProfileAppConfig) -> str:
-    """Content hash of model + hardware + backend + grid/timing config: the same request finds the same bundle."""
-    c = without_defaults(bundle_config(cfg), VidurProfileAppConfig)
+    """Content hash of model + hardware + backend + grid/timing config (and, for ``native``, the engine's source:
+    ``engine.id_basis``): the same request finds the same bundle."""
+    c = {**without_defaults(bundle_config(cfg), VidurProfileAppConfig), **id_basis(cfg.backend.name)}
     return f"{cfg.model.name}-{cfg.hardware.name}-{cfg.backend.name}-{short_hash(canonical_json(c))}"
 
 
