@@ -169,3 +169,33 @@ def test_cells_are_judged_against_5_percent_or_the_spread_up_to_70_percent_load(
     assert t.loc[(0.7, "e2e", "p99"), "cell"] == "outside"  # +20%, the second real run +10%
     assert t.loc[(0.7, "tpot", "p50"), "spread_pct"] == pytest.approx(-10.0) and t.loc[(0.7, "tpot", "p50"), "real_b"] == 9.0
     assert set(t.loc[0.9, "cell"]) == {"measured"}  # near capacity: measured and explained, not judged
+
+
+def test_matched_steps_by_kind_and_batch_size(tmp_path: Path) -> None:
+    """iteration_kinds.csv and its summary table, on five matched steps whose medians are worked out by hand."""
+    from gpu_simulate_test.analysis.publish import ComparedPoint, _kinds_lines, iteration_kinds_table
+    from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS
+    from gpu_simulate_test.io.tables import write_table
+
+    ms = 1_000_000
+    steps = [  # (batch, prefill tokens, decode tokens, real ms, sim ms)
+        (1, 0, 1, 1.0, 1.1),  # decode, 1 request: +10%
+        (2, 0, 2, 2.0, 1.5),  # decode, 2: -25%
+        (2, 0, 2, 2.0, 1.6),  # decode, 2: -20%  -> median -22.5%, sim median 1.55 ms
+        (3, 10, 2, 3.0, 3.3),  # mixed, 3: +10%
+        (1, 32, 0, 4.0, 3.0),  # prefill, 1: -25%
+    ]
+    pairs = pd.DataFrame([{"real_iteration_id": i, "sim_iteration_id": i, "batch_size": b, "num_prefill_tokens": p,
+                           "num_decode_tokens": d, "real_step_ns": int(r * ms), "sim_step_ns": int(s * ms)}
+                          for i, (b, p, d, r, s) in enumerate(steps)])
+    (tmp_path / "cmp" / "tables").mkdir(parents=True)
+    write_table(pairs, tmp_path / "cmp" / "tables" / COMPARISON_ITERATION_PAIRS.filename, COMPARISON_ITERATION_PAIRS)
+    point = ComparedPoint("s", "w", 0.3, 1.0, 3.0, ("k",), ("r",), "bundle", tmp_path / "cmp", None)
+    t = iteration_kinds_table([point]).set_index(["kind", "batch_size_min"])
+    assert list(t.index) == [("decode", 1), ("decode", 2), ("mixed", 3), ("prefill", 1)]
+    assert t["steps"].tolist() == [1, 2, 1, 1] and t["share_of_matched"].tolist() == pytest.approx([0.2, 0.4, 0.2, 0.2])
+    assert t["error_pct_p50"].tolist() == pytest.approx([10.0, -22.5, 10.0, -25.0])
+    assert t.loc[("decode", 2), "sim_step_ns_p50"] == pytest.approx(1.55 * ms)
+    assert t.loc[("mixed", 3), "batch_size_max"] == 3  # bin (2, 4], whose largest batch here is 3
+    lines = _kinds_lines(iteration_kinds_table([point]), "s", "w")
+    assert "| decode | 2 | -22.5% (40%) |" in lines and "| mixed | 3 | +10.0% (20%) |" in lines

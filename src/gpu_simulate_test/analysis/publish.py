@@ -23,7 +23,7 @@ from gpu_simulate_test.analysis.plots import DPI, plt
 from gpu_simulate_test.analysis.tables import TABLES_DIR
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import COMPARISON_META, PROFILE_META, RUN_META
-from gpu_simulate_test.io.schemas import COMPARISON_STATS
+from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, COMPARISON_STATS
 from gpu_simulate_test.io.tables import read_table
 
 HEADLINE_STATS = ("p50", "p90", "p99")
@@ -95,6 +95,32 @@ def iteration_table(points: list[ComparedPoint]) -> pd.DataFrame:
                      "matched_step_time_error_pct": it.get("matched_step_time_error_pct"),
                      "busy_time_error_pct": it.get("busy_time_error_pct"),
                      "within_3pct": None if med is None else bool(med <= STEP_TOLERANCE_PCT)})
+    return pd.DataFrame(rows)
+
+
+BATCH_BINS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 10**9)  # requests in a step: (0, 1], (1, 2], (2, 4], ...
+
+
+def iteration_kinds_table(points: list[ComparedPoint]) -> pd.DataFrame:
+    """Per point, the matched steps by kind (``decode``: no prompt token; ``prefill``: no decode; ``mixed``) and batch
+    size (``BATCH_BINS``): how many, the median real and simulated step, the median signed error. Where a point's
+    cells are off, this says which steps make them so."""
+    rows = []
+    for p in points:
+        path = p.comparison / TABLES_DIR / COMPARISON_ITERATION_PAIRS.filename
+        if not path.is_file():
+            continue
+        d = read_table(path, COMPARISON_ITERATION_PAIRS)
+        kind = np.where(d["num_prefill_tokens"] == 0, "decode", np.where(d["num_decode_tokens"] == 0, "prefill", "mixed"))
+        err = 100.0 * (d["sim_step_ns"] - d["real_step_ns"]) / d["real_step_ns"]
+        bins = pd.cut(d["batch_size"], BATCH_BINS)
+        frame = pd.DataFrame({"kind": kind, "bin": bins, "real": d["real_step_ns"], "sim": d["sim_step_ns"], "err": err})
+        for (k, b), g in frame.groupby(["kind", "bin"], observed=True, sort=True):
+            rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction,
+                         "point_key": p.point_keys[0], "kind": k, "batch_size_min": int(b.left) + 1,
+                         "batch_size_max": int(min(b.right, d["batch_size"].max())), "steps": len(g),
+                         "share_of_matched": len(g) / len(frame), "real_step_ns_p50": float(g["real"].median()),
+                         "sim_step_ns_p50": float(g["sim"].median()), "error_pct_p50": float(g["err"].median())})
     return pd.DataFrame(rows)
 
 
@@ -185,7 +211,7 @@ def _fmt_pct(x: Any, signed: bool = True) -> str:
 
 
 def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.DataFrame, test: pd.DataFrame,
-                 verdicts: dict[str, str], reproduce: str) -> str:
+                 verdicts: dict[str, str], reproduce: str, kinds: Optional[pd.DataFrame] = None) -> str:
     """``summary.md``: the acceptance checks first, then the headline tables and the facts behind them."""
     checked = sweep[(sweep["load_fraction"] <= CHECKED_UP_TO + 1e-9) & sweep["metric"].isin(HEADLINE)
                     & sweep["statistic"].isin(HEADLINE_STATS)]
@@ -223,6 +249,7 @@ def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.
             f"{f:.0%}: {_fmt_pct(r['matched_abs_err_p50_pct'], False)} median |error|, "
             f"{_fmt_pct(100 * r['matched_fraction_of_real'] if r['matched_fraction_of_real'] is not None else None, False)} of real steps matched"
             for f, r in it.set_index("load_fraction").iterrows()), ""]
+        lines += _kinds_lines(kinds, setup, workload)
     if not outside.empty:
         lines += ["## Cells outside 5% and the spread", "", "| setup | workload | load | metric | statistic | error | spread |",
                   "| --- | --- | --- | --- | --- | ---: | ---: |"]
@@ -246,6 +273,26 @@ def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.
               "## Reproduce", "", "Every number above comes from the archives in `points/` and `bundles/`:", "",
               f"```bash\n{reproduce}\n```", ""]
     return "\n".join(lines)
+
+
+def _kinds_lines(kinds: Optional[pd.DataFrame], setup: str, workload: str) -> list[str]:
+    """The matched steps by kind and batch size, one column a load: median error (share of the matched steps)."""
+    if kinds is None or kinds.empty:
+        return []
+    k = kinds[(kinds["setup"] == setup) & (kinds["workload"] == workload)]
+    if k.empty:
+        return []
+    loads = sorted(set(k["load_fraction"]))
+    lines = ["Matched steps by kind and batch size: median error of the simulated step (share of the matched steps):",
+             "", "| kind | requests | " + " | ".join(f"{f:.0%}" for f in loads) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in loads) + " |"]
+    for (kind, lo), g in k.groupby(["kind", "batch_size_min"], sort=True):
+        by_load = g.set_index("load_fraction")
+        hi = int(g["batch_size_max"].max())
+        cells = [f"{_fmt_pct(by_load.loc[f, 'error_pct_p50'])} ({100 * by_load.loc[f, 'share_of_matched']:.0f}%)"
+                 if f in by_load.index else "" for f in loads]
+        lines.append(f"| {kind} | {lo if lo == hi else f'{lo}-{hi}'} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_manifest(folder: Path, describe: dict[str, dict[str, str]]) -> Path:
