@@ -4,8 +4,9 @@ Iterations are pipelined one deep, with Vidur's timing of decisions kept: while 
 applies n's bookkeeping (its tokens are placeholders until it ends), forms iteration n+1 as if no request arrived
 before n ends, and packs its inputs. At n's end the requests that arrived meanwhile join the queue and the scheduler
 revises n+1 (``Scheduler.revise``: they can only extend its admission, or, under ``vllm``, replace decodes formed
-with an empty queue), n's tokens are written into n+1's inputs and n+1 is launched; only then does ``step`` return
-n. So the GPU waits only for that hand-over, not for the host's scheduling, packing and bookkeeping.
+with an empty queue), and n+1 is launched (its inputs, n's tokens among them, were queued on the device behind n);
+only then does ``step`` return n. So the GPU waits only for that hand-over, not for the host's scheduling, packing
+and bookkeeping.
 """
 
 from __future__ import annotations
