@@ -12,6 +12,7 @@ import torch
 
 from gpu_simulate_test.backends import register_backend
 from gpu_simulate_test.backends.native import NativeBackend
+from gpu_simulate_test.engine import source_fingerprint
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 from gpu_simulate_test.io.runs import load_run
 from gpu_simulate_test.io.schemas import format_requests_field
@@ -106,6 +107,7 @@ def test_run_files_are_the_engine_log_and_tokens_are_generates(compose_app: Call
     stats = meta["engine_stats"]
     assert stats["cuda_graph_captures_during_run"] == 0 and stats["compilations_during_run"] == 0
     assert meta["backend"]["num_blocks"] == stats["engine"]["num_blocks"]
+    assert meta["backend"]["engine_code"] == source_fingerprint()  # what ran, whatever git says there
     assert meta["host_load"]["wall_s"] > 0 and meta["host_load"]["busy"] in (True, False)  # as every driver's run
     if case.startswith("sarathi"):
         assert meta["backend"]["num_blocks"] == 5 and stats["preemptions_during_run"] > 0

@@ -26,6 +26,7 @@ from gpu_simulate_test.backends.base import Backend, register_backend
 from gpu_simulate_test.backends.recorder import Recorder, StepItem
 from gpu_simulate_test.config.limits import Limits, workload_kv_blocks
 from gpu_simulate_test.config.model import ModelConfig
+from gpu_simulate_test.engine import source_fingerprint
 from gpu_simulate_test.engine.config import EngineConfig, ModelShape
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.modeling import load_model
@@ -227,6 +228,7 @@ class NativeBackend(Backend):
         lim = self.limits
         return {
             "name": self.name,
+            "engine_code": source_fingerprint(),  # what ran, whatever git says on the machine that ran it
             "scheduler": f"{lim.policy} (the engine's own transcription of vidur-sim's {lim.policy} scheduler; "
                          "specs/engine.md)",
             "max_batch_tokens": lim.token_budget,
