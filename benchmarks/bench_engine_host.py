@@ -1,7 +1,9 @@
 """The host's share of a native engine step: ``LLMEngine.step`` with the model's forward replaced by a stub (no
 kernels, no device), so what is left is the Python and numpy work the GPU waits through in a synchronous step:
-scheduling, packing the step's inputs, applying its tokens. Decode batches of 1-128 sequences; the median of 7
-rounds of 50 steps each, wall time (a loaded machine inflates it: read it beside ``uptime``). Needs no GPU: a tiny
+scheduling, packing the step's inputs, applying its tokens. Decode batches of 1-128 sequences (the median of 7
+rounds of 50 steps each), then a fresh prompt of 32, 256 and 512 tokens reaching an idle engine (the median of 30:
+with nothing running, all of that step's host work is on the GPU's path; a decode step's overlaps the step before
+it, ``engine/engine.py``). Wall time: a loaded machine inflates it, read it beside ``uptime``. Needs no GPU: a tiny
 random Qwen3 on the CPU (the host work does not depend on the model's size).
 
 Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_host.py``.
@@ -22,7 +24,7 @@ from gpu_simulate_test.engine.engine import LLMEngine
 TINY = ModelShape(hidden_size=128, num_layers=2, num_attention_heads=4, num_kv_heads=2, head_dim=32,
                   intermediate_size=384, vocab_size=151936, max_position_embeddings=40960, rope_theta=1e6,
                   rms_norm_eps=1e-6, tie_word_embeddings=True)
-BATCHES, ROUNDS, STEPS = (1, 16, 64, 128), 7, 50
+BATCHES, ROUNDS, STEPS, PROMPTS = (1, 16, 64, 128), 7, 50, (32, 256, 512)
 
 
 def _state_dict(shape: ModelShape) -> dict:
@@ -36,12 +38,17 @@ def _state_dict(shape: ModelShape) -> dict:
     return transformers.Qwen3ForCausalLM(cfg).state_dict()
 
 
-def host_step_us(batch: int, state_dict: dict) -> float:
-    """Median wall us of one decode step of ``batch`` sequences, the forward stubbed."""
+def _engine(state_dict: dict) -> LLMEngine:
     config = EngineConfig(model=TINY, dtype="float32", device="cpu", num_blocks=4096, block_size=16,
                           max_batch_tokens=512, max_requests_per_batch=128)
     engine = LLMEngine(config, state_dict)
     engine.runner._forward = lambda layout: torch.zeros(layout.S, dtype=torch.int64)  # the host's work only
+    return engine
+
+
+def host_step_us(batch: int, state_dict: dict) -> float:
+    """Median wall us of one decode step of ``batch`` sequences, the forward stubbed."""
+    engine = _engine(state_dict)
     rng = random.Random(0)
     for i in range(batch):
         engine.add_request(i, [rng.randrange(100) for _ in range(64)], 10_000)
@@ -56,10 +63,25 @@ def host_step_us(batch: int, state_dict: dict) -> float:
     return statistics.median(rounds)
 
 
+def fresh_prompt_us(tokens: int, state_dict: dict) -> float:
+    """Median wall us of the step of a fresh ``tokens``-token prompt added to an idle engine, the forward stubbed."""
+    engine = _engine(state_dict)
+    rng = random.Random(tokens)
+    times = []
+    for i in range(31):  # the first warms up
+        engine.add_request(i, [rng.randrange(100) for _ in range(tokens)], 1)
+        out = engine.step()
+        times.append((out.end_ns - out.start_ns) / 1e3)
+    return statistics.median(times[1:])
+
+
 def main() -> int:
     state_dict = _state_dict(TINY)
     for batch in BATCHES:
         print(f"decode batch {batch:4d}: host work {host_step_us(batch, state_dict):7.0f} us a step", flush=True)
+    for tokens in PROMPTS:
+        print(f"fresh prompt of {tokens:4d} tokens, engine idle: host work {fresh_prompt_us(tokens, state_dict):7.0f} "
+              "us", flush=True)
     return 0
 
 
