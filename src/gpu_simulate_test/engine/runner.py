@@ -389,13 +389,13 @@ class ModelRunner:
         read)."""
         self.tables.rollback()
 
-    @torch.inference_mode()
     def launch(self, packed: PackedStep) -> None:
         """Start the step packed last on the device (asynchronously on a GPU); ``wait`` returns its tokens."""
         self.tables.commit()
         self.last_graph_shape = packed.graph_shape
         if packed.graph_shape is None:
-            tokens = self._forward(packed.layout)
+            with torch.inference_mode():
+                tokens = self._forward(packed.layout)
         else:
             graph = self.graphs[packed.graph_shape]
             graph.graph.replay()
@@ -435,6 +435,7 @@ class ModelRunner:
         dec_pos: list[int] = []
         dec_slot: list[int] = []
         seq_lens: list[int] = []
+        ends: list[int] = []  # cu_seqlens_q after each entry
         rows: list[int] = []
         sampling: list[int] = []
         new_index: list[int] = []
@@ -463,6 +464,7 @@ class ModelRunner:
                 blocks = np.array(table[first:(p + n - 1) // bs + 1], dtype=np.int32)
                 h[o_slot + end:o_slot + end + n] = blocks[pos // bs - first] * bs + pos % bs
             end += n
+            ends.append(end)
             seq_lens.append(p + n)
             rows.append(row(seq, new_index, new_block))
             if samples:
@@ -477,7 +479,7 @@ class ModelRunner:
         h[o["rows"]:o["rows"] + n] = rows
         cu = h[o["cu"]:o["cu"] + B + 1]
         cu[0] = 0
-        cu[1:n + 1] = np.cumsum([e.num_q_tokens for e in entries], dtype=np.int32)
+        cu[1:n + 1] = ends
         layout = _Layout(T, B, B if pad_to is not None else len(sampling), len(new_index), len(patch_at))
         o = layout.offsets
         h[o["logits"]:o["logits"] + len(sampling)] = sampling
