@@ -64,8 +64,8 @@ class TritonLoads:
 class _BlockTables:
     """The block tables of the running sequences, one device row each; a step uploads only the blocks added since.
 
-    What packing a step changes here is journaled until the next ``commit`` (at the next packing or launch), so that
-    a step packed ahead and then revised can be packed again from the state before it (``rollback``)."""
+    Each packing starts a journal (``commit``) of what it changes here, so that a step packed ahead and then revised
+    can be packed again from the state before it (``rollback``)."""
 
     def __init__(self, num_rows: int, width: int, device: torch.device) -> None:
         self.width = width
@@ -241,7 +241,6 @@ class ModelRunner:
         self._turn = 0
         self._dev = torch.empty(worst.end, dtype=torch.int32, device=self.device)
         self._tokens_host = torch.empty(self.max_seqs, dtype=torch.int64, pin_memory=cuda)
-        self._tokens_np = self._tokens_host.numpy()
         self._num_sampled = 0  # of the step launched last
         self._last_tokens: Optional[torch.Tensor] = None  # its sampled tokens on the device
         self._done = torch.cuda.Event() if cuda else None
@@ -327,7 +326,7 @@ class ModelRunner:
 
     def _load_padding(self, num_tokens: int, num_seqs: int) -> _Layout:
         """A bucket's inputs with no real entry (all padding), on the device: what capture and profiling run."""
-        layout = self._fill(self._hosts[0].numpy(), (), num_tokens, pad_to=num_seqs)[0]
+        layout = self._fill(self._hosts_np[0], (), num_tokens, pad_to=num_seqs)[0]
         self._dev[:layout.end].copy_(self._hosts[0][:layout.end])
         return layout
 
@@ -369,8 +368,9 @@ class ModelRunner:
         host = self._hosts[self._turn]
         if self._copied is not None:
             self._copied[self._turn].synchronize()  # done long ago, but for a revision
-        layout, num_sampled = self._fill(self._hosts_np[self._turn], batch.entries, batch.num_tokens if pad is None else pad[0],
-                                         None if pad is None else pad[1], pending)
+        layout, num_sampled = self._fill(self._hosts_np[self._turn], batch.entries,
+                                         batch.num_tokens if pad is None else pad[0], None if pad is None else pad[1],
+                                         pending)
         self._dev[:layout.end].copy_(host[:layout.end], non_blocking=True)
         if self._copied is not None:
             self._copied[self._turn].record()
@@ -391,7 +391,6 @@ class ModelRunner:
 
     def launch(self, packed: PackedStep) -> None:
         """Start the step packed last on the device (asynchronously on a GPU); ``wait`` returns its tokens."""
-        self.tables.commit()
         self.last_graph_shape = packed.graph_shape
         if packed.graph_shape is None:
             with torch.inference_mode():
@@ -522,4 +521,3 @@ class ModelRunner:
         self.run(ScheduledBatch(entries=tuple(entries)), allow_graph=False)
         for e in entries:
             self.tables.release(e.seq)
-        self.tables.commit()
