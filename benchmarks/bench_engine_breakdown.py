@@ -14,6 +14,7 @@ With ``$OUT`` set, the tables also go to ``$OUT/bench_engine_breakdown.txt``. Wi
 ``--small``: only the small steps a lightly loaded server runs most, which the H200 bundle of 2026-12-02
 underpredicted (a 256-token prefill, decodes of 2 and 8 sequences at KV 512): each one's graph kernel by kernel, by
 device time and in launch order, beside its wall time (compare with the bundle's ``mlp.csv`` / ``attention.csv``).
+It also times a fresh prompt reaching an idle engine, phase by phase, beside its graph's replay alone.
 ``--cutover N`` (with ``--small``): the engine built with ``matmul.CUTOVER_ROWS = N`` (the one-row matmul and its
 fusions up to N rows; shipped: 1), to measure whether extending them speeds up those decodes.
 
@@ -128,7 +129,59 @@ def main() -> int:
             if step.batch.is_decode_only and len(step.batch.entries) == batch:
                 return step
 
+    def fresh_prompt(n: int, idle_s: float, spin: bool = False, reps: int = 9) -> None:
+        """A prompt of ``n`` tokens, one token out, reaching an idle engine after ``idle_s``: where its step's wall
+        time goes (host phases from the step's start to its launch, then the wait), beside its graph's replay
+        alone (synchronized wall time, as a step is timed). The bundle's fresh prefills missed 0.48-0.67 ms.
+        ``spin``: the idle time is spent polling (``time.sleep(0)``), not asleep."""
+        runner, marks = engine.runner, {}
+
+        def marked(name: str, fn):
+            def call(*args, **kwargs):
+                result = fn(*args, **kwargs)
+                marks.setdefault(name, time.perf_counter_ns())
+                return result
+            return call
+
+        rows = []
+        for _ in range(reps):
+            if spin:
+                until = time.perf_counter() + idle_s
+                while time.perf_counter() < until:
+                    time.sleep(0)
+            else:
+                time.sleep(idle_s)
+            engine.add_request(next_id[0], prompt(n), 1)
+            next_id[0] += 1
+            marks.clear()
+            for name in ("prepare", "launch", "wait"):
+                setattr(runner, name, marked(name, getattr(type(runner), name).__get__(runner)))
+            step = engine.step(pipeline=False)
+            for name in ("prepare", "launch", "wait"):
+                delattr(runner, name)
+            rows.append((step.end_ns - step.start_ns, marks["prepare"] - step.start_ns,
+                         marks["launch"] - marks["prepare"], step.end_ns - marks["launch"]))
+        replay = engine.runner.graphs[step.graph_shape].graph.replay if step.graph_shape else None
+        replays = []
+        for _ in range(9 if replay else 0):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter_ns()
+            replay()
+            torch.cuda.synchronize()
+            replays.append(time.perf_counter_ns() - t0)
+        med = [statistics.median(r[i] for r in rows[1:]) / 1e3 for i in range(4)]
+        rep = statistics.median(replays) / 1e3 if replays else float("nan")
+        out.append(f"  {n:5d}  {idle_s * 1e3:5.0f}{'s' if spin else ' '} {str(step.graph_shape):>10}  {med[0]:8.0f}  {med[1]:8.0f}  "
+                   f"{med[2]:8.0f}  {med[3]:8.0f}  {rep:8.0f}  {med[0] - rep:8.0f}")
+        print(out[-1], flush=True)
+
     if "--small" in sys.argv[1:]:
+        out.append("\n==== a fresh prompt reaching an idle engine (medians of 8 steps, us): tokens, idle ms, bucket, "
+                   "step, start->packed, packed->launched, launched->tokens on host, replay alone, step - replay "
+                   "(idle ms with s: spent polling)")
+        for n in (32, 256, 512):
+            for idle_s, spin in ((0.0, False), (0.05, False), (0.05, True)):
+                fresh_prompt(n, idle_s, spin)
         for i in range(2):  # the first one warms up
             engine.add_request(next_id[0], prompt(256), 1)
             step = step_until(engine, next_id[0], keep_inputs=True)

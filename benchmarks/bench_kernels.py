@@ -269,11 +269,10 @@ LINEAR_SHAPES = (("qkv_proj", (N_Q + 2 * N_KV) * HEAD_DIM, HIDDEN), ("o_proj", H
                  ("gate_up_proj", 2 * INTER, HIDDEN), ("down_proj", HIDDEN, INTER), ("lm_head", 151936, HIDDEN))
 
 
-def bench_linear(report: Report, rows_list: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64),
-                 sweep: bool = False) -> None:
+def bench_linear(report: Report, rows_list: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> None:
     """Each projection of a layer (and the LM head) at decode batch sizes: cuBLAS (``F.linear``) beside the
-    engine's ``skinny_matmul`` (shipped tile, and with ``sweep`` its alternatives at rows 1 and 8). Weights rotate
-    among copies that exceed L2, as 28 layers' weights do."""
+    engine's ``skinny_matmul`` (its shipped tile). Weights rotate among copies that exceed L2, as 28 layers'
+    weights do."""
     import torch.nn.functional as F
 
     from gpu_simulate_test.engine.kernels import matmul
@@ -286,26 +285,65 @@ def bench_linear(report: Report, rows_list: tuple[int, ...] = (1, 2, 4, 8, 16, 3
             nbytes = nbytes_w + 2 * rows * (n + k)
             report.add("linear cuBLAS", f"{name} {n}x{k} rows={rows}", timed([lambda w=w: F.linear(x, w)
                                                                               for w in weights]), nbytes, 0)
-            if rows > matmul.MAX_ROWS:
-                continue
-            tiles = [matmul.skinny_plan(rows, n, k)]
-            if sweep and rows in (1, 2, 4, 8) and name != "lm_head":  # broadcast tiles: rows x bn x bk in registers
-                tiles += [matmul.SkinnyTile(bn, bk, w, st, dot) for dot in (False, True)
-                          for bn in ((8, 16, 32) if not dot else (16, 32))
-                          for bk in ((128, 256, 512) if dot else (128, 256, 512, 1024))
-                          for w, st in ((4, 3), (4, 4), (8, 3))
-                          if bn * bk <= 16384 and (dot or rows * bn * bk <= 16384)]
+            if rows <= matmul.MAX_ROWS:
+                _skinny(report, "linear skinny" if rows <= matmul.CUTOVER_ROWS else "linear skinny (off)", name,
+                        x, weights, matmul.skinny_plan(rows, n, k), nbytes)
+        del weights
+        torch.cuda.empty_cache()
+
+
+def _skinny(report: Report, label: str, name: str, x: torch.Tensor, weights: list, tile, nbytes: float) -> None:
+    from gpu_simulate_test.engine.kernels import matmul
+
+    try:
+        seconds = timed([lambda w=w: matmul.skinny_matmul(x, w, tile) for w in weights])
+    except Exception as exc:  # a tile that does not compile (shared memory): say so, go on
+        print(f"{label} {name} rows={x.shape[0]} {tile}: {exc!r}"[:200])
+        return
+    report.add(label, f"{name} rows={x.shape[0]} n{tile.block_n} k{tile.block_k} w{tile.num_warps} "
+               f"s{tile.num_stages}{' dot' if tile.dot else ''}", seconds, nbytes, -(-weights[0].shape[0] // tile.block_n))
+
+
+def bench_skinny(report: Report, rows_list: tuple[int, ...] = (1, 2, 4, 8), sweep: bool = False) -> None:
+    """What extending the one-row path (``matmul.CUTOVER_ROWS``) to a few rows is worth, per layer projection:
+    cuBLAS, the shipped skinny tile (with ``sweep``, its alternatives: broadcast and ``tl.dot``); then the fused forms the
+    engine would run (add + RMSNorm into qkv / gate-up, silu * up into down) against the pair of kernels they
+    replace (``norm.add_rms_norm`` or ``activation.silu_and_mul``, then cuBLAS)."""
+    import torch.nn.functional as F
+
+    from gpu_simulate_test.engine.kernels import activation, matmul, norm
+
+    for name, n, k in LINEAR_SHAPES[:4]:
+        nbytes_w = n * k * 2
+        weights = [torch.randn(n, k, device="cuda", dtype=BF16) for _ in range(copies(nbytes_w))]
+        for rows in rows_list:
+            x = torch.randn(rows, k, device="cuda", dtype=BF16)
+            nbytes = nbytes_w + 2 * rows * (n + k)
+            report.add("skinny cuBLAS", f"{name} rows={rows}", timed([lambda w=w: F.linear(x, w) for w in weights]),
+                       nbytes, 0)
+            shipped = matmul.skinny_plan(rows, n, k)
+            tiles = [shipped] + [matmul.SkinnyTile(bn, bk, w, st, dot) for dot in (False, True)
+                                 for bn in ((8, 16, 32) if not dot else (16, 32))
+                                 for bk in ((128, 256, 512) if dot else (128, 256, 512, 1024))
+                                 for w, st in ((4, 3), (4, 4), (8, 3))
+                                 if sweep and bn * bk <= 16384 and (dot or rows * bn * bk <= 16384)]
             for i, tile in enumerate(dict.fromkeys(tiles)):
-                label = ("linear skinny" if rows <= matmul.CUTOVER_ROWS else "linear skinny (off)") if i == 0 \
-                    else "sweep skinny"
-                try:
-                    seconds = timed([lambda w=w: matmul.skinny_matmul(x, w, tile) for w in weights])
-                except Exception as exc:  # a tile that does not compile (shared memory): say so, go on
-                    print(f"{label} {name} rows={rows} {tile}: {exc!r}"[:200])
-                    continue
-                report.add(label, f"{name} rows={rows} n{tile.block_n} k{tile.block_k} w{tile.num_warps} "
-                           f"s{tile.num_stages}{' dot' if tile.dot else ''}", seconds, nbytes,
-                           -(-n // tile.block_n))
+                _skinny(report, "skinny shipped" if i == 0 else "skinny sweep", name, x, weights, tile, nbytes)
+            if name in ("qkv_proj", "gate_up_proj"):
+                w_norm = torch.randn(k, device="cuda", dtype=BF16)
+                res = torch.randn(rows, k, device="cuda", dtype=BF16)
+                fused = [lambda w=w: matmul.skinny_add_rms_norm_matmul(x, res, w_norm, 1e-6, w) for w in weights]
+                pair = [lambda w=w: F.linear(norm.add_rms_norm(x, res, w_norm, 1e-6)[0], w) for w in weights]
+                what = "add+norm"
+            elif name == "down_proj":
+                gate_up = torch.randn(rows, 2 * k, device="cuda", dtype=BF16)
+                fused = [lambda w=w: matmul.skinny_silu_and_mul_matmul(gate_up, w) for w in weights]
+                pair = [lambda w=w: F.linear(activation.silu_and_mul(gate_up), w) for w in weights]
+                what = "silu*up"
+            else:
+                continue
+            report.add("skinny fused", f"{what} + {name} rows={rows}", timed(fused), nbytes, -(-n // shipped.block_n))
+            report.add("skinny pair", f"{what} then cuBLAS {name} rows={rows}", timed(pair), nbytes, 0)
         del weights
         torch.cuda.empty_cache()
 
@@ -332,7 +370,7 @@ def resources(num_sms: int) -> list[dict]:
     return out
 
 
-PARTS = ("attention", "mixed", "elementwise", "linear", "sweep")
+PARTS = ("attention", "mixed", "elementwise", "linear", "skinny", "sweep")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -340,7 +378,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="what to measure (default: all; 'linear' with 'sweep' also sweeps the skinny tiles)")
+                        help="what to measure (default: all; 'skinny': the one-row path's tiles and fused forms at 1-8 rows; "
+                             "'sweep': the attention's tiles, and with 'skinny' the skinny tiles)")
     parts = set(parser.parse_args(argv).parts)
     if not torch.cuda.is_available():
         print("bench_kernels: no CUDA GPU here; nothing to measure (run it on the GPU host)")
@@ -370,7 +409,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for tokens in (1, 128, 2048):
             bench_elementwise(report, tokens)
     if "linear" in parts:
-        bench_linear(report, sweep="sweep" in parts)
+        bench_linear(report)
+    if "skinny" in parts:
+        bench_skinny(report, sweep="sweep" in parts)
     if "sweep" in parts:
         print("\nsweep (decode and prefill tiles and splits against the shipped plan_attention)")
         sweep_attention(report)

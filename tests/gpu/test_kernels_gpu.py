@@ -83,15 +83,17 @@ def test_skinny_matmul(gen: torch.Generator, rows: int, n: int, k: int) -> None:
     assert rel_err(matmul.skinny_matmul(x, w), x.float() @ w.float().T) < TOL
 
 
-def test_skinny_fused_producers(gen: torch.Generator) -> None:
-    """The one-row forms the engine runs: add + RMSNorm into qkv, silu * up into down."""
-    x, residual, nw = randn(gen, 1, HIDDEN), randn(gen, 1, HIDDEN), randn(gen, HIDDEN)
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_skinny_fused_producers(gen: torch.Generator, rows: int) -> None:
+    """The fused forms at their shipped tiles: add + RMSNorm into qkv, silu * up into down; at one row, where the
+    engine runs them, and at 3 and 8 rows (the kernel's reach, slower there than the pair: matmul's docstring)."""
+    x, residual, nw = randn(gen, rows, HIDDEN), randn(gen, rows, HIDDEN), randn(gen, HIDDEN)
     w = randn(gen, 4096, HIDDEN) * HIDDEN ** -0.5
     ref_y, ref_res = reference.add_rms_norm_linear(x.float(), f32(residual), nw.float(), EPS, w.float())
-    y, res = matmul.add_rms_norm_linear(x, residual, nw, EPS, w)
+    y, res = matmul.skinny_add_rms_norm_matmul(x, residual, nw, EPS, w)
     assert rel_err(res, ref_res) < TOL and rel_err(y, ref_y) < TOL
-    gate_up, wd = randn(gen, 1, 2 * INTER) * 3, randn(gen, HIDDEN, INTER) * INTER ** -0.5
-    out = matmul.silu_and_mul_linear(gate_up, wd)
+    gate_up, wd = randn(gen, rows, 2 * INTER) * 3, randn(gen, HIDDEN, INTER) * INTER ** -0.5
+    out = matmul.skinny_silu_and_mul_matmul(gate_up, wd)
     assert rel_err(out, reference.silu_and_mul_linear(gate_up.float(), wd.float())) < TOL
 
 

@@ -104,13 +104,16 @@ def launches(tokens: int, batch: int, splits: int, width: int) -> dict:
                                                               0.1, plan=plan),
         "attention_mixed": lambda: attention.paged_attention(q, k_cache, v_cache, mixed_cu, lens, tables, 0.1,
                                                              plan=plan),
-        # a layer's projections, plain and with their fused producers, where the engine takes them (one row)
-        "linear": lambda: [] if tokens > matmul.CUTOVER_ROWS else [
+        # a layer's projections, plain and with their fused producers, where the engine takes them (one row; the
+        # narrow ones up to NARROW_ROWS)
+        "linear": lambda: [
             *(matmul.skinny_matmul(torch.randn(tokens, k, dtype=bf16), torch.randn(n, k, dtype=bf16))
-              for n, k in ((4096, hidden), (hidden, 2048), (2 * inter, hidden), (hidden, inter))),
-            matmul.skinny_add_rms_norm_matmul(x, x.clone(), w, 1e-6, torch.randn(4096, hidden, dtype=bf16)),
-            matmul.skinny_silu_and_mul_matmul(torch.randn(tokens, 2 * inter, dtype=bf16),
-                                              torch.randn(hidden, inter, dtype=bf16))],
+              for n, k in ((4096, hidden), (hidden, 2048), (2 * inter, hidden), (hidden, inter))
+              if tokens <= matmul.CUTOVER_ROWS or (tokens <= matmul.NARROW_ROWS and n <= k)),
+            *([] if tokens > matmul.CUTOVER_ROWS else [
+                matmul.skinny_add_rms_norm_matmul(x, x.clone(), w, 1e-6, torch.randn(4096, hidden, dtype=bf16)),
+                matmul.skinny_silu_and_mul_matmul(torch.randn(tokens, 2 * inter, dtype=bf16),
+                                                  torch.randn(hidden, inter, dtype=bf16))])],
     }
 
 
@@ -120,7 +123,7 @@ def main() -> None:
     knobs.runtime.jit_cache_hook = compile_instead_of_launch(label, seen)
     # a serving run's variety: batch sizes, token counts, split counts and block-table widths
     for tokens, batch, splits, width in [(1, 1, 33, 2560), (64, 4, 1, 256), (97, 1, 2, 2560), (300, 17, 8, 37),
-                                         (16, 16, 1, 64)]:
+                                         (16, 16, 1, 64), (2, 2, 1, 64), (4, 4, 1, 64)]:
         for name, launch in launches(tokens, batch, splits, width).items():
             label[0] = name
             launch()

@@ -125,10 +125,11 @@ def test_skinny_matmul(gen: torch.Generator, rows: int, tile: matmul.SkinnyTile 
         matmul.skinny_matmul(randn(gen, matmul.MAX_ROWS + 1, k), w)
 
 
-@pytest.mark.parametrize("rows,block_k", [(1, 128), (3, 32)])  # 32: the norm's statistic over several K steps
-def test_skinny_add_rms_norm_matmul(gen: torch.Generator, rows: int, block_k: int) -> None:
-    """The add + norm recomputed by every program, the new residual written once to a new tensor."""
-    n, k = 40, 96
+@pytest.mark.parametrize("rows,block_k,k", [(1, 128, 96), (3, 32, 96), (16, 32, 1100)])
+def test_skinny_add_rms_norm_matmul(gen: torch.Generator, rows: int, block_k: int, k: int) -> None:
+    """The add + norm recomputed by every program, the new residual written once to a new tensor; the norm's
+    statistic in one masked step, or (16 rows, K = 1,100) in three steps of 512."""
+    n = 40
     x, residual, norm_w, w = randn(gen, rows, k), randn(gen, rows, k), randn(gen, k), randn(gen, n, k)
     before = residual.clone()
     ref_y, ref_res = reference.add_rms_norm_linear(x, residual.clone(), norm_w, 1e-6, w)

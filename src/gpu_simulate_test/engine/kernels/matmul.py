@@ -1,20 +1,23 @@
-"""``x @ W.T`` for one row of ``x`` (a batch-1 decode), in Triton: a weight-streaming matmul, optionally fused with
+"""``x @ W.T`` for a few rows of ``x`` (small decodes), in Triton: a weight-streaming matmul, optionally fused with
 the op that makes its input.
 
-At one row a projection is a read of its weight (4-13 MB a layer for Qwen3-0.6B) and little else, and every kernel
-of a batch-1 step costs its launch and ramp (a few us) whatever its bytes. On the H200 (2026-12-02,
-``bench_kernels.py --parts linear sweep``) cuBLAS took 5.2 / 12.7 / 5.9 / 7.4 us for qkv / o / gate-up / down at
-one row, this kernel 4.7 / 4.2 / 5.9 / 5.5; from two rows on cuBLAS is as fast or faster, so the engine uses it at
-one row only (``CUTOVER_ROWS``). Each program owns ``block_n`` output columns and reads their weight rows along K
+At a few rows a projection is a read of its weight (4-13 MB a layer for Qwen3-0.6B) and little else, and every
+kernel of a small step costs its launch and ramp (a few us) whatever its bytes. On the H200 (2026-12-02,
+``bench_kernels.py --parts skinny sweep``) cuBLAS took 5.2 / 12.6 / 5.9 / 7.4 us for qkv / o / gate-up / down at one
+row, this kernel 4.9 / 4.2 / 6.0 / 5.5; at 2-4 rows cuBLAS splits K for the narrow projections (o: 10.3 / 9.8 us at
+2 / 4 rows, this kernel 4.8 / 5.9; down: 7.4, this kernel 6.4 at 2 rows, 7.7 at 4), and is as fast as any tile here
+for the wide ones. So the engine takes this kernel at one row (``CUTOVER_ROWS``) and for the narrow projections
+(n <= k) up to ``NARROW_ROWS``. Each program owns ``block_n`` output columns and reads their weight rows along K
 ``block_k`` at a time, all loads of a step issued together; the product is a broadcast multiply and a sum in
-float32 (no tensor cores, no padding), or ``tl.dot`` with the rows padded to 16 (the other tile: for the sweep).
+float32 (no tensor cores, no padding), or ``tl.dot`` with the rows padded to 16 (``skinny_plan``).
 
 Fused forms, one kernel instead of two at one row (each program recomputes the cheap producer from its input,
 which sits in L2; only the first program writes what else the producer returns):
 - ``add_rms_norm_linear``: the residual add + RMSNorm (``norm.add_rms_norm``'s rounding) feeding a projection;
   the updated residual goes to a new tensor, never in place (other programs still read the old one).
 - ``silu_and_mul_linear``: ``silu(gate) * up`` (``activation.silu_and_mul``'s rounding) feeding the down projection.
-Above ``CUTOVER_ROWS`` both are the two kernels they replace.
+Above ``CUTOVER_ROWS`` both are the two kernels they replace: at 2-8 rows the fused forms measured slower than the
+pair (add + norm into qkv 10.6-10.8 us against 6.8; silu * up into down 7.6 us at 2 rows, 80 at 4-8, against 8.8).
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ import triton.language as tl
 from gpu_simulate_test.engine.kernels import activation, norm
 
 MAX_ROWS = 64  # the kernel's reach (rows padded to a power of two, >= 16 for tl.dot)
-CUTOVER_ROWS = 1  # the engine's: above this many rows cuBLAS (F.linear) is as fast (bench_kernels.py, linear)
+CUTOVER_ROWS = 1  # the engine's: every projection and the fused forms take this kernel up to this many rows
+NARROW_ROWS = 4  # and the narrow projections (n <= k: o, down), unfused, up to this many
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,21 @@ class SkinnyTile:
     dot: bool
 
 
-def skinny_plan(rows: int, n: int, k: int, dtype: torch.dtype = torch.bfloat16) -> SkinnyTile:
-    """The measured best at one row (8 columns a program: 128-768 programs for Qwen3-0.6B's projections; all of
-    K = 1024 in one step); for more rows, the best ``tl.dot`` tile of the sweep (float32: no tensor cores)."""
-    if rows == 1 or dtype.itemsize >= 4:
+def skinny_plan(rows: int, n: int, k: int, dtype: torch.dtype = torch.bfloat16, producer: int = 0) -> SkinnyTile:
+    """The tile measured best on the H200 (``bench_kernels.py --parts skinny sweep``, 2026-12-02) for Qwen3-0.6B's
+    projections: at one row a broadcast multiply with 8 columns a program and all of K = 1024 a step, and so at two
+    rows of the narrow projections (o, down: n <= k, where cuBLAS splits K); otherwise ``tl.dot`` tiles (rows padded
+    to 16): 16 columns by 512 of K for the plain narrow ones at 3-8 rows, else 32 by 128 (the silu * up producer
+    took 58 us at the wider tile). float32 (no tensor-core path here) always takes a broadcast tile, proportionally less
+    K a step for more rows. ``producer``: 0 plain, 1 add + RMSNorm, 2 silu * up (the fused forms)."""
+    if dtype.itemsize >= 4:
+        block_k = max(16, min(triton.next_power_of_2(k), 1024 // triton.next_power_of_2(rows)))
+        return SkinnyTile(block_n=8, block_k=block_k, num_warps=4, num_stages=3, dot=False)
+    if rows == 1 or (rows == 2 and n <= k):
         return SkinnyTile(block_n=8, block_k=min(1024, triton.next_power_of_2(k)), num_warps=4, num_stages=3,
                           dot=False)
+    if rows <= 8 and n <= k and producer == 0:
+        return SkinnyTile(block_n=16, block_k=512, num_warps=4, num_stages=3, dot=True)
     return SkinnyTile(block_n=32, block_k=128, num_warps=4, num_stages=4, dot=True)
 
 
@@ -81,7 +94,7 @@ def _load_input(x_ptr, res_ptr, gate_up_ptr, offs_m, kk, m_ok, k_ok, stride_x, s
 def _skinny_matmul_kernel(x_ptr, res_ptr, norm_w_ptr, res_out_ptr, w_ptr, y_ptr, rows, n, k, eps,
                           stride_x, stride_res, stride_w, stride_y,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DOT: tl.constexpr,
-                          PRODUCER: tl.constexpr):
+                          PRODUCER: tl.constexpr, STATS_K: tl.constexpr):
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.arange(0, BLOCK_M)
     offs_k = tl.arange(0, BLOCK_K)
@@ -92,8 +105,9 @@ def _skinny_matmul_kernel(x_ptr, res_ptr, norm_w_ptr, res_out_ptr, w_ptr, y_ptr,
         # the statistic of r = x + residual over the whole row (L2-resident: every program reads it); program 0
         # also writes r, the updated residual stream, to its own tensor
         sq = tl.zeros([BLOCK_M], tl.float32)
-        for k0 in range(0, k, BLOCK_K):
-            kk = k0 + offs_k
+        offs_s = tl.arange(0, STATS_K)  # wider than BLOCK_K where that is narrow: fewer dependent steps
+        for k0 in range(0, k, STATS_K):
+            kk = k0 + offs_s
             mask = m_ok[:, None] & (kk < k)[None, :]
             x = tl.load(x_ptr + offs_m[:, None] * stride_x + kk[None, :], mask=mask, other=0.0)
             r = tl.load(res_ptr + offs_m[:, None] * stride_res + kk[None, :], mask=mask, other=0.0)
@@ -128,8 +142,10 @@ def _launch(x: torch.Tensor, weight: torch.Tensor, k: int, tile: Optional[Skinny
     if rows > MAX_ROWS or weight.shape[1] != k or x.stride(-1) != 1 or weight.stride(-1) != 1:
         raise ValueError(f"skinny_matmul: x {tuple(x.shape)} and weight {tuple(weight.shape)} need at most "
                          f"{MAX_ROWS} rows, one K and contiguous rows")
-    tile = tile or skinny_plan(rows, n, k, x.dtype)
+    tile = tile or skinny_plan(rows, n, k, x.dtype, producer)
     block_m = max(triton.next_power_of_2(rows), 16 if tile.dot else 1)
+    # the norm's statistic: as much of K a step as 8,192 elements a tile allow (one step at one row)
+    stats_k = max(tile.block_k, min(triton.next_power_of_2(k), 8192 // block_m))
     y = torch.empty(rows, n, device=x.device, dtype=x.dtype)
     res_out = None
     res, res_stride = x, x.stride(0)
@@ -143,7 +159,8 @@ def _launch(x: torch.Tensor, weight: torch.Tensor, k: int, tile: Optional[Skinny
     _skinny_matmul_kernel[(triton.cdiv(n, tile.block_n),)](
         x, res, x if norm_weight is None else norm_weight, x if res_out is None else res_out, weight, y, rows, n, k,
         eps, x.stride(0), res_stride, weight.stride(0), y.stride(0), BLOCK_M=block_m, BLOCK_N=tile.block_n,
-        BLOCK_K=tile.block_k, DOT=tile.dot, PRODUCER=producer, num_warps=tile.num_warps, num_stages=tile.num_stages)
+        BLOCK_K=tile.block_k, DOT=tile.dot, PRODUCER=producer, STATS_K=stats_k if producer == 1 else tile.block_k,
+        num_warps=tile.num_warps, num_stages=tile.num_stages)
     return y, res_out
 
 
@@ -167,14 +184,21 @@ def skinny_silu_and_mul_matmul(gate_up: torch.Tensor, weight: torch.Tensor,
 
 
 def fuses(x: torch.Tensor) -> bool:
-    """Whether the engine's projections of ``x`` take this kernel (and so the fused forms), not cuBLAS."""
+    """Whether the engine's projections of ``x`` take this kernel's fused forms (and this kernel), not cuBLAS."""
     return x.is_cuda and x.dim() == 2 and x.shape[0] <= CUTOVER_ROWS and x.dtype.itemsize == 2
 
 
+def takes_skinny(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the engine's projection of ``x`` by ``weight`` takes this kernel: where it fuses, and for a narrow
+    projection up to ``NARROW_ROWS`` rows."""
+    return fuses(x) or (x.is_cuda and x.dim() == 2 and x.shape[0] <= NARROW_ROWS and x.dtype.itemsize == 2
+                        and weight.shape[0] <= weight.shape[1])
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The engine's projection on the GPU: ``skinny_matmul`` up to ``CUTOVER_ROWS`` rows of a 16-bit dtype, cuBLAS
+    """The engine's projection on the GPU: ``skinny_matmul`` where ``takes_skinny`` (16-bit dtypes), cuBLAS
     (``F.linear``) otherwise (more rows; float32, whose tensor-core products would be tf32)."""
-    return skinny_matmul(x, weight) if fuses(x) else F.linear(x, weight)
+    return skinny_matmul(x, weight) if takes_skinny(x, weight) else F.linear(x, weight)
 
 
 def add_rms_norm_linear(x: torch.Tensor, residual: torch.Tensor, norm_weight: torch.Tensor, eps: float,
