@@ -94,6 +94,8 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
         layers = len(backend.native_engine().model.layers)
 
         def us_per_call(fn: Any, short: bool = False) -> float:
+            if hasattr(fn, "measure"):  # a token op, timed in its layer: the whole layer's graph with and without it
+                return float(fn.measure(sync, method).mean() * 1e3)
             # one replay runs the op for consecutive layers: a short op (one call ~2-7 us, its graph's replay at
             # least a launch, <= ~14 us) for at least REPLAY_TARGET_US / 14 of them
             assert 1 <= fn.calls_per_run <= layers and (fn.calls_per_run >= 14 or not short), fn.calls_per_run
@@ -113,6 +115,13 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
                 assert all(math.isfinite(v) and v > 0 for v in times.values())
                 if n == 128:  # a fused add + RMSNorm of 128 x 1,024 moves 0.8 MB: ~2 us, under a graph launch
                     assert times["input_layernorm"] < 5.0, times
+                # timed in their layer, the ops and the attention between them add up to the layer: what Vidur sums
+                seq = next(fn for fn in token_ops.values() if fn is not None).seq
+                layer_us = float(time_call(seq._full, sync, method).mean() / layers * 1e3)
+                attention_us = float(seq.measure(None, sync, method).mean() * 1e3)
+                print(f"tokens {n}: layer {layer_us:.1f} us, its ops {sum(times.values()):.1f} + attention "
+                      f"{attention_us:.1f}")
+                assert abs(sum(times.values()) + attention_us - layer_us) < 0.1 * layer_us
             for name, fn in (("decode 1x8192", ops.decode(1, 8192)), ("decode 64x2048", ops.decode(64, 2048)),
                              ("decode 128x2048", ops.decode(128, 2048)), ("prefill 2048+0", ops.prefill(2048, 0)),
                              ("prefill 512+4096", ops.prefill(512, 4096))):

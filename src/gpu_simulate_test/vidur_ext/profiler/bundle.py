@@ -40,7 +40,7 @@ from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, base
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
 from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
-from gpu_simulate_test.vidur_ext.profiler.operators import LayerOps, OperatorSource, time_attention, time_token_ops
+from gpu_simulate_test.vidur_ext.profiler.operators import OPERATOR_TIMING, LayerOps, OperatorSource, time_attention, time_token_ops
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
 from gpu_simulate_test.vidur_ext.profiler.variants import (
@@ -74,9 +74,12 @@ def bundle_config(cfg: VidurProfileAppConfig) -> dict[str, Any]:
 
 
 def bundle_id(cfg: VidurProfileAppConfig) -> str:
-    """Content hash of model + hardware + backend + grid/timing config (and, for ``native``, the engine's source:
-    ``engine.id_basis``): the same request finds the same bundle."""
+    """Content hash of model + hardware + backend + grid/timing config (and, for ``native``, the engine's source,
+    ``engine.id_basis``, and how its ops are timed, ``operators.OPERATOR_TIMING``): the same request finds the same
+    bundle."""
     c = {**without_defaults(bundle_config(cfg), VidurProfileAppConfig), **id_basis(cfg.backend.name)}
+    if cfg.backend.name == "native":
+        c["operator_timing"] = OPERATOR_TIMING
     return f"{cfg.model.name}-{cfg.hardware.name}-{cfg.backend.name}-{short_hash(canonical_json(c))}"
 
 
@@ -305,7 +308,9 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         step = next(c.step for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
-        extra = {"timing_method": method.describe(), "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
+        extra = {"timing_method": method.describe()
+                 + (f"; native operators: {OPERATOR_TIMING}" if cfg.backend.name == "native" else ""),
+                 "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
                  "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
                  STEP_CORRECTION_KEY: None if step is None else step.to_dict(), "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),

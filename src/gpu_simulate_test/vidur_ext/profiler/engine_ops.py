@@ -1,17 +1,20 @@
 """Per-layer operator timings of the native engine: its own layer methods and kernels (the layers of the engine the
 driver built), in Vidur's ``mlp.csv``/``attention.csv`` rows.
 
-Each op runs as the engine runs it: on a GPU inside a CUDA graph that calls it once for each of consecutive layers,
-each on that layer's weights and K/V pool, back to back (the engine's steps replay one graph of all layers: a kernel
-costs its run and the gap to the next, never a graph launch of its own, and a layer does not find its weights in L2
-from the one before), the time of one call being a replay's over its layers (all 28 for a short op, fewer for a long
-one: ``EngineLayerOps._run``); on the CPU eagerly, layer 0 (the reference ops). A graph of one call per replay
-(before 2026-12-02) timed the host's graph launch, ~7 us, under every op shorter than that: norms of 2 us came out
-at 7. Ops the engine fuses into another have no cost of their own and get 0 (``None`` below): the residual ``add``
-lives in the fused add + RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm`` (at one token on
-the GPU those norms live in the projections they feed, and the activation in the down projection), and the KV store
-in the fused qk-norm + RoPE + store that feeds ``attn_rope`` (Vidur 0.0.26 leaves ``attn_kv_cache_save`` out of its
-total, so the store must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root.md.
+On a GPU each op is timed as the engine's step graph runs it. Vidur's num_tokens-indexed ops are timed in their
+layer (``InLayer``): a CUDA graph of the whole layer sequence for all 28 layers (each op in its order, with the
+attention between them), against the same graph without the op; the op costs the difference, so its kernels pay
+the launch gap after the kernel before them, as in a step (timed alone, over consecutive layers, a short kernel
+follows itself and costs less: on the H200 a decode of 2-8 ran 11 kernels a layer with ~0.7 us of gap each that
+the ops timed alone missed, 0.19-0.29 ms a step; studies/2026-12-02-native-h200-pipelined). Attention is timed
+alone, in a graph that calls it for consecutive layers, each on that layer's K/V pool (two kernels a layer, each
+after the other), the time of one call being a replay's over its layers (all 28 for a short call, fewer for a long
+one: ``EngineLayerOps._run``). On the CPU every op runs eagerly alone, layer 0 (the reference ops). Ops the engine
+fuses into another have no cost of their own and get 0 (``None`` below): the residual ``add`` lives in the fused
+add + RMSNorm that feeds ``input_layernorm`` and ``post_attention_layernorm`` (at one token on the GPU those norms
+live in the projections they feed, and the activation in the down projection), and the KV store in the fused
+qk-norm + RoPE + store that feeds ``attn_rope`` (Vidur 0.0.26 leaves ``attn_kv_cache_save`` out of its total, so
+the store must sit in ``attn_rope`` to be counted). The mapping is in specs/profiling_root.md.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Callable, Optional
 from gpu_simulate_test.engine import kernels
 from gpu_simulate_test.engine.model import AttentionInputs
 from gpu_simulate_test.vidur_ext.profiler.operators import Op
-from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call
+from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call, time_difference
 
 
 REPLAY_TARGET_US = 200.0  # a timed replay's length: ~30 host launches (~7 us each) of the next replay hidden
@@ -39,6 +42,57 @@ class _Replay:
 
     def __call__(self) -> None:
         self.graph.replay()
+
+
+LayerFn = Callable[[int], Any]  # an op of layer i
+
+
+class InLayer:
+    """The ops of a layer in the order a step runs them (name None: a neighbour that is not timed here, the
+    attention), for ``layers`` consecutive layers. ``op(name)`` is that op timed in its layer: replays of the whole
+    sequence against replays of it without the op, the difference over the layers (``time_difference``). The whole
+    sequence is captured once and kept; each op's other graph lives while it is timed. ``capture(fns, layers)``
+    returns a callable that runs them (a CUDA graph's replay on a GPU); the closures' tensors live as long as this."""
+
+    def __init__(self, steps: list[tuple[Optional[str], LayerFn]], layers: int,
+                 capture: Callable[[list[LayerFn], int], Callable[[], Any]]) -> None:
+        self.steps, self.layers, self._capture = steps, layers, capture
+        self._full: Optional[Callable[[], Any]] = None
+
+    def op(self, name: str) -> "_InLayerOp":
+        if name not in {n for n, _ in self.steps}:
+            raise KeyError(f"{name} is not one of this layer's ops")
+        return _InLayerOp(self, name)
+
+    def measure(self, name: str, sync: Callable[[], None], method: TimingMethod) -> Any:
+        if self._full is None:
+            self._full = self._capture([fn for _, fn in self.steps], self.layers)
+        without = self._capture([fn for n, fn in self.steps if n != name], self.layers)
+        return time_difference(self._full, without, sync, method) / self.layers
+
+
+class _InLayerOp:
+    def __init__(self, seq: InLayer, name: str) -> None:
+        self.seq, self.name = seq, name
+
+    def measure(self, sync: Callable[[], None], method: TimingMethod) -> Any:
+        return self.seq.measure(self.name, sync, method)
+
+
+def _graph_of(fns: list[LayerFn], layers: int) -> Callable[[], Any]:
+    """A CUDA graph that runs ``fns`` in order for layers 0..layers-1 (each run eagerly once before: kernels
+    loaded, workspaces allocated); its replay."""
+    import torch
+
+    for fn in fns:
+        fn(0)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(layers):
+            for fn in fns:
+                fn(i)
+    return _Replay(graph, lambda i: [fn(i) for fn in fns], layers)
 
 
 class EngineLayerOps:
@@ -131,10 +185,10 @@ class EngineLayerOps:
     # ---- Vidur's operators --------------------------------------------------------------------------------------
 
     def token_ops(self, n: int) -> dict[str, Op]:
-        """Vidur's num_tokens-indexed operators, each the engine's own call for ``n`` tokens. Where the engine fuses
-        a norm into the projection it feeds, and the activation into the down projection (one token on the GPU:
-        ``kernels.fuses_projection_input``), the fused call is timed under the projection's row and the norm's and
-        the activation's rows get 0."""
+        """Vidur's num_tokens-indexed operators, each the engine's own call for ``n`` tokens; on a GPU each timed in
+        its layer (``InLayer``), on the CPU alone. Where the engine fuses a norm into the projection it feeds, and the
+        activation into the down projection (one token on the GPU: ``kernels.fuses_projection_input``), the fused
+        call is timed under the projection's row and the norm's and the activation's rows get 0."""
         import torch
 
         layers, s, eps = self.model.layers, self.shape, self.shape.rms_norm_eps
@@ -144,30 +198,32 @@ class EngineLayerOps:
         attn, caches = self._attention_inputs([(0, n)])
         o = self._rand(n, s.num_attention_heads * s.head_dim)
         gate_up = self._rand(n, 2 * s.intermediate_size)
-        ops: dict[str, Optional[Callable[[int], Any]]] = {
-            "attn_rope": lambda i: layers[i].rope_and_store(q, k, v, positions, attn, *caches[i], self.model.cos_sin),
-            "attn_post_proj": lambda i: layers[i].o_proj(o),
-        }
+        rope = ("attn_rope", lambda i: layers[i].rope_and_store(q, k, v, positions, attn, *caches[i],
+                                                                self.model.cos_sin))
+        attend = (None, lambda i: layers[i].attend(q, attn, *caches[i]))  # the neighbour, timed apart
+        post = ("attn_post_proj", lambda i: layers[i].o_proj(o))
         if kernels.fuses_projection_input(x):
-            ops.update({
-                "input_layernorm": None,
-                "attn_pre_proj": lambda i: layers[i].input_norm_qkv_proj(x, residual),
-                "post_attention_layernorm": None,
-                "mlp_up_proj": lambda i: layers[i].post_norm_up_proj(x, residual),
-                "mlp_act": None,
-                "mlp_down_proj": lambda i: layers[i].mlp_act_down_proj(gate_up),
-            })
+            steps = [("attn_pre_proj", lambda i: layers[i].input_norm_qkv_proj(x, residual)), rope, attend, post,
+                     ("mlp_up_proj", lambda i: layers[i].post_norm_up_proj(x, residual)),
+                     ("mlp_down_proj", lambda i: layers[i].mlp_act_down_proj(gate_up))]
+            fused = ["input_layernorm", "post_attention_layernorm", "mlp_act"]
         else:  # the same calls' two halves, each timed on its own
             act = self._rand(n, s.intermediate_size)
-            ops.update({
-                "input_layernorm": lambda i: kernels.add_rms_norm(x, residual, layers[i].w.input_norm, eps),
-                "attn_pre_proj": lambda i: layers[i].qkv_proj(x),
-                "post_attention_layernorm": lambda i: kernels.add_rms_norm(x, residual, layers[i].w.post_norm, eps),
-                "mlp_up_proj": lambda i: kernels.linear(x, layers[i].w.gate_up_proj),
-                "mlp_act": lambda i: kernels.silu_and_mul(gate_up),
-                "mlp_down_proj": lambda i: kernels.linear(act, layers[i].w.down_proj),
-            })
-        return {**{name: None if fn is None else self._run(fn) for name, fn in ops.items()}, "add": None}
+            steps = [("input_layernorm", lambda i: kernels.add_rms_norm(x, residual, layers[i].w.input_norm, eps)),
+                     ("attn_pre_proj", lambda i: layers[i].qkv_proj(x)), rope, attend, post,
+                     ("post_attention_layernorm",
+                      lambda i: kernels.add_rms_norm(x, residual, layers[i].w.post_norm, eps)),
+                     ("mlp_up_proj", lambda i: kernels.linear(x, layers[i].w.gate_up_proj)),
+                     ("mlp_act", lambda i: kernels.silu_and_mul(gate_up)),
+                     ("mlp_down_proj", lambda i: kernels.linear(act, layers[i].w.down_proj))]
+            fused = []
+        ops: dict[str, Op] = {name: None for name in [*fused, "add"]}
+        if self._graphs:
+            seq = InLayer(steps, self.num_layers, _graph_of)
+            ops.update({name: seq.op(name) for name, _ in steps if name is not None})
+        else:
+            ops.update({name: (lambda fn=fn: fn(0)) for name, fn in steps if name is not None})
+        return ops
 
     def _attend(self, seqs: list[tuple[int, int]]) -> Callable[[], Any]:
         attn, caches = self._attention_inputs(seqs)

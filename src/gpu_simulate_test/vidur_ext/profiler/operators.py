@@ -11,7 +11,19 @@ import numpy as np
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call
 
 OpSamples = dict[str, np.ndarray]  # op name -> per-call ms samples
-Op = Optional[Callable[[], Any]]  # None: the engine fuses the op into another, so it costs nothing of its own
+# How the native engine's ops are timed (``engine_ops``; part of a native bundle's id: one timed otherwise is not
+# reused)
+OPERATOR_TIMING = "token ops in their layer (the layer's graph with and without each), attention alone"
+
+
+class Measured(Protocol):
+    """An op that times itself (the native engine's ops, each in its layer: ``engine_ops.InLayer``)."""
+
+    def measure(self, sync: Callable[[], None], method: TimingMethod) -> np.ndarray: ...
+
+
+# None: the engine fuses the op into another, so it costs nothing of its own
+Op = Optional[Callable[[], Any] | Measured]
 
 
 class OperatorSource(Protocol):
@@ -121,10 +133,12 @@ class LayerOps:
 
 def _time(fn: Op, sync: Callable[[], None], method: TimingMethod) -> np.ndarray:
     """:func:`time_call` per call of the op (an op whose one run calls it several times says so in
-    ``calls_per_run``: the native engine's graphs over its layers), or zeros for an op fused into another (its cost
-    is measured there)."""
+    ``calls_per_run``: the native engine's graphs over its layers; an op that times itself says how), or zeros for
+    an op fused into another (its cost is measured there)."""
     if fn is None:
         return np.zeros(method.repeat_iters)
+    if hasattr(fn, "measure"):
+        return fn.measure(sync, method)
     return time_call(fn, sync, method) / getattr(fn, "calls_per_run", 1)
 
 

@@ -40,6 +40,27 @@ def time_call(fn: Callable[[], Any], sync: Callable[[], None], method: TimingMet
     return out
 
 
+def time_difference(fn: Callable[[], Any], base: Callable[[], Any], sync: Callable[[], None],
+                    method: TimingMethod) -> np.ndarray:
+    """Per-call wall time of ``fn`` over ``base`` in ms, one per repeat: each repeat times ``calls_per_repeat``
+    calls of each, back to back, so that both see the same state of the host and the device."""
+    for _ in range(method.warmup_iters):
+        fn()
+        base()
+    sync()
+    out = np.empty(method.repeat_iters)
+    for r in range(method.repeat_iters):
+        ns = []
+        for f in (fn, base):
+            t0 = time.perf_counter_ns()
+            for _ in range(method.calls_per_repeat):
+                f()
+            sync()
+            ns.append(time.perf_counter_ns() - t0)
+        out[r] = (ns[0] - ns[1]) / method.calls_per_repeat / 1e6
+    return out
+
+
 def stats_ms(samples: np.ndarray) -> dict[str, float]:
     """Vidur's ``time_stats.<op>.<stat>`` values (it fits on the median)."""
     fns = {"median": np.median, "mean": np.mean, "std": np.std, "min": np.min, "max": np.max}
