@@ -5,7 +5,7 @@
 #   on the GPU machine (device tool, carry .whl; at most 10 minutes a call):
 #       bash scripts/native_h200.sh [parts...]    # parts, in this order: tests kernels engine point (default: all);
 #                                                 # also breakdown (bench_engine_breakdown.py). TESTS=<paths> narrows
-#                                                 # the tests, KERNEL_PARTS="linear sweep" the kernel benchmark
+#                                                 # the tests, KERNEL_PARTS="linear skinny" the kernel benchmark
 #   anywhere without a GPU (checks the script, the pytest collection, the benchmarks' skip, the point's config):
 #       OUT=/tmp/native-dry bash scripts/native_h200.sh --dry-run
 #
