@@ -171,6 +171,49 @@ def test_cells_are_judged_against_5_percent_or_the_spread_up_to_70_percent_load(
     assert set(t.loc[0.9, "cell"]) == {"measured"}  # near capacity: measured and explained, not judged
 
 
+def test_matched_decodes_by_batch_size_and_kv_unevenness(tmp_path: Path) -> None:
+    """decode_kv.csv and its summary table, on five matched decodes (and one mixed step, left out) whose KV spreads
+    and medians are worked out by hand."""
+    from gpu_simulate_test.analysis.publish import ComparedPoint, _kv_lines, decode_kv_table
+    from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, ITERATION_METRICS
+    from gpu_simulate_test.io.tables import write_table
+
+    ms = 1_000_000
+    steps = [  # (KV of each request after the step, prefill tokens, real ms, sim ms)
+        ([100, 100], 0, 1.0, 1.0),  # longest / mean 1.0: [1, 1.5), 0%
+        ([100, 300], 0, 1.0, 0.9),  # 300 / 200 = 1.5: [1.5, 3), -10%
+        ([50, 250], 0, 1.0, 0.8),  # 250 / 150 = 1.67: [1.5, 3), -20%  -> median -15%, mean KV 175, longest 275
+        ([100, 100, 100, 700], 0, 2.0, 1.6),  # 700 / 250 = 2.8: [1.5, 3), -20%
+        ([100, 100, 100, 1300], 0, 2.0, 1.2),  # 1300 / 400 = 3.25: [3, inf), -40%
+        ([100, 10], 10, 3.0, 3.0),  # mixed: not a decode
+    ]
+    rows, pairs = [], []
+    for i, (kv, prefill, real, sim) in enumerate(steps):
+        tokens = [1] * (len(kv) - 1) + [prefill or 1]
+        rows.append({"iteration_id": i, "start_time_ns": 10 * i, "end_time_ns": 10 * i + 5, "batch_size": len(kv),
+                     "num_prefill_tokens": prefill, "num_decode_tokens": len(kv) - (1 if prefill else 0),
+                     "requests": ";".join(f"r{j}:{n}" for j, n in enumerate(tokens)),
+                     "kv_tokens": ";".join(map(str, kv))})
+        pairs.append({"real_iteration_id": i, "sim_iteration_id": i, "batch_size": len(kv),
+                      "num_prefill_tokens": prefill, "num_decode_tokens": len(kv) - (1 if prefill else 0),
+                      "real_step_ns": int(real * ms), "sim_step_ns": int(sim * ms)})
+    (tmp_path / "real_runs" / "r").mkdir(parents=True)
+    write_table(pd.DataFrame(rows), tmp_path / "real_runs" / "r" / ITERATION_METRICS.filename, ITERATION_METRICS)
+    (tmp_path / "cmp" / "tables").mkdir(parents=True)
+    write_table(pd.DataFrame(pairs), tmp_path / "cmp" / "tables" / COMPARISON_ITERATION_PAIRS.filename,
+                COMPARISON_ITERATION_PAIRS)
+    point = ComparedPoint("s", "w", 0.3, 1.0, 3.0, ("k",), ("r",), "bundle", tmp_path / "cmp", None)
+    t = decode_kv_table([point], tmp_path).set_index(["batch_size_min", "uneven_min"])
+    assert list(t.index) == [(2, 1.0), (2, 1.5), (3, 1.5), (3, 3.0)]
+    assert t["steps"].tolist() == [1, 2, 1, 1]
+    assert t["share_of_matched_decodes"].tolist() == pytest.approx([0.2, 0.4, 0.2, 0.2])
+    assert t["error_pct_p50"].tolist() == pytest.approx([0.0, -15.0, -20.0, -40.0])
+    assert t.loc[(2, 1.5), "kv_mean_p50"] == pytest.approx(175) and t.loc[(2, 1.5), "kv_longest_p50"] == 275
+    assert t.loc[(3, 3.0), "batch_size_max"] == 4 and t.loc[(3, 3.0), "uneven_max"] == float("inf")
+    lines = _kv_lines(decode_kv_table([point], tmp_path), "s", "w")
+    assert "| 2 | 1.5-3 | -15.0% (40%) |" in lines and "| 3-4 | >= 3 | -40.0% (20%) |" in lines
+
+
 def test_matched_steps_by_kind_and_batch_size(tmp_path: Path) -> None:
     """iteration_kinds.csv and its summary table, on five matched steps whose medians are worked out by hand."""
     from gpu_simulate_test.analysis.publish import ComparedPoint, _kinds_lines, iteration_kinds_table

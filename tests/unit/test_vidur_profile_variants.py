@@ -52,6 +52,21 @@ def test_step_correction_never_exceeds_its_cap_on_a_fit_shape() -> None:
     assert share.max() <= 10.0 + 1e-6 and share.max() > 9.9  # bound, and binding
 
 
+def test_step_correction_holds_its_cap_on_the_other_shapes_too() -> None:
+    """A validation or test shape (its operators' prediction only) with a small step binds the cap as a fit shape
+    would: without it the fit adds more than 10% of that shape's step."""
+    raw = _raw(FIT)
+    measured = raw + 0.3  # a constant 0.3 ms the operators miss: 6-12% of these fit steps
+    small = (BatchShape.parse("decode:1x128", "test"), 1.0)  # a 1 ms step: 0.3 ms would be 23% of it
+    free = fit_step_correction(FIT, list(measured), list(raw), cap_pct=10.0)
+    assert free.ms(tokens_8(small[0])) > 0.1 * (1.0 + free.ms(tokens_8(small[0])))
+    got = fit_step_correction(FIT, list(measured), list(raw), cap_pct=10.0, also_capped=[small])
+    corr = got.ms(tokens_8(small[0]))
+    assert abs(corr) <= 0.1 * (1.0 + corr) + 1e-9 and share_pct(with_step(got, FIT, raw), raw).max() <= 10.0 + 1e-6
+    with pytest.raises(InputError, match="capped shapes"):
+        fit_step_correction(FIT, list(measured), list(raw), cap_pct=10.0, also_capped=[(small[0], float("nan"))])
+
+
 def test_step_correction_may_be_negative() -> None:
     raw = _raw(FIT)
     measured = raw - 0.1  # operators timed one by one overcount the step by a constant 0.1 ms

@@ -23,7 +23,7 @@ from gpu_simulate_test.analysis.plots import DPI, plt
 from gpu_simulate_test.analysis.tables import TABLES_DIR
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import COMPARISON_META, PROFILE_META, RUN_META
-from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, COMPARISON_STATS
+from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, COMPARISON_STATS, ITERATION_METRICS, KV_TOKENS
 from gpu_simulate_test.io.tables import read_table
 
 HEADLINE_STATS = ("p50", "p90", "p99")
@@ -124,6 +124,45 @@ def iteration_kinds_table(points: list[ComparedPoint]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+UNEVEN_BINS = (1.0, 1.5, 3.0, np.inf)  # a decode batch's longest KV over its mean: [1, 1.5), [1.5, 3), [3, inf)
+
+
+def decode_kv_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
+    """Per point, the matched decode steps by batch size (``BATCH_BINS``) and by how uneven their KV lengths are
+    (longest over mean, ``UNEVEN_BINS``; from the real run's ``kv_tokens``): how many, their share of the matched
+    decodes, the median mean and longest KV, the median real and simulated step, the median signed error. Vidur
+    0.0.26 predicts decode attention from a batch's mean KV; an attention kernel that splits every sequence alike
+    waits for the longest one, and this table shows what that costs the prediction. Points whose real run has no
+    ``kv_tokens`` are left out."""
+    rows = []
+    for p in points:
+        path = p.comparison / TABLES_DIR / COMPARISON_ITERATION_PAIRS.filename
+        steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
+        if not path.is_file() or KV_TOKENS not in steps.columns:
+            continue
+        d = read_table(path, COMPARISON_ITERATION_PAIRS)
+        d = d[d["num_prefill_tokens"] == 0]
+        if d.empty:
+            continue
+        kv = steps.set_index("iteration_id").loc[d["real_iteration_id"], KV_TOKENS].astype(str)
+        lengths = [np.array(k.split(";"), dtype=float) for k in kv]
+        mean, longest = np.array([x.mean() for x in lengths]), np.array([x.max() for x in lengths])
+        frame = pd.DataFrame({"bin": pd.cut(d["batch_size"].to_numpy(), BATCH_BINS), "mean": mean, "longest": longest,
+                              "uneven": pd.cut(longest / mean, UNEVEN_BINS, right=False),
+                              "real": d["real_step_ns"].to_numpy(), "sim": d["sim_step_ns"].to_numpy()})
+        frame["err"] = 100.0 * (frame["sim"] - frame["real"]) / frame["real"]
+        for (b, u), g in frame.groupby(["bin", "uneven"], observed=True, sort=True):
+            rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction,
+                         "point_key": p.point_keys[0], "batch_size_min": int(b.left) + 1,
+                         "batch_size_max": int(min(b.right, d["batch_size"].max())),
+                         "uneven_min": float(u.left), "uneven_max": float(u.right), "steps": len(g),
+                         "share_of_matched_decodes": len(g) / len(frame),
+                         "kv_mean_p50": float(g["mean"].median()), "kv_longest_p50": float(g["longest"].median()),
+                         "real_step_ns_p50": float(g["real"].median()), "sim_step_ns_p50": float(g["sim"].median()),
+                         "error_pct_p50": float(g["err"].median())})
+    return pd.DataFrame(rows)
+
+
 def points_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
     """Per real run: what the engine did, its start-up (``load_s``: model, kernels, graphs; ``warmup_s``) and run time."""
     rows = []
@@ -211,7 +250,8 @@ def _fmt_pct(x: Any, signed: bool = True) -> str:
 
 
 def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.DataFrame, test: pd.DataFrame,
-                 verdicts: dict[str, str], reproduce: str, kinds: Optional[pd.DataFrame] = None) -> str:
+                 verdicts: dict[str, str], reproduce: str, kinds: Optional[pd.DataFrame] = None,
+                 decode_kv: Optional[pd.DataFrame] = None) -> str:
     """``summary.md``: the acceptance checks first, then the headline tables and the facts behind them."""
     checked = sweep[(sweep["load_fraction"] <= CHECKED_UP_TO + 1e-9) & sweep["metric"].isin(HEADLINE)
                     & sweep["statistic"].isin(HEADLINE_STATS)]
@@ -250,6 +290,7 @@ def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.
             f"{_fmt_pct(100 * r['matched_fraction_of_real'] if r['matched_fraction_of_real'] is not None else None, False)} of real steps matched"
             for f, r in it.set_index("load_fraction").iterrows()), ""]
         lines += _kinds_lines(kinds, setup, workload)
+        lines += _kv_lines(decode_kv, setup, workload)
     if not outside.empty:
         lines += ["## Cells outside 5% and the spread", "", "| setup | workload | load | metric | statistic | error | spread |",
                   "| --- | --- | --- | --- | --- | ---: | ---: |"]
@@ -292,6 +333,29 @@ def _kinds_lines(kinds: Optional[pd.DataFrame], setup: str, workload: str) -> li
         cells = [f"{_fmt_pct(by_load.loc[f, 'error_pct_p50'])} ({100 * by_load.loc[f, 'share_of_matched']:.0f}%)"
                  if f in by_load.index else "" for f in loads]
         lines.append(f"| {kind} | {lo if lo == hi else f'{lo}-{hi}'} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _kv_lines(kv: Optional[pd.DataFrame], setup: str, workload: str) -> list[str]:
+    """The matched decodes by batch size and KV unevenness, one column a load: median error (share of the matched
+    decodes)."""
+    if kv is None or kv.empty:
+        return []
+    k = kv[(kv["setup"] == setup) & (kv["workload"] == workload)]
+    if k.empty:
+        return []
+    loads = sorted(set(k["load_fraction"]))
+    lines = ["Matched decode steps by batch size and by their longest KV over their mean KV (Vidur predicts decode "
+             "attention from the mean): median error of the simulated step (share of the matched decodes):", "",
+             "| requests | longest / mean KV | " + " | ".join(f"{f:.0%}" for f in loads) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in loads) + " |"]
+    for (lo, u), g in k.groupby(["batch_size_min", "uneven_min"], sort=True):
+        by_load = g.set_index("load_fraction")
+        hi, top = int(g["batch_size_max"].max()), float(g["uneven_max"].iloc[0])
+        cells = [f"{_fmt_pct(by_load.loc[f, 'error_pct_p50'])} ({100 * by_load.loc[f, 'share_of_matched_decodes']:.0f}%)"
+                 if f in by_load.index else "" for f in loads]
+        span = f"{u:g}-{top:g}" if np.isfinite(top) else f">= {u:g}"
+        lines.append(f"| {lo if lo == hi else f'{lo}-{hi}'} | {span} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

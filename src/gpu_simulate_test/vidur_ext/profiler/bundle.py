@@ -8,7 +8,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -217,15 +217,18 @@ def _load(backend: Backend) -> str:
 
 def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFrame, iters: pd.DataFrame, grid: Grid,
                   bid: str, scratch: Path, fit_shapes: list[BatchShape], fit_ms: list[float], val_shapes: list[BatchShape],
-                  raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict) -> tuple[list[Candidate], Any]:
+                  raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
+                  capped: Sequence[tuple[BatchShape, float]] = ()) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
-    shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate."""
+    shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
+    and test shapes with their operators' predictions, on which the step correction's cap holds too."""
     candidates, folded = [], None
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
             candidates.append(Candidate(name, raw_val))
         elif name == "step":
-            step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct)
+            step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct,
+                                       also_capped=capped)
             candidates.append(Candidate(name, with_step(step, val_shapes, raw_val), step))
         else:
             overhead = fit_overhead(fit_shapes, fit_ms, list(raw_fit))
@@ -300,11 +303,12 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
             _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows"})
-            raw_pred = np.asarray(predict(Path(raw), every), dtype=float)  # the operators alone (test: for shares only)
+            raw_pred = np.asarray(predict(Path(raw), every), dtype=float)  # the operators alone (test: shares, cap)
         split = np.cumsum([len(fit_shapes), len(val_shapes)])
-        raw_fit, raw_val, _ = np.split(raw_pred, split)
+        raw_fit, raw_val, raw_test = np.split(raw_pred, split)
+        capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict)
+                                           raw_fit, raw_val, predict, capped)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         step = next(c.step for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))

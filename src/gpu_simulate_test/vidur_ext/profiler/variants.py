@@ -2,7 +2,8 @@
 
 - ``operators``: the operator rows as measured, nothing added: Vidur's operator model alone.
 - ``step``: the same rows plus the whole-step correction (``vidur_ext/step_correction.py``), fitted on the fit shapes
-  with its share of every fit shape's predicted step capped at ``profile.correction_cap_pct``.
+  with its share of the predicted step of every shape the bundle checks (fit, validation, test: the latter two by
+  their operators' predictions only) capped at ``profile.correction_cap_pct``.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
@@ -14,7 +15,7 @@ after the choice, and never used to choose (``specs/profiling_root.md``, "Shape 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,10 +43,12 @@ def check_variants(names: list[str]) -> list[str]:
 
 
 def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_ms: list[float],
-                        cap_pct: float) -> StepCorrection:
+                        cap_pct: float, also_capped: Sequence[tuple[BatchShape, float]] = ()) -> StepCorrection:
     """``c_iter + c_token * tokens_8`` (either sign) minimising the sum of |relative error| of ``raw + correction``
-    over the fit shapes, with the correction at most ``cap_pct`` of each fit shape's predicted step (a linear program;
-    a correction of 0 always satisfies the cap)."""
+    over the fit shapes, with the correction at most ``cap_pct`` of the predicted step of each fit shape and of each
+    ``also_capped`` shape (``(shape, its operators' prediction)``: the bundle's validation and test shapes, whose
+    measured times the fit never sees; the verdict holds the share on all of them). A linear program; a correction of
+    0 always satisfies the cap."""
     if not shapes:
         raise InputError("profile.fit lists no shape this backend can run; the step correction needs fit shapes")
     if not 0 < cap_pct < 100:
@@ -55,10 +58,15 @@ def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_
     if not (np.all(np.isfinite(y)) and np.all(y > 0) and np.all(np.isfinite(raw)) and np.all(raw >= 0)):
         raise InputError(f"fit iterations need positive measured times and finite Vidur predictions; got {y.tolist()} / {raw.tolist()}")
     f = np.array([[1.0, float(tokens_8(s))] for s in shapes])
+    capped_f = np.array([[1.0, float(tokens_8(s))] for s, _ in also_capped]).reshape(-1, 2)
+    capped_raw = np.array([r for _, r in also_capped], dtype=float)
+    if not np.all(np.isfinite(capped_raw) & (capped_raw >= 0)):
+        raise InputError(f"the capped shapes need finite Vidur predictions; got {capped_raw.tolist()}")
     cap = cap_pct / 100.0
     # |corr| <= cap * (raw + corr):  (1 - cap) corr <= cap raw  and  -(1 + cap) corr <= cap raw
-    a_ub = np.vstack([(1 - cap) * f, -(1 + cap) * f])
-    b_ub = np.concatenate([cap * raw, cap * raw])
+    cf, craw = np.vstack([f, capped_f]), np.concatenate([raw, capped_raw])
+    a_ub = np.vstack([(1 - cap) * cf, -(1 + cap) * cf])
+    b_ub = np.concatenate([cap * craw, cap * craw])
     try:
         c_iter, c_token = least_abs(f / y[:, None], (y - raw) / y, bounds=(None, None), a_ub=a_ub, b_ub=b_ub)
     except ValueError as exc:
