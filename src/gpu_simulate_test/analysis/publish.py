@@ -316,47 +316,49 @@ def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.
     return "\n".join(lines)
 
 
-def _kinds_lines(kinds: Optional[pd.DataFrame], setup: str, workload: str) -> list[str]:
-    """The matched steps by kind and batch size, one column a load: median error (share of the matched steps)."""
-    if kinds is None or kinds.empty:
+def _by_load_lines(table: Optional[pd.DataFrame], setup: str, workload: str, title: str, headers: tuple[str, ...],
+                   keys: list[str], label: Any, share: str) -> list[str]:
+    """One setup and workload's rows of ``table`` as a markdown table: a row per ``keys`` group (``label(key, rows)``
+    names it), a column per load, each cell the median error (the ``share`` column, in %)."""
+    if table is None or table.empty:
         return []
-    k = kinds[(kinds["setup"] == setup) & (kinds["workload"] == workload)]
+    k = table[(table["setup"] == setup) & (table["workload"] == workload)]
     if k.empty:
         return []
     loads = sorted(set(k["load_fraction"]))
-    lines = ["Matched steps by kind and batch size: median error of the simulated step (share of the matched steps):",
-             "", "| kind | requests | " + " | ".join(f"{f:.0%}" for f in loads) + " |",
-             "| --- | --- | " + " | ".join("---:" for _ in loads) + " |"]
-    for (kind, lo), g in k.groupby(["kind", "batch_size_min"], sort=True):
+    lines = [title, "", "| " + " | ".join(headers) + " | " + " | ".join(f"{f:.0%}" for f in loads) + " |",
+             "| " + " | ".join("---" for _ in headers) + " | " + " | ".join("---:" for _ in loads) + " |"]
+    for key, g in k.groupby(keys, sort=True):
         by_load = g.set_index("load_fraction")
-        hi = int(g["batch_size_max"].max())
-        cells = [f"{_fmt_pct(by_load.loc[f, 'error_pct_p50'])} ({100 * by_load.loc[f, 'share_of_matched']:.0f}%)"
+        cells = [f"{_fmt_pct(by_load.loc[f, 'error_pct_p50'])} ({100 * by_load.loc[f, share]:.0f}%)"
                  if f in by_load.index else "" for f in loads]
-        lines.append(f"| {kind} | {lo if lo == hi else f'{lo}-{hi}'} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(label(key, g)) + " | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _requests(lo: int, rows: pd.DataFrame) -> str:
+    hi = int(rows["batch_size_max"].max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _kinds_lines(kinds: Optional[pd.DataFrame], setup: str, workload: str) -> list[str]:
+    """The matched steps by kind and batch size, one column a load: median error (share of the matched steps)."""
+    return _by_load_lines(kinds, setup, workload, "Matched steps by kind and batch size: median error of the simulated "
+                          "step (share of the matched steps):", ("kind", "requests"), ["kind", "batch_size_min"],
+                          lambda key, g: (key[0], _requests(key[1], g)), "share_of_matched")
 
 
 def _kv_lines(kv: Optional[pd.DataFrame], setup: str, workload: str) -> list[str]:
     """The matched decodes by batch size and KV unevenness, one column a load: median error (share of the matched
     decodes)."""
-    if kv is None or kv.empty:
-        return []
-    k = kv[(kv["setup"] == setup) & (kv["workload"] == workload)]
-    if k.empty:
-        return []
-    loads = sorted(set(k["load_fraction"]))
-    lines = ["Matched decode steps by batch size and by their longest KV over their mean KV (Vidur predicts decode "
-             "attention from the mean): median error of the simulated step (share of the matched decodes):", "",
-             "| requests | longest / mean KV | " + " | ".join(f"{f:.0%}" for f in loads) + " |",
-             "| --- | --- | " + " | ".join("---:" for _ in loads) + " |"]
-    for (lo, u), g in k.groupby(["batch_size_min", "uneven_min"], sort=True):
-        by_load = g.set_index("load_fraction")
-        hi, top = int(g["batch_size_max"].max()), float(g["uneven_max"].iloc[0])
-        cells = [f"{_fmt_pct(by_load.loc[f, 'error_pct_p50'])} ({100 * by_load.loc[f, 'share_of_matched_decodes']:.0f}%)"
-                 if f in by_load.index else "" for f in loads]
-        span = f"{u:g}-{top:g}" if np.isfinite(top) else f">= {u:g}"
-        lines.append(f"| {lo if lo == hi else f'{lo}-{hi}'} | {span} | " + " | ".join(cells) + " |")
-    return lines + [""]
+    def label(key: tuple[int, float], g: pd.DataFrame) -> tuple[str, str]:
+        top = float(g["uneven_max"].iloc[0])
+        return _requests(key[0], g), f"{key[1]:g}-{top:g}" if np.isfinite(top) else f">= {key[1]:g}"
+
+    return _by_load_lines(kv, setup, workload, "Matched decode steps by batch size and by their longest KV over their "
+                          "mean KV (Vidur predicts decode attention from the mean): median error of the simulated step "
+                          "(share of the matched decodes):", ("requests", "longest / mean KV"),
+                          ["batch_size_min", "uneven_min"], label, "share_of_matched_decodes")
 
 
 def write_manifest(folder: Path, describe: dict[str, dict[str, str]]) -> Path:

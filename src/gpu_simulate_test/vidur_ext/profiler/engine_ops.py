@@ -64,7 +64,8 @@ class InLayer:
             raise KeyError(f"{name} is not one of this layer's ops")
         return _InLayerOp(self, name)
 
-    def measure(self, name: str, sync: Callable[[], None], method: TimingMethod) -> Any:
+    def measure(self, name: Optional[str], sync: Callable[[], None], method: TimingMethod) -> Any:
+        """Per-call ms of op ``name`` in its layer (None: the neighbour's), one per repeat."""
         if self._full is None:
             self._full = self._capture([fn for _, fn in self.steps], self.layers)
         without = self._capture([fn for n, fn in self.steps if n != name], self.layers)
