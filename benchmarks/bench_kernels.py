@@ -163,6 +163,29 @@ def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]], plan
     torch.cuda.empty_cache()
 
 
+# Decode batches whose contexts are uneven, as a long-tail workload's are (one long context among short ones), and
+# an even one for reference: the unbalanced split-KV launch waits for the longest context, the balanced one
+# (AttentionPlan.balanced) deals the key tiles out evenly (studies/2026-12-02-native-h200-in-layer).
+UNEVEN_DECODES = {"4: 4096 + 3 x 256": [4096] + [256] * 3, "8: 8192 + 7 x 512": [8192] + [512] * 7,
+                  "8: 2 x 2048 + 6 x 256": [2048] * 2 + [256] * 6, "16: 4096 + 15 x 512": [4096] + [512] * 15,
+                  "16: even 1024": [1024] * 16, "32: 2 x 6144 + 30 x 512": [6144] * 2 + [512] * 30}
+
+
+def bench_balanced(report: Report) -> None:
+    """Each of ``UNEVEN_DECODES`` with the shipped plan and with its split work balanced."""
+    import dataclasses
+
+    from gpu_simulate_test.engine.kernels import attention
+
+    for label, contexts in UNEVEN_DECODES.items():
+        seqs = [(1, kv) for kv in contexts]
+        plan = attention.plan_attention(len(seqs), N_KV, MAX_CONTEXT, report.num_sms)
+        bench_attention(report, "decode uneven", seqs, plan, f" {label} splits={plan.num_splits}")
+        if plan.num_splits > 1:
+            bench_attention(report, "decode balanced", seqs, dataclasses.replace(plan, balanced=True),
+                            f" {label} splits={plan.num_splits}")
+
+
 def sweep_attention(report: Report) -> None:
     """Tile and split variants at a few points, for tuning: tile = (rows, keys per step, warps, stages)."""
     from gpu_simulate_test.engine.kernels import attention
@@ -370,7 +393,7 @@ def resources(num_sms: int) -> list[dict]:
     return out
 
 
-PARTS = ("attention", "mixed", "elementwise", "linear", "skinny", "sweep")
+PARTS = ("attention", "balanced", "mixed", "elementwise", "linear", "skinny", "sweep")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -378,8 +401,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
-                        help="what to measure (default: all; 'skinny': the one-row path's tiles and fused forms at 1-8 rows; "
-                             "'sweep': the attention's tiles, and with 'skinny' the skinny tiles)")
+                        help="what to measure (default: all; 'balanced': uneven decode batches, split work balanced or not; 'skinny': the one-row path's "
+                             "tiles and fused forms at 1-8 rows; 'sweep': the attention's tiles, and with 'skinny' "
+                             "the skinny tiles)")
     parts = set(parser.parse_args(argv).parts)
     if not torch.cuda.is_available():
         print("bench_kernels: no CUDA GPU here; nothing to measure (run it on the GPU host)")
@@ -403,6 +427,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             bench_varlen(report, chunk)
         bench_attention(report, "attention prefill", [(2048, 8192)])  # a chunk over a 6,144-token prefix
         bench_attention(report, "attention mixed", [(1, 2048)] * 127 + [(512, 2048)])  # a sarathi step
+    if "balanced" in parts:
+        bench_balanced(report)
     if "mixed" in parts:
         bench_mixed(report)
     if "elementwise" in parts:

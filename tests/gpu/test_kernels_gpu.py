@@ -237,6 +237,19 @@ def test_paged_attention_decode_split_count_is_free(gen: torch.Generator, num_sp
     assert torch.equal(out[-2:], torch.zeros_like(out[-2:]))  # padding rows: zeros
 
 
+@pytest.mark.parametrize("contexts", [[8192] + [512] * 7, [4096] * 2 + [300] * 14 + [0, 0], [40960, 17, 1]])
+def test_paged_attention_decode_balanced_splits(gen: torch.Generator, contexts: list[int]) -> None:
+    """Split decode work dealt out by key tiles (AttentionPlan.balanced), uneven contexts and padding rows, against
+    the reference: a context of the model's whole length among tiny ones takes almost every unit."""
+    b = make_batch(gen, [(1, kv) for kv in contexts], width=MAX_POSITION // PAGE)
+    plan = dataclasses.replace(attention.plan_attention(len(contexts), N_KV, MAX_POSITION, 132), balanced=True)
+    assert plan.num_splits > 1
+    out = b.run(plan)
+    assert rel_err(out, b.reference()) < TOL
+    padding = [i for i, kv in enumerate(contexts) if kv == 0]
+    assert torch.equal(out[padding], torch.zeros_like(out[padding]))
+
+
 @pytest.mark.parametrize("chunk,prefix", [(512, 0), (512, 3584), (2048, 0), (2048, 2048), (4096, 0), (4096, 4096)])
 def test_paged_attention_prefill_chunk(gen: torch.Generator, chunk: int, prefix: int) -> None:
     b = make_batch(gen, [(chunk, prefix + chunk)])

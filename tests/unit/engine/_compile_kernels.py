@@ -104,6 +104,8 @@ def launches(tokens: int, batch: int, splits: int, width: int) -> dict:
                                                               0.1, plan=plan),
         "attention_mixed": lambda: attention.paged_attention(q, k_cache, v_cache, mixed_cu, lens, tables, 0.1,
                                                              plan=plan),
+        "attention_balanced": lambda: attention.paged_attention(q[:batch], k_cache, v_cache, decode_cu, lens, tables,
+                                                                0.1, plan=dataclasses.replace(plan, balanced=True)),
         # a layer's projections, plain and with their fused producers, where the engine takes them (one row; the
         # narrow ones up to NARROW_ROWS)
         "linear": lambda: [

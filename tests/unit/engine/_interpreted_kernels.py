@@ -288,6 +288,30 @@ def test_paged_attention_mixed_bucket_padding(gen: torch.Generator, num_splits: 
     check_attention(make_batch(gen, MIXED_BUCKET, 4, 2, 16, 4), small_plan(num_splits))
 
 
+def balanced_plan(num_splits: int) -> attention.AttentionPlan:
+    return dataclasses.replace(small_plan(num_splits), balanced=True)
+
+
+# one long context among short ones (the longest sets an unbalanced launch's time), padding rows of context 0,
+# a prefill chunk (no decode work), and more units than tiles
+UNEVEN = [(1, 150), (1, 5), (1, 0), (7, 20), (1, 33), (1, 1), (1, 64), (1, 0)]
+
+
+@pytest.mark.parametrize("num_splits", [2, 3, 8])
+def test_paged_attention_balanced_splits(gen: torch.Generator, num_splits: int) -> None:
+    """Split decode work dealt out by key tiles: each decode's chunks and their merge equal the reference, padding
+    rows stay exact zeros, whatever the number of units against the tiles."""
+    check_attention(make_batch(gen, UNEVEN, 4, 2, 16, 4), balanced_plan(num_splits))
+    check_attention(make_batch(gen, MIXED_BUCKET, 4, 2, 16, 4), balanced_plan(num_splits))
+
+
+def test_paged_attention_balanced_merge_takes_more_parts_than_its_width(gen: torch.Generator,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long context alone with many units: its parts outnumber the merge's width, merged in several steps."""
+    monkeypatch.setattr(attention, "MAX_SPLITS", 4)
+    check_attention(make_batch(gen, [(1, 300), (1, 3)], 4, 2, 16, 4), balanced_plan(8))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_paged_attention_shipped_tiles_span_full_and_partial_tiles(gen: torch.Generator, dtype: torch.dtype) -> None:
     """The tiles ``plan_attention`` ships for a dtype (bf16: decode keys in 64s, prefill rows in 128s; computed

@@ -43,17 +43,18 @@ def test_triton_kernels_compile_for_the_h200_without_spills_or_per_batch_variant
     compiled, summary = lines[:-1], lines[-1]
     assert {c["launch"] for c in compiled} == {"rms_norm", "add_rms_norm", "silu_and_mul", "store_kv", "qk_norm_rope",
                                                 "qk_norm_rope_store_kv", "attention_decode", "attention_mixed",
-                                                "linear"}
+                                                "attention_balanced", "linear"}
     for c in compiled:
         assert c["local_bytes"] == 0 and c["stack_bytes"] == 0, f"spills: {c}"
         assert c["shared_bytes"] <= 227 * 1024, f"over the H200's shared memory per block: {c}"
     prefill = [c for c in compiled if c["kernel"] == "_paged_attention_kernel" and c["num_warps"] == 8]
     assert [c["mma"] for c in prefill] == ["wgmma"], "prefill attention should use Hopper's wgmma"
     # batch size, token count, split count and block-table width never make triton compile a new variant:
-    # attention has its decode and prefill launch, the norm and qk-norm kernels their two modes
+    # attention has its decode and prefill launch (and the balanced decode, with its merge: AttentionPlan.balanced),
+    # the norm and qk-norm kernels their two modes
     # (the skinny matmul: at one row plain, fused with the add + norm before it, fused with the activation before
     # it; the narrow projections' tiles at 2 and at 3-4 rows: skinny_plan)
-    assert summary["specialisations"] == {"_merge_splits_kernel": 1, "_paged_attention_kernel": 2,
+    assert summary["specialisations"] == {"_merge_splits_kernel": 2, "_paged_attention_kernel": 3,
                                           "_qk_norm_rope_kernel": 2, "_rms_norm_kernel": 2,
                                           "_silu_and_mul_kernel": 1, "_skinny_matmul_kernel": 5,
                                           "_store_kv_kernel": 1}

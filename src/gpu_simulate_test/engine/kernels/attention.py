@@ -5,7 +5,11 @@ Two launches of one kernel, so that each kind of sequence gets the tile it needs
 - the decode launch, one program per (KV head, sequence, split): sequences with exactly one new token. Its rows are
   the query heads that share the KV head (GQA: K/V are read once for all of them), padded to the 16 rows ``tl.dot``
   needs. Split-KV (flash-decoding) cuts each context into ``num_splits`` ranges when ``batch x KV heads`` programs
-  would leave SMs idle; a merge kernel combines the parts by their log-sum-exp.
+  would leave SMs idle; a merge kernel combines the parts by their log-sum-exp. Each context is cut into
+  ``num_splits`` parts, so at a small batch the longest context sets the launch's time; a balanced plan
+  (``AttentionPlan.balanced``) deals all decode contexts' key tiles out in equal chunks over the same ``B x
+  num_splits`` programs instead (a long context gets more of them), each program finding its sequence and chunk on
+  the device from ``seq_lens``, the merge taking a sequence's run of parts however many.
 - the prefill launch, one program per (block of ``block_q`` new tokens of one sequence, KV head): sequences with two
   or more new tokens, causal over the cached prefix and within the chunk. Which sequence a program serves is found
   on the device from ``cu_seqlens_q``: sequence b owns programs ``cu[b] // block_q + b`` up to the next sequence's,
@@ -53,6 +57,9 @@ class AttentionPlan:
     decode: TileConfig
     prefill: TileConfig
     num_splits: int  # split-KV parts of each decode sequence (1: no split, no merge kernel)
+    # with splits: the decode sequences' key tiles dealt out in equal chunks over all ``B x num_splits`` programs
+    # (a long context gets more programs than a short one), instead of ``num_splits`` parts of each context
+    balanced: bool = False
 
 
 # Decode tiles, from the H200 sweep of 2026-12-02 (``bench_kernels.py --parts sweep``; 16x64 with 4 warps and 5
@@ -76,11 +83,18 @@ def _num_sms(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
+# Deal split decode work out by key tiles (``AttentionPlan.balanced``) in every plan ``plan_attention`` makes. Off
+# until measured on the H200: a batch's longest context sets the unbalanced launch's time at small batches
+# (studies/2026-12-02-native-h200-in-layer), and benchmarks switch this on to compare.
+BALANCE_SPLITS = False
+
+
 def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: int,
                    dtype: torch.dtype = torch.bfloat16) -> AttentionPlan:
     """Split decode contexts only when ``num_seqs x num_kv_heads`` programs cannot fill the SMs: then aim at two
     programs per SM, never more parts than key tiles in ``max_context`` (the block table's reach) or ``MAX_SPLITS``.
-    Unsplit launches of one to two programs per SM take ``DECODE_TILE_FEW``."""
+    Unsplit launches of one to two programs per SM take ``DECODE_TILE_FEW``. Split work is balanced where
+    ``BALANCE_SPLITS``."""
     decode, prefill = (DECODE_TILE_FP32, PREFILL_TILE_FP32) if dtype.itemsize >= 4 else (DECODE_TILE, PREFILL_TILE)
     programs = num_seqs * num_kv_heads
     splits = 1
@@ -88,7 +102,8 @@ def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: 
         splits = min(-(-2 * num_sms // programs), -(-max_context // decode.block_n), MAX_SPLITS)
     elif programs <= 2 * num_sms and dtype.itemsize < 4:
         decode = DECODE_TILE_FEW
-    return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1))
+    return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1),
+                         balanced=BALANCE_SPLITS and splits > 1)
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,44 @@ def _attend_tiles(acc, l_i, m_i, q, k_cache_ptr, v_cache_ptr, block_table_ptr, h
     return acc, l_i, m_i
 
 
+@triton.jit
+def _decode_tiles_of(b, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N: tl.constexpr):
+    """Key tiles of sequences ``b`` (a vector): their context's, for a sequence with exactly one new token; else 0."""
+    ok = b < num_seqs
+    one = (tl.load(cu_seqlens_ptr + 1 + b, mask=ok, other=0) - tl.load(cu_seqlens_ptr + b, mask=ok, other=0)) == 1
+    return tl.where(ok & one, tl.cdiv(tl.load(seq_lens_ptr + b, mask=ok, other=0), BLOCK_N), 0)
+
+
+@triton.jit
+def _balanced_chunk(cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_units, BLOCK_N: tl.constexpr, SEARCH: tl.constexpr):
+    """Tiles per work unit: every decode sequence takes ceil(its tiles / chunk) units, which over the sequences sum to
+    at most ``num_units`` when chunk = ceil(all tiles / (num_units - num_seqs))."""
+    total = 0
+    for start in range(0, num_seqs, SEARCH):
+        total += tl.sum(_decode_tiles_of(start + tl.arange(0, SEARCH), cu_seqlens_ptr, seq_lens_ptr, num_seqs,
+                                         BLOCK_N), axis=0)
+    return tl.maximum(tl.cdiv(total, num_units - num_seqs), 1)
+
+
+@triton.jit
+def _units_before(seq_or_unit, by_unit: tl.constexpr, chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs,
+                  BLOCK_N: tl.constexpr, SEARCH: tl.constexpr):
+    """With ``by_unit``: the sequence that work unit ``seq_or_unit`` serves (num_seqs: none) and the units of the
+    sequences before it; else the units before sequence ``seq_or_unit``. Units go to sequences in order."""
+    seq = 0
+    first = 0
+    for start in range(0, num_seqs, SEARCH):
+        b = start + tl.arange(0, SEARCH)
+        units = tl.cdiv(_decode_tiles_of(b, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N), chunk)
+        if by_unit:  # the sequences whose units all come before the unit: a prefix, as units only add up
+            before = ((tl.cumsum(units, axis=0) + first) <= seq_or_unit) & (b < num_seqs)
+        else:
+            before = b < seq_or_unit
+        seq += tl.sum(before.to(tl.int32), axis=0)
+        first += tl.sum(tl.where(before, units, 0), axis=0)
+    return seq, first
+
+
 @triton.jit(do_not_specialize=["num_seqs", "stride_block_table"])
 def _paged_attention_kernel(
     q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, part_acc_ptr, part_m_ptr, part_l_ptr,
@@ -156,17 +209,30 @@ def _paged_attention_kernel(
     stride_cache_block, stride_cache_slot, stride_cache_head, stride_block_table,
     NUM_HEADS: tl.constexpr, GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
     PAGE: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    SEARCH: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    SEARCH: tl.constexpr, DOT_PRECISION: tl.constexpr, BALANCED: tl.constexpr = False,
 ):
     split = tl.program_id(2)
     num_splits = tl.num_programs(2)
+    unit_lo = 0  # balanced decode: this program's key tiles, unit_lo .. unit_hi
+    unit_hi = 0
     if BLOCK_Q == 1:
-        # decode launch, grid (KV heads, sequences, splits): program (h, b) serves sequence b if it has exactly one
-        # new token. Sequence-major, so that a bucket's padding sequences (no work) are the last programs the SMs
-        # get: interleaved with the real ones they left SMs with up to twice the average work (64 decodes in the
-        # bucket of 96: 189 us a layer against 130 alone)
         kv_head = tl.program_id(0)
-        seq = tl.program_id(1)
+        if BALANCED:
+            # balanced decode launch: program (h, u, s) is work unit u * splits + s, a chunk of one decode
+            # sequence's key tiles; the units go to the sequences in order, as many as their tiles take chunks
+            unit = tl.program_id(1) * num_splits + split
+            chunk = _balanced_chunk(cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_seqs * num_splits, BLOCK_N, SEARCH)
+            seq, first = _units_before(unit, True, chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N, SEARCH)
+            if seq >= num_seqs:  # a spare unit
+                return
+            unit_lo = (unit - first) * chunk
+            unit_hi = unit_lo + chunk
+        else:
+            # decode launch, grid (KV heads, sequences, splits): program (h, b) serves sequence b if it has exactly
+            # one new token. Sequence-major, so that a bucket's padding sequences (no work) are the last programs
+            # the SMs get: interleaved with the real ones they left SMs with up to twice the average work (64
+            # decodes in the bucket of 96: 189 us a layer against 130 alone)
+            seq = tl.program_id(1)
         q_lo = tl.load(cu_seqlens_ptr + seq)
         q_hi = tl.load(cu_seqlens_ptr + seq + 1)
         if q_hi - q_lo != 1:
@@ -205,6 +271,9 @@ def _paged_attention_kernel(
     per_split = tl.cdiv(num_tiles, num_splits)
     t_lo = split * per_split
     t_hi = tl.minimum(t_lo + per_split, num_tiles)
+    if BALANCED:  # (decode launch only)
+        t_lo = unit_lo
+        t_hi = tl.minimum(unit_hi, num_tiles)
     t_mid = tl.minimum(tl.maximum(kv_all // BLOCK_N, t_lo), t_hi)
 
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)  # finite: a row with no visible key in a tile stays NaN-free
@@ -220,8 +289,12 @@ def _paged_attention_kernel(
                                   HEAD_DIM, BLOCK_N, PAGE, True, DOT_PRECISION)
 
     if num_splits > 1:
-        # unnormalised parts, [B, NUM_HEADS, splits] (+ HEAD_DIM), merged by _merge_splits_kernel
-        part = (seq * NUM_HEADS + head) * num_splits + split
+        # unnormalised parts, [B, NUM_HEADS, splits] (+ HEAD_DIM), merged by _merge_splits_kernel; balanced:
+        # [units, NUM_HEADS]
+        if BALANCED:
+            part = unit * NUM_HEADS + head
+        else:
+            part = (seq * NUM_HEADS + head) * num_splits + split
         tl.store(part_m_ptr + part, m_i, mask=row_ok)
         tl.store(part_l_ptr + part, l_i, mask=row_ok)
         tl.store(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=row_ok[:, None])
@@ -231,12 +304,14 @@ def _paged_attention_kernel(
                  out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
-@triton.jit(do_not_specialize=["num_splits"])
-def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqlens_ptr, num_splits,
-                         stride_out_tok, stride_out_head,
-                         NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr):
+@triton.jit(do_not_specialize=["num_splits", "num_seqs"])
+def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqlens_ptr, seq_lens_ptr, num_splits,
+                         num_seqs, stride_out_tok, stride_out_head,
+                         NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr,
+                         BLOCK_N: tl.constexpr, SEARCH: tl.constexpr, BALANCED: tl.constexpr):
     """One program per (decode sequence, query head): rescale each part to the common maximum and normalise.
-    One compiled variant serves every split count (SPLITS_PAD is MAX_SPLITS)."""
+    One compiled variant serves every split count (SPLITS_PAD is MAX_SPLITS). Balanced: the sequence's parts are
+    its run of work units, as many as its tiles take chunks, merged SPLITS_PAD at a time."""
     seq = tl.program_id(0)
     head = tl.program_id(1)
     q_lo = tl.load(cu_seqlens_ptr + seq)
@@ -244,14 +319,35 @@ def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqle
         return
     s = tl.arange(0, SPLITS_PAD)
     offs_d = tl.arange(0, HEAD_DIM)
-    part = (seq * NUM_HEADS + head) * num_splits + s
-    ok = s < num_splits
-    m = tl.load(part_m_ptr + part, mask=ok, other=float("-inf"))
-    l = tl.load(part_l_ptr + part, mask=ok, other=0.0)
-    acc = tl.load(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], mask=ok[:, None], other=0.0)
-    w = tl.exp2(m - tl.max(m, axis=0))
-    total = tl.sum(l * w, axis=0)
-    out = tl.sum(acc * w[:, None], axis=0) / tl.where(total > 0, total, 1.0)
+    if BALANCED:
+        chunk = _balanced_chunk(cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_seqs * num_splits, BLOCK_N, SEARCH)
+        _, first = _units_before(seq, False, chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N, SEARCH)
+        count = tl.cdiv(tl.cdiv(tl.load(seq_lens_ptr + seq), BLOCK_N), chunk)
+        m_run = tl.max(tl.full([SPLITS_PAD], -1.0e30, tl.float32), axis=0)  # finite: no part, no NaN
+        l_run = tl.sum(tl.zeros([SPLITS_PAD], tl.float32), axis=0)
+        acc_run = tl.zeros([HEAD_DIM], tl.float32)
+        for s0 in range(0, count, SPLITS_PAD):
+            ok = s0 + s < count
+            part = (first + s0 + s) * NUM_HEADS + head
+            m = tl.load(part_m_ptr + part, mask=ok, other=float("-inf"))
+            l = tl.load(part_l_ptr + part, mask=ok, other=0.0)
+            acc = tl.load(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], mask=ok[:, None], other=0.0)
+            m_new = tl.maximum(m_run, tl.max(m, axis=0))
+            alpha = tl.exp2(m_run - m_new)
+            w = tl.exp2(m - m_new)
+            l_run = l_run * alpha + tl.sum(l * w, axis=0)
+            acc_run = acc_run * alpha + tl.sum(acc * w[:, None], axis=0)
+            m_run = m_new
+        out = acc_run / tl.where(l_run > 0, l_run, 1.0)
+    else:
+        part = (seq * NUM_HEADS + head) * num_splits + s
+        ok = s < num_splits
+        m = tl.load(part_m_ptr + part, mask=ok, other=float("-inf"))
+        l = tl.load(part_l_ptr + part, mask=ok, other=0.0)
+        acc = tl.load(part_acc_ptr + part[:, None] * HEAD_DIM + offs_d[None, :], mask=ok[:, None], other=0.0)
+        w = tl.exp2(m - tl.max(m, axis=0))
+        total = tl.sum(l * w, axis=0)
+        out = tl.sum(acc * w[:, None], axis=0) / tl.where(total > 0, total, 1.0)
     tl.store(out_ptr + q_lo * stride_out_tok + head * stride_out_head + offs_d, out.to(out_ptr.dtype.element_ty))
 
 
@@ -290,13 +386,15 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         part_acc = part_m = part_l = q.new_empty(1, dtype=torch.float32)  # never touched; float32 like the parts,
         # so that the split and the unsplit decode launches share one compiled kernel
     tile = plan.decode
+    balanced = plan.balanced and splits > 1
     _paged_attention_kernel[grids.decode_grid](
         q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=1, BLOCK_M=grids.decode_rows,
-        BLOCK_N=tile.block_n, num_warps=tile.num_warps, num_stages=tile.num_stages, **common)
+        BLOCK_N=tile.block_n, num_warps=tile.num_warps, num_stages=tile.num_stages, BALANCED=balanced, **common)
     if splits > 1:
         _merge_splits_kernel[(num_seqs, num_heads)](
-            part_acc, part_m, part_l, out, cu_seqlens_q, splits, out.stride(0), out.stride(1),
-            NUM_HEADS=num_heads, HEAD_DIM=head_dim, SPLITS_PAD=MAX_SPLITS, num_warps=4)
+            part_acc, part_m, part_l, out, cu_seqlens_q, seq_lens, splits, num_seqs, out.stride(0), out.stride(1),
+            NUM_HEADS=num_heads, HEAD_DIM=head_dim, SPLITS_PAD=MAX_SPLITS, BLOCK_N=tile.block_n,
+            SEARCH=SEARCH_BLOCK, BALANCED=balanced, num_warps=4)
     if grids.prefill_grid is not None:
         tile = plan.prefill
         _paged_attention_kernel[grids.prefill_grid](
