@@ -135,12 +135,16 @@ def main() -> int:
             if step.batch.is_decode_only and len(step.batch.entries) == batch:
                 return step
 
-    def fresh_prompt(n: int, idle_s: float, spin: bool = False, reps: int = 9) -> None:
+    def fresh_prompt(n: int, idle_s: float, idle: str = "sleep", reps: int = 9) -> None:
         """A prompt of ``n`` tokens, one token out, reaching an idle engine after ``idle_s``: where its step's wall
-        time goes (host phases from the step's start to its launch, then the wait), beside its graph's replay
-        alone (synchronized wall time, as a step is timed). The bundle's fresh prefills missed 0.48-0.67 ms.
-        ``spin``: the idle time is spent polling (``time.sleep(0)``), not asleep."""
+        time goes (host phases from the step's start to its launch: scheduling, packing in Python, the packing's
+        CUDA calls, the launch; then the wait), beside its graph's replay alone (synchronized wall time, as a step is
+        timed). The bundle's fresh prefills missed 0.48-0.67 ms. ``idle``: how the engine's thread spends the idle
+        time: ``sleep``; ``poll`` (``time.sleep(0)`` in a loop: the CPU busy); ``gpu`` (the GPU kept busy with
+        ``torch.cuda._sleep`` kernels, then synchronised: which of the two a slow start after idle comes from)."""
         runner, marks = engine.runner, {}
+        wrapped = ((runner, "prepare"), (runner, "launch"), (runner, "wait"), (runner, "_fill"),
+                   (engine.scheduler, "schedule"))
 
         def marked(name: str, fn):
             def call(*args, **kwargs):
@@ -151,21 +155,26 @@ def main() -> int:
 
         rows = []
         for _ in range(reps):
-            if spin:
-                until = time.perf_counter() + idle_s
+            until = time.perf_counter() + idle_s
+            if idle == "poll":
                 while time.perf_counter() < until:
                     time.sleep(0)
+            elif idle == "gpu":
+                while time.perf_counter() < until:
+                    torch.cuda._sleep(1_000_000)  # ~0.5 ms of a spinning kernel at ~2 GHz
+                    torch.cuda.synchronize()
             else:
                 time.sleep(idle_s)
             engine.add_request(next_id[0], prompt(n), 1)
             next_id[0] += 1
             marks.clear()
-            for name in ("prepare", "launch", "wait"):
-                setattr(runner, name, marked(name, getattr(type(runner), name).__get__(runner)))
+            for obj, name in wrapped:
+                setattr(obj, name, marked(name, getattr(type(obj), name).__get__(obj)))
             step = engine.step(pipeline=False)
-            for name in ("prepare", "launch", "wait"):
-                delattr(runner, name)
-            rows.append((step.end_ns - step.start_ns, marks["prepare"] - step.start_ns,
+            for obj, name in wrapped:
+                delattr(obj, name)
+            rows.append((step.end_ns - step.start_ns, marks["schedule"] - step.start_ns,
+                         marks["_fill"] - marks["schedule"], marks["prepare"] - marks["_fill"],
                          marks["launch"] - marks["prepare"], step.end_ns - marks["launch"]))
         replay = engine.runner.graphs[step.graph_shape].graph.replay if step.graph_shape else None
         replays = []
@@ -175,19 +184,19 @@ def main() -> int:
             replay()
             torch.cuda.synchronize()
             replays.append(time.perf_counter_ns() - t0)
-        med = [statistics.median(r[i] for r in rows[1:]) / 1e3 for i in range(4)]
+        med = [statistics.median(r[i] for r in rows[1:]) / 1e3 for i in range(len(rows[0]))]
         rep = statistics.median(replays) / 1e3 if replays else float("nan")
-        out.append(f"  {n:5d}  {idle_s * 1e3:5.0f}{'s' if spin else ' '} {str(step.graph_shape):>10}  {med[0]:8.0f}  {med[1]:8.0f}  "
-                   f"{med[2]:8.0f}  {med[3]:8.0f}  {rep:8.0f}  {med[0] - rep:8.0f}")
+        out.append(f"  {n:5d}  {idle_s * 1e3:4.0f} {idle:<5} {str(step.graph_shape):>10}  "
+                   + "  ".join(f"{m:7.0f}" for m in med) + f"  {rep:7.0f}  {med[0] - rep:7.0f}")
         print(out[-1], flush=True)
 
     if "--small" in sys.argv[1:]:
-        out.append("\n==== a fresh prompt reaching an idle engine (medians of 8 steps, us): tokens, idle ms, bucket, "
-                   "step, start->packed, packed->launched, launched->tokens on host, replay alone, step - replay "
-                   "(idle ms with s: spent polling)")
+        out.append("\n==== a fresh prompt reaching an idle engine (medians of 8 steps, us): tokens, idle ms, how "
+                   "idle, bucket, step, start->scheduled, ->packed in Python, ->its CUDA calls queued, ->launched, "
+                   "->tokens on host, replay alone, step - replay")
         for n in (32, 256, 512):
-            for idle_s, spin in ((0.0, False), (0.05, False), (0.05, True)):
-                fresh_prompt(n, idle_s, spin)
+            for idle_s, idle in ((0.0, "sleep"), (0.05, "sleep"), (0.05, "poll"), (0.05, "gpu")):
+                fresh_prompt(n, idle_s, idle)
         for i in range(2):  # the first one warms up
             engine.add_request(next_id[0], prompt(256), 1)
             step = step_until(engine, next_id[0], keep_inputs=True)
