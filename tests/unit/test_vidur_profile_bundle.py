@@ -28,7 +28,8 @@ from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
 
 SMALL = [
     "profile.max_tokens=64", "profile.max_kv_tokens=128", "profile.repeat_iters=3", "profile.warmup_iters=1",
-    "profile.iteration_samples=3", "profile.fit=[prefill:16,prefill:48,decode:1x32,decode:1x96]",
+    "profile.iteration_samples=3", "profile.iteration_rounds=1",
+    "profile.fit=[prefill:16,prefill:48,decode:1x32,decode:1x96]",
     "profile.validation=[]", "profile.test=[prefill:32,decode:1x64,decode:4x64]", "profile.variants=[fold]",
 ]
 
