@@ -128,7 +128,7 @@ def test_skinny_matmul(gen: torch.Generator, rows: int, tile: matmul.SkinnyTile 
 @pytest.mark.parametrize("rows,block_k,k", [(1, 128, 96), (3, 32, 96), (16, 32, 1100)])
 def test_skinny_add_rms_norm_matmul(gen: torch.Generator, rows: int, block_k: int, k: int) -> None:
     """The add + norm recomputed by every program, the new residual written once to a new tensor; the norm's
-    statistic in one masked step, or (16 rows, K = 1,100) in three steps of 512."""
+    statistic over one masked step of K, several, or (16 rows, K = 1,100) many."""
     n = 40
     x, residual, norm_w, w = randn(gen, rows, k), randn(gen, rows, k), randn(gen, k), randn(gen, n, k)
     before = residual.clone()

@@ -17,7 +17,9 @@ which sits in L2; only the first program writes what else the producer returns):
   the updated residual goes to a new tensor, never in place (other programs still read the old one).
 - ``silu_and_mul_linear``: ``silu(gate) * up`` (``activation.silu_and_mul``'s rounding) feeding the down projection.
 Above ``CUTOVER_ROWS`` both are the two kernels they replace: at 2-8 rows the fused forms measured slower than the
-pair (add + norm into qkv 10.6-10.8 us against 6.8; silu * up into down 7.6 us at 2 rows, 80 at 4-8, against 8.8).
+pair in every tile tried (add + norm into qkv 10.6-11.2 us against 6.8; silu * up into down 7.6 us at 2 rows, 58-80
+at 4-8, against 8.8: studies/2026-12-02-native-h200-in-layer), as the norm's statistic is a chain of dependent
+loads before the weights stream.
 """
 
 from __future__ import annotations
@@ -49,20 +51,19 @@ class SkinnyTile:
     dot: bool
 
 
-def skinny_plan(rows: int, n: int, k: int, dtype: torch.dtype = torch.bfloat16, producer: int = 0) -> SkinnyTile:
+def skinny_plan(rows: int, n: int, k: int, dtype: torch.dtype = torch.bfloat16) -> SkinnyTile:
     """The tile measured best on the H200 (``bench_kernels.py --parts skinny sweep``, 2026-12-02) for Qwen3-0.6B's
     projections: at one row a broadcast multiply with 8 columns a program and all of K = 1024 a step, and so at two
     rows of the narrow projections (o, down: n <= k, where cuBLAS splits K); otherwise ``tl.dot`` tiles (rows padded
-    to 16): 16 columns by 512 of K for the plain narrow ones at 3-8 rows, else 32 by 128 (the silu * up producer
-    took 58 us at the wider tile). float32 (no tensor-core path here) always takes a broadcast tile, proportionally less
-    K a step for more rows. ``producer``: 0 plain, 1 add + RMSNorm, 2 silu * up (the fused forms)."""
+    to 16): 16 columns by 512 of K for the narrow ones at 3-8 rows, else 32 by 128. float32 (no tensor-core path
+    here) always takes a broadcast tile, proportionally less K a step for more rows."""
     if dtype.itemsize >= 4:
         block_k = max(16, min(triton.next_power_of_2(k), 1024 // triton.next_power_of_2(rows)))
         return SkinnyTile(block_n=8, block_k=block_k, num_warps=4, num_stages=3, dot=False)
     if rows == 1 or (rows == 2 and n <= k):
         return SkinnyTile(block_n=8, block_k=min(1024, triton.next_power_of_2(k)), num_warps=4, num_stages=3,
                           dot=False)
-    if rows <= 8 and n <= k and producer == 0:
+    if rows <= 8 and n <= k:
         return SkinnyTile(block_n=16, block_k=512, num_warps=4, num_stages=3, dot=True)
     return SkinnyTile(block_n=32, block_k=128, num_warps=4, num_stages=4, dot=True)
 
@@ -94,7 +95,7 @@ def _load_input(x_ptr, res_ptr, gate_up_ptr, offs_m, kk, m_ok, k_ok, stride_x, s
 def _skinny_matmul_kernel(x_ptr, res_ptr, norm_w_ptr, res_out_ptr, w_ptr, y_ptr, rows, n, k, eps,
                           stride_x, stride_res, stride_w, stride_y,
                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, DOT: tl.constexpr,
-                          PRODUCER: tl.constexpr, STATS_K: tl.constexpr):
+                          PRODUCER: tl.constexpr):
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m = tl.arange(0, BLOCK_M)
     offs_k = tl.arange(0, BLOCK_K)
@@ -105,9 +106,8 @@ def _skinny_matmul_kernel(x_ptr, res_ptr, norm_w_ptr, res_out_ptr, w_ptr, y_ptr,
         # the statistic of r = x + residual over the whole row (L2-resident: every program reads it); program 0
         # also writes r, the updated residual stream, to its own tensor
         sq = tl.zeros([BLOCK_M], tl.float32)
-        offs_s = tl.arange(0, STATS_K)  # wider than BLOCK_K where that is narrow: fewer dependent steps
-        for k0 in range(0, k, STATS_K):
-            kk = k0 + offs_s
+        for k0 in range(0, k, BLOCK_K):
+            kk = k0 + offs_k
             mask = m_ok[:, None] & (kk < k)[None, :]
             x = tl.load(x_ptr + offs_m[:, None] * stride_x + kk[None, :], mask=mask, other=0.0)
             r = tl.load(res_ptr + offs_m[:, None] * stride_res + kk[None, :], mask=mask, other=0.0)
@@ -142,10 +142,8 @@ def _launch(x: torch.Tensor, weight: torch.Tensor, k: int, tile: Optional[Skinny
     if rows > MAX_ROWS or weight.shape[1] != k or x.stride(-1) != 1 or weight.stride(-1) != 1:
         raise ValueError(f"skinny_matmul: x {tuple(x.shape)} and weight {tuple(weight.shape)} need at most "
                          f"{MAX_ROWS} rows, one K and contiguous rows")
-    tile = tile or skinny_plan(rows, n, k, x.dtype, producer)
+    tile = tile or skinny_plan(rows, n, k, x.dtype)
     block_m = max(triton.next_power_of_2(rows), 16 if tile.dot else 1)
-    # the norm's statistic: as much of K a step as 8,192 elements a tile allow (one step at one row)
-    stats_k = max(tile.block_k, min(triton.next_power_of_2(k), 8192 // block_m))
     y = torch.empty(rows, n, device=x.device, dtype=x.dtype)
     res_out = None
     res, res_stride = x, x.stride(0)
@@ -159,8 +157,7 @@ def _launch(x: torch.Tensor, weight: torch.Tensor, k: int, tile: Optional[Skinny
     _skinny_matmul_kernel[(triton.cdiv(n, tile.block_n),)](
         x, res, x if norm_weight is None else norm_weight, x if res_out is None else res_out, weight, y, rows, n, k,
         eps, x.stride(0), res_stride, weight.stride(0), y.stride(0), BLOCK_M=block_m, BLOCK_N=tile.block_n,
-        BLOCK_K=tile.block_k, DOT=tile.dot, PRODUCER=producer, STATS_K=stats_k if producer == 1 else tile.block_k,
-        num_warps=tile.num_warps, num_stages=tile.num_stages)
+        BLOCK_K=tile.block_k, DOT=tile.dot, PRODUCER=producer, num_warps=tile.num_warps, num_stages=tile.num_stages)
     return y, res_out
 
 
