@@ -137,8 +137,10 @@ def decode_kv_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
     rows = []
     for p in points:
         path = p.comparison / TABLES_DIR / COMPARISON_ITERATION_PAIRS.filename
+        if not path.is_file():
+            continue
         steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
-        if not path.is_file() or KV_TOKENS not in steps.columns:
+        if KV_TOKENS not in steps.columns:
             continue
         d = read_table(path, COMPARISON_ITERATION_PAIRS)
         d = d[d["num_prefill_tokens"] == 0]

@@ -25,19 +25,22 @@ class TimingMethod:
         )
 
 
+def _calls_ns(fn: Callable[[], Any], sync: Callable[[], None], calls: int) -> int:
+    """Wall ns of ``calls`` back-to-back calls and one device sync."""
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        fn()
+    sync()
+    return time.perf_counter_ns() - t0
+
+
 def time_call(fn: Callable[[], Any], sync: Callable[[], None], method: TimingMethod) -> np.ndarray:
     """Per-call wall times in ms, one per repeat."""
     for _ in range(method.warmup_iters):
         fn()
     sync()
-    out = np.empty(method.repeat_iters)
-    for r in range(method.repeat_iters):
-        t0 = time.perf_counter_ns()
-        for _ in range(method.calls_per_repeat):
-            fn()
-        sync()
-        out[r] = (time.perf_counter_ns() - t0) / method.calls_per_repeat / 1e6
-    return out
+    return np.array([_calls_ns(fn, sync, method.calls_per_repeat) for _ in range(method.repeat_iters)],
+                    dtype=float) / method.calls_per_repeat / 1e6
 
 
 def time_difference(fn: Callable[[], Any], base: Callable[[], Any], sync: Callable[[], None],
@@ -48,17 +51,9 @@ def time_difference(fn: Callable[[], Any], base: Callable[[], Any], sync: Callab
         fn()
         base()
     sync()
-    out = np.empty(method.repeat_iters)
-    for r in range(method.repeat_iters):
-        ns = []
-        for f in (fn, base):
-            t0 = time.perf_counter_ns()
-            for _ in range(method.calls_per_repeat):
-                f()
-            sync()
-            ns.append(time.perf_counter_ns() - t0)
-        out[r] = (ns[0] - ns[1]) / method.calls_per_repeat / 1e6
-    return out
+    calls = method.calls_per_repeat
+    return np.array([_calls_ns(fn, sync, calls) - _calls_ns(base, sync, calls) for _ in range(method.repeat_iters)],
+                    dtype=float) / calls / 1e6
 
 
 def stats_ms(samples: np.ndarray) -> dict[str, float]:
