@@ -16,8 +16,9 @@ underpredicted (a 256-token prefill, decodes of 2 and 8 sequences at KV 512): ea
 device time and in launch order, beside its wall time (compare with the bundle's ``mlp.csv`` / ``attention.csv``).
 It also times a fresh prompt reaching an idle engine, phase by phase, beside its graph's replay alone.
 ``--cutover N`` (with ``--small``): the engine built with ``matmul.CUTOVER_ROWS = N`` (the one-row matmul and its
-fusions up to N rows; shipped: 1), to measure whether extending them speeds up those decodes. ``--balanced``: the
-engine built with ``attention.BALANCE_SPLITS`` (split decode work dealt out by key tiles).
+fusions up to N rows; shipped: 1), to measure whether extending them speeds up those decodes. ``--unbalanced``: the
+engine built without ``attention.BALANCE_SPLITS`` (each decode context cut into equal parts, not its key tiles dealt
+out over the launch), to compare.
 
 Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_breakdown.py [--small]`` (about a minute on an H200).
 """
@@ -100,11 +101,11 @@ def main() -> int:
     from gpu_simulate_test.engine.engine import LLMEngine
 
     out: list[str] = []
-    if "--balanced" in sys.argv:
+    if "--unbalanced" in sys.argv:
         from gpu_simulate_test.engine.kernels import attention
 
-        attention.BALANCE_SPLITS = True
-        out.append("attention.BALANCE_SPLITS = True")
+        attention.BALANCE_SPLITS = False
+        out.append("attention.BALANCE_SPLITS = False")
     if "--cutover" in sys.argv:
         from gpu_simulate_test.engine.kernels import matmul
 

@@ -147,10 +147,19 @@ def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]], plan
     outs = [torch.empty_like(q) for q, _ in batches]
     scale = HEAD_DIM ** -0.5
     plan = plan or attention.plan_attention(num_seqs, N_KV, MAX_CONTEXT, report.num_sms)
-    launches = [lambda q=q, t=t, o=o: attention.paged_attention(q, k_cache, v_cache, cu, lens, t, scale, out=o,
-                                                                plan=plan)
-                for (q, t), o in zip(batches, outs)]
+    # a balanced launch's work table is made once a step for all layers (the model's ``with_decode_work``): made
+    # here before the timing, and timed on its own
+    works = [attention.decode_work(cu, lens, t, k_cache, plan) for _, t in batches]
+    launches = [lambda q=q, t=t, o=o, w=w: attention.paged_attention(q, k_cache, v_cache, cu, lens, t, scale, out=o,
+                                                                     work=w, plan=plan)
+                for (q, t), o, w in zip(batches, outs, works)]
     seconds = timed(launches)
+    if works[0] is not None:
+        work_s = timed([lambda t=t: attention.decode_work(cu, lens, t, k_cache, plan) for _, t in batches])
+        units = num_seqs * plan.num_splits
+        report.add("decode work table", f"B={num_seqs} units={units}{variant}", work_s,
+                   4 * (2 * num_seqs + 1 + 1 + 2 * units + num_seqs), -(-units // attention.WORK_UNITS),
+                   note="once a step, for every layer")
     grids = attention.launches(tokens, num_seqs, N_Q, N_KV, plan)
     decodes = sum(1 for n, _ in seqs if n == 1)
     # programs with work: a decode launch over a batch without decodes exits at once, so it does not count
@@ -168,22 +177,21 @@ def bench_attention(report: Report, name: str, seqs: list[tuple[int, int]], plan
 # (AttentionPlan.balanced) deals the key tiles out evenly (studies/2026-12-02-native-h200-in-layer).
 UNEVEN_DECODES = {"4: 4096 + 3 x 256": [4096] + [256] * 3, "8: 8192 + 7 x 512": [8192] + [512] * 7,
                   "8: 2 x 2048 + 6 x 256": [2048] * 2 + [256] * 6, "16: 4096 + 15 x 512": [4096] + [512] * 15,
-                  "16: even 1024": [1024] * 16, "32: 2 x 6144 + 30 x 512": [6144] * 2 + [512] * 30}
+                  "16: even 1024": [1024] * 16, "32: 2 x 6144 + 30 x 512": [6144] * 2 + [512] * 30,
+                  "32: even 2048": [2048] * 32, "64: 2 x 6144 + 62 x 512": [6144] * 2 + [512] * 62,
+                  "64: even 2048": [2048] * 64, "128: 4 x 8192 + 124 x 1024": [8192] * 4 + [1024] * 124,
+                  "128: even 2048": [2048] * 128}
 
 
 def bench_balanced(report: Report) -> None:
-    """Each of ``UNEVEN_DECODES`` with the shipped plan and with its split work balanced."""
-    import dataclasses
-
+    """Each of ``UNEVEN_DECODES`` planned unbalanced and balanced (``plan_attention``'s ``balanced``)."""
     from gpu_simulate_test.engine.kernels import attention
 
     for label, contexts in UNEVEN_DECODES.items():
         seqs = [(1, kv) for kv in contexts]
-        plan = attention.plan_attention(len(seqs), N_KV, MAX_CONTEXT, report.num_sms)
-        bench_attention(report, "decode uneven", seqs, plan, f" {label} splits={plan.num_splits}")
-        if plan.num_splits > 1:
-            bench_attention(report, "decode balanced", seqs, dataclasses.replace(plan, balanced=True),
-                            f" {label} splits={plan.num_splits}")
+        for name, balanced in (("decode unbalanced", False), ("decode balanced", True)):
+            plan = attention.plan_attention(len(seqs), N_KV, MAX_CONTEXT, report.num_sms, balanced=balanced)
+            bench_attention(report, name, seqs, plan, f" {label} splits={plan.num_splits}")
 
 
 def sweep_attention(report: Report) -> None:

@@ -231,18 +231,20 @@ def test_paged_attention_decode(gen: torch.Generator, batch: int, kv: int) -> No
 @pytest.mark.parametrize("num_splits", [1, 5, 64])
 def test_paged_attention_decode_split_count_is_free(gen: torch.Generator, num_splits: int) -> None:
     b = make_batch(gen, decode_seqs(gen, 16, 4096) + [(1, 0), (1, 0)])
-    plan = dataclasses.replace(attention.plan_attention(18, N_KV, 4096, 132), num_splits=num_splits)
+    plan = dataclasses.replace(attention.plan_attention(18, N_KV, 4096, 132, balanced=False), num_splits=num_splits)
     out = b.run(plan)
     assert rel_err(out, b.reference()) < TOL
     assert torch.equal(out[-2:], torch.zeros_like(out[-2:]))  # padding rows: zeros
 
 
-@pytest.mark.parametrize("contexts", [[8192] + [512] * 7, [4096] * 2 + [300] * 14 + [0, 0], [40960, 17, 1]])
+@pytest.mark.parametrize("contexts", [[8192] + [512] * 7, [4096] * 2 + [300] * 14 + [0, 0], [40960, 17, 1],
+                                      [6144] * 2 + [512] * 60 + [0, 0], [2048] * 128])
 def test_paged_attention_decode_balanced_splits(gen: torch.Generator, contexts: list[int]) -> None:
-    """Split decode work dealt out by key tiles (AttentionPlan.balanced), uneven contexts and padding rows, against
-    the reference: a context of the model's whole length among tiny ones takes almost every unit."""
+    """Decode work dealt out by key tiles (AttentionPlan.balanced), uneven contexts and padding rows, against the
+    reference: a context of the model's whole length among tiny ones takes almost every unit; at batches that fill
+    the SMs, the long contexts of a few split, the rest whole."""
     b = make_batch(gen, [(1, kv) for kv in contexts], width=MAX_POSITION // PAGE)
-    plan = dataclasses.replace(attention.plan_attention(len(contexts), N_KV, MAX_POSITION, 132), balanced=True)
+    plan = attention.plan_attention(len(contexts), N_KV, MAX_POSITION, 132, balanced=True)
     assert plan.num_splits > 1
     out = b.run(plan)
     assert rel_err(out, b.reference()) < TOL

@@ -9,6 +9,7 @@ references on the CPU), so that the step a CUDA graph captures is exactly the li
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -28,6 +29,9 @@ class AttentionInputs:
     cu_seqlens_q: torch.Tensor  # [B + 1] int32
     seq_lens: torch.Tensor  # [B] int32, context after the step
     block_tables: torch.Tensor  # [B, max_blocks] int32
+    # the balanced decode launch's work table, made once a step for every layer (``kernels.decode_work``); None:
+    # none needed, or each attention call makes its own
+    decode_work: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -40,6 +44,13 @@ class LayerWeights:
     post_norm: torch.Tensor  # [hidden]
     gate_up_proj: torch.Tensor  # [2 * intermediate, hidden]: gate, then up
     down_proj: torch.Tensor  # [hidden, intermediate]
+
+
+def with_decode_work(attn: AttentionInputs, k_cache: torch.Tensor) -> AttentionInputs:
+    """``attn`` with the step's decode work table (one for every layer), if the attention deals its decode work
+    out by key tiles; ``attn`` itself otherwise."""
+    work = kernels.decode_work(attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, k_cache)
+    return attn if work is None else dataclasses.replace(attn, decode_work=work)
 
 
 class Qwen3Layer:
@@ -85,7 +96,7 @@ class Qwen3Layer:
         """[attn_prefill / attn_decode] paged attention of every entry's new tokens; ``[T, q_heads * head_dim]``."""
         o = torch.empty(q.shape, dtype=q.dtype, device=q.device)
         kernels.paged_attention(q, k_cache, v_cache, attn.cu_seqlens_q, attn.seq_lens, attn.block_tables, self.scale,
-                                out=o)
+                                out=o, work=attn.decode_work)
         return o.view(q.shape[0], self.q_size)
 
     def o_proj(self, o: torch.Tensor) -> torch.Tensor:
@@ -192,6 +203,7 @@ class Qwen3Model:
         ``kv_cache``: ``[2, num_layers, num_blocks, block_size, num_kv_heads, head_dim]``; the new tokens' K/V are
         stored into it through ``attn.slot_mapping`` before the attention reads it.
         """
+        attn = with_decode_work(attn, kv_cache[0, 0])
         h, residual = F.embedding(input_ids, self.embed_tokens), None
         for i, layer in enumerate(self.layers):
             h, residual = layer.forward(h, residual, positions, attn, kv_cache[0, i], kv_cache[1, i], self.cos_sin)

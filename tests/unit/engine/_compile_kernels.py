@@ -91,7 +91,8 @@ def launches(tokens: int, batch: int, splits: int, width: int) -> dict:
     lens = torch.full((batch,), 100, dtype=i32)
     decode_cu = torch.arange(batch + 1, dtype=i32)
     mixed_cu = torch.cat([torch.arange(batch, dtype=i32), torch.tensor([tokens], dtype=i32)])
-    plan = dataclasses.replace(attention.plan_attention(batch, n_kv, width * page, 1), num_splits=splits)
+    plan = dataclasses.replace(attention.plan_attention(batch, n_kv, width * page, 1, balanced=False),
+                               num_splits=splits)
     return {
         "rms_norm": lambda: norm.rms_norm(x, w, 1e-6),
         "add_rms_norm": lambda: norm.add_rms_norm(x, x.clone(), w, 1e-6),

@@ -312,13 +312,70 @@ def test_paged_attention_balanced_merge_takes_more_parts_than_its_width(gen: tor
     check_attention(make_batch(gen, [(1, 300), (1, 3)], 4, 2, 16, 4), balanced_plan(8))
 
 
+def expected_work(seqs: list[tuple[int, int]], units: int, block_n: int) -> list[int]:
+    """``decode_work``'s table worked out in Python: the fewest tiles a unit that fits, then the units in order."""
+    tiles = [-(-ctx // block_n) if new == 1 else 0 for new, ctx in seqs]
+    chunk = next(c for c in range(1, max(sum(tiles), 1) + 1) if sum(-(-t // c) for t in tiles) <= units)
+    unit_seq, unit_tile, seq_first = [], [], []
+    for b, t in enumerate(tiles):
+        seq_first.append(len(unit_seq))
+        for k in range(-(-t // chunk)):
+            unit_seq.append(b)
+            unit_tile.append(k * chunk)
+    spare = units - len(unit_seq)
+    return [chunk, *unit_seq, *[len(seqs)] * spare, *unit_tile, *[0] * spare, *seq_first]
+
+
+# more sequences and units than one program of the work kernel lays out (WORK_UNITS): even contexts, one long
+EVEN_MANY = [(1, 40)] * 69 + [(1, 700)] + [(5, 9)]
+
+
+@pytest.mark.parametrize("seqs,num_splits", [(UNEVEN, 2), (UNEVEN, 3), (UNEVEN, 8), (MIXED_BUCKET, 3),
+                                             (EVEN_MANY, 2), ([(1, 0), (0, 0)], 2)])
+def test_decode_work_table(gen: torch.Generator, seqs: list[tuple[int, int]], num_splits: int) -> None:
+    """The work table against the Python one: the fewest key tiles a unit at which the decode sequences' units fit
+    (no work at all: chunk 1), each unit's sequence and first tile, spare units past the last sequence."""
+    b = make_batch(gen, seqs, 4, 2, 16, 4)
+    plan = balanced_plan(num_splits)
+    work = attention.decode_work(b.cu_seqlens_q, b.seq_lens, b.block_tables, b.k_cache, plan)
+    units = len(seqs) * num_splits
+    got = work.tolist()
+    want = expected_work(seqs, units, plan.decode.block_n)
+    assert got[: 1 + units] == want[: 1 + units]  # chunk, unit_seq
+    used = [u for u in range(units) if want[1 + u] < len(seqs)]  # a spare unit's first tile is never read
+    assert [got[1 + units + u] for u in used] == [want[1 + units + u] for u in used]
+    assert got[1 + 2 * units:] == want[1 + 2 * units:]
+
+
+def test_paged_attention_balanced_whole_and_split_sequences(gen: torch.Generator) -> None:
+    """Sequences of one unit write their output themselves (the merge skips them), beside one split in many, over
+    work tables that several programs lay out."""
+    check_attention(make_batch(gen, EVEN_MANY, 4, 2, 16, 4), balanced_plan(2))
+
+
+def test_plan_attention_balanced_at_any_batch() -> None:
+    """Balanced, every batch size gets at least two units a sequence and the split tiles: a long context among
+    many short ones is split even where the batch fills the SMs."""
+    for batch in (1, 8, 17, 40, 256):
+        plain = attention.plan_attention(batch, 8, 40960, 132, torch.bfloat16, balanced=False)
+        plan = attention.plan_attention(batch, 8, 40960, 132, torch.bfloat16, balanced=True)
+        assert plan.balanced and plan.num_splits == max(plain.num_splits, 2)
+        assert plan.decode == attention.DECODE_TILE
+    assert attention.plan_attention(20, 8, 40960, 132, torch.bfloat16, balanced=False).decode == \
+        attention.DECODE_TILE_FEW
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_paged_attention_shipped_tiles_span_full_and_partial_tiles(gen: torch.Generator, dtype: torch.dtype) -> None:
     """The tiles ``plan_attention`` ships for a dtype (bf16: decode keys in 64s, prefill rows in 128s; computed
-    here in float32 all the same), with and without a split: contexts long enough for unmasked tiles."""
+    here in float32 all the same), with and without a split, and balanced: contexts long enough for unmasked
+    tiles."""
     seqs = [(1, 150), (70, 200), (1, 64), (40, 40)]
     batch = make_batch(gen, seqs, 4, 2, 32, 16)
-    plan = attention.plan_attention(len(seqs), 2, batch.block_tables.shape[1] * 16, 1, dtype)
+    plan = attention.plan_attention(len(seqs), 2, batch.block_tables.shape[1] * 16, 1, dtype, balanced=False)
     assert plan.num_splits == 1
     check_attention(batch, plan)
     check_attention(batch, dataclasses.replace(plan, num_splits=2))
+    balanced = attention.plan_attention(len(seqs), 2, batch.block_tables.shape[1] * 16, 1, dtype, balanced=True)
+    assert balanced.balanced and balanced.decode == plan.decode
+    check_attention(batch, balanced)

@@ -54,7 +54,8 @@ def test_triton_kernels_compile_for_the_h200_without_spills_or_per_batch_variant
     # the norm and qk-norm kernels their two modes
     # (the skinny matmul: at one row plain, fused with the add + norm before it, fused with the activation before
     # it; the narrow projections' tiles at 2 and at 3-4 rows: skinny_plan)
-    assert summary["specialisations"] == {"_merge_splits_kernel": 2, "_paged_attention_kernel": 3,
+    assert summary["specialisations"] == {"_decode_work_kernel": 1, "_merge_splits_kernel": 2,
+                                          "_paged_attention_kernel": 3,
                                           "_qk_norm_rope_kernel": 2, "_rms_norm_kernel": 2,
                                           "_silu_and_mul_kernel": 1, "_skinny_matmul_kernel": 5,
                                           "_store_kv_kernel": 1}

@@ -34,6 +34,7 @@ qk_norm_rope = _dispatch(rope.qk_norm_rope, reference.qk_norm_rope)
 qk_norm_rope_store_kv = _dispatch(rope.qk_norm_rope_store_kv, reference.qk_norm_rope_store_kv)
 store_kv = _dispatch(cache.store_kv, reference.store_kv)
 paged_attention = _dispatch(attention.paged_attention, reference.paged_attention)
+decode_work = _dispatch(attention.decode_work, reference.decode_work)
 silu_and_mul = _dispatch(activation.silu_and_mul, reference.silu_and_mul)
 linear = _dispatch(matmul.linear, torch_F.linear)
 lm_head = _dispatch(torch_F.linear, reference.lm_head)  # cuBLAS on the GPU (77-87 us at 1-64 rows on the H200)
@@ -47,6 +48,6 @@ def kernel_path(device: torch.device | str) -> str:
     return "triton" if torch.device(device).type == "cuda" else "reference"
 
 
-__all__ = ["add_rms_norm", "add_rms_norm_linear", "fuses_projection_input", "kernel_path", "linear", "lm_head",
+__all__ = ["add_rms_norm", "add_rms_norm_linear", "decode_work", "fuses_projection_input", "kernel_path", "linear", "lm_head",
            "paged_attention", "qk_norm_rope", "qk_norm_rope_store_kv", "rms_norm", "rope_cos_sin", "silu_and_mul",
            "silu_and_mul_linear", "store_kv"]

@@ -83,27 +83,30 @@ def _num_sms(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-# Deal split decode work out by key tiles (``AttentionPlan.balanced``) in every plan ``plan_attention`` makes. Off
-# until measured on the H200: a batch's longest context sets the unbalanced launch's time at small batches
-# (studies/2026-12-02-native-h200-in-layer), and benchmarks switch this on to compare.
-BALANCE_SPLITS = False
+# Deal decode work out by key tiles (``AttentionPlan.balanced``) in every plan ``plan_attention`` makes: unbalanced,
+# a batch's longest context sets the decode launch's time (studies/2026-12-02-native-h200-in-layer); benchmarks
+# switch this off to compare.
+BALANCE_SPLITS = True
 
 
 def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: int,
-                   dtype: torch.dtype = torch.bfloat16) -> AttentionPlan:
+                   dtype: torch.dtype = torch.bfloat16, balanced: Optional[bool] = None) -> AttentionPlan:
     """Split decode contexts only when ``num_seqs x num_kv_heads`` programs cannot fill the SMs: then aim at two
     programs per SM, never more parts than key tiles in ``max_context`` (the block table's reach) or ``MAX_SPLITS``.
-    Unsplit launches of one to two programs per SM take ``DECODE_TILE_FEW``. Split work is balanced where
-    ``BALANCE_SPLITS``."""
+    Unsplit launches of one to two programs per SM take ``DECODE_TILE_FEW``. ``balanced`` (None:
+    ``BALANCE_SPLITS``): the decode launch deals key tiles out over ``num_seqs x num_splits`` work units, at least
+    two a sequence, so that a long context among short ones takes many programs at any batch size."""
     decode, prefill = (DECODE_TILE_FP32, PREFILL_TILE_FP32) if dtype.itemsize >= 4 else (DECODE_TILE, PREFILL_TILE)
+    balanced = BALANCE_SPLITS if balanced is None else balanced
     programs = num_seqs * num_kv_heads
     splits = 1
     if programs < num_sms:
         splits = min(-(-2 * num_sms // programs), -(-max_context // decode.block_n), MAX_SPLITS)
-    elif programs <= 2 * num_sms and dtype.itemsize < 4:
+    elif programs <= 2 * num_sms and dtype.itemsize < 4 and not balanced:
         decode = DECODE_TILE_FEW
-    return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1),
-                         balanced=BALANCE_SPLITS and splits > 1)
+    if balanced:
+        splits = max(splits, 2)
+    return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1), balanced=balanced)
 
 
 @dataclass(frozen=True)
@@ -172,38 +175,62 @@ def _decode_tiles_of(b, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N: tl.cons
 
 
 @triton.jit
-def _balanced_chunk(cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_units, BLOCK_N: tl.constexpr, SEARCH: tl.constexpr):
-    """Tiles per work unit: every decode sequence takes ceil(its tiles / chunk) units, which over the sequences sum to
-    at most ``num_units`` when chunk = ceil(all tiles / (num_units - num_seqs))."""
+def _units_at(chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N: tl.constexpr, SEARCH: tl.constexpr):
+    """Work units the decode sequences take at ``chunk`` key tiles a unit."""
+    units = 0
+    for start in range(0, num_seqs, SEARCH):
+        tiles = _decode_tiles_of(start + tl.arange(0, SEARCH), cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N)
+        units += tl.sum(tl.cdiv(tiles, chunk), axis=0)
+    return units
+
+
+@triton.jit(do_not_specialize=["num_seqs", "num_units"])
+def _decode_work_kernel(work_ptr, cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_units,
+                        BLOCK_N: tl.constexpr, SEARCH: tl.constexpr, UNITS: tl.constexpr):
+    """The balanced decode launch's work table, once a step for every layer: ``[chunk, unit_seq[U], unit_tile[U],
+    seq_first[B]]``. ``chunk`` is the fewest key tiles a unit at which the decode sequences, in order, each taking
+    ceil(tiles / chunk) units, fit the ``U`` units (bisection between ceil(total / U) and ceil(total / (U - B)),
+    which always fits); unit u serves sequence ``unit_seq[u]`` (B: none) from tile ``unit_tile[u]``; sequence b's
+    units start at ``seq_first[b]``. Program p lays out units and sequences ``p * UNITS`` onwards."""
     total = 0
     for start in range(0, num_seqs, SEARCH):
         total += tl.sum(_decode_tiles_of(start + tl.arange(0, SEARCH), cu_seqlens_ptr, seq_lens_ptr, num_seqs,
                                          BLOCK_N), axis=0)
-    return tl.maximum(tl.cdiv(total, num_units - num_seqs), 1)
-
-
-@triton.jit
-def _units_before(seq_or_unit, by_unit: tl.constexpr, chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs,
-                  BLOCK_N: tl.constexpr, SEARCH: tl.constexpr):
-    """With ``by_unit``: the sequence that work unit ``seq_or_unit`` serves (num_seqs: none) and the units of the
-    sequences before it; else the units before sequence ``seq_or_unit``. Units go to sequences in order."""
-    seq = 0
-    first = 0
+    lo = tl.maximum(tl.cdiv(total, num_units), 1)
+    hi = tl.maximum(tl.cdiv(total, num_units - num_seqs), 1)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _units_at(mid, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N, SEARCH) <= num_units:
+            hi = mid
+        else:
+            lo = mid + 1
+    chunk = lo
+    pid = tl.program_id(0)
+    if pid == 0:
+        tl.store(work_ptr, chunk)
+    u = pid * UNITS + tl.arange(0, UNITS)  # these units, and these sequences
+    unit_seq = tl.zeros([UNITS], tl.int32)
+    unit_first = tl.zeros([UNITS], tl.int32)  # the first unit of the sequence unit u serves
+    seq_first = tl.zeros([UNITS], tl.int32)
+    done = 0  # units of the sequences before this block of them
     for start in range(0, num_seqs, SEARCH):
         b = start + tl.arange(0, SEARCH)
         units = tl.cdiv(_decode_tiles_of(b, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N), chunk)
-        if by_unit:  # the sequences whose units all come before the unit: a prefix, as units only add up
-            before = ((tl.cumsum(units, axis=0) + first) <= seq_or_unit) & (b < num_seqs)
-        else:
-            before = b < seq_or_unit
-        seq += tl.sum(before.to(tl.int32), axis=0)
-        first += tl.sum(tl.where(before, units, 0), axis=0)
-    return seq, first
+        # sequences whose units all come before unit u: a prefix, as units go to the sequences in order
+        before = ((tl.cumsum(units, axis=0) + done)[None, :] <= u[:, None]) & (b < num_seqs)[None, :]
+        unit_seq += tl.sum(before.to(tl.int32), axis=1)
+        unit_first += tl.sum(tl.where(before, units[None, :], 0), axis=1)
+        seq_first += tl.sum(tl.where(b[None, :] < u[:, None], units[None, :], 0), axis=1)
+        done += tl.sum(units, axis=0)
+    ok = u < num_units
+    tl.store(work_ptr + 1 + u, unit_seq, mask=ok)
+    tl.store(work_ptr + 1 + num_units + u, (u - unit_first) * chunk, mask=ok)
+    tl.store(work_ptr + 1 + 2 * num_units + u, seq_first, mask=u < num_seqs)
 
 
 @triton.jit(do_not_specialize=["num_seqs", "stride_block_table"])
 def _paged_attention_kernel(
-    q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, part_acc_ptr, part_m_ptr, part_l_ptr,
+    q_ptr, k_cache_ptr, v_cache_ptr, out_ptr, part_acc_ptr, part_m_ptr, part_l_ptr, work_ptr,
     cu_seqlens_ptr, seq_lens_ptr, block_tables_ptr, scale_log2, num_seqs,
     stride_q_tok, stride_q_head, stride_out_tok, stride_out_head,
     stride_cache_block, stride_cache_slot, stride_cache_head, stride_block_table,
@@ -213,20 +240,19 @@ def _paged_attention_kernel(
 ):
     split = tl.program_id(2)
     num_splits = tl.num_programs(2)
-    unit_lo = 0  # balanced decode: this program's key tiles, unit_lo .. unit_hi
-    unit_hi = 0
+    unit_lo = 0  # balanced decode: this program's key tiles, unit_lo .. unit_lo + chunk
+    chunk = 1
     if BLOCK_Q == 1:
         kv_head = tl.program_id(0)
         if BALANCED:
             # balanced decode launch: program (h, u, s) is work unit u * splits + s, a chunk of one decode
-            # sequence's key tiles; the units go to the sequences in order, as many as their tiles take chunks
+            # sequence's key tiles, looked up in the step's work table (``decode_work``)
             unit = tl.program_id(1) * num_splits + split
-            chunk = _balanced_chunk(cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_seqs * num_splits, BLOCK_N, SEARCH)
-            seq, first = _units_before(unit, True, chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N, SEARCH)
+            seq = tl.load(work_ptr + 1 + unit)
+            chunk = tl.load(work_ptr)
+            unit_lo = tl.load(work_ptr + 1 + num_seqs * num_splits + unit)
             if seq >= num_seqs:  # a spare unit
                 return
-            unit_lo = (unit - first) * chunk
-            unit_hi = unit_lo + chunk
         else:
             # decode launch, grid (KV heads, sequences, splits): program (h, b) serves sequence b if it has exactly
             # one new token. Sequence-major, so that a bucket's padding sequences (no work) are the last programs
@@ -271,9 +297,11 @@ def _paged_attention_kernel(
     per_split = tl.cdiv(num_tiles, num_splits)
     t_lo = split * per_split
     t_hi = tl.minimum(t_lo + per_split, num_tiles)
+    whole = num_splits == 1  # this program has the sequence's every key: it writes the output, no merge
     if BALANCED:  # (decode launch only)
         t_lo = unit_lo
-        t_hi = tl.minimum(unit_hi, num_tiles)
+        t_hi = tl.minimum(unit_lo + chunk, num_tiles)
+        whole = num_tiles <= chunk
     t_mid = tl.minimum(tl.maximum(kv_all // BLOCK_N, t_lo), t_hi)
 
     m_i = tl.full([BLOCK_M], -1.0e30, tl.float32)  # finite: a row with no visible key in a tile stays NaN-free
@@ -288,7 +316,7 @@ def _paged_attention_kernel(
                                   kv_end, t_mid, t_hi, scale_log2, stride_cache_block, stride_cache_slot,
                                   HEAD_DIM, BLOCK_N, PAGE, True, DOT_PRECISION)
 
-    if num_splits > 1:
+    if not whole:
         # unnormalised parts, [B, NUM_HEADS, splits] (+ HEAD_DIM), merged by _merge_splits_kernel; balanced:
         # [units, NUM_HEADS]
         if BALANCED:
@@ -305,13 +333,14 @@ def _paged_attention_kernel(
 
 
 @triton.jit(do_not_specialize=["num_splits", "num_seqs"])
-def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqlens_ptr, seq_lens_ptr, num_splits,
-                         num_seqs, stride_out_tok, stride_out_head,
+def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqlens_ptr, seq_lens_ptr, work_ptr,
+                         num_splits, num_seqs, stride_out_tok, stride_out_head,
                          NUM_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr, SPLITS_PAD: tl.constexpr,
-                         BLOCK_N: tl.constexpr, SEARCH: tl.constexpr, BALANCED: tl.constexpr):
+                         BLOCK_N: tl.constexpr, BALANCED: tl.constexpr):
     """One program per (decode sequence, query head): rescale each part to the common maximum and normalise.
     One compiled variant serves every split count (SPLITS_PAD is MAX_SPLITS). Balanced: the sequence's parts are
-    its run of work units, as many as its tiles take chunks, merged SPLITS_PAD at a time."""
+    its run of work units (the work table's), merged SPLITS_PAD at a time; a sequence of one unit has its output
+    from that unit already."""
     seq = tl.program_id(0)
     head = tl.program_id(1)
     q_lo = tl.load(cu_seqlens_ptr + seq)
@@ -320,9 +349,10 @@ def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqle
     s = tl.arange(0, SPLITS_PAD)
     offs_d = tl.arange(0, HEAD_DIM)
     if BALANCED:
-        chunk = _balanced_chunk(cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_seqs * num_splits, BLOCK_N, SEARCH)
-        _, first = _units_before(seq, False, chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N, SEARCH)
-        count = tl.cdiv(tl.cdiv(tl.load(seq_lens_ptr + seq), BLOCK_N), chunk)
+        count = tl.cdiv(tl.cdiv(tl.load(seq_lens_ptr + seq), BLOCK_N), tl.load(work_ptr))
+        if count == 1:
+            return
+        first = tl.load(work_ptr + 1 + 2 * num_seqs * num_splits + seq)
         m_run = tl.max(tl.full([SPLITS_PAD], -1.0e30, tl.float32), axis=0)  # finite: no part, no NaN
         l_run = tl.sum(tl.zeros([SPLITS_PAD], tl.float32), axis=0)
         acc_run = tl.zeros([HEAD_DIM], tl.float32)
@@ -351,10 +381,41 @@ def _merge_splits_kernel(part_acc_ptr, part_m_ptr, part_l_ptr, out_ptr, cu_seqle
     tl.store(out_ptr + q_lo * stride_out_tok + head * stride_out_head + offs_d, out.to(out_ptr.dtype.element_ty))
 
 
+WORK_UNITS = 64  # work units (and sequences) one program of ``_decode_work_kernel`` lays out
+
+
+def _plan_for(seq_lens: torch.Tensor, block_tables: torch.Tensor, k_cache: torch.Tensor) -> AttentionPlan:
+    """``plan_attention`` for these inputs: the plan both ``paged_attention`` and ``decode_work`` take by default."""
+    num_sms = 1  # triton's interpreter (CPU tensors): no SMs to fill
+    if k_cache.is_cuda:
+        num_sms = _num_sms(k_cache.device.index if k_cache.device.index is not None else torch.cuda.current_device())
+    _, page, num_kv_heads, _ = k_cache.shape
+    return plan_attention(seq_lens.shape[0], num_kv_heads, block_tables.shape[1] * page, num_sms, k_cache.dtype)
+
+
+def decode_work(cu_seqlens_q: torch.Tensor, seq_lens: torch.Tensor, block_tables: torch.Tensor,
+                k_cache: torch.Tensor, plan: Optional[AttentionPlan] = None) -> Optional[torch.Tensor]:
+    """The work table of a balanced decode launch (``_decode_work_kernel``), or None where ``plan`` (None: the
+    default for these inputs) does not balance. Every layer of a step reads the same table, so the model makes it
+    once a step and hands it to each ``paged_attention``."""
+    plan = _plan_for(seq_lens, block_tables, k_cache) if plan is None else plan
+    if not plan.balanced or plan.num_splits < 2:
+        return None
+    num_seqs = seq_lens.shape[0]
+    units = num_seqs * plan.num_splits
+    work = torch.empty(1 + 2 * units + num_seqs, device=seq_lens.device, dtype=torch.int32)
+    _decode_work_kernel[(triton.cdiv(units, WORK_UNITS),)](work, cu_seqlens_q, seq_lens, num_seqs, units,
+                                                           BLOCK_N=plan.decode.block_n, SEARCH=SEARCH_BLOCK,
+                                                           UNITS=WORK_UNITS, num_warps=4)
+    return work
+
+
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cu_seqlens_q: torch.Tensor,
                     seq_lens: torch.Tensor, block_tables: torch.Tensor, scale: float,
-                    out: Optional[torch.Tensor] = None, plan: Optional[AttentionPlan] = None) -> torch.Tensor:
-    """``reference.paged_attention`` in Triton (layouts there). ``plan``: None picks it from the shapes."""
+                    out: Optional[torch.Tensor] = None, work: Optional[torch.Tensor] = None,
+                    plan: Optional[AttentionPlan] = None) -> torch.Tensor:
+    """``reference.paged_attention`` in Triton (layouts there). ``plan``: None picks it from the shapes. ``work``:
+    the step's ``decode_work`` table for this plan (None: made here when the plan balances)."""
     num_tokens, num_heads, head_dim = q.shape
     _, page, num_kv_heads, _ = k_cache.shape
     num_seqs = seq_lens.shape[0]
@@ -363,11 +424,7 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     if head_dim & (head_dim - 1) or num_heads % num_kv_heads:
         raise ValueError(f"paged_attention: head_dim {head_dim} must be a power of two and {num_heads} query heads "
                          f"a multiple of {num_kv_heads} KV heads")
-    if plan is None:
-        num_sms = 1  # triton's interpreter (CPU tensors): no SMs to fill
-        if q.is_cuda:
-            num_sms = _num_sms(q.device.index if q.device.index is not None else torch.cuda.current_device())
-        plan = plan_attention(num_seqs, num_kv_heads, block_tables.shape[1] * page, num_sms, q.dtype)
+    plan = _plan_for(seq_lens, block_tables, k_cache) if plan is None else plan
     out = torch.empty_like(q) if out is None else out
     grids = launches(num_tokens, num_seqs, num_heads, num_kv_heads, plan)
     group = num_heads // num_kv_heads
@@ -387,18 +444,21 @@ def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
         # so that the split and the unsplit decode launches share one compiled kernel
     tile = plan.decode
     balanced = plan.balanced and splits > 1
+    if balanced and work is None:
+        work = decode_work(cu_seqlens_q, seq_lens, block_tables, k_cache, plan)
+    work = work if balanced else seq_lens  # never read unbalanced; an int32 tensor all the same (one kernel)
     _paged_attention_kernel[grids.decode_grid](
-        q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=1, BLOCK_M=grids.decode_rows,
+        q, k_cache, v_cache, out, part_acc, part_m, part_l, work, *args, BLOCK_Q=1, BLOCK_M=grids.decode_rows,
         BLOCK_N=tile.block_n, num_warps=tile.num_warps, num_stages=tile.num_stages, BALANCED=balanced, **common)
     if splits > 1:
         _merge_splits_kernel[(num_seqs, num_heads)](
-            part_acc, part_m, part_l, out, cu_seqlens_q, seq_lens, splits, num_seqs, out.stride(0), out.stride(1),
-            NUM_HEADS=num_heads, HEAD_DIM=head_dim, SPLITS_PAD=MAX_SPLITS, BLOCK_N=tile.block_n,
-            SEARCH=SEARCH_BLOCK, BALANCED=balanced, num_warps=4)
+            part_acc, part_m, part_l, out, cu_seqlens_q, seq_lens, work, splits, num_seqs, out.stride(0),
+            out.stride(1), NUM_HEADS=num_heads, HEAD_DIM=head_dim, SPLITS_PAD=MAX_SPLITS, BLOCK_N=tile.block_n,
+            BALANCED=balanced, num_warps=4)
     if grids.prefill_grid is not None:
         tile = plan.prefill
         _paged_attention_kernel[grids.prefill_grid](
-            q, k_cache, v_cache, out, part_acc, part_m, part_l, *args, BLOCK_Q=grids.prefill_block_q,
+            q, k_cache, v_cache, out, part_acc, part_m, part_l, work, *args, BLOCK_Q=grids.prefill_block_q,
             BLOCK_M=grids.prefill_rows, BLOCK_N=tile.block_n, num_warps=tile.num_warps,
             num_stages=tile.num_stages, **common)
     return out

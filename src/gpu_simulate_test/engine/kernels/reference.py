@@ -78,11 +78,17 @@ def qk_norm_rope_store_kv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_w
     store_kv(k, v, k_cache, v_cache, slot_mapping)
 
 
+def decode_work(cu_seqlens_q: torch.Tensor, seq_lens: torch.Tensor, block_tables: torch.Tensor,
+                k_cache: torch.Tensor) -> None:
+    """The kernel's decode work table (``attention.decode_work``): this loop needs none."""
+    return None
+
+
 def paged_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cu_seqlens_q: torch.Tensor,
                     seq_lens: torch.Tensor, block_tables: torch.Tensor, scale: float,
-                    out: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    out: Optional[torch.Tensor] = None, work: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Causal attention of each sequence's new tokens over its whole cached context (the new tokens' K/V are
-    already stored). Query i of a sequence with ``n`` new tokens and context ``L`` sits at position ``L - n + i``
+    already stored); ``work`` (how the kernel deals out its decode work) is not needed here. Query i of a sequence with ``n`` new tokens and context ``L`` sits at position ``L - n + i``
     and sees keys ``0 .. L - n + i``; GQA maps query head h to KV head ``h // (num_q_heads // num_kv_heads)``."""
     out = torch.empty_like(q) if out is None else out
     block_size, n_kv = k_cache.shape[1], k_cache.shape[2]

@@ -23,7 +23,7 @@ import math
 from typing import Any, Callable, Optional
 
 from gpu_simulate_test.engine import kernels
-from gpu_simulate_test.engine.model import AttentionInputs
+from gpu_simulate_test.engine.model import AttentionInputs, with_decode_work
 from gpu_simulate_test.vidur_ext.profiler.operators import Op
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_call, time_difference
 
@@ -154,7 +154,8 @@ class EngineLayerOps:
             cu.append(cu[-1] + new)
         attn = AttentionInputs(slot_mapping=self._int32(slots), cu_seqlens_q=self._int32(cu),
                                seq_lens=self._int32([c + n for c, n in seqs]), block_tables=self._int32(table))
-        return attn, self._caches(first)
+        caches = self._caches(first)
+        return with_decode_work(attn, caches[0][0]), caches  # the work table: once a step, as the model makes it
 
     def _run(self, fn: Callable[[int], Any]) -> Callable[[], Any]:
         """``fn(i)``, the op of layer ``i``, as the engine runs it: on a GPU a CUDA graph of it for consecutive layers
