@@ -95,6 +95,7 @@ def main() -> int:
     r.add_argument("--root", type=Path, default=Path("tmp"))
     r.add_argument("--carry", type=Path, default=CARRY)
     r.add_argument("--budget", type=float, default=540.0, help="seconds of tasks to start in this call")
+    r.add_argument("--only", default=None, help="a regular expression: only the points it matches (e.g. 'r0$')")
     c = sub.add_parser("collect")
     c.add_argument("returned", type=Path)
     c.add_argument("--folder", type=Path, default=FOLDER)
@@ -112,7 +113,7 @@ def main() -> int:
         return _dry_run(args.out)
     if args.cmd == "run":
         args.out.mkdir(parents=True, exist_ok=True)
-        report = run_call(CAMPAIGN, args.root, args.out, budget_s=args.budget, carry=args.carry)
+        report = run_call(CAMPAIGN, args.root, args.out, budget_s=args.budget, carry=args.carry, only=args.only)
         print((args.out / "summary.txt").read_text())
         return 0
     if args.cmd == "collect":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tarfile
 import time
@@ -150,9 +151,10 @@ def read_collected(carry: Optional[Path]) -> set[str]:
 
 
 def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carry: Optional[Path] = None,
-             stages: Any = None) -> CallReport:
+             stages: Any = None, only: Optional[str] = None) -> CallReport:
     """One call of the GPU half (see the module docstring): the pending tasks that fit ``budget_s``, packed into
-    ``out/pack-<i>.tar``."""
+    ``out/pack-<i>.tar``. ``only``: a regular expression; points whose name (``point sarathi lognormal 0.3 r0``) it
+    does not match wait for a later call (bundles and probes, which the points need, are never held back)."""
     from gpu_simulate_test.experiment import capacity_path, default_stages, run_experiment
     from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
 
@@ -189,6 +191,9 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
                     continue
                 estimate = campaign.probe_s + start
             else:
+                if only is not None and not re.search(only, str(task)):
+                    report.pending += 1
+                    continue
                 probe = run_experiment(experiment_app(root, overrides, stages=["workload"]), fns)  # no GPU: the workload
                 if probe.point_key in collected:
                     continue
