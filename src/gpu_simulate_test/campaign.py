@@ -326,8 +326,12 @@ def collect(returned: Path, folder: Path, carry: Path) -> list[str]:
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         dest.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
                         moved.append(m.name)
-        else:
+        else:  # two calls collected within a second must not share a name: the later takes the next free one
             dest = folder / "diagnostics" / f"{stamp}-{src.name}"
+            n = 1
+            while dest.exists() and dest.read_bytes() != src.read_bytes():
+                n += 1
+                dest = folder / "diagnostics" / f"{stamp}-{n}-{src.name}"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
             moved.append(str(dest.relative_to(folder)))

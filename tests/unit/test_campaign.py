@@ -250,3 +250,19 @@ def test_matched_steps_by_kind_and_batch_size(tmp_path: Path) -> None:
     assert t.loc[("mixed", 3), "batch_size_max"] == 3  # bin (2, 4], whose largest batch here is 3
     lines = _kinds_lines(iteration_kinds_table([point]), "s", "w")
     assert "| decode | 2 | -22.5% (40%) |" in lines and "| mixed | 3 | +10.0% (20%) |" in lines
+
+
+def test_collect_keeps_every_calls_files_within_one_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two calls collected in the same second (their files stamped alike) keep both summaries; collecting a call
+    twice files nothing new."""
+    import gpu_simulate_test.campaign as campaign
+
+    monkeypatch.setattr(campaign.time, "strftime", lambda fmt: "20261202T114609")
+    folder, carry = tmp_path / "results", tmp_path / "carry"
+    for call in ("a", "b"):
+        (tmp_path / call).mkdir()
+        (tmp_path / call / "summary.txt").write_text(f"call {call}\n")
+        collect(tmp_path / call, folder, carry)
+    collect(tmp_path / "b", folder, carry)
+    kept = sorted(p.read_text() for p in (folder / "diagnostics").iterdir())
+    assert kept == ["call a\n", "call b\n"]
