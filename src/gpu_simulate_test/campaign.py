@@ -11,8 +11,8 @@ the same command, repeated, finishes the campaign. It runs the GPU stages only (
 vidur-profile for the bundle); everything it makes is packed into ``pack-<i>.tar`` files (the device tool brings back
 at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.gz`` (the point's record, capacity file and real
 run; its workload is regenerated here from the campaign's config, its content-addressed id proving the same bytes),
-``bundles/<bundle_id>.tar.gz`` and ``diagnostics/capacity-<setup>-<workload>.tar.gz`` (the
-probe's run). Between calls, :func:`collect` files a call's packs into the result folder and refreshes the carried
+``bundles/<bundle_id>.tar.gz`` and ``diagnostics/capacity-<setup>-<workload>-<key>.tar.gz`` (the
+probe's run; ``key``: its capacity file's, which an engine change changes). Between calls, :func:`collect` files a call's packs into the result folder and refreshes the carried
 state (the capacities, and what was collected), which the next call, on a fresh machine, starts from.
 
 The local half (:func:`publish`) unpacks a result folder's archives, simulates and compares the first replicate of
@@ -215,8 +215,9 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
         elif task.kind == "capacity":
             rec = run_experiment(experiment_app(root, overrides, stages=["workload"]), fns)
             cap = json.loads(capacity_path(experiment_app(root, overrides)).read_text())
-            write_archive(staged / "diagnostics" / f"capacity-{task.setup}-{workload}.tar.gz", root,
-                          [root / "real_runs" / cap["real_run"], capacity_path(experiment_app(root, overrides))])
+            cap_file = capacity_path(experiment_app(root, overrides))
+            write_archive(staged / "diagnostics" / f"capacity-{task.setup}-{workload}-{cap_file.stem}.tar.gz", root,
+                          [root / "real_runs" / cap["real_run"], cap_file])
             report.add(f"{task}: {rec.capacity_rps:.3f} requests/s in {time.monotonic() - t0:.0f}s")
         else:
             app = experiment_app(root, overrides, stages=["workload", "real"])
@@ -322,18 +323,10 @@ def collect(returned: Path, folder: Path, carry: Path) -> list[str]:
             with tarfile.open(src) as tar:
                 for m in tar.getmembers():
                     if m.isfile():
-                        dest = folder / m.name
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        dest.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
-                        moved.append(m.name)
+                        dest = _free_name(folder / m.name, tar.extractfile(m).read())  # type: ignore[union-attr]
+                        moved.append(str(dest.relative_to(folder)))
         else:  # two calls collected within a second must not share a name: the later takes the next free one
-            dest = folder / "diagnostics" / f"{stamp}-{src.name}"
-            n = 1
-            while dest.exists() and dest.read_bytes() != src.read_bytes():
-                n += 1
-                dest = folder / "diagnostics" / f"{stamp}-{n}-{src.name}"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dest)
+            dest = _free_name(folder / "diagnostics" / f"{stamp}-{src.name}", src.read_bytes())
             moved.append(str(dest.relative_to(folder)))
     (carry / "capacity").mkdir(parents=True, exist_ok=True)
     done = set()
@@ -346,6 +339,19 @@ def collect(returned: Path, folder: Path, carry: Path) -> list[str]:
             done.add(archive.name.removesuffix(".tar.gz"))
     (carry / COLLECTED).write_text("".join(f"{k}\n" for k in sorted(done)))
     return moved
+
+
+def _free_name(dest: Path, data: bytes) -> Path:
+    """Write ``data`` at ``dest``, or where ``dest`` already holds other bytes, at ``<stem>-2``, ``-3``, ...: a
+    collected file never replaces another (content-keyed archives, the same bytes again, keep their name)."""
+    stem, suffix = dest.name.split(".", 1) if "." in dest.name else (dest.name, "")
+    n, path = 1, dest
+    while path.exists() and path.read_bytes() != data:
+        n += 1
+        path = dest.with_name(f"{stem}-{n}" + (f".{suffix}" if suffix else ""))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
 
 
 # --- the local half ------------------------------------------------------------------------------------------

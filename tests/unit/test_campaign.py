@@ -253,8 +253,11 @@ def test_matched_steps_by_kind_and_batch_size(tmp_path: Path) -> None:
 
 
 def test_collect_keeps_every_calls_files_within_one_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two calls collected in the same second (their files stamped alike) keep both summaries; collecting a call
-    twice files nothing new."""
+    """Two calls collected in the same second (their files stamped alike) keep both summaries, and a packed archive
+    of an earlier call's name but other bytes keeps both too; collecting a call twice files nothing new."""
+    import io
+    import tarfile
+
     import gpu_simulate_test.campaign as campaign
 
     monkeypatch.setattr(campaign.time, "strftime", lambda fmt: "20261202T114609")
@@ -262,7 +265,28 @@ def test_collect_keeps_every_calls_files_within_one_second(tmp_path: Path, monke
     for call in ("a", "b"):
         (tmp_path / call).mkdir()
         (tmp_path / call / "summary.txt").write_text(f"call {call}\n")
+        inner = io.BytesIO()
+        with tarfile.open(fileobj=inner, mode="w:gz") as archive:  # the probe's archive, one file in it
+            _add(archive, "probe.txt", f"probe of call {call}".encode())
+        with tarfile.open(tmp_path / call / "pack-0.tar", "w") as tar:
+            _add(tar, "diagnostics/capacity-sarathi-demo.tar.gz", inner.getvalue())
         collect(tmp_path / call, folder, carry)
     collect(tmp_path / "b", folder, carry)
-    kept = sorted(p.read_text() for p in (folder / "diagnostics").iterdir())
-    assert kept == ["call a\n", "call b\n"]
+    kept = sorted(p.name for p in (folder / "diagnostics").iterdir())
+    assert kept == ["20261202T114609-summary-2.txt", "20261202T114609-summary.txt", "capacity-sarathi-demo-2.tar.gz",
+                    "capacity-sarathi-demo.tar.gz"]
+    probes = []
+    for name in kept[2:]:
+        with tarfile.open(folder / "diagnostics" / name) as archive:
+            probes.append(archive.extractfile("probe.txt").read())  # type: ignore[union-attr]
+    assert sorted(probes) == [b"probe of call a", b"probe of call b"]
+    assert sorted((folder / "diagnostics" / n).read_text() for n in kept[:2]) == ["call a\n", "call b\n"]
+
+
+def _add(tar: "tarfile.TarFile", name: str, data: bytes) -> None:
+    import io
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))

@@ -312,12 +312,10 @@ def test_paged_attention_balanced_merge_takes_more_parts_than_its_width(gen: tor
     check_attention(make_batch(gen, [(1, 300), (1, 3)], 4, 2, 16, 4), balanced_plan(8))
 
 
-def expected_work(seqs: list[tuple[int, int]], units: int, block_n: int, in_flight: int) -> list[int]:
-    """``decode_work``'s table worked out in Python: the fewest tiles a unit that fits (and at least the tiles over
-    ``in_flight`` units, if set), then the units in order."""
+def expected_work(seqs: list[tuple[int, int]], units: int, block_n: int) -> list[int]:
+    """``decode_work``'s table worked out in Python: the fewest tiles a unit that fits, then the units in order."""
     tiles = [-(-ctx // block_n) if new == 1 else 0 for new, ctx in seqs]
-    floor = -(-sum(tiles) // in_flight) if in_flight else 1
-    chunk = next(c for c in range(max(floor, 1), max(sum(tiles), 1) + 1) if sum(-(-t // c) for t in tiles) <= units)
+    chunk = next(c for c in range(1, max(sum(tiles), 1) + 1) if sum(-(-t // c) for t in tiles) <= units)
     unit_seq, unit_tile, seq_first = [], [], []
     for b, t in enumerate(tiles):
         seq_first.append(len(unit_seq))
@@ -332,32 +330,27 @@ def expected_work(seqs: list[tuple[int, int]], units: int, block_n: int, in_flig
 EVEN_MANY = [(1, 40)] * 69 + [(1, 700)] + [(5, 9)]
 
 
-@pytest.mark.parametrize("seqs,num_splits,in_flight", [
-    (UNEVEN, 2, 0), (UNEVEN, 3, 0), (UNEVEN, 8, 0), (UNEVEN, 8, 5), (MIXED_BUCKET, 3, 0), (EVEN_MANY, 2, 0),
-    (EVEN_MANY, 2, 5), ([(1, 0), (0, 0)], 2, 0), ([(1, 0), (0, 0)], 2, 3)])
-def test_decode_work_table(gen: torch.Generator, seqs: list[tuple[int, int]], num_splits: int,
-                           in_flight: int) -> None:
+@pytest.mark.parametrize("seqs,num_splits", [(UNEVEN, 2), (UNEVEN, 3), (UNEVEN, 8), (MIXED_BUCKET, 3),
+                                             (EVEN_MANY, 2), ([(1, 0), (0, 0)], 2)])
+def test_decode_work_table(gen: torch.Generator, seqs: list[tuple[int, int]], num_splits: int) -> None:
     """The work table against the Python one: the fewest key tiles a unit at which the decode sequences' units fit
-    (no work at all: chunk 1), never under the tiles over the units in flight, each unit's sequence and first
-    tile, spare units past the last sequence."""
+    (no work at all: chunk 1), each unit's sequence and first tile, spare units past the last sequence."""
     b = make_batch(gen, seqs, 4, 2, 16, 4)
-    plan = dataclasses.replace(balanced_plan(num_splits), units_in_flight=in_flight)
+    plan = balanced_plan(num_splits)
     work = attention.decode_work(b.cu_seqlens_q, b.seq_lens, b.block_tables, b.k_cache, plan)
     units = len(seqs) * num_splits
     got = work.tolist()
-    want = expected_work(seqs, units, plan.decode.block_n, in_flight)
+    want = expected_work(seqs, units, plan.decode.block_n)
     assert got[: 1 + units] == want[: 1 + units]  # chunk, unit_seq
     used = [u for u in range(units) if want[1 + u] < len(seqs)]  # a spare unit's first tile is never read
     assert [got[1 + units + u] for u in used] == [want[1 + units + u] for u in used]
     assert got[1 + 2 * units:] == want[1 + 2 * units:]
 
 
-@pytest.mark.parametrize("in_flight", [0, 5])
-def test_paged_attention_balanced_whole_and_split_sequences(gen: torch.Generator, in_flight: int) -> None:
+def test_paged_attention_balanced_whole_and_split_sequences(gen: torch.Generator) -> None:
     """Sequences of one unit write their output themselves (the merge skips them), beside one split in many, over
-    work tables that several programs lay out; with few units in flight, every sequence is one unit."""
-    plan = dataclasses.replace(balanced_plan(2), units_in_flight=in_flight)
-    check_attention(make_batch(gen, EVEN_MANY, 4, 2, 16, 4), plan)
+    work tables that several programs lay out."""
+    check_attention(make_batch(gen, EVEN_MANY, 4, 2, 16, 4), balanced_plan(2))
 
 
 def test_plan_attention_balanced_at_any_batch() -> None:
@@ -367,8 +360,7 @@ def test_plan_attention_balanced_at_any_batch() -> None:
         plain = attention.plan_attention(batch, 8, 40960, 132, torch.bfloat16, balanced=False)
         plan = attention.plan_attention(batch, 8, 40960, 132, torch.bfloat16, balanced=True)
         assert plan.balanced and plan.num_splits == max(plain.num_splits, 2)
-        assert plan.decode == attention.DECODE_TILE and plan.units_in_flight == 33  # two programs on each of 132
-        assert plain.units_in_flight == 0
+        assert plan.decode == attention.DECODE_TILE
     assert attention.plan_attention(20, 8, 40960, 132, torch.bfloat16, balanced=False).decode == \
         attention.DECODE_TILE_FEW
 

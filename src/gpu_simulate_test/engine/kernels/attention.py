@@ -60,10 +60,6 @@ class AttentionPlan:
     # with splits: the decode sequences' key tiles dealt out in equal chunks over all ``B x num_splits`` programs
     # (a long context gets more programs than a short one), instead of ``num_splits`` parts of each context
     balanced: bool = False
-    # balanced: the work units a KV head's programs run at once (two programs an SM); a chunk is never under the
-    # decode tiles over these, since smaller chunks only add parts to merge (an even batch that fills the SMs keeps
-    # one unit a sequence). 0: no such floor
-    units_in_flight: int = 0
 
 
 # Decode tiles, from the H200 sweep of 2026-12-02 (``bench_kernels.py --parts sweep``; 16x64 with 4 warps and 5
@@ -110,8 +106,7 @@ def plan_attention(num_seqs: int, num_kv_heads: int, max_context: int, num_sms: 
         decode = DECODE_TILE_FEW
     if balanced:
         splits = max(splits, 2)
-    return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1), balanced=balanced,
-                         units_in_flight=-(-2 * num_sms // num_kv_heads) if balanced else 0)
+    return AttentionPlan(decode=decode, prefill=prefill, num_splits=max(splits, 1), balanced=balanced)
 
 
 @dataclass(frozen=True)
@@ -189,23 +184,20 @@ def _units_at(chunk, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N: tl.constex
     return units
 
 
-@triton.jit(do_not_specialize=["num_seqs", "num_units", "units_in_flight"])
-def _decode_work_kernel(work_ptr, cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_units, units_in_flight,
+@triton.jit(do_not_specialize=["num_seqs", "num_units"])
+def _decode_work_kernel(work_ptr, cu_seqlens_ptr, seq_lens_ptr, num_seqs, num_units,
                         BLOCK_N: tl.constexpr, SEARCH: tl.constexpr, UNITS: tl.constexpr):
     """The balanced decode launch's work table, once a step for every layer: ``[chunk, unit_seq[U], unit_tile[U],
-    seq_first[B]]``. ``chunk`` is the fewest key tiles a unit, and at least total / ``units_in_flight`` (if set), at
-    which the decode sequences, in order, each taking ceil(tiles / chunk) units, fit the ``U`` units (bisection up
-    to ceil(total / (U - B)), which always fits); unit u serves sequence ``unit_seq[u]`` (B: none) from tile
-    ``unit_tile[u]``; sequence b's units start at ``seq_first[b]``. Program p lays out units and sequences
-    ``p * UNITS`` onwards."""
+    seq_first[B]]``. ``chunk`` is the fewest key tiles a unit at which the decode sequences, in order, each taking
+    ceil(tiles / chunk) units, fit the ``U`` units (bisection between ceil(total / U) and ceil(total / (U - B)),
+    which always fits); unit u serves sequence ``unit_seq[u]`` (B: none) from tile ``unit_tile[u]``; sequence b's
+    units start at ``seq_first[b]``. Program p lays out units and sequences ``p * UNITS`` onwards."""
     total = 0
     for start in range(0, num_seqs, SEARCH):
         total += tl.sum(_decode_tiles_of(start + tl.arange(0, SEARCH), cu_seqlens_ptr, seq_lens_ptr, num_seqs,
                                          BLOCK_N), axis=0)
     lo = tl.maximum(tl.cdiv(total, num_units), 1)
-    if units_in_flight > 0:
-        lo = tl.maximum(lo, tl.cdiv(total, units_in_flight))
-    hi = tl.maximum(tl.cdiv(total, num_units - num_seqs), lo)
+    hi = tl.maximum(tl.cdiv(total, num_units - num_seqs), 1)
     while lo < hi:
         mid = (lo + hi) // 2
         if _units_at(mid, cu_seqlens_ptr, seq_lens_ptr, num_seqs, BLOCK_N, SEARCH) <= num_units:
@@ -413,8 +405,8 @@ def decode_work(cu_seqlens_q: torch.Tensor, seq_lens: torch.Tensor, block_tables
     units = num_seqs * plan.num_splits
     work = torch.empty(1 + 2 * units + num_seqs, device=seq_lens.device, dtype=torch.int32)
     _decode_work_kernel[(triton.cdiv(units, WORK_UNITS),)](work, cu_seqlens_q, seq_lens, num_seqs, units,
-                                                           plan.units_in_flight, BLOCK_N=plan.decode.block_n,
-                                                           SEARCH=SEARCH_BLOCK, UNITS=WORK_UNITS, num_warps=4)
+                                                           BLOCK_N=plan.decode.block_n, SEARCH=SEARCH_BLOCK,
+                                                           UNITS=WORK_UNITS, num_warps=4)
     return work
 
 
