@@ -50,10 +50,10 @@ CAMPAIGN = Campaign(
     bundle_s=300.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
 )
 # The plan's assumptions (requests/s), replaced in a run by the probes' figures: the sarathi capacities the probes
-# measured on 2026-12-02 with the pipelined engine of c2c04ff (lognormal 76.7, gamma 72.6, conversation 47.4:
-# studies/2026-12-02-native-h200-pipelined; 63-68, 64, 42-44 before the pipeline); vllm's whole prompts over 512
-# tokens run eagerly (2,048 tokens: 23 ms): ~45/s, a guess.
-ASSUMED_CAPACITY = {("sarathi", "lognormal"): 76.0, ("sarathi", "gamma"): 72.0, ("sarathi", "conversation"): 47.0,
+# measured on 2026-12-02 with the balanced decode attention of 6445ffb (lognormal 97.9, gamma 92.3, conversation
+# 58.6: studies/2026-12-02-native-h200-balanced; 76.7, 72.6, 47.4 before); vllm's whole prompts over 512 tokens run
+# eagerly (2,048 tokens: 23 ms): ~45/s, a guess.
+ASSUMED_CAPACITY = {("sarathi", "lognormal"): 97.0, ("sarathi", "gamma"): 92.0, ("sarathi", "conversation"): 58.0,
                     ("vllm", "lognormal"): 45.0}
 TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
 REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {PUBLISHED}   # unpacks points/ and bundles/, "
