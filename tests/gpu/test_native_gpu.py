@@ -128,6 +128,12 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
                 us = us_per_call(fn)
                 print(f"{name}: {us:.1f} us")
                 assert math.isfinite(us) and us > 0
+            # the step outside its layers (the head variant's term): the LM head reads its 311 MB, ~70 us at the
+            # H200's bandwidth, whatever the rows; embeddings, the final norm and the argmax add a few us
+            for n, rows in ((1, 1), (8, 8), (512, 128)):
+                us = us_per_call(ops.outside_layers(n, rows))
+                print(f"outside the layers, {n} tokens, {rows} rows: {us:.1f} us")
+                assert 40 < us < 400, us
     finally:
         backend.close()
         _free()

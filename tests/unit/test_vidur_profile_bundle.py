@@ -22,7 +22,9 @@ from gpu_simulate_test.io.schemas import (
 from gpu_simulate_test.io.tables import read_table
 from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
+from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+from gpu_simulate_test.vidur_ext.profiler.variants import head_correction
 from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
 from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
 
@@ -77,14 +79,22 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert again.reused and again.path == result.path and again.check.equals(result.check) and again.verdict == result.verdict
 
 
+def test_head_variant_needs_the_native_engine(compose_app) -> None:
+    """The head variant times the native engine's own head: listed for another backend, the build stops at once."""
+    cfg = _cfg(compose_app, ["profile.variants=[operators,head]"])
+    assert cfg.backend.name != "native"
+    with pytest.raises(InputError, match="head"):
+        build_bundle(cfg, vidur_predict(cfg))
+
+
 def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     """backend=native: the rows come from the engine's layer methods and kernels (the reference ops on the CPU), the
     fused ops carry the costs of the ones they absorb (``add`` and the KV store are 0), the whole iterations come
     from the driver's own steps (a later chunk of a long prompt too), the operators and the capped step correction
-    are fitted on the fit shapes, validation chooses, the test shapes are checked against both baselines, and Vidur
-    reads the bundle."""
+    are fitted on the fit shapes, the step's work outside its layers is timed for the head variant, validation
+    chooses, the test shapes are checked against both baselines, and Vidur reads the bundle."""
     cfg = _cfg(compose_app, ["backend=native", "backend.max_requests_per_batch=4", "backend.max_batch_tokens=64",
-                             "profile.variants=[operators,step]",
+                             "profile.variants=[operators,step,head]",
                              "profile.validation=[prefill:24,decode:2x48]",
                              "profile.test=[prefill:32,prefill:32@64,decode:1x64,decode:4x64]"])
     result = build_bundle(cfg, vidur_predict(cfg))
@@ -109,14 +119,30 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     # the variants: operators as measured (mlp.csv is mlp_raw.csv), the step correction on top if validation chose it
     assert read_table(result.path / "mlp.csv", MLP_PROFILE).equals(raw_mlp)
     val = read_table(result.path / "validation_check.csv", VALIDATION_CHECK)
-    assert sorted(set(val["variant"])) == ["operators", "step"] and len(val) == 4
+    assert sorted(set(val["variant"])) == ["head", "operators", "step"] and len(val) == 6
     assert sorted(set(val["shape"])) == ["decode:2x48", "prefill:24"]  # as configured (predicted at the measured KV)
     medians = val.assign(a=val["error_pct"].abs()).groupby("variant")["a"].median()
     assert meta["variant"] == medians.idxmin() == meta["validation_check"]["chosen"]
-    assert (meta["step_correction"] is not None) is (meta["variant"] == "step")
+    assert (meta["step_correction"] is not None) is (meta["variant"] in ("step", "head"))
+    # the head variant's term: the line through the step's work outside its layers, timed at every token point with
+    # as many sampling rows as tokens up to the batch cap
+    head = meta["head_timing"]
+    grid = build_grid(cfg.model, cfg.backend, cfg.profile)
+    assert head["num_tokens"] == grid.token_points and head["rows"] == [min(n, 4) for n in grid.token_points]
+    assert all(ms > 0 for ms in head["ms"])
+    term = head_correction(head["num_tokens"], head["ms"])
+    head_val = val[val["variant"] == "head"].set_index("shape")["predicted_ns"]
+    ops_val = val[val["variant"] == "operators"].set_index("shape")["predicted_ns"]
+    added = (head_val - ops_val) / 1e6
+    assert added.loc["prefill:24"] == pytest.approx(term.ms(24), abs=2e-6)  # 24 tokens: Vidur's rows of 24
+    assert added.loc["decode:2x48"] == pytest.approx(term.ms(8), abs=2e-6)  # 2 tokens, looked up as 8
+    if meta["variant"] == "head":
+        assert meta["step_correction"] == term.to_dict()
     corr = meta["correction"]
     assert corr["variant"] == meta["variant"] and (corr["cap_pct"] == 10.0) is (meta["variant"] == "step")
-    assert corr["share_pct"]["fit"]["max"] <= 10.0 + 1e-6  # capped on every fit shape (0 for operators)
+    if meta["variant"] != "head":  # the fitted correction is capped on every fit shape (0 for operators); the
+        assert corr["share_pct"]["fit"]["max"] <= 10.0 + 1e-6  # measured head term is not (the CPU's tiny model:
+        # its 151,936-row LM head outweighs its layers)
     # the test check: the bundle and both baselines fitted on the fit shapes, in the table and in the record
     check = read_table(result.path / "held_out_check.csv", HELD_OUT_CHECK)
     assert {"constant_ns", "linear_ns", "constant_error_pct", "linear_error_pct"} <= set(check.columns)

@@ -17,6 +17,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     check_variants,
     choose,
     fit_step_correction,
+    head_correction,
     share_pct,
     tokens_8,
     with_step,
@@ -86,6 +87,17 @@ def test_step_correction_refuses_bad_inputs() -> None:
 def test_tokens_rounded_as_vidur_looks_rows_up() -> None:
     assert [tokens_8(BatchShape.parse(s)) for s in ("decode:1x8", "prefill:9", "mixed:250+6x10")] == [8, 16, 256]
     assert StepCorrection(0.1, 0.001).ms(256) == pytest.approx(0.356)
+
+
+def test_head_term_is_the_line_through_its_timings_by_hand() -> None:
+    """Timings of 0.10 ms at 8 tokens and 0.14 at 88 (8 and 88 already multiples of 8; 81 is looked up as 88): the
+    line 0.096 + 0.0005 per token; one token count: a constant; a negative or missing time refused."""
+    term = head_correction([8, 81], [0.10, 0.14])
+    assert term.c_iter_ms == pytest.approx(0.096) and term.c_token_ms == pytest.approx(0.0005)
+    assert head_correction([1, 3], [0.1, 0.12]) == StepCorrection(pytest.approx(0.11), 0.0)  # both look up 8
+    for tokens, ms in (([8, 16], [0.1, -0.1]), ([8], []), ([], [])):
+        with pytest.raises(InputError, match="head term"):
+            head_correction(tokens, ms)
 
 
 def test_step_correction_from_meta() -> None:

@@ -39,7 +39,7 @@ class ProfileConfig:
     validation: List[str] = field(default_factory=list)  # shapes that choose among the variants
     test: List[str] = field(default_factory=list)  # e.g. "prefill:512", "decode:8x1024", "mixed:256+4x512"
     held_out: List[str] = field(default_factory=list)  # the test set of bundles built before validation/test existed
-    # How the operator rows become a step time (vidur_ext/profiler/variants.py): operators | step | fold; validation
+    # How the operator rows become a step time (vidur_ext/profiler/variants.py): operators | step | head | fold; validation
     # chooses among those listed. fold: what every bundle did before; its correction has no cap.
     variants: List[str] = field(default_factory=lambda: ["fold"])
     correction_cap_pct: float = 10.0  # the step variant's correction: at most this share of a fit shape's step

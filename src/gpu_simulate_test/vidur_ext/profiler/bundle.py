@@ -40,7 +40,14 @@ from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, base
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
 from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
-from gpu_simulate_test.vidur_ext.profiler.operators import OPERATOR_TIMING, LayerOps, OperatorSource, time_attention, time_token_ops
+from gpu_simulate_test.vidur_ext.profiler.operators import (
+    OPERATOR_TIMING,
+    LayerOps,
+    OperatorSource,
+    time_attention,
+    time_outside_layers,
+    time_token_ops,
+)
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, stats_ms, trimmed_mean
 from gpu_simulate_test.vidur_ext.profiler.variants import (
@@ -48,6 +55,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     check_variants,
     choose,
     fit_step_correction,
+    head_correction,
     share_pct,
     with_step,
 )
@@ -109,6 +117,21 @@ def _measure_operators(ops: OperatorSource, grid: Grid, cfg: VidurProfileAppConf
                          "is_prefill": pre, **att_common, **_stats_row(samples)})
         progress.advance(task)
     return pd.DataFrame(mlp_rows), pd.DataFrame(att_rows)
+
+
+def _measure_head(ops: Any, grid: Grid, method: TimingMethod, sync: Any, progress: Progress) -> dict[str, list]:
+    """The step's work outside its layers at each token point, as many sampling rows as tokens up to the batch cap
+    (a decode's rows; a prefill's, which sample one row, get the cap's: the LM head's cost barely moves with rows):
+    ``profile_meta.json`` ``head_timing``, the ``head`` variant's term."""
+    points = [(n, min(n, grid.limits.batch_size)) for n in grid.token_points]
+    task = progress.add_task("outside the layers", total=len(points))
+    record: dict[str, list] = {"num_tokens": [], "rows": [], "ms": []}
+    for n, rows, samples in time_outside_layers(ops, points, method, sync):
+        record["num_tokens"].append(n)
+        record["rows"].append(rows)
+        record["ms"].append(float(np.median(samples)))
+        progress.advance(task)
+    return record
 
 
 def _wanted_shapes(cfg: VidurProfileAppConfig) -> list[tuple[BatchShape, str]]:
@@ -218,14 +241,20 @@ def _load(backend: Backend) -> str:
 def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFrame, iters: pd.DataFrame, grid: Grid,
                   bid: str, scratch: Path, fit_shapes: list[BatchShape], fit_ms: list[float], val_shapes: list[BatchShape],
                   raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
-                  capped: Sequence[tuple[BatchShape, float]] = ()) -> tuple[list[Candidate], Any]:
+                  capped: Sequence[tuple[BatchShape, float]] = (),
+                  head: Optional[dict[str, list]] = None) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
     shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
-    and test shapes with their operators' predictions, on which the step correction's cap holds too."""
+    and test shapes with their operators' predictions, on which the step correction's cap holds too. ``head``: the
+    step's work outside its layers as measured (``_measure_head``), for the ``head`` variant."""
     candidates, folded = [], None
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
             candidates.append(Candidate(name, raw_val))
+        elif name == "head":
+            assert head is not None, "the head variant needs the step's work outside its layers measured"
+            term = head_correction(head["num_tokens"], head["ms"])
+            candidates.append(Candidate(name, with_step(term, val_shapes, raw_val), term))
         elif name == "step":
             step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct,
                                        also_capped=capped)
@@ -273,6 +302,9 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     if not cfg.profile.held_out_tolerance_pct > 0:
         raise InputError(f"profile.held_out_tolerance_pct must be > 0, not {cfg.profile.held_out_tolerance_pct}")
     check_variants(list(cfg.profile.variants))
+    if "head" in cfg.profile.variants and cfg.backend.name != "native":
+        raise InputError(f"profile.variants lists head, which times the native engine's own head, but the backend is "
+                         f"{cfg.backend.name}: list it for backend=native only")
     if not 0 < cfg.profile.correction_cap_pct < 100:
         raise InputError(f"profile.correction_cap_pct={cfg.profile.correction_cap_pct}: it must be in (0, 100)")
     parsed = _wanted_shapes(cfg)
@@ -289,6 +321,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             probe = BusyProbe(measured_gpu(cfg.hardware)).start()
             with Progress() as progress:
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
+                head = _measure_head(ops, grid, method, device_sync(ops.device), progress) \
+                    if "head" in cfg.profile.variants else None
                 iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress)
             host_load = probe.stop()
         finally:
@@ -308,7 +342,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
         capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped)
+                                           raw_fit, raw_val, predict, capped, head)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         step = next(c.step for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
@@ -318,7 +352,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                  "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
                  STEP_CORRECTION_KEY: None if step is None else step.to_dict(), "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
-                 "validation_check": val_record}
+                 "validation_check": val_record, "head_timing": head}
         _write_root(out, cfg, bid, mlp_out, att_out, iters, empty_check, grid, extra, raw=(mlp, att), validation=validation)
         # The bundle as vidur-sim reads it (its rows; its step correction inside Vidur's predictor), on every set.
         bundle_pred = np.asarray(predict(out, every), dtype=float)

@@ -240,6 +240,36 @@ class EngineLayerOps:
         """``batch`` single-token queries, each over its own ``kv + 1`` keys."""
         return self._attend([(kv, 1)] * batch)
 
+    # ---- the step outside its layers ----------------------------------------------------------------------------
+
+    def outside_layers(self, n: int, rows: int) -> Callable[[], Any]:
+        """A step's work outside its layers, ``n`` tokens of ``rows`` sequences (each sampling one row), as the
+        runner's ``_forward`` and ``Qwen3Model.forward`` run it: the sequences' block-table rows gathered, the decode
+        work table (``with_decode_work``), the embeddings, the final add + norm and the LM head on the sampling rows,
+        and the argmax. Those few lines are written out here, not called (the engine's source is part of every native
+        id, and these lines of it are inside ``forward``): keep them in step with ``Qwen3Model.forward``."""
+        import torch
+        import torch.nn.functional as F
+
+        s, model = self.shape, self.model
+        ids = torch.randint(s.vocab_size, (n,), device=self.device, dtype=torch.int32)
+        h, residual = self._rand(n, s.hidden_size), self._rand(n, s.hidden_size)
+        logits = torch.arange(n - rows, n, device=self.device, dtype=torch.int32)  # each sequence's last token
+        table = self._int32([[0] * self._table_width] * rows)
+        seq_rows = torch.arange(rows, device=self.device, dtype=torch.int32)
+        attn, caches = self._attention_inputs([(15, 1)] * rows)
+
+        def step(_: int) -> Any:
+            tables = table.index_select(0, seq_rows)
+            with_decode_work(AttentionInputs(attn.slot_mapping, attn.cu_seqlens_q, attn.seq_lens, tables),
+                             caches[0][0])
+            F.embedding(ids, model.embed_tokens)
+            out, _ = kernels.add_rms_norm(h.index_select(0, logits), residual.index_select(0, logits),
+                                          model.final_norm, s.rms_norm_eps)
+            return kernels.lm_head(out, model.lm_head).argmax(-1)
+
+        return self._run(step)
+
     def kv_cache_save(self, n: int, capacity: int) -> Op:
         """Fused into ``attn_rope`` (the engine has no KV store of its own)."""
         return None

@@ -151,6 +151,17 @@ def time_token_ops(ops: OperatorSource, points: list[int], method: TimingMethod,
             yield n, {name: _time(fn, sync, method) for name, fn in ops.token_ops(n).items()}
 
 
+def time_outside_layers(ops: Any, points: list[tuple[int, int]], method: TimingMethod,
+                        sync: Callable[[], None]) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yields ``(tokens, rows, per-step ms)``: a step's work outside its layers (``EngineLayerOps.outside_layers``)
+    at each ``(tokens, rows)`` of ``points``."""
+    import torch
+
+    with torch.inference_mode():
+        for n, rows in points:
+            yield n, rows, _time(ops.outside_layers(n, rows), sync, method)
+
+
 def time_attention(ops: OperatorSource, prefill: list[tuple[int, int]], decode: list[tuple[int, int]],
                    method: TimingMethod, sync: Callable[[], None]) -> Iterator[tuple[str, int, int, OpSamples]]:
     """Yields ``(kind, a, kv, samples)``: kind prefill (a = chunk) or decode (a = batch)."""

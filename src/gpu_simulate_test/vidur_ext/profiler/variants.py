@@ -4,6 +4,10 @@
 - ``step``: the same rows plus the whole-step correction (``vidur_ext/step_correction.py``), fitted on the fit shapes
   with its share of the predicted step of every shape the bundle checks (fit, validation, test: the latter two by
   their operators' predictions only) capped at ``profile.correction_cap_pct``.
+- ``head``: the same rows plus the step's work outside its layers (embeddings, final norm, LM head, argmax, the
+  block-table gather and decode work table), **measured** on the engine (``EngineLayerOps.outside_layers``) at the
+  grid's token counts and carried as the same whole-step term ``c_iter + c_token * tokens_8``, a line through those
+  timings (``head_correction``): no step's measured time enters it. The native backend only.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
@@ -26,7 +30,7 @@ from gpu_simulate_test.vidur_ext.profiler.fold import VIDUR_TOKEN_ROUNDING, leas
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.step_correction import StepCorrection
 
-VARIANTS = ("operators", "step", "fold")
+VARIANTS = ("operators", "step", "head", "fold")
 
 
 def tokens_8(shape: BatchShape) -> int:
@@ -71,6 +75,19 @@ def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_
         c_iter, c_token = least_abs(f / y[:, None], (y - raw) / y, bounds=(None, None), a_ub=a_ub, b_ub=b_ub)
     except ValueError as exc:
         raise InputError(f"the step correction of the fit shapes {[str(s) for s in shapes]} has no solution: {exc}") from exc
+    return StepCorrection(float(c_iter), float(c_token))
+
+
+def head_correction(tokens: Sequence[int], ms: Sequence[float]) -> StepCorrection:
+    """The least-squares line ``c_iter + c_token * tokens_8`` through a step's measured work outside its layers at
+    ``tokens`` (``tokens_8``: rounded up to 8, as vidur-sim applies the term); one point: a constant."""
+    x = np.array([-(-int(n) // VIDUR_TOKEN_ROUNDING) * VIDUR_TOKEN_ROUNDING for n in tokens], dtype=float)
+    y = np.asarray(ms, dtype=float)
+    if len(x) == 0 or len(x) != len(y) or not (np.all(np.isfinite(y)) and np.all(y >= 0)):
+        raise InputError(f"the head term needs one non-negative time a token count; got {list(tokens)} / {y.tolist()}")
+    if len(set(x.tolist())) < 2:
+        return StepCorrection(float(np.mean(y)), 0.0)
+    c_token, c_iter = np.polyfit(x, y, 1)
     return StepCorrection(float(c_iter), float(c_token))
 
 
