@@ -452,10 +452,12 @@ def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprodu
         (folder / sub).mkdir(parents=True)
     sweep, iters, runs = pub.sweep_table(points), pub.iteration_table(points), pub.points_table(points, root)
     kinds, decode_kv = pub.iteration_kinds_table(points), pub.decode_kv_table(points, root)
+    chunks = pub.prefill_chunks_table(points, root)
     bundles = {p.setup: p.bundle_id for p in points}
     test, validation, metas = pub.bundle_tables(root, bundles)
     written = {"tables/sweep.csv": sweep, "tables/iterations.csv": iters, "tables/iteration_kinds.csv": kinds,
-               "tables/decode_kv.csv": decode_kv, "tables/runs.csv": runs, "tables/bundle_test.csv": test}
+               "tables/decode_kv.csv": decode_kv, "tables/prefill_chunks.csv": chunks, "tables/runs.csv": runs,
+               "tables/bundle_test.csv": test}
     if not validation.empty:
         written["tables/bundle_validation.csv"] = validation
     for name, df in written.items():
@@ -464,7 +466,7 @@ def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprodu
     figs += [pub.plot_bundle_test(folder / "figs", test, s) for s in bundles]
     verdicts = {s: bundle_verdict(m).line() for s, m in metas.items()}
     (folder / SUMMARY).write_text(pub.summary_text(title, sweep, iters, runs, test, verdicts, reproduce, kinds,
-                                                   decode_kv))
+                                                   decode_kv, chunks))
     pub.write_manifest(folder, _describe(folder, points, bundles, written, figs))
     return [SUMMARY, "MANIFEST.csv", *written, *(f"figs/{f.name}" for f in figs)]
 

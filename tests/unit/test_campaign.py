@@ -222,6 +222,50 @@ def test_matched_decodes_by_batch_size_and_kv_unevenness(tmp_path: Path) -> None
     assert "| 2 | 1.5-3 | -15.0% (40%) |" in lines and "| 3-4 | >= 3 | -40.0% (20%) |" in lines
 
 
+def test_matched_chunk_steps_by_prefix(tmp_path: Path) -> None:
+    """prefill_chunks.csv and its summary table, on five matched steps with a chunk (and one decode, left out) whose
+    prefixes (KV after the step less the chunk) and medians are worked out by hand."""
+    from gpu_simulate_test.analysis.publish import ComparedPoint, _chunk_lines, prefill_chunks_table
+    from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, ITERATION_METRICS
+    from gpu_simulate_test.io.tables import write_table
+
+    ms = 1_000_000
+    steps = [  # (tokens of each request in the step, its KV after the step, real ms, sim ms)
+        ([512], [512], 2.0, 1.9),  # a first chunk: prefix 0, -5%
+        ([1, 500], [700, 500], 3.0, 2.7),  # a first chunk beside a decode: prefix 0, -10%  -> median -7.5%
+        ([1, 490], [701, 990], 3.0, 3.3),  # prefix 500: (0, 512], +10%
+        ([300], [812], 2.0, 2.4),  # prefix 512: (0, 512], +20%  -> median +15%, chunk 395, decodes 0.5
+        ([1, 1, 400], [702, 50, 3400], 4.0, 4.4),  # prefix 3,000: over 2,048, +10%
+        ([1, 1], [703, 51], 1.0, 1.0),  # decodes only: left out
+    ]
+    rows, pairs = [], []
+    for i, (tokens, kv, real, sim) in enumerate(steps):
+        prefill = sum(n for n in tokens if n > 1)
+        rows.append({"iteration_id": i, "start_time_ns": 10 * i, "end_time_ns": 10 * i + 5, "batch_size": len(kv),
+                     "num_prefill_tokens": prefill, "num_decode_tokens": sum(1 for n in tokens if n == 1),
+                     "requests": ";".join(f"r{j}:{n}" for j, n in enumerate(tokens)),
+                     "kv_tokens": ";".join(map(str, kv))})
+        pairs.append({"real_iteration_id": i, "sim_iteration_id": i, "batch_size": len(kv),
+                      "num_prefill_tokens": prefill, "num_decode_tokens": sum(1 for n in tokens if n == 1),
+                      "real_step_ns": int(real * ms), "sim_step_ns": int(sim * ms)})
+    (tmp_path / "real_runs" / "r").mkdir(parents=True)
+    write_table(pd.DataFrame(rows), tmp_path / "real_runs" / "r" / ITERATION_METRICS.filename, ITERATION_METRICS)
+    (tmp_path / "cmp" / "tables").mkdir(parents=True)
+    write_table(pd.DataFrame(pairs), tmp_path / "cmp" / "tables" / COMPARISON_ITERATION_PAIRS.filename,
+                COMPARISON_ITERATION_PAIRS)
+    point = ComparedPoint("s", "w", 0.7, 1.0, 3.0, ("k",), ("r",), "bundle", tmp_path / "cmp", None)
+    t = prefill_chunks_table([point], tmp_path).set_index("prefix_min")
+    assert list(t.index) == [0, 1, 2049] and t["steps"].tolist() == [2, 2, 1]
+    assert t["prefix_max"].tolist() == [0, 512, 10**9]
+    assert t["share_of_matched_chunk_steps"].tolist() == pytest.approx([0.4, 0.4, 0.2])
+    assert t["error_pct_p50"].tolist() == pytest.approx([-7.5, 15.0, 10.0])
+    assert t.loc[1, "chunk_tokens_p50"] == 395 and t.loc[1, "decodes_p50"] == 0.5
+    assert t.loc[1, "real_step_ns_p50"] == 2.5 * ms and t.loc[1, "sim_step_ns_p50"] == pytest.approx(2.85 * ms)
+    lines = _chunk_lines(t.reset_index(), "s", "w")
+    assert "| 0 (a first chunk) | -7.5% (40%) |" in lines and "| 1-512 | +15.0% (40%) |" in lines
+    assert "| > 2048 | +10.0% (20%) |" in lines
+
+
 def test_matched_steps_by_kind_and_batch_size(tmp_path: Path) -> None:
     """iteration_kinds.csv and its summary table, on five matched steps whose medians are worked out by hand."""
     from gpu_simulate_test.analysis.publish import ComparedPoint, _kinds_lines, iteration_kinds_table

@@ -165,6 +165,49 @@ def decode_kv_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+PREFIX_BINS = (-1, 0, 512, 2048, 10**9)  # a chunk's prefix (prompt tokens processed before it): 0, 1-512, ...
+
+
+def prefill_chunks_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
+    """Per point, the matched steps that run a prefill chunk (prefill and mixed), by the chunk's prefix: the prompt
+    tokens its request processed in earlier steps (``PREFIX_BINS``; from the real run's ``requests`` and
+    ``kv_tokens``: KV after the step less the chunk; a step of several chunks goes by the largest prefix): how many,
+    their share of the matched chunk steps, the median chunk and decodes, the median real and simulated step, the
+    median signed error. Vidur 0.0.26 looks a chunk's prefill attention up at the KV *after* the chunk while its rows
+    hold the KV before it, and a fresh request's first step carries host work it does not model: this table shows
+    both. Points whose real run has no ``kv_tokens`` are left out."""
+    rows = []
+    for p in points:
+        path = p.comparison / TABLES_DIR / COMPARISON_ITERATION_PAIRS.filename
+        if not path.is_file():
+            continue
+        steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
+        if KV_TOKENS not in steps.columns:
+            continue
+        d = read_table(path, COMPARISON_ITERATION_PAIRS)
+        d = d[d["num_prefill_tokens"] > 0]
+        if d.empty:
+            continue
+        steps = steps.set_index("iteration_id").loc[d["real_iteration_id"]]
+        prefix = []
+        for entries, kv in zip(steps["requests"].astype(str), steps[KV_TOKENS].astype(str)):
+            tokens = [int(e.rsplit(":", 1)[1]) for e in entries.split(";")]
+            after = [int(x) for x in kv.split(";")]
+            prefix.append(max((a - n for n, a in zip(tokens, after) if n > 1), default=0))
+        frame = pd.DataFrame({"bin": pd.cut(np.array(prefix), PREFIX_BINS), "chunk": d["num_prefill_tokens"].to_numpy(),
+                              "decodes": d["num_decode_tokens"].to_numpy(), "real": d["real_step_ns"].to_numpy(),
+                              "sim": d["sim_step_ns"].to_numpy()})
+        frame["err"] = 100.0 * (frame["sim"] - frame["real"]) / frame["real"]
+        for b, g in frame.groupby("bin", observed=True, sort=True):
+            rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction,
+                         "point_key": p.point_keys[0], "prefix_min": int(b.left) + 1, "prefix_max": int(b.right),
+                         "steps": len(g), "share_of_matched_chunk_steps": len(g) / len(frame),
+                         "chunk_tokens_p50": float(g["chunk"].median()), "decodes_p50": float(g["decodes"].median()),
+                         "real_step_ns_p50": float(g["real"].median()), "sim_step_ns_p50": float(g["sim"].median()),
+                         "error_pct_p50": float(g["err"].median())})
+    return pd.DataFrame(rows)
+
+
 def points_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
     """Per real run: what the engine did, its start-up (``load_s``: model, kernels, graphs; ``warmup_s``) and run time."""
     rows = []
@@ -253,7 +296,7 @@ def _fmt_pct(x: Any, signed: bool = True) -> str:
 
 def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.DataFrame, test: pd.DataFrame,
                  verdicts: dict[str, str], reproduce: str, kinds: Optional[pd.DataFrame] = None,
-                 decode_kv: Optional[pd.DataFrame] = None) -> str:
+                 decode_kv: Optional[pd.DataFrame] = None, chunks: Optional[pd.DataFrame] = None) -> str:
     """``summary.md``: the acceptance checks first, then the headline tables and the facts behind them."""
     checked = sweep[(sweep["load_fraction"] <= CHECKED_UP_TO + 1e-9) & sweep["metric"].isin(HEADLINE)
                     & sweep["statistic"].isin(HEADLINE_STATS)]
@@ -293,6 +336,7 @@ def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.
             for f, r in it.set_index("load_fraction").iterrows()), ""]
         lines += _kinds_lines(kinds, setup, workload)
         lines += _kv_lines(decode_kv, setup, workload)
+        lines += _chunk_lines(chunks, setup, workload)
     if not outside.empty:
         lines += ["## Cells outside 5% and the spread", "", "| setup | workload | load | metric | statistic | error | spread |",
                   "| --- | --- | --- | --- | --- | ---: | ---: |"]
@@ -361,6 +405,19 @@ def _kv_lines(kv: Optional[pd.DataFrame], setup: str, workload: str) -> list[str
                           "mean KV (Vidur predicts decode attention from the mean): median error of the simulated step "
                           "(share of the matched decodes):", ("requests", "longest / mean KV"),
                           ["batch_size_min", "uneven_min"], label, "share_of_matched_decodes")
+
+
+def _chunk_lines(chunks: Optional[pd.DataFrame], setup: str, workload: str) -> list[str]:
+    """The matched steps with a prefill chunk by the chunk's prefix, one column a load: median error (share)."""
+    def label(key: tuple[int], g: pd.DataFrame) -> tuple[str]:
+        low, top = key[0], int(g["prefix_max"].iloc[0])
+        return ("0 (a first chunk)" if top == 0 else f"{low}-{top}" if top < PREFIX_BINS[-1] else f"> {low - 1}",)
+
+    return _by_load_lines(chunks, setup, workload, "Matched steps with a prefill chunk by the chunk's prefix (Vidur "
+                          "0.0.26 looks its attention up at the KV after the chunk; a first chunk also carries the "
+                          "engine's host work for a new request): median error of the simulated step (share of the "
+                          "matched chunk steps):", ("prefix (tokens)",), ["prefix_min"], label,
+                          "share_of_matched_chunk_steps")
 
 
 def write_manifest(folder: Path, describe: dict[str, dict[str, str]]) -> Path:
