@@ -1,38 +1,56 @@
 """The native engine's token ops timed in their layer (``engine_ops.InLayer``): the whole layer sequence against it
-without the op. Sleeps of known length stand in for kernels, and an eager call stands in for a graph's replay."""
+without the op. Ops of known cost on a fake clock (or sleeps) stand in for kernels, and an eager call stands in for a
+graph's replay."""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
+from gpu_simulate_test.vidur_ext.profiler import timing
 from gpu_simulate_test.vidur_ext.profiler.engine_ops import InLayer
 from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod, time_difference
 
 
-def _sleep(ms: float) -> Callable[[int], None]:
-    return lambda i: time.sleep(ms / 1e3)
+class FakeClock:
+    """``time.perf_counter_ns`` for ``timing``: ops advance it by their cost, so the timings are exact."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        return self.ns
+
+    def op(self, ms: float) -> Callable[[int], None]:
+        def run(i: int) -> None:
+            self.ns += int(ms * 1e6)
+
+        return run
 
 
-def test_an_op_in_its_layer_costs_the_difference_it_makes_per_layer() -> None:
+def test_an_op_in_its_layer_costs_the_difference_it_makes_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
     captured: list[int] = []
+    clock = FakeClock()
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=clock))
 
     def capture(fns: list[Callable[[int], Any]], layers: int) -> Callable[[], None]:
         captured.append(len(fns))
         return lambda: [fn(i) for i in range(layers) for fn in fns]
 
-    seq = InLayer([("a", _sleep(1.0)), (None, _sleep(0.5)), ("b", _sleep(3.0))], 2, capture)
+    seq = InLayer([("a", clock.op(1.0)), (None, clock.op(0.5)), ("b", clock.op(3.0))], 2, capture)
     method = TimingMethod(warmup_iters=1, repeat_iters=3, calls_per_repeat=2)
-    a = np.median(seq.op("a").measure(lambda: None, method))
-    b = np.median(seq.op("b").measure(lambda: None, method))
-    neighbour = np.median(seq.measure(None, lambda: None, method))
+    a = seq.op("a").measure(lambda: None, method)
+    b = seq.op("b").measure(lambda: None, method)
+    neighbour = seq.measure(None, lambda: None, method)
     # the whole sequence once, then each op's sequence without it
     assert captured == [3, 2, 2, 2]
-    # per layer, in ms (a sleep overshoots a little, more on a busy machine)
-    assert 0.9 < a < 1.8 and 2.9 < b < 4.0 and 0.4 < neighbour < 1.3, (a, b, neighbour)
+    # per layer, in ms, every repeat
+    assert a.tolist() == pytest.approx([1.0] * 3) and b.tolist() == pytest.approx([3.0] * 3)
+    assert neighbour.tolist() == pytest.approx([0.5] * 3)
     with pytest.raises(KeyError, match="c is not one"):
         seq.op("c")
 
