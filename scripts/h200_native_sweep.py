@@ -11,7 +11,8 @@ first, in the first call, on the H200 the points then run on (``campaign.py``; t
     plan                          the calls this campaign needs, from assumed capacities (no GPU)
     dry-run --out DIR             every task's config composed and the bundles' shapes and grids listed (no GPU)
     run --out DIR                 one call on the GPU host: the tasks that fit --budget, packed into DIR/pack-<i>.tar
-    collect FILES_AT              here, after a call: its files into the result folder (tmp/results/...), carry refreshed
+    collect [FILES_AT]            here, after a call: its files into the result folder (commit it), carry refreshed;
+                                  without FILES_AT, in a new checkout: the carry rebuilt from the committed folder
     publish [--folder F]          here: the folder's tables, figures, summary and MANIFEST.csv from its archives
 """
 
@@ -25,9 +26,10 @@ from pathlib import Path
 from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, run_call
 
 PUBLISHED = Path("docs/results/h200-qwen3-0.6b-native")
-# Where collect gathers the archives while the campaign runs: ignored by git, so that they do not travel with every
-# device call (64 MiB at most); copied to PUBLISHED at the end (context/h200-native-sweep-runbook.md).
-FOLDER = Path("tmp/results/h200-qwen3-0.6b-native")
+# Where collect gathers the archives while the campaign runs, committed after every collect: a session's checkout
+# starts without tmp/, so archives left there are lost; the folder travels with every device call (64 MiB at most,
+# the runbook's "Size"); copied to PUBLISHED at the end (context/h200-native-sweep-runbook.md).
+FOLDER = Path("studies/2026-12-h200-native-campaign/results")
 CARRY = Path("tmp/h200-sweep-carry")
 CAMPAIGN = Campaign(
     name="h200-qwen3-0.6b-native",
@@ -97,7 +99,8 @@ def main() -> int:
     r.add_argument("--budget", type=float, default=540.0, help="seconds of tasks to start in this call")
     r.add_argument("--only", default=None, help="a regular expression: only the points it matches (e.g. 'r0$')")
     c = sub.add_parser("collect")
-    c.add_argument("returned", type=Path)
+    c.add_argument("returned", type=Path, nargs="?", default=None,
+                   help="the call's files_at; left out: only refresh the carry from the folder (a new checkout)")
     c.add_argument("--folder", type=Path, default=FOLDER)
     c.add_argument("--carry", type=Path, default=CARRY)
     p = sub.add_parser("publish")

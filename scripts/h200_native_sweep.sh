@@ -5,7 +5,8 @@
 #   on the GPU host (device tool; carry .whl and tmp/h200-sweep-carry; each call at most 10 minutes):
 #       bash scripts/h200_native_sweep.sh run                 # the pending tasks that fit, packed into $OUT/pack-*.tar
 #   here, between calls and after the last:
-#       bash scripts/h200_native_sweep.sh collect <files_at>  # a call's files into tmp/results/..., carry refreshed
+#       bash scripts/h200_native_sweep.sh collect <files_at>  # a call's files into the result folder, carry refreshed
+#       bash scripts/h200_native_sweep.sh collect             # a new checkout: the carry from the committed folder
 #       bash scripts/h200_native_sweep.sh publish [--folder F] # tables, figures, summary.md, MANIFEST.csv from archives
 #       bash scripts/h200_native_sweep.sh plan                # the calls the campaign needs (assumed capacities)
 #   anywhere without a GPU:

@@ -311,14 +311,16 @@ def plan_text(campaign: Campaign, capacity_rps: dict[tuple[str, str], float], nu
 # --- between calls -------------------------------------------------------------------------------------------
 
 
-def collect(returned: Path, folder: Path, carry: Path) -> list[str]:
+def collect(returned: Optional[Path], folder: Path, carry: Path) -> list[str]:
     """File a call's returned files (the device tool's ``files_at``) into the result folder: the packs' archives
     under ``points/``, ``bundles/``, ``diagnostics/``, the other files (the call's summary and log) under
-    ``diagnostics/``; then refresh the carry (capacities, and the point keys and bundle ids collected)."""
-    returned, folder, carry = Path(returned), Path(folder), Path(carry)
+    ``diagnostics/``; then refresh the carry (capacities, and the point keys and bundle ids collected) from the
+    folder. ``returned`` None: only the refresh (a new checkout's carry, from the committed folder)."""
+    folder, carry = Path(folder), Path(carry)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
-    for src in sorted(p for p in returned.rglob("*") if p.is_file()):
+    files = sorted(p for p in Path(returned).rglob("*") if p.is_file()) if returned is not None else []
+    for src in files:
         if src.name.startswith("pack-") and src.suffix == ".tar":
             with tarfile.open(src) as tar:
                 for m in tar.getmembers():

@@ -122,6 +122,11 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     assert not any("bundle" in x or "capacity" in x for x in report.lines)
     collect(out3, folder, carry)
     assert len(list((folder / "points").glob("*.tar.gz"))) == 2 and len(read_collected(carry)) == 3
+    # A new checkout (no tmp/): the carry rebuilt from the committed folder alone is the same
+    fresh = tmp_path / "carry-of-a-new-checkout"
+    assert collect(None, folder, fresh) == []
+    assert read_collected(fresh) == read_collected(carry)
+    assert sorted(p.name for p in (fresh / "capacity").iterdir()) == sorted(p.name for p in (carry / "capacity").iterdir())
     # Call 4: nothing left.
     report = run_call(CAMPAIGN, tmp_path / "gpu4", tmp_path / "out4", budget_s=1e9, carry=carry, stages=_stages(engine))
     assert report.lines == [] and report.pending == 0
