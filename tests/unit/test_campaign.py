@@ -9,7 +9,9 @@ placed at the id the campaign's points look for. Vidur simulates and compare-run
 from __future__ import annotations
 
 import csv
+import io
 import json
+import tarfile
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -184,12 +186,24 @@ def test_cells_are_judged_against_5_percent_or_the_spread_up_to_70_percent_load(
     assert set(t.loc[0.9, "cell"]) == {"measured"}  # near capacity: measured and explained, not judged
 
 
+def _matched_point(root: Path, rows: list[dict], pairs: list[dict], fraction: float) -> Any:
+    """A compared point whose real run ``r`` holds ``rows`` (iteration_metrics) and comparison ``cmp`` ``pairs``."""
+    from gpu_simulate_test.analysis.publish import ComparedPoint
+    from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, ITERATION_METRICS
+    from gpu_simulate_test.io.tables import write_table
+
+    (root / "real_runs" / "r").mkdir(parents=True)
+    write_table(pd.DataFrame(rows), root / "real_runs" / "r" / ITERATION_METRICS.filename, ITERATION_METRICS)
+    (root / "cmp" / "tables").mkdir(parents=True)
+    write_table(pd.DataFrame(pairs), root / "cmp" / "tables" / COMPARISON_ITERATION_PAIRS.filename,
+                COMPARISON_ITERATION_PAIRS)
+    return ComparedPoint("s", "w", fraction, 1.0, 3.0, ("k",), ("r",), "bundle", root / "cmp", None)
+
+
 def test_matched_decodes_by_batch_size_and_kv_unevenness(tmp_path: Path) -> None:
     """decode_kv.csv and its summary table, on five matched decodes (and one mixed step, left out) whose KV spreads
     and medians are worked out by hand."""
-    from gpu_simulate_test.analysis.publish import ComparedPoint, _kv_lines, decode_kv_table
-    from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, ITERATION_METRICS
-    from gpu_simulate_test.io.tables import write_table
+    from gpu_simulate_test.analysis.publish import _kv_lines, decode_kv_table
 
     ms = 1_000_000
     steps = [  # (KV of each request after the step, prefill tokens, real ms, sim ms)
@@ -210,12 +224,7 @@ def test_matched_decodes_by_batch_size_and_kv_unevenness(tmp_path: Path) -> None
         pairs.append({"real_iteration_id": i, "sim_iteration_id": i, "batch_size": len(kv),
                       "num_prefill_tokens": prefill, "num_decode_tokens": len(kv) - (1 if prefill else 0),
                       "real_step_ns": int(real * ms), "sim_step_ns": int(sim * ms)})
-    (tmp_path / "real_runs" / "r").mkdir(parents=True)
-    write_table(pd.DataFrame(rows), tmp_path / "real_runs" / "r" / ITERATION_METRICS.filename, ITERATION_METRICS)
-    (tmp_path / "cmp" / "tables").mkdir(parents=True)
-    write_table(pd.DataFrame(pairs), tmp_path / "cmp" / "tables" / COMPARISON_ITERATION_PAIRS.filename,
-                COMPARISON_ITERATION_PAIRS)
-    point = ComparedPoint("s", "w", 0.3, 1.0, 3.0, ("k",), ("r",), "bundle", tmp_path / "cmp", None)
+    point = _matched_point(tmp_path, rows, pairs, 0.3)
     t = decode_kv_table([point], tmp_path).set_index(["batch_size_min", "uneven_min"])
     assert list(t.index) == [(2, 1.0), (2, 1.5), (3, 1.5), (3, 3.0)]
     assert t["steps"].tolist() == [1, 2, 1, 1]
@@ -230,9 +239,7 @@ def test_matched_decodes_by_batch_size_and_kv_unevenness(tmp_path: Path) -> None
 def test_matched_chunk_steps_by_prefix(tmp_path: Path) -> None:
     """prefill_chunks.csv and its summary table, on five matched steps with a chunk (and one decode, left out) whose
     prefixes (KV after the step less the chunk) and medians are worked out by hand."""
-    from gpu_simulate_test.analysis.publish import ComparedPoint, _chunk_lines, prefill_chunks_table
-    from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, ITERATION_METRICS
-    from gpu_simulate_test.io.tables import write_table
+    from gpu_simulate_test.analysis.publish import _chunk_lines, prefill_chunks_table
 
     ms = 1_000_000
     steps = [  # (tokens of each request in the step, its KV after the step, real ms, sim ms)
@@ -253,12 +260,7 @@ def test_matched_chunk_steps_by_prefix(tmp_path: Path) -> None:
         pairs.append({"real_iteration_id": i, "sim_iteration_id": i, "batch_size": len(kv),
                       "num_prefill_tokens": prefill, "num_decode_tokens": sum(1 for n in tokens if n == 1),
                       "real_step_ns": int(real * ms), "sim_step_ns": int(sim * ms)})
-    (tmp_path / "real_runs" / "r").mkdir(parents=True)
-    write_table(pd.DataFrame(rows), tmp_path / "real_runs" / "r" / ITERATION_METRICS.filename, ITERATION_METRICS)
-    (tmp_path / "cmp" / "tables").mkdir(parents=True)
-    write_table(pd.DataFrame(pairs), tmp_path / "cmp" / "tables" / COMPARISON_ITERATION_PAIRS.filename,
-                COMPARISON_ITERATION_PAIRS)
-    point = ComparedPoint("s", "w", 0.7, 1.0, 3.0, ("k",), ("r",), "bundle", tmp_path / "cmp", None)
+    point = _matched_point(tmp_path, rows, pairs, 0.7)
     t = prefill_chunks_table([point], tmp_path).set_index("prefix_min")
     assert list(t.index) == [0, 1, 2049] and t["steps"].tolist() == [2, 2, 1]
     assert t["prefix_max"].tolist() == [0, 512, 10**9]
@@ -304,9 +306,6 @@ def test_matched_steps_by_kind_and_batch_size(tmp_path: Path) -> None:
 def test_collect_keeps_every_calls_files_within_one_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two calls collected in the same second (their files stamped alike) keep both summaries, and a packed archive
     of an earlier call's name but other bytes keeps both too; collecting a call twice files nothing new."""
-    import io
-    import tarfile
-
     import gpu_simulate_test.campaign as campaign
 
     monkeypatch.setattr(campaign.time, "strftime", lambda fmt: "20261202T114609")
@@ -332,10 +331,7 @@ def test_collect_keeps_every_calls_files_within_one_second(tmp_path: Path, monke
     assert sorted((folder / "diagnostics" / n).read_text() for n in kept[:2]) == ["call a\n", "call b\n"]
 
 
-def _add(tar: "tarfile.TarFile", name: str, data: bytes) -> None:
-    import io
-    import tarfile
-
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))

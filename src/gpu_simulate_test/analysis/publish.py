@@ -13,7 +13,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -124,6 +124,24 @@ def iteration_kinds_table(points: list[ComparedPoint]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _matched_with_kv(points: list[ComparedPoint], root: Path, decodes: bool
+                     ) -> Iterator[tuple[ComparedPoint, pd.DataFrame, pd.DataFrame]]:
+    """Each point's matched steps, the decode-only ones (``decodes``) or those with a prefill chunk, beside the real
+    run's rows of the same steps (in the same order, with ``kv_tokens``); points without matched pairs, without
+    ``kv_tokens`` or without such steps are left out."""
+    for p in points:
+        path = p.comparison / TABLES_DIR / COMPARISON_ITERATION_PAIRS.filename
+        if not path.is_file():
+            continue
+        steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
+        if KV_TOKENS not in steps.columns:
+            continue
+        d = read_table(path, COMPARISON_ITERATION_PAIRS)
+        d = d[(d["num_prefill_tokens"] == 0) == decodes]
+        if not d.empty:
+            yield p, d, steps.set_index("iteration_id").loc[d["real_iteration_id"]]
+
+
 UNEVEN_BINS = (1.0, 1.5, 3.0, np.inf)  # a decode batch's longest KV over its mean: [1, 1.5), [1.5, 3), [3, inf)
 
 
@@ -135,18 +153,8 @@ def decode_kv_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
     waits for the longest one, and this table shows what that costs the prediction. Points whose real run has no
     ``kv_tokens`` are left out."""
     rows = []
-    for p in points:
-        path = p.comparison / TABLES_DIR / COMPARISON_ITERATION_PAIRS.filename
-        if not path.is_file():
-            continue
-        steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
-        if KV_TOKENS not in steps.columns:
-            continue
-        d = read_table(path, COMPARISON_ITERATION_PAIRS)
-        d = d[d["num_prefill_tokens"] == 0]
-        if d.empty:
-            continue
-        kv = steps.set_index("iteration_id").loc[d["real_iteration_id"], KV_TOKENS].astype(str)
+    for p, d, steps in _matched_with_kv(points, root, decodes=True):
+        kv = steps[KV_TOKENS].astype(str)
         lengths = [np.array(k.split(";"), dtype=float) for k in kv]
         mean, longest = np.array([x.mean() for x in lengths]), np.array([x.max() for x in lengths])
         frame = pd.DataFrame({"bin": pd.cut(d["batch_size"].to_numpy(), BATCH_BINS), "mean": mean, "longest": longest,
@@ -177,18 +185,7 @@ def prefill_chunks_table(points: list[ComparedPoint], root: Path) -> pd.DataFram
     hold the KV before it, and a fresh request's first step carries host work it does not model: this table shows
     both. Points whose real run has no ``kv_tokens`` are left out."""
     rows = []
-    for p in points:
-        path = p.comparison / TABLES_DIR / COMPARISON_ITERATION_PAIRS.filename
-        if not path.is_file():
-            continue
-        steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
-        if KV_TOKENS not in steps.columns:
-            continue
-        d = read_table(path, COMPARISON_ITERATION_PAIRS)
-        d = d[d["num_prefill_tokens"] > 0]
-        if d.empty:
-            continue
-        steps = steps.set_index("iteration_id").loc[d["real_iteration_id"]]
+    for p, d, steps in _matched_with_kv(points, root, decodes=False):
         prefix = []
         for entries, kv in zip(steps["requests"].astype(str), steps[KV_TOKENS].astype(str)):
             tokens = [int(e.rsplit(":", 1)[1]) for e in entries.split(";")]
