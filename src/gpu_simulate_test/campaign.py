@@ -9,9 +9,9 @@ probes, then its points, every replicate of a fraction before the next fraction)
 already brought back and starting a task only if its estimated time fits what is left of the call's budget, so that
 the same command, repeated, finishes the campaign. It runs the GPU stages only (``stages=[workload,real]``, and
 vidur-profile for the bundle); everything it makes is packed into ``pack-<i>.tar`` files (the device tool brings back
-at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.gz`` (the point's record, capacity file and real
+at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.xz`` (the point's record, capacity file and real
 run; its workload is regenerated here from the campaign's config, its content-addressed id proving the same bytes),
-``bundles/<bundle_id>.tar.gz`` and ``diagnostics/capacity-<setup>-<workload>-<key>.tar.gz`` (the
+``bundles/<bundle_id>.tar.xz`` and ``diagnostics/capacity-<setup>-<workload>-<key>.tar.xz`` (the
 probe's run; ``key``: its capacity file's, which an engine change changes). Between calls, :func:`collect` files a call's packs into the result folder and refreshes the carried
 state (the capacities, and what was collected), which the next call, on a fresh machine, starts from.
 
@@ -36,7 +36,7 @@ from typing import Any, Iterator, Optional
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.config.experiment import ExperimentAppConfig
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.outputs import SUMMARY, WORKLOAD_META, write_archive
+from gpu_simulate_test.io.outputs import ARCHIVE_MODES, SUMMARY, WORKLOAD_META, write_archive
 
 log = logging.getLogger(__name__)
 COLLECTED = "collected.txt"  # carry: the point keys and bundle ids whose archives the result folder holds already
@@ -210,13 +210,13 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
         t0 = time.monotonic()
         if task.kind == "bundle":
             path = fns.profile(cfg)
-            write_archive(staged / "bundles" / f"{path.name}.tar.gz", root, [path])
+            write_archive(staged / "bundles" / f"{path.name}{ARCHIVE}", root, [path])
             report.add(f"{task}: {path.name} in {time.monotonic() - t0:.0f}s (estimated {estimate:.0f}s)")
         elif task.kind == "capacity":
             rec = run_experiment(experiment_app(root, overrides, stages=["workload"]), fns)
             cap = json.loads(capacity_path(experiment_app(root, overrides)).read_text())
             cap_file = capacity_path(experiment_app(root, overrides))
-            write_archive(staged / "diagnostics" / f"capacity-{task.setup}-{workload}-{cap_file.stem}.tar.gz", root,
+            write_archive(staged / "diagnostics" / f"capacity-{task.setup}-{workload}-{cap_file.stem}{ARCHIVE}", root,
                           [root / "real_runs" / cap["real_run"], cap_file])
             report.add(f"{task}: {rec.capacity_rps:.3f} requests/s in {time.monotonic() - t0:.0f}s")
         else:
@@ -224,7 +224,7 @@ def run_call(campaign: Campaign, root: Path, out: Path, *, budget_s: float, carr
             rec = run_experiment(app, fns)
             # The point's record, capacity and real run; not its workload (~2 MB of prompt ids a point): the local
             # half regenerates it from the campaign's config, and its content-addressed id proves the bytes equal.
-            write_archive(staged / "points" / f"{rec.point_key}.tar.gz", root,
+            write_archive(staged / "points" / f"{rec.point_key}{ARCHIVE}", root,
                           [root / "experiments" / f"{rec.point_key}.json", capacity_path(app),
                            root / "real_runs" / str(rec.real_run)])
             report.add(f"{task} ({rec.point_key}): {n} requests at {rec.offered_qps:.3f}/s, real run {rec.real_run} "
@@ -332,15 +332,28 @@ def collect(returned: Optional[Path], folder: Path, carry: Path) -> list[str]:
             moved.append(str(dest.relative_to(folder)))
     (carry / "capacity").mkdir(parents=True, exist_ok=True)
     done = set()
-    for archive in sorted(folder.glob("*/*.tar.gz")):
+    for archive in archives(folder, "*"):
         with tarfile.open(archive) as tar:
             for m in tar.getmembers():
                 if m.isfile() and m.name.startswith("capacity/") and m.name.endswith(".json"):
                     (carry / m.name).write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
         if archive.parent.name in ("points", "bundles"):
-            done.add(archive.name.removesuffix(".tar.gz"))
+            done.add(archive_key(archive))
     (carry / COLLECTED).write_text("".join(f"{k}\n" for k in sorted(done)))
     return moved
+
+
+ARCHIVE = ".tar.xz"  # what a call packs (a real run's tables: about half their gzip size); folders of .tar.gz read too
+
+
+def archives(folder: Path, sub: str) -> list[Path]:
+    """The archives (``ARCHIVE_MODES``' names) in ``folder/sub`` (a glob: ``*`` for every subfolder), sorted."""
+    return sorted(p for p in Path(folder).glob(f"{sub}/*") if p.is_file() and p.name.endswith(tuple(ARCHIVE_MODES)))
+
+
+def archive_key(archive: Path) -> str:
+    """An archive's name without its archive suffix: a point key, a bundle id."""
+    return next(archive.name.removesuffix(x) for x in ARCHIVE_MODES if archive.name.endswith(x))
 
 
 def _free_name(dest: Path, data: bytes) -> Path:
@@ -384,7 +397,7 @@ def _never_measure(cfg: Any) -> Path:
 def unpack(folder: Path, root: Path) -> None:
     """Every archive of the result folder (``bundles/``, then ``points/``) into the artifact root."""
     root.mkdir(parents=True, exist_ok=True)
-    for archive in sorted(Path(folder).glob("bundles/*.tar.gz")) + sorted(Path(folder).glob("points/*.tar.gz")):
+    for archive in archives(folder, "bundles") + archives(folder, "points"):
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
 
@@ -477,12 +490,12 @@ def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: 
     """MANIFEST.csv rows: what each file of the folder is."""
     from gpu_simulate_test.analysis.publish import archive_date
 
-    dates = [archive_date(a) for a in sorted(folder.glob("*/*.tar.gz"))]
+    dates = [archive_date(a) for a in archives(folder, "*")]
     today = max(dates) if dates else time.strftime("%Y-%m-%d")  # the files made from the archives: their newest date
     by_key = {k: (p, r) for p in points for r, k in enumerate(p.point_keys)}
     rows: dict[str, dict[str, str]] = {}
-    for archive in sorted(folder.glob("points/*.tar.gz")):
-        key = archive.name.removesuffix(".tar.gz")
+    for archive in archives(folder, "points"):
+        key = archive_key(archive)
         p, r = by_key.get(key, (None, None))
         what = (f"experiment point {key}: {p.workload}, replicate {r}: record, capacity and real run (the workload is "
                 "regenerated from the campaign's config)"
@@ -490,13 +503,13 @@ def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: 
         rows[f"points/{archive.name}"] = {"kind": "point", "backend": p.setup if p else "", "date": archive_date(archive),
                                           "load": f"{p.fraction:.0%} of capacity ({p.offered_qps:.4g} req/s)" if p else "",
                                           "what": what}
-    for archive in sorted(folder.glob("bundles/*.tar.gz")):
-        setup = next((s for s, b in bundles.items() if archive.name == f"{b}.tar.gz"), "")
+    for archive in archives(folder, "bundles"):
+        setup = next((s for s, b in bundles.items() if archive_key(archive) == b), "")
         rows[f"bundles/{archive.name}"] = {"kind": "bundle", "backend": setup, "load": "", "date": archive_date(archive),
-                                           "what": f"the bundle {archive.name.removesuffix('.tar.gz')}" if setup
+                                           "what": f"the bundle {archive_key(archive)}" if setup
                                            else "bundle or capacity probes of the campaign (not simulated with)"}
     for f in sorted(folder.glob("diagnostics/*")):
-        probe = f.name.startswith("capacity-") and f.name.endswith(".tar.gz")
+        probe = f.name.startswith("capacity-") and f.name.endswith(tuple(ARCHIVE_MODES))
         rows[f"diagnostics/{f.name}"] = {
             "kind": "diagnostic", "backend": f.name.split("-")[1] if probe else "", "load": "",
             "date": archive_date(f) if probe else today,

@@ -107,7 +107,7 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     assert (out1 / "summary.txt").read_text().endswith("2 task(s) left for later calls\n")
     collect(out1, folder, carry)
     bid = bundle_id(bundle_app(CAMPAIGN, tmp_path / "ids", "sarathi", _stages(engine)))
-    assert [p.name for p in (folder / "bundles").iterdir()] == [f"{bid}.tar.gz"]
+    assert [p.name for p in (folder / "bundles").iterdir()] == [f"{bid}.tar.xz"]
     capacity = list((carry / "capacity").glob("*.json"))
     assert len(capacity) == 1
     # Call 2 on another fresh machine, for the second replicate only: the carried capacity is reused (same offered
@@ -123,7 +123,7 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     assert report.pending == 0 and [" r0 " in x for x in report.lines] == [True]
     assert not any("bundle" in x or "capacity" in x for x in report.lines)
     collect(out3, folder, carry)
-    assert len(list((folder / "points").glob("*.tar.gz"))) == 2 and len(read_collected(carry)) == 3
+    assert len(list((folder / "points").glob("*.tar.xz"))) == 2 and len(read_collected(carry)) == 3
     # A new checkout (no tmp/): the carry rebuilt from the committed folder alone is the same
     fresh = tmp_path / "carry-of-a-new-checkout"
     assert collect(None, folder, fresh) == []

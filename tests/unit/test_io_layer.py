@@ -130,3 +130,21 @@ def test_iteration_kv_tokens_is_optional_and_checked(tmp_path: Path) -> None:
     for bad in (["30", "31"], ["30;9", "31"], ["30;x", "31"]):  # a length missing, below its tokens, not a number
         with pytest.raises(ArtifactError, match="kv_tokens"):
             write_table(base.assign(kv_tokens=bad), path, ITERATION_METRICS)
+
+
+@pytest.mark.parametrize("suffix", [".tar.gz", ".tar.xz"])
+def test_archive_compressed_as_its_name_says_and_unpacked_in_place(tmp_path: Path, suffix: str) -> None:
+    import tarfile
+
+    from gpu_simulate_test.io.outputs import write_archive
+
+    (tmp_path / "root" / "runs" / "r1").mkdir(parents=True)
+    (tmp_path / "root" / "runs" / "r1" / "a.csv").write_text("x\n1\n")
+    dest = write_archive(tmp_path / "out" / f"r1{suffix}", tmp_path / "root", [tmp_path / "root" / "runs" / "r1"])
+    with open(dest, "rb") as fh:  # the container's magic bytes
+        assert fh.read(6).startswith(b"\x1f\x8b" if suffix == ".tar.gz" else b"\xfd7zXZ")
+    with tarfile.open(dest) as tar:
+        tar.extractall(tmp_path / "again", filter="data")
+    assert (tmp_path / "again" / "runs" / "r1" / "a.csv").read_text() == "x\n1\n"
+    with pytest.raises(ValueError, match="archive's name ends in"):
+        write_archive(tmp_path / "out" / "r1.zip", tmp_path / "root", [tmp_path / "root" / "runs"])

@@ -13,7 +13,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 COLUMNS = ["file", "kind", "backend", "load", "date", "superseded", "what"]
 FOLDER_OF_KIND = {"point": "points", "bundle": "bundles", "diagnostic": "diagnostics", "table": "tables", "figure": "figs",
                   "summary": "."}
-ARCHIVE = ".tar.gz"
+ARCHIVES = (".tar.gz", ".tar.xz")  # one of them a folder
 
 
 def _folders() -> list[Path]:
@@ -48,4 +48,5 @@ def test_manifest_lists_exactly_the_folder(folder: Path) -> None:
 @pytest.mark.parametrize("folder", _folders(), ids=lambda p: p.name)
 def test_one_archive_extension(folder: Path) -> None:
     archives = [p for p in folder.rglob("*") if p.is_file() and re.search(r"\.(tgz|tar|gz|zip|bz2|xz)$", p.name)]
-    assert all(p.name.endswith(ARCHIVE) for p in archives), [str(p.relative_to(folder)) for p in archives]
+    kinds = {next((a for a in ARCHIVES if p.name.endswith(a)), p.suffix) for p in archives}
+    assert len(kinds) <= 1 and kinds <= set(ARCHIVES), [str(p.relative_to(folder)) for p in archives]

@@ -96,12 +96,19 @@ def stage_output(root: Path | str, given_id: Optional[str], default_id: Callable
     return StageOutput(final, overwrite)
 
 
+ARCHIVE_MODES = {".tar.gz": "w:gz", ".tar.xz": "w:xz"}  # xz: about half gzip's size for a real run's tables
+
+
 def write_archive(dest: Path, root: Path, members: Iterable[Path]) -> Path:
-    """``members`` (files or folders under ``root``) into the gzipped tar ``dest``, each at its path under ``root``,
-    so that unpacking it into another root puts every member back in its place."""
+    """``members`` (files or folders under ``root``) into the tar ``dest``, compressed as its name ends
+    (``ARCHIVE_MODES``), each at its path under ``root``, so that unpacking it into another root puts every member
+    back in its place."""
+    mode = next((m for suffix, m in ARCHIVE_MODES.items() if dest.name.endswith(suffix)), None)
+    if mode is None:
+        raise ValueError(f"{dest}: an archive's name ends in one of {sorted(ARCHIVE_MODES)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     base = Path(root).resolve()
-    with tarfile.open(dest, "w:gz") as tar:
+    with tarfile.open(dest, mode) as tar:
         for m in members:
             tar.add(m, arcname=str(Path(m).resolve().relative_to(base)))
     return dest
