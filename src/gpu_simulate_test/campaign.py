@@ -343,7 +343,17 @@ def collect(returned: Optional[Path], folder: Path, carry: Path) -> list[str]:
     return moved
 
 
-ARCHIVE = ".tar.xz"  # what a call packs (a real run's tables: about half their gzip size); folders of .tar.gz read too
+def _packed_as() -> str:
+    """What a call packs: xz (a real run's tables at about half their gzip size), or gzip where this Python was built
+    without lzma (the GPU host's image is not checked for it). Folders of either are read alike."""
+    try:
+        import lzma  # noqa: F401
+    except ImportError:
+        return ".tar.gz"
+    return ".tar.xz"
+
+
+ARCHIVE = _packed_as()
 
 
 def archives(folder: Path, sub: str) -> list[Path]:
