@@ -245,7 +245,7 @@ class EngineLayerOps:
     def outside_layers(self, n: int, rows: int) -> Callable[[], Any]:
         """A step's work outside its layers, ``n`` tokens of ``rows`` sequences (each sampling one row), as the
         runner's ``_forward`` and ``Qwen3Model.forward`` run it: the sequences' block-table rows gathered, the decode
-        work table (``with_decode_work``), the embeddings, the final add + norm and the LM head on the sampling rows,
+        work table (``kernels.decode_work``), the embeddings, the final add + norm and the LM head on the sampling rows,
         and the argmax. Those few lines are written out here, not called (the engine's source is part of every native
         id, and these lines of it are inside ``forward``): keep them in step with ``Qwen3Model.forward``."""
         import torch
@@ -261,8 +261,7 @@ class EngineLayerOps:
 
         def step(_: int) -> Any:
             tables = table.index_select(0, seq_rows)
-            with_decode_work(AttentionInputs(attn.slot_mapping, attn.cu_seqlens_q, attn.seq_lens, tables),
-                             caches[0][0])
+            kernels.decode_work(attn.cu_seqlens_q, attn.seq_lens, tables, caches[0][0])
             F.embedding(ids, model.embed_tokens)
             out, _ = kernels.add_rms_norm(h.index_select(0, logits), residual.index_select(0, logits),
                                           model.final_norm, s.rms_norm_eps)

@@ -32,6 +32,13 @@ from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 # Vidur multiplies batched decode attention by (1 + this) for GQA models; folded per-request costs are pre-divided.
 DECODE_BATCHING_OVERHEAD = 0.1
 VIDUR_TOKEN_ROUNDING = 8  # Vidur rounds an iteration's num_tokens up to a multiple of this for the mlp.csv lookups
+
+
+def vidur_tokens(num_tokens: int) -> int:
+    """An iteration's tokens as Vidur looks its mlp.csv rows up: rounded up to a multiple of ``VIDUR_TOKEN_ROUNDING``."""
+    return -(-int(num_tokens) // VIDUR_TOKEN_ROUNDING) * VIDUR_TOKEN_ROUNDING
+
+
 _FLOOR_MS = 1e-6  # rows stay positive: Vidur's random forest and our schema both expect times > 0
 # Tie-break between equally good fits (e.g. c_iter vs c_decode + c_prefill when every fit shape has one request):
 # prefer the smallest coefficients; small enough never to trade off fit error.
@@ -56,8 +63,7 @@ class Overhead:
 
 def _features(shape: BatchShape) -> list[float]:
     """The terms' multipliers as Vidur will apply them: it looks num_tokens rows up rounded up to a multiple of 8."""
-    tokens = -(-shape.num_tokens // VIDUR_TOKEN_ROUNDING) * VIDUR_TOKEN_ROUNDING
-    return [1.0, float(tokens), float(shape.decode_batch), 1.0 if shape.prefill_tokens else 0.0]
+    return [1.0, float(vidur_tokens(shape.num_tokens)), float(shape.decode_batch), 1.0 if shape.prefill_tokens else 0.0]
 
 
 def fit_overhead(shapes: list[BatchShape], measured_ms: list[float], predicted_ms: list[float]) -> Overhead:

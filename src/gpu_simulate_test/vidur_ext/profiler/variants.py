@@ -26,7 +26,7 @@ import pandas as pd
 
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, signed_errors_pct
-from gpu_simulate_test.vidur_ext.profiler.fold import VIDUR_TOKEN_ROUNDING, least_abs
+from gpu_simulate_test.vidur_ext.profiler.fold import least_abs, vidur_tokens
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.step_correction import StepCorrection
 
@@ -35,7 +35,7 @@ VARIANTS = ("operators", "step", "head", "fold")
 
 def tokens_8(shape: BatchShape) -> int:
     """The step's tokens as Vidur looks its token rows up: rounded up to a multiple of 8."""
-    return -(-shape.num_tokens // VIDUR_TOKEN_ROUNDING) * VIDUR_TOKEN_ROUNDING
+    return vidur_tokens(shape.num_tokens)
 
 
 def check_variants(names: list[str]) -> list[str]:
@@ -81,7 +81,7 @@ def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_
 def head_correction(tokens: Sequence[int], ms: Sequence[float]) -> StepCorrection:
     """The least-squares line ``c_iter + c_token * tokens_8`` through a step's measured work outside its layers at
     ``tokens`` (``tokens_8``: rounded up to 8, as vidur-sim applies the term); one point: a constant."""
-    x = np.array([-(-int(n) // VIDUR_TOKEN_ROUNDING) * VIDUR_TOKEN_ROUNDING for n in tokens], dtype=float)
+    x = np.array([vidur_tokens(n) for n in tokens], dtype=float)
     y = np.asarray(ms, dtype=float)
     if len(x) == 0 or len(x) != len(y) or not (np.all(np.isfinite(y)) and np.all(y >= 0)):
         raise InputError(f"the head term needs one non-negative time a token count; got {list(tokens)} / {y.tolist()}")
