@@ -24,7 +24,7 @@ from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.profiler.variants import head_correction
+from gpu_simulate_test.vidur_ext.profiler.variants import head_term
 from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
 from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
 
@@ -123,21 +123,27 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     assert sorted(set(val["shape"])) == ["decode:2x48", "prefill:24"]  # as configured (predicted at the measured KV)
     medians = val.assign(a=val["error_pct"].abs()).groupby("variant")["a"].median()
     assert meta["variant"] == medians.idxmin() == meta["validation_check"]["chosen"]
-    assert (meta["step_correction"] is not None) is (meta["variant"] in ("step", "head"))
-    # the head variant's term: the line through the step's work outside its layers, timed at every token point with
-    # as many sampling rows as tokens up to the batch cap
+    assert (meta["step_correction"] is not None) is (meta["variant"] == "step")
+    assert (meta["outside_layers"] is not None) is (meta["variant"] == "head")
+    # a native bundle's rows are read where they were measured: prefill attention at the KV before the chunk, token
+    # rows at the step's own tokens, batched decodes without Vidur's overhead factor (step_correction.RowKeys)
+    assert meta["row_keys"] == {"prefill_attention_kv": "before_chunk", "token_rows": "exact",
+                                "decode_batching": "as_measured"}
+    # the head variant's term: the step's work outside its layers, timed at every token point with as many sampling
+    # rows as tokens up to the batch cap, by those rows (the step's requests)
     head = meta["head_timing"]
     grid = build_grid(cfg.model, cfg.backend, cfg.profile)
     assert head["num_tokens"] == grid.token_points and head["rows"] == [min(n, 4) for n in grid.token_points]
     assert all(ms > 0 for ms in head["ms"])
-    term = head_correction(head["num_tokens"], head["ms"])
+    term = head_term(head)
+    assert term.requests == (1, 2, 3, 4)
     head_val = val[val["variant"] == "head"].set_index("shape")["predicted_ns"]
     ops_val = val[val["variant"] == "operators"].set_index("shape")["predicted_ns"]
     added = (head_val - ops_val) / 1e6
-    assert added.loc["prefill:24"] == pytest.approx(term.ms(24), abs=2e-6)  # 24 tokens: Vidur's rows of 24
-    assert added.loc["decode:2x48"] == pytest.approx(term.ms(8), abs=2e-6)  # 2 tokens, looked up as 8
+    assert added.loc["prefill:24"] == pytest.approx(term.at(1), abs=2e-6)  # one request: one row sampled
+    assert added.loc["decode:2x48"] == pytest.approx(term.at(2), abs=2e-6)
     if meta["variant"] == "head":
-        assert meta["step_correction"] == term.to_dict()
+        assert meta["outside_layers"] == term.to_dict()
     corr = meta["correction"]
     assert corr["variant"] == meta["variant"] and (corr["cap_pct"] == 10.0) is (meta["variant"] == "step")
     if meta["variant"] != "head":  # the fitted correction is capped on every fit shape (0 for operators); the

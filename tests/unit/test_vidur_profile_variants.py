@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gpu_simulate_test.config.vidur import LinearRegressionGridConfig, VidurConfig
-from gpu_simulate_test.errors import InputError
+from gpu_simulate_test.errors import ArtifactError, InputError
 from gpu_simulate_test.testing import make_profile
 from gpu_simulate_test.vidur_ext.predictor import PredictorGrid, build_predictor, predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, baseline_record, baseline_table, fit_baselines
@@ -17,13 +17,21 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     check_variants,
     choose,
     fit_step_correction,
-    head_correction,
+    head_term,
     share_pct,
     tokens_8,
+    with_outside,
     with_step,
 )
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
-from gpu_simulate_test.vidur_ext.step_correction import StepCorrection, step_correction
+from gpu_simulate_test.vidur_ext.step_correction import (
+    OutsideLayers,
+    RowKeys,
+    StepCorrection,
+    StepTerms,
+    step_correction,
+    step_terms,
+)
 
 FIT = [BatchShape.parse(s) for s in ("prefill:32", "prefill:200", "prefill:512", "decode:1x128", "decode:8x1024",
                                      "decode:64x2048", "mixed:256+16x1024", "prefill:512@2048")]
@@ -89,15 +97,33 @@ def test_tokens_rounded_as_vidur_looks_rows_up() -> None:
     assert StepCorrection(0.1, 0.001).ms(256) == pytest.approx(0.356)
 
 
-def test_head_term_is_the_line_through_its_timings_by_hand() -> None:
-    """Timings of 0.10 ms at 8 tokens and 0.14 at 88 (8 and 88 already multiples of 8; 81 is looked up as 88): the
-    line 0.096 + 0.0005 per token; one token count: a constant; a negative or missing time refused."""
-    term = head_correction([8, 81], [0.10, 0.14])
-    assert term.c_iter_ms == pytest.approx(0.096) and term.c_token_ms == pytest.approx(0.0005)
-    assert head_correction([1, 3], [0.1, 0.12]) == StepCorrection(pytest.approx(0.11), 0.0)  # both look up 8
-    for tokens, ms in (([8, 16], [0.1, -0.1]), ([8], []), ([], [])):
+def test_head_term_is_the_median_by_rows_interpolated_by_hand() -> None:
+    """Timings at 1, 2, 4 rows and twice at 4 (a prefill's tokens sample the cap's rows): the median per row count,
+    interpolated in the step's requests, flat beyond; a negative or missing time refused."""
+    term = head_term({"num_tokens": [1, 2, 4, 512], "rows": [1, 2, 4, 4], "ms": [0.10, 0.12, 0.14, 0.18]})
+    assert term == OutsideLayers((1, 2, 4), (0.10, 0.12, pytest.approx(0.16)))
+    assert [term.at(n) for n in (1, 3, 4, 64)] == [0.10, pytest.approx(0.14), pytest.approx(0.16), pytest.approx(0.16)]
+    shapes = [BatchShape.parse(s) for s in ("prefill:512", "decode:3x64", "mixed:32+3x64")]
+    assert with_outside(term, shapes, np.array([1.0, 2.0, 3.0])).tolist() == pytest.approx([1.10, 2.14, 3.16])
+    for rows, ms in (([1, 2], [0.1, -0.1]), ([1], []), ([], []), ([0], [0.1])):
         with pytest.raises(InputError, match="head term"):
-            head_correction(tokens, ms)
+            head_term({"rows": rows, "ms": ms})
+
+
+def test_step_terms_from_meta_and_refused_when_malformed() -> None:
+    """A bundle from before the terms: none, Vidur's keys; each record read back; a bad one named in a one-line error."""
+    assert step_terms({}) == StepTerms()
+    meta = {"step_correction": None, "outside_layers": {"requests": [1, 8], "ms": [0.1, 0.2]},
+            "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured"}}
+    terms = step_terms(meta)
+    assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
+    assert terms.keys == RowKeys("before_chunk", "exact", "as_measured")
+    assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
+    assert terms.record() == {**meta}
+    for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
+                {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}}):
+        with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys"):
+            step_terms(bad)
 
 
 def test_step_correction_from_meta() -> None:
@@ -170,12 +196,38 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
     kw = dict(model=cfg.model, hardware=cfg.hardware, block_size=16, grid=PredictorGrid(1024, 512, 32),
               cache_root=tmp_path / "c", vidur=vidur)
     plain = build_predictor(root / "mlp.csv", root / "attention.csv", **kw)
-    corrected = build_predictor(root / "mlp.csv", root / "attention.csv", step_correction=correction, **kw)
+    corrected = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(correction), **kw)
     for text in ("prefill:200", "decode:1x64", "decode:24x500", "mixed:300+12x100", "prefill:256@512"):
         shape = BatchShape.parse(text)
         batch = list(zip(*shape.vidur_batch()))
         diff_ms = (predict_batch_time_s(corrected, batch) - predict_batch_time_s(plain, batch)) * 1e3
         assert diff_ms == pytest.approx(correction.ms(tokens_8(shape)), abs=1e-9), text
+    # the head term at the step's requests; the row keys where the native profiler measured them: a chunk's
+    # attention at the KV cached before it (prefill rows are 0.5 + 0.004 chunk + 0.001 KV ms a layer, fitted exactly
+    # by the linear model), token rows at the step's own tokens (op rows grow with tokens: one decode costs less
+    # than the 8 Vidur would look up; 8 or 24 tokens look up the same rows either way)
+    outside = OutsideLayers((1, 8, 32), (0.1, 0.2, 0.4))
+    keyed = build_predictor(root / "mlp.csv", root / "attention.csv",
+                            step_terms=StepTerms(outside=outside, keys=RowKeys("before_chunk", "exact")), **kw)
+    layers = cfg.model.num_layers
+
+    def diff(text: str) -> float:
+        batch = list(zip(*BatchShape.parse(text).vidur_batch()))
+        return (predict_batch_time_s(keyed, batch) - predict_batch_time_s(plain, batch)) * 1e3
+
+    assert diff("prefill:256@512") == pytest.approx(0.1 + layers * 0.001 * (512 - 768), abs=1e-6)  # KV 768 -> 512
+    assert diff("prefill:200") == pytest.approx(0.1 + layers * 0.001 * (0 - 256), abs=1e-6)  # a first chunk: KV 0
+    assert diff("decode:8x64") == pytest.approx(0.2, abs=1e-9) 
+    assert diff("decode:24x500") == pytest.approx(0.2 + 0.2 * 16 / 24, abs=1e-9)  # 24 requests: between 8 and 32
+    assert diff("decode:1x64") < 0.1 - layers * 0.002  # token rows at 1, not 8: at least one op's 7 tokens less a layer
+    # batched decode attention as measured: without Vidur's x (1 + 0.1) for a batch over one (decode rows are
+    # 0.3 + 0.05 batch + 0.0005 KV ms a layer; 24 decodes at KV 501 are read at 512)
+    measured = build_predictor(root / "mlp.csv", root / "attention.csv",
+                               step_terms=StepTerms(keys=RowKeys(decode_batching="as_measured")), **kw)
+    for text, want in (("decode:24x500", -0.1 * layers * (0.3 + 0.05 * 24 + 0.0005 * 512)), ("decode:1x64", 0.0)):
+        batch = list(zip(*BatchShape.parse(text).vidur_batch()))
+        got = (predict_batch_time_s(measured, batch) - predict_batch_time_s(plain, batch)) * 1e3
+        assert got == pytest.approx(want, abs=1e-6), text
 
 
 def test_vidur_profile_prints_the_test_shapes_beside_both_baselines(tmp_path) -> None:

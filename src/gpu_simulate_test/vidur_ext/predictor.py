@@ -10,10 +10,10 @@ Public API (the vidur-profile helper uses the first three to check a bundle on h
         The predictor's pre-computed grid: tokens of one request or iteration, prefill chunk, decode batch.
     build_predictor(mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, hardware: HardwareConfig,
                     block_size: int, grid: PredictorGrid, cache_root: Path, vidur: VidurConfig | None = None,
-                    seed: int = 0, step_correction: StepCorrection | None = None) -> SklearnExecutionTimePredictor
+                    seed: int = 0, step_terms: StepTerms | None = None) -> SklearnExecutionTimePredictor
         Vidur's predictor (``vidur.execution_time_predictor_type``) trained on the two CSVs; the files
-        may sit in a bundle that is still being written. ``step_correction`` (``step_correction.py``, from the
-        bundle's meta) is added to every step it predicts.
+        may sit in a bundle that is still being written. ``step_terms`` (``step_correction.py``, from the
+        bundle's meta) key its lookups and are added to every step it predicts.
     predict_batch_time_s(predictor, shapes: Sequence[tuple[int, int]]) -> float
         Vidur's predicted time (seconds, its roundings included) of ONE iteration whose requests have
         ``(num_q_tokens, num_kv_tokens)`` each, exactly as Vidur's ``Batch`` takes them: ``num_q_tokens``
@@ -61,7 +61,7 @@ from gpu_simulate_test.io.ids import canonical_json, short_hash
 from gpu_simulate_test.vidur_ext.profiler.grid import pow2_at_least
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
-from gpu_simulate_test.vidur_ext.step_correction import StepCorrection
+from gpu_simulate_test.vidur_ext.step_correction import StepTerms
 
 KV_GRANULARITY = 256  # Vidur's kv_cache_prediction_granularity (its default; KV lookups round up to it)
 CHUNK_GRANULARITY = 32  # Vidur rounds prefill chunks up to multiples of 32
@@ -87,14 +87,14 @@ class LocalRandomForrestConfig(RandomForrestExecutionTimePredictorConfig):
 
     profiling_files: Optional[tuple[str, str]] = None  # (mlp.csv, attention.csv)
     random_state: Optional[int] = None
-    step_correction: Optional[StepCorrection] = None  # the bundle's whole-step correction, added to every step
+    step_terms: Optional[StepTerms] = None  # the bundle's step terms and row keys (step_correction.py)
 
 
 @dataclass
 class LocalLinearRegressionConfig(LinearRegressionExecutionTimePredictorConfig):
     profiling_files: Optional[tuple[str, str]] = None
     random_state: Optional[int] = None
-    step_correction: Optional[StepCorrection] = None
+    step_terms: Optional[StepTerms] = None
 
 
 class _LocalProfileMixin:
@@ -130,14 +130,53 @@ class _LocalProfileMixin:
                 "check that the bundle was profiled for this model, TP=1 and this KV block size"
             ) from exc
 
+    def _terms(self) -> StepTerms:
+        return getattr(self._config, "step_terms", None) or StepTerms()
+
+    def get_execution_time(self, batch: Batch, pipeline_stage: int) -> Any:
+        """Vidur's step; with ``token_rows: exact`` (``step_correction.RowKeys``) its token rows are looked up at the
+        step's own tokens for this one prediction, the batch left as Vidur made it."""
+        if self._terms().keys.token_rows != "exact":
+            return super().get_execution_time(batch, pipeline_stage)  # type: ignore[misc]
+        rounded = batch._total_num_q_tokens_rounded
+        batch._total_num_q_tokens_rounded = batch._total_num_q_tokens
+        try:
+            return super().get_execution_time(batch, pipeline_stage)  # type: ignore[misc]
+        finally:
+            batch._total_num_q_tokens_rounded = rounded
+
+    def _get_batch_prefill_attention_params(self, batch: Batch) -> list[tuple[int, int]]:
+        """Vidur's ``(KV, chunk)`` keys of the batch's prompt chunks; with ``prefill_attention_kv: before_chunk`` the
+        KV is the context cached before the chunk, where the rows were measured (Vidur's: after it), rounded up to
+        Vidur's KV granularity all the same."""
+        if self._terms().keys.prefill_attention_kv != "before_chunk":
+            return super()._get_batch_prefill_attention_params(batch)  # type: ignore[misc]
+        if not hasattr(batch, "_prefill_params"):
+            g = int(self._config.kv_cache_prediction_granularity)
+            batch._prefill_params = [(_round_up(kv - q, g), int(q))
+                                     for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if q != 1]
+        return batch._prefill_params
+
+    def _get_attention_decode_execution_time(self, batch: Batch) -> float:
+        """Vidur's batched decode attention; with ``decode_batching: as_measured`` the row alone, without Vidur's
+        overhead factor for ragged batches."""
+        if self._terms().keys.decode_batching != "as_measured":
+            return super()._get_attention_decode_execution_time(batch)  # type: ignore[misc]
+        size, kv = self._get_batch_decode_attention_params(batch)  # type: ignore[attr-defined]
+        return 0.0 if size == 0 else self._predictions["attn_decode"][(size, kv)]  # type: ignore[attr-defined]
+
     def _get_add_layer_act_execution_time(self, batch: Batch) -> float:
-        """Vidur's ``add`` row plus the bundle's whole-step correction over the layers that Vidur multiplies it by
-        (``step_correction.py``): the step comes out as the operators plus the correction, nothing patched."""
+        """Vidur's ``add`` row plus the bundle's step terms (the whole-step correction at the step's tokens rounded up
+        to 8, the work outside the layers at its requests) over the layers that Vidur multiplies it by
+        (``step_correction.py``): the step comes out as the operators plus the terms, nothing patched."""
         base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
-        correction: Optional[StepCorrection] = getattr(self._config, "step_correction", None)
-        if correction is None:
-            return base
-        return base + correction.ms(batch._total_num_q_tokens_rounded) / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
+        terms = self._terms()
+        extra = 0.0
+        if terms.correction is not None:
+            extra += terms.correction.ms(_round_up(batch._total_num_q_tokens, TOKEN_GRANULARITY))
+        if terms.outside is not None:
+            extra += terms.outside.at(batch.size)
+        return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _get_estimator(self) -> BaseEstimator:
         """Vidur's estimator with a fixed random state, so one bundle always trains the same model."""
@@ -260,11 +299,11 @@ def bundle_cache_dir(cache_root: Path, mlp_csv: Path, attention_csv: Path, model
 
 def predictor_config(
     mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, grid: PredictorGrid, cache_root: Path,
-    vidur: Optional[VidurConfig] = None, seed: int = 0, step_correction: Optional[StepCorrection] = None,
+    vidur: Optional[VidurConfig] = None, seed: int = 0, step_terms: Optional[StepTerms] = None,
 ) -> BaseExecutionTimePredictorConfig:
     """Vidur's predictor config reading the two CSVs, with :func:`predictor_settings` and a cache dir of their own;
-    ``step_correction`` (the bundle's, if it has one) is added to every step after the lookups, so it changes no
-    trained model and no cache."""
+    ``step_terms`` (the bundle's: ``step_correction.step_terms``) key the lookups and are added to every step after
+    them, so they change no trained model and no cache."""
     vidur = vidur or VidurConfig()
     settings = predictor_settings(vidur, seed)
     cache_dir = bundle_cache_dir(cache_root, mlp_csv, attention_csv, model, settings)
@@ -285,23 +324,23 @@ def predictor_config(
     cfg.upload_predictions = False
     cfg.no_cache = False
     cfg.use_native_execution_time_predictor = False
-    cfg.step_correction = step_correction
+    cfg.step_terms = step_terms
     return cfg
 
 
 def build_predictor(
     mlp_csv: Path, attention_csv: Path, *, model: ModelConfig, hardware: HardwareConfig, block_size: int,
     grid: PredictorGrid, cache_root: Path, vidur: Optional[VidurConfig] = None, seed: int = 0,
-    step_correction: Optional[StepCorrection] = None,
+    step_terms: Optional[StepTerms] = None,
 ) -> SklearnExecutionTimePredictor:
-    """Vidur's own predictor for ``model`` on ``hardware`` (TP=1, PP=1), trained on the two CSVs (plus the bundle's
-    whole-step correction, if any)."""
+    """Vidur's own predictor for ``model`` on ``hardware`` (TP=1, PP=1), trained on the two CSVs (with the bundle's
+    step terms and row keys, if any)."""
     vidur = vidur or VidurConfig()
     logging.getLogger("vidur").setLevel(str(vidur.log_level).upper())
     register_predictors()
     replica = build_replica_config(model, hardware)
     cfg = predictor_config(mlp_csv, attention_csv, model=model, grid=grid, cache_root=cache_root, vidur=vidur, seed=seed,
-                           step_correction=step_correction)
+                           step_terms=step_terms)
     check_profile_rows(mlp_csv, attention_csv, model=model, block_size=block_size)
     set_seeds(seed)
     return _kind(vidur).predictor(predictor_config=cfg, replica_config=replica, cache_config=CacheConfig(block_size=int(block_size)))

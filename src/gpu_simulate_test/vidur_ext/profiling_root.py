@@ -20,6 +20,7 @@ from gpu_simulate_test.io.ids import canonical_json, content_hash, is_valid_id, 
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import PROFILE_META
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
+from gpu_simulate_test.vidur_ext.step_correction import OUTSIDE_KEY, ROW_KEYS_KEY
 from gpu_simulate_test.vidur_ext.verdict import IMPORTED
 
 BUNDLE_KIND = "profile_bundle"
@@ -177,12 +178,17 @@ def bundle_content(path: Path) -> Optional[str]:
 
 
 def _fingerprint(files: tuple[Path, Path], meta: dict[str, Any]) -> str:
-    """The files' bytes, plus the step correction where the bundle has one (a bundle without keeps the fingerprint
-    it always had)."""
+    """The files' bytes, plus the step terms and row keys where the bundle has them (``step_correction.py``: they
+    change its predictions; a bundle with none keeps the fingerprint it always had, one with a step correction
+    only the one it had before the others existed)."""
     record = meta.get(STEP_CORRECTION_KEY)
-    if record is None:
+    others = {k: meta[k] for k in (OUTSIDE_KEY, ROW_KEYS_KEY) if meta.get(k) is not None}
+    if record is None and not others:
         return content_hash(files)
-    return short_hash(*(Path(p).read_bytes() for p in files), canonical_json(record), length=16)
+    parts = [canonical_json(record)] if record is not None else []
+    if others:
+        parts.append(canonical_json(others))
+    return short_hash(*(Path(p).read_bytes() for p in files), *parts, length=16)
 
 
 def resolve_root(value: str, profiling_dir: Path) -> Path:

@@ -59,7 +59,7 @@ from gpu_simulate_test.vidur_ext.predictor import (
 from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot, load_profiling_root, resolve_root
 from gpu_simulate_test.vidur_ext.registration import build_replica_config, replace_registration, vidur_model_name
 from gpu_simulate_test.vidur_ext.schedulers import cache_config, describe, scheduler_config
-from gpu_simulate_test.vidur_ext.step_correction import step_correction
+from gpu_simulate_test.vidur_ext.step_correction import step_terms
 from gpu_simulate_test.vidur_ext.tracing import REQUEST_ID_COLUMN, TracingSimulator, TracingTraceReplayGenerator
 from gpu_simulate_test.vidur_ext.verdict import BundleVerdict, bundle_verdict, require_accepted
 from gpu_simulate_test.workloads.load import Workload, load_workload
@@ -218,7 +218,7 @@ def simulation_config(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) 
         execution_time_predictor_config=predictor_config(
             inputs.root.mlp_csv, inputs.root.attention_csv, model=app.model, grid=inputs.grid,
             cache_root=Path(app.paths.cache), vidur=vidur_cfg, seed=int(app.seed),
-            step_correction=step_correction(inputs.root.meta, str(inputs.root.path)),
+            step_terms=step_terms(inputs.root.meta, str(inputs.root.path)),
         ),
         metrics_config=MetricsConfig(
             write_metrics=False,
@@ -260,8 +260,8 @@ def simulate(app: VidurSimAppConfig, inputs: SimInputs, scratch: Path) -> SimRes
         "num_replicas": int(vidur_cfg.num_replicas),
         "execution_time_predictor": str(vidur_cfg.execution_time_predictor),
         "predictor": predictor_settings(vidur_cfg, int(app.seed)),
-        # the bundle's whole-step correction, added to every step (null: its rows alone; step_correction.py)
-        "step_correction": None if (sc := step_correction(inputs.root.meta)) is None else sc.to_dict(),
+        # the bundle's step terms, added to every step (null: its rows alone), and its rows' keys (step_correction.py)
+        **step_terms(inputs.root.meta, str(inputs.root.path)).record(),
         "predictor_grid": {"prediction_max_tokens_per_request": inputs.grid.tokens,
                            "prediction_max_prefill_chunk_size": inputs.grid.prefill_chunk,
                            "prediction_max_batch_size": inputs.grid.batch_size},

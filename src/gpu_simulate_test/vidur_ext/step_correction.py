@@ -1,4 +1,4 @@
-"""The whole-step correction: what Vidur 0.0.26's step time has no term for, added to each step it predicts.
+"""What a bundle's meta tells Vidur 0.0.26's predictor besides its rows, applied at run time (``StepTerms``).
 
 Vidur's step time is ``num_layers x`` the sum of its per-layer operators: nothing for the embedding, the final norm,
 the LM head, sampling or the engine's host work (``specs/profiling_root.md``, "What Vidur's step leaves out"). A
@@ -6,17 +6,21 @@ bundle of the ``step`` variant carries those as one correction per step, fitted 
 
     correction_ms = c_iter_ms + c_token_ms * num_tokens_8
 
-(``num_tokens_8``: the step's tokens rounded up to a multiple of 8, the count Vidur looks its token rows up with),
-recorded as ``step_correction`` in ``profile_meta.json``. vidur-sim and the bundle's own checks apply it at run time,
-inside the predictor (``predictor._LocalProfileMixin``): Vidur itself is never patched and the operator rows stay as
-measured. It enters through Vidur's ``add`` row, the one per-layer term that depends on the tokens only, divided by
-the layer count that Vidur multiplies it by again, so the step comes out exactly ``operators + correction``.
+(``num_tokens_8``: the step's tokens rounded up to a multiple of 8), recorded as ``step_correction`` in
+``profile_meta.json``; a bundle of the ``head`` variant carries instead the work outside the layers as measured
+(``outside_layers``: by the step's requests), and a native bundle says how its rows are keyed (``row_keys``).
+vidur-sim and the bundle's own checks apply them inside the predictor (``predictor._LocalProfileMixin``): Vidur
+itself is never patched and the operator rows stay as measured. A step term enters through Vidur's ``add`` row, the
+one per-layer term Vidur looks up for every step, divided by the layer count that Vidur multiplies it by again, so
+the step comes out exactly ``operators + term``.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
+
+import numpy as np
 
 from gpu_simulate_test.errors import ArtifactError
 from gpu_simulate_test.io.outputs import PROFILE_META
@@ -47,3 +51,97 @@ def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Opti
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{source}: {META_KEY!r} must hold numbers c_iter_ms and c_token_ms ({exc}); "
                             "rebuild the bundle") from exc
+
+
+OUTSIDE_KEY = "outside_layers"  # profile_meta.json: the head variant's measured term (absent or null: none)
+ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
+ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact"),
+            "decode_batching": ("vidur_overhead", "as_measured")}
+
+
+@dataclass(frozen=True)
+class OutsideLayers:
+    """The ``head`` variant's term: the step's work outside its layers (embedding, final norm, LM head, argmax, the
+    decode work table), **measured** on the engine at a few request counts (the rows it samples), interpolated
+    linearly in the step's requests and held flat beyond the last point."""
+
+    requests: tuple[int, ...]
+    ms: tuple[float, ...]
+
+    def at(self, num_requests: int) -> float:
+        return float(np.interp(num_requests, self.requests, self.ms))
+
+    def to_dict(self) -> dict[str, list]:
+        return {"requests": list(self.requests), "ms": list(self.ms)}
+
+
+@dataclass(frozen=True)
+class RowKeys:
+    """The keys a bundle's rows are measured at, where they differ from what Vidur 0.0.26 looks up:
+
+    - ``prefill_attention_kv``: Vidur's predictor looks a chunk's attention up at the KV *after* the chunk, while its
+      own profiler (and this project's) measures each row with the KV cached *before* it; ``before_chunk`` looks
+      the rows up where they were measured.
+    - ``token_rows``: Vidur looks every token row up at the step's tokens rounded up to 8; ``exact`` at the step's
+      own count (a bundle with rows below 8: the native engine runs a one-row path for a lone decode).
+    - ``decode_batching``: Vidur multiplies a batched decode's attention row (read at the batch's mean KV) by
+      ``1 + attention_decode_batching_overhead_fraction`` for what ragged KV lengths cost its kernels;
+      ``as_measured`` reads the row alone (an engine whose split-KV decode balances ragged batches, so that a batch
+      costs what its total KV does).
+
+    Either way the rows and Vidur's trained models stay as they are; only the key of a lookup changes."""
+
+    prefill_attention_kv: str = "after_chunk"
+    token_rows: str = "rounded_8"
+    decode_batching: str = "vidur_overhead"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StepTerms:
+    """Everything a bundle's meta tells vidur-sim's predictor besides its rows: the whole-step correction (``step``
+    variant), the measured work outside the layers (``head`` variant) and the rows' keys."""
+
+    correction: Optional[StepCorrection] = None
+    outside: Optional[OutsideLayers] = None
+    keys: RowKeys = RowKeys()
+
+    def record(self) -> dict[str, Any]:
+        """What a run's meta records of them (null: none)."""
+        return {META_KEY: None if self.correction is None else self.correction.to_dict(),
+                OUTSIDE_KEY: None if self.outside is None else self.outside.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
+
+
+def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[OutsideLayers]:
+    """The ``outside_layers`` record checked: request counts strictly increasing from 1, times non-negative."""
+    if record is None:
+        return None
+    try:
+        requests = tuple(int(n) for n in record["requests"])
+        ms = tuple(float(t) for t in record["ms"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source}: {OUTSIDE_KEY!r} must hold lists requests and ms ({exc}); rebuild the bundle") from exc
+    if not requests or len(requests) != len(ms) or requests[0] < 1 or any(b <= a for a, b in zip(requests, requests[1:])) \
+            or not all(np.isfinite(t) and t >= 0 for t in ms):
+        raise ArtifactError(f"{source}: {OUTSIDE_KEY!r} needs request counts increasing from >= 1 and one non-negative "
+                            f"time each; got {list(requests)} / {list(ms)}; rebuild the bundle")
+    return OutsideLayers(requests, ms)
+
+
+def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> RowKeys:
+    if record is None:
+        return RowKeys()
+    if not isinstance(record, Mapping) or set(record) - set(ROW_KEYS):
+        raise ArtifactError(f"{source}: {ROW_KEYS_KEY!r} must map some of {sorted(ROW_KEYS)} to a key; got {record!r}")
+    for name, value in record.items():
+        if value not in ROW_KEYS[name]:
+            raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.{name}={value!r} is not one of {list(ROW_KEYS[name])}")
+    return RowKeys(**dict(record))
+
+
+def step_terms(meta: Mapping[str, Any], source: str = PROFILE_META) -> StepTerms:
+    """The step terms a bundle's meta carries (a bundle from before any of them: none, Vidur's own keys)."""
+    return StepTerms(step_correction(meta, source), outside_layers(meta.get(OUTSIDE_KEY), source),
+                     row_keys(meta.get(ROW_KEYS_KEY), source))

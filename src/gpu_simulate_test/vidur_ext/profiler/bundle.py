@@ -55,14 +55,28 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     check_variants,
     choose,
     fit_step_correction,
-    head_correction,
+    head_term,
     share_pct,
+    with_outside,
     with_step,
 )
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
+from gpu_simulate_test.vidur_ext.step_correction import OUTSIDE_KEY, ROW_KEYS_KEY, RowKeys
 from gpu_simulate_test.vidur_ext.verdict import MEASURED, BundleVerdict, bundle_verdict
 
 log = logging.getLogger(__name__)
+
+# How a native bundle's rows are read where Vidur 0.0.26 would read them otherwise (``step_correction.RowKeys``):
+# prefill attention at the KV before the chunk, as measured; token rows at the step's own tokens (rows 1-7: the
+# engine's one-row path for a lone decode); batched decode attention as measured (the balanced split-KV decode costs
+# what a batch's total KV does, ragged or not). Written into every native bundle's meta and into its id.
+NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="exact", decode_batching="as_measured")
+HEAD_TERM = "outside the layers, measured, by the step's requests (interpolated)"  # the head variant's term, in the id
+
+
+def row_keys_record(cfg: VidurProfileAppConfig) -> dict[str, Any]:
+    """The ``row_keys`` a bundle of ``cfg`` carries: the native engine's, none for the others (Vidur's own keys)."""
+    return {ROW_KEYS_KEY: NATIVE_ROW_KEYS.to_dict()} if cfg.backend.name == "native" else {}
 
 # Vidur's predictor applied to a root: (root, shapes) -> predicted iteration times in ms.
 Predict = Callable[[Path, list[BatchShape]], list[float]]
@@ -87,7 +101,7 @@ def bundle_id(cfg: VidurProfileAppConfig) -> str:
     bundle."""
     c = {**without_defaults(bundle_config(cfg), VidurProfileAppConfig), **id_basis(cfg.backend.name)}
     if cfg.backend.name == "native":
-        c["operator_timing"] = OPERATOR_TIMING
+        c.update(operator_timing=OPERATOR_TIMING, row_keys=NATIVE_ROW_KEYS.to_dict(), head_term=HEAD_TERM)
     return f"{cfg.model.name}-{cfg.hardware.name}-{cfg.backend.name}-{short_hash(canonical_json(c))}"
 
 
@@ -253,8 +267,8 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
             candidates.append(Candidate(name, raw_val))
         elif name == "head":
             assert head is not None, "the head variant needs the step's work outside its layers measured"
-            term = head_correction(head["num_tokens"], head["ms"])
-            candidates.append(Candidate(name, with_step(term, val_shapes, raw_val), term))
+            term = head_term(head)
+            candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val), outside=term))
         elif name == "step":
             step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct,
                                        also_capped=capped)
@@ -267,7 +281,7 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
             if val_shapes:
                 with tempfile.TemporaryDirectory(prefix=".fold-", dir=scratch) as tmp:
                     _write_root(Path(tmp), cfg, bid, *rows, iters, pd.DataFrame(columns=HELD_OUT_CHECK.column_names),
-                                grid, {"stage": "folded rows"})
+                                grid, {"stage": "folded rows", **row_keys_record(cfg)})
                     pred = np.asarray(predict(Path(tmp), val_shapes), dtype=float)
             candidates.append(Candidate(name, pred))
     return candidates, folded
@@ -336,7 +350,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         every = fit_shapes + val_shapes + test_shapes  # in this order in every prediction below
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
-            _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows"})
+            _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **row_keys_record(cfg)})
             raw_pred = np.asarray(predict(Path(raw), every), dtype=float)  # the operators alone (test: shares, cap)
         split = np.cumsum([len(fit_shapes), len(val_shapes)])
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
@@ -344,13 +358,15 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
                                            raw_fit, raw_val, predict, capped, head)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
-        step = next(c.step for c in candidates if c.name == chosen)
+        winner = next(c for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
         extra = {"timing_method": method.describe()
                  + (f"; native operators: {OPERATOR_TIMING}" if cfg.backend.name == "native" else ""),
                  "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
                  "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
-                 STEP_CORRECTION_KEY: None if step is None else step.to_dict(), "skipped_shapes": skipped,
+                 STEP_CORRECTION_KEY: None if winner.step is None else winner.step.to_dict(),
+                 OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(), **row_keys_record(cfg),
+                 "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
                  "validation_check": val_record, "head_timing": head}
         _write_root(out, cfg, bid, mlp_out, att_out, iters, empty_check, grid, extra, raw=(mlp, att), validation=validation)

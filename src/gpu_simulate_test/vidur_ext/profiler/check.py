@@ -1,5 +1,5 @@
 """Vidur's own predictor applied to a (possibly half-written) bundle, for the fit, the validation and the test checks:
-it reads the bundle as vidur-sim does (its rows, and the whole-step correction its meta carries, if any)."""
+it reads the bundle as vidur-sim does (its rows, and the step terms and row keys its meta carries, if any)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.bundle import Predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.step_correction import step_correction
+from gpu_simulate_test.vidur_ext.step_correction import StepTerms, step_terms
 
 
 def vidur_predict(cfg: VidurProfileAppConfig) -> Predict:
@@ -27,7 +27,7 @@ def vidur_predict(cfg: VidurProfileAppConfig) -> Predict:
         predictor = build_predictor(
             root / pr.MLP_FILE, root / pr.ATTENTION_FILE, model=cfg.model, hardware=cfg.hardware,
             block_size=limits.block_size, grid=grid_for(limits), cache_root=Path(cfg.paths.cache), seed=cfg.seed,
-            step_correction=step_correction(read_meta(meta), str(meta)) if meta.is_file() else None,
+            step_terms=step_terms(read_meta(meta), str(meta)) if meta.is_file() else StepTerms(),
         )
         return [predict_batch_time_s(predictor, list(zip(*s.vidur_batch()))) * 1e3 for s in shapes]
 

@@ -6,8 +6,8 @@
   their operators' predictions only) capped at ``profile.correction_cap_pct``.
 - ``head``: the same rows plus the step's work outside its layers (embeddings, final norm, LM head, argmax, the
   block-table gather and decode work table), **measured** on the engine (``EngineLayerOps.outside_layers``) at the
-  grid's token counts and carried as the same whole-step term ``c_iter + c_token * tokens_8``, a line through those
-  timings (``head_correction``): no step's measured time enters it. The native backend only.
+  grid's token counts and carried by the step's requests (the rows it samples; ``head_term``:
+  ``step_correction.OutsideLayers``, interpolated): no step's measured time enters it. The native backend only.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
@@ -28,7 +28,7 @@ from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, signed_errors_pct
 from gpu_simulate_test.vidur_ext.profiler.fold import least_abs, vidur_tokens
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.step_correction import StepCorrection
+from gpu_simulate_test.vidur_ext.step_correction import OutsideLayers, StepCorrection
 
 VARIANTS = ("operators", "step", "head", "fold")
 
@@ -78,17 +78,22 @@ def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_
     return StepCorrection(float(c_iter), float(c_token))
 
 
-def head_correction(tokens: Sequence[int], ms: Sequence[float]) -> StepCorrection:
-    """The least-squares line ``c_iter + c_token * tokens_8`` through a step's measured work outside its layers at
-    ``tokens`` (``tokens_8``: rounded up to 8, as vidur-sim applies the term); one point: a constant."""
-    x = np.array([vidur_tokens(n) for n in tokens], dtype=float)
-    y = np.asarray(ms, dtype=float)
-    if len(x) == 0 or len(x) != len(y) or not (np.all(np.isfinite(y)) and np.all(y >= 0)):
-        raise InputError(f"the head term needs one non-negative time a token count; got {list(tokens)} / {y.tolist()}")
-    if len(set(x.tolist())) < 2:
-        return StepCorrection(float(np.mean(y)), 0.0)
-    c_token, c_iter = np.polyfit(x, y, 1)
-    return StepCorrection(float(c_iter), float(c_token))
+def head_term(timing: dict[str, list]) -> OutsideLayers:
+    """The ``head`` variant's term from ``head_timing`` (the work outside the layers at each token point, with the
+    rows it sampled): the median time at each row count, the step's requests being the rows it samples."""
+    rows, ms = list(timing.get("rows", [])), list(timing.get("ms", []))
+    if not rows or len(rows) != len(ms) or not all(np.isfinite(ms)) or min(ms) < 0 or min(rows) < 1:
+        raise InputError(f"the head term needs one non-negative time a row count >= 1; got {rows} / {ms}")
+    by_rows: dict[int, list[float]] = {}
+    for r, t in zip(rows, ms):
+        by_rows.setdefault(int(r), []).append(float(t))
+    keys = sorted(by_rows)
+    return OutsideLayers(tuple(keys), tuple(float(np.median(by_rows[r])) for r in keys))
+
+
+def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
+    """What the bundle predicts with the head term: exactly what vidur-sim adds to each step (at its requests)."""
+    return np.asarray(raw_ms, dtype=float) + np.array([term.at(s.batch_size) for s in shapes])
 
 
 def with_step(correction: StepCorrection, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
@@ -109,6 +114,7 @@ class Candidate:
     name: str
     validation_ms: np.ndarray
     step: Optional[StepCorrection] = None
+    outside: Optional[OutsideLayers] = None
 
 
 def choose(candidates: list[Candidate], names: list[str], measured_ms: np.ndarray) -> tuple[str, pd.DataFrame, dict[str, Any]]:
