@@ -478,11 +478,13 @@ def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprodu
     sweep, iters, runs = pub.sweep_table(points), pub.iteration_table(points), pub.points_table(points, root)
     kinds, decode_kv = pub.iteration_kinds_table(points), pub.decode_kv_table(points, root)
     chunks = pub.prefill_chunks_table(points, root)
+    apps = {p.point_keys[0]: experiment_app(root, campaign.overrides(p.setup, p.workload, p.fraction, 0)) for p in points}
+    replay = pub.replay_table(points, root, apps)
     bundles = {p.setup: p.bundle_id for p in points}
     test, validation, metas = pub.bundle_tables(root, bundles)
     written = {"tables/sweep.csv": sweep, "tables/iterations.csv": iters, "tables/iteration_kinds.csv": kinds,
                "tables/decode_kv.csv": decode_kv, "tables/prefill_chunks.csv": chunks, "tables/runs.csv": runs,
-               "tables/bundle_test.csv": test}
+               "tables/bundle_test.csv": test, "tables/replay.csv": replay}
     if not validation.empty:
         written["tables/bundle_validation.csv"] = validation
     for name, df in written.items():
@@ -491,7 +493,7 @@ def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprodu
     figs += [pub.plot_bundle_test(folder / "figs", test, s) for s in bundles]
     verdicts = {s: bundle_verdict(m).line() for s, m in metas.items()}
     (folder / SUMMARY).write_text(pub.summary_text(title, sweep, iters, runs, test, verdicts, reproduce, kinds,
-                                                   decode_kv, chunks))
+                                                   decode_kv, chunks, replay))
     pub.write_manifest(folder, _describe(folder, points, bundles, written, figs))
     return [SUMMARY, "MANIFEST.csv", *written, *(f"figs/{f.name}" for f in figs)]
 

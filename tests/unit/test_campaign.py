@@ -58,13 +58,14 @@ class FakeEngine:
             start = max(int(a), free)
             t = start + 20 * MS + np.rint(np.arange(n) * 5 * MS * slower).astype(np.int64)
             times.append(t)
-            steps += [(start, int(t[0]), r.num_prefill_tokens, 0, f"r{rid}:{r.num_prefill_tokens}")]
-            steps += [(int(b), int(e), 0, 1, f"r{rid}:1") for b, e in zip(t[:-1], t[1:])]
+            p = r.num_prefill_tokens
+            steps += [(start, int(t[0]), p, 0, f"r{rid}:{p}", str(p))]
+            steps += [(int(b), int(e), 0, 1, f"r{rid}:1", str(p + k)) for k, (b, e) in enumerate(zip(t[:-1], t[1:]), 1)]
             free = int(t[-1])
         run = SyntheticRun(arrival, counts, np.concatenate(times), np.array([r.num_prefill_tokens for r in w.requests]), counts)
         requests, tokens = run.frames()
         iterations = pd.DataFrame(steps, columns=["start_time_ns", "end_time_ns", "num_prefill_tokens", "num_decode_tokens",
-                                                  "requests"]).assign(batch_size=1)
+                                                  "requests", "kv_tokens"]).assign(batch_size=1)
         iterations.insert(0, "iteration_id", np.arange(len(iterations)))
         run_id = f"real-fake-{w.workload_id}-{self.runs[w.workload_id]}"
         with atomic_dir(Path(app.paths.real_runs) / run_id) as tmp:
@@ -146,6 +147,12 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     assert len(runs) == 2 and (runs["load_s"] == 1.5).all()
     summary = (folder / "summary.md").read_text()
     assert "## Acceptance" in summary and "publish" in summary
+    # every step of the first real run, predicted from its own batch with the point's bundle (vidur_ext/replay.py)
+    replay = pd.read_csv(folder / "tables" / "replay.csv")
+    first_run = tmp_path / "local" / "real_runs" / runs.loc[runs["replicate"] == 0, "real_run"].iloc[0]
+    steps = pd.read_csv(first_run / "iteration_metrics.csv")
+    assert len(replay) == 1 and int(replay["real_steps"].iloc[0]) == len(steps)
+    assert replay["abs_err_p50_pct"].iloc[0] >= 0 and "Every real step predicted from its own batch" in summary
     with open(folder / "MANIFEST.csv", newline="") as fh:
         listed = sorted(r["file"] for r in csv.DictReader(fh))
     assert listed == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.csv")

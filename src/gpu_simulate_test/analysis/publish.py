@@ -205,6 +205,35 @@ def prefill_chunks_table(points: list[ComparedPoint], root: Path) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+REPLAY_COLUMNS = ["setup", "workload", "load_fraction", "point_key", "bundle_id", "real_steps", "abs_err_p50_pct",
+                  "abs_err_p90_pct", "error_p50_pct", "within_3pct"]
+
+
+def replay_table(points: list[ComparedPoint], root: Path, apps: dict[str, Any]) -> pd.DataFrame:
+    """Per point, every step of its first real run predicted from its own batch by the bundle the point was
+    simulated with (``vidur_ext/replay.py``): the execution model on all the real steps, where the matched
+    iterations see only those both runs share. ``apps``: each point's experiment config by its first point key (its
+    model, hardware, Vidur settings, seed and cache); points whose real run has no ``kv_tokens`` are left out."""
+    from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
+    from gpu_simulate_test.vidur_ext.replay import replay_steps
+
+    rows = []
+    for p in points:
+        steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
+        if KV_TOKENS not in steps.columns:
+            continue
+        app = apps[p.point_keys[0]]
+        bundle = load_profiling_root(Path(root) / "profiling" / p.bundle_id, check_tables=False)
+        d = replay_steps(bundle, steps, model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
+                         cache_root=Path(app.paths.cache))
+        err = d["error_pct"].abs()
+        rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction, "point_key": p.point_keys[0],
+                     "bundle_id": p.bundle_id, "real_steps": len(d), "abs_err_p50_pct": float(err.median()),
+                     "abs_err_p90_pct": float(err.quantile(0.9)), "error_p50_pct": float(d["error_pct"].median()),
+                     "within_3pct": bool(err.median() <= STEP_TOLERANCE_PCT)})
+    return pd.DataFrame(rows, columns=REPLAY_COLUMNS)
+
+
 def points_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
     """Per real run: what the engine did, its start-up (``load_s``: model, kernels, graphs; ``warmup_s``) and run time."""
     rows = []
@@ -293,7 +322,8 @@ def _fmt_pct(x: Any, signed: bool = True) -> str:
 
 def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.DataFrame, test: pd.DataFrame,
                  verdicts: dict[str, str], reproduce: str, kinds: Optional[pd.DataFrame] = None,
-                 decode_kv: Optional[pd.DataFrame] = None, chunks: Optional[pd.DataFrame] = None) -> str:
+                 decode_kv: Optional[pd.DataFrame] = None, chunks: Optional[pd.DataFrame] = None,
+                 replay: Optional[pd.DataFrame] = None) -> str:
     """``summary.md``: the acceptance checks first, then the headline tables and the facts behind them."""
     checked = sweep[(sweep["load_fraction"] <= CHECKED_UP_TO + 1e-9) & sweep["metric"].isin(HEADLINE)
                     & sweep["statistic"].isin(HEADLINE_STATS)]
@@ -305,6 +335,11 @@ def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.
         lines.append(f"| {setup} bundle verdict (test shapes vs constant and linear baselines) | {line} |")
     lines.append(f"| matched-iteration step time, median \\|error\\| <= {STEP_TOLERANCE_PCT:g}% at every load | "
                  + ("yes" if slow.empty else f"no: {len(slow)} point(s) above") + " |")
+    if replay is not None and not replay.empty:
+        over = replay[~replay["within_3pct"].astype(bool)]
+        lines.append(f"| every real step predicted from its own batch (the execution model apart from the scheduler), "
+                     f"median \\|error\\| <= {STEP_TOLERANCE_PCT:g}% at every load | "
+                     + ("yes" if over.empty else f"no: {len(over)} point(s) above") + " |")
     lines.append(f"| every P50/P90/P99 cell of TTFT, TPOT, E2E up to {CHECKED_UP_TO:.0%} load within "
                  f"{CELL_TOLERANCE_PCT:g}% or the real-vs-real spread | "
                  + ("yes" if outside.empty else f"no: {len(outside)} of {len(checked)} cells outside (listed below)") + " |")
@@ -331,6 +366,13 @@ def summary_text(title: str, sweep: pd.DataFrame, iters: pd.DataFrame, runs: pd.
             f"{f:.0%}: {_fmt_pct(r['matched_abs_err_p50_pct'], False)} median |error|, "
             f"{_fmt_pct(100 * r['matched_fraction_of_real'] if r['matched_fraction_of_real'] is not None else None, False)} of real steps matched"
             for f, r in it.set_index("load_fraction").iterrows()), ""]
+        if replay is not None and not replay.empty:
+            rp = replay[(replay["setup"] == setup) & (replay["workload"] == workload)]
+            if not rp.empty:
+                lines += ["Every real step predicted from its own batch (first replicate): " + "; ".join(
+                    f"{f:.0%}: {_fmt_pct(r['abs_err_p50_pct'], False)} median |error| (signed median "
+                    f"{_fmt_pct(r['error_p50_pct'])}) over {int(r['real_steps']):,} steps"
+                    for f, r in rp.set_index("load_fraction").iterrows()), ""]
         lines += _kinds_lines(kinds, setup, workload)
         lines += _kv_lines(decode_kv, setup, workload)
         lines += _chunk_lines(chunks, setup, workload)
