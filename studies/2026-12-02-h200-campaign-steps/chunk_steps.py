@@ -1,5 +1,6 @@
 """The campaign's steps that hold a prompt chunk, by how many chunks and how many of them are a request's first,
-predicted through the bundle read as a native bundle since ``9f8324f`` is (``keys+head`` of ``step_variants.py``).
+predicted through the bundle read as a native bundle since ``9f8324f`` is, chunks summed (``keys+head`` of
+``step_variants.py``) and in one wave (``keys+head+wave``).
 
     .venv/bin/python studies/2026-12-02-h200-campaign-steps/chunk_steps.py <bundle dir> <runs.csv> <real_runs dir>
 
@@ -21,7 +22,8 @@ from step_variants import _predictors
 
 def main() -> int:
     bundle, runs_csv, real_dir = (Path(a) for a in sys.argv[1:4])
-    predictor = _predictors(bundle)["keys+head"]
+    predictors = _predictors(bundle)
+    summed, waved = predictors["keys+head"], predictors["keys+head+wave"]
     runs = pd.read_csv(runs_csv)
     rows = []
     for run in runs[runs.replicate == 0].itertuples():
@@ -35,16 +37,21 @@ def main() -> int:
             shapes = list(zip(qs, kvs))
             rows.append((run.workload, len(chunks), sum(1 for q, kv in chunks if q == kv),
                          sum(q for q, kv in chunks if q == kv), len(shapes) - len(chunks),
-                         (rec.end_time_ns - rec.start_time_ns) / 1e6, 1e3 * predict_batch_time_s(predictor, shapes)))
-    df = pd.DataFrame(rows, columns=["workload", "chunks", "first", "first_tokens", "decodes", "measured_ms", "predicted_ms"])
+                         (rec.end_time_ns - rec.start_time_ns) / 1e6, 1e3 * predict_batch_time_s(summed, shapes),
+                         1e3 * predict_batch_time_s(waved, shapes)))
+    df = pd.DataFrame(rows, columns=["workload", "chunks", "first", "first_tokens", "decodes", "measured_ms",
+                                     "predicted_ms", "wave_ms"])
     df["error_pct"] = 100.0 * (df.predicted_ms - df.measured_ms) / df.measured_ms
+    df["wave_error_pct"] = 100.0 * (df.wave_ms - df.measured_ms) / df.measured_ms
     df["first_tokens_bin"] = pd.cut(df.first_tokens, [0, 128, 256, 384, 480, 511, 512])
     df["decodes_bin"] = pd.cut(df.decodes, [-1, 0, 4, 16, 64, 128])
     pd.set_option("display.width", 200)
     for wl in sorted(df.workload.unique()):
         d = df[df.workload == wl]
-        print(f"== {wl}: steps with a chunk by (chunks, first chunks): median error %, steps, median measured ms")
-        print(d.groupby(["chunks", "first"]).agg(error_pct=("error_pct", "median"), steps=("error_pct", "size"),
+        print(f"== {wl}: steps with a chunk by (chunks, first chunks): median error % (chunks summed, in one wave), "
+              "steps, median measured ms")
+        print(d.groupby(["chunks", "first"]).agg(error_pct=("error_pct", "median"),
+                                                 wave_error_pct=("wave_error_pct", "median"), steps=("error_pct", "size"),
                                                  measured_ms=("measured_ms", "median")).round(2).to_string())
         f = d[(d["first"] == 1) & (d.chunks == 1)]
         print(f"== {wl}: one chunk, a first one, by its tokens and the step's decodes")

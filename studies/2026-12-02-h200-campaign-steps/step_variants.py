@@ -13,10 +13,14 @@ project's predictor (``vidur_ext/predictor.py``), with the bundle's rows (its ``
 - ``vidur``: Vidur's own keys (prefill attention at the KV after the chunk; token rows at the step's tokens rounded
   up to 8), what the bundle as built (``a3c59701dd57``) gives vidur-sim;
 - ``keys``: the rows read as a native bundle since says (``bundle.NATIVE_ROW_KEYS``: prefill attention at the KV
-  before the chunk, token rows at the exact tokens, batched decode attention without Vidur's x1.1);
+  before the chunk, token rows at the exact tokens, batched decode attention without Vidur's x1.1), a step's
+  chunks summed;
 - ``keys+head``: plus the work outside the layers measured in the same build (``head_timing``, by the step's
   requests: ``variants.head_term``), what the ``head`` variant of a bundle built since adds;
-- ``keys+head, x1.1``: the same with Vidur's decode batching factor kept (what that key alone does).
+- ``keys+head, x1.1``: the same with Vidur's decode batching factor kept (what that key alone does);
+- ``keys+head+wave``: ``keys+head`` with a step's chunks that fit one wave of the engine's prefill launch read as the
+  longest one's row (``prefill_chunks: one_wave``; the H200's wave: 132 SMs / 8 KV heads = 16 query blocks of 64
+  tokens, what ``EngineLayerOps.prefill_wave`` gives there): the full reading of a native bundle built since.
 
 These points are the campaign's evaluation, not a validation set: nothing here chooses a variant (the next bundle's
 validation shapes do); it explains the matched-step errors of the first 22 points.
@@ -40,13 +44,18 @@ from gpu_simulate_test.vidur_ext.profiler.variants import head_term
 from gpu_simulate_test.vidur_ext.step_correction import StepTerms
 
 
+H200_WAVE = (132 // 8, 64)  # the H200's prefill wave for Qwen3-0.6B: query blocks a KV head, tokens a block
+
+
 def _predictors(bundle: Path) -> dict[str, object]:
     cfg = compose_app("experiment", ["model=qwen3-0.6b", "hardware=h200", "backend=native", "profile=h200"])
     limits = build_grid(cfg.model, cfg.backend, cfg.profile).limits
     head = head_term(json.loads((bundle / "profile_meta.json").read_text())["head_timing"])
-    x11 = replace(NATIVE_ROW_KEYS, decode_batching="vidur_overhead")
-    terms = {"vidur": StepTerms(), "keys": StepTerms(keys=NATIVE_ROW_KEYS),
-             "keys+head": StepTerms(outside=head, keys=NATIVE_ROW_KEYS), "keys+head, x1.1": StepTerms(outside=head, keys=x11)}
+    keys = replace(NATIVE_ROW_KEYS, prefill_chunks="summed")
+    x11 = replace(keys, decode_batching="vidur_overhead")
+    wave = replace(NATIVE_ROW_KEYS, prefill_wave_blocks=H200_WAVE[0], prefill_block_q=H200_WAVE[1])
+    terms = {"vidur": StepTerms(), "keys": StepTerms(keys=keys), "keys+head": StepTerms(outside=head, keys=keys),
+             "keys+head, x1.1": StepTerms(outside=head, keys=x11), "keys+head+wave": StepTerms(outside=head, keys=wave)}
     return {name: build_predictor(bundle / "mlp.csv", bundle / "attention.csv", model=cfg.model, hardware=cfg.hardware,
                                   block_size=limits.block_size, grid=grid_for(limits), cache_root=Path(cfg.paths.cache),
                                   seed=cfg.seed, vidur=cfg.vidur, step_terms=t) for name, t in terms.items()}
@@ -89,11 +98,11 @@ def main() -> int:
     out["share_%"] = (100.0 * err.groupby("kind").size() / len(err)).round(1)
     out["measured_ms"] = df.groupby(df.kind.astype(str)).measured_ms.median().round(3)
     print(out.to_string())
-    print("\nmedian signed error (%) of keys+head by kind and load:")
+    print("\nmedian signed error (%) of keys+head+wave by kind and load:")
     for wl in sorted(err.workload.unique()):
         sub = err[err.workload == wl]
         print(wl)
-        print(sub.groupby(["kind", "load"])["keys+head"].median().unstack().round(1).to_string())
+        print(sub.groupby(["kind", "load"])["keys+head+wave"].median().unstack().round(1).to_string())
     return 0
 
 

@@ -134,6 +134,10 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
                 us = us_per_call(ops.outside_layers(n, rows))
                 print(f"outside the layers, {n} tokens, {rows} rows: {us:.1f} us")
                 assert 40 < us < 400, us
+            # one wave of the prefill launch (the one_wave reading of a step's chunks): one bf16 program of 8 warps
+            # an SM, 64 query tokens a program (128 rows over Qwen3's GQA group of 2)
+            sms = torch.cuda.get_device_properties(ops.device).multi_processor_count
+            assert ops.prefill_wave() == (sms // ops.shape.num_kv_heads, 64), ops.prefill_wave()
     finally:
         backend.close()
         _free()

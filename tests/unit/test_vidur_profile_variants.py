@@ -3,6 +3,8 @@ share of the step), the validation choice, and the constant and linear baselines
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -114,14 +116,19 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     """A bundle from before the terms: none, Vidur's keys; each record read back; a bad one named in a one-line error."""
     assert step_terms({}) == StepTerms()
     meta = {"step_correction": None, "outside_layers": {"requests": [1, 8], "ms": [0.1, 0.2]},
-            "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured"}}
+            "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured",
+                         "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64}}
     terms = step_terms(meta)
     assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
-    assert terms.keys == RowKeys("before_chunk", "exact", "as_measured")
+    assert terms.keys == RowKeys("before_chunk", "exact", "as_measured", "one_wave", 16, 64)
+    assert terms.keys.one_wave([480, 32]) and terms.keys.one_wave([512] + [64] * 8)  # 16 query blocks of 64
+    assert not terms.keys.one_wave([512] + [64] * 9) and not RowKeys().one_wave([32, 32])
     assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
     assert terms.record() == {**meta}
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
-                {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}}):
+                {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
+                {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_wave_blocks": -1}},
+                {"row_keys": {"prefill_block_q": "64"}}):
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys"):
             step_terms(bad)
 
@@ -228,6 +235,18 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         batch = list(zip(*BatchShape.parse(text).vidur_batch()))
         got = (predict_batch_time_s(measured, batch) - predict_batch_time_s(plain, batch)) * 1e3
         assert got == pytest.approx(want, abs=1e-6), text
+    # a step's chunks in one wave of the engine's launch: the longest one's row, not the sum (a first chunk of 64 at
+    # KV 0: 0.756 ms a layer, a later one of 32 at KV 512: 1.14); beyond the wave, summed as Vidur does
+    before = RowKeys(prefill_attention_kv="before_chunk")
+    summed = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=before), **kw)
+    for wave, want in ((2, -layers * (0.5 + 0.004 * 64)), (1, 0.0)):
+        keys = replace(before, prefill_chunks="one_wave", prefill_wave_blocks=wave, prefill_block_q=64)
+        waved = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys), **kw)
+        two = [(64, 64), (32, 544)]
+        got = (predict_batch_time_s(waved, two) - predict_batch_time_s(summed, two)) * 1e3
+        assert got == pytest.approx(want, abs=1e-6), wave
+        one = [(200, 200), (1, 65)]  # one chunk: nothing to read side by side
+        assert predict_batch_time_s(waved, one) == predict_batch_time_s(summed, one)
 
 
 def test_vidur_profile_prints_the_test_shapes_beside_both_baselines(tmp_path) -> None:

@@ -157,6 +157,16 @@ class _LocalProfileMixin:
                                      for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if q != 1]
         return batch._prefill_params
 
+    def _get_attention_prefill_execution_time(self, batch: Batch) -> float:
+        """Vidur's prefill attention, one row a chunk, summed; with ``prefill_chunks: one_wave`` a step whose chunks
+        fit one wave of the engine's launch costs its longest chunk's row."""
+        keys = self._terms().keys
+        params = self._get_batch_prefill_attention_params(batch)
+        if len(params) < 2 or not keys.one_wave([c for _, c in params]):
+            return super()._get_attention_prefill_execution_time(batch)  # type: ignore[misc]
+        rows = self._predictions["attn_prefill"]  # type: ignore[attr-defined]
+        return max(rows[(kv, -(-c // CHUNK_GRANULARITY) * CHUNK_GRANULARITY)] for kv, c in params)
+
     def _get_attention_decode_execution_time(self, batch: Batch) -> float:
         """Vidur's batched decode attention; with ``decode_batching: as_measured`` the row alone, without Vidur's
         overhead factor for ragged batches."""

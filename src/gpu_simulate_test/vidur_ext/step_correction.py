@@ -56,7 +56,8 @@ def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Opti
 OUTSIDE_KEY = "outside_layers"  # profile_meta.json: the head variant's measured term (absent or null: none)
 ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact"),
-            "decode_batching": ("vidur_overhead", "as_measured")}
+            "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave")}
+ROW_COUNTS = ("prefill_wave_blocks", "prefill_block_q")  # the numbers of the one_wave reading (0: unused)
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,27 @@ class RowKeys:
       ``1 + attention_decode_batching_overhead_fraction`` for what ragged KV lengths cost its kernels;
       ``as_measured`` reads the row alone (an engine whose split-KV decode balances ragged batches, so that a batch
       costs what its total KV does).
+    - ``prefill_chunks``: Vidur adds one prefill attention row per prompt chunk of a step; ``one_wave`` reads a step
+      whose chunks' query blocks (``ceil(chunk / prefill_block_q)`` each) fit one wave of the engine's launch
+      (``prefill_wave_blocks`` a KV head: its SMs over its KV heads, one program an SM) as its longest chunk's row,
+      the chunks running side by side in one launch; a bigger step is summed as Vidur does.
 
     Either way the rows and Vidur's trained models stay as they are; only the key of a lookup changes."""
 
     prefill_attention_kv: str = "after_chunk"
     token_rows: str = "rounded_8"
     decode_batching: str = "vidur_overhead"
+    prefill_chunks: str = "summed"
+    prefill_wave_blocks: int = 0
+    prefill_block_q: int = 0
 
-    def to_dict(self) -> dict[str, str]:
+    def one_wave(self, chunks: list[int]) -> bool:
+        """Whether a step's prompt chunks run side by side in one wave (``prefill_chunks: one_wave``)."""
+        if self.prefill_chunks != "one_wave" or self.prefill_wave_blocks < 1 or self.prefill_block_q < 1:
+            return False
+        return sum(-(-int(c) // self.prefill_block_q) for c in chunks) <= self.prefill_wave_blocks
+
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -133,12 +147,20 @@ def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_ME
 def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> RowKeys:
     if record is None:
         return RowKeys()
-    if not isinstance(record, Mapping) or set(record) - set(ROW_KEYS):
-        raise ArtifactError(f"{source}: {ROW_KEYS_KEY!r} must map some of {sorted(ROW_KEYS)} to a key; got {record!r}")
+    if not isinstance(record, Mapping) or set(record) - set(ROW_KEYS) - set(ROW_COUNTS):
+        raise ArtifactError(f"{source}: {ROW_KEYS_KEY!r} must map some of {sorted([*ROW_KEYS, *ROW_COUNTS])} to a "
+                            f"value; got {record!r}")
     for name, value in record.items():
-        if value not in ROW_KEYS[name]:
+        if name in ROW_COUNTS:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.{name}={value!r} must be a count >= 0")
+        elif value not in ROW_KEYS[name]:
             raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.{name}={value!r} is not one of {list(ROW_KEYS[name])}")
-    return RowKeys(**dict(record))
+    keys = RowKeys(**dict(record))
+    if keys.prefill_chunks == "one_wave" and (keys.prefill_wave_blocks < 1 or keys.prefill_block_q < 1):
+        raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.prefill_chunks=one_wave needs prefill_wave_blocks and "
+                            "prefill_block_q >= 1; rebuild the bundle")
+    return keys
 
 
 def step_terms(meta: Mapping[str, Any], source: str = PROFILE_META) -> StepTerms:

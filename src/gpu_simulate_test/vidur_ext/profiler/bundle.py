@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -69,14 +69,23 @@ log = logging.getLogger(__name__)
 # How a native bundle's rows are read where Vidur 0.0.26 would read them otherwise (``step_correction.RowKeys``):
 # prefill attention at the KV before the chunk, as measured; token rows at the step's own tokens (rows 1-7: the
 # engine's one-row path for a lone decode); batched decode attention as measured (the balanced split-KV decode costs
-# what a batch's total KV does, ragged or not). Written into every native bundle's meta and into its id.
-NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="exact", decode_batching="as_measured")
+# what a batch's total KV does, ragged or not); a step's prompt chunks that fit one wave of the engine's prefill
+# launch as the longest one's row (the wave's size measured on the device at build time, ``prefill_wave``; off a GPU
+# summed). Written into every native bundle's meta and, as these names, into its id.
+NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="exact", decode_batching="as_measured",
+                          prefill_chunks="one_wave")
 HEAD_TERM = "outside the layers, measured, by the step's requests (interpolated)"  # the head variant's term, in the id
 
 
-def row_keys_record(cfg: VidurProfileAppConfig) -> dict[str, Any]:
-    """The ``row_keys`` a bundle of ``cfg`` carries: the native engine's, none for the others (Vidur's own keys)."""
-    return {ROW_KEYS_KEY: NATIVE_ROW_KEYS.to_dict()} if cfg.backend.name == "native" else {}
+def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    """The ``row_keys`` a bundle of ``cfg`` carries: the native engine's, with ``wave`` (``EngineLayerOps.prefill_wave``:
+    query blocks a KV head in one wave, tokens a block; ``(0, 0)``: chunks summed), none for the others (Vidur's)."""
+    if cfg.backend.name != "native":
+        return {}
+    blocks, block_q = wave
+    keys = replace(NATIVE_ROW_KEYS, prefill_wave_blocks=int(blocks), prefill_block_q=int(block_q)) \
+        if blocks > 0 and block_q > 0 else replace(NATIVE_ROW_KEYS, prefill_chunks="summed")
+    return {ROW_KEYS_KEY: keys.to_dict()}
 
 # Vidur's predictor applied to a root: (root, shapes) -> predicted iteration times in ms.
 Predict = Callable[[Path, list[BatchShape]], list[float]]
@@ -256,11 +265,13 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
                   bid: str, scratch: Path, fit_shapes: list[BatchShape], fit_ms: list[float], val_shapes: list[BatchShape],
                   raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
                   capped: Sequence[tuple[BatchShape, float]] = (),
-                  head: Optional[dict[str, list]] = None) -> tuple[list[Candidate], Any]:
+                  head: Optional[dict[str, list]] = None, keys: Optional[dict[str, Any]] = None
+                  ) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
     shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
     and test shapes with their operators' predictions, on which the step correction's cap holds too. ``head``: the
-    step's work outside its layers as measured (``_measure_head``), for the ``head`` variant."""
+    step's work outside its layers as measured (``_measure_head``), for the ``head`` variant; ``keys``: the bundle's
+    ``row_keys`` record (``row_keys_record``), with which the fold's rows are read."""
     candidates, folded = [], None
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
@@ -281,7 +292,7 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
             if val_shapes:
                 with tempfile.TemporaryDirectory(prefix=".fold-", dir=scratch) as tmp:
                     _write_root(Path(tmp), cfg, bid, *rows, iters, pd.DataFrame(columns=HELD_OUT_CHECK.column_names),
-                                grid, {"stage": "folded rows", **row_keys_record(cfg)})
+                                grid, {"stage": "folded rows", **(keys or {})})
                     pred = np.asarray(predict(Path(tmp), val_shapes), dtype=float)
             candidates.append(Candidate(name, pred))
     return candidates, folded
@@ -332,6 +343,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         try:
             weights_source = _load(backend)
             ops = _operator_source(backend, cfg)
+            keys = row_keys_record(cfg, ops.prefill_wave() if hasattr(ops, "prefill_wave") else (0, 0))
             probe = BusyProbe(measured_gpu(cfg.hardware)).start()
             with Progress() as progress:
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
@@ -350,13 +362,13 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         every = fit_shapes + val_shapes + test_shapes  # in this order in every prediction below
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
-            _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **row_keys_record(cfg)})
+            _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **keys})
             raw_pred = np.asarray(predict(Path(raw), every), dtype=float)  # the operators alone (test: shares, cap)
         split = np.cumsum([len(fit_shapes), len(val_shapes)])
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
         capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped, head)
+                                           raw_fit, raw_val, predict, capped, head, keys)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         winner = next(c for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
@@ -365,7 +377,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                  "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
                  "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
                  STEP_CORRECTION_KEY: None if winner.step is None else winner.step.to_dict(),
-                 OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(), **row_keys_record(cfg),
+                 OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(), **keys,
                  "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
                  "validation_check": val_record, "head_timing": head}

@@ -242,6 +242,22 @@ class EngineLayerOps:
 
     # ---- the step outside its layers ----------------------------------------------------------------------------
 
+    def prefill_wave(self) -> tuple[int, int]:
+        """``(query blocks a KV head in one wave, tokens a query block)`` of the engine's prefill attention launch on
+        this GPU (its SMs over the KV heads: one prefill program an SM, ``kernels/attention.py``), or ``(0, 0)`` off
+        a GPU (the reference ops run a step's chunks one after another): ``RowKeys.prefill_chunks``."""
+        if self.device.type != "cuda":
+            return 0, 0
+        import torch
+
+        from gpu_simulate_test.engine.kernels.attention import launches, plan_attention
+
+        s = self.shape
+        sms = torch.cuda.get_device_properties(self.device).multi_processor_count
+        plan = plan_attention(1, s.num_kv_heads, self._table_width * self.block_size, sms, self.dtype)
+        block_q = launches(2, 1, s.num_attention_heads, s.num_kv_heads, plan).prefill_block_q
+        return sms // s.num_kv_heads, int(block_q)
+
     def outside_layers(self, n: int, rows: int) -> Callable[[], Any]:
         """A step's work outside its layers, ``n`` tokens of ``rows`` sequences (each sampling one row), as the
         runner's ``_forward`` and ``Qwen3Model.forward`` run it: the sequences' block-table rows gathered, the decode
