@@ -1,6 +1,6 @@
 """The campaign's steps that hold a prompt chunk, by how many chunks and how many of them are a request's first,
-predicted through the bundle read as a native bundle since ``9f8324f`` is, chunks summed (``keys+head`` of
-``step_variants.py``) and in one wave (``keys+head+wave``).
+predicted through the bundle read as a native bundle since ``9f8324f`` is, chunks summed and token rows at exact
+tokens (``keys+head`` of ``step_variants.py``), and as it is read now (``keys+head+wave+graphs``).
 
     .venv/bin/python studies/2026-12-02-h200-campaign-steps/chunk_steps.py <bundle dir> <runs.csv> <real_runs dir>
 
@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.vidur_ext.predictor import predict_batch_time_s
-from step_variants import _predictors
+from step_variants import _predictors, run_buckets
 
 
 def main() -> int:
     bundle, runs_csv, real_dir = (Path(a) for a in sys.argv[1:4])
-    predictors = _predictors(bundle)
-    summed, waved = predictors["keys+head"], predictors["keys+head+wave"]
     runs = pd.read_csv(runs_csv)
+    predictors = _predictors(bundle, run_buckets(real_dir / runs.real_run.iloc[0]))
+    summed, waved = predictors["keys+head"], predictors["keys+head+wave+graphs"]
     rows = []
     for run in runs[runs.replicate == 0].itertuples():
         it = pd.read_csv(real_dir / run.real_run / "iteration_metrics.csv")

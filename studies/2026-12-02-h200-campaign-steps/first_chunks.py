@@ -6,7 +6,8 @@ step was formed and packed ahead, while the GPU ran the previous one), or with n
     cd studies/2026-12-02-h200-campaign-steps && ../../.venv/bin/python first_chunks.py <bundle dir> <runs.csv> <publish root>
 
 Same inputs as ``chunk_steps.py`` but the publish root (its ``real_runs/`` and ``workloads/``: the arrivals). Steps
-holding exactly one chunk, a first one; median signed error of ``keys+head`` and median measured step.
+holding exactly one chunk, a first one; median signed error of ``keys+head+wave+graphs`` (the reading of a native
+bundle now) and median measured step.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import pandas as pd
 
 from gpu_simulate_test.vidur_ext.predictor import predict_batch_time_s
 from gpu_simulate_test.vidur_ext.replay import step_shapes
-from step_variants import _predictors
+from step_variants import _predictors, run_buckets
 
 
 def main() -> int:
     bundle, runs_csv, root = (Path(a) for a in sys.argv[1:4])
-    predictor = _predictors(bundle)["keys+head"]
     runs = pd.read_csv(runs_csv)
+    predictor = _predictors(bundle, run_buckets(root / "real_runs" / runs.real_run.iloc[0]))["keys+head+wave+graphs"]
     rows = []
     for run in runs[runs.replicate == 0].itertuples():
         real = root / "real_runs" / run.real_run

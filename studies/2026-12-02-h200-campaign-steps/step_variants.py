@@ -20,7 +20,10 @@ project's predictor (``vidur_ext/predictor.py``), with the bundle's rows (its ``
 - ``keys+head, x1.1``: the same with Vidur's decode batching factor kept (what that key alone does);
 - ``keys+head+wave``: ``keys+head`` with a step's chunks that fit one wave of the engine's prefill launch read as the
   longest one's row (``prefill_chunks: one_wave``; the H200's wave: 132 SMs / 8 KV heads = 16 query blocks of 64
-  tokens, what ``EngineLayerOps.prefill_wave`` gives there): the full reading of a native bundle built since.
+  tokens, what ``EngineLayerOps.prefill_wave`` gives there);
+- ``keys+head+wave+graphs``: and the token rows (and the work outside the layers) at the CUDA graph the engine
+  replayed the step in (``token_rows: graph_bucket``, the buckets each real run's meta records): the full reading
+  of a native bundle built since.
 
 These points are the campaign's evaluation, not a validation set: nothing here chooses a variant (the next bundle's
 validation shapes do); it explains the matched-step errors of the first 22 points.
@@ -47,18 +50,29 @@ from gpu_simulate_test.vidur_ext.step_correction import StepTerms
 H200_WAVE = (132 // 8, 64)  # the H200's prefill wave for Qwen3-0.6B: query blocks a KV head, tokens a block
 
 
-def _predictors(bundle: Path) -> dict[str, object]:
+def _predictors(bundle: Path, buckets: tuple[list[int], list[int]] = ([], [])) -> dict[str, object]:
+    """The readings above; ``buckets``: the engine's graph buckets (sequences, tokens) for the last one."""
     cfg = compose_app("experiment", ["model=qwen3-0.6b", "hardware=h200", "backend=native", "profile=h200"])
     limits = build_grid(cfg.model, cfg.backend, cfg.profile).limits
     head = head_term(json.loads((bundle / "profile_meta.json").read_text())["head_timing"])
-    keys = replace(NATIVE_ROW_KEYS, prefill_chunks="summed")
+    keys = replace(NATIVE_ROW_KEYS, prefill_chunks="summed", token_rows="exact")
     x11 = replace(keys, decode_batching="vidur_overhead")
-    wave = replace(NATIVE_ROW_KEYS, prefill_wave_blocks=H200_WAVE[0], prefill_block_q=H200_WAVE[1])
+    wave = replace(NATIVE_ROW_KEYS, prefill_wave_blocks=H200_WAVE[0], prefill_block_q=H200_WAVE[1], token_rows="exact")
+    graphs = replace(wave, token_rows="graph_bucket", graph_batch_sizes=tuple(buckets[0]),
+                     graph_token_sizes=tuple(buckets[1]))
     terms = {"vidur": StepTerms(), "keys": StepTerms(keys=keys), "keys+head": StepTerms(outside=head, keys=keys),
              "keys+head, x1.1": StepTerms(outside=head, keys=x11), "keys+head+wave": StepTerms(outside=head, keys=wave)}
+    if buckets[0]:
+        terms["keys+head+wave+graphs"] = StepTerms(outside=head, keys=graphs)
     return {name: build_predictor(bundle / "mlp.csv", bundle / "attention.csv", model=cfg.model, hardware=cfg.hardware,
                                   block_size=limits.block_size, grid=grid_for(limits), cache_root=Path(cfg.paths.cache),
                                   seed=cfg.seed, vidur=cfg.vidur, step_terms=t) for name, t in terms.items()}
+
+
+def run_buckets(real_run: Path) -> tuple[list[int], list[int]]:
+    """The graph buckets a native real run's engine captured (``run_meta.json``: ``backend``)."""
+    backend = json.loads((real_run / "run_meta.json").read_text())["backend"]
+    return list(backend["cuda_graph_batch_sizes"]), list(backend["cuda_graph_token_sizes"])
 
 
 def _kind(shapes: tuple[tuple[int, int], ...]) -> str:
@@ -71,8 +85,8 @@ def _kind(shapes: tuple[tuple[int, int], ...]) -> str:
 
 def main() -> int:
     bundle, runs_csv, real_dir = (Path(a) for a in sys.argv[1:4])
-    predictors = _predictors(bundle)
     runs = pd.read_csv(runs_csv)
+    predictors = _predictors(bundle, run_buckets(real_dir / runs.real_run.iloc[0]))
     cache: dict[tuple, list[float]] = {}
     rows = []
     for run in runs.itertuples():
@@ -98,11 +112,12 @@ def main() -> int:
     out["share_%"] = (100.0 * err.groupby("kind").size() / len(err)).round(1)
     out["measured_ms"] = df.groupby(df.kind.astype(str)).measured_ms.median().round(3)
     print(out.to_string())
-    print("\nmedian signed error (%) of keys+head+wave by kind and load:")
+    last = names[-1]
+    print(f"\nmedian signed error (%) of {last} by kind and load:")
     for wl in sorted(err.workload.unique()):
         sub = err[err.workload == wl]
         print(wl)
-        print(sub.groupby(["kind", "load"])["keys+head+wave"].median().unstack().round(1).to_string())
+        print(sub.groupby(["kind", "load"])[last].median().unstack().round(1).to_string())
     return 0
 
 

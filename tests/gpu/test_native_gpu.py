@@ -138,6 +138,9 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
             # an SM, 64 query tokens a program (128 rows over Qwen3's GQA group of 2)
             sms = torch.cuda.get_device_properties(ops.device).multi_processor_count
             assert ops.prefill_wave() == (sms // ops.shape.num_kv_heads, 64), ops.prefill_wave()
+            # the graph buckets a step is padded to (token_rows: graph_bucket): the runner's, captured at start-up
+            seqs, tokens = ops.graph_buckets()
+            assert seqs and tokens and seqs == sorted(seqs) and tokens == sorted(tokens), (seqs, tokens)
     finally:
         backend.close()
         _free()

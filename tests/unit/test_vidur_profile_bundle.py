@@ -127,10 +127,11 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     assert (meta["outside_layers"] is not None) is (meta["variant"] == "head")
     # a native bundle's rows are read where they were measured: prefill attention at the KV before the chunk, token
     # rows at the step's own tokens, batched decodes without Vidur's overhead factor (step_correction.RowKeys)
-    # (``prefill_chunks: one_wave`` on a GPU only: tests/gpu/test_native_gpu.py)
+    # (``prefill_chunks: one_wave`` and ``token_rows: graph_bucket`` on a GPU only: tests/gpu/test_native_gpu.py)
     assert meta["row_keys"] == {"prefill_attention_kv": "before_chunk", "token_rows": "exact",
                                 "decode_batching": "as_measured", "prefill_chunks": "summed",  # the CPU's reference
-                                "prefill_wave_blocks": 0, "prefill_block_q": 0}  # ops run a step's chunks in turn
+                                "prefill_wave_blocks": 0, "prefill_block_q": 0,  # ops run a step's chunks in turn,
+                                "graph_batch_sizes": [], "graph_token_sizes": []}  # with no graph to pad a step to
     # the head variant's term: the step's work outside its layers, timed at every token point with as many sampling
     # rows as tokens up to the batch cap, by those rows (the step's requests)
     head = meta["head_timing"]

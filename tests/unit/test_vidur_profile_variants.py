@@ -117,7 +117,8 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     assert step_terms({}) == StepTerms()
     meta = {"step_correction": None, "outside_layers": {"requests": [1, 8], "ms": [0.1, 0.2]},
             "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured",
-                         "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64}}
+                         "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64,
+                         "graph_batch_sizes": [], "graph_token_sizes": []}}
     terms = step_terms(meta)
     assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
     assert terms.keys == RowKeys("before_chunk", "exact", "as_measured", "one_wave", 16, 64)
@@ -128,7 +129,8 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_wave_blocks": -1}},
-                {"row_keys": {"prefill_block_q": "64"}}):
+                {"row_keys": {"prefill_block_q": "64"}}, {"row_keys": {"token_rows": "graph_bucket"}},
+                {"row_keys": {"graph_batch_sizes": [4, 2]}}):
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys"):
             step_terms(bad)
 
@@ -247,6 +249,28 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         assert got == pytest.approx(want, abs=1e-6), wave
         one = [(200, 200), (1, 65)]  # one chunk: nothing to read side by side
         assert predict_batch_time_s(waved, one) == predict_batch_time_s(summed, one)
+    # token rows at the CUDA graph the engine replays the step in (decode buckets 1, 2, 4, 8, 16, 32; token buckets
+    # 16 ... 512; a mixed bucket needs one more sequence for its padding tokens): op rows grow linearly with tokens,
+    # so 3 decodes (graph 4) gain one token's worth, a chunk of 100 beside 3 decodes (103 tokens: graph 128 x 8) 25;
+    # a lone decode (graph 1) and a step no graph holds (520 tokens: eager) none; the work outside the layers at the
+    # graph's sequences
+    sizes = dict(graph_batch_sizes=(1, 2, 4, 8, 16, 32), graph_token_sizes=(16, 32, 64, 128, 256, 512))
+    exact = build_predictor(root / "mlp.csv", root / "attention.csv",
+                            step_terms=StepTerms(keys=RowKeys(token_rows="exact")), **kw)
+    bucket = build_predictor(root / "mlp.csv", root / "attention.csv",
+                             step_terms=StepTerms(keys=RowKeys(token_rows="graph_bucket", **sizes)), **kw)
+
+    def padded(shapes: list[tuple[int, int]]) -> float:
+        return (predict_batch_time_s(bucket, shapes) - predict_batch_time_s(exact, shapes)) * 1e3
+
+    one_token = padded([(1, 65)] * 3)
+    assert one_token > 0 and padded([(100, 100)] + [(1, 65)] * 3) == pytest.approx(25 * one_token, rel=1e-6)
+    assert padded([(1, 65)]) == 0 and padded([(500, 500)] + [(1, 65)] * 20) == 0
+    with_head = build_predictor(root / "mlp.csv", root / "attention.csv",
+                                step_terms=StepTerms(outside=outside, keys=RowKeys(token_rows="graph_bucket", **sizes)),
+                                **kw)
+    head_ms = (predict_batch_time_s(with_head, [(1, 65)] * 3) - predict_batch_time_s(bucket, [(1, 65)] * 3)) * 1e3
+    assert head_ms == pytest.approx(outside.at(4), abs=1e-9)  # the graph's 4 sequences, not the batch's 3
 
 
 def test_vidur_profile_prints_the_test_shapes_beside_both_baselines(tmp_path) -> None:

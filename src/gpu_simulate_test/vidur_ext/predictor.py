@@ -133,13 +133,23 @@ class _LocalProfileMixin:
     def _terms(self) -> StepTerms:
         return getattr(self._config, "step_terms", None) or StepTerms()
 
+    def _graph(self, batch: Batch) -> Optional[tuple[int, int]]:
+        """The ``(tokens, sequences)`` of the engine's graph that runs the batch (``token_rows: graph_bucket``)."""
+        if not hasattr(batch, "_gst_graph"):
+            decode_only = all(q == 1 for q in batch.num_q_tokens)
+            batch._gst_graph = self._terms().keys.graph(batch._total_num_q_tokens, batch.size, decode_only)
+        return batch._gst_graph
+
     def get_execution_time(self, batch: Batch, pipeline_stage: int) -> Any:
-        """Vidur's step; with ``token_rows: exact`` (``step_correction.RowKeys``) its token rows are looked up at the
-        step's own tokens for this one prediction, the batch left as Vidur made it."""
-        if self._terms().keys.token_rows != "exact":
+        """Vidur's step; with ``token_rows: exact`` or ``graph_bucket`` (``step_correction.RowKeys``) its token rows
+        are looked up at the step's own tokens or its graph's for this one prediction, the batch left as Vidur made
+        it."""
+        token_rows = self._terms().keys.token_rows
+        if token_rows not in ("exact", "graph_bucket"):
             return super().get_execution_time(batch, pipeline_stage)  # type: ignore[misc]
+        graph = self._graph(batch) if token_rows == "graph_bucket" else None
         rounded = batch._total_num_q_tokens_rounded
-        batch._total_num_q_tokens_rounded = batch._total_num_q_tokens
+        batch._total_num_q_tokens_rounded = batch._total_num_q_tokens if graph is None else graph[0]
         try:
             return super().get_execution_time(batch, pipeline_stage)  # type: ignore[misc]
         finally:
@@ -185,7 +195,8 @@ class _LocalProfileMixin:
         if terms.correction is not None:
             extra += terms.correction.ms(_round_up(batch._total_num_q_tokens, TOKEN_GRANULARITY))
         if terms.outside is not None:
-            extra += terms.outside.at(batch.size)
+            graph = self._graph(batch)
+            extra += terms.outside.at(batch.size if graph is None else graph[1])
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _get_estimator(self) -> BaseEstimator:

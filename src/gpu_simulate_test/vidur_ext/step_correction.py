@@ -55,9 +55,10 @@ def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Opti
 
 OUTSIDE_KEY = "outside_layers"  # profile_meta.json: the head variant's measured term (absent or null: none)
 ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
-ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact"),
+ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
             "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave")}
 ROW_COUNTS = ("prefill_wave_blocks", "prefill_block_q")  # the numbers of the one_wave reading (0: unused)
+ROW_SIZES = ("graph_batch_sizes", "graph_token_sizes")  # the buckets of the graph_bucket reading (empty: unused)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,10 @@ class RowKeys:
       own profiler (and this project's) measures each row with the KV cached *before* it; ``before_chunk`` looks
       the rows up where they were measured.
     - ``token_rows``: Vidur looks every token row up at the step's tokens rounded up to 8; ``exact`` at the step's
-      own count (a bundle with rows below 8: the native engine runs a one-row path for a lone decode).
+      own count (a bundle with rows below 8: the native engine runs a one-row path for a lone decode);
+      ``graph_bucket`` at the tokens of the CUDA graph the engine replays the step in (``graph_batch_sizes``,
+      ``graph_token_sizes``: its buckets, the step padded up to the smallest that holds it; the exact count for a
+      step no graph holds, which runs eagerly), and the work outside the layers at that graph's sequences.
     - ``decode_batching``: Vidur multiplies a batched decode's attention row (read at the batch's mean KV) by
       ``1 + attention_decode_batching_overhead_fraction`` for what ragged KV lengths cost its kernels;
       ``as_measured`` reads the row alone (an engine whose split-KV decode balances ragged batches, so that a batch
@@ -102,6 +106,17 @@ class RowKeys:
     prefill_chunks: str = "summed"
     prefill_wave_blocks: int = 0
     prefill_block_q: int = 0
+    graph_batch_sizes: tuple[int, ...] = ()
+    graph_token_sizes: tuple[int, ...] = ()
+
+    def graph(self, num_tokens: int, num_seqs: int, decode_only: bool) -> Optional[tuple[int, int]]:
+        """The ``(tokens, sequences)`` of the graph the engine replays a step in (``graph_bucket``), or None."""
+        if self.token_rows != "graph_bucket" or not self.graph_batch_sizes:
+            return None
+        from gpu_simulate_test.engine.runner import pick_graph_shape  # the engine's own rule (imports torch)
+
+        return pick_graph_shape(num_tokens, num_seqs, decode_only, list(self.graph_batch_sizes),
+                                list(self.graph_token_sizes))
 
     def one_wave(self, chunks: list[int]) -> bool:
         """Whether a step's prompt chunks run side by side in one wave (``prefill_chunks: one_wave``)."""
@@ -110,7 +125,7 @@ class RowKeys:
         return sum(-(-int(c) // self.prefill_block_q) for c in chunks) <= self.prefill_wave_blocks
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -147,19 +162,28 @@ def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_ME
 def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> RowKeys:
     if record is None:
         return RowKeys()
-    if not isinstance(record, Mapping) or set(record) - set(ROW_KEYS) - set(ROW_COUNTS):
-        raise ArtifactError(f"{source}: {ROW_KEYS_KEY!r} must map some of {sorted([*ROW_KEYS, *ROW_COUNTS])} to a "
-                            f"value; got {record!r}")
+    if not isinstance(record, Mapping) or set(record) - set(ROW_KEYS) - set(ROW_COUNTS) - set(ROW_SIZES):
+        raise ArtifactError(f"{source}: {ROW_KEYS_KEY!r} must map some of {sorted([*ROW_KEYS, *ROW_COUNTS, *ROW_SIZES])} "
+                            f"to a value; got {record!r}")
+    fields = dict(record)
     for name, value in record.items():
-        if name in ROW_COUNTS:
+        if name in ROW_SIZES:
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                                               for v in value) or list(value) != sorted(set(value)):
+                raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.{name}={value!r} must list increasing sizes >= 1")
+            fields[name] = tuple(value)
+        elif name in ROW_COUNTS:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.{name}={value!r} must be a count >= 0")
         elif value not in ROW_KEYS[name]:
             raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.{name}={value!r} is not one of {list(ROW_KEYS[name])}")
-    keys = RowKeys(**dict(record))
+    keys = RowKeys(**fields)
     if keys.prefill_chunks == "one_wave" and (keys.prefill_wave_blocks < 1 or keys.prefill_block_q < 1):
         raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.prefill_chunks=one_wave needs prefill_wave_blocks and "
                             "prefill_block_q >= 1; rebuild the bundle")
+    if keys.token_rows == "graph_bucket" and not (keys.graph_batch_sizes and keys.graph_token_sizes):
+        raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.token_rows=graph_bucket needs graph_batch_sizes and "
+                            "graph_token_sizes; rebuild the bundle")
     return keys
 
 

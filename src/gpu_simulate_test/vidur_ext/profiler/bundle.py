@@ -68,23 +68,30 @@ log = logging.getLogger(__name__)
 
 # How a native bundle's rows are read where Vidur 0.0.26 would read them otherwise (``step_correction.RowKeys``):
 # prefill attention at the KV before the chunk, as measured; token rows at the step's own tokens (rows 1-7: the
-# engine's one-row path for a lone decode); batched decode attention as measured (the balanced split-KV decode costs
+# engine's one-row path for a lone decode), padded up to the CUDA graph the engine replays the step in (its buckets,
+# read from the engine at build time; exact off a GPU, which has no graphs); batched decode attention as measured (the balanced split-KV decode costs
 # what a batch's total KV does, ragged or not); a step's prompt chunks that fit one wave of the engine's prefill
 # launch as the longest one's row (the wave's size measured on the device at build time, ``prefill_wave``; off a GPU
 # summed). Written into every native bundle's meta and, as these names, into its id.
-NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="exact", decode_batching="as_measured",
-                          prefill_chunks="one_wave")
+NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph_bucket",
+                          decode_batching="as_measured", prefill_chunks="one_wave")
 HEAD_TERM = "outside the layers, measured, by the step's requests (interpolated)"  # the head variant's term, in the id
 
 
-def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
+                    graphs: tuple[list[int], list[int]] = ([], [])) -> dict[str, Any]:
     """The ``row_keys`` a bundle of ``cfg`` carries: the native engine's, with ``wave`` (``EngineLayerOps.prefill_wave``:
-    query blocks a KV head in one wave, tokens a block; ``(0, 0)``: chunks summed), none for the others (Vidur's)."""
+    query blocks a KV head in one wave, tokens a block; ``(0, 0)``: chunks summed) and ``graphs`` (the engine's
+    graph buckets, sequences and tokens: ``EngineLayerOps.graph_buckets``; none: token rows at exact tokens), none
+    for the others (Vidur's)."""
     if cfg.backend.name != "native":
         return {}
     blocks, block_q = wave
     keys = replace(NATIVE_ROW_KEYS, prefill_wave_blocks=int(blocks), prefill_block_q=int(block_q)) \
         if blocks > 0 and block_q > 0 else replace(NATIVE_ROW_KEYS, prefill_chunks="summed")
+    seqs, tokens = graphs
+    keys = replace(keys, graph_batch_sizes=tuple(seqs), graph_token_sizes=tuple(tokens)) if seqs and tokens \
+        else replace(keys, token_rows="exact")
     return {ROW_KEYS_KEY: keys.to_dict()}
 
 # Vidur's predictor applied to a root: (root, shapes) -> predicted iteration times in ms.
@@ -343,7 +350,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         try:
             weights_source = _load(backend)
             ops = _operator_source(backend, cfg)
-            keys = row_keys_record(cfg, ops.prefill_wave() if hasattr(ops, "prefill_wave") else (0, 0))
+            keys = row_keys_record(cfg, ops.prefill_wave(), ops.graph_buckets()) if hasattr(ops, "prefill_wave") \
+                else row_keys_record(cfg)
             probe = BusyProbe(measured_gpu(cfg.hardware)).start()
             with Progress() as progress:
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)

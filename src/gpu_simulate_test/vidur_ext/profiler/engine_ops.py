@@ -112,6 +112,7 @@ class EngineLayerOps:
         # Block-table rows as wide as the runner's (the model's whole context): the attention kernel plans its
         # split-KV from that width, so a narrower table would time another launch than a step runs.
         self._table_width = engine.runner.tables.width
+        self._graph_sizes, self._graph_token_sizes = engine.runner.graph_sizes, engine.runner.graph_token_sizes
         self._graphs = self.device.type == "cuda"
 
     # ---- inputs -----------------------------------------------------------------------------------------------
@@ -241,6 +242,11 @@ class EngineLayerOps:
         return self._attend([(kv, 1)] * batch)
 
     # ---- the step outside its layers ----------------------------------------------------------------------------
+
+    def graph_buckets(self) -> tuple[list[int], list[int]]:
+        """The engine's CUDA graph buckets, ``(sequences, tokens)`` as its runner captured them (none off a GPU): a
+        step runs padded up to the smallest that holds it (``RowKeys.token_rows: graph_bucket``)."""
+        return list(self._graph_sizes), list(self._graph_token_sizes)
 
     def prefill_wave(self) -> tuple[int, int]:
         """``(query blocks a KV head in one wave, tokens a query block)`` of the engine's prefill attention launch on
