@@ -18,6 +18,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     Candidate,
     check_variants,
     choose,
+    first_chunks,
     fit_step_correction,
     head_term,
     share_pct,
@@ -53,6 +54,19 @@ def test_step_correction_is_recovered_when_within_the_cap() -> None:
     assert got.c_iter_ms == pytest.approx(truth.c_iter_ms, abs=1e-9)
     assert got.c_token_ms == pytest.approx(truth.c_token_ms, abs=1e-12)
     assert share_pct(with_step(got, FIT, raw), raw).max() <= 10.0
+
+
+def test_step_correction_recovers_a_cost_per_first_chunk() -> None:
+    """The engine admits a request in the step that runs its first chunk: 0.1 ms a first chunk on top of 0.05 ms a
+    step (under the cap: at most 7% of a step here), recovered from the fit shapes (four of them run a first chunk:
+    prefill:32/200/512, mixed:256+16x1024)."""
+    truth = StepCorrection(c_iter_ms=0.05, c_token_ms=0.0, c_first_ms=0.1)
+    raw = _raw(FIT)
+    got = fit_step_correction(FIT, list(with_step(truth, FIT, raw)), list(raw), cap_pct=10.0)
+    assert got == StepCorrection(pytest.approx(0.05, abs=1e-9), pytest.approx(0.0, abs=1e-12), pytest.approx(0.1, abs=1e-9))
+    assert [first_chunks(BatchShape.parse(s)) for s in ("prefill:32", "prefill:512@2048", "mixed:256+16x1024",
+                                                         "decode:8x1024", "prefill:1")] == [1, 0, 1, 0, 0]
+    assert StepCorrection(0.1, 0.001, 0.25).ms(256, 2) == pytest.approx(0.856)
 
 
 def test_step_correction_never_exceeds_its_cap_on_a_fit_shape() -> None:
@@ -138,6 +152,8 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
 def test_step_correction_from_meta() -> None:
     assert step_correction({}) is None and step_correction({"step_correction": None}) is None
     assert step_correction({"step_correction": {"c_iter_ms": 0.1, "c_token_ms": 0.002}}) == StepCorrection(0.1, 0.002)
+    assert step_correction({"step_correction": {"c_iter_ms": 0.1, "c_token_ms": 0.002, "c_first_ms": 0.3}}) \
+        == StepCorrection(0.1, 0.002, 0.3)
     with pytest.raises(Exception, match="c_iter_ms"):
         step_correction({"step_correction": {"c_iter": 1}})
 
@@ -193,7 +209,8 @@ def test_baseline_table_and_record_by_hand() -> None:
 
 def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_path) -> None:
     """The runtime path vidur-sim takes: Vidur's own predictor with the bundle's correction adds c_iter + c_token x
-    tokens_8 to each step it predicts, whatever the batch, and changes nothing else (Vidur is not patched)."""
+    tokens_8 + c_first x first chunks to each step it predicts, whatever the batch, and changes nothing else (Vidur is
+    not patched)."""
     cfg = compose_app("vidur_sim", ["backend=native", "workload_id=w", "profiling_root=b"])
     limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=1024, block_size=16)
     root = make_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
@@ -201,7 +218,7 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
                         decode_ms=lambda b, k: 0.3 + 0.05 * b + 0.0005 * k)
     vidur = VidurConfig(execution_time_predictor="linear_regression", k_fold_cv_splits=2,
                         linear_regression=LinearRegressionGridConfig(polynomial_degree=[1]))
-    correction = StepCorrection(c_iter_ms=0.4, c_token_ms=-0.0003)
+    correction = StepCorrection(c_iter_ms=0.4, c_token_ms=-0.0003, c_first_ms=0.2)
     kw = dict(model=cfg.model, hardware=cfg.hardware, block_size=16, grid=PredictorGrid(1024, 512, 32),
               cache_root=tmp_path / "c", vidur=vidur)
     plain = build_predictor(root / "mlp.csv", root / "attention.csv", **kw)
@@ -210,7 +227,7 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         shape = BatchShape.parse(text)
         batch = list(zip(*shape.vidur_batch()))
         diff_ms = (predict_batch_time_s(corrected, batch) - predict_batch_time_s(plain, batch)) * 1e3
-        assert diff_ms == pytest.approx(correction.ms(tokens_8(shape)), abs=1e-9), text
+        assert diff_ms == pytest.approx(correction.ms(tokens_8(shape), first_chunks(shape)), abs=1e-9), text
     # the head term at the step's requests; the row keys where the native profiler measured them: a chunk's
     # attention at the KV cached before it (prefill rows are 0.5 + 0.004 chunk + 0.001 KV ms a layer, fitted exactly
     # by the linear model), token rows at the step's own tokens (op rows grow with tokens: one decode costs less

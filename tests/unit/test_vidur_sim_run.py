@@ -181,5 +181,5 @@ def test_a_bundles_step_correction_is_added_to_every_simulated_step(compose_app,
     run = load_run(run_vidur_sim(cfg), "vidur_run")
     prefill, decode = P + round((0.25 + 0.001 * 104) * MS), D1 + round((0.25 + 0.001 * 8) * MS)  # tokens: 104, 8
     assert _token_times(run)[0] == [3 * MS + prefill, 3 * MS + prefill + decode, 3 * MS + prefill + 2 * decode]
-    assert run.meta["settings"]["step_correction"] == {"c_iter_ms": 0.25, "c_token_ms": 0.001}
+    assert run.meta["settings"]["step_correction"] == {"c_iter_ms": 0.25, "c_token_ms": 0.001, "c_first_ms": 0.0}
     assert run.meta["inputs"]["bundle_content"] == load_profiling_root(bundle).content != plain_content

@@ -187,13 +187,15 @@ class _LocalProfileMixin:
 
     def _get_add_layer_act_execution_time(self, batch: Batch) -> float:
         """Vidur's ``add`` row plus the bundle's step terms (the whole-step correction at the step's tokens rounded up
-        to 8, the work outside the layers at its requests) over the layers that Vidur multiplies it by
+        to 8 and its requests' first chunks: a chunk of more than one token whose KV after the step is the chunk, the
+        work outside the layers at its requests) over the layers that Vidur multiplies it by
         (``step_correction.py``): the step comes out as the operators plus the terms, nothing patched."""
         base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
         terms = self._terms()
         extra = 0.0
         if terms.correction is not None:
-            extra += terms.correction.ms(_round_up(batch._total_num_q_tokens, TOKEN_GRANULARITY))
+            first = sum(1 for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if 1 < q == kv)
+            extra += terms.correction.ms(_round_up(batch._total_num_q_tokens, TOKEN_GRANULARITY), first)
         if terms.outside is not None:
             graph = self._graph(batch)
             extra += terms.outside.at(batch.size if graph is None else graph[1])

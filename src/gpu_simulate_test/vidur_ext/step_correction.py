@@ -4,9 +4,10 @@ Vidur's step time is ``num_layers x`` the sum of its per-layer operators: nothin
 the LM head, sampling or the engine's host work (``specs/profiling_root.md``, "What Vidur's step leaves out"). A
 bundle of the ``step`` variant carries those as one correction per step, fitted on its fit shapes only,
 
-    correction_ms = c_iter_ms + c_token_ms * num_tokens_8
+    correction_ms = c_iter_ms + c_token_ms * num_tokens_8 + c_first_ms * first_chunks
 
-(``num_tokens_8``: the step's tokens rounded up to a multiple of 8), recorded as ``step_correction`` in
+(``num_tokens_8``: the step's tokens rounded up to a multiple of 8; ``first_chunks``: the requests whose first prompt
+chunk the step runs, each admitted by the engine in it; bundles from before that term lack it: 0), recorded as ``step_correction`` in
 ``profile_meta.json``; a bundle of the ``head`` variant carries instead the work outside the layers as measured
 (``outside_layers``: by the step's requests), and a native bundle says how its rows are keyed (``row_keys``).
 vidur-sim and the bundle's own checks apply them inside the predictor (``predictor._LocalProfileMixin``): Vidur
@@ -32,10 +33,12 @@ META_KEY = "step_correction"  # profile_meta.json: the correction vidur-sim appl
 class StepCorrection:
     c_iter_ms: float
     c_token_ms: float
+    c_first_ms: float = 0.0
 
-    def ms(self, num_tokens_8: int) -> float:
-        """The correction of one step of ``num_tokens_8`` tokens (already rounded up to a multiple of 8)."""
-        return self.c_iter_ms + self.c_token_ms * num_tokens_8
+    def ms(self, num_tokens_8: int, first_chunks: int = 0) -> float:
+        """The correction of one step of ``num_tokens_8`` tokens (already rounded up to a multiple of 8) running
+        ``first_chunks`` requests' first prompt chunks."""
+        return self.c_iter_ms + self.c_token_ms * num_tokens_8 + self.c_first_ms * first_chunks
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -47,9 +50,10 @@ def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Opti
     if record is None:
         return None
     try:
-        return StepCorrection(float(record["c_iter_ms"]), float(record["c_token_ms"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{source}: {META_KEY!r} must hold numbers c_iter_ms and c_token_ms ({exc}); "
+        return StepCorrection(float(record["c_iter_ms"]), float(record["c_token_ms"]),
+                              float(record.get("c_first_ms", 0.0)))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f"{source}: {META_KEY!r} must hold numbers c_iter_ms, c_token_ms (and c_first_ms) ({exc}); "
                             "rebuild the bundle") from exc
 
 

@@ -38,6 +38,12 @@ def tokens_8(shape: BatchShape) -> int:
     return vidur_tokens(shape.num_tokens)
 
 
+def first_chunks(shape: BatchShape) -> int:
+    """The requests whose first prompt chunk the step runs (the engine admits each in it): a prefill with nothing
+    cached before it."""
+    return int(shape.prefill_tokens > 1 and shape.prefill_kv == 0)
+
+
 def check_variants(names: list[str]) -> list[str]:
     """``profile.variants``, checked: known names, none twice, at least one."""
     unknown = [n for n in names if n not in VARIANTS]
@@ -48,7 +54,7 @@ def check_variants(names: list[str]) -> list[str]:
 
 def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_ms: list[float],
                         cap_pct: float, also_capped: Sequence[tuple[BatchShape, float]] = ()) -> StepCorrection:
-    """``c_iter + c_token * tokens_8`` (either sign) minimising the sum of |relative error| of ``raw + correction``
+    """``c_iter + c_token * tokens_8 + c_first * first_chunks`` (either sign) minimising the sum of |relative error| of ``raw + correction``
     over the fit shapes, with the correction at most ``cap_pct`` of the predicted step of each fit shape and of each
     ``also_capped`` shape (``(shape, its operators' prediction)``: the bundle's validation and test shapes, whose
     measured times the fit never sees; the verdict holds the share on all of them). A linear program; a correction of
@@ -61,8 +67,8 @@ def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_
     raw = np.asarray(raw_ms, dtype=float)
     if not (np.all(np.isfinite(y)) and np.all(y > 0) and np.all(np.isfinite(raw)) and np.all(raw >= 0)):
         raise InputError(f"fit iterations need positive measured times and finite Vidur predictions; got {y.tolist()} / {raw.tolist()}")
-    f = np.array([[1.0, float(tokens_8(s))] for s in shapes])
-    capped_f = np.array([[1.0, float(tokens_8(s))] for s, _ in also_capped]).reshape(-1, 2)
+    f = np.array([[1.0, float(tokens_8(s)), float(first_chunks(s))] for s in shapes])
+    capped_f = np.array([[1.0, float(tokens_8(s)), float(first_chunks(s))] for s, _ in also_capped]).reshape(-1, 3)
     capped_raw = np.array([r for _, r in also_capped], dtype=float)
     if not np.all(np.isfinite(capped_raw) & (capped_raw >= 0)):
         raise InputError(f"the capped shapes need finite Vidur predictions; got {capped_raw.tolist()}")
@@ -72,10 +78,10 @@ def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_
     a_ub = np.vstack([(1 - cap) * cf, -(1 + cap) * cf])
     b_ub = np.concatenate([cap * craw, cap * craw])
     try:
-        c_iter, c_token = least_abs(f / y[:, None], (y - raw) / y, bounds=(None, None), a_ub=a_ub, b_ub=b_ub)
+        c_iter, c_token, c_first = least_abs(f / y[:, None], (y - raw) / y, bounds=(None, None), a_ub=a_ub, b_ub=b_ub)
     except ValueError as exc:
         raise InputError(f"the step correction of the fit shapes {[str(s) for s in shapes]} has no solution: {exc}") from exc
-    return StepCorrection(float(c_iter), float(c_token))
+    return StepCorrection(float(c_iter), float(c_token), float(c_first))
 
 
 def head_term(timing: dict[str, list]) -> OutsideLayers:
@@ -98,7 +104,7 @@ def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarr
 
 def with_step(correction: StepCorrection, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
     """What the bundle predicts with the correction applied: exactly what vidur-sim adds to each step."""
-    return np.asarray(raw_ms, dtype=float) + np.array([correction.ms(tokens_8(s)) for s in shapes])
+    return np.asarray(raw_ms, dtype=float) + np.array([correction.ms(tokens_8(s), first_chunks(s)) for s in shapes])
 
 
 def share_pct(predicted_ms: np.ndarray, raw_ms: np.ndarray) -> np.ndarray:
