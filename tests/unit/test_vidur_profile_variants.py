@@ -121,6 +121,10 @@ def test_head_term_is_the_median_by_rows_interpolated_by_hand() -> None:
     assert [term.at(n) for n in (1, 3, 4, 64)] == [0.10, pytest.approx(0.14), pytest.approx(0.16), pytest.approx(0.16)]
     shapes = [BatchShape.parse(s) for s in ("prefill:512", "decode:3x64", "mixed:32+3x64")]
     assert with_outside(term, shapes, np.array([1.0, 2.0, 3.0])).tolist() == pytest.approx([1.10, 2.14, 3.16])
+    # read at the graph that runs the step (decodes 1, 2, 4; tokens 16 ... 512): 3 decodes as 4 sequences, a chunk
+    # of 32 beside 3 decodes as 8 (35 tokens: the 64-token graph, whose 4 + 1 sequences take the bucket of 8)
+    graphs = RowKeys(token_rows="graph_bucket", graph_batch_sizes=(1, 2, 4, 8), graph_token_sizes=(16, 64, 512))
+    assert with_outside(term, shapes, np.zeros(3), graphs).tolist() == pytest.approx([0.10, 0.16, 0.16])
     for rows, ms in (([1, 2], [0.1, -0.1]), ([1], []), ([], []), ([0], [0.1])):
         with pytest.raises(InputError, match="head term"):
             head_term({"rows": rows, "ms": ms})

@@ -61,7 +61,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     with_step,
 )
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
-from gpu_simulate_test.vidur_ext.step_correction import OUTSIDE_KEY, ROW_KEYS_KEY, RowKeys
+from gpu_simulate_test.vidur_ext.step_correction import OUTSIDE_KEY, ROW_KEYS_KEY, RowKeys, row_keys
 from gpu_simulate_test.vidur_ext.verdict import MEASURED, BundleVerdict, bundle_verdict
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,8 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
         elif name == "head":
             assert head is not None, "the head variant needs the step's work outside its layers measured"
             term = head_term(head)
-            candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val), outside=term))
+            reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
+            candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val, reading), outside=term))
         elif name == "step":
             step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct,
                                        also_capped=capped)

@@ -28,7 +28,7 @@ from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, signed_errors_pct
 from gpu_simulate_test.vidur_ext.profiler.fold import least_abs, vidur_tokens
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.step_correction import OutsideLayers, StepCorrection
+from gpu_simulate_test.vidur_ext.step_correction import OutsideLayers, RowKeys, StepCorrection
 
 VARIANTS = ("operators", "step", "head", "fold")
 
@@ -97,9 +97,15 @@ def head_term(timing: dict[str, list]) -> OutsideLayers:
     return OutsideLayers(tuple(keys), tuple(float(np.median(by_rows[r])) for r in keys))
 
 
-def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
-    """What the bundle predicts with the head term: exactly what vidur-sim adds to each step (at its requests)."""
-    return np.asarray(raw_ms, dtype=float) + np.array([term.at(s.batch_size) for s in shapes])
+def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
+                 keys: RowKeys = RowKeys()) -> np.ndarray:
+    """What the bundle predicts with the head term: exactly what vidur-sim adds to each step (at its requests, or at
+    the sequences of the graph that runs it where ``keys`` reads token rows at the step's graph)."""
+    def requests(s: BatchShape) -> int:
+        graph = keys.graph(s.num_tokens, s.batch_size, s.kind == "decode")
+        return s.batch_size if graph is None else graph[1]
+
+    return np.asarray(raw_ms, dtype=float) + np.array([term.at(requests(s)) for s in shapes])
 
 
 def with_step(correction: StepCorrection, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
