@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.vidur_ext.predictor import predict_batch_time_s
-from step_variants import _predictors, run_buckets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from the repository root: its tmp/cache
+from step_variants import _predictors, run_buckets  # noqa: E402
 
 
 def main() -> int:

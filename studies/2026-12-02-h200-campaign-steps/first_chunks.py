@@ -3,7 +3,7 @@ formed that step when the request joined, at the previous step's end: ``Engine._
 packed ahead and packs it again, on the critical path), or before that step began (so it waited in the queue and its
 step was formed and packed ahead, while the GPU ran the previous one), or with nothing in flight (the engine idle).
 
-    cd studies/2026-12-02-h200-campaign-steps && ../../.venv/bin/python first_chunks.py <bundle dir> <runs.csv> <publish root>
+    .venv/bin/python studies/2026-12-02-h200-campaign-steps/first_chunks.py <bundle dir> <runs.csv> <publish root>
 
 Same inputs as ``chunk_steps.py`` but the publish root (its ``real_runs/`` and ``workloads/``: the arrivals). Steps
 holding exactly one chunk, a first one; median signed error of ``keys+head+wave+graphs`` (the reading of a native
@@ -19,7 +19,9 @@ import pandas as pd
 
 from gpu_simulate_test.vidur_ext.predictor import predict_batch_time_s
 from gpu_simulate_test.vidur_ext.replay import step_shapes
-from step_variants import _predictors, run_buckets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from the repository root: its tmp/cache
+from step_variants import _predictors, run_buckets  # noqa: E402
 
 
 def main() -> int:

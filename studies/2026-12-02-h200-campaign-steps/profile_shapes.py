@@ -1,7 +1,7 @@
 """The bundle's own measured shapes (``iterations.csv``: fit, validation and test, each at the KV its steps had),
 predicted under each reading of ``step_variants.py``: which readings the profiler's whole steps see too.
 
-    cd studies/2026-12-02-h200-campaign-steps && ../../.venv/bin/python profile_shapes.py <bundle dir> <a real run dir>
+    .venv/bin/python studies/2026-12-02-h200-campaign-steps/profile_shapes.py <bundle dir> <a real run dir>
 
 The real run gives the engine's graph buckets (its ``run_meta.json``) for the last reading.
 """
@@ -15,7 +15,9 @@ import pandas as pd
 
 from gpu_simulate_test.vidur_ext.predictor import predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from step_variants import _predictors, run_buckets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from the repository root: its tmp/cache
+from step_variants import _predictors, run_buckets  # noqa: E402
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """The campaign bundle's choice and test check made again from its own measured files with the profiler of this tree:
 what the next build, which measures the same engine again, should choose and how its test shapes should come out.
 
-    cd studies/2026-12-02-h200-campaign-steps && ../../.venv/bin/python reselect.py <bundle dir> <a real run dir>
+    .venv/bin/python studies/2026-12-02-h200-campaign-steps/reselect.py <bundle dir> <a real run dir>
 
 The bundle's measured rows (``mlp_raw.csv``, ``attention_raw.csv``), whole steps (``iterations.csv``) and work outside
 the layers (``head_timing``) are read as a native bundle is read now (``bundle.row_keys_record`` with the H200's wave,
@@ -30,7 +30,9 @@ from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
 from gpu_simulate_test.vidur_ext.profiler.variants import choose, with_outside, with_step
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY, OUTSIDE_KEY, ROW_KEYS_KEY, row_keys
-from step_variants import H200_WAVE, run_buckets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from the repository root: its tmp/cache
+from step_variants import H200_WAVE, run_buckets  # noqa: E402
 
 
 def main() -> int:
