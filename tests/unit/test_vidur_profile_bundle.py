@@ -249,3 +249,32 @@ def test_decoders_outlast_the_filling_under_decodes_first(text: str) -> None:
                 left[i] -= take
                 room -= take
     assert decoded[0] + samples + 1 <= first[0][1], (steps, decoded[0], first[0][1])
+
+
+def test_prefill_wave_and_graph_buckets_read_from_the_engine(compose_app, monkeypatch) -> None:
+    """What a GPU build writes into ``row_keys``, through the engine's own launch plan: one wave of the prefill launch
+    is the SMs over the KV heads (one bf16 program of 8 warps an SM), a program 128 rows over the padded GQA group;
+    the graph buckets are the runner's. Here the CPU engine stands in, its device and SM count faked (the H200's:
+    tests/gpu/test_native_gpu.py); off a GPU there is neither."""
+    import types
+
+    import torch
+
+    from gpu_simulate_test.backends import get_backend
+    from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps
+    from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+
+    cfg = _cfg(compose_app, ["backend=native"])
+    backend = get_backend("native")(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
+    backend.check_workload(StepTimer(cfg.backend, [BatchShape.parse("prefill:8")], 1).plan())  # sizes its pool
+    backend.load()
+    try:
+        ops = EngineLayerOps(backend.native_engine())
+        assert ops.prefill_wave() == (0, 0) and ops.graph_buckets() == ([], [])
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: types.SimpleNamespace(multi_processor_count=132))
+        ops.device, ops.dtype = torch.device("cuda", 0), torch.bfloat16
+        group = cfg.model.num_attention_heads // cfg.model.num_kv_heads
+        padded = 1 << (group - 1).bit_length()
+        assert ops.prefill_wave() == (132 // cfg.model.num_kv_heads, 128 // padded)
+    finally:
+        backend.close()
