@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.vidur_ext.predictor import predict_batch_time_s
+from gpu_simulate_test.vidur_ext.replay import step_shapes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run from the repository root: its tmp/cache
 from step_variants import _predictors, run_buckets  # noqa: E402
@@ -31,12 +32,10 @@ def main() -> int:
     for run in runs[runs.replicate == 0].itertuples():
         it = pd.read_csv(real_dir / run.real_run / "iteration_metrics.csv")
         for rec in it.itertuples():
-            qs = [int(r.split(":")[1]) for r in str(rec.requests).split(";")]
-            kvs = [int(k) for k in str(rec.kv_tokens).split(";")]
-            chunks = [(q, kv) for q, kv in zip(qs, kvs) if q != 1]
+            shapes = list(step_shapes(rec.requests, rec.kv_tokens))
+            chunks = [(q, kv) for q, kv in shapes if q != 1]
             if not chunks:
                 continue
-            shapes = list(zip(qs, kvs))
             rows.append((run.workload, len(chunks), sum(1 for q, kv in chunks if q == kv),
                          sum(q for q, kv in chunks if q == kv), len(shapes) - len(chunks),
                          (rec.end_time_ns - rec.start_time_ns) / 1e6, 1e3 * predict_batch_time_s(summed, shapes),

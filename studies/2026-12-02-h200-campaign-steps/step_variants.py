@@ -44,6 +44,7 @@ from gpu_simulate_test.vidur_ext.predictor import build_predictor, grid_for, pre
 from gpu_simulate_test.vidur_ext.profiler.bundle import NATIVE_ROW_KEYS
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
 from gpu_simulate_test.vidur_ext.profiler.variants import head_term
+from gpu_simulate_test.vidur_ext.replay import step_shapes
 from gpu_simulate_test.vidur_ext.step_correction import StepTerms
 
 
@@ -92,9 +93,7 @@ def main() -> int:
     for run in runs.itertuples():
         it = pd.read_csv(real_dir / run.real_run / "iteration_metrics.csv")
         for rec in it.itertuples():
-            qs = [int(r.split(":")[1]) for r in str(rec.requests).split(";")]
-            kvs = [int(k) for k in str(rec.kv_tokens).split(";")]
-            shapes = tuple(zip(qs, kvs))
+            shapes = step_shapes(rec.requests, rec.kv_tokens)
             if shapes not in cache:
                 cache[shapes] = [1e3 * predict_batch_time_s(p, list(shapes)) for p in predictors.values()]
             rows.append((run.workload, run.load_fraction, _kind(shapes), (rec.end_time_ns - rec.start_time_ns) / 1e6,

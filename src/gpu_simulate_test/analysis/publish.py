@@ -23,7 +23,14 @@ from gpu_simulate_test.analysis.plots import DPI, plt
 from gpu_simulate_test.analysis.tables import TABLES_DIR
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import COMPARISON_META, PROFILE_META, RUN_META
-from gpu_simulate_test.io.schemas import COMPARISON_ITERATION_PAIRS, COMPARISON_STATS, ITERATION_METRICS, KV_TOKENS
+from gpu_simulate_test.io.schemas import (
+    COMPARISON_ITERATION_PAIRS,
+    COMPARISON_STATS,
+    ITERATION_METRICS,
+    KV_TOKENS,
+    parse_kv_tokens_field,
+    parse_requests_field,
+)
 from gpu_simulate_test.io.tables import read_table
 
 HEADLINE_STATS = ("p50", "p90", "p99")
@@ -155,7 +162,7 @@ def decode_kv_table(points: list[ComparedPoint], root: Path) -> pd.DataFrame:
     rows = []
     for p, d, steps in _matched_with_kv(points, root, decodes=True):
         kv = steps[KV_TOKENS].astype(str)
-        lengths = [np.array(k.split(";"), dtype=float) for k in kv]
+        lengths = [np.array(parse_kv_tokens_field(k), dtype=float) for k in kv]
         mean, longest = np.array([x.mean() for x in lengths]), np.array([x.max() for x in lengths])
         frame = pd.DataFrame({"bin": pd.cut(d["batch_size"].to_numpy(), BATCH_BINS), "mean": mean, "longest": longest,
                               "uneven": pd.cut(longest / mean, UNEVEN_BINS, right=False),
@@ -188,8 +195,8 @@ def prefill_chunks_table(points: list[ComparedPoint], root: Path) -> pd.DataFram
     for p, d, steps in _matched_with_kv(points, root, decodes=False):
         prefix = []
         for entries, kv in zip(steps["requests"].astype(str), steps[KV_TOKENS].astype(str)):
-            tokens = [int(e.rsplit(":", 1)[1]) for e in entries.split(";")]
-            after = [int(x) for x in kv.split(";")]
+            tokens = [n for _, n in parse_requests_field(entries)]
+            after = parse_kv_tokens_field(kv)
             prefix.append(max((a - n for n, a in zip(tokens, after) if n > 1), default=0))
         frame = pd.DataFrame({"bin": pd.cut(np.array(prefix), PREFIX_BINS), "chunk": d["num_prefill_tokens"].to_numpy(),
                               "decodes": d["num_decode_tokens"].to_numpy(), "real": d["real_step_ns"].to_numpy(),

@@ -159,6 +159,11 @@ def parse_requests_field(value: str) -> list[tuple[int, int]]:
     return [(int(rid[1:]), int(n)) for rid, n in (p.split(":") for p in value.split(";"))]
 
 
+def parse_kv_tokens_field(value: str) -> list[int]:
+    """``"1025;960"`` -> ``[1025, 960]``: each request's KV after the step, in the order of ``requests``."""
+    return [int(k) for k in value.split(";")]
+
+
 def format_requests_field(items: list[tuple[int, int]]) -> str:
     return ";".join(f"r{rid}:{n}" for rid, n in items)
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.errors import ArtifactError
+from gpu_simulate_test.io.schemas import parse_kv_tokens_field, parse_requests_field
 from gpu_simulate_test.vidur_ext.predictor import build_predictor, grid_for, predict_batch_time_s
 from gpu_simulate_test.vidur_ext.profiling_root import ProfilingRoot
 from gpu_simulate_test.vidur_ext.step_correction import step_terms
@@ -23,8 +24,8 @@ from gpu_simulate_test.vidur_ext.step_correction import step_terms
 
 def step_shapes(requests: str, kv_tokens: str) -> tuple[tuple[int, int], ...]:
     """One step's ``(num_q_tokens, num_kv_tokens)`` per request, in its order, from its two fields."""
-    q = [int(r.rsplit(":", 1)[1]) for r in str(requests).split(";")]
-    kv = [int(k) for k in str(kv_tokens).split(";")]
+    q = [n for _, n in parse_requests_field(str(requests))]
+    kv = parse_kv_tokens_field(str(kv_tokens))
     if len(q) != len(kv) or any(k < n or n < 1 for n, k in zip(q, kv)):
         raise ArtifactError(f"iteration_metrics.csv: step {requests!r} / {kv_tokens!r}: one KV length >= its tokens a request")
     return tuple(zip(q, kv))
