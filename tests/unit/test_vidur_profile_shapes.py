@@ -140,3 +140,24 @@ def test_a_grid_sized_to_a_small_workload_still_holds_the_profiles_own_shapes(co
                                                                "backend=hf-continuous", "backend.max_batch_tokens=64"]))
     assert (chunked.profile.max_tokens, chunked.profile.max_kv_tokens) == (None, 512)  # prefill:192 skipped: the budget, 64
     assert build_grid(chunked.model, chunked.backend, chunked.profile).limits.tokens_per_iteration == 64
+
+
+def test_the_vllm_policy_skips_shapes_whose_prompt_exceeds_its_budget(compose_app) -> None:
+    """Under whole prompts a decode at KV 7168 needs a 7168-token prompt, which a 4096-token budget never schedules: the
+    shape is skipped with that reason, and the workload the driver checks before loading holds none of its requests
+    (the engine refuses such a prompt when it loads: the H200 vllm build stopped there)."""
+    from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+
+    cfg = compose_app("vidur_profile", ["backend=native", "backend.vidur_scheduler=vllm", "backend.max_batch_tokens=4096"])
+    shapes = [BatchShape.parse(s) for s in ("decode:32x7168", "decode:96x4096", "prefill:512", "prefill:8192")]
+    timer = StepTimer(cfg.backend, shapes, 2)
+    why = {str(s): timer.unsupported(s) for s in shapes}
+    assert why["decode:96x4096"] is None and why["prefill:512"] is None
+    assert why["decode:32x7168"] == ("a prompt of 7168 tokens (a decode's prompt is its KV) exceeds the 4096 one "
+                                     "iteration may hold (backend.max_batch_tokens), and the vllm policy prefills whole prompts")
+    assert why["prefill:8192"].startswith("8192 tokens exceed the 4096")
+    prompts = [r.num_prefill_tokens for r in timer.plan().requests]
+    assert max(prompts) == 4096 and 512 in prompts
+    sarathi = StepTimer(compose_app("vidur_profile", ["backend=native", "backend.max_batch_tokens=512"]).backend,
+                        [BatchShape.parse("decode:32x7168")], 2)
+    assert sarathi.unsupported(sarathi.shapes[0]) is None  # chunked prompts: any length fits the budget

@@ -63,6 +63,10 @@ class StepTimer:
             if shape.prefill_kv % self.limits.token_budget:
                 return (f"a prompt alone is cut into chunks of {self.limits.token_budget} (backend.max_batch_tokens): no "
                         f"chunk starts at {shape.prefill_kv} cached tokens")
+        if self.limits.policy == "vllm" and shape.longest_prompt > self.limits.token_budget:
+            return (f"a prompt of {shape.longest_prompt} tokens (a decode's prompt is its KV) exceeds the "
+                    f"{self.limits.token_budget} one iteration may hold (backend.max_batch_tokens), and the vllm policy "
+                    "prefills whole prompts")
         return None
 
     def _lengths(self, shape: BatchShape) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -79,8 +83,10 @@ class StepTimer:
         return [(shape.decode_kv, 4 * s + 16 + filling)] * b, [(shape.prefill_tokens, 1)] * (s + 1)
 
     def plan(self) -> Workload:
-        """Every request the shapes submit, as a workload the driver can check before it loads anything."""
-        pairs = [p for shape in self.shapes for group in self._lengths(shape) for p in group]
+        """Every request the shapes it can schedule submit, as a workload the driver can check before it loads
+        anything (the others are skipped, with :meth:`unsupported`'s reason)."""
+        pairs = [p for shape in self.shapes if self.unsupported(shape) is None for group in self._lengths(shape)
+                 for p in group]
         requests = [WorkloadRequest(i, 0, prompt, decode) for i, (prompt, decode) in enumerate(pairs)]
         return Workload(workload_id="vidur-profile", path=Path("<vidur-profile batch shapes>"), meta={}, requests=requests)
 
