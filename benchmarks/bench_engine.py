@@ -65,17 +65,18 @@ def ceilings() -> dict:
     return {"copy_bytes_per_s": 2 * 2 * n / (copy_ms / 1e3), "matmul_flop_per_s": 2 * 8192**3 / (mm_ms / 1e3)}
 
 
-def random_state_dict(shape, seed: int = 0) -> dict:
-    """A transformers ``Qwen3ForCausalLM`` state dict of random bf16 weights on the GPU (never zeros)."""
-    g = torch.Generator(device="cuda").manual_seed(seed)
+def random_state_dict(shape, seed: int = 0, device: str = "cuda") -> dict:
+    """A transformers ``Qwen3ForCausalLM`` state dict of random bf16 weights on the GPU (never zeros); ``device``
+    "cpu": a script's check off the GPU."""
+    g = torch.Generator(device=device).manual_seed(seed)
     s = shape
     q, kv = s.num_attention_heads * s.head_dim, s.num_kv_heads * s.head_dim
 
     def w(*size):
-        return (torch.randn(*size, device="cuda", generator=g, dtype=torch.float32) * 0.02).to(torch.bfloat16)
+        return (torch.randn(*size, device=device, generator=g, dtype=torch.float32) * 0.02).to(torch.bfloat16)
 
     def norm(n):
-        return (1 + 0.1 * torch.randn(n, device="cuda", generator=g)).to(torch.bfloat16)
+        return (1 + 0.1 * torch.randn(n, device=device, generator=g)).to(torch.bfloat16)
 
     sd = {"model.embed_tokens.weight": w(s.vocab_size, s.hidden_size), "model.norm.weight": norm(s.hidden_size)}
     for i in range(s.num_layers):
