@@ -1,12 +1,14 @@
 """A request's first chunk against its second, on the same engine beside the same decodes (one H200).
 
-The campaign's engine (sarathi, budget 512, cap 128, its graph buckets; random bf16 weights) runs 12 requests that
-decode at KV ~1,024; then, again and again, a fresh prompt of 1,000 tokens (one token out) joins while they run: its
-first chunk (500 tokens, no prefix) and its second (500 at prefix 500) run in two steps of the same graph bucket
-beside the same decodes. The rows predict the second ~0.3 ms dearer (its attention reads 500 more keys a layer);
-the campaign's steps say a first chunk costs about as much. Per step (medians): the wall time as the engine times a
-step, and the device's time from the launch to its last op (CUDA events, as ``timeline.py`` records them); then
-each kind's graph replay under ``torch.profiler``, kernels in launch order (the first layer and the step's end).
+The campaign's engine (sarathi, budget 512, cap 128, its graph buckets; random bf16 weights) runs a batch of decodes
+(12 at KV ~1,024, then 64 at KV ~2,048: the bundle's mixed shapes missed more with more decodes); then, 16 times, two
+fresh prompts of two budget-filling chunks each join at once. The first prompt joins at the in-flight step's end (that
+step is packed again on the critical path); the second waits for the first's two chunks and its first chunk is packed
+ahead, while the GPU runs the step before (the timeline's ``repacked`` flag says which, not this design). The rows
+predict a later chunk ~0.3 ms dearer than a first (its attention reads ~500 more keys a layer); the campaign's steps
+say a first chunk costs about as much. Per kind of step (medians): the wall time as the engine times a step and the
+device's time from the launch to its last op (CUDA events, as ``timeline.py`` records them); then a first and a later
+chunk's graph replays under ``torch.profiler``, kernels in launch order.
 
     python studies/2026-12-03-first-chunk/first_vs_later.py     # writes $OUT/first_vs_later.txt too
     python studies/2026-12-03-first-chunk/first_vs_later.py --cpu   # a tiny model on the CPU: checks the script
@@ -29,7 +31,7 @@ from bench_engine import QWEN3_06B, random_state_dict  # noqa: E402
 from bench_engine_breakdown import _profile  # noqa: E402
 from timeline import Timeline  # noqa: E402
 
-DECODERS, CONTEXT, PROMPT, REPS = 12, 1024, 1000, 24
+CASES, REPS = ((12, 1024), (64, 2048)), 16  # (decodes, their KV); the bundle's mixed shapes missed more with more decodes
 TINY = dict(hidden_size=128, num_layers=2, num_attention_heads=4, num_kv_heads=2, head_dim=32, intermediate_size=256,
             vocab_size=512, max_position_embeddings=4096, rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=True)
 
@@ -60,57 +62,68 @@ def main() -> int:
         next_id[0] += 1
         return rid
 
-    for _ in range(DECODERS):
-        add(CONTEXT, 2000)  # outlasts every rep and the profiles (about 8 steps a rep)
-    while not (engine.in_flight is not None and engine.in_flight.is_decode_only
-               and len(engine.in_flight.entries) == DECODERS):
-        engine.step()
-    walls: dict[str, list[float]] = {"first": [], "later": [], "decode": []}
-    gpus: dict[str, list[float]] = {"first": [], "later": [], "decode": []}
-    buckets: dict[str, set] = {"first": set(), "later": set(), "decode": set()}
-    for _ in range(REPS):
-        for _ in range(3):
+    for decoders, context in ((8, 128), (16, 256)) if cpu else CASES:
+        prompt = 2 * (config.max_batch_tokens - decoders)  # two chunks that fill the budget beside the decodes
+        filling = decoders * context // config.max_batch_tokens  # steps until the last one decodes
+        for _ in range(decoders):
+            add(context, filling + 10 * REPS + 100)  # outlasts the reps and the profiles (about 7 steps a rep)
+        while not (engine.in_flight is not None and engine.in_flight.is_decode_only
+                   and len(engine.in_flight.entries) == decoders):
             engine.step()
-        rid = add(PROMPT, 1)
-        while True:
-            launched = len(tl.steps)
-            step = engine.step()
-            kinds = [("first" if e.start == 0 else "later") for e in step.batch.entries
-                     if e.seq.seq_id == rid and e.is_prefill]
-            kind = kinds[0] if kinds else ("decode" if step.batch.is_decode_only else None)
-            if kind is not None:
-                walls[kind].append((step.end_ns - step.start_ns) / 1e3)
-                buckets[kind].add(step.graph_shape)
-                row = tl.steps[launched - 1] if launched else None  # this step was launched by the call before
-                if row is not None and row.get("ev_end") is not None:
+        walls: dict[str, list[float]] = {}
+        gpus: dict[str, list[float]] = {}
+        buckets: dict[str, set] = {}
+        for _ in range(REPS):
+            for _ in range(2):
+                engine.step()
+            # Two prompts at once: the first joins at the in-flight step's end (its step packed again then), the
+            # second waits for the first's two chunks and is packed ahead, as the step before runs.
+            mine = {add(prompt, 1), add(prompt, 1)}
+            while True:
+                launched = len(tl.steps)
+                step = engine.step()
+                row = tl.steps[launched - 1]  # launched by the call before (a step is always in flight here)
+                chunks = [e for e in step.batch.entries if e.seq.seq_id in mine and e.is_prefill]
+                if chunks:
+                    kind = ("first chunk" if chunks[0].start == 0 else "later chunk") + \
+                           (", packed again" if row.get("repacked") else ", packed ahead")
+                elif step.batch.is_decode_only:
+                    kind = "decodes only"
+                else:
+                    continue
+                walls.setdefault(kind, []).append((step.end_ns - step.start_ns) / 1e3)
+                buckets.setdefault(kind, set()).add(step.graph_shape)
+                if row.get("ev_end") is not None:
                     torch.cuda.synchronize()
-                    gpus[kind].append(1e3 * row["ev_launch"].elapsed_time(row["ev_end"]))
-            if kind == "later":
-                break
-    out.append(f"engine: sarathi, budget 512; {DECODERS} decodes at KV ~{CONTEXT} beside a fresh {PROMPT}-token prompt, "
-               f"{REPS} times (medians, us; the first rep's steps included)")
-    out.append(f"{'step':<8}{'n':>4}{'wall':>9}{'gpu':>9}  bucket")
-    for kind in ("decode", "first", "later"):
-        w, g = walls[kind], gpus[kind]
-        out.append(f"{kind:<8}{len(w):>4}{statistics.median(w):9.1f}"
-                   f"{statistics.median(g) if g else float('nan'):9.1f}  {sorted(buckets[kind], key=str)}")
-    print("\n".join(out), flush=True)
+                    gpus.setdefault(kind, []).append(1e3 * row["ev_launch"].elapsed_time(row["ev_end"]))
+                if chunks and chunks[0].start > 0 and chunks[0].seq.seq_id == max(mine):
+                    break
+        out.append(f"\n{decoders} decodes at KV ~{context} beside two fresh {prompt}-token prompts, {REPS} times "
+                   f"(sarathi, budget 512; medians, us)")
+        out.append(f"{'step':<28}{'n':>4}{'wall':>9}{'gpu':>9}{'wall-gpu':>9}  bucket")
+        for kind in sorted(walls):
+            w, g = statistics.median(walls[kind]), statistics.median(gpus.get(kind) or [float("nan")])
+            out.append(f"{kind:<28}{len(walls[kind]):>4}{w:9.1f}{g:9.1f}{w - g:9.1f}  {sorted(buckets[kind], key=str)}")
+        print("\n".join(out[-len(walls) - 2:]), flush=True)
 
-    # Kernel by kernel: each kind's graph replay with its own inputs left on the device.
-    rid = add(PROMPT, 1)
-    for kind in ("first", "later"):
-        def mine(e, kind=kind) -> bool:
-            return e.seq.seq_id == rid and e.is_prefill and (e.start == 0) == (kind == "first")
+        # Kernel by kernel: each kind's graph replay with its own inputs left on the device.
+        rid = add(prompt, 1)
+        for kind in ("first", "later"):
+            def ours(e, kind=kind) -> bool:
+                return e.seq.seq_id == rid and e.is_prefill and (e.start == 0) == (kind == "first")
 
-        while True:  # bench_engine.step_until: the step that holds it returns with nothing after it in flight
-            flight = engine.in_flight
-            holds = flight is None or any(mine(e) for e in flight.entries)
-            step = engine.step(pipeline=not holds)
-            if any(mine(e) for e in step.batch.entries):
-                break
-        if step.graph_shape is not None:
-            _profile(engine.runner.graphs[step.graph_shape].graph.replay,
-                     f"graph replay: {kind} chunk beside {DECODERS} decodes (bucket {step.graph_shape})", out, order=40)
+            while True:  # bench_engine.step_until: the step that holds it returns with nothing after it in flight
+                flight = engine.in_flight
+                holds = flight is None or any(ours(e) for e in flight.entries)
+                step = engine.step(pipeline=not holds)
+                if any(ours(e) for e in step.batch.entries):
+                    break
+            if step.graph_shape is not None:
+                _profile(engine.runner.graphs[step.graph_shape].graph.replay,
+                         f"graph replay: {kind} chunk beside {decoders} decodes (bucket {step.graph_shape})", out,
+                         order=40)
+        while engine.has_unfinished():  # the decoders finish: the next case starts from an empty engine
+            engine.step()
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "first_vs_later.txt").write_text("\n".join(out) + "\n")
     return 0
