@@ -153,6 +153,18 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     steps = pd.read_csv(first_run / "iteration_metrics.csv")
     assert len(replay) == 1 and int(replay["real_steps"].iloc[0]) == len(steps)
     assert replay["abs_err_p50_pct"].iloc[0] >= 0 and "Every real step predicted from its own batch" in summary
+    # the run's steps summed, predicted over measured: the same predictor's steps, recomputed here
+    from gpu_simulate_test.config import compose_app
+    from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
+    from gpu_simulate_test.vidur_ext.replay import replay_steps
+
+    app = compose_app("experiment", [*CAMPAIGN.overrides("sarathi", "demo", 0.5, 0), f"paths.root={tmp_path / 'local'}"])
+    steps_pred = replay_steps(load_profiling_root(tmp_path / "local" / "profiling" / bid, check_tables=False), steps,
+                              model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
+                              cache_root=Path(app.paths.cache))
+    expect = 100 * (steps_pred["predicted_ns"].sum() / steps["end_time_ns"].sub(steps["start_time_ns"]).sum() - 1)
+    assert replay["time_weighted_error_pct"].iloc[0] == pytest.approx(expect, abs=1e-6)
+    assert "summed over the run" in summary
     with open(folder / "MANIFEST.csv", newline="") as fh:
         listed = sorted(r["file"] for r in csv.DictReader(fh))
     assert listed == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.csv")
