@@ -8,8 +8,10 @@ us). Steps by kind (decode only; one chunk, a later one; one chunk, a first one;
 first chunk by how it was formed (packed ahead while the GPU ran the step before; packed again at that step's end
 because requests arrived; the engine idle). Per class, medians: the measured step (``wall``), the device's time from
 the launch to the step's last op (``gpu``), the host's time from the step's start (the step before's end) to the
-launch (``to_launch``), the device idle before the launch (``gap``), the predicted step and its error against the
-wall and against the device time. Run from the repository root (Vidur's predictor cache in its ``tmp/``).
+launch (``to_launch``; of it the decision at the step before's end, ``decide``, which packs the step again when
+requests arrived), the packing of the step (``prepare``: ahead or again), the backend's recording of the step, the
+device idle before the launch (``gap``), the predicted step and its error against the wall and against the device
+time. Run from the repository root (Vidur's predictor cache in its ``tmp/``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ def steps(bundle: Path, timeline: Path) -> pd.DataFrame:
     joined["formed"] = np.where(joined["t_decide0"].isna(), "engine idle",
                                 np.where(joined["repacked"] == True, "packed again at the end", "packed ahead"))  # noqa: E712
     joined["to_launch_us"] = (joined["t_launch"] - joined["start_time_ns"]) / 1e3
+    joined["decide_us"] = (joined["t_decide1"] - joined["t_decide0"]) / 1e3
+    joined["prepare_us"] = (joined["t_prepare1"] - joined["t_prepare0"]) / 1e3
+    joined["record_us"] = (joined["t_record1"] - joined["t_record0"]) / 1e3
     return joined
 
 
@@ -70,8 +75,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     df["err_wall_pct"] = 100 * (df["predicted_us"] - df["wall_us"]) / df["wall_us"]
     df["err_gpu_pct"] = 100 * (df["predicted_us"] - df["gpu_step_us"]) / df["gpu_step_us"]
     df["wall_minus_gpu_us"] = df["wall_us"] - df["gpu_step_us"]
-    cols = ["wall_us", "gpu_step_us", "wall_minus_gpu_us", "to_launch_us", "gpu_gap_us", "gpu_inputs_us",
-            "predicted_us", "err_wall_pct", "err_gpu_pct"]
+    cols = ["wall_us", "gpu_step_us", "wall_minus_gpu_us", "to_launch_us", "decide_us", "prepare_us", "record_us",
+            "gpu_gap_us", "gpu_inputs_us", "predicted_us", "err_wall_pct", "err_gpu_pct"]
     g = df.groupby(["kind", "formed"])
     out = g[cols].median().round(1)
     out.insert(0, "steps", g.size())
