@@ -53,6 +53,10 @@ class Timeline:
     """The wrapped methods' records; one dict a launched step, in launch order."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every record (the wrappers stay installed: install once a process)."""
         self.steps: list[dict[str, Any]] = []
         self.packed: dict[int, dict[str, Any]] = {}  # id(PackedStep) -> its packing, until launched or discarded
         self.decide: Optional[dict[str, Any]] = None  # the decision at the step before's end (none: engine idle)
@@ -163,7 +167,7 @@ class Timeline:
         return pd.DataFrame(rows)
 
 
-def run_point(out: Path, root: Path, setup: str, workload: str, fraction: float, cpu: bool) -> Path:
+def run_point(tl: Timeline, out: Path, root: Path, setup: str, workload: str, fraction: float, cpu: bool) -> Path:
     from gpu_simulate_test.campaign import experiment_app
     from gpu_simulate_test.experiment import default_stages, run_experiment
 
@@ -176,8 +180,7 @@ def run_point(out: Path, root: Path, setup: str, workload: str, fraction: float,
         carry = REPO / "tmp" / "h200-sweep-carry" / "capacity"
         if carry.is_dir():  # the campaign's measured capacity: the same offered load, no probe
             shutil.copytree(carry, root / "capacity", dirs_exist_ok=True)
-    tl = Timeline()
-    tl.install()
+    tl.reset()
     rec = run_experiment(experiment_app(root, overrides, stages=["workload", "real"]), default_stages())
     run = root / "real_runs" / str(rec.real_run)
     meta = pd.read_json(run / "run_meta.json", typ="series")
@@ -199,10 +202,12 @@ def main() -> int:
     ap.add_argument("--cpu", action="store_true", help="the tiny CPU model (checks the script, measures nothing)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    tl = Timeline()
+    tl.install()
     for point in args.point or ["sarathi:lognormal:0.3"]:
         setup, workload, load = point.split(":")
         # each point in its own root: the experiment's record of a point is keyed by its config, not by this run
-        run_point(args.out, args.root / point.replace(":", "-"), setup, workload, float(load), args.cpu)
+        run_point(tl, args.out, args.root / point.replace(":", "-"), setup, workload, float(load), args.cpu)
     return 0
 
 
