@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -207,6 +208,28 @@ def test_mixed_shape_whose_decoders_fill_for_longer_than_they_decode(compose_app
     result = build_bundle(cfg, vidur_predict(cfg))
     iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
     assert "mixed:8+8x64" in set(iters["shape"])
+
+
+def test_a_later_chunk_beside_decodes_is_timed_where_it_runs(compose_app, monkeypatch) -> None:
+    """``mixed:4@16+8x64``: a 20-token prompt joins 8 decoders under a 16-token budget, so it runs in chunks of 8 (the
+    budget less the decodes), 8 + 8 + 4: the shape is its last, 4 tokens at 16 cached; each prompt runs all its chunks
+    before the next joins. Its steps are timed, beside a first chunk's own shape (``mixed:8+8x64``); a prefix the
+    chunks never start at is skipped with why."""
+    from gpu_simulate_test.vidur_ext.profiler import iterations
+
+    monkeypatch.setattr(iterations, "TIMEOUT_S", 60.0)
+    cfg = compose_app("vidur_profile", [
+        *SMALL, "backend=native", "backend.num_blocks=256", "backend.max_batch_tokens=16",
+        "profile.fit=[prefill:16,decode:1x32,mixed:8+8x64,mixed:4@16+8x64,mixed:4@12+8x64]",
+        "profile.test=[decode:2x32]"])
+    result = build_bundle(cfg, vidur_predict(cfg))
+    iters = read_table(result.path / "iterations.csv", ITERATION_PROFILE)
+    assert {"mixed:8+8x64", "mixed:4@16+8x64"} <= set(iters["shape"])
+    later = iters[iters["shape"] == "mixed:4@16+8x64"].iloc[0]
+    assert later["num_prefill_tokens"] == 4 and later["num_decode_tokens"] == 8 and later["num_samples"] >= 1
+    meta = json.loads((result.path / "profile_meta.json").read_text())
+    assert any(s.startswith("mixed:4@12+8x64 (fit): a prompt beside 8 decodes is cut into chunks of 8")
+               for s in meta["skipped_shapes"])
 
 
 def _shipped_shapes() -> list[str]:

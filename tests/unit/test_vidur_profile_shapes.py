@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("decode:3x100", "decode", [1, 1, 1], [101, 101, 101]),
     ("mixed:64+2x10", "mixed", [64, 1, 1], [64, 11, 11]),
     ("prefill:512@2048", "prefill", [512], [2560]),  # a later chunk: the KV after it holds the chunks before it too
+    ("mixed:8@16+2x4", "mixed", [8, 1, 1], [24, 5, 5]),  # the last chunk of a 24-token prompt beside two decodes
 ])
 def test_shapes_round_trip_and_vidur_batch(text: str, kind: str, q: list[int], kv: list[int]) -> None:
     shape = BatchShape.parse(text)
@@ -38,7 +39,7 @@ def test_shapes_round_trip_and_vidur_batch(text: str, kind: str, q: list[int], k
 
 
 @pytest.mark.parametrize("bad", ["prefill:0", "decode:0x8", "decode:8", "mixed:8+2x0", "foo:1", "prefill:8@0",
-                                 "mixed:8@16+2x4"])
+                                 "mixed:8@0+2x4", "mixed:8+2x4@16"])
 def test_bad_shapes_fail_clearly(bad: str) -> None:
     with pytest.raises(InputError, match="batch shape"):
         BatchShape.parse(bad, "profile.held_out")
@@ -161,3 +162,14 @@ def test_the_vllm_policy_skips_shapes_whose_prompt_exceeds_its_budget(compose_ap
     sarathi = StepTimer(compose_app("vidur_profile", ["backend=native", "backend.max_batch_tokens=512"]).backend,
                         [BatchShape.parse("decode:32x7168")], 2)
     assert sarathi.unsupported(sarathi.shapes[0]) is None  # chunked prompts: any length fits the budget
+
+
+def test_a_later_chunk_sizes_the_grid_to_its_whole_context(compose_app) -> None:
+    """``prefill:64@192`` attends to 256 tokens: a grid sized to a small workload must reach them (Vidur's lookup
+    beyond the grid fails mid-build), not only the chunk's 64."""
+    from gpu_simulate_test.vidur_ext.profiler.grid import _shape_needs
+
+    cfg = compose_app("vidur_profile", ["backend=native", "backend.max_batch_tokens=64",
+                                        "profile.fit=[prefill:64@192,decode:1x32]", "profile.validation=[]",
+                                        "profile.test=[mixed:16@96+8x40]"])
+    assert _shape_needs(cfg.profile, cfg.backend) == (64, 192 + 64)

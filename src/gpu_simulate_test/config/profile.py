@@ -17,7 +17,7 @@ class ProfileConfig:
     verdict, never fitted and never used to choose). ``held_out`` is the test set of bundles built before the three
     sets (read as ``test``; give one of the two).
 
-    Shapes are ``prefill:<chunk>[@<kv>]``, ``decode:<batch>x<kv>`` or ``mixed:<chunk>+<batch>x<kv>``; those a
+    Shapes are ``prefill:<chunk>[@<kv>]``, ``decode:<batch>x<kv>`` or ``mixed:<chunk>[@<kv>]+<batch>x<kv>``; those a
     backend cannot schedule (more requests than its cap, mixed batches for one-at-a-time engines) are
     skipped and listed in the bundle's meta.
     """

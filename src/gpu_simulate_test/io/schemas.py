@@ -384,7 +384,7 @@ ITERATION_PROFILE = register_table(TableSchema(
                 "'validation' rows choose the variant, 'test' rows only check ('held_out' in bundles built before the three "
                 "sets: their test rows).",
     columns=(
-        Column("shape", "str", "-", "Batch shape: prefill:<chunk>[@<kv>], decode:<batch>x<kv>, mixed:<chunk>+<batch>x<kv>"),
+        Column("shape", "str", "-", "Batch shape: prefill:<chunk>[@<kv>], decode:<batch>x<kv>, mixed:<chunk>[@<kv>]+<batch>x<kv>"),
         Column("role", "str", "-", "fit | validation | test (held_out: the test rows of older bundles)"),
         Column("batch_size", "int", "requests", "Requests in the iteration", min=1),
         Column("num_prefill_tokens", "int", "tokens", "Prompt tokens in the iteration", min=0),

@@ -83,7 +83,7 @@ def _shape_needs(profile: ProfileConfig, backend: BackendConfig) -> tuple[int, i
     timer = StepTimer(backend, shapes, profile.iteration_samples)
     measured = [s for s in shapes if timer.unsupported(s) is None]
     return (max((s.num_tokens for s in measured), default=1),
-            max((max(s.prefill_tokens, s.decode_kv + 1) for s in measured), default=1))
+            max((max(s.prefill_kv + s.prefill_tokens, s.decode_kv + 1) for s in measured), default=1))
 
 
 def size_profile(profile: ProfileConfig, model: ModelConfig, backend: BackendConfig, workload: Workload) -> ProfileConfig:

@@ -60,14 +60,20 @@ class StepTimer:
         if shape.prefill_kv:
             if self.limits.policy != "sarathi":
                 return f"the {self.limits.policy} policy prefills whole prompts: no chunk follows cached prompt tokens"
-            if shape.prefill_kv % self.limits.token_budget:
-                return (f"a prompt alone is cut into chunks of {self.limits.token_budget} (backend.max_batch_tokens): no "
-                        f"chunk starts at {shape.prefill_kv} cached tokens")
+            if shape.prefill_kv % self._chunk(shape):
+                how = (f"beside {shape.decode_batch} decodes is cut into chunks of {self._chunk(shape)} "
+                       "(backend.max_batch_tokens less the decodes)" if shape.decode_batch else
+                       f"alone is cut into chunks of {self._chunk(shape)} (backend.max_batch_tokens)")
+                return f"a prompt {how}: no chunk starts at {shape.prefill_kv} cached tokens"
         if self.limits.policy == "vllm" and shape.longest_prompt > self.limits.token_budget:
             return (f"a prompt of {shape.longest_prompt} tokens (a decode's prompt is its KV) exceeds the "
                     f"{self.limits.token_budget} one iteration may hold (backend.max_batch_tokens), and the vllm policy "
                     "prefills whole prompts")
         return None
+
+    def _chunk(self, shape: BatchShape) -> int:
+        """The prompt tokens a step gives the shape's prompt: the budget less its decodes (they take theirs first)."""
+        return max(self.limits.token_budget - shape.decode_batch, 1)
 
     def _lengths(self, shape: BatchShape) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """(prompt, decode) lengths a shape submits: the requests that run first, then the ones added one at a time."""
@@ -80,7 +86,9 @@ class StepTimer:
         filling = b + -(-b * shape.decode_kv // max(self.limits.token_budget - b, 1))
         if shape.kind == "decode":
             return [(shape.decode_kv, s + 3 + filling)] * b, []
-        return [(shape.decode_kv, 4 * s + 16 + filling)] * b, [(shape.prefill_tokens, 1)] * (s + 1)
+        earlier = shape.prefill_kv // self._chunk(shape)  # the chunks of each prompt before the one timed
+        return ([(shape.decode_kv, 4 * s + 16 + filling + (s + 1) * earlier)] * b,
+                [(shape.prefill_kv + shape.prefill_tokens, 1)] * (s + 1))
 
     def plan(self) -> Workload:
         """Every request the shapes it can schedule submit, as a workload the driver can check before it loads
@@ -100,14 +108,15 @@ class StepTimer:
             self._wait(backend, recorder, since, lambda st: _is(st, decode=running), f"{len(running)} requests decoding")
         extra: list[int] = []
         for p, d in added:
-            submitted_at = recorder.num_steps  # no step before this one can hold the new request
+            at = recorder.num_steps  # no step before this one can hold the new request
             rid = self._submit(backend, p, d, vocab)
             extra.append(rid)
             if shape.kind == "prefill":
                 backend.wait_all()
-            else:
-                self._wait(backend, recorder, submitted_at, lambda st, r=rid: any(i.request_id == r for i in st.items),
-                           f"request {rid}")
+            else:  # its every chunk run (the next prompt must not share the timed one's step)
+                for _ in range(shape.prefill_kv // self._chunk(shape) + 1):
+                    at = self._wait(backend, recorder, at, lambda st, r=rid: any(i.request_id == r for i in st.items),
+                                    f"request {rid}") + 1
         backend.wait_all()
         steps = recorder.steps(since)
         cached = _cached_before(steps)
@@ -118,7 +127,8 @@ class StepTimer:
         elif shape.kind == "decode":
             picked = [i for i, st in enumerate(steps) if _is(st, decode=running)][1:self.samples + 1]
         else:
-            picked = [i for i, st in enumerate(steps) if _is(st, decode=running, prefill=(extra, shape.prefill_tokens))][1:]
+            picked = [i for i, st in enumerate(steps) if _is(st, decode=running, prefill=(extra, shape.prefill_tokens))
+                      and _prefill_cached(st, cached[i]) == shape.prefill_kv][1:]
         if not picked:
             raise EnvironmentUnavailableError(f"backend {backend.name} never ran an iteration of shape {shape}; pick another shape")
         decode_kv = None
@@ -132,12 +142,13 @@ class StepTimer:
         return rid
 
     @staticmethod
-    def _wait(backend: Backend, recorder: Recorder, since: int, match: Callable[[Step], bool], what: str) -> None:
+    def _wait(backend: Backend, recorder: Recorder, since: int, match: Callable[[Step], bool], what: str) -> int:
+        """The index of the first step from ``since`` on that ``match``es (waited for)."""
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             matched, since = recorder.wait_for_step(match, since, 1.0)
             if matched:
-                return
+                return since
             failure = backend.failure()
             if failure is not None or time.monotonic() > deadline:
                 raise EnvironmentUnavailableError(
@@ -159,9 +170,14 @@ def _cached_before(steps: list[Step]) -> list[list[int]]:
     return out
 
 
+def _prefill_cached(step: Step, cached: list[int]) -> int:
+    """The tokens the step's prefill item had cached before it (its prompt's earlier chunks)."""
+    return next(c for item, c in zip(step.items, cached) if item.is_prefill)
+
+
 def _is(step: Step, *, decode: list[int], prefill: Optional[tuple[list[int], int]] = None) -> bool:
     """``step`` holds exactly the ``decode`` requests, one token each, plus (if given) one of the prefill requests
-    with its whole prompt."""
+    with a chunk of that many tokens."""
     decodes = {i.request_id for i in step.items if not i.is_prefill and i.num_tokens == 1}
     prefills = [i for i in step.items if i.is_prefill]
     if decodes != set(decode) or len(step.items) != len(decode) + (prefill is not None):

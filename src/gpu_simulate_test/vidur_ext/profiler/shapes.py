@@ -2,7 +2,8 @@
 
 ``prefill:<chunk>`` one request's prompt chunk (nothing cached yet); ``prefill:<chunk>@<kv>`` a later chunk of a long
 prompt, ``kv`` of its tokens cached by the chunks before; ``decode:<batch>x<kv>`` ``batch`` requests decoding one
-token each with ``kv`` tokens cached; ``mixed:<chunk>+<batch>x<kv>`` a whole prompt and the decodes at once.
+token each with ``kv`` tokens cached; ``mixed:<chunk>+<batch>x<kv>`` a whole prompt and the decodes at once;
+``mixed:<chunk>@<kv>+<batch>x<kv>`` the last chunk of a longer prompt (``kv`` of its tokens cached) beside the decodes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, replace
 from gpu_simulate_test.errors import InputError
 
 _RE = re.compile(r"^(?:prefill:(?P<p>\d+)(?:@(?P<pk>\d+))?|decode:(?P<db>\d+)x(?P<dk>\d+)"
-                 r"|mixed:(?P<mp>\d+)\+(?P<mb>\d+)x(?P<mk>\d+))$")
+                 r"|mixed:(?P<mp>\d+)(?:@(?P<mpk>\d+))?\+(?P<mb>\d+)x(?P<mk>\d+))$")
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,14 @@ class BatchShape:
         if m is None:
             raise InputError(
                 f"{where}: batch shape {text!r} is not prefill:<chunk>[@<kv>], decode:<batch>x<kv> or "
-                "mixed:<chunk>+<batch>x<kv>"
+                "mixed:<chunk>[@<kv>]+<batch>x<kv>"
             )
         g = {k: int(v) for k, v in m.groupdict().items() if v is not None}
-        shape = cls(g.get("p", g.get("mp", 0)), g.get("db", g.get("mb", 0)), g.get("dk", g.get("mk", 0)), g.get("pk", 0))
+        shape = cls(g.get("p", g.get("mp", 0)), g.get("db", g.get("mb", 0)), g.get("dk", g.get("mk", 0)),
+                    g.get("pk", g.get("mpk", 0)))
         if (g.get("db", 1) == 0 or g.get("mb", 1) == 0 or g.get("p", 1) == 0 or g.get("mp", 1) == 0
-                or g.get("pk", 1) == 0 or ("dk" in g and shape.decode_kv == 0) or ("mk" in g and shape.decode_kv == 0)):
+                or g.get("pk", 1) == 0 or g.get("mpk", 1) == 0 or ("dk" in g and shape.decode_kv == 0)
+                or ("mk" in g and shape.decode_kv == 0)):
             raise InputError(f"{where}: batch shape {text!r} has a zero count; every number must be >= 1")
         return shape
 
@@ -46,8 +49,8 @@ class BatchShape:
 
     def __str__(self) -> str:
         decode = f"{self.decode_batch}x{self.decode_kv}"
-        prefill = f"prefill:{self.prefill_tokens}" + (f"@{self.prefill_kv}" if self.prefill_kv else "")
-        return {"prefill": prefill, "decode": f"decode:{decode}", "mixed": f"mixed:{self.prefill_tokens}+{decode}"}[self.kind]
+        chunk = f"{self.prefill_tokens}" + (f"@{self.prefill_kv}" if self.prefill_kv else "")
+        return {"prefill": f"prefill:{chunk}", "decode": f"decode:{decode}", "mixed": f"mixed:{chunk}+{decode}"}[self.kind]
 
     @property
     def batch_size(self) -> int:
