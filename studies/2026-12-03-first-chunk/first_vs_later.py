@@ -71,7 +71,7 @@ def main() -> int:
                    and len(engine.in_flight.entries) == decoders):
             engine.step()
         walls: dict[str, list[float]] = {}
-        gpus: dict[str, list[float]] = {}
+        events: dict[str, list[tuple]] = {}  # read after the reps: a sync per step would stall the pipeline it times
         buckets: dict[str, set] = {}
         for _ in range(REPS):
             for _ in range(2):
@@ -94,13 +94,15 @@ def main() -> int:
                 walls.setdefault(kind, []).append((step.end_ns - step.start_ns) / 1e3)
                 buckets.setdefault(kind, set()).add(step.graph_shape)
                 if row.get("ev_end") is not None:
-                    torch.cuda.synchronize()
-                    gpus.setdefault(kind, []).append(1e3 * row["ev_launch"].elapsed_time(row["ev_end"]))
+                    events.setdefault(kind, []).append((row["ev_launch"], row["ev_end"]))
                 if chunks and chunks[0].start > 0 and chunks[0].seq.seq_id == max(mine):
                     break
         out.append(f"\n{decoders} decodes at KV ~{context} beside two fresh {prompt}-token prompts, {REPS} times "
                    f"(sarathi, budget 512; medians, us)")
         out.append(f"{'step':<28}{'n':>4}{'wall':>9}{'gpu':>9}{'wall-gpu':>9}  bucket")
+        if not cpu:
+            torch.cuda.synchronize()
+        gpus = {kind: [1e3 * a.elapsed_time(b) for a, b in pairs] for kind, pairs in events.items()}
         for kind in sorted(walls):
             w, g = statistics.median(walls[kind]), statistics.median(gpus.get(kind) or [float("nan")])
             out.append(f"{kind:<28}{len(walls[kind]):>4}{w:9.1f}{g:9.1f}{w - g:9.1f}  {sorted(buckets[kind], key=str)}")
