@@ -197,8 +197,7 @@ class _LocalProfileMixin:
             first = sum(1 for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if 1 < q == kv)
             extra += terms.correction.ms(_round_up(batch._total_num_q_tokens, TOKEN_GRANULARITY), first)
         if terms.outside is not None:
-            graph = self._graph(batch)
-            extra += terms.outside.at(batch.size if graph is None else graph[1])
+            extra += terms.outside.at_step(batch.size, self._graph(batch))
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _get_estimator(self) -> BaseEstimator:

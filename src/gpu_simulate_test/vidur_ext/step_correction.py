@@ -77,6 +77,11 @@ class OutsideLayers:
     def at(self, num_requests: int) -> float:
         return float(np.interp(num_requests, self.requests, self.ms))
 
+    def at_step(self, num_requests: int, graph: Optional[tuple[int, int]]) -> float:
+        """The term of a step of ``num_requests``, run in ``graph`` (``RowKeys.graph``: its padding sequences sample
+        rows too) or eagerly (None)."""
+        return self.at(num_requests if graph is None else graph[1])
+
     def to_dict(self) -> dict[str, list]:
         return {"requests": list(self.requests), "ms": list(self.ms)}
 

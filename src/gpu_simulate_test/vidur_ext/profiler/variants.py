@@ -101,11 +101,8 @@ def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarr
                  keys: RowKeys = RowKeys()) -> np.ndarray:
     """What the bundle predicts with the head term: exactly what vidur-sim adds to each step (at its requests, or at
     the sequences of the graph that runs it where ``keys`` reads token rows at the step's graph)."""
-    def requests(s: BatchShape) -> int:
-        graph = keys.graph(s.num_tokens, s.batch_size, s.kind == "decode")
-        return s.batch_size if graph is None else graph[1]
-
-    return np.asarray(raw_ms, dtype=float) + np.array([term.at(requests(s)) for s in shapes])
+    return np.asarray(raw_ms, dtype=float) + np.array(
+        [term.at_step(s.batch_size, keys.graph(s.num_tokens, s.batch_size, s.kind == "decode")) for s in shapes])
 
 
 def with_step(correction: StepCorrection, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
