@@ -49,8 +49,11 @@ def steps(bundle: Path, timeline: Path) -> pd.DataFrame:
     cfg = meta["config"]
     app = compose_app("experiment", [f"model={cfg['model']['name']}", f"hardware={cfg['hardware']['name']}",
                                      f"backend={cfg['backend']['name']}"])
+    # The timeline keeps no request table; the study's bundle (c50eb92bcf74) has no host term, so how a step was
+    # packed changes nothing of its prediction (the timeline's own ``repacked`` says it, below).
     pred = replay_steps(load_profiling_root(bundle, check_tables=False), it, model=app.model, hardware=app.hardware,
-                        vidur=app.vidur, seed=int(app.seed), cache_root=Path(app.paths.cache))
+                        vidur=app.vidur, seed=int(app.seed), cache_root=Path(app.paths.cache),
+                        at_start=np.zeros(len(it), dtype=bool))
     it = it.assign(predicted_ns=pred["predicted_ns"].to_numpy(), measured_ns=pred["measured_ns"].to_numpy(),
                    kind=[_kind(r, k) for r, k in zip(it["requests"], it["kv_tokens"])])
     tl = pd.read_csv(timeline).dropna(subset=["t_wait1"])

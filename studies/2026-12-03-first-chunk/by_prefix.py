@@ -30,8 +30,10 @@ PROMPT_BINS = [0, 256, 512, 1024, 2048, 4096, 1 << 20]
 def one_run(bundle: Path, real_run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     app = compose_app("experiment", ["model=qwen3-0.6b", "hardware=h200", "backend=native"])
     it = pd.read_csv(real_run / "iteration_metrics.csv")
+    reqs = pd.read_csv(real_run / "request_metrics.csv")
     pred = replay_steps(load_profiling_root(bundle, check_tables=False), it, model=app.model, hardware=app.hardware,
-                        vidur=app.vidur, seed=int(app.seed), cache_root=Path(app.paths.cache))
+                        vidur=app.vidur, seed=int(app.seed), cache_root=Path(app.paths.cache),
+                        dispatched=dict(zip(reqs["request_id"], reqs["dispatch_time_ns"])))
     meta = pd.read_json(real_run / "run_meta.json", typ="series")
     lengths = pd.read_csv(real_run.parent.parent / "workloads" / meta["inputs"]["workload_id"] / "trace_lengths.csv")
     prompt_of = dict(zip(lengths["request_id"], lengths["num_prefill_tokens"]))

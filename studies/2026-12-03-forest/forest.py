@@ -96,7 +96,7 @@ def shapes_table(bundle: Path, preds: dict[str, object]) -> pd.DataFrame:
         q, kv = s.vidur_batch()
         row = {"shape": r.shape, "role": r.role, "measured_ms": r.median_ns / 1e6}
         for name, p in preds.items():
-            row[name] = 100 * (1e3 * predict_batch_time_s(p, list(zip(q, kv))) - row["measured_ms"]) / row["measured_ms"]
+            row[name] = 100 * (1e3 * predict_batch_time_s(p, list(zip(q, kv)), serial=False) - row["measured_ms"]) / row["measured_ms"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -112,7 +112,7 @@ def steps_table(preds: dict[str, object], runs_csv: Path, real_runs: Path) -> pd
         row = {"workload": run.workload, "load": run.load_fraction, "steps": len(it)}
         for name, p in preds.items():
             cache: dict = {}
-            predicted = np.array([cache.setdefault(s, 1e3 * predict_batch_time_s(p, list(s))) for s in shapes])
+            predicted = np.array([cache.setdefault(s, 1e3 * predict_batch_time_s(p, list(s), serial=False)) for s in shapes])
             err = 100 * (predicted - measured) / measured
             row[f"{name} |err| p50"] = float(np.median(np.abs(err)))
             lone = np.array([len(s) == 1 and s[0][0] == 1 for s in shapes])

@@ -34,8 +34,9 @@ def main() -> int:
     bias, big = {}, {}
     for run in runs.itertuples():
         it = pd.read_csv(root / "real_runs" / run.real_run / "iteration_metrics.csv")
+        reqs = pd.read_csv(root / "real_runs" / run.real_run / "request_metrics.csv")
         d = replay_steps(bundle, it, model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
-                         cache_root=Path(app.paths.cache))
+                         cache_root=Path(app.paths.cache), dispatched=dict(zip(reqs["request_id"], reqs["dispatch_time_ns"])))
         bias[(run.workload, run.load_fraction)] = 100.0 * (d["predicted_ns"].sum() / d["measured_ns"].sum() - 1.0)
         b = d[d["batch_size"] > 32]
         big[(run.workload, run.load_fraction)] = (100.0 * (b["predicted_ns"].sum() / b["measured_ns"].sum() - 1.0)

@@ -144,3 +144,43 @@ def test_profiler_replays_each_engine_op_as_a_graph(compose_app: Callable[..., A
     finally:
         backend.close()
         _free()
+
+
+def test_step_probe_measures_the_host_share_on_the_gpu(compose_app: Callable[..., Any]) -> None:
+    """vidur-profile's ``StepProbe`` on the engine's runner while ``StepTimer`` times shapes: every timed step's device
+    time (launch to last op, CUDA events) below its wall time, and how the engine packed it: a prompt on an idle
+    engine and a prompt joining running decodes packed at their step's start (their host share: the scheduling and
+    packing, ~0.3-0.4 ms), a decode batch ahead (the hand-over, ~40 us)."""
+    import numpy as np
+
+    from gpu_simulate_test.backends import get_backend
+    from gpu_simulate_test.backends.recorder import Recorder, RunClock
+    from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe
+    from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+    from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
+
+    _free()
+    cfg = compose_app("vidur_profile", [*GPU, "backend.gpu_memory_utilization=0.3"])
+    shapes = [BatchShape.parse(s) for s in ("prefill:256", "decode:8x512", "mixed:256+8x512")]
+    timer = StepTimer(cfg.backend, shapes, 6)
+    backend = get_backend("native")(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
+    backend.load()
+    try:
+        recorder = Recorder([], RunClock())
+        with StepProbe(backend.native_engine()) as probe:
+            backend.start(recorder)
+            got = {str(s): timer.measure(backend, recorder, s, probe) for s in shapes}
+        assert len(probe.records) == recorder.num_steps
+    finally:
+        backend.close()
+        _free()
+    host_us = {}
+    for name, x in got.items():
+        host = (x.ns - x.device_ns) / 1e3
+        host_us[name] = float(np.median(host))
+        print(f"{name}: wall {np.median(x.ns) / 1e3:.0f} us, device {np.median(x.device_ns) / 1e3:.0f} us, host "
+              f"{host_us[name]:.0f} us, packed at start {x.at_start.mean():.2f}")
+        assert (x.device_ns > 0).all() and (host > -20).all() and host_us[name] < 0.5 * np.median(x.ns) / 1e3
+    assert got["prefill:256"].at_start.all() and got["mixed:256+8x512"].at_start.all()
+    assert not got["decode:8x512"].at_start.any()
+    assert host_us["mixed:256+8x512"] > 2 * host_us["decode:8x512"]  # packing at the start costs more than the hand-over

@@ -62,8 +62,8 @@ def test_a_bad_bundle_is_refused_then_its_rebuild_replaces_what_was_made_from_it
     # 1. Built beside a busy neighbour: a held-out decode step 40x slow, and the probe sees the neighbour.
     measure = StepTimer.measure
 
-    def distorted(self: StepTimer, backend: Any, recorder: Any, shape: Any) -> ShapeSamples:
-        got = measure(self, backend, recorder, shape)
+    def distorted(self: StepTimer, backend: Any, recorder: Any, shape: Any, probe: Any = None) -> ShapeSamples:
+        got = measure(self, backend, recorder, shape, probe)
         return replace(got, ns=got.ns * 40) if str(shape) == "decode:1x256" else got
 
     monkeypatch.setattr(StepTimer, "measure", distorted)

@@ -159,8 +159,9 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     from gpu_simulate_test.vidur_ext.replay import replay_steps
 
     app = compose_app("experiment", [*CAMPAIGN.overrides("sarathi", "demo", 0.5, 0), f"paths.root={tmp_path / 'local'}"])
+    reqs = pd.read_csv(first_run / "request_metrics.csv")
     steps_pred = replay_steps(load_profiling_root(tmp_path / "local" / "profiling" / bid, check_tables=False), steps,
-                              model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
+                              dispatched=dict(zip(reqs["request_id"], reqs["dispatch_time_ns"])), model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
                               cache_root=Path(app.paths.cache))
     expect = 100 * (steps_pred["predicted_ns"].sum() / steps["end_time_ns"].sub(steps["start_time_ns"]).sum() - 1)
     assert replay["time_weighted_error_pct"].iloc[0] == pytest.approx(expect, abs=1e-6)

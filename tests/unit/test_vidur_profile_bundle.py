@@ -25,7 +25,7 @@ from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.profiler.variants import head_term
+from gpu_simulate_test.vidur_ext.profiler.variants import head_term, host_share_term
 from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
 from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
 
@@ -132,7 +132,8 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     assert meta["row_keys"] == {"prefill_attention_kv": "before_chunk", "token_rows": "exact",
                                 "decode_batching": "as_measured", "prefill_chunks": "summed",  # the CPU's reference
                                 "prefill_wave_blocks": 0, "prefill_block_q": 0,  # ops run a step's chunks in turn,
-                                "graph_batch_sizes": [], "graph_token_sizes": []}  # with no graph to pad a step to
+                                "graph_batch_sizes": [], "graph_token_sizes": [],  # with no graph to pad a step to
+                                "token_fit": "every_row"}  # every token row read back as measured
     # the head variant's term: the step's work outside its layers, timed at every token point with as many sampling
     # rows as tokens up to the batch cap, by those rows (the step's requests)
     head = meta["head_timing"]
@@ -144,10 +145,20 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     head_val = val[val["variant"] == "head"].set_index("shape")["predicted_ns"]
     ops_val = val[val["variant"] == "operators"].set_index("shape")["predicted_ns"]
     added = (head_val - ops_val) / 1e6
-    assert added.loc["prefill:24"] == pytest.approx(term.at(1), abs=2e-6)  # one request: one row sampled
-    assert added.loc["decode:2x48"] == pytest.approx(term.at(2), abs=2e-6)
+    # ... and the host's share of a step, measured on the fit shapes' steps (wall less device: on the CPU a launch
+    # runs the step): first chunks packed at their start (an idle engine), the rest ahead, as the engine recorded
+    assert iters["host_median_ns"].notna().all()
+    assert iters["packed_at_start"].to_dict() == {s: float(s.startswith("prefill:") and "@" not in s) for s in iters.index}
+    host, record = host_share_term(iters.reset_index())
+    assert host.serial.requests == (1,) and host.ahead.requests == (1,)  # fit: prefills and lone decodes
+    assert host.serial.ms[0] == pytest.approx(np.median(iters.loc[["prefill:16", "prefill:48"], "host_median_ns"]) / 1e6)
+    assert meta["host_timing"] == record and record["packed_otherwise"] == []
+    assert added.loc["prefill:24"] == pytest.approx(term.at(1) + host.at(1, True), abs=2e-6)  # one row sampled
+    assert added.loc["decode:2x48"] == pytest.approx(term.at(2) + host.at(2, False), abs=2e-6)
     if meta["variant"] == "head":
-        assert meta["outside_layers"] == term.to_dict()
+        assert meta["outside_layers"] == term.to_dict() and meta["host_term"] == host.to_dict()
+    else:
+        assert meta["host_term"] is None
     corr = meta["correction"]
     assert corr["variant"] == meta["variant"] and (corr["cap_pct"] == 10.0) is (meta["variant"] == "step")
     if meta["variant"] != "head":  # the fitted correction is capped on every fit shape (0 for operators); the

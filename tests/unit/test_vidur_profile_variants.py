@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gpu_simulate_test.config.vidur import LinearRegressionGridConfig, VidurConfig
@@ -21,6 +22,8 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     first_chunks,
     fit_step_correction,
     head_term,
+    host_share_term,
+    packed_at_start,
     share_pct,
     tokens_8,
     with_outside,
@@ -28,7 +31,9 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
 )
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.step_correction import (
+    HostTerm,
     OutsideLayers,
+    RequestCurve,
     RowKeys,
     StepCorrection,
     StepTerms,
@@ -130,16 +135,49 @@ def test_head_term_is_the_median_by_rows_interpolated_by_hand() -> None:
             head_term({"rows": rows, "ms": ms})
 
 
+def test_host_share_term_is_the_median_by_requests_per_packing_by_hand() -> None:
+    """The fit rows' measured host shares (wall less device, per shape): first chunks (packed at their start) in one
+    curve, every other shape (packed ahead) in the other, the median per request count; validation and test rows never
+    enter it; a shape packed otherwise than the rule says is listed; a missing share or a set without either kind is
+    refused."""
+    rows = [("prefill:32", "fit", 310_000, 1.0), ("prefill:128", "fit", 330_000, 1.0), ("prefill:512", "fit", 350_000, 1.0),
+            ("prefill:512@2048", "fit", 60_000, 0.0), ("decode:1x128", "fit", 30_000, 0.0), ("decode:1x2048", "fit", 40_000, 0.0),
+            ("decode:8x1024", "fit", 45_000, 0.0), ("mixed:256+16x1024", "fit", 420_000, 1.0),
+            ("decode:4x64", "validation", 999_000, 0.0), ("mixed:64@64+3x64", "test", 999_000, 1.0)]
+    iters = pd.DataFrame(rows, columns=["shape", "role", "host_median_ns", "packed_at_start"])
+    term, record = host_share_term(iters)
+    assert term == HostTerm(RequestCurve((1, 8), (0.04, 0.045)), RequestCurve((1, 17), (0.33, 0.42)))
+    assert [packed_at_start(BatchShape.parse(s)) for s in ("prefill:32", "prefill:512@2048", "decode:8x1024",
+                                                           "mixed:256+16x1024", "mixed:64@64+3x64")] == \
+        [True, False, False, True, False]
+    assert record["shape"] == [r[0] for r in rows[:8]] and record["packed_otherwise"] == []
+    # what the head variant predicts: the rows, the work outside the layers and the host's share, as packed
+    outside = OutsideLayers((1,), (0.1,))
+    shapes = [BatchShape.parse(s) for s in ("prefill:64", "decode:4x64", "mixed:32+8x64")]
+    assert with_outside(outside, shapes, np.ones(3), host=term).tolist() == pytest.approx(
+        [1.1 + 0.33, 1.1 + 0.04 + 0.005 * 3 / 7, 1.1 + 0.33 + 0.09 * 8 / 16])
+    odd = iters.assign(packed_at_start=[1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.9, 1.0, 0.0, 1.0])
+    assert host_share_term(odd)[1]["packed_otherwise"] == ["decode:8x1024"]
+    with pytest.raises(InputError, match="host share measured"):
+        host_share_term(iters.assign(host_median_ns=[None] + [1] * 9))
+    with pytest.raises(InputError, match="packed ahead .* and at"):
+        host_share_term(iters[~iters["shape"].str.startswith(("prefill:32", "prefill:128", "prefill:512", "mixed"))
+                              | (iters["role"] != "fit")])
+
+
 def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     """A bundle from before the terms: none, Vidur's keys; each record read back; a bad one named in a one-line error."""
     assert step_terms({}) == StepTerms()
     meta = {"step_correction": None, "outside_layers": {"requests": [1, 8], "ms": [0.1, 0.2]},
+            "host_term": {"ahead": {"requests": [1, 64], "ms": [0.03, 0.05]}, "serial": {"requests": [1], "ms": [0.3]}},
             "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured",
                          "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64,
-                         "graph_batch_sizes": [], "graph_token_sizes": []}}
+                         "graph_batch_sizes": [], "graph_token_sizes": [], "token_fit": "every_row"}}
     terms = step_terms(meta)
     assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
-    assert terms.keys == RowKeys("before_chunk", "exact", "as_measured", "one_wave", 16, 64)
+    assert terms.host == HostTerm(RequestCurve((1, 64), (0.03, 0.05)), RequestCurve((1,), (0.3,)))
+    assert terms.host.at(32, serial=False) == pytest.approx(0.03 + 0.02 * 31 / 63) and terms.host.at(128, True) == 0.3
+    assert terms.keys == RowKeys("before_chunk", "exact", "as_measured", "one_wave", 16, 64, token_fit="every_row")
     assert terms.keys.one_wave([480, 32]) and terms.keys.one_wave([512] + [64] * 8)  # 16 query blocks of 64
     assert not terms.keys.one_wave([512] + [64] * 9) and not RowKeys().one_wave([32, 32])
     assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
@@ -148,8 +186,11 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_wave_blocks": -1}},
                 {"row_keys": {"prefill_block_q": "64"}}, {"row_keys": {"token_rows": "graph_bucket"}},
-                {"row_keys": {"graph_batch_sizes": [4, 2]}}):
-        with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys"):
+                {"row_keys": {"graph_batch_sizes": [4, 2]}}, {"row_keys": {"token_fit": "exact"}},
+                {"host_term": {"ahead": {"requests": [1], "ms": [0.1]}}},
+                {"host_term": {"ahead": {"requests": [1], "ms": [0.1]}, "serial": {"requests": [0], "ms": [0.1]}}},
+                {"host_term": {"ahead": {"requests": [1], "ms": [-0.1]}, "serial": {"requests": [1], "ms": [0.1]}}}):
+        with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys|host_term"):
             step_terms(bad)
 
 
@@ -230,7 +271,7 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
     for text in ("prefill:200", "decode:1x64", "decode:24x500", "mixed:300+12x100", "prefill:256@512"):
         shape = BatchShape.parse(text)
         batch = list(zip(*shape.vidur_batch()))
-        diff_ms = (predict_batch_time_s(corrected, batch) - predict_batch_time_s(plain, batch)) * 1e3
+        diff_ms = (predict_batch_time_s(corrected, batch, serial=False) - predict_batch_time_s(plain, batch, serial=False)) * 1e3
         assert diff_ms == pytest.approx(correction.ms(tokens_8(shape), first_chunks(shape)), abs=1e-9), text
     # the head term at the step's requests; the row keys where the native profiler measured them: a chunk's
     # attention at the KV cached before it (prefill rows are 0.5 + 0.004 chunk + 0.001 KV ms a layer, fitted exactly
@@ -243,7 +284,7 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
 
     def diff(text: str) -> float:
         batch = list(zip(*BatchShape.parse(text).vidur_batch()))
-        return (predict_batch_time_s(keyed, batch) - predict_batch_time_s(plain, batch)) * 1e3
+        return (predict_batch_time_s(keyed, batch, serial=False) - predict_batch_time_s(plain, batch, serial=False)) * 1e3
 
     assert diff("prefill:256@512") == pytest.approx(0.1 + layers * 0.001 * (512 - 768), abs=1e-6)  # KV 768 -> 512
     assert diff("prefill:200") == pytest.approx(0.1 + layers * 0.001 * (0 - 256), abs=1e-6)  # a first chunk: KV 0
@@ -256,7 +297,7 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
                                step_terms=StepTerms(keys=RowKeys(decode_batching="as_measured")), **kw)
     for text, want in (("decode:24x500", -0.1 * layers * (0.3 + 0.05 * 24 + 0.0005 * 512)), ("decode:1x64", 0.0)):
         batch = list(zip(*BatchShape.parse(text).vidur_batch()))
-        got = (predict_batch_time_s(measured, batch) - predict_batch_time_s(plain, batch)) * 1e3
+        got = (predict_batch_time_s(measured, batch, serial=False) - predict_batch_time_s(plain, batch, serial=False)) * 1e3
         assert got == pytest.approx(want, abs=1e-6), text
     # a step's chunks in one wave of the engine's launch: the longest one's row, not the sum (a first chunk of 64 at
     # KV 0: 0.756 ms a layer, a later one of 32 at KV 512: 1.14); beyond the wave, summed as Vidur does
@@ -266,10 +307,10 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         keys = replace(before, prefill_chunks="one_wave", prefill_wave_blocks=wave, prefill_block_q=64)
         waved = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys), **kw)
         two = [(64, 64), (32, 544)]
-        got = (predict_batch_time_s(waved, two) - predict_batch_time_s(summed, two)) * 1e3
+        got = (predict_batch_time_s(waved, two, serial=False) - predict_batch_time_s(summed, two, serial=False)) * 1e3
         assert got == pytest.approx(want, abs=1e-6), wave
         one = [(200, 200), (1, 65)]  # one chunk: nothing to read side by side
-        assert predict_batch_time_s(waved, one) == predict_batch_time_s(summed, one)
+        assert predict_batch_time_s(waved, one, serial=False) == predict_batch_time_s(summed, one, serial=False)
     # token rows at the CUDA graph the engine replays the step in (decode buckets 1, 2, 4, 8, 16, 32; token buckets
     # 16 ... 512; a mixed bucket needs one more sequence for its padding tokens): op rows grow linearly with tokens,
     # so 3 decodes (graph 4) gain one token's worth, a chunk of 100 beside 3 decodes (103 tokens: graph 128 x 8) 25;
@@ -282,7 +323,7 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
                              step_terms=StepTerms(keys=RowKeys(token_rows="graph_bucket", **sizes)), **kw)
 
     def padded(shapes: list[tuple[int, int]]) -> float:
-        return (predict_batch_time_s(bucket, shapes) - predict_batch_time_s(exact, shapes)) * 1e3
+        return (predict_batch_time_s(bucket, shapes, serial=False) - predict_batch_time_s(exact, shapes, serial=False)) * 1e3
 
     one_token = padded([(1, 65)] * 3)
     assert one_token > 0 and padded([(100, 100)] + [(1, 65)] * 3) == pytest.approx(25 * one_token, rel=1e-6)
@@ -290,8 +331,90 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
     with_head = build_predictor(root / "mlp.csv", root / "attention.csv",
                                 step_terms=StepTerms(outside=outside, keys=RowKeys(token_rows="graph_bucket", **sizes)),
                                 **kw)
-    head_ms = (predict_batch_time_s(with_head, [(1, 65)] * 3) - predict_batch_time_s(bucket, [(1, 65)] * 3)) * 1e3
+    head_ms = (predict_batch_time_s(with_head, [(1, 65)] * 3, serial=False) - predict_batch_time_s(bucket, [(1, 65)] * 3, serial=False)) * 1e3
     assert head_ms == pytest.approx(outside.at(4), abs=1e-9)  # the graph's 4 sequences, not the batch's 3
+
+
+def test_vidur_adds_the_host_share_as_the_engine_packs_each_step(compose_app, tmp_path) -> None:
+    """The host term at the step's requests, from the curve of how the engine packed it: given by the caller
+    (``serial``), or, as vidur-sim runs, decided from Vidur's own batches in schedule order: packed at its start
+    when it holds a request that arrived after the replica's previous batch was scheduled (the engine formed that
+    step ahead without it), or when it is the replica's first; ahead otherwise."""
+    from vidur.entities import Batch, Request
+    from vidur.types import ReplicaId
+
+    cfg = compose_app("vidur_sim", ["backend=native", "workload_id=w", "profiling_root=b"])
+    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=1024, block_size=16)
+    root = make_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
+                        op_ms=lambda n: 0.2 + 0.002 * n, prefill_ms=lambda c, k: 0.5 + 0.004 * c + 0.001 * k,
+                        decode_ms=lambda b, k: 0.3 + 0.05 * b + 0.0005 * k)
+    vidur = VidurConfig(execution_time_predictor="linear_regression", k_fold_cv_splits=2,
+                        linear_regression=LinearRegressionGridConfig(polynomial_degree=[1]))
+    kw = dict(model=cfg.model, hardware=cfg.hardware, block_size=16, grid=PredictorGrid(1024, 512, 32),
+              cache_root=tmp_path / "c", vidur=vidur)
+    host = HostTerm(RequestCurve((1, 9), (0.04, 0.06)), RequestCurve((1,), (0.35,)))
+    plain = build_predictor(root / "mlp.csv", root / "attention.csv", **kw)
+    hosted = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(host=host), **kw)
+    for shapes, serial, want in (([(1, 65)] * 5, False, 0.05), ([(1, 65)] * 5, True, 0.35), ([(200, 200)], True, 0.35),
+                                 ([(1, 65)] * 20, False, 0.06)):
+        got = (predict_batch_time_s(hosted, shapes, serial=serial) - predict_batch_time_s(plain, shapes, serial=serial)) * 1e3
+        assert got == pytest.approx(want, abs=1e-9), (len(shapes), serial)
+
+    def scheduled(at: float, reqs: list, q: list[int], kv: list[int], replica: int = 0) -> float:
+        """One batch as Vidur runs it: scheduled at ``at``, then predicted once; the host share it got (ms)."""
+        batch, twin = Batch(ReplicaId(replica), reqs, q, kv), Batch(ReplicaId(replica), reqs, q, kv)
+        batch.on_schedule(at)
+        with_host = hosted.get_execution_time(batch, 0).total_time
+        return (with_host - plain.get_execution_time(twin, 0).total_time) * 1e3
+
+    a, b = Request(arrived_at=0.0, num_prefill_tokens=64, num_decode_tokens=4), \
+        Request(arrived_at=0.0, num_prefill_tokens=64, num_decode_tokens=4)
+    assert scheduled(0.0, [a, b], [64, 64], [64, 64]) == pytest.approx(0.35)  # the replica's first batch
+    assert scheduled(0.001, [a, b], [1, 1], [65, 65]) == pytest.approx(0.0425)  # nothing new: packed ahead
+    c = Request(arrived_at=0.0015, num_prefill_tokens=32, num_decode_tokens=2)  # arrived during that batch
+    assert scheduled(0.002, [a, b, c], [1, 1, 32], [66, 66, 32]) == pytest.approx(0.35)
+    d = Request(arrived_at=0.0019, num_prefill_tokens=32, num_decode_tokens=2)  # queued before the batch before began:
+    assert scheduled(0.003, [a, b, c, d], [1, 1, 1, 32], [67, 67, 33, 32]) == pytest.approx(0.0475)  # packed ahead
+    assert scheduled(0.0031, [d], [1], [33], replica=1) == pytest.approx(0.35)  # another replica: its own first
+
+
+def test_a_real_steps_packing_read_from_the_runs_dispatch_times_by_hand() -> None:
+    """``replay.packed_at_start``: the run's first step; a step holding a request handed to the engine after the step
+    before it started (the engine packs it again at its start); ahead otherwise, also a request that waited (queued
+    before, admitted later). A step naming a request the run lacks is refused."""
+    from gpu_simulate_test.vidur_ext.replay import packed_at_start as steps_at_start
+
+    steps = pd.DataFrame({"start_time_ns": [100, 200, 300, 400, 500],
+                          "requests": ["r0:64", "r0:1", "r0:1;r1:32", "r0:1;r1:1;r2:16", "r1:1;r2:1"]})
+    dispatched = {0: 50, 1: 250, 2: 290}  # r1 and r2 during step 1; r2 admitted in step 3 only (it waited)
+    assert steps_at_start(steps, dispatched).tolist() == [True, False, True, False, False]
+    with pytest.raises(ArtifactError, match="lack"):
+        steps_at_start(steps, {0: 50, 1: 250})
+
+
+def test_token_operators_fitted_on_every_row_read_back_exactly(compose_app, tmp_path) -> None:
+    """``token_fit: every_row``: Vidur's random forest for a token operator sees every row in every tree, so a row
+    unlike its neighbours (one token: the engine fuses the norms there) reads back as measured; Vidur's bootstrap
+    forest blurs it toward them. The two are trained in separate caches."""
+    from gpu_simulate_test.config.vidur import RandomForrestGridConfig
+
+    cfg = compose_app("vidur_sim", ["backend=native", "workload_id=w", "profiling_root=b"])
+    limits = GridLimits(tokens_per_iteration=64, prefill_chunk=64, batch_size=8, request_tokens=256, block_size=16)
+    root = make_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
+                        op_ms=lambda n: 0.05 if n == 1 else 0.2 + 0.002 * n,
+                        prefill_ms=lambda c, k: 0.5 + 0.004 * c + 0.001 * k, decode_ms=lambda b, k: 0.3 + 0.05 * b + 0.0005 * k)
+    vidur = VidurConfig(k_fold_cv_splits=2, random_forrest=RandomForrestGridConfig(num_estimators=[10], max_depth=[8],
+                                                                                  min_samples_split=[2]))
+    kw = dict(model=cfg.model, hardware=cfg.hardware, block_size=16, grid=PredictorGrid(256, 64, 8),
+              cache_root=tmp_path / "c", vidur=vidur)
+    rows = {}
+    for fit in ("bootstrap", "every_row"):
+        predictor = build_predictor(root / "mlp.csv", root / "attention.csv",
+                                    step_terms=StepTerms(keys=RowKeys(token_rows="exact", token_fit=fit)), **kw)
+        rows[fit] = {n: float(predictor._predictions["mlp_up_proj"][(n,)]) for n in (1, 2, 4, 8)}
+    assert rows["every_row"] == pytest.approx({1: 0.05, 2: 0.204, 4: 0.208, 8: 0.216})
+    assert rows["bootstrap"][1] > 0.06  # a tree that missed the row answers with a neighbour's
+    assert len(list((tmp_path / "c" / "vidur_predictor").iterdir())) == 2
 
 
 def test_vidur_profile_prints_the_test_shapes_beside_both_baselines(tmp_path) -> None:

@@ -39,9 +39,9 @@ def test_predict_batch_time_of_constant_profile(compose_app, tmp_path: Path) -> 
     vidur = VidurConfig(random_forrest=RandomForrestGridConfig(num_estimators=[8]), k_fold_cv_splits=2)
     predictor = build_predictor(bundle / "mlp.csv", bundle / "attention.csv", model=cfg.model, hardware=cfg.hardware,
                                 block_size=256, grid=PredictorGrid(2048, 512, 32), cache_root=tmp_path / "cache", vidur=vidur)
-    assert abs(predict_batch_time_s(predictor, [(100, 100)]) - 2 * (0.9 + 2.0) * 1e-3) < 1e-12
-    assert abs(predict_batch_time_s(predictor, [(1, 700), (1, 300)]) - 2 * (0.9 + 0.55) * 1e-3) < 1e-12
-    assert abs(predict_batch_time_s(predictor, [(64, 564), (1, 30)]) - 2 * (0.9 + 2.0 + 0.5) * 1e-3) < 1e-12
+    assert abs(predict_batch_time_s(predictor, [(100, 100)], serial=False) - 2 * (0.9 + 2.0) * 1e-3) < 1e-12
+    assert abs(predict_batch_time_s(predictor, [(1, 700), (1, 300)], serial=False) - 2 * (0.9 + 0.55) * 1e-3) < 1e-12
+    assert abs(predict_batch_time_s(predictor, [(64, 564), (1, 30)], serial=False) - 2 * (0.9 + 2.0 + 0.5) * 1e-3) < 1e-12
     assert any((tmp_path / "cache" / "vidur_predictor").iterdir())
 
 

@@ -28,6 +28,7 @@ from gpu_simulate_test.io.schemas import (
     COMPARISON_STATS,
     ITERATION_METRICS,
     KV_TOKENS,
+    REQUEST_METRICS,
     parse_kv_tokens_field,
     parse_requests_field,
 )
@@ -226,12 +227,15 @@ def replay_table(points: list[ComparedPoint], root: Path, apps: dict[str, Any]) 
 
     rows = []
     for p in points:
-        steps = read_table(Path(root) / "real_runs" / p.real_runs[0] / ITERATION_METRICS.filename, ITERATION_METRICS)
+        run = Path(root) / "real_runs" / p.real_runs[0]
+        steps = read_table(run / ITERATION_METRICS.filename, ITERATION_METRICS)
         if KV_TOKENS not in steps.columns:
             continue
+        requests = read_table(run / REQUEST_METRICS.filename, REQUEST_METRICS)
         app = apps[p.point_keys[0]]
         bundle = load_profiling_root(Path(root) / "profiling" / p.bundle_id, check_tables=False)
-        d = replay_steps(bundle, steps, model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
+        d = replay_steps(bundle, steps, dispatched=dict(zip(requests["request_id"], requests["dispatch_time_ns"])),
+                         model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
                          cache_root=Path(app.paths.cache))
         err = d["error_pct"].abs()
         rows.append({"setup": p.setup, "workload": p.workload, "load_fraction": p.fraction, "point_key": p.point_keys[0],

@@ -398,8 +398,14 @@ ITERATION_PROFILE = register_table(TableSchema(
         Column("decode_kv_measured", "float", "tokens", "Mean KV per decode request before the timed steps, as they had it "
                "(the shape's KV plus what its first requests decoded while the others prefilled); every prediction of "
                "the shape uses it; empty without decodes (bundles built before issue 16 lack it)", nullable=True, min=0),
+        Column("host_median_ns", "int", "ns", "Median of each timed step's wall time less the device's (the native "
+               "engine's host share of a step, the head variant's host term); empty for other backends and for "
+               "bundles built before 2026-12-02", nullable=True),
+        Column("packed_at_start", "float", "-", "Share of the timed steps the native engine packed at their start "
+               "(it admitted a request that arrived during the step before, or was idle) rather than ahead; empty "
+               "where host_median_ns is", nullable=True, min=0),
     ),
-    optional=("trimmed_mean_ns", "decode_kv_measured"),
+    optional=("trimmed_mean_ns", "decode_kv_measured", "host_median_ns", "packed_at_start"),
     key=("shape",),
     invariants=(Invariant("p90_ns >= median_ns >= p10_ns", lambda df: ((df["p90_ns"] < df["median_ns"]) | (df["median_ns"] < df["p10_ns"])).to_numpy(dtype=bool)),),
 ))

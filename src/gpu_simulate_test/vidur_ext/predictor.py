@@ -14,11 +14,12 @@ Public API (the vidur-profile helper uses the first three to check a bundle on h
         Vidur's predictor (``vidur.execution_time_predictor_type``) trained on the two CSVs; the files
         may sit in a bundle that is still being written. ``step_terms`` (``step_correction.py``, from the
         bundle's meta) key its lookups and are added to every step it predicts.
-    predict_batch_time_s(predictor, shapes: Sequence[tuple[int, int]]) -> float
+    predict_batch_time_s(predictor, shapes: Sequence[tuple[int, int]], *, serial: bool) -> float
         Vidur's predicted time (seconds, its roundings included) of ONE iteration whose requests have
         ``(num_q_tokens, num_kv_tokens)`` each, exactly as Vidur's ``Batch`` takes them: ``num_q_tokens``
         = prompt tokens of the chunk (1 for a decode), ``num_kv_tokens`` = context after this iteration
-        (tokens cached before + ``num_q_tokens``).
+        (tokens cached before + ``num_q_tokens``); ``serial``: the engine packs it at its start (it admits a
+        request that arrived during the step before, or the engine was idle), for a bundle with a host term.
     predictor_config(...) -> the Vidur predictor config (used by vidur-sim's SimulationConfig).
     predictor_settings(vidur, seed) -> every setting that decides what the predictor learns (cache key, run meta).
     grid_for(limits, vidur) -> PredictorGrid covering a bundle's whole grid.
@@ -140,10 +141,24 @@ class _LocalProfileMixin:
             batch._gst_graph = self._terms().keys.graph(batch._total_num_q_tokens, batch.size, decode_only)
         return batch._gst_graph
 
+    def _serial(self, batch: Batch) -> bool:
+        """Whether the engine packs the batch at its start rather than while the batch before it ran
+        (``step_correction.HostTerm``): it holds a request that arrived after the replica's previous batch was
+        scheduled, or it is the replica's first. Decided once a batch, in the order Vidur schedules them (its stage
+        scheduler predicts each batch once, when it starts); :func:`predict_batch_time_s` sets it instead."""
+        if not hasattr(batch, "_gst_serial"):
+            last: dict[int, float] = self.__dict__.setdefault("_gst_last_scheduled", {})
+            before = last.get(batch.replica_id)
+            batch._gst_serial = before is None or any(r.arrived_at > before for r in batch.requests)
+            last[batch.replica_id] = batch.scheduled_at
+        return batch._gst_serial
+
     def get_execution_time(self, batch: Batch, pipeline_stage: int) -> Any:
         """Vidur's step; with ``token_rows: exact`` or ``graph_bucket`` (``step_correction.RowKeys``) its token rows
         are looked up at the step's own tokens or its graph's for this one prediction, the batch left as Vidur made
         it."""
+        if self._terms().host is not None:
+            self._serial(batch)  # before anything else reads the batch: once, in schedule order
         token_rows = self._terms().keys.token_rows
         if token_rows not in ("exact", "graph_bucket"):
             return super().get_execution_time(batch, pipeline_stage)  # type: ignore[misc]
@@ -188,7 +203,8 @@ class _LocalProfileMixin:
     def _get_add_layer_act_execution_time(self, batch: Batch) -> float:
         """Vidur's ``add`` row plus the bundle's step terms (the whole-step correction at the step's tokens rounded up
         to 8 and its requests' first chunks: a chunk of more than one token whose KV after the step is the chunk, the
-        work outside the layers at its requests) over the layers that Vidur multiplies it by
+        work outside the layers at its requests, the host's share at its requests, packed ahead or at its start)
+        over the layers that Vidur multiplies it by
         (``step_correction.py``): the step comes out as the operators plus the terms, nothing patched."""
         base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
         terms = self._terms()
@@ -198,14 +214,28 @@ class _LocalProfileMixin:
             extra += terms.correction.ms(_round_up(batch._total_num_q_tokens, TOKEN_GRANULARITY), first)
         if terms.outside is not None:
             extra += terms.outside.at_step(batch.size, self._graph(batch))
+        if terms.host is not None:
+            extra += terms.host.at(batch.size, self._serial(batch))
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
+    def _train_model(self, model_name: str, model_type: Any, df: pd.DataFrame, feature_cols: list[str],
+                     target_col: str) -> BaseEstimator:
+        """Vidur's training of one operator's model; notes whether it is a token operator (one row per token count),
+        which ``token_fit: every_row`` fits without bootstrap samples (``_get_estimator``)."""
+        self._gst_token_model = list(feature_cols) == ["num_tokens"]
+        return super()._train_model(model_name, model_type, df, feature_cols, target_col)  # type: ignore[misc]
+
     def _get_estimator(self) -> BaseEstimator:
-        """Vidur's estimator with a fixed random state, so one bundle always trains the same model."""
+        """Vidur's estimator with a fixed random state, so one bundle always trains the same model; a token operator's
+        forest without bootstrap samples where the bundle's ``token_fit`` is ``every_row``."""
         est = super()._get_estimator()  # type: ignore[misc]
         state = getattr(self._config, "random_state", None)
-        if state is not None and "random_state" in est.get_params():
+        params = est.get_params()
+        if state is not None and "random_state" in params:
             est.set_params(random_state=state)
+        if self._terms().keys.token_fit == "every_row" and getattr(self, "_gst_token_model", False) \
+                and "bootstrap" in params:
+            est.set_params(bootstrap=False)
         return est
 
 
@@ -328,7 +358,9 @@ def predictor_config(
     them, so they change no trained model and no cache."""
     vidur = vidur or VidurConfig()
     settings = predictor_settings(vidur, seed)
-    cache_dir = bundle_cache_dir(cache_root, mlp_csv, attention_csv, model, settings)
+    token_fit = (step_terms or StepTerms()).keys.token_fit
+    cache_dir = bundle_cache_dir(cache_root, mlp_csv, attention_csv, model,
+                                 settings if token_fit == "bootstrap" else {**settings, "token_fit": token_fit})
     kind = _kind(vidur)
     cfg = kind.config(**{name: settings[name] for name in kind.grid(vidur)})
     cfg.profiling_files = (str(Path(mlp_csv).resolve()), str(Path(attention_csv).resolve()))
@@ -392,8 +424,10 @@ def check_profile_rows(mlp_csv: Path, attention_csv: Path, *, model: ModelConfig
         raise ArtifactError(f"{attention_csv}: needs both prefill rows (prefill_chunk_size > 0) and decode rows (= 0)")
 
 
-def predict_batch_time_s(predictor: SklearnExecutionTimePredictor, shapes: Sequence[tuple[int, int]]) -> float:
-    """Vidur's predicted time of one iteration, built from Vidur's own ``Request``/``Batch`` objects."""
+def predict_batch_time_s(predictor: SklearnExecutionTimePredictor, shapes: Sequence[tuple[int, int]], *,
+                         serial: bool) -> float:
+    """Vidur's predicted time of one iteration, built from Vidur's own ``Request``/``Batch`` objects; ``serial``: the
+    engine packs it at its start (``step_correction.HostTerm``; a bundle without a host term reads nothing of it)."""
     if not shapes:
         raise ValueError("a batch needs at least one (num_q_tokens, num_kv_tokens) pair")
     for q, kv in shapes:
@@ -401,4 +435,5 @@ def predict_batch_time_s(predictor: SklearnExecutionTimePredictor, shapes: Seque
             raise ValueError(f"bad batch shape ({q}, {kv}): need num_q_tokens >= 1 and num_kv_tokens >= num_q_tokens")
     requests = [Request(arrived_at=0.0, num_prefill_tokens=int(kv), num_decode_tokens=1) for _, kv in shapes]
     batch = Batch(ReplicaId(0), requests, [int(q) for q, _ in shapes], [int(kv) for _, kv in shapes])
+    batch._gst_serial = bool(serial)
     return float(predictor.get_execution_time(batch, 0).total_time)

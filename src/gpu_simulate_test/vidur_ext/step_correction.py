@@ -9,7 +9,9 @@ bundle of the ``step`` variant carries those as one correction per step, fitted 
 (``num_tokens_8``: the step's tokens rounded up to a multiple of 8; ``first_chunks``: the requests whose first prompt
 chunk the step runs, each admitted by the engine in it; bundles from before that term lack it: 0), recorded as ``step_correction`` in
 ``profile_meta.json``; a bundle of the ``head`` variant carries instead the work outside the layers as measured
-(``outside_layers``: by the step's requests), and a native bundle says how its rows are keyed (``row_keys``).
+(``outside_layers``: by the step's requests) and, built since 2026-12-02, the host's share of a step on the pipelined
+engine as measured (``host_term``: by the step's requests, for a step packed ahead and for one packed at its start),
+and a native bundle says how its rows are keyed and fitted (``row_keys``).
 vidur-sim and the bundle's own checks apply them inside the predictor (``predictor._LocalProfileMixin``): Vidur
 itself is never patched and the operator rows stay as measured. A step term enters through Vidur's ``add`` row, the
 one per-layer term Vidur looks up for every step, divided by the layer count that Vidur multiplies it by again, so
@@ -58,18 +60,19 @@ def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Opti
 
 
 OUTSIDE_KEY = "outside_layers"  # profile_meta.json: the head variant's measured term (absent or null: none)
+HOST_KEY = "host_term"  # profile_meta.json: the head variant's measured host share (absent or null: none)
 ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
-            "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave")}
+            "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave"),
+            "token_fit": ("bootstrap", "every_row")}
 ROW_COUNTS = ("prefill_wave_blocks", "prefill_block_q")  # the numbers of the one_wave reading (0: unused)
 ROW_SIZES = ("graph_batch_sizes", "graph_token_sizes")  # the buckets of the graph_bucket reading (empty: unused)
 
 
 @dataclass(frozen=True)
-class OutsideLayers:
-    """The ``head`` variant's term: the step's work outside its layers (embedding, final norm, LM head, argmax, the
-    decode work table), **measured** on the engine at a few request counts (the rows it samples), interpolated
-    linearly in the step's requests and held flat beyond the last point."""
+class RequestCurve:
+    """A per-step time **measured** on the engine at a few request counts, interpolated linearly in the step's requests
+    and held flat beyond the first and last point."""
 
     requests: tuple[int, ...]
     ms: tuple[float, ...]
@@ -77,13 +80,43 @@ class OutsideLayers:
     def at(self, num_requests: int) -> float:
         return float(np.interp(num_requests, self.requests, self.ms))
 
+    def to_dict(self) -> dict[str, list]:
+        return {"requests": list(self.requests), "ms": list(self.ms)}
+
+
+@dataclass(frozen=True)
+class OutsideLayers(RequestCurve):
+    """The ``head`` variant's term: the step's work outside its layers (embedding, final norm, LM head, argmax, the
+    decode work table), measured at the rows it samples."""
+
     def at_step(self, num_requests: int, graph: Optional[tuple[int, int]]) -> float:
         """The term of a step of ``num_requests``, run in ``graph`` (``RowKeys.graph``: its padding sequences sample
         rows too) or eagerly (None)."""
         return self.at(num_requests if graph is None else graph[1])
 
-    def to_dict(self) -> dict[str, list]:
-        return {"requests": list(self.requests), "ms": list(self.ms)}
+
+@dataclass(frozen=True)
+class HostTerm:
+    """The ``head`` variant's second term (bundles built since 2026-12-02): what the host adds to a step of the
+    pipelined native engine, its wall time less the device's (``specs/profiling_root.md``, "The host's share of a
+    step"), measured on the fit shapes' steps.
+
+    - ``ahead``: a step packed while the step before it ran (the engine's common case): the hand-over between two
+      steps, the device idle from one step's end to the next launch.
+    - ``serial``: a step packed at its own start, because its batch admits a request that arrived while the step before
+      it ran (the engine packs the step again) or the engine was idle: the scheduling and packing too.
+
+    A step is ``serial`` in vidur-sim when its batch holds a request that arrived after the replica's previous batch
+    was scheduled (every first batch of a replica too): the moment the engine packs a step ahead."""
+
+    ahead: RequestCurve
+    serial: RequestCurve
+
+    def at(self, num_requests: int, serial: bool) -> float:
+        return (self.serial if serial else self.ahead).at(num_requests)
+
+    def to_dict(self) -> dict[str, dict[str, list]]:
+        return {"ahead": self.ahead.to_dict(), "serial": self.serial.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -106,8 +139,14 @@ class RowKeys:
       whose chunks' query blocks (``ceil(chunk / prefill_block_q)`` each) fit one wave of the engine's launch
       (``prefill_wave_blocks`` a KV head: its SMs over its KV heads, one program an SM) as its longest chunk's row,
       the chunks running side by side in one launch; a bigger step is summed as Vidur does.
+    - ``token_fit``: Vidur fits each token operator (one row per token count) with a random forest whose trees each
+      see a bootstrap sample of the rows, which averages a row with its neighbours where a tree missed it;
+      ``every_row`` lets every tree see every row (``bootstrap=False``, token operators only), so the forest returns
+      each measured row exactly where it is read (``studies/2026-12-03-forest/``). It changes the trained models, so
+      it enters the predictor's cache key.
 
-    Either way the rows and Vidur's trained models stay as they are; only the key of a lookup changes."""
+    Apart from ``token_fit`` the rows and Vidur's trained models stay as they are; only the key of a lookup
+    changes."""
 
     prefill_attention_kv: str = "after_chunk"
     token_rows: str = "rounded_8"
@@ -117,6 +156,7 @@ class RowKeys:
     prefill_block_q: int = 0
     graph_batch_sizes: tuple[int, ...] = ()
     graph_token_sizes: tuple[int, ...] = ()
+    token_fit: str = "bootstrap"
 
     def graph(self, num_tokens: int, num_seqs: int, decode_only: bool) -> Optional[tuple[int, int]]:
         """The ``(tokens, sequences)`` of the graph the engine replays a step in (``graph_bucket``), or None."""
@@ -140,32 +180,51 @@ class RowKeys:
 @dataclass(frozen=True)
 class StepTerms:
     """Everything a bundle's meta tells vidur-sim's predictor besides its rows: the whole-step correction (``step``
-    variant), the measured work outside the layers (``head`` variant) and the rows' keys."""
+    variant), the measured work outside the layers and the host's share of a step (``head`` variant) and the rows'
+    keys."""
 
     correction: Optional[StepCorrection] = None
     outside: Optional[OutsideLayers] = None
     keys: RowKeys = RowKeys()
+    host: Optional[HostTerm] = None
 
     def record(self) -> dict[str, Any]:
         """What a run's meta records of them (null: none)."""
         return {META_KEY: None if self.correction is None else self.correction.to_dict(),
-                OUTSIDE_KEY: None if self.outside is None else self.outside.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
+                OUTSIDE_KEY: None if self.outside is None else self.outside.to_dict(),
+                HOST_KEY: None if self.host is None else self.host.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
 
 
-def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[OutsideLayers]:
-    """The ``outside_layers`` record checked: request counts strictly increasing from 1, times non-negative."""
-    if record is None:
-        return None
+def _curve(record: Any, key: str, source: str) -> RequestCurve:
+    """A measured per-step time by requests, checked: request counts strictly increasing from 1, times non-negative."""
     try:
         requests = tuple(int(n) for n in record["requests"])
         ms = tuple(float(t) for t in record["ms"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{source}: {OUTSIDE_KEY!r} must hold lists requests and ms ({exc}); rebuild the bundle") from exc
+        raise ArtifactError(f"{source}: {key!r} must hold lists requests and ms ({exc}); rebuild the bundle") from exc
     if not requests or len(requests) != len(ms) or requests[0] < 1 or any(b <= a for a, b in zip(requests, requests[1:])) \
             or not all(np.isfinite(t) and t >= 0 for t in ms):
-        raise ArtifactError(f"{source}: {OUTSIDE_KEY!r} needs request counts increasing from >= 1 and one non-negative "
+        raise ArtifactError(f"{source}: {key!r} needs request counts increasing from >= 1 and one non-negative "
                             f"time each; got {list(requests)} / {list(ms)}; rebuild the bundle")
-    return OutsideLayers(requests, ms)
+    return RequestCurve(requests, ms)
+
+
+def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[OutsideLayers]:
+    """The ``outside_layers`` record checked (``_curve``)."""
+    if record is None:
+        return None
+    curve = _curve(record, OUTSIDE_KEY, source)
+    return OutsideLayers(curve.requests, curve.ms)
+
+
+def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:
+    """The ``host_term`` record checked: an ``ahead`` and a ``serial`` curve (``_curve``)."""
+    if record is None:
+        return None
+    if not isinstance(record, Mapping) or set(record) != {"ahead", "serial"}:
+        raise ArtifactError(f"{source}: {HOST_KEY!r} must map 'ahead' and 'serial' to a curve each; got {record!r}")
+    return HostTerm(_curve(record["ahead"], f"{HOST_KEY}.ahead", source),
+                    _curve(record["serial"], f"{HOST_KEY}.serial", source))
 
 
 def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> RowKeys:
@@ -199,4 +258,4 @@ def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) ->
 def step_terms(meta: Mapping[str, Any], source: str = PROFILE_META) -> StepTerms:
     """The step terms a bundle's meta carries (a bundle from before any of them: none, Vidur's own keys)."""
     return StepTerms(step_correction(meta, source), outside_layers(meta.get(OUTSIDE_KEY), source),
-                     row_keys(meta.get(ROW_KEYS_KEY), source))
+                     row_keys(meta.get(ROW_KEYS_KEY), source), host_term(meta.get(HOST_KEY), source))

@@ -3,6 +3,7 @@ the validation shapes, the test check against two baselines, the verdict, atomic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -56,12 +57,13 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     choose,
     fit_step_correction,
     head_term,
+    host_share_term,
     share_pct,
     with_outside,
     with_step,
 )
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
-from gpu_simulate_test.vidur_ext.step_correction import OUTSIDE_KEY, ROW_KEYS_KEY, RowKeys, row_keys
+from gpu_simulate_test.vidur_ext.step_correction import HOST_KEY, OUTSIDE_KEY, ROW_KEYS_KEY, RowKeys, row_keys
 from gpu_simulate_test.vidur_ext.verdict import MEASURED, BundleVerdict, bundle_verdict
 
 log = logging.getLogger(__name__)
@@ -72,10 +74,13 @@ log = logging.getLogger(__name__)
 # read from the engine at build time; exact off a GPU, which has no graphs); batched decode attention as measured (the balanced split-KV decode costs
 # what a batch's total KV does, ragged or not); a step's prompt chunks that fit one wave of the engine's prefill
 # launch as the longest one's row (the wave's size measured on the device at build time, ``prefill_wave``; off a GPU
-# summed). Written into every native bundle's meta and, as these names, into its id.
+# summed); token operators fitted on every row in every tree, so that each measured row is read back exactly
+# (``studies/2026-12-03-forest/``). Written into every native bundle's meta and, as these names, into its id.
 NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph_bucket",
-                          decode_batching="as_measured", prefill_chunks="one_wave")
-HEAD_TERM = "outside the layers, measured, by the step's requests (interpolated)"  # the head variant's term, in the id
+                          decode_batching="as_measured", prefill_chunks="one_wave", token_fit="every_row")
+# The head variant's terms, in the id: what changes them changes the bundle.
+HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
+             "(wall less device) measured on the fit shapes' steps, packed ahead or at the start, by requests")
 
 
 def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
@@ -177,8 +182,9 @@ def _wanted_shapes(cfg: VidurProfileAppConfig) -> list[tuple[BatchShape, str]]:
 
 
 def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
-                        progress: Progress) -> tuple[pd.DataFrame, list[str]]:
-    """Time every feasible shape through the backend's driver; the table and the skipped shapes."""
+                        progress: Progress, host_share: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Time every feasible shape through the backend's driver; the table and the skipped shapes. ``host_share``: also
+    each step's device time and packing on the native engine (``host_share.StepProbe``): the host's share of it."""
     measured, skipped = [], []
     for shape, role in parsed:
         why = timer.unsupported(shape)
@@ -189,21 +195,33 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
     samples: dict[str, list[ShapeSamples]] = {str(s): [] for s, _ in measured}
     task = progress.add_task("whole iterations", total=len(measured) * rounds)
     recorder = Recorder([], RunClock())
-    backend.start(recorder)
-    # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
-    for _ in range(rounds):
-        for shape, _role in measured:
-            samples[str(shape)].append(timer.measure(backend, recorder, shape))
-            progress.advance(task)
+    with contextlib.ExitStack() as stack:
+        probe = None
+        if host_share:
+            from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe  # the engine's runner: torch
+
+            probe = stack.enter_context(StepProbe(backend.native_engine()))
+        backend.start(recorder)
+        # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
+        for _ in range(rounds):
+            for shape, _role in measured:
+                samples[str(shape)].append(timer.measure(backend, recorder, shape, probe))
+                progress.advance(task)
     rows = []
     for shape, role in measured:
         ns = np.concatenate([x.ns for x in samples[str(shape)]])
         kv = [x.decode_kv for x in samples[str(shape)] if x.decode_kv is not None]
+        host: dict[str, Any] = {"host_median_ns": None, "packed_at_start": None}
+        if host_share:
+            device = np.concatenate([x.device_ns for x in samples[str(shape)]])
+            at_start = np.concatenate([x.at_start for x in samples[str(shape)]])
+            host = {"host_median_ns": int(np.median(ns - device)), "packed_at_start": float(at_start.mean())}
         rows.append({"shape": str(shape), "role": role, "batch_size": shape.batch_size,
                      "num_prefill_tokens": shape.prefill_tokens, "num_decode_tokens": shape.decode_batch,
                      "num_samples": len(ns), "median_ns": int(np.median(ns)),
                      "p10_ns": int(np.percentile(ns, 10)), "p90_ns": int(np.percentile(ns, 90)),
-                     "trimmed_mean_ns": int(round(trimmed_mean(ns))), "decode_kv_measured": float(np.mean(kv)) if kv else None})
+                     "trimmed_mean_ns": int(round(trimmed_mean(ns))), "decode_kv_measured": float(np.mean(kv)) if kv else None,
+                     **host})
     for s in skipped:
         log.info("skipped batch shape %s (listed in profile_meta.json)", s)
     return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped
@@ -286,8 +304,10 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
         elif name == "head":
             assert head is not None, "the head variant needs the step's work outside its layers measured"
             term = head_term(head)
+            host, _ = host_share_term(iters)
             reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
-            candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val, reading), outside=term))
+            candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val, reading, host), outside=term,
+                                        host=host))
         elif name == "step":
             step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct,
                                        also_capped=capped)
@@ -358,7 +378,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
                 head = _measure_head(ops, grid, method, device_sync(ops.device), progress) \
                     if "head" in cfg.profile.variants else None
-                iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress)
+                iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress,
+                                                     host_share=head is not None)
             host_load = probe.stop()
         finally:
             backend.close()
@@ -386,10 +407,15 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                  "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
                  "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
                  STEP_CORRECTION_KEY: None if winner.step is None else winner.step.to_dict(),
-                 OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(), **keys,
+                 OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(),
+                 HOST_KEY: None if winner.host is None else winner.host.to_dict(), **keys,
                  "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
-                 "validation_check": val_record, "head_timing": head}
+                 "validation_check": val_record, "head_timing": head,
+                 "host_timing": host_share_term(iters)[1] if head is not None else None}
+        if extra["host_timing"] is not None and extra["host_timing"]["packed_otherwise"]:
+            log.warning("the engine packed the steps of %s otherwise than a first chunk's rule says (profile_meta.json "
+                        "host_timing): their host share sits in the other curve", extra["host_timing"]["packed_otherwise"])
         _write_root(out, cfg, bid, mlp_out, att_out, iters, empty_check, grid, extra, raw=(mlp, att), validation=validation)
         # The bundle as vidur-sim reads it (its rows; its step correction inside Vidur's predictor), on every set.
         bundle_pred = np.asarray(predict(out, every), dtype=float)

@@ -3,7 +3,8 @@
 The timer submits requests to the driver exactly as real-bench's replay does and reads back the steps the driver
 recorded (``backends/recorder.py``): a shape's time is the very step real-bench writes to ``iteration_metrics.csv``,
 so it includes everything the engine spends per iteration (embedding, final norm, LM head, sampling, scheduling and
-per-request host work), on the engine's own thread.
+per-request host work), on the engine's own thread. On the native engine a ``StepProbe`` (``host_share.py``) also
+gives each timed step's device time and how the engine packed it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -38,6 +39,8 @@ class ShapeSamples:
 
     ns: np.ndarray
     decode_kv: Optional[float]
+    device_ns: Optional[np.ndarray] = None  # the device's time of each step (native engine, ``StepProbe``)
+    at_start: Optional[np.ndarray] = None  # whether the engine packed each step at its start (else ahead)
 
 
 class StepTimer:
@@ -98,8 +101,9 @@ class StepTimer:
         requests = [WorkloadRequest(i, 0, prompt, decode) for i, (prompt, decode) in enumerate(pairs)]
         return Workload(workload_id="vidur-profile", path=Path("<vidur-profile batch shapes>"), meta={}, requests=requests)
 
-    def measure(self, backend: Backend, recorder: Recorder, shape: BatchShape) -> ShapeSamples:
-        """``samples`` steps of ``shape`` (the first matching step is a warm-up): wall times and the KV they had."""
+    def measure(self, backend: Backend, recorder: Recorder, shape: BatchShape, probe: Any = None) -> ShapeSamples:
+        """``samples`` steps of ``shape`` (the first matching step is a warm-up): wall times and the KV they had; with
+        ``probe`` (a ``StepProbe`` installed before the recorder's first step) their device times and packing too."""
         first, added = self._lengths(shape)
         since = recorder.num_steps
         vocab = backend.model_cfg.vocab_size
@@ -134,7 +138,15 @@ class StepTimer:
         decode_kv = None
         if shape.decode_batch:
             decode_kv = float(np.mean([kv for i in picked for item, kv in zip(steps[i].items, cached[i]) if not item.is_prefill]))
-        return ShapeSamples(np.array([steps[i].end_ns - steps[i].start_ns for i in picked], dtype=np.int64), decode_kv)
+        ns = np.array([steps[i].end_ns - steps[i].start_ns for i in picked], dtype=np.int64)
+        if probe is None:
+            return ShapeSamples(ns, decode_kv)
+        if len(probe.records) != recorder.num_steps:
+            raise RuntimeError(f"the step probe saw {len(probe.records)} launches for {recorder.num_steps} recorded steps; "
+                               "it must be installed before the first step")
+        launches = [probe.records[since + i] for i in picked]
+        return ShapeSamples(ns, decode_kv, np.array([r.device_ns for r in launches], dtype=np.int64),
+                            np.array([r.at_start for r in launches], dtype=bool))
 
     def _submit(self, backend: Backend, prompt: int, decode: int, vocab: int) -> int:
         rid, self._next_id = self._next_id, self._next_id + 1

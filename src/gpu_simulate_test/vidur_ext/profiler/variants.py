@@ -7,7 +7,10 @@
 - ``head``: the same rows plus the step's work outside its layers (embeddings, final norm, LM head, argmax, the
   block-table gather and decode work table), **measured** on the engine (``EngineLayerOps.outside_layers``) at the
   grid's token counts and carried by the step's requests (the rows it samples; ``head_term``:
-  ``step_correction.OutsideLayers``, interpolated): no step's measured time enters it. The native backend only.
+  ``step_correction.OutsideLayers``, interpolated), and (bundles built since 2026-12-02) the host's share of a step,
+  **measured** on the fit shapes' steps as their wall time less the device's (``host_share.py``), for a step packed
+  ahead and one packed at its start, by the step's requests (``host_share_term``: ``step_correction.HostTerm``): no
+  prediction error enters either. The native backend only.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
@@ -28,7 +31,7 @@ from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, signed_errors_pct
 from gpu_simulate_test.vidur_ext.profiler.fold import least_abs, vidur_tokens
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.step_correction import OutsideLayers, RowKeys, StepCorrection
+from gpu_simulate_test.vidur_ext.step_correction import HostTerm, OutsideLayers, RequestCurve, RowKeys, StepCorrection
 
 VARIANTS = ("operators", "step", "head", "fold")
 
@@ -42,6 +45,14 @@ def first_chunks(shape: BatchShape) -> int:
     """The requests whose first prompt chunk the step runs (the engine admits each in it): a prefill with nothing
     cached before it."""
     return int(shape.prefill_tokens > 1 and shape.prefill_kv == 0)
+
+
+def packed_at_start(shape: BatchShape) -> bool:
+    """Whether the engine packs the profiler's steps of ``shape`` at their start: a first chunk (``StepTimer`` submits
+    its prompt to an idle engine, or while decodes run, and the engine packs the step that admits it again); every
+    other step is packed ahead, while the step before it runs. ``StepProbe`` records how each was packed, and the
+    build checks the two agree (``host_share_term``)."""
+    return first_chunks(shape) > 0
 
 
 def check_variants(names: list[str]) -> list[str]:
@@ -97,12 +108,47 @@ def head_term(timing: dict[str, list]) -> OutsideLayers:
     return OutsideLayers(tuple(keys), tuple(float(np.median(by_rows[r])) for r in keys))
 
 
+def host_share_term(iters: pd.DataFrame) -> tuple[HostTerm, dict[str, Any]]:
+    """The ``head`` variant's host term from the fit rows of ``iterations.csv`` (``host_median_ns``, measured per
+    shape): for the shapes packed ahead and those packed at their start (:func:`packed_at_start`), the median share at
+    each request count. Also the record ``profile_meta.json`` keeps (``host_timing``: every fit shape's share, how it
+    was packed, and the shapes whose steps were packed otherwise than the rule says)."""
+    fit = iters[iters["role"] == "fit"]
+    if "host_median_ns" not in fit.columns or fit["host_median_ns"].isna().any():
+        raise InputError("the head variant's host term needs every fit shape's host share measured (native engine)")
+    groups: dict[bool, dict[int, list[float]]] = {False: {}, True: {}}
+    record: dict[str, Any] = {"shape": [], "requests": [], "at_start": [], "packed_at_start": [], "host_ms": [],
+                              "packed_otherwise": []}
+    for name, ns, share in zip(fit["shape"], fit["host_median_ns"], fit["packed_at_start"]):
+        shape = BatchShape.parse(str(name))
+        at_start = packed_at_start(shape)
+        groups[at_start].setdefault(shape.batch_size, []).append(float(ns) / 1e6)
+        record["shape"].append(str(name))
+        record["requests"].append(shape.batch_size)
+        record["at_start"].append(at_start)
+        record["packed_at_start"].append(float(share))
+        record["host_ms"].append(float(ns) / 1e6)
+        if abs(float(share) - float(at_start)) > 0.5:
+            record["packed_otherwise"].append(str(name))
+    if not groups[False] or not groups[True]:
+        raise InputError("the head variant's host term needs fit shapes packed ahead (decodes, later chunks) and at "
+                         "their start (first chunks); add both to profile.fit")
+
+    def curve(by_requests: dict[int, list[float]]) -> RequestCurve:
+        keys = sorted(by_requests)
+        return RequestCurve(tuple(keys), tuple(max(float(np.median(by_requests[n])), 0.0) for n in keys))
+
+    return HostTerm(curve(groups[False]), curve(groups[True])), record
+
+
 def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
-                 keys: RowKeys = RowKeys()) -> np.ndarray:
+                 keys: RowKeys = RowKeys(), host: Optional[HostTerm] = None) -> np.ndarray:
     """What the bundle predicts with the head term: exactly what vidur-sim adds to each step (at its requests, or at
-    the sequences of the graph that runs it where ``keys`` reads token rows at the step's graph)."""
+    the sequences of the graph that runs it where ``keys`` reads token rows at the step's graph), and the host's
+    share at its requests as the profiler's steps of it were packed."""
     return np.asarray(raw_ms, dtype=float) + np.array(
-        [term.at_step(s.batch_size, keys.graph(s.num_tokens, s.batch_size, s.kind == "decode")) for s in shapes])
+        [term.at_step(s.batch_size, keys.graph(s.num_tokens, s.batch_size, s.kind == "decode"))
+         + (0.0 if host is None else host.at(s.batch_size, packed_at_start(s))) for s in shapes])
 
 
 def with_step(correction: StepCorrection, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
@@ -124,6 +170,7 @@ class Candidate:
     validation_ms: np.ndarray
     step: Optional[StepCorrection] = None
     outside: Optional[OutsideLayers] = None
+    host: Optional[HostTerm] = None
 
 
 def choose(candidates: list[Candidate], names: list[str], measured_ms: np.ndarray) -> tuple[str, pd.DataFrame, dict[str, Any]]:

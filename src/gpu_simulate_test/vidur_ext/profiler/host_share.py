@@ -1,0 +1,82 @@
+"""The host's share of the native engine's steps, measured on the steps the profiler times (``StepTimer``).
+
+The engine pipelines its steps one deep (``engine/engine.py``): while the device runs step n, the host packs step n+1,
+and launches it once n has ended. A step's wall time (from the step before's end to its own) is then the device's
+time for it plus what the host adds: the hand-over from one step to the next, and, when the engine packs the step at
+its start instead of ahead (its batch admits a request that arrived during the step before, or the engine was idle),
+the scheduling and packing as well (~0.35 ms on the H200, against ~40 us of hand-over:
+``studies/2026-12-03-first-chunk/``). Vidur's operators hold only device work, so the ``head`` variant adds this
+share as measured here (``step_correction.HostTerm``).
+
+:class:`StepProbe` wraps the engine's runner while the shapes are timed, without touching the engine's source: per
+launched step, in launch order, the device's time from the launch to the step's last op (CUDA events; on the CPU,
+where a launch runs the step, the launch's own time) and whether the step was packed with nothing in flight (at its
+start) or while the step before it ran (ahead). Its two events a step cost the host ~2-3 us, which the measured
+share carries too.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, NamedTuple, Optional
+
+
+class LaunchRecord(NamedTuple):
+    device_ns: int  # the launch to the step's last op
+    at_start: bool  # packed with nothing in flight: at the step's start, not ahead
+
+
+class StepProbe:
+    """Records every step the engine launches while installed (``with StepProbe(engine) as probe``)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.runner = engine.runner
+        self.records: list[LaunchRecord] = []
+        self._cuda = self.runner.device.type == "cuda"
+        self._at_start = False  # how the step packed last was packed
+        self._launched: Optional[tuple[bool, Any]] = None  # the step in flight: how it was packed, its timing
+        if self._cuda:
+            import torch
+
+            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+
+    def __enter__(self) -> "StepProbe":
+        runner, prepare, launch, wait = self.runner, self.runner.prepare, self.runner.launch, self.runner.wait
+
+        def probed_prepare(*args: Any, **kwargs: Any) -> Any:
+            self._at_start = self.engine.in_flight is None
+            return prepare(*args, **kwargs)
+
+        def probed_launch(packed: Any) -> None:
+            if self._cuda:
+                start, end = self._events
+                start.record()
+                launch(packed)
+                end.record()
+                self._launched = (self._at_start, None)
+            else:
+                t0 = time.perf_counter_ns()
+                launch(packed)
+                self._launched = (self._at_start, time.perf_counter_ns() - t0)
+
+        def probed_wait() -> list[int]:
+            tokens = wait()
+            assert self._launched is not None, "the engine waited for a step it never launched"
+            at_start, device_ns = self._launched
+            if device_ns is None:
+                start, end = self._events
+                end.synchronize()  # recorded right behind the step's own end event: already reached
+                device_ns = int(round(start.elapsed_time(end) * 1e6))
+            self.records.append(LaunchRecord(int(device_ns), bool(at_start)))
+            self._launched = None
+            return tokens
+
+        runner.prepare, runner.launch, runner.wait = probed_prepare, probed_launch, probed_wait
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        for name in ("prepare", "launch", "wait"):  # the class's own methods again
+            self.runner.__dict__.pop(name, None)
