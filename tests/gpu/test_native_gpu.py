@@ -164,6 +164,7 @@ def test_step_probe_measures_the_host_share_on_the_gpu(compose_app: Callable[...
     shapes = [BatchShape.parse(s) for s in ("prefill:256", "decode:8x512", "mixed:256+8x512")]
     timer = StepTimer(cfg.backend, shapes, 6)
     backend = get_backend("native")(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
+    backend.check_workload(timer.plan())
     backend.load()
     try:
         recorder = Recorder([], RunClock())
