@@ -46,7 +46,7 @@ def main() -> int:
                 when = ("engine idle" if idle else "during the step before" if a >= prev_start
                         else "before the step before")
                 measured = (rec.end_time_ns - rec.start_time_ns) / 1e6
-                predicted = 1e3 * predict_batch_time_s(predictor, list(shapes))
+                predicted = 1e3 * predict_batch_time_s(predictor, list(shapes), serial=False)
                 rows.append((run.workload, run.load_fraction, when, len(shapes) - 1, measured,
                              100.0 * (predicted - measured) / measured))
             prev_start, prev_end = rec.start_time_ns, rec.end_time_ns

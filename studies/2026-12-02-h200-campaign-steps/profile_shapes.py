@@ -31,7 +31,7 @@ def main() -> int:
         batch = list(zip(*shape.vidur_batch()))
         ms = r.trimmed_mean_ns / 1e6
         rows.append((r.shape, r.role, round(ms, 3),
-                     *(round(100.0 * (1e3 * predict_batch_time_s(p, batch) - ms) / ms, 1) for p in predictors.values())))
+                     *(round(100.0 * (1e3 * predict_batch_time_s(p, batch, serial=False) - ms) / ms, 1) for p in predictors.values())))
     pd.set_option("display.width", 250)
     print("signed error (%) of each shape's predicted step, per reading")
     print(pd.DataFrame(rows, columns=["shape", "set", "measured_ms", *predictors]).to_string(index=False))

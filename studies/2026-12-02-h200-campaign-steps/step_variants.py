@@ -95,7 +95,7 @@ def main() -> int:
         for rec in it.itertuples():
             shapes = step_shapes(rec.requests, rec.kv_tokens)
             if shapes not in cache:
-                cache[shapes] = [1e3 * predict_batch_time_s(p, list(shapes)) for p in predictors.values()]
+                cache[shapes] = [1e3 * predict_batch_time_s(p, list(shapes), serial=False) for p in predictors.values()]
             rows.append((run.workload, run.load_fraction, _kind(shapes), (rec.end_time_ns - rec.start_time_ns) / 1e6,
                          *cache[shapes]))
     names = list(predictors)

@@ -37,7 +37,7 @@ def _predictor(bundle: Path, cfg, cache: Path):
 
 
 def _predict(predictor, shapes: list[BatchShape]) -> np.ndarray:
-    return np.array([predict_batch_time_s(predictor, list(zip(*s.vidur_batch()))) * 1e3 for s in shapes])
+    return np.array([predict_batch_time_s(predictor, list(zip(*s.vidur_batch())), serial=False) * 1e3 for s in shapes])
 
 
 def test_scale_and_every_term_are_recovered() -> None:

@@ -34,11 +34,15 @@ def test_replay_predicts_each_real_step_as_the_bundle_does(compose_app, tmp_path
                           "end_time_ns": [10_000_000, 20_000_000, 30_000_000, 40_000_000],
                           "requests": ["r0:300", "r0:1;r1:200", "r0:1;r1:1", "r0:1;r1:1"],
                           "kv_tokens": ["300", "301;200", "302;201", "302;201"]})
-    got = replay_steps(root, steps, model=cfg.model, hardware=cfg.hardware, vidur=vidur, seed=0, cache_root=tmp_path / "c")
+    with pytest.raises(ValueError, match="dispatch times"):  # how each step was packed: from the run, or given
+        replay_steps(root, steps, model=cfg.model, hardware=cfg.hardware, vidur=vidur, seed=0, cache_root=tmp_path / "c")
+    got = replay_steps(root, steps, model=cfg.model, hardware=cfg.hardware, vidur=vidur, seed=0, cache_root=tmp_path / "c",
+                       dispatched={0: 0, 1: 5_000_000})  # r1 handed over during the first step
+    assert got["packed_at_start"].tolist() == [True, True, False, False]
     predictor = build_predictor(root.mlp_csv, root.attention_csv, model=cfg.model, hardware=cfg.hardware, block_size=16,
                                 grid=grid_for(root.limits, vidur), cache_root=tmp_path / "c", vidur=vidur, seed=0)
-    want = [round(predict_batch_time_s(predictor, list(step_shapes(r, k))) * 1e9)
-            for r, k in zip(steps["requests"], steps["kv_tokens"])]
+    want = [round(predict_batch_time_s(predictor, list(step_shapes(r, k)), serial=a) * 1e9)
+            for r, k, a in zip(steps["requests"], steps["kv_tokens"], got["packed_at_start"])]
     assert got["predicted_ns"].tolist() == want and got["measured_ns"].tolist() == [10_000_000] * 4
     assert got["batch_size"].tolist() == [1, 2, 2, 2] and got["prompt_tokens"].tolist() == [300, 200, 0, 0]
     assert got["error_pct"].tolist() == pytest.approx([100.0 * (w - 1e7) / 1e7 for w in want])
