@@ -12,5 +12,7 @@ cat "$OUT/env.txt"
 timeout 150 "$PY" $S/first_vs_later.py 2>&1 | tail -n 120 | tee "$OUT/first_vs_later.log"
 timeout 240 "$PY" $S/timeline.py --out "$OUT" --root tmp/first-chunk \
   --point sarathi:lognormal:0.3 --point sarathi:lognormal:0.7 2>&1 | grep -v "nothing rewritten" | tail -n 20
+# The device tool brings back at most 8 files: the timelines (two points, three files each) go back as one tar.
 gzip -f "$OUT"/timeline-*.csv
+tar -cf "$OUT/timelines.tar" -C "$OUT" $(cd "$OUT" && ls timeline-*) && rm -f "$OUT"/timeline-*
 ls -l "$OUT"

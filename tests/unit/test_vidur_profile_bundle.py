@@ -145,14 +145,19 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     head_val = val[val["variant"] == "head"].set_index("shape")["predicted_ns"]
     ops_val = val[val["variant"] == "operators"].set_index("shape")["predicted_ns"]
     added = (head_val - ops_val) / 1e6
-    # ... and the host's share of a step, measured on the fit shapes' steps (wall less device: on the CPU a launch
-    # runs the step): first chunks packed at their start (an idle engine), the rest ahead, as the engine recorded
+    # ... and the host's share of a step (wall less device: on the CPU a launch runs the step), on every shape and on
+    # the request grid: first chunks packed at their start (an idle engine, or beside running decodes), the rest ahead,
+    # as the engine recorded
     assert iters["host_median_ns"].notna().all()
     assert iters["packed_at_start"].to_dict() == {s: float(s.startswith("prefill:") and "@" not in s) for s in iters.index}
-    host, record = host_share_term(iters.reset_index())
-    assert host.serial.requests == (1,) and host.ahead.requests == (1,)  # fit: prefills and lone decodes
-    assert host.serial.ms[0] == pytest.approx(np.median(iters.loc[["prefill:16", "prefill:48"], "host_median_ns"]) / 1e6)
-    assert meta["host_timing"] == record and record["packed_otherwise"] == []
+    timing = meta["host_timing"]  # KV 64 (half the context), a first chunk of 60 (the budget less the cap)
+    assert timing["shape"] == ["decode:1x64", "prefill:60", "decode:2x64", "mixed:60+1x64", "decode:3x64",
+                               "mixed:60+2x64", "decode:4x64", "mixed:60+3x64"]
+    assert timing["packed_at_start"] == [0.0, 1.0] * 4 and timing["packed_otherwise"] == []
+    assert all(ms > 0 for ms in timing["host_ms"])
+    host, record = host_share_term({k: v for k, v in timing.items() if k != "packed_otherwise"})
+    assert record == timing and host.ahead.requests == host.serial.requests == (1, 2, 3, 4)
+    assert host.serial.ms == tuple(timing["host_ms"][1::2])
     assert added.loc["prefill:24"] == pytest.approx(term.at(1) + host.at(1, True), abs=2e-6)  # one row sampled
     assert added.loc["decode:2x48"] == pytest.approx(term.at(2) + host.at(2, False), abs=2e-6)
     if meta["variant"] == "head":

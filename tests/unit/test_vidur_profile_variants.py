@@ -136,33 +136,36 @@ def test_head_term_is_the_median_by_rows_interpolated_by_hand() -> None:
 
 
 def test_host_share_term_is_the_median_by_requests_per_packing_by_hand() -> None:
-    """The fit rows' measured host shares (wall less device, per shape): first chunks (packed at their start) in one
-    curve, every other shape (packed ahead) in the other, the median per request count; validation and test rows never
-    enter it; a shape packed otherwise than the rule says is listed; a missing share or a set without either kind is
+    """The host grid's measured shares (wall less device, per shape): first chunks (packed at their start) in one
+    curve, decodes (packed ahead) in the other, the median per request count, interpolated in the step's requests; a
+    shape the engine packed otherwise than the rule says is listed; a missing share or a grid of one kind is
     refused."""
-    rows = [("prefill:32", "fit", 310_000, 1.0), ("prefill:128", "fit", 330_000, 1.0), ("prefill:512", "fit", 350_000, 1.0),
-            ("prefill:512@2048", "fit", 60_000, 0.0), ("decode:1x128", "fit", 30_000, 0.0), ("decode:1x2048", "fit", 40_000, 0.0),
-            ("decode:8x1024", "fit", 45_000, 0.0), ("mixed:256+16x1024", "fit", 420_000, 1.0),
-            ("decode:4x64", "validation", 999_000, 0.0), ("mixed:64@64+3x64", "test", 999_000, 1.0)]
-    iters = pd.DataFrame(rows, columns=["shape", "role", "host_median_ns", "packed_at_start"])
-    term, record = host_share_term(iters)
-    assert term == HostTerm(RequestCurve((1, 8), (0.04, 0.045)), RequestCurve((1, 17), (0.33, 0.42)))
-    assert [packed_at_start(BatchShape.parse(s)) for s in ("prefill:32", "prefill:512@2048", "decode:8x1024",
-                                                           "mixed:256+16x1024", "mixed:64@64+3x64")] == \
-        [True, False, False, True, False]
-    assert record["shape"] == [r[0] for r in rows[:8]] and record["packed_otherwise"] == []
+    grid = [("decode:1x512", 0.085, 0.0), ("prefill:256", 0.25, 1.0), ("decode:2x512", 0.035, 0.0),
+            ("mixed:256+1x512", 0.33, 1.0), ("decode:4x512", 0.04, 0.0), ("mixed:256+3x512", 0.37, 1.0),
+            ("decode:8x512", 0.045, 0.0), ("mixed:256+7x512", 0.41, 1.0)]
+    record = {"shape": [g[0] for g in grid], "requests": [BatchShape.parse(g[0]).batch_size for g in grid],
+              "at_start": [packed_at_start(BatchShape.parse(g[0])) for g in grid],
+              "packed_at_start": [g[2] for g in grid], "host_ms": [g[1] for g in grid]}
+    assert record["requests"] == [1, 1, 2, 2, 4, 4, 8, 8] and record["at_start"] == [False, True] * 4
+    term, kept = host_share_term(record)
+    assert term == HostTerm(RequestCurve((1, 2, 4, 8), (0.085, 0.035, 0.04, 0.045)),
+                            RequestCurve((1, 2, 4, 8), (0.25, 0.33, 0.37, 0.41)))
+    assert term.at(3, serial=False) == pytest.approx(0.0375) and term.at(64, serial=True) == pytest.approx(0.41)
+    assert kept == {**record, "packed_otherwise": []}
+    assert [packed_at_start(BatchShape.parse(s)) for s in ("prefill:512@2048", "mixed:64@64+3x64")] == [False, False]
     # what the head variant predicts: the rows, the work outside the layers and the host's share, as packed
     outside = OutsideLayers((1,), (0.1,))
-    shapes = [BatchShape.parse(s) for s in ("prefill:64", "decode:4x64", "mixed:32+8x64")]
+    shapes = [BatchShape.parse(s) for s in ("prefill:64", "decode:3x64", "mixed:32+5x64")]
     assert with_outside(outside, shapes, np.ones(3), host=term).tolist() == pytest.approx(
-        [1.1 + 0.33, 1.1 + 0.04 + 0.005 * 3 / 7, 1.1 + 0.33 + 0.09 * 8 / 16])
-    odd = iters.assign(packed_at_start=[1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.9, 1.0, 0.0, 1.0])
-    assert host_share_term(odd)[1]["packed_otherwise"] == ["decode:8x1024"]
-    with pytest.raises(InputError, match="host share measured"):
-        host_share_term(iters.assign(host_median_ns=[None] + [1] * 9))
-    with pytest.raises(InputError, match="packed ahead .* and at"):
-        host_share_term(iters[~iters["shape"].str.startswith(("prefill:32", "prefill:128", "prefill:512", "mixed"))
-                              | (iters["role"] != "fit")])
+        [1.1 + 0.25, 1.1 + 0.0375, 1.1 + 0.37 + 0.04 * 2 / 4])
+    odd = {**record, "packed_at_start": [0.0, 1.0, 0.0, 1.0, 0.9, 1.0, 0.0, 1.0]}
+    assert host_share_term(odd)[1]["packed_otherwise"] == ["decode:4x512"]
+    with pytest.raises(InputError, match="request grid"):
+        host_share_term({**record, "host_ms": [float("nan")] + record["host_ms"][1:]})
+    with pytest.raises(InputError, match="request grid"):
+        host_share_term({})
+    with pytest.raises(InputError, match="only one kind"):
+        host_share_term({k: v[::2] for k, v in record.items()})
 
 
 def test_step_terms_from_meta_and_refused_when_malformed() -> None:

@@ -99,7 +99,7 @@ class OutsideLayers(RequestCurve):
 class HostTerm:
     """The ``head`` variant's second term (bundles built since 2026-12-02): what the host adds to a step of the
     pipelined native engine, its wall time less the device's (``specs/profiling_root.md``, "The host's share of a
-    step"), measured on the fit shapes' steps.
+    step"), measured on a request grid of its own (``profiler.bundle.host_grid``).
 
     - ``ahead``: a step packed while the step before it ran (the engine's common case): the hand-over between two
       steps, the device idle from one step's end to the next launch.

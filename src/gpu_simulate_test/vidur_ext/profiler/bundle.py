@@ -39,7 +39,7 @@ from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, baseline_table, fit_baselines
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
-from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid
+from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid, ladder
 from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import (
     OPERATOR_TIMING,
@@ -58,6 +58,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     fit_step_correction,
     head_term,
     host_share_term,
+    packed_at_start,
     share_pct,
     with_outside,
     with_step,
@@ -80,7 +81,7 @@ NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph
                           decode_batching="as_measured", prefill_chunks="one_wave", token_fit="every_row")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
-             "(wall less device) measured on the fit shapes' steps, packed ahead or at the start, by requests")
+             "(wall less device) measured on a request grid, packed ahead or at the start, by requests")
 
 
 def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
@@ -181,10 +182,32 @@ def _wanted_shapes(cfg: VidurProfileAppConfig) -> list[tuple[BatchShape, str]]:
     return parsed
 
 
+HOST_GRID_KV = 512  # the KV of the host grid's decodes (the hand-over does not follow it)
+HOST_GRID_CHUNK = 256  # the first chunk of the host grid's steps packed at their start
+
+
+def host_grid(grid: Grid, timer: StepTimer) -> list[BatchShape]:
+    """The shapes the ``head`` variant's host share is measured on (``variants.host_share_term``), at every request
+    count of the grid's batch ladder (as the work outside the layers is measured at every token point): ``n``
+    decodes (packed ahead) and a first chunk beside ``n - 1`` decodes (packed at its start; alone, on an idle engine,
+    for ``n = 1``), those the backend's policy can run. Their measured steps enter no fit, validation or test set."""
+    kv = min(HOST_GRID_KV, grid.limits.request_tokens // 2)
+    chunk = min(HOST_GRID_CHUNK, timer.limits.token_budget - grid.limits.batch_size)
+    shapes = []
+    for n in ladder(grid.limits.batch_size):
+        shapes.append(BatchShape(0, n, kv))
+        if chunk > 1:
+            shapes.append(BatchShape(chunk, n - 1, kv if n > 1 else 0))
+    return [s for s in shapes if s.decode_kv >= 1 or s.decode_batch == 0]
+
+
 def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
-                        progress: Progress, host_share: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """Time every feasible shape through the backend's driver; the table and the skipped shapes. ``host_share``: also
-    each step's device time and packing on the native engine (``host_share.StepProbe``): the host's share of it."""
+                        progress: Progress, host_shapes: Sequence[BatchShape] = (), host_share: bool = False
+                        ) -> tuple[pd.DataFrame, list[str], dict[str, list]]:
+    """Time every feasible shape through the backend's driver; the table, the skipped shapes and the host grid's
+    record. ``host_share``: also each step's device time and packing on the native engine (``host_share.StepProbe``):
+    the host's share of it, in the table, and measured on ``host_shapes`` (one round, after the sets) for the
+    record (``host_grid``: ``shape``, ``requests``, ``at_start``, ``packed_at_start``, ``host_ms``)."""
     measured, skipped = [], []
     for shape, role in parsed:
         why = timer.unsupported(shape)
@@ -207,6 +230,17 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
             for shape, _role in measured:
                 samples[str(shape)].append(timer.measure(backend, recorder, shape, probe))
                 progress.advance(task)
+        grid_record: dict[str, list] = {"shape": [], "requests": [], "at_start": [], "packed_at_start": [], "host_ms": []}
+        feasible = [s for s in host_shapes if timer.unsupported(s) is None] if probe is not None else []
+        grid_task = progress.add_task("the host's share (request grid)", total=len(feasible))
+        for shape in feasible:
+            got = timer.measure(backend, recorder, shape, probe)
+            grid_record["shape"].append(str(shape))
+            grid_record["requests"].append(shape.batch_size)
+            grid_record["at_start"].append(packed_at_start(shape))
+            grid_record["packed_at_start"].append(float(got.at_start.mean()))
+            grid_record["host_ms"].append(float(np.median(got.ns - got.device_ns)) / 1e6)
+            progress.advance(grid_task)
     rows = []
     for shape, role in measured:
         ns = np.concatenate([x.ns for x in samples[str(shape)]])
@@ -224,7 +258,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
                      **host})
     for s in skipped:
         log.info("skipped batch shape %s (listed in profile_meta.json)", s)
-    return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped
+    return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped, grid_record
 
 
 def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFrame, att: pd.DataFrame,
@@ -290,13 +324,14 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
                   bid: str, scratch: Path, fit_shapes: list[BatchShape], fit_ms: list[float], val_shapes: list[BatchShape],
                   raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
                   capped: Sequence[tuple[BatchShape, float]] = (),
-                  head: Optional[dict[str, list]] = None, keys: Optional[dict[str, Any]] = None
-                  ) -> tuple[list[Candidate], Any]:
+                  head: Optional[dict[str, list]] = None, keys: Optional[dict[str, Any]] = None,
+                  host_record: Optional[dict[str, list]] = None) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
     shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
     and test shapes with their operators' predictions, on which the step correction's cap holds too. ``head``: the
-    step's work outside its layers as measured (``_measure_head``), for the ``head`` variant; ``keys``: the bundle's
-    ``row_keys`` record (``row_keys_record``), with which the fold's rows are read."""
+    step's work outside its layers as measured (``_measure_head``), and ``host_record`` the host's share on the request
+    grid (``_measure_iterations``), for the ``head`` variant; ``keys``: the bundle's ``row_keys`` record
+    (``row_keys_record``), with which the fold's rows are read."""
     candidates, folded = [], None
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
@@ -304,7 +339,7 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
         elif name == "head":
             assert head is not None, "the head variant needs the step's work outside its layers measured"
             term = head_term(head)
-            host, _ = host_share_term(iters)
+            host, _ = host_share_term(host_record or {})
             reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
             candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val, reading, host), outside=term,
                                         host=host))
@@ -362,6 +397,9 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         raise InputError(f"profile.correction_cap_pct={cfg.profile.correction_cap_pct}: it must be in (0, 100)")
     parsed = _wanted_shapes(cfg)
     timer = StepTimer(cfg.backend, [s for s, _ in parsed], cfg.profile.iteration_samples)
+    measure_host = "head" in cfg.profile.variants
+    host_shapes = host_grid(grid, timer) if measure_host else []
+    timer = StepTimer(cfg.backend, [s for s, _ in parsed] + host_shapes, cfg.profile.iteration_samples)
     backend = get_backend(cfg.backend.name)(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
     backend.check_workload(timer.plan())  # every request the shapes submit, checked before anything loads
     method = TimingMethod(cfg.profile.warmup_iters, cfg.profile.repeat_iters, cfg.profile.calls_per_repeat)
@@ -378,8 +416,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
                 head = _measure_head(ops, grid, method, device_sync(ops.device), progress) \
                     if "head" in cfg.profile.variants else None
-                iters, skipped = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds, progress,
-                                                     host_share=head is not None)
+                iters, skipped, host_record = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds,
+                                                                  progress, host_shapes, host_share=measure_host)
             host_load = probe.stop()
         finally:
             backend.close()
@@ -398,7 +436,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
         capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped, head, keys)
+                                           raw_fit, raw_val, predict, capped, head, keys,
+                                           host_record if measure_host else None)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         winner = next(c for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
@@ -412,7 +451,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                  "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
                  "validation_check": val_record, "head_timing": head,
-                 "host_timing": host_share_term(iters)[1] if head is not None else None}
+                 "host_timing": host_share_term(host_record)[1] if measure_host else None}
         if extra["host_timing"] is not None and extra["host_timing"]["packed_otherwise"]:
             log.warning("the engine packed the steps of %s otherwise than a first chunk's rule says (profile_meta.json "
                         "host_timing): their host share sits in the other curve", extra["host_timing"]["packed_otherwise"])

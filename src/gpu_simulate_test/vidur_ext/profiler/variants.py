@@ -8,9 +8,9 @@
   block-table gather and decode work table), **measured** on the engine (``EngineLayerOps.outside_layers``) at the
   grid's token counts and carried by the step's requests (the rows it samples; ``head_term``:
   ``step_correction.OutsideLayers``, interpolated), and (bundles built since 2026-12-02) the host's share of a step,
-  **measured** on the fit shapes' steps as their wall time less the device's (``host_share.py``), for a step packed
-  ahead and one packed at its start, by the step's requests (``host_share_term``: ``step_correction.HostTerm``): no
-  prediction error enters either. The native backend only.
+  **measured** as its wall time less the device's (``host_share.py``) on steps at every request count of the grid
+  (``bundle.host_grid``), packed ahead and packed at their start (``host_share_term``: ``step_correction.HostTerm``):
+  no fit, validation or test shape's time enters either. The native backend only.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
@@ -108,37 +108,32 @@ def head_term(timing: dict[str, list]) -> OutsideLayers:
     return OutsideLayers(tuple(keys), tuple(float(np.median(by_rows[r])) for r in keys))
 
 
-def host_share_term(iters: pd.DataFrame) -> tuple[HostTerm, dict[str, Any]]:
-    """The ``head`` variant's host term from the fit rows of ``iterations.csv`` (``host_median_ns``, measured per
-    shape): for the shapes packed ahead and those packed at their start (:func:`packed_at_start`), the median share at
-    each request count. Also the record ``profile_meta.json`` keeps (``host_timing``: every fit shape's share, how it
-    was packed, and the shapes whose steps were packed otherwise than the rule says)."""
-    fit = iters[iters["role"] == "fit"]
-    if "host_median_ns" not in fit.columns or fit["host_median_ns"].isna().any():
-        raise InputError("the head variant's host term needs every fit shape's host share measured (native engine)")
+def host_share_term(record: dict[str, list]) -> tuple[HostTerm, dict[str, Any]]:
+    """The ``head`` variant's host term from the host grid's record (``bundle.host_grid``: per shape its requests,
+    whether the rule packs it at its start, :func:`packed_at_start`, the share of its steps the engine did, and its
+    host share): for the shapes packed ahead and those packed at their start, the median share at each request count.
+    Also the record ``profile_meta.json`` keeps (``host_timing``: the grid's record and the shapes the engine packed
+    otherwise than the rule says)."""
+    names = list(record.get("shape", []))
+    fields = ("requests", "at_start", "packed_at_start", "host_ms")
+    if not names or any(len(record.get(f, [])) != len(names) for f in fields) \
+            or not all(np.isfinite(t) for t in record["host_ms"]):
+        raise InputError("the head variant's host term needs the host's share measured on the request grid (native "
+                         f"engine); got {dict(record)}")
     groups: dict[bool, dict[int, list[float]]] = {False: {}, True: {}}
-    record: dict[str, Any] = {"shape": [], "requests": [], "at_start": [], "packed_at_start": [], "host_ms": [],
-                              "packed_otherwise": []}
-    for name, ns, share in zip(fit["shape"], fit["host_median_ns"], fit["packed_at_start"]):
-        shape = BatchShape.parse(str(name))
-        at_start = packed_at_start(shape)
-        groups[at_start].setdefault(shape.batch_size, []).append(float(ns) / 1e6)
-        record["shape"].append(str(name))
-        record["requests"].append(shape.batch_size)
-        record["at_start"].append(at_start)
-        record["packed_at_start"].append(float(share))
-        record["host_ms"].append(float(ns) / 1e6)
-        if abs(float(share) - float(at_start)) > 0.5:
-            record["packed_otherwise"].append(str(name))
+    for n, at_start, ms in zip(record["requests"], record["at_start"], record["host_ms"]):
+        groups[bool(at_start)].setdefault(int(n), []).append(float(ms))
     if not groups[False] or not groups[True]:
-        raise InputError("the head variant's host term needs fit shapes packed ahead (decodes, later chunks) and at "
-                         "their start (first chunks); add both to profile.fit")
+        raise InputError("the head variant's host term needs steps packed ahead (decodes) and at their start (first "
+                         "chunks) on the request grid; the backend ran only one kind")
 
     def curve(by_requests: dict[int, list[float]]) -> RequestCurve:
         keys = sorted(by_requests)
         return RequestCurve(tuple(keys), tuple(max(float(np.median(by_requests[n])), 0.0) for n in keys))
 
-    return HostTerm(curve(groups[False]), curve(groups[True])), record
+    otherwise = [s for s, a, share in zip(names, record["at_start"], record["packed_at_start"])
+                 if abs(float(share) - float(a)) > 0.5]
+    return HostTerm(curve(groups[False]), curve(groups[True])), {**record, "packed_otherwise": otherwise}
 
 
 def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
