@@ -255,10 +255,10 @@ def test_baseline_table_and_record_by_hand() -> None:
     assert abs_error_stats(np.array([])) == (None, None)
 
 
-def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_path) -> None:
-    """The runtime path vidur-sim takes: Vidur's own predictor with the bundle's correction adds c_iter + c_token x
-    tokens_8 + c_first x first chunks to each step it predicts, whatever the batch, and changes nothing else (Vidur is
-    not patched)."""
+def _linear_bundle(compose_app, tmp_path):
+    """A native bundle whose rows are linear (op rows 0.2 + 0.002 tokens ms a layer; prefill attention 0.5 + 0.004
+    chunk + 0.001 KV; decode 0.3 + 0.05 batch + 0.0005 KV), read by Vidur's linear regression, which fits them
+    exactly: the config, the bundle and build_predictor's keywords."""
     cfg = compose_app("vidur_sim", ["backend=native", "workload_id=w", "profiling_root=b"])
     limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=1024, block_size=16)
     root = make_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
@@ -266,9 +266,17 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
                         decode_ms=lambda b, k: 0.3 + 0.05 * b + 0.0005 * k)
     vidur = VidurConfig(execution_time_predictor="linear_regression", k_fold_cv_splits=2,
                         linear_regression=LinearRegressionGridConfig(polynomial_degree=[1]))
-    correction = StepCorrection(c_iter_ms=0.4, c_token_ms=-0.0003, c_first_ms=0.2)
     kw = dict(model=cfg.model, hardware=cfg.hardware, block_size=16, grid=PredictorGrid(1024, 512, 32),
               cache_root=tmp_path / "c", vidur=vidur)
+    return cfg, root, kw
+
+
+def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_path) -> None:
+    """The runtime path vidur-sim takes: Vidur's own predictor with the bundle's correction adds c_iter + c_token x
+    tokens_8 + c_first x first chunks to each step it predicts, whatever the batch, and changes nothing else (Vidur is
+    not patched)."""
+    cfg, root, kw = _linear_bundle(compose_app, tmp_path)
+    correction = StepCorrection(c_iter_ms=0.4, c_token_ms=-0.0003, c_first_ms=0.2)
     plain = build_predictor(root / "mlp.csv", root / "attention.csv", **kw)
     corrected = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(correction), **kw)
     for text in ("prefill:200", "decode:1x64", "decode:24x500", "mixed:300+12x100", "prefill:256@512"):
@@ -346,15 +354,7 @@ def test_vidur_adds_the_host_share_as_the_engine_packs_each_step(compose_app, tm
     from vidur.entities import Batch, Request
     from vidur.types import ReplicaId
 
-    cfg = compose_app("vidur_sim", ["backend=native", "workload_id=w", "profiling_root=b"])
-    limits = GridLimits(tokens_per_iteration=512, prefill_chunk=512, batch_size=32, request_tokens=1024, block_size=16)
-    root = make_profile(tmp_path / "p", "b", model=cfg.model, hardware=cfg.hardware, backend=cfg.backend, limits=limits,
-                        op_ms=lambda n: 0.2 + 0.002 * n, prefill_ms=lambda c, k: 0.5 + 0.004 * c + 0.001 * k,
-                        decode_ms=lambda b, k: 0.3 + 0.05 * b + 0.0005 * k)
-    vidur = VidurConfig(execution_time_predictor="linear_regression", k_fold_cv_splits=2,
-                        linear_regression=LinearRegressionGridConfig(polynomial_degree=[1]))
-    kw = dict(model=cfg.model, hardware=cfg.hardware, block_size=16, grid=PredictorGrid(1024, 512, 32),
-              cache_root=tmp_path / "c", vidur=vidur)
+    cfg, root, kw = _linear_bundle(compose_app, tmp_path)
     host = HostTerm(RequestCurve((1, 9), (0.04, 0.06)), RequestCurve((1,), (0.35,)))
     plain = build_predictor(root / "mlp.csv", root / "attention.csv", **kw)
     hosted = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(host=host), **kw)
