@@ -382,17 +382,17 @@ def test_vidur_adds_the_host_share_as_the_engine_packs_each_step(compose_app, tm
 
 
 def test_a_real_steps_packing_read_from_the_runs_dispatch_times_by_hand() -> None:
-    """``replay.packed_at_start``: the run's first step; a step holding a request handed to the engine after the step
-    before it started (the engine packs it again at its start); ahead otherwise, also a request that waited (queued
-    before, admitted later). A step naming a request the run lacks is refused."""
-    from gpu_simulate_test.vidur_ext.replay import packed_at_start as steps_at_start
+    """``replay.steps_packed_at_start``: the run's first step; a step holding a request handed to the engine after the
+    step before it started (the engine packs it again at its start); ahead otherwise, also a request that waited
+    (queued before, admitted later). A step naming a request the run lacks is refused."""
+    from gpu_simulate_test.vidur_ext.replay import steps_packed_at_start
 
     steps = pd.DataFrame({"start_time_ns": [100, 200, 300, 400, 500],
                           "requests": ["r0:64", "r0:1", "r0:1;r1:32", "r0:1;r1:1;r2:16", "r1:1;r2:1"]})
     dispatched = {0: 50, 1: 250, 2: 290}  # r1 and r2 during step 1; r2 admitted in step 3 only (it waited)
-    assert steps_at_start(steps, dispatched).tolist() == [True, False, True, False, False]
+    assert steps_packed_at_start(steps, dispatched).tolist() == [True, False, True, False, False]
     with pytest.raises(ArtifactError, match="lack"):
-        steps_at_start(steps, {0: 50, 1: 250})
+        steps_packed_at_start(steps, {0: 50, 1: 250})
 
 
 def test_token_operators_fitted_on_every_row_read_back_exactly(compose_app, tmp_path) -> None:

@@ -32,7 +32,7 @@ def step_shapes(requests: str, kv_tokens: str) -> tuple[tuple[int, int], ...]:
     return tuple(zip(q, kv))
 
 
-def packed_at_start(iterations: pd.DataFrame, dispatched: Mapping[int, int]) -> np.ndarray:
+def steps_packed_at_start(iterations: pd.DataFrame, dispatched: Mapping[int, int]) -> np.ndarray:
     """Per step of a real run (``iteration_metrics.csv``, in order), whether the native engine packed it at its start
     rather than while the step before it ran: it holds a request handed to the engine (``dispatched``: request id ->
     ``dispatch_time_ns``) after the step before it started (the engine forms a step ahead from the requests queued
@@ -56,8 +56,8 @@ def replay_steps(root: ProfilingRoot, iterations: pd.DataFrame, *, model: Any, h
                  at_start: Optional[np.ndarray] = None) -> pd.DataFrame:
     """Each step of ``iterations`` (a real run's ``iteration_metrics.csv``) with its measured and predicted time (ns),
     the signed error (%), its requests and prompt tokens, and whether the engine packed it at its start: from
-    ``dispatched`` (the run's ``dispatch_time_ns`` by request id, :func:`packed_at_start`) or given as ``at_start``
-    (one flag a step), one of the two."""
+    ``dispatched`` (the run's ``dispatch_time_ns`` by request id, :func:`steps_packed_at_start`) or given as
+    ``at_start`` (one flag a step), one of the two."""
     if (dispatched is None) == (at_start is None):
         raise ValueError("replay_steps needs either the run's dispatch times or each step's packing, not both")
     predictor = build_predictor(root.mlp_csv, root.attention_csv, model=model, hardware=hardware,
@@ -65,7 +65,7 @@ def replay_steps(root: ProfilingRoot, iterations: pd.DataFrame, *, model: Any, h
                                 cache_root=cache_root, vidur=vidur, seed=seed,
                                 step_terms=step_terms(root.meta, str(root.path)))
     if at_start is None:
-        at_start = packed_at_start(iterations, dispatched or {})
+        at_start = steps_packed_at_start(iterations, dispatched or {})
     elif len(at_start) != len(iterations):
         raise ValueError(f"{len(at_start)} packing flags for {len(iterations)} steps")
     cache: dict[tuple[tuple[tuple[int, int], ...], bool], int] = {}

@@ -64,7 +64,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     with_step,
 )
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
-from gpu_simulate_test.vidur_ext.step_correction import HOST_KEY, OUTSIDE_KEY, ROW_KEYS_KEY, RowKeys, row_keys
+from gpu_simulate_test.vidur_ext.step_correction import HOST_KEY, OUTSIDE_KEY, ROW_KEYS_KEY, HostTerm, RowKeys, row_keys
 from gpu_simulate_test.vidur_ext.verdict import MEASURED, BundleVerdict, bundle_verdict
 
 log = logging.getLogger(__name__)
@@ -325,21 +325,20 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
                   raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
                   capped: Sequence[tuple[BatchShape, float]] = (),
                   head: Optional[dict[str, list]] = None, keys: Optional[dict[str, Any]] = None,
-                  host_record: Optional[dict[str, list]] = None) -> tuple[list[Candidate], Any]:
+                  host: Optional[HostTerm] = None) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
     shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
     and test shapes with their operators' predictions, on which the step correction's cap holds too. ``head``: the
-    step's work outside its layers as measured (``_measure_head``), and ``host_record`` the host's share on the request
-    grid (``_measure_iterations``), for the ``head`` variant; ``keys``: the bundle's ``row_keys`` record
+    step's work outside its layers as measured (``_measure_head``), and ``host`` the host's share on the request grid
+    (``variants.host_share_term``), for the ``head`` variant; ``keys``: the bundle's ``row_keys`` record
     (``row_keys_record``), with which the fold's rows are read."""
     candidates, folded = [], None
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
             candidates.append(Candidate(name, raw_val))
         elif name == "head":
-            assert head is not None, "the head variant needs the step's work outside its layers measured"
+            assert head is not None and host is not None, "the head variant needs its two terms measured"
             term = head_term(head)
-            host, _ = host_share_term(host_record or {})
             reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
             candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val, reading, host), outside=term,
                                         host=host))
@@ -422,6 +421,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         finally:
             backend.close()
         sets = {role: measured_shapes(iters, role) for role in ("fit", "validation", "test")}
+        host, host_timing = host_share_term(host_record) if measure_host else (None, None)
         _, fit_shapes, fit_ms = sets["fit"]
         val_names, val_shapes, val_ms = sets["validation"]
         test_names, test_shapes, test_ms = sets["test"]
@@ -436,8 +436,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
         capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped, head, keys,
-                                           host_record if measure_host else None)
+                                           raw_fit, raw_val, predict, capped, head, keys, host)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         winner = next(c for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
@@ -451,10 +450,10 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                  "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
                  "validation_check": val_record, "head_timing": head,
-                 "host_timing": host_share_term(host_record)[1] if measure_host else None}
-        if extra["host_timing"] is not None and extra["host_timing"]["packed_otherwise"]:
+                 "host_timing": host_timing}
+        if host_timing is not None and host_timing["packed_otherwise"]:
             log.warning("the engine packed the steps of %s otherwise than a first chunk's rule says (profile_meta.json "
-                        "host_timing): their host share sits in the other curve", extra["host_timing"]["packed_otherwise"])
+                        "host_timing): their host share sits in the other curve", host_timing["packed_otherwise"])
         _write_root(out, cfg, bid, mlp_out, att_out, iters, empty_check, grid, extra, raw=(mlp, att), validation=validation)
         # The bundle as vidur-sim reads it (its rows; its step correction inside Vidur's predictor), on every set.
         bundle_pred = np.asarray(predict(out, every), dtype=float)
