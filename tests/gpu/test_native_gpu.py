@@ -171,7 +171,7 @@ def test_step_probe_measures_the_host_share_on_the_gpu(compose_app: Callable[...
         with StepProbe(backend.native_engine()) as probe:
             backend.start(recorder)
             got = {str(s): timer.measure(backend, recorder, s, probe) for s in shapes}
-        assert len(probe.records) == recorder.num_steps
+        assert len(probe.records()) == recorder.num_steps
     finally:
         backend.close()
         _free()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,11 @@ from gpu_simulate_test.io.schemas import (
     VALIDATION_CHECK,
 )
 from gpu_simulate_test.io.tables import read_table
+from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S
 from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
+from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.variants import head_term, host_share_term
 from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
@@ -88,7 +92,7 @@ def test_head_variant_needs_the_native_engine(compose_app) -> None:
         build_bundle(cfg, vidur_predict(cfg))
 
 
-def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
+def test_native_bundle_times_the_engines_own_ops(compose_app, monkeypatch) -> None:
     """backend=native: the rows come from the engine's layer methods and kernels (the reference ops on the CPU), the
     fused ops carry the costs of the ones they absorb (``add`` and the KV store are 0), the whole iterations come
     from the driver's own steps (a later chunk of a long prompt too), the operators and the capped step correction
@@ -98,7 +102,20 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
                              "profile.variants=[operators,step,head]",
                              "profile.validation=[prefill:24,decode:2x48]",
                              "profile.test=[prefill:32,prefill:32@64,decode:1x64,decode:4x64]"])
+    conditions, measure = [], StepTimer.measure
+
+    def watched(self, *args, **kwargs):  # the conditions each shape is timed in
+        conditions.append((gc.isenabled(), sys.getswitchinterval()))
+        return measure(self, *args, **kwargs)
+
+    monkeypatch.setattr(StepTimer, "measure", watched)
+    interval = sys.getswitchinterval()
     result = build_bundle(cfg, vidur_predict(cfg))
+    # every step timed as real-bench runs its own: the cyclic GC paused, the GIL's switch interval at real-bench's;
+    # both as they were afterwards
+    assert conditions and {gc_on for gc_on, _ in conditions} == {False}
+    assert all(s == pytest.approx(SWITCH_INTERVAL_S) for _, s in conditions)  # the interpreter stores it in us
+    assert gc.isenabled() and sys.getswitchinterval() == interval
     meta = read_meta(result.path / "profile_meta.json", kind="profile_bundle")
     assert meta["backend_measured"] == "native" and meta["skipped_shapes"] == []
     assert list(result.check["shape"]) == ["prefill:32", "prefill:32@64", "decode:1x64", "decode:4x64"]
@@ -154,7 +171,8 @@ def test_native_bundle_times_the_engines_own_ops(compose_app) -> None:
     assert timing["shape"] == ["decode:1x64", "prefill:60", "decode:2x64", "mixed:60+1x64", "decode:3x64",
                                "mixed:60+2x64", "decode:4x64", "mixed:60+3x64"]
     assert timing["packed_at_start"] == [0.0, 1.0] * 4 and timing["packed_otherwise"] == []
-    assert all(ms > 0 for ms in timing["host_ms"])
+    assert all(ms > 0 for ms in timing["host_ms"]) and all(w > h for w, h in zip(timing["wall_ms"], timing["host_ms"]))
+    assert timing["tokens"] == [1, 60, 2, 61, 3, 62, 4, 63] and timing["eager"] == [False] * 8  # the CPU: no graphs
     host, record = host_share_term({k: v for k, v in timing.items() if k != "packed_otherwise"})
     assert record == timing and host.ahead.requests == host.serial.requests == (1, 2, 3, 4)
     assert host.serial.ms == tuple(timing["host_ms"][1::2])

@@ -19,6 +19,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     Candidate,
     check_variants,
     choose,
+    eager_term,
     first_chunks,
     fit_step_correction,
     head_term,
@@ -37,6 +38,7 @@ from gpu_simulate_test.vidur_ext.step_correction import (
     RowKeys,
     StepCorrection,
     StepTerms,
+    TokenCurve,
     step_correction,
     step_terms,
 )
@@ -168,6 +170,57 @@ def test_host_share_term_is_the_median_by_requests_per_packing_by_hand() -> None
         host_share_term({k: v[::2] for k, v in record.items()})
 
 
+def test_eager_term_is_what_a_step_no_graph_holds_costs_beyond_the_rest_by_hand() -> None:
+    """The host grid's prefills that no graph holds (``eager``): their measured wall less what the head variant
+    predicts of them otherwise, the median at each token count, held at >= 0, interpolated in the step's tokens and
+    added to a step no graph holds only; those rows stay out of the ahead and serial curves."""
+    grid = [("decode:1x512", 1, 1, False, 0.04, 1.2, False), ("prefill:256", 1, 256, True, 0.3, 2.0, False),
+            ("decode:2x512", 2, 2, False, 0.035, 1.3, False), ("mixed:256+1x512", 2, 257, True, 0.33, 2.4, False),
+            ("prefill:768", 1, 768, True, 0.02, 15.0, True), ("prefill:1280", 1, 1280, True, 0.03, 16.0, True),
+            ("prefill:1792", 1, 1792, True, 0.03, 3.0, True)]
+    record = {k: [g[i] for g in grid] for i, k in enumerate(
+        ("shape", "requests", "tokens", "at_start", "host_ms", "wall_ms", "eager"))}
+    record["packed_at_start"] = [float(a) for a in record["at_start"]]
+    host, kept = host_share_term(record)
+    assert host == HostTerm(RequestCurve((1, 2), (0.04, 0.035)), RequestCurve((1, 2), (0.3, 0.33)))  # no eager row
+    assert kept["packed_otherwise"] == []
+    rest = [3.0, 4.0, 5.0]  # what the operators, the work outside and the host's share predict of the three
+    eager = eager_term(record, rest)
+    assert eager == TokenCurve((768, 1280, 1792), (12.0, 12.0, 0.0))  # 3 - 5 < 0: held at 0
+    assert [eager.at(n) for n in (600, 1024, 1536, 4096)] == pytest.approx([12.0, 12.0, 6.0, 0.0])
+    term = replace(host, eager=eager)
+    assert term.eager_at(1024, None) == pytest.approx(12.0) and term.eager_at(1024, (1024, 2)) == 0.0
+    assert host.eager_at(1024, None) == 0.0  # a bundle without the term
+    assert eager_term({**record, "eager": [False] * len(grid)}, []) is None
+    with pytest.raises(InputError, match="one prediction"):
+        eager_term(record, rest[:2])
+    # what the head variant predicts: the eager term on a step no graph holds (graphs up to 512 tokens) only
+    outside = OutsideLayers((1,), (0.1,))
+    keys = RowKeys(token_rows="graph_bucket", graph_batch_sizes=(1, 2, 4), graph_token_sizes=(256, 512))
+    shapes = [BatchShape.parse(s) for s in ("prefill:1024", "prefill:512", "decode:2x64")]
+    assert with_outside(outside, shapes, np.ones(3), keys, term).tolist() == pytest.approx(
+        [1.1 + 0.3 + 12.0, 1.1 + 0.3, 1.1 + 0.035])
+
+
+def test_eager_points_lie_above_the_largest_graph_between_powers_of_two() -> None:
+    from types import SimpleNamespace
+
+    from gpu_simulate_test.vidur_ext.profiler.bundle import eager_points, host_grid
+
+    assert eager_points(512, 512) == [] and eager_points(512, 600) == [600]
+    assert eager_points(512, 4096) == [768, 1280, 1792, 2560, 3584]  # 4096: not 1.25 x 3584 beyond
+    assert eager_points(512, 8191) == [768, 1280, 1792, 2560, 3584, 5120, 7168]
+    assert eager_points(512, 1024) == [768, 1024]
+    # the host grid: decodes and first chunks at every request count, then the eager prefills, less the tokens of a
+    # configured shape (taken)
+    grid = SimpleNamespace(limits=SimpleNamespace(batch_size=2, request_tokens=8192))
+    timer = SimpleNamespace(limits=SimpleNamespace(token_budget=4096), unsupported=lambda s: None)
+    shapes = [str(s) for s in host_grid(grid, timer, [16, 256, 512], taken=[1280, 9])]
+    assert shapes == ["decode:1x512", "prefill:256", "decode:2x512", "mixed:256+1x512",
+                      "prefill:768", "prefill:1792", "prefill:2560", "prefill:3584"]
+    assert [str(s) for s in host_grid(grid, timer)] == shapes[:4]  # no graphs (off a GPU): no eager step to time
+
+
 def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     """A bundle from before the terms: none, Vidur's keys; each record read back; a bad one named in a one-line error."""
     assert step_terms({}) == StepTerms()
@@ -185,6 +238,11 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     assert not terms.keys.one_wave([512] + [64] * 9) and not RowKeys().one_wave([32, 32])
     assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
     assert terms.record() == {**meta}
+    eager = {**meta, "host_term": {**meta["host_term"], "eager": {"tokens": [768, 1280], "ms": [12.0, 13.0]}},
+             "row_keys": {**meta["row_keys"], "token_rows": "graph_bucket", "graph_batch_sizes": [1, 2],
+                          "graph_token_sizes": [256, 512]}}
+    got = step_terms(eager)
+    assert got.host.eager == TokenCurve((768, 1280), (12.0, 13.0)) and got.record() == eager
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_wave_blocks": -1}},
@@ -192,7 +250,10 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                 {"row_keys": {"graph_batch_sizes": [4, 2]}}, {"row_keys": {"token_fit": "exact"}},
                 {"host_term": {"ahead": {"requests": [1], "ms": [0.1]}}},
                 {"host_term": {"ahead": {"requests": [1], "ms": [0.1]}, "serial": {"requests": [0], "ms": [0.1]}}},
-                {"host_term": {"ahead": {"requests": [1], "ms": [-0.1]}, "serial": {"requests": [1], "ms": [0.1]}}}):
+                {"host_term": {"ahead": {"requests": [1], "ms": [-0.1]}, "serial": {"requests": [1], "ms": [0.1]}}},
+                {"host_term": {**meta["host_term"], "eager": {"requests": [768], "ms": [1.0]}}},
+                {"host_term": {**meta["host_term"], "eager": {"tokens": [768, 700], "ms": [1.0, 2.0]}}},
+                {"host_term": {**meta["host_term"], "eager": {"tokens": [768], "ms": [1.0]}}}):  # graphs: none
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys|host_term"):
             step_terms(bad)
 
@@ -362,6 +423,16 @@ def test_vidur_adds_the_host_share_as_the_engine_packs_each_step(compose_app, tm
                                  ([(1, 65)] * 20, False, 0.06)):
         got = (predict_batch_time_s(hosted, shapes, serial=serial) - predict_batch_time_s(plain, shapes, serial=serial)) * 1e3
         assert got == pytest.approx(want, abs=1e-9), (len(shapes), serial)
+
+    # a step no graph of the engine holds (graphs up to 64 tokens here) gets the eager term at its tokens as well;
+    # one a graph runs does not
+    keys = RowKeys(token_rows="graph_bucket", graph_batch_sizes=(1, 2, 4, 8, 16, 32), graph_token_sizes=(16, 64))
+    eager = replace(host, eager=TokenCurve((128, 384), (10.0, 12.0)))
+    graphed = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys), **kw)
+    both = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys, host=eager), **kw)
+    for shapes, want in (([(200, 200)], 0.35 + 10 + 2 * 72 / 256), ([(64, 64)], 0.35), ([(1, 65)] * 5, 0.35)):
+        got = (predict_batch_time_s(both, shapes, serial=True) - predict_batch_time_s(graphed, shapes, serial=True)) * 1e3
+        assert got == pytest.approx(want, abs=1e-9), shapes
 
     def scheduled(at: float, reqs: list, q: list[int], kv: list[int], replica: int = 0) -> float:
         """One batch as Vidur runs it: scheduled at ``at``, then predicted once; the host share it got (ms)."""

@@ -203,7 +203,8 @@ class _LocalProfileMixin:
     def _get_add_layer_act_execution_time(self, batch: Batch) -> float:
         """Vidur's ``add`` row plus the bundle's step terms (the whole-step correction at the step's tokens rounded up
         to 8 and its requests' first chunks: a chunk of more than one token whose KV after the step is the chunk, the
-        work outside the layers at its requests, the host's share at its requests, packed ahead or at its start)
+        work outside the layers at its requests, the host's share at its requests, packed ahead or at its start, and
+        for a step no graph holds the eager term at its tokens)
         over the layers that Vidur multiplies it by
         (``step_correction.py``): the step comes out as the operators plus the terms, nothing patched."""
         base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
@@ -216,6 +217,7 @@ class _LocalProfileMixin:
             extra += terms.outside.at_step(batch.size, self._graph(batch))
         if terms.host is not None:
             extra += terms.host.at(batch.size, self._serial(batch))
+            extra += terms.host.eager_at(batch._total_num_q_tokens, self._graph(batch))
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _train_model(self, model_name: str, model_type: Any, df: pd.DataFrame, feature_cols: list[str],

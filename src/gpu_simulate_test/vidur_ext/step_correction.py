@@ -20,7 +20,7 @@ the step comes out exactly ``operators + term``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -96,6 +96,21 @@ class OutsideLayers(RequestCurve):
 
 
 @dataclass(frozen=True)
+class TokenCurve:
+    """A per-step time **measured** on the engine at a few token counts, interpolated linearly in the step's tokens
+    and held flat beyond the first and last point."""
+
+    tokens: tuple[int, ...]
+    ms: tuple[float, ...]
+
+    def at(self, num_tokens: int) -> float:
+        return float(np.interp(num_tokens, self.tokens, self.ms))
+
+    def to_dict(self) -> dict[str, list]:
+        return {"tokens": list(self.tokens), "ms": list(self.ms)}
+
+
+@dataclass(frozen=True)
 class HostTerm:
     """The ``head`` variant's second term (bundles built since 2026-12-02): what the host adds to a step of the
     pipelined native engine, its wall time less the device's (``specs/profiling_root.md``, "The host's share of a
@@ -106,17 +121,30 @@ class HostTerm:
     - ``serial``: a step packed at its own start, because its batch admits a request that arrived while the step before
       it ran (the engine packs the step again) or the engine was idle: the scheduling and packing too.
 
+    - ``eager`` (bundles built since 2026-12-03, where the engine has CUDA graphs and a step may hold more tokens than
+      its largest graph): what a step no graph holds costs beyond the operators, the work outside the layers and the
+      host's share above, by its tokens. The engine then launches every kernel from Python, and the step is bound by
+      that, not by the device (a 1,024-token prefill: ~13-21 ms against ~3 ms of kernels on the H200); the
+      operators, timed as the graphs run them, cannot see it.
+
     A step is ``serial`` in vidur-sim when its batch holds a request that arrived after the replica's previous batch
     was scheduled (every first batch of a replica too): the moment the engine packs a step ahead."""
 
     ahead: RequestCurve
     serial: RequestCurve
+    eager: Optional[TokenCurve] = None
 
     def at(self, num_requests: int, serial: bool) -> float:
         return (self.serial if serial else self.ahead).at(num_requests)
 
+    def eager_at(self, num_tokens: int, graph: Optional[tuple[int, int]]) -> float:
+        """The eager term of a step of ``num_tokens`` run in ``graph`` (``RowKeys.graph``; None: no graph holds it):
+        0 for a step a graph runs, or for a bundle without the term."""
+        return 0.0 if self.eager is None or graph is not None else self.eager.at(num_tokens)
+
     def to_dict(self) -> dict[str, dict[str, list]]:
-        return {"ahead": self.ahead.to_dict(), "serial": self.serial.to_dict()}
+        out = {"ahead": self.ahead.to_dict(), "serial": self.serial.to_dict()}
+        return out if self.eager is None else {**out, "eager": self.eager.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -195,18 +223,19 @@ class StepTerms:
                 HOST_KEY: None if self.host is None else self.host.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
 
 
-def _curve(record: Any, key: str, source: str) -> RequestCurve:
-    """A measured per-step time by requests, checked: request counts strictly increasing from 1, times non-negative."""
+def _curve(record: Any, key: str, source: str, by: str = "requests") -> RequestCurve:
+    """A measured per-step time by requests (or ``by`` tokens), checked: counts strictly increasing from 1, times
+    non-negative."""
     try:
-        requests = tuple(int(n) for n in record["requests"])
+        counts = tuple(int(n) for n in record[by])
         ms = tuple(float(t) for t in record["ms"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{source}: {key!r} must hold lists requests and ms ({exc}); rebuild the bundle") from exc
-    if not requests or len(requests) != len(ms) or requests[0] < 1 or any(b <= a for a, b in zip(requests, requests[1:])) \
+        raise ArtifactError(f"{source}: {key!r} must hold lists {by} and ms ({exc}); rebuild the bundle") from exc
+    if not counts or len(counts) != len(ms) or counts[0] < 1 or any(b <= a for a, b in zip(counts, counts[1:])) \
             or not all(np.isfinite(t) and t >= 0 for t in ms):
-        raise ArtifactError(f"{source}: {key!r} needs request counts increasing from >= 1 and one non-negative "
-                            f"time each; got {list(requests)} / {list(ms)}; rebuild the bundle")
-    return RequestCurve(requests, ms)
+        raise ArtifactError(f"{source}: {key!r} needs {by} counts increasing from >= 1 and one non-negative "
+                            f"time each; got {list(counts)} / {list(ms)}; rebuild the bundle")
+    return RequestCurve(counts, ms)
 
 
 def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[OutsideLayers]:
@@ -218,13 +247,17 @@ def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_ME
 
 
 def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:
-    """The ``host_term`` record checked: an ``ahead`` and a ``serial`` curve (``_curve``)."""
+    """The ``host_term`` record checked: an ``ahead`` and a ``serial`` curve (``_curve``), and an ``eager`` one by
+    tokens where the bundle measured it."""
     if record is None:
         return None
-    if not isinstance(record, Mapping) or set(record) != {"ahead", "serial"}:
-        raise ArtifactError(f"{source}: {HOST_KEY!r} must map 'ahead' and 'serial' to a curve each; got {record!r}")
+    if not isinstance(record, Mapping) or not {"ahead", "serial"} <= set(record) <= {"ahead", "serial", "eager"}:
+        raise ArtifactError(f"{source}: {HOST_KEY!r} must map 'ahead' and 'serial' to a curve each (and 'eager' to "
+                            f"one by tokens); got {record!r}")
+    eager = record.get("eager")
     return HostTerm(_curve(record["ahead"], f"{HOST_KEY}.ahead", source),
-                    _curve(record["serial"], f"{HOST_KEY}.serial", source))
+                    _curve(record["serial"], f"{HOST_KEY}.serial", source),
+                    None if eager is None else TokenCurve(*astuple(_curve(eager, f"{HOST_KEY}.eager", source, "tokens"))))
 
 
 def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> RowKeys:
@@ -257,5 +290,9 @@ def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) ->
 
 def step_terms(meta: Mapping[str, Any], source: str = PROFILE_META) -> StepTerms:
     """The step terms a bundle's meta carries (a bundle from before any of them: none, Vidur's own keys)."""
-    return StepTerms(step_correction(meta, source), outside_layers(meta.get(OUTSIDE_KEY), source),
-                     row_keys(meta.get(ROW_KEYS_KEY), source), host_term(meta.get(HOST_KEY), source))
+    terms = StepTerms(step_correction(meta, source), outside_layers(meta.get(OUTSIDE_KEY), source),
+                      row_keys(meta.get(ROW_KEYS_KEY), source), host_term(meta.get(HOST_KEY), source))
+    if terms.host is not None and terms.host.eager is not None and terms.keys.token_rows != "graph_bucket":
+        raise ArtifactError(f"{source}: {HOST_KEY}.eager is the cost of a step no CUDA graph holds, but {ROW_KEYS_KEY} "
+                            "names no graph buckets (token_rows: graph_bucket); rebuild the bundle")
+    return terms

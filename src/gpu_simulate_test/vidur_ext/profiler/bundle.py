@@ -40,7 +40,7 @@ from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, baseline_table, fit_baselines
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid, ladder
-from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
+from gpu_simulate_test.vidur_ext.profiler.iterations import STEP_TIMING, ShapeSamples, StepTimer, timed_as_real_bench
 from gpu_simulate_test.vidur_ext.profiler.operators import (
     OPERATOR_TIMING,
     LayerOps,
@@ -55,6 +55,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     Candidate,
     check_variants,
     choose,
+    eager_term,
     fit_step_correction,
     head_term,
     host_share_term,
@@ -64,7 +65,15 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     with_step,
 )
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
-from gpu_simulate_test.vidur_ext.step_correction import HOST_KEY, OUTSIDE_KEY, ROW_KEYS_KEY, HostTerm, RowKeys, row_keys
+from gpu_simulate_test.vidur_ext.step_correction import (
+    HOST_KEY,
+    OUTSIDE_KEY,
+    ROW_KEYS_KEY,
+    HostTerm,
+    OutsideLayers,
+    RowKeys,
+    row_keys,
+)
 from gpu_simulate_test.vidur_ext.verdict import MEASURED, BundleVerdict, bundle_verdict
 
 log = logging.getLogger(__name__)
@@ -81,7 +90,8 @@ NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph
                           decode_batching="as_measured", prefill_chunks="one_wave", token_fit="every_row")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
-             "(wall less device) measured on a request grid, packed ahead or at the start, by requests")
+             "(wall less device) measured on a request grid, packed ahead or at the start, by requests; a step no "
+             "graph holds: its wall less the rest, measured on an eager token grid, by tokens")
 
 
 def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
@@ -123,7 +133,8 @@ def bundle_id(cfg: VidurProfileAppConfig) -> str:
     bundle."""
     c = {**without_defaults(bundle_config(cfg), VidurProfileAppConfig), **id_basis(cfg.backend.name)}
     if cfg.backend.name == "native":
-        c.update(operator_timing=OPERATOR_TIMING, row_keys=NATIVE_ROW_KEYS.to_dict(), head_term=HEAD_TERM)
+        c.update(operator_timing=OPERATOR_TIMING, row_keys=NATIVE_ROW_KEYS.to_dict(), head_term=HEAD_TERM,
+                 step_timing=STEP_TIMING)
     return f"{cfg.model.name}-{cfg.hardware.name}-{cfg.backend.name}-{short_hash(canonical_json(c))}"
 
 
@@ -186,11 +197,15 @@ HOST_GRID_KV = 512  # the KV of the host grid's decodes (the hand-over does not 
 HOST_GRID_CHUNK = 256  # the first chunk of the host grid's steps packed at their start
 
 
-def host_grid(grid: Grid, timer: StepTimer) -> list[BatchShape]:
+def host_grid(grid: Grid, timer: StepTimer, graph_tokens: Sequence[int] = (), taken: Sequence[int] = ()
+              ) -> list[BatchShape]:
     """The shapes the ``head`` variant's host share is measured on (``variants.host_share_term``), at every request
     count of the grid's batch ladder (as the work outside the layers is measured at every token point): ``n``
     decodes (packed ahead) and a first chunk beside ``n - 1`` decodes (packed at its start; alone, on an idle engine,
-    for ``n = 1``), those the backend's policy can run. Their measured steps enter no fit, validation or test set."""
+    for ``n = 1``), those the backend's policy can run; and where a step may hold more tokens than the engine's
+    largest CUDA graph (``graph_tokens``: its token buckets; none off a GPU), prefills that no graph holds, at
+    ``eager_points`` (``variants.eager_term``). Their measured steps enter no fit, validation or test set, and no
+    eager point has the tokens of one of those (``taken``)."""
     kv = min(HOST_GRID_KV, grid.limits.request_tokens // 2)
     chunk = min(HOST_GRID_CHUNK, timer.limits.token_budget - grid.limits.batch_size)
     shapes = []
@@ -198,7 +213,24 @@ def host_grid(grid: Grid, timer: StepTimer) -> list[BatchShape]:
         shapes.append(BatchShape(0, n, kv))
         if chunk > 1:
             shapes.append(BatchShape(chunk, n - 1, kv if n > 1 else 0))
+    largest = max(graph_tokens, default=0)
+    if largest:
+        limit = min(timer.limits.token_budget, grid.limits.request_tokens - 1)
+        shapes += [BatchShape(t, 0, 0) for t in eager_points(largest, limit) if t not in set(taken)]
     return [s for s in shapes if s.decode_kv >= 1 or s.decode_batch == 0]
+
+
+def eager_points(largest_graph: int, limit: int) -> list[int]:
+    """Token counts above the engine's largest graph bucket, up to ``limit``: 1.5, 2.5, 3.5, 5, 7, 10, 14, 20 ...
+    times it (between the powers of two that shape sets favour), and ``limit`` itself where it lies 1.25 times
+    beyond the last (a grid that reaches the budget)."""
+    halves = [3, 5, 7]
+    while halves[-1] * largest_graph // 2 <= limit:
+        halves.append(2 * halves[-2])
+    points = [h * largest_graph // 2 for h in halves if h * largest_graph // 2 <= limit]
+    if limit > largest_graph and (not points or limit >= 1.25 * points[-1]):
+        points.append(limit)
+    return points
 
 
 def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
@@ -207,7 +239,8 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
     """Time every feasible shape through the backend's driver; the table, the skipped shapes and the host grid's
     record. ``host_share``: also each step's device time and packing on the native engine (``host_share.StepProbe``):
     the host's share of it, in the table, and measured on ``host_shapes`` (one round, after the sets) for the
-    record (``host_grid``: ``shape``, ``requests``, ``at_start``, ``packed_at_start``, ``host_ms``)."""
+    record (``host_grid``: ``shape``, ``requests``, ``tokens``, ``at_start``, ``packed_at_start``, ``host_ms``,
+    ``wall_ms``). Every step is timed as real-bench runs it (``iterations.timed_as_real_bench``)."""
     measured, skipped = [], []
     for shape, role in parsed:
         why = timer.unsupported(shape)
@@ -224,22 +257,26 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
             from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe  # the engine's runner: torch
 
             probe = stack.enter_context(StepProbe(backend.native_engine()))
+        stack.enter_context(timed_as_real_bench())
         backend.start(recorder)
         # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
         for _ in range(rounds):
             for shape, _role in measured:
                 samples[str(shape)].append(timer.measure(backend, recorder, shape, probe))
                 progress.advance(task)
-        grid_record: dict[str, list] = {"shape": [], "requests": [], "at_start": [], "packed_at_start": [], "host_ms": []}
+        grid_record: dict[str, list] = {"shape": [], "requests": [], "tokens": [], "at_start": [], "packed_at_start": [],
+                                        "host_ms": [], "wall_ms": []}
         feasible = [s for s in host_shapes if timer.unsupported(s) is None] if probe is not None else []
         grid_task = progress.add_task("the host's share (request grid)", total=len(feasible))
         for shape in feasible:
             got = timer.measure(backend, recorder, shape, probe)
             grid_record["shape"].append(str(shape))
             grid_record["requests"].append(shape.batch_size)
+            grid_record["tokens"].append(shape.num_tokens)
             grid_record["at_start"].append(packed_at_start(shape))
             grid_record["packed_at_start"].append(float(got.at_start.mean()))
             grid_record["host_ms"].append(float(np.median(got.ns - got.device_ns)) / 1e6)
+            grid_record["wall_ms"].append(float(np.median(got.ns)) / 1e6)
             progress.advance(grid_task)
     rows = []
     for shape, role in measured:
@@ -324,24 +361,24 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
                   bid: str, scratch: Path, fit_shapes: list[BatchShape], fit_ms: list[float], val_shapes: list[BatchShape],
                   raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
                   capped: Sequence[tuple[BatchShape, float]] = (),
-                  head: Optional[dict[str, list]] = None, keys: Optional[dict[str, Any]] = None,
+                  outside: Optional[OutsideLayers] = None, keys: Optional[dict[str, Any]] = None,
                   host: Optional[HostTerm] = None) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
     shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
-    and test shapes with their operators' predictions, on which the step correction's cap holds too. ``head``: the
-    step's work outside its layers as measured (``_measure_head``), and ``host`` the host's share on the request grid
-    (``variants.host_share_term``), for the ``head`` variant; ``keys``: the bundle's ``row_keys`` record
+    and test shapes with their operators' predictions, on which the step correction's cap holds too. ``outside``:
+    the step's work outside its layers as measured (``_measure_head``, ``variants.head_term``), and ``host`` the
+    host's share on the request grid (``variants.host_share_term``, ``eager_term``), for the ``head`` variant;
+    ``keys``: the bundle's ``row_keys`` record
     (``row_keys_record``), with which the fold's rows are read."""
     candidates, folded = [], None
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
             candidates.append(Candidate(name, raw_val))
         elif name == "head":
-            assert head is not None and host is not None, "the head variant needs its two terms measured"
-            term = head_term(head)
+            assert outside is not None and host is not None, "the head variant needs its two terms measured"
             reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
-            candidates.append(Candidate(name, with_outside(term, val_shapes, raw_val, reading, host), outside=term,
-                                        host=host))
+            candidates.append(Candidate(name, with_outside(outside, val_shapes, raw_val, reading, host),
+                                        outside=outside, host=host))
         elif name == "step":
             step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct,
                                        also_capped=capped)
@@ -397,7 +434,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     parsed = _wanted_shapes(cfg)
     timer = StepTimer(cfg.backend, [s for s, _ in parsed], cfg.profile.iteration_samples)
     measure_host = "head" in cfg.profile.variants
-    host_shapes = host_grid(grid, timer) if measure_host else []
+    graph_tokens = cfg.backend.cuda_graph_token_sizes if cfg.hardware.device == "cuda" else []
+    host_shapes = host_grid(grid, timer, graph_tokens, [s.num_tokens for s, _ in parsed]) if measure_host else []
     timer = StepTimer(cfg.backend, [s for s, _ in parsed] + host_shapes, cfg.profile.iteration_samples)
     backend = get_backend(cfg.backend.name)(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
     backend.check_workload(timer.plan())  # every request the shapes submit, checked before anything loads
@@ -421,6 +459,15 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         finally:
             backend.close()
         sets = {role: measured_shapes(iters, role) for role in ("fit", "validation", "test")}
+        reading = row_keys(keys.get(ROW_KEYS_KEY))
+        outside = head_term(head) if head is not None else None
+        eager_shapes: list[BatchShape] = []
+        if measure_host:  # which grid steps no graph of the engine holds: the engine's own rule, its buckets
+            grid_shapes = [BatchShape.parse(n) for n in host_record["shape"]]
+            host_record["eager"] = [reading.token_rows == "graph_bucket"
+                                    and reading.graph(s.num_tokens, s.batch_size, s.kind == "decode") is None
+                                    for s in grid_shapes]
+            eager_shapes = [s for s, e in zip(grid_shapes, host_record["eager"]) if e]
         host, host_timing = host_share_term(host_record) if measure_host else (None, None)
         _, fit_shapes, fit_ms = sets["fit"]
         val_names, val_shapes, val_ms = sets["validation"]
@@ -432,11 +479,15 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
             _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **keys})
             raw_pred = np.asarray(predict(Path(raw), every), dtype=float)  # the operators alone (test: shares, cap)
+            if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
+                assert outside is not None and host is not None
+                rest = with_outside(outside, eager_shapes, np.asarray(predict(Path(raw), eager_shapes)), reading, host)
+                host = replace(host, eager=eager_term(host_record, list(rest)))
         split = np.cumsum([len(fit_shapes), len(val_shapes)])
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
         capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped, head, keys, host)
+                                           raw_fit, raw_val, predict, capped, outside, keys, host)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         winner = next(c for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))

@@ -11,8 +11,9 @@ share as measured here (``step_correction.HostTerm``).
 :class:`StepProbe` wraps the engine's runner while the shapes are timed, without touching the engine's source: per
 launched step, in launch order, the device's time from the launch to the step's last op (CUDA events; on the CPU,
 where a launch runs the step, the launch's own time) and whether the step was packed with nothing in flight (at its
-start) or while the step before it ran (ahead). Its two events a step cost the host ~2-3 us, which the measured
-share carries too.
+start) or while the step before it ran (ahead). Its one event before a launch costs the host a few microseconds,
+which the measured share carries too; the events are read only once the engine is idle (:meth:`StepProbe.records`),
+off the steps' critical path.
 """
 
 from __future__ import annotations
@@ -33,14 +34,33 @@ class StepProbe:
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.runner = engine.runner
-        self.records: list[LaunchRecord] = []
+        self._done: list[LaunchRecord] = []
+        self._timed: list[tuple[bool, Any]] = []  # waited for, not yet read: (how it was packed, its timing)
+        self._free: list[tuple[Any, Any]] = []  # CUDA event pairs read and free again
         self._cuda = self.runner.device.type == "cuda"
         self._at_start = False  # how the step packed last was packed
         self._launched: Optional[tuple[bool, Any]] = None  # the step in flight: how it was packed, its timing
-        if self._cuda:
-            import torch
 
-            self._events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+    def records(self) -> list[LaunchRecord]:
+        """Every step launched and waited for so far, in launch order. Call it while the engine is idle (after the
+        driver's ``wait_all``): it reads the steps' CUDA events, which must all have been reached."""
+        for at_start, timing in self._timed:
+            if isinstance(timing, tuple):
+                start, end = timing
+                end.synchronize()  # recorded right behind the step's own end event: already reached
+                self._done.append(LaunchRecord(int(round(start.elapsed_time(end) * 1e6)), at_start))
+                self._free.append(timing)
+            else:
+                self._done.append(LaunchRecord(int(timing), at_start))
+        self._timed.clear()
+        return self._done
+
+    def _events(self) -> tuple[Any, Any]:
+        if self._free:
+            return self._free.pop()
+        import torch
+
+        return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
     def __enter__(self) -> "StepProbe":
         runner, prepare, launch, wait = self.runner, self.runner.prepare, self.runner.launch, self.runner.wait
@@ -51,11 +71,11 @@ class StepProbe:
 
         def probed_launch(packed: Any) -> None:
             if self._cuda:
-                start, end = self._events
-                start.record()
+                events = self._events()
+                events[0].record()
                 launch(packed)
-                end.record()
-                self._launched = (self._at_start, None)
+                events[1].record()
+                self._launched = (self._at_start, events)
             else:
                 t0 = time.perf_counter_ns()
                 launch(packed)
@@ -64,12 +84,7 @@ class StepProbe:
         def probed_wait() -> list[int]:
             tokens = wait()
             assert self._launched is not None, "the engine waited for a step it never launched"
-            at_start, device_ns = self._launched
-            if device_ns is None:
-                start, end = self._events
-                end.synchronize()  # recorded right behind the step's own end event: already reached
-                device_ns = int(round(start.elapsed_time(end) * 1e6))
-            self.records.append(LaunchRecord(int(device_ns), bool(at_start)))
+            self._timed.append((bool(self._launched[0]), self._launched[1]))
             self._launched = None
             return tokens
 

@@ -31,7 +31,14 @@ from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, signed_errors_pct
 from gpu_simulate_test.vidur_ext.profiler.fold import least_abs, vidur_tokens
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
-from gpu_simulate_test.vidur_ext.step_correction import HostTerm, OutsideLayers, RequestCurve, RowKeys, StepCorrection
+from gpu_simulate_test.vidur_ext.step_correction import (
+    HostTerm,
+    OutsideLayers,
+    RequestCurve,
+    RowKeys,
+    StepCorrection,
+    TokenCurve,
+)
 
 VARIANTS = ("operators", "step", "head", "fold")
 
@@ -121,8 +128,10 @@ def host_share_term(record: dict[str, list]) -> tuple[HostTerm, dict[str, Any]]:
         raise InputError("the head variant's host term needs the host's share measured on the request grid (native "
                          f"engine); got {dict(record)}")
     groups: dict[bool, dict[int, list[float]]] = {False: {}, True: {}}
-    for n, at_start, ms in zip(record["requests"], record["at_start"], record["host_ms"]):
-        groups[bool(at_start)].setdefault(int(n), []).append(float(ms))
+    eager = record.get("eager", [False] * len(names))  # steps no graph holds: ``eager_term``'s, not these curves'
+    for n, at_start, ms, no_graph in zip(record["requests"], record["at_start"], record["host_ms"], eager):
+        if not no_graph:
+            groups[bool(at_start)].setdefault(int(n), []).append(float(ms))
     if not groups[False] or not groups[True]:
         raise InputError("the head variant's host term needs steps packed ahead (decodes) and at their start (first "
                          "chunks) on the request grid; the backend ran only one kind")
@@ -136,14 +145,37 @@ def host_share_term(record: dict[str, list]) -> tuple[HostTerm, dict[str, Any]]:
     return HostTerm(curve(groups[False]), curve(groups[True])), {**record, "packed_otherwise": otherwise}
 
 
+def eager_term(record: dict[str, list], predicted_ms: Sequence[float]) -> Optional[TokenCurve]:
+    """The host term's ``eager`` curve from the host grid's record: for its steps that no CUDA graph holds (``eager``),
+    their measured wall time (``wall_ms``) less what the head variant predicts of them without it (``predicted_ms``,
+    one a such step in the record's order: the operators, the work outside the layers and the host's share), the
+    median at each token count, held at >= 0; None when the grid has no such step."""
+    rows = [(int(t), float(w)) for t, w, e in zip(record.get("tokens", []), record.get("wall_ms", []),
+                                                  record.get("eager", [])) if e]
+    if len(rows) != len(predicted_ms):
+        raise InputError(f"the eager term needs one prediction a step no graph holds: {len(rows)} steps, "
+                         f"{len(predicted_ms)} predictions")
+    if not rows:
+        return None
+    by_tokens: dict[int, list[float]] = {}
+    for (tokens, wall), pred in zip(rows, predicted_ms):
+        if not (np.isfinite(wall) and np.isfinite(pred)):
+            raise InputError(f"the eager term needs finite times; got {wall} measured, {pred} predicted at {tokens} tokens")
+        by_tokens.setdefault(tokens, []).append(wall - float(pred))
+    keys = sorted(by_tokens)
+    return TokenCurve(tuple(keys), tuple(max(float(np.median(by_tokens[t])), 0.0) for t in keys))
+
+
 def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
                  keys: RowKeys = RowKeys(), host: Optional[HostTerm] = None) -> np.ndarray:
     """What the bundle predicts with the head term: exactly what vidur-sim adds to each step (at its requests, or at
     the sequences of the graph that runs it where ``keys`` reads token rows at the step's graph), and the host's
-    share at its requests as the profiler's steps of it were packed."""
+    share at its requests as the profiler's steps of it were packed, and for a step no graph holds the eager term at
+    its tokens."""
+    graphs = [keys.graph(s.num_tokens, s.batch_size, s.kind == "decode") for s in shapes]
     return np.asarray(raw_ms, dtype=float) + np.array(
-        [term.at_step(s.batch_size, keys.graph(s.num_tokens, s.batch_size, s.kind == "decode"))
-         + (0.0 if host is None else host.at(s.batch_size, packed_at_start(s))) for s in shapes])
+        [term.at_step(s.batch_size, g) + (0.0 if host is None else host.at(s.batch_size, packed_at_start(s))
+                                          + host.eager_at(s.num_tokens, g)) for s, g in zip(shapes, graphs)])
 
 
 def with_step(correction: StepCorrection, shapes: list[BatchShape], raw_ms: np.ndarray) -> np.ndarray:
