@@ -9,8 +9,9 @@
   grid's token counts and carried by the step's requests (the rows it samples; ``head_term``:
   ``step_correction.OutsideLayers``, interpolated), and (bundles built since 2026-12-02) the host's share of a step,
   **measured** as its wall time less the device's (``host_share.py``) on steps at every request count of the grid
-  (``bundle.host_grid``), packed ahead and packed at their start (``host_share_term``: ``step_correction.HostTerm``):
-  no fit, validation or test shape's time enters either. The native backend only.
+  (``bundle.host_grid``), packed ahead and packed at their start (``host_share_term``: ``step_correction.HostTerm``),
+  and (since 2026-12-03) what a step no CUDA graph holds costs beyond all that, measured on eager prefills of the
+  grid (``eager_term``): no fit, validation or test shape's time enters any of them. The native backend only.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
