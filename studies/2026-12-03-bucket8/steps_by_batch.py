@@ -1,0 +1,162 @@
+"""Why the campaign's decodes of 5-8 requests are predicted ~7% short (graph bucket 8), when 3-4 (bucket 4) are not.
+
+The bundles' token rows at 8 tokens sum to 32.3 us a layer against 35.1 at 4 and 34.5 at 12, in every build
+(``mlp_raw.csv`` of c50eb92bcf74, 74cd25fcc11c, ed0409859a20), and the whole-step fit shape decode:8x1024 is
+predicted ~10% short. Each token row is timed in its layer (``EngineLayerOps.token_ops``): a CUDA graph of the whole
+layer sequence against the same without the op, with a prompt of ``n`` tokens as the attention between the ops; a
+decode step runs ``n`` decodes there instead. On one engine (the campaign's sarathi config, random weights), for
+``n`` decodes at KV 1,024, this times, device only (CUDA events over graph replays):
+
+- ``step_us``: the engine's own step graph of the bucket, replayed with a real step's inputs (``runner.graphs``);
+- ``layers_prefill_us`` / ``layers_decode_us``: the profiler's layer sequence (every op, its attention included)
+  for all 28 layers, with the prompt's attention between the ops as the profiler has it, and with the decodes';
+- ``rows_us``: the profiler's token rows at the bucket's tokens summed over the layers (``time_token_ops``), and
+  ``attn_us`` its decode attention row at the batch (``time_attention``), both x 28; ``outside_us``: the work
+  outside the layers at the bucket's rows (``time_outside_layers``).
+
+    source scripts/gpu_env.sh && PYTHONPATH=src python3 studies/2026-12-03-bucket8/steps_by_batch.py   # $OUT: csv
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+BATCHES = (1, 2, 3, 4, 5, 6, 8, 12, 16)
+KV = 1024
+REPLAYS = 50
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_engine", REPO / "benchmarks" / "bench_engine.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _replay_us(fn) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(REPLAYS):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3)
+    return statistics.median(times)
+
+
+def step_graph_us(engine, batch: int, rng: random.Random, next_id: list[int]) -> tuple[float, tuple[int, int]]:
+    """The bucket graph of ``batch`` decodes at KV ``KV``, replayed with the last real step's inputs."""
+    vocab = engine.config.model.vocab_size
+    ids = []
+    for _ in range(batch):
+        engine.add_request(next_id[0], [rng.randrange(vocab) for _ in range(KV)], 64)
+        ids.append(next_id[0])
+        next_id[0] += 1
+    seen = 0
+    while True:
+        out = engine.step(pipeline=seen < 5)
+        if out.batch.is_decode_only and len(out.batch.entries) == batch:
+            seen += 1
+            if seen > 5:
+                break
+    shape = engine.runner.graph_shape(out.batch)
+    us = _replay_us(engine.runner.graphs[shape].graph.replay)
+    while engine.has_unfinished():
+        engine.step()
+    return us, shape
+
+
+def layer_sequence_us(ops, n: int, decode_context: bool) -> float:
+    """The profiler's layer sequence for ``n`` tokens, every op, over all layers, as one graph's replay (us)."""
+    from gpu_simulate_test.vidur_ext.profiler import engine_ops as eo
+
+    layers, s = ops.model.layers, ops.shape
+    x, residual = ops._rand(n, s.hidden_size), ops._rand(n, s.hidden_size)
+    q, k, v = ops.layer.qkv_proj(x)
+    if decode_context:
+        positions = torch.full((n,), KV, dtype=torch.int32, device=ops.device)
+        attn, caches = ops._attention_inputs([(KV, 1)] * n)
+    else:
+        positions = torch.arange(n, dtype=torch.int32, device=ops.device)
+        attn, caches = ops._attention_inputs([(0, n)])
+    o = ops._rand(n, s.num_attention_heads * s.head_dim)
+    gate_up = ops._rand(n, 2 * s.intermediate_size)
+    act = ops._rand(n, s.intermediate_size)
+    eps = s.rms_norm_eps
+    kernels = eo.kernels
+    if kernels.fuses_projection_input(x):
+        fns = [lambda i: layers[i].input_norm_qkv_proj(x, residual),
+               lambda i: layers[i].rope_and_store(q, k, v, positions, attn, *caches[i], ops.model.cos_sin),
+               lambda i: layers[i].attend(q, attn, *caches[i]), lambda i: layers[i].o_proj(o),
+               lambda i: layers[i].post_norm_up_proj(x, residual), lambda i: layers[i].mlp_act_down_proj(gate_up)]
+    else:
+        fns = [lambda i: kernels.add_rms_norm(x, residual, layers[i].w.input_norm, eps),
+               lambda i: layers[i].qkv_proj(x),
+               lambda i: layers[i].rope_and_store(q, k, v, positions, attn, *caches[i], ops.model.cos_sin),
+               lambda i: layers[i].attend(q, attn, *caches[i]), lambda i: layers[i].o_proj(o),
+               lambda i: kernels.add_rms_norm(x, residual, layers[i].w.post_norm, eps),
+               lambda i: kernels.linear(x, layers[i].w.gate_up_proj), lambda i: kernels.silu_and_mul(gate_up),
+               lambda i: kernels.linear(act, layers[i].w.down_proj)]
+    replay = eo._graph_of(fns, ops.num_layers)
+    return _replay_us(replay)
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("steps_by_batch: no CUDA GPU here")
+        return 0
+    from gpu_simulate_test.engine.config import EngineConfig, ModelShape
+    from gpu_simulate_test.engine.engine import LLMEngine
+    from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps
+    from gpu_simulate_test.vidur_ext.profiler.operators import time_attention, time_outside_layers, time_token_ops
+    from gpu_simulate_test.vidur_ext.profiler.timing import TimingMethod
+
+    bench = _bench()
+    shape = ModelShape(**bench.QWEN3_06B)
+    config = EngineConfig(model=shape, policy="sarathi", max_batch_tokens=512, max_requests_per_batch=128,
+                          block_size=16, num_blocks=None, gpu_memory_utilization=0.9, dtype="bfloat16", device="cuda")
+    engine = LLMEngine(config, bench.random_state_dict(shape))
+    ops = EngineLayerOps(engine)
+    method = TimingMethod(warmup_iters=5, repeat_iters=15, calls_per_repeat=10)  # configs/profile/gpu.yaml's
+    sync = torch.cuda.synchronize
+    rng, next_id = random.Random(0), [0]
+    rows = []
+    for batch in BATCHES:
+        step_us, (tokens, seqs) = step_graph_us(engine, batch, rng, next_id)
+        with torch.inference_mode():
+            pre = layer_sequence_us(ops, tokens, decode_context=False)
+            dec = layer_sequence_us(ops, tokens, decode_context=True)
+        (_, samples), = time_token_ops(ops, [tokens], method, sync)
+        token_rows = sum(float(statistics.median(v)) for v in samples.values()) * 1e3
+        (_, _, _, att), = time_attention(ops, [], [(batch, KV)], method, sync)
+        attn = float(statistics.median(att["attn_decode"])) * 1e3
+        (_, _, out_ms), = time_outside_layers(ops, [(tokens, seqs)], method, sync)
+        row = {"batch": batch, "bucket": f"{tokens}x{seqs}", "step_us": step_us, "layers_prefill_us": pre,
+               "layers_decode_us": dec, "rows_us": ops.num_layers * token_rows, "attn_us": ops.num_layers * attn,
+               "outside_us": float(statistics.median(out_ms)) * 1e3}
+        row["rows_attn_outside_us"] = row["rows_us"] + row["attn_us"] + row["outside_us"]
+        rows.append(row)
+        print({k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    if os.environ.get("OUT"):
+        import csv
+
+        with open(Path(os.environ["OUT"]) / "steps_by_batch.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
