@@ -12,7 +12,8 @@ import threading
 from typing import Callable, Optional
 
 from gpu_simulate_test.backends.recorder import RunClock
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, lateness_stats, replay
+from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S
+from gpu_simulate_test.real_bench.replay import lateness_stats, replay
 from gpu_simulate_test.workloads.load import WorkloadRequest
 
 RATE = 1_000  # requests/s

@@ -78,7 +78,7 @@ def main() -> int:
     root = args.out.resolve()
     if not (root / "workloads" / WORKLOAD_ID).exists():
         build_workload(root)
-    from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S  # noqa: E402
+    from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S  # noqa: E402
 
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_replay import measure  # noqa: E402

@@ -55,8 +55,28 @@ def _replay_us(fn) -> float:
     return statistics.median(times)
 
 
-def step_graph_us(engine, batch: int, rng: random.Random, next_id: list[int]) -> tuple[float, tuple[int, int]]:
-    """The bucket graph of ``batch`` decodes at KV ``KV``, replayed with the last real step's inputs."""
+def kernel_table(fn, label: str) -> dict[str, tuple[int, float]]:
+    """Per kernel name: how many ran and their device time (us) in 5 calls of ``fn`` (a graph's replay: CUPTI
+    traces the kernels inside it), per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            fn()
+        torch.cuda.synchronize()
+    out: dict[str, tuple[int, float]] = {}
+    for e in prof.key_averages():
+        if e.device_time_total > 0:
+            out[e.key[:90]] = (e.count // 5, e.device_time_total / 5)
+    print(f"== {label}: {sum(t for _, t in out.values()):.1f} us of kernels a call")
+    return out
+
+
+def step_graph(engine, batch: int, rng: random.Random, next_id: list[int]):
+    """The bucket graph of ``batch`` decodes at KV ``KV`` with the last real step's inputs on the device, its bucket,
+    and the requests to finish afterwards (``finish``)."""
     vocab = engine.config.model.vocab_size
     ids = []
     for _ in range(batch):
@@ -71,14 +91,30 @@ def step_graph_us(engine, batch: int, rng: random.Random, next_id: list[int]) ->
             if seen > 5:
                 break
     shape = engine.runner.graph_shape(out.batch)
-    us = _replay_us(engine.runner.graphs[shape].graph.replay)
+    return engine.runner.graphs[shape].graph.replay, shape
+
+
+def finish(engine) -> None:
     while engine.has_unfinished():
         engine.step()
+
+
+def step_graph_us(engine, batch: int, rng: random.Random, next_id: list[int]) -> tuple[float, tuple[int, int]]:
+    """The bucket graph of ``batch`` decodes at KV ``KV``, replayed with the last real step's inputs."""
+    replay, shape = step_graph(engine, batch, rng, next_id)
+    us = _replay_us(replay)
+    finish(engine)
     return us, shape
 
 
 def layer_sequence_us(ops, n: int, decode_context: bool) -> float:
     """The profiler's layer sequence for ``n`` tokens, every op, over all layers, as one graph's replay (us)."""
+    return _replay_us(layer_sequence(ops, n, decode_context))
+
+
+def layer_sequence(ops, n: int, decode_context: bool):
+    """The profiler's layer sequence for ``n`` tokens (``decode_context``: ``n`` decodes at KV ``KV`` as the
+    attention between the ops, else one prompt of ``n``), every op, over all layers: a graph's replay."""
     from gpu_simulate_test.vidur_ext.profiler import engine_ops as eo
 
     layers, s = ops.model.layers, ops.shape
@@ -108,8 +144,7 @@ def layer_sequence_us(ops, n: int, decode_context: bool) -> float:
                lambda i: kernels.add_rms_norm(x, residual, layers[i].w.post_norm, eps),
                lambda i: kernels.linear(x, layers[i].w.gate_up_proj), lambda i: kernels.silu_and_mul(gate_up),
                lambda i: kernels.linear(act, layers[i].w.down_proj)]
-    replay = eo._graph_of(fns, ops.num_layers)
-    return _replay_us(replay)
+    return eo._graph_of(fns, ops.num_layers)
 
 
 def main() -> int:
@@ -131,6 +166,27 @@ def main() -> int:
     method = TimingMethod(warmup_iters=5, repeat_iters=15, calls_per_repeat=10)  # configs/profile/gpu.yaml's
     sync = torch.cuda.synchronize
     rng, next_id = random.Random(0), [0]
+    if "--kernels" in sys.argv:  # kernel by kernel: the step graphs of 4 and 8 decodes against the profiler's
+        tables = {}
+        for batch in (4, 8):
+            replay, _ = step_graph(engine, batch, rng, next_id)
+            tables[f"step{batch}"] = kernel_table(replay, f"step graph, {batch} decodes")
+            finish(engine)
+            with torch.inference_mode():
+                seq = layer_sequence(ops, batch, decode_context=True)
+                tables[f"layers{batch}"] = kernel_table(seq, f"profiler's layer sequence, {batch} decodes")
+                outside = ops.outside_layers(batch, batch)
+                tables[f"outside{batch}"] = kernel_table(outside, f"outside the layers, {batch} rows")
+        names = sorted({k for t in tables.values() for k in t})
+        lines = ["kernel," + ",".join(f"{c}_n,{c}_us" for c in tables)]
+        for k in names:
+            cells = [f"{tables[c].get(k, (0, 0.0))[0]},{tables[c].get(k, (0, 0.0))[1]:.1f}" for c in tables]
+            lines.append(f"\"{k}\"," + ",".join(cells))
+        text = "\n".join(lines)
+        print(text)
+        if os.environ.get("OUT"):
+            (Path(os.environ["OUT"]) / "kernels.csv").write_text(text + "\n")
+        return 0
     rows = []
     for batch in BATCHES:
         step_us, (tokens, seqs) = step_graph_us(engine, batch, rng, next_id)

@@ -23,7 +23,7 @@ from gpu_simulate_test.io.schemas import (
     VALIDATION_CHECK,
 )
 from gpu_simulate_test.io.tables import read_table
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S
+from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S
 from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid

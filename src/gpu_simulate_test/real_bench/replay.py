@@ -2,19 +2,15 @@
 
 The dispatcher is the main thread; every engine runs its loop in a background thread. Under the GIL a
 waiting thread gets the interpreter back only after the running thread's switch interval (5 ms by
-default), so the replay lowers it to :data:`SWITCH_INTERVAL_S` for the measured run. The numbers behind
-this choice (and against a dispatcher polled by the engine loop or a separate process) are in
-``specs/run.md``, section "Dispatch and the GIL". For the same reason the objects that exist when the measured
-run starts are frozen and the cyclic garbage collector paused (:func:`gc_paused`).
+default), so real-bench lowers it for the measured run, and for the same reason pauses the cyclic garbage collector
+(``backends.conditions``). The numbers behind this choice (and against a dispatcher polled by the engine loop or a
+separate process) are in ``specs/run.md``, section "Dispatch and the GIL".
 """
 
 from __future__ import annotations
 
-import gc
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import Optional
 
 import numpy as np
@@ -22,7 +18,6 @@ import numpy as np
 from gpu_simulate_test.backends.recorder import RunClock
 from gpu_simulate_test.workloads.load import WorkloadRequest
 
-SWITCH_INTERVAL_S = 1e-4  # 100 us: dispatch p99 stays well under 1 ms next to a busy engine thread
 SPIN_NS = 300_000  # sleep until this close to the arrival, then spin (time.sleep overshoots by ~60-100 us)
 
 
@@ -33,39 +28,6 @@ def wait_until(clock: RunClock, target_ns: int, spin_ns: int = SPIN_NS) -> None:
         time.sleep((remaining - spin_ns) / 1e9)
     while clock.now() < target_ns:
         pass
-
-
-@contextmanager
-def switch_interval(seconds: float = SWITCH_INTERVAL_S) -> Iterator[None]:
-    """Lower the GIL switch interval for the measured run only."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection during the measured run: collect and freeze what exists, then disable.
-
-    A collection stops every thread of the process, the dispatcher included; a full one walks every object the
-    process holds (~95k once real-bench's imports are in: ~30-100 ms), and one came every few seconds at 500
-    requests/s of the openai backend, making dispatches and token stamps that late (``specs/run.md``). Frozen objects
-    are never scanned again, and the young collections of such a run found no garbage to free. Reference counting
-    still frees everything that is not in a cycle; what cycles a run leaves are collected when it ends.
-    """
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if was_enabled:
-            gc.enable()
 
 
 IDLE_MIN_NS = 20_000_000  # on_idle runs only when the next arrival is at least this far away

@@ -28,7 +28,8 @@ from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.real_bench.progress import RunProgress
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, gc_paused, lateness_stats, replay, switch_interval
+from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S, gc_paused, switch_interval
+from gpu_simulate_test.real_bench.replay import lateness_stats, replay
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from gpu_simulate_test.backends.recorder import Recorder, Step
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.limits import Limits, resolve_limits
 from gpu_simulate_test.errors import EnvironmentUnavailableError
-from gpu_simulate_test.real_bench.replay import SWITCH_INTERVAL_S, gc_paused, switch_interval
+from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S, gc_paused, switch_interval
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
@@ -38,7 +38,7 @@ STEP_TIMING = f"as real-bench runs them: cyclic GC paused, GIL switch interval {
 
 @contextmanager
 def timed_as_real_bench() -> Iterator[None]:
-    """The conditions real-bench measures its run in (``real_bench.replay``), for the steps the profiler times."""
+    """The conditions real-bench measures its run in (``backends.conditions``), for the steps the profiler times."""
     with switch_interval(SWITCH_INTERVAL_S), gc_paused():
         yield
 
