@@ -14,7 +14,7 @@ decode step runs ``n`` decodes there instead. On one engine (the campaign's sara
   ``attn_us`` its decode attention row at the batch (``time_attention``), both x 28; ``outside_us``: the work
   outside the layers at the bucket's rows (``time_outside_layers``).
 
-    source scripts/gpu_env.sh && PYTHONPATH=src python3 studies/2026-12-03-bucket8/steps_by_batch.py   # $OUT: csv
+    source scripts/gpu_env.sh && python3 studies/2026-12-03-bucket8/steps_by_batch.py [--kernels | --chain]  # $OUT: csv
 """
 
 from __future__ import annotations
@@ -147,6 +147,24 @@ def layer_sequence(ops, n: int, decode_context: bool):
     return eo._graph_of(fns, ops.num_layers)
 
 
+def chained_layers(ops, n: int):
+    """The 28 layers as the engine's forward runs them (``Qwen3Layer.forward``: each op reads the one before's
+    output), ``n`` decodes at KV ``KV`` as the attention: a graph's replay."""
+    from gpu_simulate_test.vidur_ext.profiler import engine_ops as eo
+
+    layers, s = ops.model.layers, ops.shape
+    h, residual = ops._rand(n, s.hidden_size), ops._rand(n, s.hidden_size)
+    positions = torch.full((n,), KV, dtype=torch.int32, device=ops.device)
+    attn, caches = ops._attention_inputs([(KV, 1)] * n)
+    out = {}
+
+    def run(i: int) -> None:
+        x, r = (h, residual) if i == 0 else out[i - 1]
+        out[i] = layers[i].forward(x, r, positions, attn, *caches[i], ops.model.cos_sin)
+
+    return eo._graph_of([run], ops.num_layers)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("steps_by_batch: no CUDA GPU here")
@@ -166,6 +184,22 @@ def main() -> int:
     method = TimingMethod(warmup_iters=5, repeat_iters=15, calls_per_repeat=10)  # configs/profile/gpu.yaml's
     sync = torch.cuda.synchronize
     rng, next_id = random.Random(0), [0]
+    if "--chain" in sys.argv:  # the layers as the engine's forward chains them, against the profiler's sequence
+        lines = ["batch,step_us,layers_decode_us,chained_us,outside_us"]
+        for batch in (4, 8, 16):
+            replay, (tokens, seqs) = step_graph(engine, batch, rng, next_id)
+            step_us = _replay_us(replay)
+            finish(engine)
+            with torch.inference_mode():
+                dec = layer_sequence_us(ops, tokens, decode_context=True)
+                chained = _replay_us(chained_layers(ops, tokens))
+                outside = ops.outside_layers(tokens, seqs)
+                out = _replay_us(outside) / getattr(outside, "calls_per_run", 1)
+            lines.append(f"{batch},{step_us:.1f},{dec:.1f},{chained:.1f},{out:.1f}")
+            print(lines[-1], flush=True)
+        if os.environ.get("OUT"):
+            (Path(os.environ["OUT"]) / "chain.csv").write_text("\n".join(lines) + "\n")
+        return 0
     if "--kernels" in sys.argv:  # kernel by kernel: the step graphs of 4 and 8 decodes against the profiler's
         tables = {}
         for batch in (4, 8):
