@@ -14,7 +14,7 @@ decode step runs ``n`` decodes there instead. On one engine (the campaign's sara
   ``attn_us`` its decode attention row at the batch (``time_attention``), both x 28; ``outside_us``: the work
   outside the layers at the bucket's rows (``time_outside_layers``).
 
-    source scripts/gpu_env.sh && python3 studies/2026-12-03-bucket8/steps_by_batch.py [--kernels | --chain]  # $OUT: csv
+    source scripts/gpu_env.sh && python3 studies/2026-12-03-bucket8/steps_by_batch.py [--kernels | --chain | --recapture]  # $OUT: csv
 """
 
 from __future__ import annotations
@@ -184,6 +184,24 @@ def main() -> int:
     method = TimingMethod(warmup_iters=5, repeat_iters=15, calls_per_repeat=10)  # configs/profile/gpu.yaml's
     sync = torch.cuda.synchronize
     rng, next_id = random.Random(0), [0]
+    if "--recapture" in sys.argv:  # the start-up graph of a decode bucket against the same forward captured afresh
+        runner, lines = engine.runner, ["bucket,startup_graph_us,fresh_graph_us,fresh_own_pool_us"]
+        for b in (4, 8, 16):
+            layout = runner._load_padding(b, b)  # every sequence padding: no K/V read, the same inputs for all three
+            startup = _replay_us(runner.graphs[(b, b)].graph.replay)
+            fresh = []
+            for pool in (runner.graphs[(b, b)].graph.pool(), None):
+                with torch.inference_mode():
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, pool=pool):
+                        runner._forward(layout)
+                fresh.append(_replay_us(graph.replay))
+                del graph
+            lines.append(f"{b}x{b},{startup:.1f},{fresh[0]:.1f},{fresh[1]:.1f}")
+            print(lines[-1], flush=True)
+        if os.environ.get("OUT"):
+            (Path(os.environ["OUT"]) / "recapture.csv").write_text("\n".join(lines) + "\n")
+        return 0
     if "--chain" in sys.argv:  # the layers as the engine's forward chains them, against the profiler's sequence
         lines = ["batch,step_us,layers_decode_us,chained_us,outside_us"]
         for batch in (4, 8, 16):
