@@ -434,7 +434,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     parsed = _wanted_shapes(cfg)
     timer = StepTimer(cfg.backend, [s for s, _ in parsed], cfg.profile.iteration_samples)
     measure_host = "head" in cfg.profile.variants
-    graph_tokens = cfg.backend.cuda_graph_token_sizes if cfg.hardware.device == "cuda" else []
+    graphs = cfg.hardware.device == "cuda" and cfg.backend.cuda_graph_batch_sizes  # the engine captures graphs
+    graph_tokens = cfg.backend.cuda_graph_token_sizes if graphs else []
     host_shapes = host_grid(grid, timer, graph_tokens, [s.num_tokens for s, _ in parsed]) if measure_host else []
     timer = StepTimer(cfg.backend, [s for s, _ in parsed] + host_shapes, cfg.profile.iteration_samples)
     backend = get_backend(cfg.backend.name)(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
