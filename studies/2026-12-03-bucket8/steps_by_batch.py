@@ -14,7 +14,7 @@ decode step runs ``n`` decodes there instead. On one engine (the campaign's sara
   ``attn_us`` its decode attention row at the batch (``time_attention``), both x 28; ``outside_us``: the work
   outside the layers at the bucket's rows (``time_outside_layers``).
 
-    source scripts/gpu_env.sh && python3 studies/2026-12-03-bucket8/steps_by_batch.py [--kernels | --chain | --recapture]  # $OUT: csv
+    source scripts/gpu_env.sh && python3 studies/2026-12-03-bucket8/steps_by_batch.py [--kernels | --chain | --recapture | --inputs]  # $OUT: csv
 """
 
 from __future__ import annotations
@@ -165,6 +165,64 @@ def chained_layers(ops, n: int):
     return eo._graph_of([run], ops.num_layers)
 
 
+def real_inputs(engine, ops, rng: random.Random, next_id: list[int]) -> int:
+    """For 4, 8 and 16 decodes at KV ``KV``: the step graph with the step's own inputs; the 28 layers' attention alone
+    and the 28 layers chained (``Qwen3Layer.forward``), each in a fresh graph, once on the step's own attention inputs
+    (its block tables, slots and lengths, the decode work table planned from them) and once on the profiler's (each
+    sequence on consecutive blocks from block 0: ``EngineLayerOps._attention_inputs``)."""
+    import functools as ft
+
+    from gpu_simulate_test.engine.model import AttentionInputs, with_decode_work
+    from gpu_simulate_test.vidur_ext.profiler import engine_ops as eo
+
+    runner, model, s = engine.runner, ops.model, ops.shape
+    packed = []
+    prepare = runner.prepare
+
+    def keep(*args, **kwargs):
+        packed.append(prepare(*args, **kwargs))
+        return packed[-1]
+
+    runner.prepare = keep
+    lines = ["batch,step_us,attn_own_us,attn_profiler_us,chained_own_us,chained_profiler_us"]
+    for batch in (4, 8, 16):
+        replay, _ = step_graph(engine, batch, rng, next_id)
+        step_us = _replay_us(replay)
+        layout = packed[-1].layout  # the step just run (nothing in flight: its inputs are still on the device)
+        v = ft.partial(layout.view, runner._dev)
+        kv = runner.kv_cache
+        own = with_decode_work(AttentionInputs(v("slots"), v("cu"), v("seq_lens"),
+                                               runner.tables.table.index_select(0, v("rows"))), kv[0, 0])
+        positions = v("pos")
+        mean_kv = int(round(float(v("seq_lens").float().mean()))) - 1
+        prof, caches = ops._attention_inputs([(mean_kv, 1)] * batch)
+        n = positions.shape[0]
+        q = ops._rand(n, s.num_attention_heads, s.head_dim)
+        h, residual = ops._rand(n, s.hidden_size), ops._rand(n, s.hidden_size)
+        prof_pos = torch.full((n,), mean_kv, dtype=torch.int32, device=ops.device)
+        out = {}
+
+        def chained(attn, pos, cache_of):
+            def run(i: int) -> None:
+                x, r = (h, residual) if i == 0 else out[i - 1]
+                out[i] = model.layers[i].forward(x, r, pos, attn, *cache_of(i), model.cos_sin)
+            return eo._graph_of([run], ops.num_layers)
+
+        with torch.inference_mode():
+            own_cache = lambda i: (kv[0, i], kv[1, i])  # noqa: E731
+            attn_own = _replay_us(eo._graph_of([lambda i: model.layers[i].attend(q, own, *own_cache(i))], ops.num_layers))
+            attn_prof = _replay_us(eo._graph_of([lambda i: model.layers[i].attend(q, prof, *caches[i])], ops.num_layers))
+            ch_own = _replay_us(chained(own, positions, own_cache))
+            ch_prof = _replay_us(chained(prof, prof_pos, lambda i: caches[i]))
+        finish(engine)
+        lines.append(f"{batch},{step_us:.1f},{attn_own:.1f},{attn_prof:.1f},{ch_own:.1f},{ch_prof:.1f}")
+        print(lines[-1], flush=True)
+    del runner.prepare  # the class's own method again
+    if os.environ.get("OUT"):
+        (Path(os.environ["OUT"]) / "inputs.csv").write_text("\n".join(lines) + "\n")
+    return 0
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("steps_by_batch: no CUDA GPU here")
@@ -184,6 +242,8 @@ def main() -> int:
     method = TimingMethod(warmup_iters=5, repeat_iters=15, calls_per_repeat=10)  # configs/profile/gpu.yaml's
     sync = torch.cuda.synchronize
     rng, next_id = random.Random(0), [0]
+    if "--inputs" in sys.argv:  # the step's own inputs (its blocks, its work table) against the profiler's
+        return real_inputs(engine, ops, rng, next_id)
     if "--recapture" in sys.argv:  # the start-up graph of a decode bucket against the same forward captured afresh
         runner, lines = engine.runner, ["bucket,startup_graph_us,fresh_graph_us,fresh_own_pool_us"]
         for b in (4, 8, 16):
