@@ -14,7 +14,8 @@ decode step runs ``n`` decodes there instead. On one engine (the campaign's sara
   ``attn_us`` its decode attention row at the batch (``time_attention``), both x 28; ``outside_us``: the work
   outside the layers at the bucket's rows (``time_outside_layers``).
 
-    source scripts/gpu_env.sh && python3 studies/2026-12-03-bucket8/steps_by_batch.py [--kernels | --chain | --recapture | --inputs]  # $OUT: csv
+    source scripts/gpu_env.sh && python3 studies/2026-12-03-bucket8/steps_by_batch.py \
+        [--kernels | --chain | --recapture | --inputs | --forward-parts]  # $OUT: csv
 """
 
 from __future__ import annotations
@@ -223,6 +224,70 @@ def real_inputs(engine, ops, rng: random.Random, next_id: list[int]) -> int:
     return 0
 
 
+def forward_parts(engine, rng: random.Random, next_id: list[int]) -> int:
+    """For 4, 8 and 16 decodes at KV ``KV``, on the step's own inputs, each in a fresh graph (us): the runner's whole
+    forward (``_forward``); its layers alone, from the embeddings' output; the block-table gather and decode work
+    table, then the layers; the embedding, then the layers; the layers, then the final norm, LM head and argmax."""
+    import functools as ft
+
+    from gpu_simulate_test.engine import kernels
+    from gpu_simulate_test.engine.model import AttentionInputs, with_decode_work
+
+    runner, model = engine.runner, engine.runner.model
+    packed, prepare = [], runner.prepare
+
+    def keep(*args, **kwargs):
+        packed.append(prepare(*args, **kwargs))
+        return packed[-1]
+
+    runner.prepare = keep
+    lines = ["batch,forward_us,layers_us,work_table_layers_us,embedding_layers_us,layers_head_us"]
+    for batch in (4, 8, 16):
+        step_graph(engine, batch, rng, next_id)
+        layout = packed[-1].layout
+        v = ft.partial(layout.view, runner._dev)
+        kv = runner.kv_cache
+
+        def attn_inputs():
+            return with_decode_work(AttentionInputs(v("slots"), v("cu"), v("seq_lens"),
+                                                    runner.tables.table.index_select(0, v("rows"))), kv[0, 0])
+
+        with torch.inference_mode():
+            attn = attn_inputs()
+            h0 = torch.nn.functional.embedding(v("ids"), model.embed_tokens)
+
+            def layers(h, a):
+                residual = None
+                for i, layer in enumerate(model.layers):
+                    h, residual = layer.forward(h, residual, v("pos"), a, kv[0, i], kv[1, i], model.cos_sin)
+                return h, residual
+
+            def head(h, residual):
+                h, residual = h.index_select(0, v("logits")), residual.index_select(0, v("logits"))
+                h, _ = kernels.add_rms_norm(h, residual, model.final_norm, model.shape.rms_norm_eps)
+                return kernels.lm_head(h, model.lm_head).argmax(-1)
+
+            parts = [lambda: runner._forward(layout), lambda: layers(h0, attn), lambda: layers(h0, attn_inputs()),
+                     lambda: layers(torch.nn.functional.embedding(v("ids"), model.embed_tokens), attn),
+                     lambda: head(*layers(h0, attn))]
+            times = []
+            for part in parts:
+                part()
+                torch.cuda.synchronize()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    part()
+                times.append(_replay_us(graph.replay))
+                del graph
+        finish(engine)
+        lines.append(f"{batch}," + ",".join(f"{t:.1f}" for t in times))
+        print(lines[-1], flush=True)
+    del runner.prepare  # the class's own method again
+    if os.environ.get("OUT"):
+        (Path(os.environ["OUT"]) / "forward_parts.csv").write_text("\n".join(lines) + "\n")
+    return 0
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("steps_by_batch: no CUDA GPU here")
@@ -244,6 +309,8 @@ def main() -> int:
     rng, next_id = random.Random(0), [0]
     if "--inputs" in sys.argv:  # the step's own inputs (its blocks, its work table) against the profiler's
         return real_inputs(engine, ops, rng, next_id)
+    if "--forward-parts" in sys.argv:  # the runner's forward, piece by piece, on the step's own inputs
+        return forward_parts(engine, rng, next_id)
     if "--recapture" in sys.argv:  # the start-up graph of a decode bucket against the same forward captured afresh
         runner, lines = engine.runner, ["bucket,startup_graph_us,fresh_graph_us,fresh_own_pool_us"]
         for b in (4, 8, 16):
