@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from gpu_simulate_test.backends import conditions
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.io.runs import load_run
-from gpu_simulate_test.real_bench import run as real_bench_run
 from gpu_simulate_test.real_bench.run import run_real_bench
 from gpu_simulate_test.testing import make_workload
 from gpu_simulate_test.testing_server import read_log
@@ -88,14 +88,14 @@ def measure(root: Path, rate: float, seconds: float, with_gc: bool) -> dict[str,
         cpu0 = (time.process_time(), _cpu_s(proc.pid))
         watch = GcWatch()
         gc.callbacks.append(watch)
-        saved = real_bench_run.gc_paused
+        saved = conditions.gc_paused
         if with_gc:
-            real_bench_run.gc_paused = contextlib.nullcontext  # type: ignore[assignment]
+            conditions.gc_paused = contextlib.nullcontext  # type: ignore[assignment]
         try:
             run = load_run(run_real_bench(app))
         finally:
             gc.callbacks.remove(watch)
-            real_bench_run.gc_paused = saved
+            conditions.gc_paused = saved
         cpu = (time.process_time() - cpu0[0], _cpu_s(proc.pid) - cpu0[1])
     finally:
         proc.terminate()

@@ -166,6 +166,19 @@ def chained_layers(ops, n: int):
     return eo._graph_of([run], ops.num_layers)
 
 
+def keep_packings(runner) -> list:
+    """Every step the runner packs from now on, in order (its ``prepare`` wrapped; ``del runner.prepare`` restores
+    it): the last one is the step ``step_graph`` left on the device."""
+    packed, prepare = [], runner.prepare
+
+    def keep(*args, **kwargs):
+        packed.append(prepare(*args, **kwargs))
+        return packed[-1]
+
+    runner.prepare = keep
+    return packed
+
+
 def real_inputs(engine, ops, rng: random.Random, next_id: list[int]) -> int:
     """For 4, 8 and 16 decodes at KV ``KV``: the step graph with the step's own inputs; the 28 layers' attention alone
     and the 28 layers chained (``Qwen3Layer.forward``), each in a fresh graph, once on the step's own attention inputs
@@ -177,14 +190,7 @@ def real_inputs(engine, ops, rng: random.Random, next_id: list[int]) -> int:
     from gpu_simulate_test.vidur_ext.profiler import engine_ops as eo
 
     runner, model, s = engine.runner, ops.model, ops.shape
-    packed = []
-    prepare = runner.prepare
-
-    def keep(*args, **kwargs):
-        packed.append(prepare(*args, **kwargs))
-        return packed[-1]
-
-    runner.prepare = keep
+    packed = keep_packings(runner)
     lines = ["batch,step_us,attn_own_us,attn_profiler_us,chained_own_us,chained_profiler_us"]
     for batch in (4, 8, 16):
         replay, _ = step_graph(engine, batch, rng, next_id)
@@ -234,13 +240,7 @@ def forward_parts(engine, rng: random.Random, next_id: list[int]) -> int:
     from gpu_simulate_test.engine.model import AttentionInputs, with_decode_work
 
     runner, model = engine.runner, engine.runner.model
-    packed, prepare = [], runner.prepare
-
-    def keep(*args, **kwargs):
-        packed.append(prepare(*args, **kwargs))
-        return packed[-1]
-
-    runner.prepare = keep
+    packed = keep_packings(runner)
     lines = ["batch,forward_us,layers_us,work_table_layers_us,embedding_layers_us,layers_head_us"]
     for batch in (4, 8, 16):
         step_graph(engine, batch, rng, next_id)

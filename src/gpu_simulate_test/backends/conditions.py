@@ -48,3 +48,10 @@ def gc_paused() -> Iterator[None]:
         gc.unfreeze()
         if was_enabled:
             gc.enable()
+
+
+@contextmanager
+def measured_run() -> Iterator[None]:
+    """Both conditions at once: real-bench's measured run, and every step vidur-profile times."""
+    with switch_interval(), gc_paused():
+        yield

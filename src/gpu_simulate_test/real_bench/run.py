@@ -28,7 +28,7 @@ from gpu_simulate_test.io.outputs import stage_output
 from gpu_simulate_test.io.runs import tables_from_records, write_run_meta, write_run_tables
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.real_bench.progress import RunProgress
-from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S, gc_paused, switch_interval
+from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S, measured_run
 from gpu_simulate_test.real_bench.replay import lateness_stats, replay
 from gpu_simulate_test.workloads.load import Workload, load_workload
 
@@ -79,7 +79,7 @@ def run_real_bench(app: RealBenchAppConfig) -> Path:
         # the bar is up before the clock starts: putting it up takes ~75 ms the first time (rich's imports, the
         # terminal probe), which made the run's first requests that late
         progress = RunProgress(len(workload.requests), lambda: recorder.num_finished)
-        with switch_interval(), gc_paused(), progress:
+        with measured_run(), progress:
             probe = BusyProbe(measured_gpu(app.hardware)).start()
             recorder = Recorder(workload.requests, RunClock())  # the run starts now
             try:

@@ -20,7 +20,7 @@ the step comes out exactly ``operators + term``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -223,9 +223,9 @@ class StepTerms:
                 HOST_KEY: None if self.host is None else self.host.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
 
 
-def _curve(record: Any, key: str, source: str, by: str = "requests") -> RequestCurve:
+def _points(record: Any, key: str, source: str, by: str = "requests") -> tuple[tuple[int, ...], tuple[float, ...]]:
     """A measured per-step time by requests (or ``by`` tokens), checked: counts strictly increasing from 1, times
-    non-negative."""
+    non-negative; the counts and the times, for the curve of its kind."""
     try:
         counts = tuple(int(n) for n in record[by])
         ms = tuple(float(t) for t in record["ms"])
@@ -235,19 +235,18 @@ def _curve(record: Any, key: str, source: str, by: str = "requests") -> RequestC
             or not all(np.isfinite(t) and t >= 0 for t in ms):
         raise ArtifactError(f"{source}: {key!r} needs {by} counts increasing from >= 1 and one non-negative "
                             f"time each; got {list(counts)} / {list(ms)}; rebuild the bundle")
-    return RequestCurve(counts, ms)
+    return counts, ms
 
 
 def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[OutsideLayers]:
-    """The ``outside_layers`` record checked (``_curve``)."""
+    """The ``outside_layers`` record checked (``_points``)."""
     if record is None:
         return None
-    curve = _curve(record, OUTSIDE_KEY, source)
-    return OutsideLayers(curve.requests, curve.ms)
+    return OutsideLayers(*_points(record, OUTSIDE_KEY, source))
 
 
 def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:
-    """The ``host_term`` record checked: an ``ahead`` and a ``serial`` curve (``_curve``), and an ``eager`` one by
+    """The ``host_term`` record checked: an ``ahead`` and a ``serial`` curve (``_points``), and an ``eager`` one by
     tokens where the bundle measured it."""
     if record is None:
         return None
@@ -255,9 +254,9 @@ def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -
         raise ArtifactError(f"{source}: {HOST_KEY!r} must map 'ahead' and 'serial' to a curve each (and 'eager' to "
                             f"one by tokens); got {record!r}")
     eager = record.get("eager")
-    return HostTerm(_curve(record["ahead"], f"{HOST_KEY}.ahead", source),
-                    _curve(record["serial"], f"{HOST_KEY}.serial", source),
-                    None if eager is None else TokenCurve(*astuple(_curve(eager, f"{HOST_KEY}.eager", source, "tokens"))))
+    return HostTerm(RequestCurve(*_points(record["ahead"], f"{HOST_KEY}.ahead", source)),
+                    RequestCurve(*_points(record["serial"], f"{HOST_KEY}.serial", source)),
+                    None if eager is None else TokenCurve(*_points(eager, f"{HOST_KEY}.eager", source, "tokens")))
 
 
 def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> RowKeys:

@@ -16,6 +16,7 @@ import pandas as pd
 from rich.progress import Progress
 
 from gpu_simulate_test.backends import Backend, get_backend
+from gpu_simulate_test.backends.conditions import measured_run
 from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
 from gpu_simulate_test.device.busy import BusyProbe
@@ -40,7 +41,7 @@ from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, baseline_table, fit_baselines
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid, ladder
-from gpu_simulate_test.vidur_ext.profiler.iterations import STEP_TIMING, ShapeSamples, StepTimer, timed_as_real_bench
+from gpu_simulate_test.vidur_ext.profiler.iterations import STEP_TIMING, ShapeSamples, StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import (
     OPERATOR_TIMING,
     LayerOps,
@@ -240,7 +241,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
     record. ``host_share``: also each step's device time and packing on the native engine (``host_share.StepProbe``):
     the host's share of it, in the table, and measured on ``host_shapes`` (one round, after the sets) for the
     record (``host_grid``: ``shape``, ``requests``, ``tokens``, ``at_start``, ``packed_at_start``, ``host_ms``,
-    ``wall_ms``). Every step is timed as real-bench runs it (``iterations.timed_as_real_bench``)."""
+    ``wall_ms``). Every step is timed as real-bench runs it (``backends.conditions.measured_run``)."""
     measured, skipped = [], []
     for shape, role in parsed:
         why = timer.unsupported(shape)
@@ -257,7 +258,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
             from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe  # the engine's runner: torch
 
             probe = stack.enter_context(StepProbe(backend.native_engine()))
-        stack.enter_context(timed_as_real_bench())
+        stack.enter_context(measured_run())
         backend.start(recorder)
         # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
         for _ in range(rounds):
@@ -479,11 +480,12 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
             _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **keys})
-            raw_pred = np.asarray(predict(Path(raw), every), dtype=float)  # the operators alone (test: shares, cap)
-            if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
-                assert outside is not None and host is not None
-                rest = with_outside(outside, eager_shapes, np.asarray(predict(Path(raw), eager_shapes)), reading, host)
-                host = replace(host, eager=eager_term(host_record, list(rest)))
+            # the operators alone (test: shares, cap), and of the grid's eager steps, in one predictor
+            raw_pred, raw_eager = np.split(np.asarray(predict(Path(raw), every + eager_shapes), dtype=float), [len(every)])
+        if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
+            assert outside is not None and host is not None
+            host = replace(host, eager=eager_term(host_record, list(with_outside(outside, eager_shapes, raw_eager,
+                                                                                 reading, host))))
         split = np.cumsum([len(fit_shapes), len(val_shapes)])
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
         capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements

@@ -6,41 +6,33 @@ so it includes everything the engine spends per iteration (embedding, final norm
 per-request host work), on the engine's own thread. On the native engine a ``StepProbe`` (``host_share.py``) also
 gives each timed step's device time and how the engine packed it.
 
-The steps are timed as real-bench runs them (``timed_as_real_bench``): the cyclic garbage collector paused and the
-GIL's switch interval at real-bench's, so that a step's host share is the one the runs it predicts have. Timed
-without them (bundles before 2026-12-03), the hand-over between steps of 2-4 decodes came out at 70-81 us on the
-H200, against 33-35 us in the campaign's runs (``studies/2026-12-03-host-share/``).
+The steps are timed as real-bench runs them (``backends.conditions.measured_run``): the cyclic garbage collector
+paused and the GIL's switch interval at real-bench's, so that a step's host share is the one the runs it predicts
+have. Timed without them (bundles before 2026-12-03), the hand-over between steps of 2-4 decodes came out at 70-81 us
+on the H200, against 33-35 us in the campaign's runs (``studies/2026-12-03-host-share/``).
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from gpu_simulate_test.backends.base import Backend
+from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S
 from gpu_simulate_test.backends.recorder import Recorder, Step
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.limits import Limits, resolve_limits
 from gpu_simulate_test.errors import EnvironmentUnavailableError
-from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S, gc_paused, switch_interval
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 TIMEOUT_S = 600.0  # how long a shape may wait for the step it needs
 # How whole steps are timed, in a native bundle's id: what changes it changes the bundle.
 STEP_TIMING = f"as real-bench runs them: cyclic GC paused, GIL switch interval {SWITCH_INTERVAL_S * 1e6:g} us"
-
-
-@contextmanager
-def timed_as_real_bench() -> Iterator[None]:
-    """The conditions real-bench measures its run in (``backends.conditions``), for the steps the profiler times."""
-    with switch_interval(SWITCH_INTERVAL_S), gc_paused():
-        yield
 
 
 def _prompt(n: int, vocab: int, seed: int) -> list[int]:

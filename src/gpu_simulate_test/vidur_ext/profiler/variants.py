@@ -23,7 +23,7 @@ after the choice, and never used to choose (``specs/profiling_root.md``, "Shape 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -103,17 +103,24 @@ def fit_step_correction(shapes: list[BatchShape], measured_ms: list[float], raw_
     return StepCorrection(float(c_iter), float(c_token), float(c_first))
 
 
+def _medians(points: Iterable[tuple[Any, Any]], floor: Optional[float] = None) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """A measured curve from ``(count, ms)`` points: the counts in order, the median time at each (at least
+    ``floor``)."""
+    by_count: dict[int, list[float]] = {}
+    for n, t in points:
+        by_count.setdefault(int(n), []).append(float(t))
+    keys = sorted(by_count)
+    medians = [float(np.median(by_count[n])) for n in keys]
+    return tuple(keys), tuple(medians if floor is None else [max(m, floor) for m in medians])
+
+
 def head_term(timing: dict[str, list]) -> OutsideLayers:
     """The ``head`` variant's term from ``head_timing`` (the work outside the layers at each token point, with the
     rows it sampled): the median time at each row count, the step's requests being the rows it samples."""
     rows, ms = list(timing.get("rows", [])), list(timing.get("ms", []))
     if not rows or len(rows) != len(ms) or not all(np.isfinite(ms)) or min(ms) < 0 or min(rows) < 1:
         raise InputError(f"the head term needs one non-negative time a row count >= 1; got {rows} / {ms}")
-    by_rows: dict[int, list[float]] = {}
-    for r, t in zip(rows, ms):
-        by_rows.setdefault(int(r), []).append(float(t))
-    keys = sorted(by_rows)
-    return OutsideLayers(tuple(keys), tuple(float(np.median(by_rows[r])) for r in keys))
+    return OutsideLayers(*_medians(zip(rows, ms)))
 
 
 def host_share_term(record: dict[str, list]) -> tuple[HostTerm, dict[str, Any]]:
@@ -128,22 +135,17 @@ def host_share_term(record: dict[str, list]) -> tuple[HostTerm, dict[str, Any]]:
             or not all(np.isfinite(t) for t in record["host_ms"]):
         raise InputError("the head variant's host term needs the host's share measured on the request grid (native "
                          f"engine); got {dict(record)}")
-    groups: dict[bool, dict[int, list[float]]] = {False: {}, True: {}}
     eager = record.get("eager", [False] * len(names))  # steps no graph holds: ``eager_term``'s, not these curves'
-    for n, at_start, ms, no_graph in zip(record["requests"], record["at_start"], record["host_ms"], eager):
-        if not no_graph:
-            groups[bool(at_start)].setdefault(int(n), []).append(float(ms))
-    if not groups[False] or not groups[True]:
+    rows = [(bool(a), n, ms) for n, a, ms, no_graph in zip(record["requests"], record["at_start"], record["host_ms"], eager)
+            if not no_graph]
+    ahead, serial = ([(n, ms) for a, n, ms in rows if a is kind] for kind in (False, True))
+    if not ahead or not serial:
         raise InputError("the head variant's host term needs steps packed ahead (decodes) and at their start (first "
                          "chunks) on the request grid; the backend ran only one kind")
-
-    def curve(by_requests: dict[int, list[float]]) -> RequestCurve:
-        keys = sorted(by_requests)
-        return RequestCurve(tuple(keys), tuple(max(float(np.median(by_requests[n])), 0.0) for n in keys))
-
     otherwise = [s for s, a, share in zip(names, record["at_start"], record["packed_at_start"])
                  if abs(float(share) - float(a)) > 0.5]
-    return HostTerm(curve(groups[False]), curve(groups[True])), {**record, "packed_otherwise": otherwise}
+    return (HostTerm(RequestCurve(*_medians(ahead, floor=0.0)), RequestCurve(*_medians(serial, floor=0.0))),
+            {**record, "packed_otherwise": otherwise})
 
 
 def eager_term(record: dict[str, list], predicted_ms: Sequence[float]) -> Optional[TokenCurve]:
@@ -158,13 +160,10 @@ def eager_term(record: dict[str, list], predicted_ms: Sequence[float]) -> Option
                          f"{len(predicted_ms)} predictions")
     if not rows:
         return None
-    by_tokens: dict[int, list[float]] = {}
     for (tokens, wall), pred in zip(rows, predicted_ms):
         if not (np.isfinite(wall) and np.isfinite(pred)):
             raise InputError(f"the eager term needs finite times; got {wall} measured, {pred} predicted at {tokens} tokens")
-        by_tokens.setdefault(tokens, []).append(wall - float(pred))
-    keys = sorted(by_tokens)
-    return TokenCurve(tuple(keys), tuple(max(float(np.median(by_tokens[t])), 0.0) for t in keys))
+    return TokenCurve(*_medians(((t, w - float(p)) for (t, w), p in zip(rows, predicted_ms)), floor=0.0))
 
 
 def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
