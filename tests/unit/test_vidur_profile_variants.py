@@ -19,6 +19,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     Candidate,
     check_variants,
     choose,
+    decode_graph_term,
     eager_term,
     first_chunks,
     fit_step_correction,
@@ -27,11 +28,13 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     packed_at_start,
     share_pct,
     tokens_8,
+    with_graph,
     with_outside,
     with_step,
 )
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.step_correction import (
+    DecodeGraph,
     HostTerm,
     OutsideLayers,
     RequestCurve,
@@ -202,6 +205,27 @@ def test_eager_term_is_what_a_step_no_graph_holds_costs_beyond_the_rest_by_hand(
         [1.1 + 0.3 + 12.0, 1.1 + 0.3, 1.1 + 0.035])
 
 
+def test_decode_graph_term_is_what_a_decode_graph_costs_beyond_its_parts_by_hand() -> None:
+    """The host grid's decodes a graph runs: their device time (wall less the host's share) less what the bundle
+    predicts of them without the term, the median at each graph size, signed (a graph may cost less than its parts);
+    added to a decode batch a graph runs only, at the graph's sequences, by ``step`` and ``head`` alike."""
+    grid = [("decode:1x512", 1.20, 0.04), ("prefill:256", 2.00, 0.30), ("decode:3x512", 1.40, 0.03),
+            ("decode:4x512", 1.45, 0.05), ("decode:6x512", 1.55, 0.03), ("decode:8x512", 1.60, 0.04)]
+    record = {"shape": [g[0] for g in grid], "wall_ms": [g[1] for g in grid], "host_ms": [g[2] for g in grid]}
+    seqs = [1, None, 4, 4, 8, 8]  # the prefill: no decode graph
+    predicted = [1.20, 1.30, 1.42, 1.40, 1.46]  # the operators and the work outside, one a decode a graph runs
+    term = decode_graph_term(record, seqs, predicted)
+    assert term.requests == (1, 4, 8)
+    assert term.ms == pytest.approx((1.16 - 1.20, (0.07 + -0.02) / 2, (0.12 + 0.10) / 2))  # -0.04 0.025 0.11
+    assert decode_graph_term(record, [None] * 6, []) is None
+    with pytest.raises(InputError, match="one prediction"):
+        decode_graph_term(record, seqs, predicted[:3])
+    keys = RowKeys(token_rows="graph_bucket", graph_batch_sizes=(1, 2, 4, 8), graph_token_sizes=(256, 512))
+    shapes = [BatchShape.parse(s) for s in ("decode:5x512", "decode:3x64", "mixed:32+3x64", "prefill:64", "decode:9x64")]
+    assert with_graph(term, shapes, np.ones(5), keys).tolist() == pytest.approx([1.11, 1.025, 1.0, 1.0, 1.0])
+    assert with_graph(None, shapes, np.ones(5), keys).tolist() == [1.0] * 5
+
+
 def test_eager_points_lie_above_the_largest_graph_between_powers_of_two() -> None:
     from types import SimpleNamespace
 
@@ -228,7 +252,8 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
             "host_term": {"ahead": {"requests": [1, 64], "ms": [0.03, 0.05]}, "serial": {"requests": [1], "ms": [0.3]}},
             "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured",
                          "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64,
-                         "graph_batch_sizes": [], "graph_token_sizes": [], "token_fit": "every_row"}}
+                         "graph_batch_sizes": [], "graph_token_sizes": [], "token_fit": "every_row",
+                         "decode_attention_kv": "rounded_up"}}  # a bundle from before the key: Vidur's reading
     terms = step_terms(meta)
     assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
     assert terms.host == HostTerm(RequestCurve((1, 64), (0.03, 0.05)), RequestCurve((1,), (0.3,)))
@@ -237,12 +262,17 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     assert terms.keys.one_wave([480, 32]) and terms.keys.one_wave([512] + [64] * 8)  # 16 query blocks of 64
     assert not terms.keys.one_wave([512] + [64] * 9) and not RowKeys().one_wave([32, 32])
     assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
-    assert terms.record() == {**meta}
+    assert terms.record() == {**meta, "decode_graph": None}
     eager = {**meta, "host_term": {**meta["host_term"], "eager": {"tokens": [768, 1280], "ms": [12.0, 13.0]}},
              "row_keys": {**meta["row_keys"], "token_rows": "graph_bucket", "graph_batch_sizes": [1, 2],
                           "graph_token_sizes": [256, 512]}}
     got = step_terms(eager)
-    assert got.host.eager == TokenCurve((768, 1280), (12.0, 13.0)) and got.record() == eager
+    assert got.host.eager == TokenCurve((768, 1280), (12.0, 13.0)) and got.record() == {**eager, "decode_graph": None}
+    graphed = {**eager, "decode_graph": {"requests": [1, 8], "ms": [-0.01, 0.1]},
+               "row_keys": {**eager["row_keys"], "decode_attention_kv": "mean"}}
+    got = step_terms(graphed)
+    assert got.graph == DecodeGraph((1, 8), (-0.01, 0.1)) and got.keys.decode_attention_kv == "mean"
+    assert got.record() == graphed
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_wave_blocks": -1}},
@@ -253,7 +283,10 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                 {"host_term": {"ahead": {"requests": [1], "ms": [-0.1]}, "serial": {"requests": [1], "ms": [0.1]}}},
                 {"host_term": {**meta["host_term"], "eager": {"requests": [768], "ms": [1.0]}}},
                 {"host_term": {**meta["host_term"], "eager": {"tokens": [768, 700], "ms": [1.0, 2.0]}}},
-                {"host_term": {**meta["host_term"], "eager": {"tokens": [768], "ms": [1.0]}}}):  # graphs: none
+                {"host_term": {**meta["host_term"], "eager": {"tokens": [768], "ms": [1.0]}}},  # graphs: none
+                {"decode_graph": {"requests": [1], "ms": [0.1]}},  # graphs: none
+                {**graphed, "decode_graph": {"requests": [1], "ms": [float("nan")]}},
+                {"row_keys": {"decode_attention_kv": "interpolated"}}):
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys|host_term"):
             step_terms(bad)
 
@@ -371,6 +404,18 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         batch = list(zip(*BatchShape.parse(text).vidur_batch()))
         got = (predict_batch_time_s(measured, batch, serial=False) - predict_batch_time_s(plain, batch, serial=False)) * 1e3
         assert got == pytest.approx(want, abs=1e-6), text
+    # decode attention at the batch's mean KV, between Vidur's lookup points (its own: the mean rounded up to 256):
+    # 24 decodes at KV 501 read at 501, not 512 (the linear rows are exact in between), with or without Vidur's
+    # factor; 4 at KV 101 between the rows at 0 and 256; a batch at a multiple of 256 as Vidur reads it
+    for batching, factor in (("as_measured", 1.0), ("vidur_overhead", 1.1)):
+        mean = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
+            keys=RowKeys(decode_batching=batching, decode_attention_kv="mean")), **kw)
+        rounded = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
+            keys=RowKeys(decode_batching=batching)), **kw)
+        for shapes, want in (([(1, 501)] * 24, layers * 0.0005 * (501 - 512)), ([(1, 101)] * 4, layers * 0.0005 * -155),
+                             ([(1, 512)] * 3, 0.0), ([(1, 100), (1, 301)], layers * 0.0005 * (200.5 - 256))):
+            got = (predict_batch_time_s(mean, shapes, serial=False) - predict_batch_time_s(rounded, shapes, serial=False)) * 1e3
+            assert got == pytest.approx(want * (factor if len(shapes) > 1 else 1.0), abs=1e-6), (batching, shapes)
     # a step's chunks in one wave of the engine's launch: the longest one's row, not the sum (a first chunk of 64 at
     # KV 0: 0.756 ms a layer, a later one of 32 at KV 512: 1.14); beyond the wave, summed as Vidur does
     before = RowKeys(prefill_attention_kv="before_chunk")
@@ -405,6 +450,15 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
                                 **kw)
     head_ms = (predict_batch_time_s(with_head, [(1, 65)] * 3, serial=False) - predict_batch_time_s(bucket, [(1, 65)] * 3, serial=False)) * 1e3
     assert head_ms == pytest.approx(outside.at(4), abs=1e-9)  # the graph's 4 sequences, not the batch's 3
+    # the decode graph term: a decode batch a graph runs gets it at the graph's sequences (3 decodes: graph 4; 20:
+    # graph 32, held flat past the last point); a mixed step or a prefill none
+    graph = DecodeGraph((1, 4, 8), (-0.01, 0.02, 0.1))
+    with_graph_term = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
+        keys=RowKeys(token_rows="graph_bucket", **sizes), graph=graph), **kw)
+    for shapes, want in (([(1, 65)] * 3, 0.02), ([(1, 65)] * 6, 0.1), ([(1, 65)], -0.01), ([(1, 65)] * 20, 0.1),
+                         ([(100, 100)] + [(1, 65)] * 3, 0.0), ([(200, 200)], 0.0)):
+        got = (predict_batch_time_s(with_graph_term, shapes, serial=False) - predict_batch_time_s(bucket, shapes, serial=False)) * 1e3
+        assert got == pytest.approx(want, abs=1e-9), len(shapes)
 
 
 def test_vidur_adds_the_host_share_as_the_engine_packs_each_step(compose_app, tmp_path) -> None:

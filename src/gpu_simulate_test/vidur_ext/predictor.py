@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from vidur.config import (
@@ -194,17 +195,32 @@ class _LocalProfileMixin:
 
     def _get_attention_decode_execution_time(self, batch: Batch) -> float:
         """Vidur's batched decode attention; with ``decode_batching: as_measured`` the row alone, without Vidur's
-        overhead factor for ragged batches."""
-        if self._terms().keys.decode_batching != "as_measured":
+        overhead factor for ragged batches; with ``decode_attention_kv: mean`` the row at the batch's mean KV, between
+        Vidur's lookup points (its own: the mean rounded up to the KV granularity)."""
+        keys = self._terms().keys
+        if keys.decode_batching != "as_measured" and keys.decode_attention_kv != "mean":
             return super()._get_attention_decode_execution_time(batch)  # type: ignore[misc]
         size, kv = self._get_batch_decode_attention_params(batch)  # type: ignore[attr-defined]
-        return 0.0 if size == 0 else self._predictions["attn_decode"][(size, kv)]  # type: ignore[attr-defined]
+        if size == 0:
+            return 0.0
+        rows = self._predictions["attn_decode"]  # type: ignore[attr-defined]
+        row = rows[(size, kv)]
+        if keys.decode_attention_kv == "mean":
+            g = int(self._config.kv_cache_prediction_granularity)
+            below = rows.get((size, kv - g))
+            if below is not None:
+                mean = float(np.mean([k for q, k in zip(batch.num_q_tokens, batch.num_kv_tokens) if q == 1]))
+                row = below + (mean - (kv - g)) / g * (row - below)
+        if keys.decode_batching != "as_measured" and size > 1:
+            row *= 1 + self._attention_decode_batching_overhead_fraction  # type: ignore[attr-defined]
+        return row
 
     def _get_add_layer_act_execution_time(self, batch: Batch) -> float:
         """Vidur's ``add`` row plus the bundle's step terms (the whole-step correction at the step's tokens rounded up
         to 8 and its requests' first chunks: a chunk of more than one token whose KV after the step is the chunk, the
         work outside the layers at its requests, the host's share at its requests, packed ahead or at its start, and
-        for a step no graph holds the eager term at its tokens)
+        for a step no graph holds the eager term at its tokens; for a decode batch a graph runs, what that graph
+        costs beyond its parts)
         over the layers that Vidur multiplies it by
         (``step_correction.py``): the step comes out as the operators plus the terms, nothing patched."""
         base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
@@ -218,6 +234,8 @@ class _LocalProfileMixin:
         if terms.host is not None:
             extra += terms.host.at(batch.size, self._serial(batch))
             extra += terms.host.eager_at(batch._total_num_q_tokens, self._graph(batch))
+        if terms.graph is not None:
+            extra += terms.graph.at_step(self._graph(batch), all(q == 1 for q in batch.num_q_tokens))
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _train_model(self, model_name: str, model_type: Any, df: pd.DataFrame, feature_cols: list[str],

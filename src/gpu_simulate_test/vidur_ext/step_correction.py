@@ -11,7 +11,9 @@ chunk the step runs, each admitted by the engine in it; bundles from before that
 ``profile_meta.json``; a bundle of the ``head`` variant carries instead the work outside the layers as measured
 (``outside_layers``: by the step's requests) and, built since 2026-12-02, the host's share of a step on the pipelined
 engine as measured (``host_term``: by the step's requests, for a step packed ahead and for one packed at its start),
-and a native bundle says how its rows are keyed and fitted (``row_keys``).
+and a native bundle says how its rows are keyed and fitted (``row_keys``). A native bundle of the ``step`` or ``head``
+variant built since 2026-12-03 also carries what the engine's own decode step graphs cost beyond their parts
+(``decode_graph``: by the graph's sequences, measured), which both variants add before anything else.
 vidur-sim and the bundle's own checks apply them inside the predictor (``predictor._LocalProfileMixin``): Vidur
 itself is never patched and the operator rows stay as measured. A step term enters through Vidur's ``add`` row, the
 one per-layer term Vidur looks up for every step, divided by the layer count that Vidur multiplies it by again, so
@@ -60,11 +62,13 @@ def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Opti
 
 
 OUTSIDE_KEY = "outside_layers"  # profile_meta.json: the head variant's measured term (absent or null: none)
+GRAPH_KEY = "decode_graph"  # profile_meta.json: the decode graphs' cost beyond their parts (absent or null: none)
 HOST_KEY = "host_term"  # profile_meta.json: the head variant's measured host share (absent or null: none)
 ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
             "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave"),
-            "token_fit": ("bootstrap", "every_row")}
+            "token_fit": ("bootstrap", "every_row"),
+            "decode_attention_kv": ("rounded_up", "mean")}
 ROW_COUNTS = ("prefill_wave_blocks", "prefill_block_q")  # the numbers of the one_wave reading (0: unused)
 ROW_SIZES = ("graph_batch_sizes", "graph_token_sizes")  # the buckets of the graph_bucket reading (empty: unused)
 
@@ -93,6 +97,20 @@ class OutsideLayers(RequestCurve):
         """The term of a step of ``num_requests``, run in ``graph`` (``RowKeys.graph``: its padding sequences sample
         rows too) or eagerly (None)."""
         return self.at(num_requests if graph is None else graph[1])
+
+
+@dataclass(frozen=True)
+class DecodeGraph(RequestCurve):
+    """What the engine's step graph of a decode batch costs beyond its parts (the operators as the bundle reads them
+    and the work outside the layers), **measured** on the host grid's decodes (``bundle.host_grid``: their device
+    time less those parts, ``variants.decode_graph_term``), by the graph's sequences. Signed: a graph may cost less
+    than its parts. The engine's graph of 8 or 16 decodes runs its projections with gaps between the kernels that the
+    profiler's own graphs of the layers do not have (~100 us on the H200: ``studies/2026-12-03-bucket8/``); no
+    operator row can see that."""
+
+    def at_step(self, graph: Optional[tuple[int, int]], decode_only: bool) -> float:
+        """The term of a step run in ``graph`` (``RowKeys.graph``): 0 unless it is a decode batch a graph runs."""
+        return self.at(graph[1]) if decode_only and graph is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -172,6 +190,9 @@ class RowKeys:
       ``every_row`` lets every tree see every row (``bootstrap=False``, token operators only), so the forest returns
       each measured row exactly where it is read (``studies/2026-12-03-forest/``). It changes the trained models, so
       it enters the predictor's cache key.
+    - ``decode_attention_kv``: Vidur reads a decode batch's attention row at its mean KV rounded up to its KV
+      granularity (256), ~128 tokens a request more than the batch holds on average; ``mean`` reads it at the mean
+      KV itself, linearly between the rows on either side (``studies/2026-12-03-bucket8/decode_kv_lookup.py``).
 
     Apart from ``token_fit`` the rows and Vidur's trained models stay as they are; only the key of a lookup
     changes."""
@@ -185,6 +206,7 @@ class RowKeys:
     graph_batch_sizes: tuple[int, ...] = ()
     graph_token_sizes: tuple[int, ...] = ()
     token_fit: str = "bootstrap"
+    decode_attention_kv: str = "rounded_up"
 
     def graph(self, num_tokens: int, num_seqs: int, decode_only: bool) -> Optional[tuple[int, int]]:
         """The ``(tokens, sequences)`` of the graph the engine replays a step in (``graph_bucket``), or None."""
@@ -208,33 +230,37 @@ class RowKeys:
 @dataclass(frozen=True)
 class StepTerms:
     """Everything a bundle's meta tells vidur-sim's predictor besides its rows: the whole-step correction (``step``
-    variant), the measured work outside the layers and the host's share of a step (``head`` variant) and the rows'
-    keys."""
+    variant), the measured work outside the layers and the host's share of a step (``head`` variant), the decode
+    graphs' cost beyond their parts (either) and the rows' keys."""
 
     correction: Optional[StepCorrection] = None
     outside: Optional[OutsideLayers] = None
     keys: RowKeys = RowKeys()
     host: Optional[HostTerm] = None
+    graph: Optional[DecodeGraph] = None
 
     def record(self) -> dict[str, Any]:
         """What a run's meta records of them (null: none)."""
         return {META_KEY: None if self.correction is None else self.correction.to_dict(),
                 OUTSIDE_KEY: None if self.outside is None else self.outside.to_dict(),
-                HOST_KEY: None if self.host is None else self.host.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
+                HOST_KEY: None if self.host is None else self.host.to_dict(),
+                GRAPH_KEY: None if self.graph is None else self.graph.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
 
 
-def _points(record: Any, key: str, source: str, by: str = "requests") -> tuple[tuple[int, ...], tuple[float, ...]]:
+def _points(record: Any, key: str, source: str, by: str = "requests", signed: bool = False
+            ) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """A measured per-step time by requests (or ``by`` tokens), checked: counts strictly increasing from 1, times
-    non-negative; the counts and the times, for the curve of its kind."""
+    finite and (unless ``signed``) non-negative; the counts and the times, for the curve of its kind."""
     try:
         counts = tuple(int(n) for n in record[by])
         ms = tuple(float(t) for t in record["ms"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{source}: {key!r} must hold lists {by} and ms ({exc}); rebuild the bundle") from exc
     if not counts or len(counts) != len(ms) or counts[0] < 1 or any(b <= a for a, b in zip(counts, counts[1:])) \
-            or not all(np.isfinite(t) and t >= 0 for t in ms):
-        raise ArtifactError(f"{source}: {key!r} needs {by} counts increasing from >= 1 and one non-negative "
-                            f"time each; got {list(counts)} / {list(ms)}; rebuild the bundle")
+            or not all(np.isfinite(t) and (signed or t >= 0) for t in ms):
+        raise ArtifactError(f"{source}: {key!r} needs {by} counts increasing from >= 1 and one "
+                            f"{'finite' if signed else 'non-negative'} time each; got {list(counts)} / {list(ms)}; "
+                            "rebuild the bundle")
     return counts, ms
 
 
@@ -243,6 +269,13 @@ def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_ME
     if record is None:
         return None
     return OutsideLayers(*_points(record, OUTSIDE_KEY, source))
+
+
+def decode_graph(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[DecodeGraph]:
+    """The ``decode_graph`` record checked (``_points``, signed)."""
+    if record is None:
+        return None
+    return DecodeGraph(*_points(record, GRAPH_KEY, source, signed=True))
 
 
 def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:
@@ -290,7 +323,11 @@ def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) ->
 def step_terms(meta: Mapping[str, Any], source: str = PROFILE_META) -> StepTerms:
     """The step terms a bundle's meta carries (a bundle from before any of them: none, Vidur's own keys)."""
     terms = StepTerms(step_correction(meta, source), outside_layers(meta.get(OUTSIDE_KEY), source),
-                      row_keys(meta.get(ROW_KEYS_KEY), source), host_term(meta.get(HOST_KEY), source))
+                      row_keys(meta.get(ROW_KEYS_KEY), source), host_term(meta.get(HOST_KEY), source),
+                      decode_graph(meta.get(GRAPH_KEY), source))
+    if terms.graph is not None and terms.keys.token_rows != "graph_bucket":
+        raise ArtifactError(f"{source}: {GRAPH_KEY} is the cost of the engine's decode graphs, but {ROW_KEYS_KEY} "
+                            "names no graph buckets (token_rows: graph_bucket); rebuild the bundle")
     if terms.host is not None and terms.host.eager is not None and terms.keys.token_rows != "graph_bucket":
         raise ArtifactError(f"{source}: {HOST_KEY}.eager is the cost of a step no CUDA graph holds, but {ROW_KEYS_KEY} "
                             "names no graph buckets (token_rows: graph_bucket); rebuild the bundle")

@@ -56,20 +56,24 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     Candidate,
     check_variants,
     choose,
+    decode_graph_term,
     eager_term,
     fit_step_correction,
     head_term,
     host_share_term,
     packed_at_start,
     share_pct,
+    with_graph,
     with_outside,
     with_step,
 )
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
 from gpu_simulate_test.vidur_ext.step_correction import (
+    GRAPH_KEY,
     HOST_KEY,
     OUTSIDE_KEY,
     ROW_KEYS_KEY,
+    DecodeGraph,
     HostTerm,
     OutsideLayers,
     RowKeys,
@@ -86,13 +90,17 @@ log = logging.getLogger(__name__)
 # what a batch's total KV does, ragged or not); a step's prompt chunks that fit one wave of the engine's prefill
 # launch as the longest one's row (the wave's size measured on the device at build time, ``prefill_wave``; off a GPU
 # summed); token operators fitted on every row in every tree, so that each measured row is read back exactly
-# (``studies/2026-12-03-forest/``). Written into every native bundle's meta and, as these names, into its id.
+# (``studies/2026-12-03-forest/``); decode attention at the batch's mean KV, not rounded up
+# (``studies/2026-12-03-bucket8/``). Written into every native bundle's meta and, as these names, into its id.
 NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph_bucket",
-                          decode_batching="as_measured", prefill_chunks="one_wave", token_fit="every_row")
+                          decode_batching="as_measured", prefill_chunks="one_wave", token_fit="every_row",
+                          decode_attention_kv="mean")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
              "(wall less device) measured on a request grid, packed ahead or at the start, by requests; a step no "
-             "graph holds: its wall less the rest, measured on an eager token grid, by tokens")
+             "graph holds: its wall less the rest, measured on an eager token grid, by tokens; (step and head) a decode "
+             "batch a graph runs: the graph's device time less its parts, measured on the grid's decodes, by the "
+             "graph's sequences")
 
 
 def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
@@ -363,27 +371,31 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
                   raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
                   capped: Sequence[tuple[BatchShape, float]] = (),
                   outside: Optional[OutsideLayers] = None, keys: Optional[dict[str, Any]] = None,
-                  host: Optional[HostTerm] = None) -> tuple[list[Candidate], Any]:
+                  host: Optional[HostTerm] = None, graph: Optional[DecodeGraph] = None
+                  ) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
     shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
     and test shapes with their operators' predictions, on which the step correction's cap holds too. ``outside``:
     the step's work outside its layers as measured (``_measure_head``, ``variants.head_term``), and ``host`` the
     host's share on the request grid (``variants.host_share_term``, ``eager_term``), for the ``head`` variant;
-    ``keys``: the bundle's ``row_keys`` record
-    (``row_keys_record``), with which the fold's rows are read."""
+    ``graph``: the decode graphs' cost beyond their parts (``variants.decode_graph_term``), which ``step`` and
+    ``head`` add to the operators first (``capped`` holds the operators with it); ``keys``: the bundle's
+    ``row_keys`` record (``row_keys_record``), with which the rows are read."""
     candidates, folded = [], None
+    reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
             candidates.append(Candidate(name, raw_val))
         elif name == "head":
             assert outside is not None and host is not None, "the head variant needs its two terms measured"
-            reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
-            candidates.append(Candidate(name, with_outside(outside, val_shapes, raw_val, reading, host),
-                                        outside=outside, host=host))
+            candidates.append(Candidate(name, with_outside(outside, val_shapes, with_graph(graph, val_shapes, raw_val,
+                                                                                           reading), reading, host),
+                                        outside=outside, host=host, graph=graph))
         elif name == "step":
-            step = fit_step_correction(fit_shapes, fit_ms, list(raw_fit), cfg.profile.correction_cap_pct,
-                                       also_capped=capped)
-            candidates.append(Candidate(name, with_step(step, val_shapes, raw_val), step))
+            step = fit_step_correction(fit_shapes, fit_ms, list(with_graph(graph, fit_shapes, raw_fit, reading)),
+                                       cfg.profile.correction_cap_pct, also_capped=capped)
+            candidates.append(Candidate(name, with_step(step, val_shapes, with_graph(graph, val_shapes, raw_val,
+                                                                                     reading)), step, graph=graph))
         else:
             overhead = fit_overhead(fit_shapes, fit_ms, list(raw_fit))
             rows = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
@@ -464,12 +476,15 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         reading = row_keys(keys.get(ROW_KEYS_KEY))
         outside = head_term(head) if head is not None else None
         eager_shapes: list[BatchShape] = []
-        if measure_host:  # which grid steps no graph of the engine holds: the engine's own rule, its buckets
+        graph_shapes: list[BatchShape] = []
+        graph_seqs: list[Optional[int]] = []
+        if measure_host:  # which grid steps no graph of the engine holds, and which decodes one does: its own rule
             grid_shapes = [BatchShape.parse(n) for n in host_record["shape"]]
-            host_record["eager"] = [reading.token_rows == "graph_bucket"
-                                    and reading.graph(s.num_tokens, s.batch_size, s.kind == "decode") is None
-                                    for s in grid_shapes]
+            graphs = [reading.graph(s.num_tokens, s.batch_size, s.kind == "decode") for s in grid_shapes]
+            host_record["eager"] = [reading.token_rows == "graph_bucket" and g is None for g in graphs]
             eager_shapes = [s for s, e in zip(grid_shapes, host_record["eager"]) if e]
+            graph_seqs = [g[1] if g is not None and s.kind == "decode" else None for s, g in zip(grid_shapes, graphs)]
+            graph_shapes = [s for s, g in zip(grid_shapes, graph_seqs) if g is not None]
         host, host_timing = host_share_term(host_record) if measure_host else (None, None)
         _, fit_shapes, fit_ms = sets["fit"]
         val_names, val_shapes, val_ms = sets["validation"]
@@ -480,17 +495,25 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
             _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **keys})
-            # the operators alone (test: shares, cap), and of the grid's eager steps, in one predictor
-            raw_pred, raw_eager = np.split(np.asarray(predict(Path(raw), every + eager_shapes), dtype=float), [len(every)])
+            # the operators alone (test: shares, cap), and of the grid's eager steps and graph decodes, in one predictor
+            raw_pred, raw_eager, raw_graph = np.split(
+                np.asarray(predict(Path(raw), every + eager_shapes + graph_shapes), dtype=float),
+                np.cumsum([len(every), len(eager_shapes)]))
+        graph = None
+        if graph_shapes:  # the decode graphs' cost beyond their parts: device time less operators and outside
+            assert outside is not None
+            graph = decode_graph_term(host_record, graph_seqs, list(with_outside(outside, graph_shapes, raw_graph,
+                                                                                 reading)))
         if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
             assert outside is not None and host is not None
             host = replace(host, eager=eager_term(host_record, list(with_outside(outside, eager_shapes, raw_eager,
                                                                                  reading, host))))
         split = np.cumsum([len(fit_shapes), len(val_shapes)])
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
-        capped = list(zip(val_shapes + test_shapes, [*raw_val, *raw_test]))  # operators' predictions, not measurements
+        capped = list(zip(val_shapes + test_shapes,  # operators' predictions (with the graph term), not measurements
+                          with_graph(graph, val_shapes + test_shapes, np.concatenate([raw_val, raw_test]), reading)))
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped, outside, keys, host)
+                                           raw_fit, raw_val, predict, capped, outside, keys, host, graph)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         winner = next(c for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
@@ -500,7 +523,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                  "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
                  STEP_CORRECTION_KEY: None if winner.step is None else winner.step.to_dict(),
                  OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(),
-                 HOST_KEY: None if winner.host is None else winner.host.to_dict(), **keys,
+                 HOST_KEY: None if winner.host is None else winner.host.to_dict(),
+                 GRAPH_KEY: None if winner.graph is None else winner.graph.to_dict(), **keys,
                  "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
                  "validation_check": val_record, "head_timing": head,

@@ -12,6 +12,9 @@
   (``bundle.host_grid``), packed ahead and packed at their start (``host_share_term``: ``step_correction.HostTerm``),
   and (since 2026-12-03) what a step no CUDA graph holds costs beyond all that, measured on eager prefills of the
   grid (``eager_term``): no fit, validation or test shape's time enters any of them. The native backend only.
+- Both ``step`` and ``head`` (native bundles built since 2026-12-03) first add what the engine's own step graph of a
+  decode batch costs beyond its parts, **measured** on the grid's decodes (``decode_graph_term``): the step
+  correction is fitted on what is left of the fit shapes after it.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
@@ -33,6 +36,7 @@ from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, sign
 from gpu_simulate_test.vidur_ext.profiler.fold import least_abs, vidur_tokens
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.step_correction import (
+    DecodeGraph,
     HostTerm,
     OutsideLayers,
     RequestCurve,
@@ -166,6 +170,37 @@ def eager_term(record: dict[str, list], predicted_ms: Sequence[float]) -> Option
     return TokenCurve(*_medians(((t, w - float(p)) for (t, w), p in zip(rows, predicted_ms)), floor=0.0))
 
 
+def decode_graph_term(record: dict[str, list], graph_seqs: Sequence[Optional[int]], predicted_ms: Sequence[float]
+                      ) -> Optional[DecodeGraph]:
+    """The ``decode_graph`` term from the host grid's record: for its decode steps a CUDA graph runs (``graph_seqs``,
+    one a grid step: the graph's sequences, None for every other step), their device time (``wall_ms`` less
+    ``host_ms``) less what the bundle predicts of them without it (``predicted_ms``, one a such step in the record's
+    order: the operators as read and the work outside the layers), the median at each graph size; None when the
+    grid has no such step."""
+    rows = [(int(g), float(w) - float(h)) for g, w, h in zip(graph_seqs, record.get("wall_ms", []),
+                                                             record.get("host_ms", [])) if g is not None]
+    if len(rows) != len(predicted_ms):
+        raise InputError(f"the decode graph term needs one prediction a decode step a graph runs: {len(rows)} steps, "
+                         f"{len(predicted_ms)} predictions")
+    if not rows:
+        return None
+    for (seqs, device), pred in zip(rows, predicted_ms):
+        if not (np.isfinite(device) and np.isfinite(pred)):
+            raise InputError(f"the decode graph term needs finite times; got {device} measured, {pred} predicted "
+                             f"in the graph of {seqs} sequences")
+    return DecodeGraph(*_medians((g, d - float(p)) for (g, d), p in zip(rows, predicted_ms)))
+
+
+def with_graph(term: Optional[DecodeGraph], shapes: list[BatchShape], raw_ms: np.ndarray, keys: RowKeys) -> np.ndarray:
+    """The operators plus the decode graph term (``decode_graph_term``), exactly as vidur-sim adds it; the operators
+    alone without one."""
+    raw = np.asarray(raw_ms, dtype=float)
+    if term is None:
+        return raw
+    return raw + np.array([term.at_step(keys.graph(s.num_tokens, s.batch_size, s.kind == "decode"), s.kind == "decode")
+                           for s in shapes])
+
+
 def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
                  keys: RowKeys = RowKeys(), host: Optional[HostTerm] = None) -> np.ndarray:
     """What the bundle predicts with the head term: exactly what vidur-sim adds to each step (at its requests, or at
@@ -198,6 +233,7 @@ class Candidate:
     step: Optional[StepCorrection] = None
     outside: Optional[OutsideLayers] = None
     host: Optional[HostTerm] = None
+    graph: Optional[DecodeGraph] = None
 
 
 def choose(candidates: list[Candidate], names: list[str], measured_ms: np.ndarray) -> tuple[str, pd.DataFrame, dict[str, Any]]:
