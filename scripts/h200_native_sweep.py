@@ -25,11 +25,11 @@ from pathlib import Path
 
 from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, run_call
 
-PUBLISHED = Path("docs/results/h200-qwen3-0.6b-native")
-# Where collect gathers the archives while the campaign runs, committed after every collect: a session's checkout
-# starts without tmp/, so archives left there are lost; the folder travels with every device call (64 MiB at most,
-# the runbook's "Size"); copied to PUBLISHED at the end (context/h200-native-sweep-runbook.md).
-FOLDER = Path("studies/2026-12-h200-native-campaign/results")
+# The published result: collect files each call's archives here (committed after every collect: a session's
+# checkout starts without tmp/), publish writes its tables, figures, summary and MANIFEST.csv; it travels with every
+# device call (64 MiB at most, the runbook's "Size"). Gathered in studies/2026-12-h200-native-campaign/results/ until
+# it was published (2026-12-03).
+FOLDER = PUBLISHED = Path("docs/results/h200-qwen3-0.6b-native")
 CARRY = Path("tmp/h200-sweep-carry")
 CAMPAIGN = Campaign(
     name="h200-qwen3-0.6b-native",

@@ -38,6 +38,8 @@ from gpu_simulate_test.config.experiment import ExperimentAppConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.outputs import ARCHIVE_MODES, SUMMARY, WORKLOAD_META, write_archive
 
+README = "README.md"  # a result folder's findings, written by hand (publish lists it in MANIFEST.csv, never writes it)
+
 log = logging.getLogger(__name__)
 COLLECTED = "collected.txt"  # carry: the point keys and bundle ids whose archives the result folder holds already
 PACK_BYTES = 15 * 2**20  # each pack under the device tool's 16 MiB per file
@@ -535,4 +537,7 @@ def _describe(folder: Path, points: list[Any], bundles: dict[str, str], tables: 
                                     "what": "made by the publish command from the archives"}
     rows[SUMMARY] = {"kind": "summary", "backend": "all", "load": "", "date": today,
                           "what": "acceptance checks, headline tables, bundles' test shapes, engine facts, reproduce command"}
+    if (folder / README).is_file():
+        rows[README] = {"kind": "readme", "backend": "all", "load": "", "date": today,
+                        "what": "the findings, written by hand from summary.md and the tables"}
     return rows

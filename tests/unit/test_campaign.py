@@ -134,8 +134,10 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     report = run_call(CAMPAIGN, tmp_path / "gpu4", tmp_path / "out4", budget_s=1e9, carry=carry, stages=_stages(engine))
     assert report.lines == [] and report.pending == 0
 
-    # The local half, from the folder's archives alone.
+    # The local half, from the folder's archives alone (and the findings written by hand, which it lists only).
+    (folder / "README.md").write_text("# findings\n")
     written = publish(CAMPAIGN, folder, tmp_path / "local", title="tiny", reproduce="publish")
+    assert "README.md" not in written and (folder / "README.md").read_text() == "# findings\n"
     assert {"summary.md", "MANIFEST.csv", "tables/sweep.csv", "tables/iterations.csv", "tables/runs.csv",
             "tables/bundle_test.csv"} <= set(written)
     sweep = pd.read_csv(folder / "tables" / "sweep.csv")
@@ -169,6 +171,7 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     with open(folder / "MANIFEST.csv", newline="") as fh:
         listed = sorted(r["file"] for r in csv.DictReader(fh))
     assert listed == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "MANIFEST.csv")
+    assert "README.md" in listed
     # Reproducible: the command again rewrites the same tables (the simulations are seeded: test_vidur_sim_run.py).
     before = {f: (folder / f).read_bytes() for f in ("tables/sweep.csv", "tables/iterations.csv", "tables/runs.csv",
                                                      "summary.md", "MANIFEST.csv")}

@@ -1,9 +1,11 @@
 """The published results stay reachable: every archived workload regenerates byte for byte (with its id, for those made
-since ids leave default fields out) from today's configs, and the published bundles keep their ids (content ids
-ignore the model fields that change no timing)."""
+since ids leave default fields out) from today's configs, the published bundles keep their ids (content ids
+ignore the model fields that change no timing), and the H200 native result's publish command finds the bundles it
+simulates with (by the ids today's code gives them)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tarfile
 from dataclasses import replace
@@ -18,6 +20,7 @@ from gpu_simulate_test.config.workload import WorkloadConfig
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "h100-qwen3-0.6b"
 POINTS = sorted((RESULTS / "points").glob("*.tar.gz"))
+H200_NATIVE = RESULTS.parent / "h200-qwen3-0.6b-native"
 
 
 def _members(archive: Path, suffix: str) -> list[dict[str, Any]]:
@@ -54,3 +57,22 @@ def test_published_bundles_keep_their_ids(compose_app: Callable[..., Any]) -> No
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(VidurProfileAppConfig), groups))
         assert bundle_id(cfg) == meta["id"]
         assert bundle_id(replace(cfg, model=replace(today, dtype=cfg.model.dtype))) == meta["id"]  # today's yaml
+
+
+def test_the_h200_native_result_finds_its_bundles(tmp_path: Path) -> None:
+    """``publish`` simulates each setup's points with the bundle whose id today's code gives the setup's profile
+    config: a change to what a native bundle's id covers (its row keys, its terms, the engine's source) must come
+    with the bundles rebuilt and the result published again, or the documented command no longer reproduces it."""
+    from gpu_simulate_test.campaign import bundle_app
+    from gpu_simulate_test.experiment import default_stages
+    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "h200_native_sweep.py"
+    spec = importlib.util.spec_from_file_location("h200_native_sweep", script)
+    assert spec is not None and spec.loader is not None
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    assert sweep.FOLDER == sweep.PUBLISHED == Path("docs/results/h200-qwen3-0.6b-native")
+    for setup in sweep.CAMPAIGN.setups:
+        bid = bundle_id(bundle_app(sweep.CAMPAIGN, tmp_path, setup, default_stages()))
+        assert (H200_NATIVE / "bundles" / f"{bid}.tar.xz").is_file(), (setup, bid)
