@@ -118,6 +118,19 @@ def _medians(points: Iterable[tuple[Any, Any]], floor: Optional[float] = None) -
     return tuple(keys), tuple(medians if floor is None else [max(m, floor) for m in medians])
 
 
+def _residuals(rows: Sequence[tuple[int, float]], predicted_ms: Sequence[float], term: str, key: str,
+               floor: Optional[float] = None) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """A measured term from grid steps: each step's measured time (``rows``: its count and ms) less the bundle's
+    prediction of it without the term (one a step), the median at each count (``_medians``)."""
+    if len(rows) != len(predicted_ms):
+        raise InputError(f"the {term} needs one prediction a step it is measured on: {len(rows)} steps, "
+                         f"{len(predicted_ms)} predictions")
+    for (count, measured), pred in zip(rows, predicted_ms):
+        if not (np.isfinite(measured) and np.isfinite(pred)):
+            raise InputError(f"the {term} needs finite times; got {measured} measured, {pred} predicted at {count} {key}")
+    return _medians(((n, t - float(p)) for (n, t), p in zip(rows, predicted_ms)), floor=floor)
+
+
 def head_term(timing: dict[str, list]) -> OutsideLayers:
     """The ``head`` variant's term from ``head_timing`` (the work outside the layers at each token point, with the
     rows it sampled): the median time at each row count, the step's requests being the rows it samples."""
@@ -159,15 +172,8 @@ def eager_term(record: dict[str, list], predicted_ms: Sequence[float]) -> Option
     median at each token count, held at >= 0; None when the grid has no such step."""
     rows = [(int(t), float(w)) for t, w, e in zip(record.get("tokens", []), record.get("wall_ms", []),
                                                   record.get("eager", [])) if e]
-    if len(rows) != len(predicted_ms):
-        raise InputError(f"the eager term needs one prediction a step no graph holds: {len(rows)} steps, "
-                         f"{len(predicted_ms)} predictions")
-    if not rows:
-        return None
-    for (tokens, wall), pred in zip(rows, predicted_ms):
-        if not (np.isfinite(wall) and np.isfinite(pred)):
-            raise InputError(f"the eager term needs finite times; got {wall} measured, {pred} predicted at {tokens} tokens")
-    return TokenCurve(*_medians(((t, w - float(p)) for (t, w), p in zip(rows, predicted_ms)), floor=0.0))
+    points = _residuals(rows, predicted_ms, "eager term", "tokens", floor=0.0)
+    return TokenCurve(*points) if rows else None
 
 
 def decode_graph_term(record: dict[str, list], graph_seqs: Sequence[Optional[int]], predicted_ms: Sequence[float]
@@ -179,16 +185,8 @@ def decode_graph_term(record: dict[str, list], graph_seqs: Sequence[Optional[int
     grid has no such step."""
     rows = [(int(g), float(w) - float(h)) for g, w, h in zip(graph_seqs, record.get("wall_ms", []),
                                                              record.get("host_ms", [])) if g is not None]
-    if len(rows) != len(predicted_ms):
-        raise InputError(f"the decode graph term needs one prediction a decode step a graph runs: {len(rows)} steps, "
-                         f"{len(predicted_ms)} predictions")
-    if not rows:
-        return None
-    for (seqs, device), pred in zip(rows, predicted_ms):
-        if not (np.isfinite(device) and np.isfinite(pred)):
-            raise InputError(f"the decode graph term needs finite times; got {device} measured, {pred} predicted "
-                             f"in the graph of {seqs} sequences")
-    return DecodeGraph(*_medians((g, d - float(p)) for (g, d), p in zip(rows, predicted_ms)))
+    points = _residuals(rows, predicted_ms, "decode graph term", "sequences")
+    return DecodeGraph(*points) if rows else None
 
 
 def with_graph(term: Optional[DecodeGraph], shapes: list[BatchShape], raw_ms: np.ndarray, keys: RowKeys) -> np.ndarray:
