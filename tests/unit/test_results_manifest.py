@@ -12,7 +12,7 @@ import pytest
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 COLUMNS = ["file", "kind", "backend", "load", "date", "superseded", "what"]
 FOLDER_OF_KIND = {"point": "points", "bundle": "bundles", "diagnostic": "diagnostics", "table": "tables", "figure": "figs",
-                  "summary": "."}
+                  "summary": ".", "readme": "."}
 ARCHIVES = (".tar.gz", ".tar.xz")  # one of them a folder
 
 
