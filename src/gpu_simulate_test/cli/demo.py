@@ -29,7 +29,7 @@ CPU_NUMBERS = (
     "What these numbers are: qwen3-tiny with random weights on this host's CPU (the native engine's plain-torch "
     "reference ops, no CUDA graphs), beside whatever else the host runs. They show that every stage runs and how well "
     "Vidur's model fits this engine on this host; they say nothing about a GPU engine (for that: the "
-    "H200 campaign's docs/results/h200-qwen3-0.6b-native/ once published, and docs/results/h100-qwen3-0.6b/)."
+    "H200 result, docs/results/h200-qwen3-0.6b-native/, and the H100's, docs/results/h100-qwen3-0.6b/)."
 )
 
 
