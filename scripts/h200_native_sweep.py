@@ -29,7 +29,7 @@ from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, ru
 # checkout starts without tmp/), publish writes its tables, figures, summary and MANIFEST.csv; it travels with every
 # device call (64 MiB at most, the runbook's "Size"). Gathered in studies/2026-12-h200-native-campaign/results/ until
 # it was published (2026-12-03).
-FOLDER = PUBLISHED = Path("docs/results/h200-qwen3-0.6b-native")
+FOLDER = Path("docs/results/h200-qwen3-0.6b-native")
 CARRY = Path("tmp/h200-sweep-carry")
 CAMPAIGN = Campaign(
     name="h200-qwen3-0.6b-native",
@@ -58,7 +58,7 @@ CAMPAIGN = Campaign(
 ASSUMED_CAPACITY = {("sarathi", "lognormal"): 97.0, ("sarathi", "gamma"): 92.0, ("sarathi", "conversation"): 58.0,
                     ("vllm", "lognormal"): 45.0}
 TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
-REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {PUBLISHED}   # unpacks points/ and bundles/, "
+REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {FOLDER}   # unpacks points/ and bundles/, "
              "simulates, compares, writes every table, figure and this summary")
 
 

@@ -383,19 +383,19 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
     ``row_keys`` record (``row_keys_record``), with which the rows are read."""
     candidates, folded = [], None
     reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
+    graph_fit, graph_val = (with_graph(graph, shapes, ms, reading) for shapes, ms in ((fit_shapes, raw_fit),
+                                                                                       (val_shapes, raw_val)))
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
             candidates.append(Candidate(name, raw_val))
         elif name == "head":
             assert outside is not None and host is not None, "the head variant needs its two terms measured"
-            candidates.append(Candidate(name, with_outside(outside, val_shapes, with_graph(graph, val_shapes, raw_val,
-                                                                                           reading), reading, host),
+            candidates.append(Candidate(name, with_outside(outside, val_shapes, graph_val, reading, host),
                                         outside=outside, host=host, graph=graph))
         elif name == "step":
-            step = fit_step_correction(fit_shapes, fit_ms, list(with_graph(graph, fit_shapes, raw_fit, reading)),
-                                       cfg.profile.correction_cap_pct, also_capped=capped)
-            candidates.append(Candidate(name, with_step(step, val_shapes, with_graph(graph, val_shapes, raw_val,
-                                                                                     reading)), step, graph=graph))
+            step = fit_step_correction(fit_shapes, fit_ms, list(graph_fit), cfg.profile.correction_cap_pct,
+                                       also_capped=capped)
+            candidates.append(Candidate(name, with_step(step, val_shapes, graph_val), step, graph=graph))
         else:
             overhead = fit_overhead(fit_shapes, fit_ms, list(raw_fit))
             rows = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
