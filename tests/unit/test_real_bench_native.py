@@ -133,3 +133,17 @@ def test_bad_inputs_are_refused_before_any_request(compose_app: Callable[..., An
     with pytest.raises(error, match=match):
         _run(compose_app, tmp_path, overrides, requests)
     assert not (tmp_path / "real_runs").exists() or not any((tmp_path / "real_runs").iterdir())
+
+
+@pytest.mark.parametrize(("graph_sizes", "token_sizes", "budget", "expected"), [
+    ([1, 2, 4], [16, 32, 64, 128, 256, 512], 4096, 512),  # a whole-prompt cap above the largest bucket: eager there
+    ([1, 2, 4], [16, 32, 64, 128, 256, 512], 512, None),  # the largest bucket holds the budget
+    ([1, 2, 4], [16, 512, 4096], 4096, None),
+    ([1, 2, 4], [], 512, 0),  # decode graphs only: every step with a prompt chunk is eager
+    ([], [16, 512], 4096, None),  # no graphs at all (the CPU, or switched off): eager is the engine's mode, not a gap
+])
+def test_steps_over_the_largest_token_bucket_are_named(graph_sizes: list[int], token_sizes: list[int], budget: int,
+                                                       expected: Any) -> None:
+    from gpu_simulate_test.backends.native import uncaptured_tokens
+
+    assert uncaptured_tokens(graph_sizes, token_sizes, budget) == expected
