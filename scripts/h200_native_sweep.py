@@ -57,10 +57,10 @@ CAMPAIGN = Campaign(
 )
 # The plan's assumptions (requests/s), replaced in a run by the probes' figures: the sarathi capacities the probes
 # measured on 2026-12-02 with the balanced decode attention of 6445ffb (lognormal 97.9, gamma 92.3, conversation
-# 58.6: studies/2026-12-02-native-h200-balanced; 76.7, 72.6, 47.4 before); vllm's whole prompts over 512 tokens run
-# eagerly (2,048 tokens: 23 ms): ~45/s, a guess.
+# 58.6: studies/2026-12-02-native-h200-balanced; 76.7, 72.6, 47.4 before); vllm 102.2 with graphs up to its cap
+# (2026-12-03; 59.0 when its prompts over 512 tokens ran eagerly).
 ASSUMED_CAPACITY = {("sarathi", "lognormal"): 97.0, ("sarathi", "gamma"): 92.0, ("sarathi", "conversation"): 58.0,
-                    ("vllm", "lognormal"): 45.0}
+                    ("vllm", "lognormal"): 102.0}
 TITLE = "Vidur against the native engine: Qwen3-0.6B on one H200"
 REPRODUCE = (f"bash scripts/h200_native_sweep.sh publish --folder {FOLDER}   # unpacks points/ and bundles/, "
              "simulates, compares, writes every table, figure and this summary")
