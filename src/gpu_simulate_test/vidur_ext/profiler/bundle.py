@@ -466,16 +466,18 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             atomic_dir(final, overwrite=cfg.overwrite) as out:
         try:
             weights_source = _load(backend)
-            ops = _operator_source(backend, cfg)
-            keys = row_keys_record(cfg, ops.prefill_wave(), ops.graph_buckets()) if hasattr(ops, "prefill_wave") \
-                else row_keys_record(cfg)
             probe = BusyProbe(measured_gpu(cfg.hardware)).start()
             with Progress() as progress:
+                # The engine's whole steps first, on the engine as loaded, as a run meets it: timed after the
+                # operators, its steps came out slower than a run's (STEP_TIMING)
+                iters, skipped, host_record = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds,
+                                                                  progress, host_shapes, host_share=measure_host)
+                ops = _operator_source(backend, cfg)
+                keys = row_keys_record(cfg, ops.prefill_wave(), ops.graph_buckets()) \
+                    if hasattr(ops, "prefill_wave") else row_keys_record(cfg)
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
                 head = _measure_head(ops, grid, method, device_sync(ops.device), progress) \
                     if "head" in cfg.profile.variants else None
-                iters, skipped, host_record = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds,
-                                                                  progress, host_shapes, host_share=measure_host)
             host_load = probe.stop()
         finally:
             backend.close()
