@@ -21,7 +21,6 @@ buckets (steps over 512 tokens eager) or with buckets up to the cap (``GRAPH_TOK
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import sys
@@ -31,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from gpu_simulate_test.backends import get_backend
-from gpu_simulate_test.backends.conditions import measured_run
 from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config import compose_app
-from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe
+from gpu_simulate_test.vidur_ext.profiler.host_share import stepping
 from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 
@@ -102,12 +100,9 @@ def handover() -> int:
     recorder = Recorder([], RunClock())
     start = time.monotonic()
     try:
-        with contextlib.ExitStack() as stack:
-            probe = stack.enter_context(StepProbe(backend.native_engine()))
-            threads = ThreadProbe(backend.native_engine().runner)
+        with stepping(backend, recorder) as probe:
+            threads = ThreadProbe(backend.native_engine().runner)  # over StepProbe's wrappers; the engine is idle
             threads.install()
-            stack.enter_context(measured_run())
-            backend.start(recorder)
 
             def one(phase: str, r: int, shape: BatchShape, t: StepTimer) -> None:
                 since = recorder.num_steps
@@ -174,10 +169,7 @@ def prefill(mode: str) -> int:
     lines = ["mode,load_s,num_graphs,shape,step,wall_us,device_us"]
     recorder = Recorder([], RunClock())
     try:
-        with contextlib.ExitStack() as stack:
-            probe = stack.enter_context(StepProbe(backend.native_engine()))
-            stack.enter_context(measured_run())
-            backend.start(recorder)
+        with stepping(backend, recorder) as probe:
             for r in range(2):
                 for shape in PREFILLS:
                     got = timer.measure(backend, recorder, shape, probe)

@@ -15,7 +15,6 @@ config, three rounds round-robin, as ``bundle._measure_iterations`` times them: 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import tempfile
@@ -27,12 +26,11 @@ import numpy as np
 import pandas as pd
 
 from gpu_simulate_test.backends import get_backend
-from gpu_simulate_test.backends.conditions import measured_run
 from gpu_simulate_test.backends.native import NativeBackend
 from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.real_bench import run as real_bench_run
-from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe
+from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe, stepping
 from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.workloads.spec import generate_workload
@@ -103,10 +101,7 @@ def grid(setup: str) -> int:
     lines = ["round,shape,step,host_us,device_us"]
     recorder = Recorder([], RunClock())
     try:
-        with contextlib.ExitStack() as stack:
-            probe = stack.enter_context(StepProbe(backend.native_engine()))
-            stack.enter_context(measured_run())
-            backend.start(recorder)
+        with stepping(backend, recorder) as probe:
             for r in range(3):
                 for shape in GRID:
                     got = timer.measure(backend, recorder, shape, probe)

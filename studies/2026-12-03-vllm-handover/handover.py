@@ -16,7 +16,6 @@ as ``bundle._measure_iterations`` times the host grid), 10 steps a time: every s
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -25,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from gpu_simulate_test.backends import get_backend
-from gpu_simulate_test.backends.conditions import measured_run
 from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config import compose_app
-from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe
+from gpu_simulate_test.vidur_ext.profiler.host_share import stepping
 from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 
@@ -53,10 +51,7 @@ def main() -> int:
     print(f"{name}: loaded in {time.monotonic() - t0:.1f} s", flush=True)
     recorder = Recorder([], RunClock())
     try:
-        with contextlib.ExitStack() as stack:
-            probe = stack.enter_context(StepProbe(backend.native_engine()))
-            stack.enter_context(measured_run())
-            backend.start(recorder)
+        with stepping(backend, recorder) as probe:
             for r in range(ROUNDS):
                 for shape in SHAPES:
                     got = timer.measure(backend, recorder, shape, probe)

@@ -3,7 +3,6 @@ the validation shapes, the test check against two baselines, the verdict, atomic
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import time
@@ -16,7 +15,6 @@ import pandas as pd
 from rich.progress import Progress
 
 from gpu_simulate_test.backends import Backend, get_backend
-from gpu_simulate_test.backends.conditions import measured_run
 from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
 from gpu_simulate_test.device.busy import BusyProbe
@@ -41,6 +39,7 @@ from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, baseline_table, fit_baselines
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid, ladder
+from gpu_simulate_test.vidur_ext.profiler.host_share import stepping
 from gpu_simulate_test.vidur_ext.profiler.iterations import STEP_TIMING, ShapeSamples, StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import (
     OPERATOR_TIMING,
@@ -266,14 +265,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
     samples: dict[str, list[ShapeSamples]] = {str(s): [] for s, _ in measured}
     task = progress.add_task("whole iterations", total=len(measured) * rounds)
     recorder = Recorder([], RunClock())
-    with contextlib.ExitStack() as stack:
-        probe = None
-        if host_share:
-            from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe  # the engine's runner: torch
-
-            probe = stack.enter_context(StepProbe(backend.native_engine()))
-        stack.enter_context(measured_run())
-        backend.start(recorder)
+    with stepping(backend, recorder, probed=host_share) as probe:
         # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
         for _ in range(rounds):
             for shape, _role in measured:

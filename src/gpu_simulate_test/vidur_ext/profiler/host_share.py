@@ -18,9 +18,13 @@ off the steps' critical path.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, NamedTuple, Optional
+
+from gpu_simulate_test.backends.conditions import measured_run
 
 
 class LaunchRecord(NamedTuple):
@@ -95,3 +99,15 @@ class StepProbe:
                  tb: Optional[TracebackType]) -> None:
         for name in ("prepare", "launch", "wait"):  # the class's own methods again
             self.runner.__dict__.pop(name, None)
+
+
+@contextlib.contextmanager
+def stepping(backend: Any, recorder: Any, probed: bool = True) -> Iterator[Optional[StepProbe]]:
+    """``backend``'s engine loop started with ``recorder`` under real-bench's conditions (``measured_run``), as
+    vidur-profile times its steps, with a :class:`StepProbe` on the native engine from its first step (``probed``);
+    yields the probe (None when not ``probed``). The caller loads and closes the backend."""
+    with contextlib.ExitStack() as stack:
+        probe = stack.enter_context(StepProbe(backend.native_engine())) if probed else None
+        stack.enter_context(measured_run())
+        backend.start(recorder)
+        yield probe
