@@ -119,6 +119,19 @@ def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
         else replace(keys, token_rows="exact")
     return {ROW_KEYS_KEY: keys.to_dict()}
 
+class QuietProgress(Progress):
+    """rich's bar, redrawn only when the profiler advances it (between timed steps or ops), never from a thread of its
+    own: that thread takes the GIL ten times a second, also while the engine's steps are timed (real-bench's bar
+    draws only when its dispatcher is idle, ``real_bench/progress.py``)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_refresh=False)
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self.refresh()
+
+
 # Vidur's predictor applied to a root: (root, shapes) -> predicted iteration times in ms.
 Predict = Callable[[Path, list[BatchShape]], list[float]]
 
@@ -459,7 +472,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         try:
             weights_source = _load(backend)
             probe = BusyProbe(measured_gpu(cfg.hardware)).start()
-            with Progress() as progress:
+            with QuietProgress() as progress:
                 # The engine's whole steps first, on the engine as loaded, as a run meets it: timed after the
                 # operators, its steps came out slower than a run's (STEP_TIMING)
                 iters, skipped, host_record = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds,
