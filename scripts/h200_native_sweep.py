@@ -124,7 +124,7 @@ def main() -> int:
         print((args.out / "summary.txt").read_text())
         return 0
     if args.cmd == "collect":
-        for f in collect(args.returned, args.folder, args.carry):
+        for f in collect(args.returned, args.folder, args.carry, CAMPAIGN):
             print(f)
         return 0
     for f in publish(CAMPAIGN, args.folder, args.root, title=TITLE, reproduce=REPRODUCE):

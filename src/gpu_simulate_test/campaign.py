@@ -313,11 +313,12 @@ def plan_text(campaign: Campaign, capacity_rps: dict[tuple[str, str], float], nu
 # --- between calls -------------------------------------------------------------------------------------------
 
 
-def collect(returned: Optional[Path], folder: Path, carry: Path) -> list[str]:
+def collect(returned: Optional[Path], folder: Path, carry: Path, campaign: Optional[Campaign] = None) -> list[str]:
     """File a call's returned files (the device tool's ``files_at``) into the result folder: the packs' archives
     under ``points/``, ``bundles/``, ``diagnostics/``, the other files (the call's summary and log) under
     ``diagnostics/``; then refresh the carry (capacities, and the point keys and bundle ids collected) from the
-    folder. ``returned`` None: only the refresh (a new checkout's carry, from the committed folder)."""
+    folder, each of ``campaign``'s capacities under the key today's code gives it (``rehome_capacities``).
+    ``returned`` None: only the refresh (a new checkout's carry, from the committed folder)."""
     folder, carry = Path(folder), Path(carry)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     moved = []
@@ -342,7 +343,34 @@ def collect(returned: Optional[Path], folder: Path, carry: Path) -> list[str]:
         if archive.parent.name in ("points", "bundles"):
             done.add(archive_key(archive))
     (carry / COLLECTED).write_text("".join(f"{k}\n" for k in sorted(done)))
+    if campaign is not None:
+        rehome_capacities(campaign, folder, carry / "capacity")
     return moved
+
+
+def rehome_capacities(campaign: Campaign, folder: Path, capacity_dir: Path) -> list[str]:
+    """Each setup and workload's measured capacity under the key today's code computes (``capacity_path``), where the
+    archives hold it under another: until 2026-12-03 a trace file's path entered the key, so the same capacity had
+    another key on another checkout. The capacity is the one of the campaign's probe archive of that setup and
+    workload (``diagnostics/capacity-<setup>-<workload>-<key>``) whose key an archived capacity file has; none or
+    several: left as it is (the point then says its capacity is missing). Returns the keys it wrote."""
+    from gpu_simulate_test.experiment import capacity_path
+
+    written = []
+    for setup in campaign.setups:
+        for workload in campaign.workloads_of(setup):
+            app = experiment_app(Path("."), campaign.overrides(setup, workload, campaign.fractions[0], 0))
+            target = Path(capacity_dir) / capacity_path(app).name
+            if target.is_file():
+                continue
+            probes = [archive_key(a).removeprefix(f"capacity-{setup}-{workload}-")
+                      for a in archives(folder, "diagnostics") if a.name.startswith(f"capacity-{setup}-{workload}-")]
+            found = [Path(capacity_dir) / f"{k}.json" for k in probes if (Path(capacity_dir) / f"{k}.json").is_file()]
+            if len(found) == 1:
+                shutil.copyfile(found[0], target)
+                log.info("capacity %s %s: archived as %s, filed as %s", setup, workload, found[0].stem, target.stem)
+                written.append(target.stem)
+    return written
 
 
 def _packed_as() -> str:
@@ -471,6 +499,7 @@ def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprodu
 
     folder, root = Path(folder), Path(root)
     unpack(folder, root)
+    rehome_capacities(campaign, folder, root / "capacity")
     points = compare_points(campaign, root, stages)
     if not points:
         raise InputError(f"{folder}: no point of campaign {campaign.name} has its real runs in points/; nothing to publish")

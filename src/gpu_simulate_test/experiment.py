@@ -32,7 +32,7 @@ from gpu_simulate_test.config.experiment import STAGES, ExperimentAppConfig
 from gpu_simulate_test.config.workload import ArrivalConfig, WorkloadConfig
 from gpu_simulate_test.engine import id_basis
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
+from gpu_simulate_test.io.ids import canonical_json, file_sha256, short_hash, without_defaults
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.outputs import COMPARISON_META, PROFILE_META, RUN_META, write_archive
 from gpu_simulate_test.io.runs import recorded_backend, run_content
@@ -105,8 +105,13 @@ def _capacity_workload(app: ExperimentAppConfig) -> WorkloadConfig:
 
 
 def capacity_path(app: ExperimentAppConfig) -> Path:
+    """Where the capacity of the point's model, hardware, backend and workload lengths is cached: keyed by what
+    decides it, a trace file by its content (as the workload id keys it), not where it lies on this machine."""
+    workload = asdict(_capacity_workload(app))
+    if workload["lengths"]["path"] and Path(workload["lengths"]["path"]).is_file():
+        workload["lengths"]["path"] = file_sha256(Path(workload["lengths"]["path"]))
     key = short_hash(canonical_json({**without_defaults({
-        "workload": asdict(_capacity_workload(app)), "seed": app.seed, **_groups(app, ("model", "hardware", "backend")),
+        "workload": workload, "seed": app.seed, **_groups(app, ("model", "hardware", "backend")),
     }, ExperimentAppConfig), **id_basis(app.backend.name)}))
     return Path(app.paths.root) / "capacity" / f"{key}.json"
 

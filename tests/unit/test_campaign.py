@@ -358,3 +358,26 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_capacity_archived_under_a_former_key_is_filed_under_todays(tmp_path: Path) -> None:
+    """A capacity the archives hold under a key today's code no longer computes (a trace's path was in it) is copied
+    to today's key, found by the probe archive of its setup and workload; with none, or two such archives, nothing is
+    guessed."""
+    from gpu_simulate_test.campaign import experiment_app, rehome_capacities
+    from gpu_simulate_test.experiment import capacity_path
+
+    folder, capacity = tmp_path / "results", tmp_path / "capacity"
+    (folder / "diagnostics").mkdir(parents=True)
+    capacity.mkdir()
+    today = capacity_path(experiment_app(tmp_path, CAMPAIGN.overrides("sarathi", "demo", 0.5, 0))).name
+    (capacity / "0123456789ab.json").write_text('{"capacity_rps": 7.5}')
+    assert rehome_capacities(CAMPAIGN, folder, capacity) == [] and not (capacity / today).exists()  # no probe archive
+    (folder / "diagnostics" / "capacity-sarathi-demo-0123456789ab.tar.xz").write_bytes(b"")
+    (folder / "diagnostics" / "capacity-sarathi-demo-ffffffffffff.tar.xz").write_bytes(b"")  # its file not archived
+    assert rehome_capacities(CAMPAIGN, folder, capacity) == [today.removesuffix(".json")]
+    assert (capacity / today).read_text() == '{"capacity_rps": 7.5}'
+    assert rehome_capacities(CAMPAIGN, folder, capacity) == []  # filed already
+    (capacity / today).unlink()
+    (capacity / "ffffffffffff.json").write_text('{"capacity_rps": 9.0}')  # two candidates: which is it?
+    assert rehome_capacities(CAMPAIGN, folder, capacity) == [] and not (capacity / today).exists()

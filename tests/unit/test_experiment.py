@@ -296,3 +296,27 @@ def test_native_ids_follow_the_engine_source(compose_app, monkeypatch):
     after = ids()
     assert after["hf-continuous"] == before["hf-continuous"]
     assert all(a != b for a, b in zip(after["native"], before["native"]))
+
+
+def test_a_capacity_is_keyed_by_its_trace_content_not_where_the_trace_lies(compose_app, tmp_path):
+    """The same trace in two checkouts gives one capacity key (a fresh clone finds the archived capacity); another
+    trace's content gives another."""
+    from gpu_simulate_test.config import shipped_file
+    from gpu_simulate_test.experiment import capacity_path
+
+    trace = Path(shipped_file("traces/azure_conv_2023_first1200.csv"))
+    keys = []
+    for where in ("a", "b"):
+        (tmp_path / where).mkdir()
+        copy = tmp_path / where / trace.name
+        copy.write_bytes(trace.read_bytes())
+        app = compose_app("experiment", ["workload=conversation", f"workload.lengths.path={copy}",
+                                         "load.capacity_fraction=0.5"])
+        keys.append(capacity_path(app).name)
+    assert keys[0] == keys[1]
+    changed = tmp_path / "c.csv"
+    lines = trace.read_text().splitlines(keepends=True)
+    changed.write_text("".join(lines[:-1]))  # one request less
+    app = compose_app("experiment", ["workload=conversation", f"workload.lengths.path={changed}",
+                                     "load.capacity_fraction=0.5"])
+    assert capacity_path(app).name != keys[0]

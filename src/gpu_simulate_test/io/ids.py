@@ -60,6 +60,15 @@ def without_defaults(value: Any, schema: type) -> Any:
     return out
 
 
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in blocks: what a file's content contributes to an id, wherever it lies."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def short_hash(*parts: bytes, length: int = 12) -> str:
     """Hex prefix of the SHA-256 over ``parts`` (each length-prefixed, so boundaries count)."""
     h = hashlib.sha256()

@@ -9,7 +9,6 @@ the canonical config (with seed and context limit) and the data files. See ``spe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -26,7 +25,7 @@ from gpu_simulate_test.config.apps import WorkloadSpecAppConfig
 from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.config.workload import WorkloadConfig
 from gpu_simulate_test.errors import InputError, OutputExistsError
-from gpu_simulate_test.io.ids import canonical_json, is_valid_id, short_hash, without_defaults
+from gpu_simulate_test.io.ids import canonical_json, file_sha256, is_valid_id, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
 from gpu_simulate_test.io.outputs import WORKLOAD_META, atomic_dir
 from gpu_simulate_test.io.schemas import TRACE_INTERVALS, TRACE_LENGTHS
@@ -279,14 +278,6 @@ def _write_data(b: Built, out: Path) -> None:
             fh.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":")) + "\n")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _dist(x: np.ndarray) -> dict[str, float | int]:
     return {
         "min": int(x.min()), "mean": round(float(x.mean()), 3), "p50": float(np.percentile(x, 50)),
@@ -309,7 +300,7 @@ def _stats(b: Built) -> dict[str, Any]:
 
 
 def _same_files(a: Path, b: Path) -> bool:
-    return all((a / f).is_file() and _sha256(a / f) == _sha256(b / f) for f in DATA_FILES) and (a / WORKLOAD_META).is_file()
+    return all((a / f).is_file() and file_sha256(a / f) == file_sha256(b / f) for f in DATA_FILES) and (a / WORKLOAD_META).is_file()
 
 
 def context_limit(w: WorkloadConfig, model: ModelConfig) -> int:
@@ -349,9 +340,9 @@ def generate_workload(app: WorkloadSpecAppConfig) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     try:
         _write_data(built, staging)
-        digests = {f: _sha256(staging / f) for f in DATA_FILES}
+        digests = {f: file_sha256(staging / f) for f in DATA_FILES}
         id_config = asdict(w)
-        trace_sha = _sha256(Path(w.lengths.path)) if raw.source != "synthetic" else None
+        trace_sha = file_sha256(Path(w.lengths.path)) if raw.source != "synthetic" else None
         id_config["lengths"]["path"] = trace_sha  # the file's content, not where it lies on this machine
         # which tokenizer ran shows in the prompts' content; its name or local path would split ids for equal data
         del id_config["tokenizer"]

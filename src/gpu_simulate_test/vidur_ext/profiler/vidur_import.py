@@ -16,7 +16,6 @@ the import (``specs/profiling_root.md``, "Imported bundles") turns them into one
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import pandas as pd
 from gpu_simulate_test.config.apps import VidurProfileAppConfig
 from gpu_simulate_test.config.model import ModelConfig
 from gpu_simulate_test.errors import InputError
-from gpu_simulate_test.io.ids import canonical_json, short_hash, without_defaults
+from gpu_simulate_test.io.ids import canonical_json, file_sha256, short_hash, without_defaults
 from gpu_simulate_test.io.meta import build_meta, write_json
 from gpu_simulate_test.io.outputs import PROFILE_META, atomic_dir
 from gpu_simulate_test.io.schemas import (
@@ -39,10 +38,6 @@ from gpu_simulate_test.io.schemas import (
 from gpu_simulate_test.io.tables import write_table
 from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.verdict import IMPORTED, bundle_verdict
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 def _find(source: Path, name: str) -> Path:
     for candidate in (source / name, source / f"{name}.xz"):
@@ -103,7 +98,7 @@ def import_bundle(cfg: VidurProfileAppConfig) -> tuple[Path, bool]:
                          f"import the TP={pr.TENSOR_PARALLEL_SIZE} rows")
     model, block = cfg.model, int(cfg.backend.block_size)
     files = {schema.filename: _find(source, schema.filename) for schema in (MLP_PROFILE, ATTENTION_PROFILE)}
-    digests = {name: _sha256(path) for name, path in files.items()}
+    digests = {name: file_sha256(path) for name, path in files.items()}
     basis = {"files": digests, "model": without_defaults(asdict(model), ModelConfig), "device": cfg.hardware.vidur_device,
              "block_size": block, "tensor_parallel_size": tp}
     bid = f"{model.name}-{cfg.hardware.name}-vidur-{short_hash(canonical_json(basis))}"
