@@ -105,9 +105,13 @@ class StepProbe:
 def stepping(backend: Any, recorder: Any, probed: bool = True) -> Iterator[Optional[StepProbe]]:
     """``backend``'s engine loop started with ``recorder`` under real-bench's conditions (``measured_run``), as
     vidur-profile times its steps, with a :class:`StepProbe` on the native engine from its first step (``probed``);
-    yields the probe (None when not ``probed``). The caller loads and closes the backend."""
+    yields the probe (None when not ``probed``). The loop stops when the block ends (after the caller waited for its
+    requests), so that what runs on the engine next runs alone; the caller loads and closes the backend."""
     with contextlib.ExitStack() as stack:
         probe = stack.enter_context(StepProbe(backend.native_engine())) if probed else None
         stack.enter_context(measured_run())
         backend.start(recorder)
-        yield probe
+        try:
+            yield probe
+        finally:
+            backend.stop()
