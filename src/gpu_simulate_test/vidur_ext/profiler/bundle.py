@@ -119,6 +119,7 @@ def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
         else replace(keys, token_rows="exact")
     return {ROW_KEYS_KEY: keys.to_dict()}
 
+
 class QuietProgress(Progress):
     """rich's bar, redrawn only when the profiler advances it (between timed steps or ops), never from a thread of its
     own: that thread takes the GIL ten times a second, also while the engine's steps are timed (real-bench's bar
