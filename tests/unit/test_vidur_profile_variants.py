@@ -606,3 +606,54 @@ def test_vidur_profile_prints_the_test_shapes_beside_both_baselines(tmp_path) ->
                       "linear_error_pct"]
     assert "decode:24x2048" in text and "mixed:448+12x1024" in text
     assert "median |error| on the test (held-out) shapes: bundle 3.5%, constant 10.0%, linear" in text
+
+
+def test_stepping_runs_the_loop_under_real_benchs_conditions_and_stops_it() -> None:
+    """The engine loop starts inside real-bench's conditions (GC paused, the short switch interval), with the step
+    probe on the runner when ``probed``, and stops when the block ends, before the conditions lift and the probe
+    leaves the runner, also when the block raises."""
+    import gc
+    import sys
+    from types import SimpleNamespace
+
+    from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S
+    from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe, stepping
+
+    class Runner:
+        device = SimpleNamespace(type="cpu")
+
+        def prepare(self, *args: object) -> None: ...
+
+        def launch(self, packed: object) -> None: ...
+
+        def wait(self) -> list[int]:
+            return []
+
+    runner = Runner()
+    calls: list[tuple[str, bool, float, str]] = []
+
+    class Backend:
+        def native_engine(self) -> SimpleNamespace:
+            return SimpleNamespace(runner=runner, in_flight=None)
+
+        def _note(self, what: str) -> None:
+            calls.append((what, gc.isenabled(), sys.getswitchinterval(), runner.launch.__name__))
+
+        def start(self, recorder: object) -> None:
+            self._note("start")
+
+        def stop(self) -> None:
+            self._note("stop")
+
+    was = (gc.isenabled(), sys.getswitchinterval())
+    with stepping(Backend(), recorder=None) as probe:
+        assert isinstance(probe, StepProbe)
+    assert [(c[0], c[1], c[3]) for c in calls] == [("start", False, "probed_launch"), ("stop", False, "probed_launch")]
+    assert [c[2] for c in calls] == pytest.approx([SWITCH_INTERVAL_S] * 2)
+    assert (gc.isenabled(), sys.getswitchinterval()) == was and "launch" not in runner.__dict__
+    calls.clear()
+    with pytest.raises(RuntimeError, match="shape failed"):
+        with stepping(Backend(), recorder=None, probed=False) as probe:
+            assert probe is None
+            raise RuntimeError("shape failed")
+    assert [(c[0], c[3]) for c in calls] == [("start", "launch"), ("stop", "launch")]
