@@ -183,5 +183,25 @@ def prefill(mode: str) -> int:
     return 0
 
 
+def summarize(path: Path) -> int:
+    """``handover-state.csv`` read back (no GPU): each shape's median host share a round and phase, and the long
+    stretch's medians of each 100 steps with its p10 and p90 over all."""
+    import pandas as pd
+
+    d = pd.read_csv(path)
+    print(d[d.phase != "long"].groupby(["phase", "shape"], sort=False).apply(
+        lambda x: " ".join(f"{m:.0f}" for m in x.groupby("round").host_us.median()), include_groups=False).to_string())
+    long = d[d.phase == "long"].reset_index(drop=True)
+    blocks = long.groupby(long.index // 100).host_us.median()
+    print(f"long stretch, medians of each 100 steps: {', '.join(f'{m:.0f}' for m in blocks)}; p10-p90 over all "
+          f"{np.percentile(long.host_us, 10):.0f}-{np.percentile(long.host_us, 90):.0f}; cpus {sorted(int(c) for c in d.cpu.unique())}; "
+          f"gap us {d.gap_us.min():.0f}-{d.gap_us.max():.0f} (median of a stretch: "
+          f"{d.groupby(['phase', 'round', 'shape']).gap_us.median().min():.0f}-"
+          f"{d.groupby(['phase', 'round', 'shape']).gap_us.median().max():.0f})")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "summarize":  # no GPU
+        raise SystemExit(summarize(Path(sys.argv[2] if len(sys.argv) > 2 else Path(__file__).parent / "handover-state.csv")))
     raise SystemExit(handover() if sys.argv[1] == "handover" else prefill(sys.argv[2]))

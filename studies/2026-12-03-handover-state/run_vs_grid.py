@@ -6,6 +6,7 @@ when the clock starts (after the warm-up), so that every step of the run has its
 it: ``run-<setup>.csv`` (per step: requests, prompt tokens, wall from the step before's end, device, host = wall less
 device, packed at its start or ahead). ``grid <setup>``: the host grid's decodes ``decode:n x 512`` on the same
 config, three rounds round-robin, as ``bundle._measure_iterations`` times them: ``grid-<setup>.csv``.
+``compare <setup> [folder]`` (no GPU): the two side by side, medians by count of decodes (``compare-vllm.txt``).
 
     source scripts/gpu_env.sh && python3 studies/2026-12-03-handover-state/run_vs_grid.py run vllm 10.2 400 \
         && python3 studies/2026-12-03-handover-state/run_vs_grid.py grid vllm      # $OUT: csv files
@@ -116,8 +117,26 @@ def grid(setup: str) -> int:
     return 0
 
 
+def compare(setup: str, folder: Path) -> int:
+    """The run's decodes of n requests packed ahead against the grid's ``decode:n x 512`` (all rounds), medians in
+    us, from ``run-<setup>.csv`` and ``grid-<setup>.csv`` in ``folder``; and the run's prompts packed at their start."""
+    it = pd.read_csv(folder / f"run-{setup}.csv").dropna()
+    g = pd.read_csv(folder / f"grid-{setup}.csv")
+    ahead = it[(it.num_prefill_tokens == 0) & ~it.at_start]
+    print("decodes,run_steps,run_host_us,run_device_us,grid_host_us,grid_device_us")
+    for n in sorted(int(x.split(":")[1].split("x")[0]) for x in g["shape"].unique()):
+        x, y = ahead[ahead.batch_size == n], g[g["shape"] == f"decode:{n}x512"]
+        print(f"{n},{len(x)},{x.host_us.median():.0f},{x.device_ns.median() / 1e3:.0f},{y.host_us.median():.0f},"
+              f"{y.device_us.median():.0f}")
+    p = it[(it.num_prefill_tokens > 0) & it.at_start]
+    print(f"prompts packed at their start: {len(p)} steps, host us p50 {p.host_us.median():.0f}")
+    return 0
+
+
 if __name__ == "__main__":
     t0 = time.monotonic()
+    if sys.argv[1] == "compare":  # no GPU: the two outputs side by side
+        raise SystemExit(compare(sys.argv[2], Path(sys.argv[3] if len(sys.argv) > 3 else Path(__file__).parent)))
     rc = run(sys.argv[2], float(sys.argv[3]), int(sys.argv[4])) if sys.argv[1] == "run" else grid(sys.argv[2])
     print(f"{sys.argv[1]} {sys.argv[2]}: {time.monotonic() - t0:.0f} s", flush=True)
     raise SystemExit(rc)
