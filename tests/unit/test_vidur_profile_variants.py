@@ -207,23 +207,48 @@ def test_eager_term_is_what_a_step_no_graph_holds_costs_beyond_the_rest_by_hand(
 
 def test_decode_graph_term_is_what_a_decode_graph_costs_beyond_its_parts_by_hand() -> None:
     """The host grid's decodes a graph runs: their device time (wall less the host's share) less what the bundle
-    predicts of them without the term, the median at each graph size, signed (a graph may cost less than its parts);
-    added to a decode batch a graph runs only, at the graph's sequences, by ``step`` and ``head`` alike."""
+    predicts of them without the term, the median at each count of decodes with the graph that ran it, signed (a graph
+    may cost less than its parts); added to a decode batch a graph runs only, by ``step`` and ``head`` alike, read
+    between the points of the step's own graph (its padding sequences), never across two graphs."""
     grid = [("decode:1x512", 1.20, 0.04), ("prefill:256", 2.00, 0.30), ("decode:3x512", 1.40, 0.03),
-            ("decode:4x512", 1.45, 0.05), ("decode:6x512", 1.55, 0.03), ("decode:8x512", 1.60, 0.04)]
-    record = {"shape": [g[0] for g in grid], "wall_ms": [g[1] for g in grid], "host_ms": [g[2] for g in grid]}
-    seqs = [1, None, 4, 4, 8, 8]  # the prefill: no decode graph
-    predicted = [1.20, 1.30, 1.42, 1.40, 1.46]  # the operators and the work outside, one a decode a graph runs
+            ("decode:4x512", 1.45, 0.05), ("decode:6x512", 1.55, 0.03), ("decode:8x512", 1.60, 0.04),
+            ("decode:8x512", 1.62, 0.04)]
+    record = {"shape": [g[0] for g in grid], "requests": [BatchShape.parse(g[0]).batch_size for g in grid],
+              "wall_ms": [g[1] for g in grid], "host_ms": [g[2] for g in grid]}
+    seqs = [1, None, 4, 4, 8, 8, 8]  # the prefill: no decode graph
+    predicted = [1.20, 1.30, 1.42, 1.40, 1.46, 1.46]  # the operators and the work outside, one a decode a graph runs
     term = decode_graph_term(record, seqs, predicted)
-    assert term.requests == (1, 4, 8)
-    assert term.ms == pytest.approx((1.16 - 1.20, (0.07 + -0.02) / 2, (0.12 + 0.10) / 2))  # -0.04 0.025 0.11
-    assert decode_graph_term(record, [None] * 6, []) is None
+    assert term.requests == (1, 3, 4, 6, 8) and term.graphs == (1, 4, 4, 8, 8)
+    assert term.ms == pytest.approx((-0.04, 0.07, -0.02, 0.12, (0.10 + 0.12) / 2))
+    assert decode_graph_term(record, [None] * 7, []) is None
     with pytest.raises(InputError, match="one prediction"):
         decode_graph_term(record, seqs, predicted[:3])
+    with pytest.raises(InputError, match="one graph a count"):
+        decode_graph_term(record, [1, None, 4, 4, 8, 8, 16], predicted)
     keys = RowKeys(token_rows="graph_bucket", graph_batch_sizes=(1, 2, 4, 8), graph_token_sizes=(256, 512))
-    shapes = [BatchShape.parse(s) for s in ("decode:5x512", "decode:3x64", "mixed:32+3x64", "prefill:64", "decode:9x64")]
-    assert with_graph(term, shapes, np.ones(5), keys).tolist() == pytest.approx([1.11, 1.025, 1.0, 1.0, 1.0])
-    assert with_graph(None, shapes, np.ones(5), keys).tolist() == [1.0] * 5
+    shapes = [BatchShape.parse(s) for s in ("decode:5x512", "decode:7x512", "decode:3x64", "decode:2x64",
+                                            "mixed:32+3x64", "prefill:64", "decode:9x64")]
+    # 5: below graph 8's fewest point (6), held; 7: between 6 and 8; 3: graph 4's point; 2: graph 2 has no point,
+    # read at its sequences across the others (1 and 3); a mixed step, a prefill, a batch no graph holds: none
+    assert with_graph(term, shapes, np.ones(7), keys).tolist() == pytest.approx(
+        [1.12, 1.115, 1.07, 1.015, 1.0, 1.0, 1.0])
+    assert with_graph(None, shapes, np.ones(7), keys).tolist() == [1.0] * 7
+    # a bundle from before: one point a graph, by its sequences, flat across the graph
+    old = DecodeGraph((1, 4, 8), (-0.04, 0.025, 0.11))
+    assert [old.at_step((b, b), True, n) for n, b in ((5, 8), (3, 4), (2, 2))] == pytest.approx([0.11, 0.025, -0.04 + 0.065 / 3])
+
+
+def test_decode_attention_between_measured_batch_sizes_by_hand() -> None:
+    """A model that answers 33-40 decodes with the 32-decode row and 41-47 with the 48's (a forest's steps) is read
+    linearly between the measured 32 and 48 at each KV; the measured sizes and those beyond them as predicted."""
+    from gpu_simulate_test.vidur_ext.predictor import between_measured_batches
+
+    rows = {(b, kv): (1.0 if b <= 40 else 2.0) * (1 + kv / 256) for b in range(30, 51) for kv in (0, 256)}
+    got = between_measured_batches(rows, [16, 32, 48])
+    assert got[(32, 0)] == 1.0 and got[(48, 256)] == 4.0 and got[(40, 0)] == pytest.approx(1.5)
+    assert got[(36, 256)] == pytest.approx(2 * 1.25) and got[(44, 0)] == pytest.approx(1.75)
+    assert got[(30, 0)] == 1.0 and got[(50, 256)] == 4.0  # 30: no measured 16 in the grid at this KV; 50: beyond 48
+    assert between_measured_batches(rows, [32]) == rows  # one measured size: nothing to read between
 
 
 def test_eager_points_lie_above_the_largest_graph_between_powers_of_two() -> None:
@@ -243,6 +268,12 @@ def test_eager_points_lie_above_the_largest_graph_between_powers_of_two() -> Non
     assert shapes == ["decode:1x512", "prefill:256", "decode:2x512", "mixed:256+1x512",
                       "prefill:768", "prefill:1792", "prefill:2560", "prefill:3584"]
     assert [str(s) for s in host_grid(grid, timer)] == shapes[:4]  # no graphs (off a GPU): no eager step to time
+    # decodes also at the fewest of every decode graph up to the cap (one more than the bucket below), those the
+    # ladder lacks, without a first chunk beside them
+    grid = SimpleNamespace(limits=SimpleNamespace(batch_size=16, request_tokens=8192))
+    decodes = [str(s) for s in host_grid(grid, timer, graph_seqs=[1, 2, 4, 8, 16, 24]) if s.kind == "decode"]
+    assert decodes == [f"decode:{n}x512" for n in (1, 2, 3, 4, 5, 6, 8, 9, 12, 16)]
+    assert len(host_grid(grid, timer, graph_seqs=[1, 2, 4, 8, 16, 24])) == len(host_grid(grid, timer)) + 2
 
 
 def test_step_terms_from_meta_and_refused_when_malformed() -> None:
@@ -253,7 +284,7 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
             "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured",
                          "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64,
                          "graph_batch_sizes": [], "graph_token_sizes": [], "token_fit": "every_row",
-                         "decode_attention_kv": "rounded_up"}}  # a bundle from before the key: Vidur's reading
+                         "decode_attention_kv": "rounded_up", "decode_attention_batch": "vidur_model"}}  # Vidur's readings
     terms = step_terms(meta)
     assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
     assert terms.host == HostTerm(RequestCurve((1, 64), (0.03, 0.05)), RequestCurve((1,), (0.3,)))
@@ -273,6 +304,9 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     got = step_terms(graphed)
     assert got.graph == DecodeGraph((1, 8), (-0.01, 0.1)) and got.keys.decode_attention_kv == "mean"
     assert got.record() == graphed
+    padded = {**graphed, "decode_graph": {"requests": [1, 5, 8], "ms": [-0.01, 0.2, 0.1], "graphs": [1, 8, 8]}}
+    got = step_terms(padded)
+    assert got.graph == DecodeGraph((1, 5, 8), (-0.01, 0.2, 0.1), (1, 8, 8)) and got.record() == padded
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_wave_blocks": -1}},
@@ -286,6 +320,9 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                 {"host_term": {**meta["host_term"], "eager": {"tokens": [768], "ms": [1.0]}}},  # graphs: none
                 {"decode_graph": {"requests": [1], "ms": [0.1]}},  # graphs: none
                 {**graphed, "decode_graph": {"requests": [1], "ms": [float("nan")]}},
+                {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1]}},
+                {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1, 4]}},
+                {**graphed, "decode_graph": {"requests": [1], "ms": [0.1], "graphs": ["one"]}},
                 {"row_keys": {"decode_attention_kv": "interpolated"}}):
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys|host_term"):
             step_terms(bad)
@@ -416,6 +453,16 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
                              ([(1, 512)] * 3, 0.0), ([(1, 100), (1, 301)], layers * 0.0005 * (200.5 - 256))):
             got = (predict_batch_time_s(mean, shapes, serial=False) - predict_batch_time_s(rounded, shapes, serial=False)) * 1e3
             assert got == pytest.approx(want * (factor if len(shapes) > 1 else 1.0), abs=1e-6), (batching, shapes)
+    # decode attention at every batch size between the measured ones, linearly between the model's predictions
+    # there: the predictor's grid is Vidur's, post-processed (linear rows stay as they are)
+    from gpu_simulate_test.vidur_ext.predictor import between_measured_batches, measured_decode_batches
+
+    measured_sizes = measured_decode_batches(root / "attention.csv")
+    assert len(measured_sizes) >= 3 and measured_sizes == sorted(measured_sizes)
+    between = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
+        keys=RowKeys(decode_attention_batch="between_measured")), **kw)
+    assert between._predictions["attn_decode"] == pytest.approx(
+        between_measured_batches(plain._predictions["attn_decode"], measured_sizes))
     # a step's chunks in one wave of the engine's launch: the longest one's row, not the sum (a first chunk of 64 at
     # KV 0: 0.756 ms a layer, a later one of 32 at KV 512: 1.14); beyond the wave, summed as Vidur does
     before = RowKeys(prefill_attention_kv="before_chunk")

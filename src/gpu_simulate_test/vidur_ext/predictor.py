@@ -99,6 +99,31 @@ class LocalLinearRegressionConfig(LinearRegressionExecutionTimePredictorConfig):
     step_terms: Optional[StepTerms] = None
 
 
+def measured_decode_batches(attention_csv: Path) -> list[int]:
+    """The batch sizes a profile's decode attention rows were measured at."""
+    attention = pd.read_csv(attention_csv, usecols=["batch_size", "prefill_chunk_size"])
+    return sorted(int(b) for b in attention.loc[attention["prefill_chunk_size"] == 0, "batch_size"].unique())
+
+
+def between_measured_batches(rows: dict[Any, float], measured: Sequence[int]) -> dict[Any, float]:
+    """Vidur's decode attention predictions ``(batch size, KV) -> ms``, each batch size between two measured ones read
+    linearly between the predictions at those two, at its KV; the measured sizes, and those outside them, as
+    predicted."""
+    sizes_by_kv: dict[int, list[int]] = {}
+    for b, kv in rows:
+        sizes_by_kv.setdefault(int(kv), []).append(int(b))
+    out = dict(rows)
+    for kv, sizes in sizes_by_kv.items():
+        points = [b for b in measured if (b, kv) in rows]
+        if len(points) < 2:
+            continue
+        times = [float(rows[(b, kv)]) for b in points]
+        for b in sizes:
+            if points[0] < b < points[-1]:
+                out[(b, kv)] = float(np.interp(b, points, times))
+    return out
+
+
 class _LocalProfileMixin:
     """Read the profile from local files; without ``profiling_files`` behave exactly as Vidur does."""
 
@@ -106,6 +131,16 @@ class _LocalProfileMixin:
 
     def _local_files(self) -> Optional[tuple[str, str]]:
         return getattr(self._config, "profiling_files", None)
+
+    def _predict_from_models(self, models: dict[str, Any]) -> dict[str, Any]:
+        """Vidur's predictions on its grid; with ``decode_attention_batch: between_measured`` the decode attention
+        of every batch size read linearly between the batch sizes its rows were measured at."""
+        predictions = super()._predict_from_models(models)  # type: ignore[misc]
+        files = self._local_files()
+        if files is not None and self._terms().keys.decode_attention_batch == "between_measured":
+            predictions["attn_decode"] = between_measured_batches(predictions["attn_decode"],
+                                                                  measured_decode_batches(Path(files[1])))
+        return predictions
 
     def _get_input_files(self) -> tuple[str, str, str, str]:
         files = self._local_files()
@@ -235,7 +270,7 @@ class _LocalProfileMixin:
             extra += terms.host.at(batch.size, self._serial(batch))
             extra += terms.host.eager_at(batch._total_num_q_tokens, self._graph(batch))
         if terms.graph is not None:
-            extra += terms.graph.at_step(self._graph(batch), all(q == 1 for q in batch.num_q_tokens))
+            extra += terms.graph.at_step(self._graph(batch), all(q == 1 for q in batch.num_q_tokens), batch.size)
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _train_model(self, model_name: str, model_type: Any, df: pd.DataFrame, feature_cols: list[str],

@@ -68,7 +68,7 @@ ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed 
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
             "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave"),
             "token_fit": ("bootstrap", "every_row"),
-            "decode_attention_kv": ("rounded_up", "mean")}
+            "decode_attention_kv": ("rounded_up", "mean"), "decode_attention_batch": ("vidur_model", "between_measured")}
 ROW_COUNTS = ("prefill_wave_blocks", "prefill_block_q")  # the numbers of the one_wave reading (0: unused)
 ROW_SIZES = ("graph_batch_sizes", "graph_token_sizes")  # the buckets of the graph_bucket reading (empty: unused)
 
@@ -103,14 +103,31 @@ class OutsideLayers(RequestCurve):
 class DecodeGraph(RequestCurve):
     """What the engine's step graph of a decode batch costs beyond its parts (the operators as the bundle reads them
     and the work outside the layers), **measured** on the host grid's decodes (``bundle.host_grid``: their device
-    time less those parts, ``variants.decode_graph_term``), by the graph's sequences. Signed: a graph may cost less
-    than its parts. The engine's graph of 8 or 16 decodes runs its projections with gaps between the kernels that the
-    profiler's own graphs of the layers do not have (~100 us on the H200: ``studies/2026-12-03-bucket8/``); no
-    operator row can see that."""
+    time less those parts, ``variants.decode_graph_term``). Signed: a graph may cost less than its parts. The engine's
+    graph of 8 or 16 decodes runs its projections with gaps between the kernels that the profiler's own graphs of the
+    layers do not have (~100 us on the H200: ``studies/2026-12-03-bucket8/``); no operator row can see that.
 
-    def at_step(self, graph: Optional[tuple[int, int]], decode_only: bool) -> float:
-        """The term of a step run in ``graph`` (``RowKeys.graph``): 0 unless it is a decode batch a graph runs."""
-        return self.at(graph[1]) if decode_only and graph is not None else 0.0
+    By the step's decodes within its graph (``graphs``: the graph, its sequences, of each point): measured at every
+    graph's fewest and most decodes, read linearly between the points of the step's own graph and never across two
+    graphs, so that a graph's padding sequences (33 decodes run in the graph of 48: 15 of them) cost what they were
+    measured to (``studies/2026-12-03-sawtooth/``). Bundles built before 2026-12-04 measured one point a graph, at its
+    size, by the graph's sequences (no ``graphs``: each point is its own graph's)."""
+
+    graphs: tuple[int, ...] = ()
+
+    def at_step(self, graph: Optional[tuple[int, int]], decode_only: bool, num_decodes: int) -> float:
+        """The term of a step of ``num_decodes`` run in ``graph`` (``RowKeys.graph``): 0 unless it is a decode batch a
+        graph runs; a graph the term has no point of: read at the graph's sequences across the others."""
+        if not decode_only or graph is None:
+            return 0.0
+        owners = self.graphs or self.requests
+        points = [(n, t) for n, t, g in zip(self.requests, self.ms, owners) if g == graph[1]]
+        if not points:
+            return self.at(graph[1])
+        return float(np.interp(num_decodes, [n for n, _ in points], [t for _, t in points]))
+
+    def to_dict(self) -> dict[str, list]:
+        return {**super().to_dict(), **({"graphs": list(self.graphs)} if self.graphs else {})}
 
 
 @dataclass(frozen=True)
@@ -193,6 +210,11 @@ class RowKeys:
     - ``decode_attention_kv``: Vidur reads a decode batch's attention row at its mean KV rounded up to its KV
       granularity (256), ~128 tokens a request more than the batch holds on average; ``mean`` reads it at the mean
       KV itself, linearly between the rows on either side (``studies/2026-12-03-bucket8/decode_kv_lookup.py``).
+    - ``decode_attention_batch``: Vidur predicts a decode batch's attention at every batch size from its model of the
+      rows, measured at a ladder of batch sizes (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128); its random forest
+      answers a size between two rungs with one of them, so 33-40 decodes read the 32-decode row and 41-48 the 48's (a
+      sawtooth: -9 to -16% then +5%, on the H200 campaign); ``between_measured`` reads every batch size linearly
+      between the model's predictions at the two measured sizes on either side (beyond the ladder: the model's).
 
     Apart from ``token_fit`` the rows and Vidur's trained models stay as they are; only the key of a lookup
     changes."""
@@ -207,6 +229,7 @@ class RowKeys:
     graph_token_sizes: tuple[int, ...] = ()
     token_fit: str = "bootstrap"
     decode_attention_kv: str = "rounded_up"
+    decode_attention_batch: str = "vidur_model"
 
     def graph(self, num_tokens: int, num_seqs: int, decode_only: bool) -> Optional[tuple[int, int]]:
         """The ``(tokens, sequences)`` of the graph the engine replays a step in (``graph_bucket``), or None."""
@@ -272,10 +295,19 @@ def outside_layers(record: Optional[Mapping[str, Any]], source: str = PROFILE_ME
 
 
 def decode_graph(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[DecodeGraph]:
-    """The ``decode_graph`` record checked (``_points``, signed)."""
+    """The ``decode_graph`` record checked (``_points``, signed; ``graphs``, where it has them: one a point, each
+    holding at least its point's decodes)."""
     if record is None:
         return None
-    return DecodeGraph(*_points(record, GRAPH_KEY, source, signed=True))
+    counts, ms = _points(record, GRAPH_KEY, source, signed=True)
+    try:
+        graphs = tuple(int(g) for g in record.get("graphs", ()))
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source}: {GRAPH_KEY!r}.graphs must be a list of graph sizes ({exc}); rebuild the bundle") from exc
+    if graphs and (len(graphs) != len(counts) or any(g < n for n, g in zip(counts, graphs))):
+        raise ArtifactError(f"{source}: {GRAPH_KEY!r}.graphs needs one graph a point, each of at least its decodes; "
+                            f"got {list(graphs)} for {list(counts)}; rebuild the bundle")
+    return DecodeGraph(counts, ms, graphs)
 
 
 def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:

@@ -90,10 +90,11 @@ log = logging.getLogger(__name__)
 # launch as the longest one's row (the wave's size measured on the device at build time, ``prefill_wave``; off a GPU
 # summed); token operators fitted on every row in every tree, so that each measured row is read back exactly
 # (``studies/2026-12-03-forest/``); decode attention at the batch's mean KV, not rounded up
-# (``studies/2026-12-03-bucket8/``). Written into every native bundle's meta and, as these names, into its id.
+# (``studies/2026-12-03-bucket8/``), and at every batch size between the measured ones, not as the neighbouring
+# rung (``studies/2026-12-03-sawtooth/``). Written into every native bundle's meta and, as these names, into its id.
 NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph_bucket",
                           decode_batching="as_measured", prefill_chunks="one_wave", token_fit="every_row",
-                          decode_attention_kv="mean")
+                          decode_attention_kv="mean", decode_attention_batch="between_measured")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
              "(wall less device) measured on a request grid, packed ahead or at the start, by requests; a step no "
@@ -117,6 +118,20 @@ def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
     keys = replace(keys, graph_batch_sizes=tuple(seqs), graph_token_sizes=tuple(tokens)) if seqs and tokens \
         else replace(keys, token_rows="exact")
     return {ROW_KEYS_KEY: keys.to_dict()}
+
+
+class QuietProgress(Progress):
+    """rich's bar, redrawn only when the profiler advances it (between timed steps or ops), never from a thread of its
+    own: that thread takes the GIL ten times a second, also while the engine's steps are timed (real-bench's bar
+    draws only when its dispatcher is idle, ``real_bench/progress.py``)."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_refresh=False)
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self.refresh()
+
 
 # Vidur's predictor applied to a root: (root, shapes) -> predicted iteration times in ms.
 Predict = Callable[[Path, list[BatchShape]], list[float]]
@@ -205,21 +220,26 @@ HOST_GRID_KV = 512  # the KV of the host grid's decodes (the hand-over does not 
 HOST_GRID_CHUNK = 256  # the first chunk of the host grid's steps packed at their start
 
 
-def host_grid(grid: Grid, timer: StepTimer, graph_tokens: Sequence[int] = (), taken: Sequence[int] = ()
-              ) -> list[BatchShape]:
+def host_grid(grid: Grid, timer: StepTimer, graph_tokens: Sequence[int] = (), taken: Sequence[int] = (),
+              graph_seqs: Sequence[int] = ()) -> list[BatchShape]:
     """The shapes the ``head`` variant's host share is measured on (``variants.host_share_term``), at every request
     count of the grid's batch ladder (as the work outside the layers is measured at every token point): ``n``
     decodes (packed ahead) and a first chunk beside ``n - 1`` decodes (packed at its start; alone, on an idle engine,
-    for ``n = 1``), those the backend's policy can run; and where a step may hold more tokens than the engine's
-    largest CUDA graph (``graph_tokens``: its token buckets; none off a GPU), prefills that no graph holds, at
-    ``eager_points`` (``variants.eager_term``). Their measured steps enter no fit, validation or test set, and no
-    eager point has the tokens of one of those (``taken``)."""
+    for ``n = 1``), those the backend's policy can run; decodes also at the fewest of every decode graph of the engine
+    (``graph_seqs``: its sequence buckets; none off a GPU), one more than the bucket below, where its padding
+    sequences are the most (``variants.decode_graph_term``); and where a step may hold more tokens than the engine's
+    largest CUDA graph (``graph_tokens``: its token buckets), prefills that no graph holds, at ``eager_points``
+    (``variants.eager_term``). Their measured steps enter no fit, validation or test set, and no eager point has the
+    tokens of one of those (``taken``)."""
     kv = min(HOST_GRID_KV, grid.limits.request_tokens // 2)
     chunk = min(HOST_GRID_CHUNK, timer.limits.token_budget - grid.limits.batch_size)
+    counts = ladder(grid.limits.batch_size)
+    buckets = sorted(b for b in set(graph_seqs) if b <= grid.limits.batch_size)
+    fewest = {lower + 1 for lower in buckets[:-1]} - set(counts)
     shapes = []
-    for n in ladder(grid.limits.batch_size):
+    for n in sorted({*counts, *fewest}):
         shapes.append(BatchShape(0, n, kv))
-        if chunk > 1:
+        if chunk > 1 and n in counts:
             shapes.append(BatchShape(chunk, n - 1, kv if n > 1 else 0))
     largest = max(graph_tokens, default=0)
     if largest:
@@ -441,7 +461,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     measure_host = "head" in cfg.profile.variants
     graphs = cfg.hardware.device == "cuda" and cfg.backend.cuda_graph_batch_sizes  # the engine captures graphs
     graph_tokens = cfg.backend.cuda_graph_token_sizes if graphs else []
-    host_shapes = host_grid(grid, timer, graph_tokens, [s.num_tokens for s, _ in parsed]) if measure_host else []
+    host_shapes = host_grid(grid, timer, graph_tokens, [s.num_tokens for s, _ in parsed],
+                            cfg.backend.cuda_graph_batch_sizes if graphs else []) if measure_host else []
     timer = StepTimer(cfg.backend, [s for s, _ in parsed] + host_shapes, cfg.profile.iteration_samples)
     backend = get_backend(cfg.backend.name)(cfg.backend, cfg.model, cfg.hardware, cfg.seed)
     backend.check_workload(timer.plan())  # every request the shapes submit, checked before anything loads
@@ -451,16 +472,18 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             atomic_dir(final, overwrite=cfg.overwrite) as out:
         try:
             weights_source = _load(backend)
-            ops = _operator_source(backend, cfg)
-            keys = row_keys_record(cfg, ops.prefill_wave(), ops.graph_buckets()) if hasattr(ops, "prefill_wave") \
-                else row_keys_record(cfg)
             probe = BusyProbe(measured_gpu(cfg.hardware)).start()
-            with Progress() as progress:
+            with QuietProgress() as progress:
+                # The engine's whole steps first, on the engine as loaded, as a run meets it: timed after the
+                # operators, its steps came out slower than a run's (STEP_TIMING)
+                iters, skipped, host_record = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds,
+                                                                  progress, host_shapes, host_share=measure_host)
+                ops = _operator_source(backend, cfg)
+                keys = row_keys_record(cfg, ops.prefill_wave(), ops.graph_buckets()) \
+                    if hasattr(ops, "prefill_wave") else row_keys_record(cfg)
                 mlp, att = _measure_operators(ops, grid, cfg, method, device_sync(ops.device), progress)
                 head = _measure_head(ops, grid, method, device_sync(ops.device), progress) \
                     if "head" in cfg.profile.variants else None
-                iters, skipped, host_record = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds,
-                                                                  progress, host_shapes, host_share=measure_host)
             host_load = probe.stop()
         finally:
             backend.close()

@@ -181,12 +181,16 @@ def decode_graph_term(record: dict[str, list], graph_seqs: Sequence[Optional[int
     """The ``decode_graph`` term from the host grid's record: for its decode steps a CUDA graph runs (``graph_seqs``,
     one a grid step: the graph's sequences, None for every other step), their device time (``wall_ms`` less
     ``host_ms``) less what the bundle predicts of them without it (``predicted_ms``, one a such step in the record's
-    order: the operators as read and the work outside the layers), the median at each graph size; None when the
-    grid has no such step."""
-    rows = [(int(g), float(w) - float(h)) for g, w, h in zip(graph_seqs, record.get("wall_ms", []),
-                                                             record.get("host_ms", [])) if g is not None]
-    points = _residuals(rows, predicted_ms, "decode graph term", "sequences")
-    return DecodeGraph(*points) if rows else None
+    order: the operators as read and the work outside the layers), the median at each count of decodes, with the
+    graph that ran it; None when the grid has no such step."""
+    steps = [(int(n), int(g), float(w) - float(h)) for n, g, w, h in zip(record.get("requests", []), graph_seqs,
+                                                                        record.get("wall_ms", []), record.get("host_ms", []))
+             if g is not None]
+    graph_of = {n: g for n, g, _ in steps}
+    if any(graph_of[n] != g for n, g, _ in steps):
+        raise InputError("the decode graph term needs one graph a count of decodes; the grid ran one count in two")
+    points = _residuals([(n, t) for n, _, t in steps], predicted_ms, "decode graph term", "decodes")
+    return DecodeGraph(*points, tuple(graph_of[n] for n in points[0])) if steps else None
 
 
 def with_graph(term: Optional[DecodeGraph], shapes: list[BatchShape], raw_ms: np.ndarray, keys: RowKeys) -> np.ndarray:
@@ -195,8 +199,8 @@ def with_graph(term: Optional[DecodeGraph], shapes: list[BatchShape], raw_ms: np
     raw = np.asarray(raw_ms, dtype=float)
     if term is None:
         return raw
-    return raw + np.array([term.at_step(keys.graph(s.num_tokens, s.batch_size, s.kind == "decode"), s.kind == "decode")
-                           for s in shapes])
+    return raw + np.array([term.at_step(keys.graph(s.num_tokens, s.batch_size, s.kind == "decode"), s.kind == "decode",
+                                        s.batch_size) for s in shapes])
 
 
 def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
