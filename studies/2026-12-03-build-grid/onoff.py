@@ -6,7 +6,7 @@ between segments (off: the launch alone, device time recorded as 0, so records s
 ``cycles`` times a stream of lognormal requests at ``qps`` for ``seconds`` with the probe on, then the same
 requests with it off; then ``decode:n x 512`` rounds, on and off alternately. Every step to ``onoff-<setup>.csv``
 under ``$OUT``; printed: the wall medians of decodes of 1, 2, 4 requests packed ahead at KV 300-900 (streams) by
-segment, and the grid's.
+segment, and the grid's; and the stream's lone prompts packed at their start, by tokens.
 
     source scripts/gpu_env.sh && python3 studies/2026-12-03-build-grid/onoff.py vllm 3 10.2 8
 """
@@ -134,6 +134,11 @@ def summarize(d: pd.DataFrame) -> None:
         print(what)
         print(x.pivot_table(index=["part", "cycle", "probe"], columns="requests", values=what, aggfunc="median").round(0).to_string())
     print(x.pivot_table(index=["part", "cycle", "probe"], columns="requests", values="wall_us", aggfunc="count").to_string())
+    p = d[(d.part == "stream") & (d.prefill_tokens > 0) & (d.requests == 1) & d.at_start.astype(bool)].copy()
+    p["tokens"] = pd.cut(p.prefill_tokens, [0, 128, 256, 512, 1024, 2048, 4096])
+    print("lone prompts packed at their start (the stream, all cycles): wall from the step before's end, device")
+    print(p.groupby(["tokens", "probe"], observed=True).agg(steps=("wall_us", "size"), wall_us=("wall_us", "median"),
+                                                            device_us=("device_us", "median")).round(0).to_string())
 
 
 if __name__ == "__main__":
