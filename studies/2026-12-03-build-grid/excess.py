@@ -4,9 +4,13 @@ packed ahead, each published bundle's host share (its ``host_timing``, probe on)
 cycles), as a share of the runs' median step of that size at 10% load, beside the matched steps' median error there
 (``tables/iteration_kinds.csv``, lognormal 10%).
 
-    .venv/bin/python studies/2026-12-03-build-grid/excess.py      # > excess.txt
+Then, from a publish root (``publish`` writes ``tmp/publish-h200-native/``), the vllm setup's lone prompts at
+lognormal 10% (first replicate), matched: simulated less real step, median by prompt tokens.
+
+    .venv/bin/python studies/2026-12-03-build-grid/excess.py [publish root]     # > excess.txt
 """
 import json
+import sys
 import tarfile
 from pathlib import Path
 
@@ -33,3 +37,17 @@ for setup, bid in bundles.items():
         real = row.real_step_ns_p50 / 1e3
         print(f"{setup},{n},{host[f'decode:{n}x512']:.0f},{run_handover[n]:.0f},{excess:.0f},{real:.0f},"
               f"{100 * excess / real:.1f},{row.error_pct_p50:.1f}")
+
+root = Path(sys.argv[1] if len(sys.argv) > 1 else "tmp/publish-h200-native")
+runs = pd.read_csv(FOLDER / "tables" / "runs.csv")
+real = runs[(runs.setup == "vllm") & (runs.workload == "lognormal") & (runs.load_fraction == 0.1)
+            & (runs.replicate == 0)].iloc[0].real_run
+cmp_dir = sorted((root / "comparisons").glob(f"cmp-{real}--vidur-*"), key=lambda p: p.stat().st_mtime)[-1]
+pairs = pd.read_csv(cmp_dir / "tables" / "iteration_pairs.csv")
+lone = pairs[(pairs.num_decode_tokens == 0) & (pairs.batch_size == 1)].copy()
+lone["tokens"] = pd.cut(lone.num_prefill_tokens, [0, 128, 256, 512, 1024, 2048, 4096])
+lone["sim_less_real_us"] = (lone.sim_step_ns - lone.real_step_ns) / 1e3
+print(f"\nvllm lognormal 10% r0, lone prompts ({cmp_dir.name}): sim less real, medians")
+print(lone.groupby("tokens", observed=True).agg(steps=("sim_less_real_us", "size"),
+                                                 real_ms=("real_step_ns", lambda x: x.median() / 1e6),
+                                                 sim_less_real_us=("sim_less_real_us", "median")).round(2).to_string())
