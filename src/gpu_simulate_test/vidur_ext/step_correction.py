@@ -110,8 +110,8 @@ class DecodeGraph(RequestCurve):
     By the step's decodes within its graph (``graphs``: the graph, its sequences, of each point): measured at every
     graph's fewest and most decodes, read linearly between the points of the step's own graph and never across two
     graphs, so that a graph's padding sequences (33 decodes run in the graph of 48: 15 of them) cost what they were
-    measured to (``studies/2026-12-03-sawtooth/``). Bundles built before 2026-12-04 measured one point a graph, at its
-    size, by the graph's sequences (no ``graphs``: each point is its own graph's)."""
+    measured to (``studies/2026-12-03-sawtooth/``). Bundles built before ``c33004bb54b8`` and ``11774aab0cd5``
+    measured one point a graph, at its size, by the graph's sequences (no ``graphs``: each point is its own graph's)."""
 
     graphs: tuple[int, ...] = ()
 
