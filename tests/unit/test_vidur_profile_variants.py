@@ -711,6 +711,7 @@ def test_the_step_probe_launches_untimed_within_untimed_and_keeps_its_records_in
                     raise RuntimeError("shape failed")
             step(4)
             got = probe.records()
+        assert probe.times_apart is (device == "cuda")  # the CPU's clock slows nothing: no round apart
         assert launched == [1, 2, 3, 4] and [r.at_start for r in got] == [True, True, False, False]
         assert all(r.device_ns >= 0 for r in got if r.device_ns is not None)
         return got
@@ -724,7 +725,7 @@ def test_the_step_probe_launches_untimed_within_untimed_and_keeps_its_records_in
 def test_the_host_share_is_each_wall_less_its_device_time_or_the_median_wall_less_a_timed_rounds() -> None:
     """Walls whose steps carry their own device time (the CPU): the median of each wall less its device time. Walls
     launched untimed (CUDA): their median less the timed round's median device time; a timed round without device
-    times is refused."""
+    times, or none, is refused."""
     import numpy as np
 
     from gpu_simulate_test.vidur_ext.profiler.bundle import host_share_ns
@@ -738,3 +739,5 @@ def test_the_host_share_is_each_wall_less_its_device_time_or_the_median_wall_les
     assert host_share_ns(bare, timed) == 1150 - 950
     with pytest.raises(RuntimeError, match="untimed"):
         host_share_ns(bare, ShapeSamples(ns, None))
+    with pytest.raises(RuntimeError, match="untimed"):
+        host_share_ns(bare, None)  # no timed round was run

@@ -261,13 +261,13 @@ def eager_points(largest_graph: int, limit: int) -> list[int]:
     return points
 
 
-def host_share_ns(walls: Sequence[ShapeSamples], timed: ShapeSamples) -> float:
+def host_share_ns(walls: Sequence[ShapeSamples], timed: Optional[ShapeSamples]) -> float:
     """The host's share of a shape's steps: each wall less its own step's device time where the walls' steps carry
     one (the CPU's launch clock slows nothing), else the median wall less the median device time of ``timed``, a
     round of its own (CUDA events slow the steps they time: ``host_share.StepProbe.untimed``)."""
     if all(x.device_ns is not None for x in walls):
         return float(np.median(np.concatenate([x.ns - x.device_ns for x in walls])))
-    if timed.device_ns is None:
+    if timed is None or timed.device_ns is None:
         raise RuntimeError("the timed round's steps launched untimed: it must run outside StepProbe.untimed()")
     return float(np.median(np.concatenate([x.ns for x in walls])) - np.median(timed.device_ns))
 
@@ -290,17 +290,18 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
         else:
             skipped.append(f"{shape} ({role}): {why}")
     samples: dict[str, list[ShapeSamples]] = {str(s): [] for s, _ in measured}
-    timed: dict[str, ShapeSamples] = {}
-    task = progress.add_task("whole iterations", total=len(measured) * (rounds + (1 if host_share else 0)))
+    timed: dict[str, ShapeSamples] = {}  # the device-time round, where the probe times steps apart
     recorder = Recorder([], RunClock())
     with stepping(backend, recorder, probed=host_share) as probe:
+        apart = probe is not None and probe.times_apart
+        task = progress.add_task("whole iterations", total=len(measured) * (rounds + (1 if apart else 0)))
         # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
         for _ in range(rounds):
             for shape, _role in measured:
                 with untimed(probe):
                     samples[str(shape)].append(timer.measure(backend, recorder, shape, probe))
                 progress.advance(task)
-        if probe is not None:
+        if apart:
             for shape, _role in measured:
                 timed[str(shape)] = timer.measure(backend, recorder, shape, probe)
                 progress.advance(task)
@@ -311,7 +312,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
         for shape in feasible:
             with untimed(probe):
                 walls = timer.measure(backend, recorder, shape, probe)
-            got = timer.measure(backend, recorder, shape, probe)
+            got = timer.measure(backend, recorder, shape, probe) if apart else None
             assert walls.at_start is not None
             grid_record["shape"].append(str(shape))
             grid_record["requests"].append(shape.batch_size)
@@ -328,7 +329,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
         host: dict[str, Any] = {"host_median_ns": None, "packed_at_start": None}
         if host_share:
             at_start = np.concatenate([x.at_start for x in samples[str(shape)] if x.at_start is not None])
-            host = {"host_median_ns": int(round(host_share_ns(samples[str(shape)], timed[str(shape)]))),
+            host = {"host_median_ns": int(round(host_share_ns(samples[str(shape)], timed.get(str(shape))))),
                     "packed_at_start": float(at_start.mean())}
         rows.append({"shape": str(shape), "role": role, "batch_size": shape.batch_size,
                      "num_prefill_tokens": shape.prefill_tokens, "num_decode_tokens": shape.decode_batch,

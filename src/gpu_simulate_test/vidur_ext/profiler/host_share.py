@@ -50,6 +50,12 @@ class StepProbe:
         self._launched: Optional[tuple[bool, Any]] = None  # the step in flight: how it was packed, its timing
         self.timing = True  # False: steps launch without events (:meth:`untimed`)
 
+    @property
+    def times_apart(self) -> bool:
+        """Whether device times need steps of their own: CUDA events slow the steps they time (within
+        :meth:`untimed` they are off); the CPU's launch clock slows nothing and stays on."""
+        return self._cuda
+
     def records(self) -> list[LaunchRecord]:
         """Every step launched and waited for so far, in launch order. Call it while the engine is idle (after the
         driver's ``wait_all``): it reads the steps' CUDA events, which must all have been reached."""

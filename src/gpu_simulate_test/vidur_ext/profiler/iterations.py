@@ -35,7 +35,8 @@ TIMEOUT_S = 600.0  # how long a shape may wait for the step it needs
 # run meets it, with no thread of the profiler's own taking the GIL (``bundle.QuietProgress``): a guess at why, timed
 # after the operators under rich's refreshing bar, the engine's steps came out slower than a run's on the H200 (a
 # hand-over of 84-123 us against ~50, ``studies/2026-12-03-handover-state/``); timed first, they were as slow: the
-# step probe's own events slow the steps they time (``studies/2026-12-03-build-grid/``).
+# step probe's own events slow the steps they time (``studies/2026-12-03-build-grid/``), so the walls are timed with
+# them off and the device times apart.
 STEP_TIMING = (f"as real-bench runs them: cyclic GC paused, GIL switch interval {SWITCH_INTERVAL_S * 1e6:g} us; "
                "on the engine as loaded, before its operators are timed; no progress-bar thread; walls with the "
                "step probe's events off, device times in rounds of their own")
