@@ -171,7 +171,10 @@ def test_step_probe_measures_the_host_share_on_the_gpu(compose_app: Callable[...
         with StepProbe(backend.native_engine()) as probe:
             backend.start(recorder)
             got = {str(s): timer.measure(backend, recorder, s, probe) for s in shapes}
+            with probe.untimed():  # the walls a run has: no events around the launches
+                bare = timer.measure(backend, recorder, shapes[1], probe)
         assert len(probe.records()) == recorder.num_steps
+        assert bare.device_ns is None and bare.at_start is not None and not bare.at_start.any() and (bare.ns > 0).all()
     finally:
         backend.close()
         _free()

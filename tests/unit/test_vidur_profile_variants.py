@@ -657,3 +657,87 @@ def test_stepping_runs_the_loop_under_real_benchs_conditions_and_stops_it() -> N
             assert probe is None
             raise RuntimeError("shape failed")
     assert [(c[0], c[3]) for c in calls] == [("start", "launch"), ("stop", "launch")]
+
+
+def test_the_step_probe_launches_untimed_within_untimed_and_keeps_its_records_in_step() -> None:
+    """On CUDA, within ``untimed()`` a step launches alone (its record: how it was packed, no device time), outside
+    it between its two events; the records stay one a launch, in order, and the probe times again after the block,
+    also when the block raises. On the CPU the launch's own clock stays on (it slows nothing). ``untimed(None)`` (no
+    probe installed) switches nothing."""
+    import time
+    from types import SimpleNamespace
+
+    from gpu_simulate_test.vidur_ext.profiler.host_share import StepProbe, untimed
+
+    class Event:  # a CUDA timing event, on the host's clock
+        def record(self) -> None:
+            self.t = time.perf_counter()
+
+        def synchronize(self) -> None: ...
+
+        def elapsed_time(self, end: "Event") -> float:
+            return (end.t - self.t) * 1e3
+
+    def records(device: str) -> list:
+        launched: list[object] = []
+
+        class Runner:
+            def prepare(self, *args: object) -> None: ...
+
+            def launch(self, packed: object) -> None:
+                launched.append(packed)
+
+            def wait(self) -> list[int]:
+                return []
+
+        runner = Runner()
+        runner.device = SimpleNamespace(type=device)  # type: ignore[attr-defined]
+        engine = SimpleNamespace(runner=runner, in_flight=None)
+
+        def step(n: object) -> None:
+            runner.prepare()
+            runner.launch(n)
+            runner.wait()
+
+        with StepProbe(engine) as probe:
+            probe._events = lambda: (Event(), Event())  # type: ignore[method-assign]
+            step(1)
+            with untimed(probe):
+                step(2)
+                engine.in_flight = "a step"  # the next one is packed ahead
+                step(3)
+            with pytest.raises(RuntimeError, match="shape failed"):
+                with probe.untimed():
+                    raise RuntimeError("shape failed")
+            step(4)
+            got = probe.records()
+        assert probe.times_apart is (device == "cuda")  # the CPU's clock slows nothing: no round apart
+        assert launched == [1, 2, 3, 4] and [r.at_start for r in got] == [True, True, False, False]
+        assert all(r.device_ns >= 0 for r in got if r.device_ns is not None)
+        return got
+
+    assert [r.device_ns is None for r in records("cuda")] == [False, True, True, False]
+    assert [r.device_ns is None for r in records("cpu")] == [False] * 4
+    with untimed(None):  # no probe: nothing to switch
+        pass
+
+
+def test_the_host_share_is_each_wall_less_its_device_time_or_the_median_wall_less_a_timed_rounds() -> None:
+    """Walls whose steps carry their own device time (the CPU): the median of each wall less its device time. Walls
+    launched untimed (CUDA): their median less the timed round's median device time; a timed round without device
+    times, or none, is refused."""
+    import numpy as np
+
+    from gpu_simulate_test.vidur_ext.profiler.bundle import host_share_ns
+    from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples
+
+    ns = np.array([1000, 1100, 1300], dtype=np.int64)
+    paired = [ShapeSamples(ns, None, ns - np.array([10, 20, 30])), ShapeSamples(ns + 5, None, ns - 40)]
+    assert host_share_ns(paired, ShapeSamples(ns, None, ns)) == 37.5  # the median of 10, 20, 30, 45, 45, 45
+    bare = [ShapeSamples(ns, None), ShapeSamples(ns + 100, None)]
+    timed = ShapeSamples(ns, None, np.array([900, 950, 1000], dtype=np.int64))
+    assert host_share_ns(bare, timed) == 1150 - 950
+    with pytest.raises(RuntimeError, match="untimed"):
+        host_share_ns(bare, ShapeSamples(ns, None))
+    with pytest.raises(RuntimeError, match="untimed"):
+        host_share_ns(bare, None)  # no timed round was run

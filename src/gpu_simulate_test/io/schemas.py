@@ -398,9 +398,11 @@ ITERATION_PROFILE = register_table(TableSchema(
         Column("decode_kv_measured", "float", "tokens", "Mean KV per decode request before the timed steps, as they had it "
                "(the shape's KV plus what its first requests decoded while the others prefilled); every prediction of "
                "the shape uses it; empty without decodes (bundles built before issue 16 lack it)", nullable=True, min=0),
-        Column("host_median_ns", "int", "ns", "Median of each timed step's wall time less the device's (the native "
-               "engine's host share of a step, the head variant's host term); empty for other backends and for "
-               "bundles built before 2026-12-02", nullable=True),
+        Column("host_median_ns", "int", "ns", "The native engine's host share of a step: on CUDA the median wall time "
+               "(timed with the step probe's events off) less the median device time (a round of its own with them "
+               "on; bundles up to c33004bb54b8 and 11774aab0cd5: the median of each step's wall less device, both with "
+               "the events on), on the CPU the median of each step's wall less its launch's time; empty for other "
+               "backends and for bundles built before 2026-12-02", nullable=True),
         Column("packed_at_start", "float", "-", "Share of the timed steps the native engine packed at their start "
                "(it admitted a request that arrived during the step before, or was idle) rather than ahead; empty "
                "where host_median_ns is", nullable=True, min=0),

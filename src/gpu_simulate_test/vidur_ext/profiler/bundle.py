@@ -39,7 +39,7 @@ from gpu_simulate_test.vidur_ext import profiling_root as pr
 from gpu_simulate_test.vidur_ext.profiler.baselines import baseline_record, baseline_table, fit_baselines
 from gpu_simulate_test.vidur_ext.profiler.fold import fit_overhead, fold
 from gpu_simulate_test.vidur_ext.profiler.grid import Grid, build_grid, ladder
-from gpu_simulate_test.vidur_ext.profiler.host_share import stepping
+from gpu_simulate_test.vidur_ext.profiler.host_share import stepping, untimed
 from gpu_simulate_test.vidur_ext.profiler.iterations import STEP_TIMING, ShapeSamples, StepTimer
 from gpu_simulate_test.vidur_ext.profiler.operators import (
     OPERATOR_TIMING,
@@ -261,6 +261,17 @@ def eager_points(largest_graph: int, limit: int) -> list[int]:
     return points
 
 
+def host_share_ns(walls: Sequence[ShapeSamples], timed: Optional[ShapeSamples]) -> float:
+    """The host's share of a shape's steps: each wall less its own step's device time where the walls' steps carry
+    one (the CPU's launch clock slows nothing), else the median wall less the median device time of ``timed``, a
+    round of its own (CUDA events slow the steps they time: ``host_share.StepProbe.untimed``)."""
+    if all(x.device_ns is not None for x in walls):
+        return float(np.median(np.concatenate([x.ns - x.device_ns for x in walls])))
+    if timed is None or timed.device_ns is None:
+        raise RuntimeError("the timed round's steps launched untimed: it must run outside StepProbe.untimed()")
+    return float(np.median(np.concatenate([x.ns for x in walls])) - np.median(timed.device_ns))
+
+
 def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
                         progress: Progress, host_shapes: Sequence[BatchShape] = (), host_share: bool = False
                         ) -> tuple[pd.DataFrame, list[str], dict[str, list]]:
@@ -268,7 +279,9 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
     record. ``host_share``: also each step's device time and packing on the native engine (``host_share.StepProbe``):
     the host's share of it, in the table, and measured on ``host_shapes`` (one round, after the sets) for the
     record (``host_grid``: ``shape``, ``requests``, ``tokens``, ``at_start``, ``packed_at_start``, ``host_ms``,
-    ``wall_ms``). Every step is timed as real-bench runs it (``backends.conditions.measured_run``)."""
+    ``wall_ms``). Every step is timed as real-bench runs it (``backends.conditions.measured_run``), its wall with the
+    probe's events off, since they slow the steps they time; the device times in a round of their own
+    (:func:`host_share_ns`)."""
     measured, skipped = [], []
     for shape, role in parsed:
         why = timer.unsupported(shape)
@@ -277,27 +290,37 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
         else:
             skipped.append(f"{shape} ({role}): {why}")
     samples: dict[str, list[ShapeSamples]] = {str(s): [] for s, _ in measured}
-    task = progress.add_task("whole iterations", total=len(measured) * rounds)
+    timed: dict[str, ShapeSamples] = {}  # the device-time round, where the probe times steps apart
     recorder = Recorder([], RunClock())
     with stepping(backend, recorder, probed=host_share) as probe:
+        apart = probe is not None and probe.times_apart
+        task = progress.add_task("whole iterations", total=len(measured) * (rounds + (1 if apart else 0)))
         # Round-robin over the shapes: a host that drifts (other tenants, clocks) moves every set alike.
         for _ in range(rounds):
             for shape, _role in measured:
-                samples[str(shape)].append(timer.measure(backend, recorder, shape, probe))
+                with untimed(probe):
+                    samples[str(shape)].append(timer.measure(backend, recorder, shape, probe))
+                progress.advance(task)
+        if apart:
+            for shape, _role in measured:
+                timed[str(shape)] = timer.measure(backend, recorder, shape, probe)
                 progress.advance(task)
         grid_record: dict[str, list] = {"shape": [], "requests": [], "tokens": [], "at_start": [], "packed_at_start": [],
                                         "host_ms": [], "wall_ms": []}
         feasible = [s for s in host_shapes if timer.unsupported(s) is None] if probe is not None else []
         grid_task = progress.add_task("the host's share (request grid)", total=len(feasible))
         for shape in feasible:
-            got = timer.measure(backend, recorder, shape, probe)
+            with untimed(probe):
+                walls = timer.measure(backend, recorder, shape, probe)
+            got = timer.measure(backend, recorder, shape, probe) if apart else None
+            assert walls.at_start is not None
             grid_record["shape"].append(str(shape))
             grid_record["requests"].append(shape.batch_size)
             grid_record["tokens"].append(shape.num_tokens)
             grid_record["at_start"].append(packed_at_start(shape))
-            grid_record["packed_at_start"].append(float(got.at_start.mean()))
-            grid_record["host_ms"].append(float(np.median(got.ns - got.device_ns)) / 1e6)
-            grid_record["wall_ms"].append(float(np.median(got.ns)) / 1e6)
+            grid_record["packed_at_start"].append(float(walls.at_start.mean()))
+            grid_record["host_ms"].append(host_share_ns([walls], got) / 1e6)
+            grid_record["wall_ms"].append(float(np.median(walls.ns)) / 1e6)
             progress.advance(grid_task)
     rows = []
     for shape, role in measured:
@@ -305,9 +328,9 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
         kv = [x.decode_kv for x in samples[str(shape)] if x.decode_kv is not None]
         host: dict[str, Any] = {"host_median_ns": None, "packed_at_start": None}
         if host_share:
-            device = np.concatenate([x.device_ns for x in samples[str(shape)]])
-            at_start = np.concatenate([x.at_start for x in samples[str(shape)]])
-            host = {"host_median_ns": int(np.median(ns - device)), "packed_at_start": float(at_start.mean())}
+            at_start = np.concatenate([x.at_start for x in samples[str(shape)] if x.at_start is not None])
+            host = {"host_median_ns": int(round(host_share_ns(samples[str(shape)], timed.get(str(shape))))),
+                    "packed_at_start": float(at_start.mean())}
         rows.append({"shape": str(shape), "role": role, "batch_size": shape.batch_size,
                      "num_prefill_tokens": shape.prefill_tokens, "num_decode_tokens": shape.decode_batch,
                      "num_samples": len(ns), "median_ns": int(np.median(ns)),

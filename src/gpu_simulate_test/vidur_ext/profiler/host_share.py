@@ -11,9 +11,13 @@ share as measured here (``step_correction.HostTerm``).
 :class:`StepProbe` wraps the engine's runner while the shapes are timed, without touching the engine's source: per
 launched step, in launch order, the device's time from the launch to the step's last op (CUDA events; on the CPU,
 where a launch runs the step, the launch's own time) and whether the step was packed with nothing in flight (at its
-start) or while the step before it ran (ahead). Its one event before a launch costs the host a few microseconds,
-which the measured share carries too; the events are read only once the engine is idle (:meth:`StepProbe.records`),
-off the steps' critical path.
+start) or while the step before it ran (ahead). The events are read only once the engine is idle
+(:meth:`StepProbe.records`), off the steps' critical path, but they still slow the steps they time: +14 to +19 us of
+wall a step on the H200's host grid, +26 to +64 in a run-like stream, and with them on the hand-over drifts between
+~35 and ~100 us (``studies/2026-12-03-build-grid/``). So the profiler times the walls with the events off
+(:meth:`StepProbe.untimed`: the launch alone, the packing still recorded) and the device times in rounds of their
+own, and takes the host's share as the one less the other (on the CPU, whose launch clock slows nothing, each step's
+wall less its own launch's time).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from gpu_simulate_test.backends.conditions import measured_run
 
 
 class LaunchRecord(NamedTuple):
-    device_ns: int  # the launch to the step's last op
+    device_ns: Optional[int]  # the launch to the step's last op; None: launched untimed
     at_start: bool  # packed with nothing in flight: at the step's start, not ahead
 
 
@@ -44,6 +48,13 @@ class StepProbe:
         self._cuda = self.runner.device.type == "cuda"
         self._at_start = False  # how the step packed last was packed
         self._launched: Optional[tuple[bool, Any]] = None  # the step in flight: how it was packed, its timing
+        self.timing = True  # False: steps launch without events (:meth:`untimed`)
+
+    @property
+    def times_apart(self) -> bool:
+        """Whether device times need steps of their own: CUDA events slow the steps they time (within
+        :meth:`untimed` they are off); the CPU's launch clock slows nothing and stays on."""
+        return self._cuda
 
     def records(self) -> list[LaunchRecord]:
         """Every step launched and waited for so far, in launch order. Call it while the engine is idle (after the
@@ -55,9 +66,19 @@ class StepProbe:
                 self._done.append(LaunchRecord(int(round(start.elapsed_time(end) * 1e6)), at_start))
                 self._free.append(timing)
             else:
-                self._done.append(LaunchRecord(int(timing), at_start))
+                self._done.append(LaunchRecord(None if timing is None else int(timing), at_start))
         self._timed.clear()
         return self._done
+
+    @contextlib.contextmanager
+    def untimed(self) -> Iterator[None]:
+        """Within the block, steps launch on CUDA as they would without the probe (their records hold no device
+        time): the walls a run has. On the CPU the launch's own clock stays on: it slows nothing."""
+        self.timing = False
+        try:
+            yield
+        finally:
+            self.timing = True
 
     def _events(self) -> tuple[Any, Any]:
         if self._free:
@@ -74,7 +95,10 @@ class StepProbe:
             return prepare(*args, **kwargs)
 
         def probed_launch(packed: Any) -> None:
-            if self._cuda:
+            if self._cuda and not self.timing:
+                launch(packed)
+                self._launched = (self._at_start, None)
+            elif self._cuda:
                 events = self._events()
                 events[0].record()
                 launch(packed)
@@ -105,7 +129,8 @@ class StepProbe:
 def stepping(backend: Any, recorder: Any, probed: bool = True) -> Iterator[Optional[StepProbe]]:
     """``backend``'s engine loop started with ``recorder`` under real-bench's conditions (``measured_run``), as
     vidur-profile times its steps, with a :class:`StepProbe` on the native engine from its first step (``probed``);
-    yields the probe (None when not ``probed``). The loop stops when the block ends (after the caller waited for its
+    yields the probe (None when not ``probed``); time walls within its :meth:`~StepProbe.untimed` (:func:`untimed`),
+    device times outside it. The loop stops when the block ends (after the caller waited for its
     requests), so that what runs on the engine next runs alone; the caller loads and closes the backend."""
     with contextlib.ExitStack() as stack:
         probe = stack.enter_context(StepProbe(backend.native_engine())) if probed else None
@@ -115,3 +140,8 @@ def stepping(backend: Any, recorder: Any, probed: bool = True) -> Iterator[Optio
             yield probe
         finally:
             backend.stop()
+
+
+def untimed(probe: Optional[StepProbe]) -> contextlib.AbstractContextManager[None]:
+    """``probe.untimed()``, or nothing to switch off where no probe is installed."""
+    return probe.untimed() if probe is not None else contextlib.nullcontext()

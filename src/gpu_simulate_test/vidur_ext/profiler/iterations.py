@@ -35,9 +35,11 @@ TIMEOUT_S = 600.0  # how long a shape may wait for the step it needs
 # run meets it, with no thread of the profiler's own taking the GIL (``bundle.QuietProgress``): a guess at why, timed
 # after the operators under rich's refreshing bar, the engine's steps came out slower than a run's on the H200 (a
 # hand-over of 84-123 us against ~50, ``studies/2026-12-03-handover-state/``); timed first, they were as slow: the
-# step probe's own events slow the steps they time (``studies/2026-12-03-build-grid/``).
+# step probe's own events slow the steps they time (``studies/2026-12-03-build-grid/``), so the walls are timed with
+# them off and the device times apart.
 STEP_TIMING = (f"as real-bench runs them: cyclic GC paused, GIL switch interval {SWITCH_INTERVAL_S * 1e6:g} us; "
-               "on the engine as loaded, before its operators are timed; no progress-bar thread")
+               "on the engine as loaded, before its operators are timed; no progress-bar thread; walls with the "
+               "step probe's events off, device times in rounds of their own")
 
 
 def _prompt(n: int, vocab: int, seed: int) -> list[int]:
@@ -116,7 +118,8 @@ class StepTimer:
 
     def measure(self, backend: Backend, recorder: Recorder, shape: BatchShape, probe: Any = None) -> ShapeSamples:
         """``samples`` steps of ``shape`` (the first matching step is a warm-up): wall times and the KV they had; with
-        ``probe`` (a ``StepProbe`` installed before the recorder's first step) their device times and packing too."""
+        ``probe`` (a ``StepProbe`` installed before the recorder's first step) their packing and, unless they launched
+        untimed, their device times too."""
         first, added = self._lengths(shape)
         since = recorder.num_steps
         vocab = backend.model_cfg.vocab_size
@@ -159,8 +162,9 @@ class StepTimer:
             raise RuntimeError(f"the step probe saw {len(records)} launches for {recorder.num_steps} recorded steps; "
                                "it must be installed before the first step")
         launches = [records[since + i] for i in picked]
-        return ShapeSamples(ns, decode_kv, np.array([r.device_ns for r in launches], dtype=np.int64),
-                            np.array([r.at_start for r in launches], dtype=bool))
+        device = None if any(r.device_ns is None for r in launches) else \
+            np.array([r.device_ns for r in launches], dtype=np.int64)  # None: launched untimed (``StepProbe.untimed``)
+        return ShapeSamples(ns, decode_kv, device, np.array([r.at_start for r in launches], dtype=bool))
 
     def _submit(self, backend: Backend, prompt: int, decode: int, vocab: int) -> int:
         rid, self._next_id = self._next_id, self._next_id + 1
