@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpu_simulate_test.io.schemas import parse_kv_tokens_field, parse_requests_field
 
-def prompt_entry(step: pd.Series) -> tuple[str, int, int] | None:
-    """(request, chunk tokens, KV after the step) of the step's prompt chunk, or None for a decode-only step."""
-    for entry, kv in zip(step["requests"].split(";"), str(step["kv_tokens"]).split(";")):
-        rid, tokens = entry.split(":")
-        if int(tokens) > 1:
-            return rid, int(tokens), int(kv)
+
+def prompt_entry(step: pd.Series) -> tuple[int, int, int] | None:
+    """(request id, chunk tokens, KV after the step) of the step's prompt chunk, or None for a decode-only step."""
+    for (rid, tokens), kv in zip(parse_requests_field(step["requests"]), parse_kv_tokens_field(str(step["kv_tokens"]))):
+        if tokens > 1:
+            return rid, tokens, kv
     return None
 
 
@@ -35,7 +36,7 @@ def main() -> int:
     for run in runs.itertuples():
         steps = pd.read_csv(root / "real_runs" / run.real_run / "iteration_metrics.csv")
         reqs = pd.read_csv(root / "real_runs" / run.real_run / "request_metrics.csv")
-        prompt_len = dict(zip("r" + reqs["request_id"].astype(str), reqs["num_prefill_tokens"]))
+        prompt_len = dict(zip(reqs["request_id"].astype(int), reqs["num_prefill_tokens"]))
         d = pd.read_csv(replay / f"{setup}-{workload}-{run.load_fraction}-r{run.replicate}.csv")
         steps = steps.merge(d[["iteration_id", "measured_ns", "predicted_ns", "packed_at_start"]], on="iteration_id")
         steps = steps[(steps["num_prefill_tokens"] > 0) & (steps["batch_size"] > 1)].copy()

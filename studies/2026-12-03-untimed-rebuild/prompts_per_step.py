@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from gpu_simulate_test.io.schemas import parse_requests_field
+
 
 def main() -> int:
     root, runs_csv, setup, workload, replay = (Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4],
@@ -29,8 +31,7 @@ def main() -> int:
         d = pd.read_csv(replay / f"{setup}-{workload}-{run.load_fraction}-r{run.replicate}.csv")
         steps = steps.merge(d[["iteration_id", "measured_ns", "predicted_ns", "error_pct"]], on="iteration_id")
         steps = steps[steps["num_prefill_tokens"] > 0].copy()
-        tokens = steps["requests"].str.split(";").apply(lambda v: [int(x.split(":")[1]) for x in v])
-        chunks = tokens.apply(lambda v: [t for t in v if t > 1])  # a decode holds one token
+        chunks = steps["requests"].apply(lambda v: [t for _, t in parse_requests_field(v) if t > 1])  # decodes: 1
         steps["prompts"] = chunks.apply(len)
         steps["one_wave"] = chunks.apply(lambda v: sum(-(-t // block) for t in v) <= wave)
         frames.append(steps)
