@@ -251,6 +251,21 @@ def test_decode_attention_between_measured_batch_sizes_by_hand() -> None:
     assert between_measured_batches(rows, [32]) == rows  # one measured size: nothing to read between
 
 
+def test_prefill_attention_between_measured_chunk_sizes_by_hand() -> None:
+    """A model that answers chunks of 1,056-1,280 tokens with the 1,024 row and 1,312-1,504 with the 1,536's is read
+    linearly between the measured 1,024 and 1,536 at each KV (the key's second part); measured chunks, those outside
+    them and a chunk at a KV where only one measured size was predicted stay as predicted."""
+    from gpu_simulate_test.vidur_ext.predictor import between_measured_chunks
+
+    rows = {(kv, c): (1.0 if c <= 1280 else 3.0) + kv / 1024 for kv in (0, 1024) for c in range(992, 1600, 32)}
+    rows[(2048, 1280)] = 7.0  # only one measured size (none) at this KV: nothing to read between
+    got = between_measured_chunks(rows, [512, 1024, 1536, 2048])
+    assert got[(0, 1024)] == 1.0 and got[(1024, 1536)] == 4.0 and got[(0, 1280)] == pytest.approx(2.0)
+    assert got[(1024, 1152)] == pytest.approx(2.0 + 0.5) and got[(0, 1504)] == pytest.approx(1.0 + 2 * 480 / 512)
+    assert got[(0, 992)] == 1.0 and got[(1024, 1568)] == 4.0 and got[(2048, 1280)] == 7.0
+    assert between_measured_chunks(rows, [1024]) == rows
+
+
 def test_eager_points_lie_above_the_largest_graph_between_powers_of_two() -> None:
     from types import SimpleNamespace
 
@@ -284,7 +299,8 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
             "row_keys": {"prefill_attention_kv": "before_chunk", "token_rows": "exact", "decode_batching": "as_measured",
                          "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64,
                          "graph_batch_sizes": [], "graph_token_sizes": [], "token_fit": "every_row",
-                         "decode_attention_kv": "rounded_up", "decode_attention_batch": "vidur_model"}}  # Vidur's readings
+                         "decode_attention_kv": "rounded_up", "decode_attention_batch": "vidur_model",
+                         "prefill_attention_chunk": "vidur_model"}}  # Vidur's readings
     terms = step_terms(meta)
     assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
     assert terms.host == HostTerm(RequestCurve((1, 64), (0.03, 0.05)), RequestCurve((1,), (0.3,)))
@@ -292,6 +308,7 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     assert terms.keys == RowKeys("before_chunk", "exact", "as_measured", "one_wave", 16, 64, token_fit="every_row")
     assert terms.keys.one_wave([480, 32]) and terms.keys.one_wave([512] + [64] * 8)  # 16 query blocks of 64
     assert not terms.keys.one_wave([512] + [64] * 9) and not RowKeys().one_wave([32, 32])
+    assert replace(terms.keys, prefill_chunks="one_launch").one_wave([480, 32])  # one launch reads one wave alike
     assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
     assert terms.record() == {**meta, "decode_graph": None}
     eager = {**meta, "host_term": {**meta["host_term"], "eager": {"tokens": [768, 1280], "ms": [12.0, 13.0]}},
@@ -309,7 +326,8 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     assert got.graph == DecodeGraph((1, 5, 8), (-0.01, 0.2, 0.1), (1, 8, 8)) and got.record() == padded
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
-                {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_wave_blocks": -1}},
+                {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_chunks": "one_launch"}},
+                {"row_keys": {"prefill_wave_blocks": -1}}, {"row_keys": {"prefill_attention_chunk": "linear"}},
                 {"row_keys": {"prefill_block_q": "64"}}, {"row_keys": {"token_rows": "graph_bucket"}},
                 {"row_keys": {"graph_batch_sizes": [4, 2]}}, {"row_keys": {"token_fit": "exact"}},
                 {"host_term": {"ahead": {"requests": [1], "ms": [0.1]}}},
@@ -475,6 +493,26 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         assert got == pytest.approx(want, abs=1e-6), wave
         one = [(200, 200), (1, 65)]  # one chunk: nothing to read side by side
         assert predict_batch_time_s(waved, one, serial=False) == predict_batch_time_s(summed, one, serial=False)
+    # one launch: one wave as one_wave reads it; beyond it the summed rows less a launch's fixed cost (the row of 32
+    # tokens at KV 0: 0.5 + 0.004 * 32 ms a layer) for each chunk after the first
+    launch_row = layers * (0.5 + 0.004 * 32)
+    for wave, chunks, want in ((2, [(64, 64), (32, 544)], -layers * (0.5 + 0.004 * 64)),
+                               (1, [(64, 64), (32, 544)], -launch_row),
+                               (1, [(64, 64), (32, 544), (96, 96)], -2 * launch_row)):
+        keys = replace(before, prefill_chunks="one_launch", prefill_wave_blocks=wave, prefill_block_q=64)
+        launched = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys), **kw)
+        got = (predict_batch_time_s(launched, chunks, serial=False) - predict_batch_time_s(summed, chunks, serial=False)) * 1e3
+        assert got == pytest.approx(want, abs=1e-6), (wave, len(chunks))
+    # prefill attention between the measured chunk sizes: the predictor's grid is Vidur's, post-processed
+    from gpu_simulate_test.vidur_ext.predictor import between_measured_chunks, measured_prefill_chunks
+
+    measured_chunks = measured_prefill_chunks(root / "attention.csv")
+    assert len(measured_chunks) >= 3 and measured_chunks == sorted(measured_chunks)
+    chunked = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
+        keys=RowKeys(prefill_attention_chunk="between_measured")), **kw)
+    assert chunked._predictions["attn_prefill"] == pytest.approx(
+        between_measured_chunks(plain._predictions["attn_prefill"], measured_chunks))
+    assert chunked._predictions["attn_decode"] == plain._predictions["attn_decode"]
     # token rows at the CUDA graph the engine replays the step in (decode buckets 1, 2, 4, 8, 16, 32; token buckets
     # 16 ... 512; a mixed bucket needs one more sequence for its padding tokens): op rows grow linearly with tokens,
     # so 3 decodes (graph 4) gain one token's worth, a chunk of 100 beside 3 decodes (103 tokens: graph 128 x 8) 25;

@@ -105,23 +105,45 @@ def measured_decode_batches(attention_csv: Path) -> list[int]:
     return sorted(int(b) for b in attention.loc[attention["prefill_chunk_size"] == 0, "batch_size"].unique())
 
 
-def between_measured_batches(rows: dict[Any, float], measured: Sequence[int]) -> dict[Any, float]:
-    """Vidur's decode attention predictions ``(batch size, KV) -> ms``, each batch size between two measured ones read
-    linearly between the predictions at those two, at its KV; the measured sizes, and those outside them, as
-    predicted."""
-    sizes_by_kv: dict[int, list[int]] = {}
-    for b, kv in rows:
-        sizes_by_kv.setdefault(int(kv), []).append(int(b))
+def measured_prefill_chunks(attention_csv: Path) -> list[int]:
+    """The chunk sizes a profile's prefill attention rows were measured at."""
+    attention = pd.read_csv(attention_csv, usecols=["prefill_chunk_size"])
+    return sorted(int(c) for c in attention["prefill_chunk_size"].unique() if c > 0)
+
+
+def _between_measured(rows: dict[Any, float], measured: Sequence[int], axis: int) -> dict[Any, float]:
+    """Predictions keyed by pairs, each key between two measured values on ``axis`` (0 or 1) read linearly between the
+    predictions at those two, the other part of the key held; the measured keys, and those outside them, as
+    predicted. Vidur's random forest answers a key between two measured ones with one of them (a sawtooth)."""
+    keys_by_other: dict[int, list[int]] = {}
+    for key in rows:
+        keys_by_other.setdefault(int(key[1 - axis]), []).append(int(key[axis]))
+
+    def pair(on_axis: int, other: int) -> tuple[int, int]:
+        return (on_axis, other) if axis == 0 else (other, on_axis)
+
     out = dict(rows)
-    for kv, sizes in sizes_by_kv.items():
-        points = [b for b in measured if (b, kv) in rows]
+    for other, values in keys_by_other.items():
+        points = [m for m in measured if pair(m, other) in rows]
         if len(points) < 2:
             continue
-        times = [float(rows[(b, kv)]) for b in points]
-        for b in sizes:
-            if points[0] < b < points[-1]:
-                out[(b, kv)] = float(np.interp(b, points, times))
+        times = [float(rows[pair(m, other)]) for m in points]
+        for v in values:
+            if points[0] < v < points[-1]:
+                out[pair(v, other)] = float(np.interp(v, points, times))
     return out
+
+
+def between_measured_batches(rows: dict[Any, float], measured: Sequence[int]) -> dict[Any, float]:
+    """Vidur's decode attention predictions ``(batch size, KV) -> ms``, each batch size between two measured ones read
+    linearly between the predictions at those two, at its KV (``decode_attention_batch: between_measured``)."""
+    return _between_measured(rows, measured, axis=0)
+
+
+def between_measured_chunks(rows: dict[Any, float], measured: Sequence[int]) -> dict[Any, float]:
+    """Vidur's prefill attention predictions ``(KV, chunk) -> ms``, each chunk between two measured chunk sizes read
+    linearly between the predictions at those two, at its KV (``prefill_attention_chunk: between_measured``)."""
+    return _between_measured(rows, measured, axis=1)
 
 
 class _LocalProfileMixin:
@@ -134,12 +156,18 @@ class _LocalProfileMixin:
 
     def _predict_from_models(self, models: dict[str, Any]) -> dict[str, Any]:
         """Vidur's predictions on its grid; with ``decode_attention_batch: between_measured`` the decode attention
-        of every batch size read linearly between the batch sizes its rows were measured at."""
+        of every batch size read linearly between the batch sizes its rows were measured at, with
+        ``prefill_attention_chunk: between_measured`` the prefill attention of every chunk between its measured
+        chunk sizes."""
         predictions = super()._predict_from_models(models)  # type: ignore[misc]
         files = self._local_files()
-        if files is not None and self._terms().keys.decode_attention_batch == "between_measured":
+        keys = self._terms().keys
+        if files is not None and keys.decode_attention_batch == "between_measured":
             predictions["attn_decode"] = between_measured_batches(predictions["attn_decode"],
                                                                   measured_decode_batches(Path(files[1])))
+        if files is not None and keys.prefill_attention_chunk == "between_measured":
+            predictions["attn_prefill"] = between_measured_chunks(predictions["attn_prefill"],
+                                                                  measured_prefill_chunks(Path(files[1])))
         return predictions
 
     def _get_input_files(self) -> tuple[str, str, str, str]:
@@ -219,14 +247,21 @@ class _LocalProfileMixin:
         return batch._prefill_params
 
     def _get_attention_prefill_execution_time(self, batch: Batch) -> float:
-        """Vidur's prefill attention, one row a chunk, summed; with ``prefill_chunks: one_wave`` a step whose chunks
-        fit one wave of the engine's launch costs its longest chunk's row."""
+        """Vidur's prefill attention, one row a chunk, summed; with ``prefill_chunks: one_wave`` (or ``one_launch``) a
+        step whose chunks fit one wave of the engine's launch costs its longest chunk's row; with ``one_launch`` a
+        bigger step costs the summed rows less a launch's fixed cost (the row of 32 tokens at KV 0) for every chunk
+        after the first, the engine running all of a step's chunks in one launch."""
         keys = self._terms().keys
         params = self._get_batch_prefill_attention_params(batch)
-        if len(params) < 2 or not keys.one_wave([c for _, c in params]):
+        if len(params) < 2 or keys.prefill_chunks == "summed":
             return super()._get_attention_prefill_execution_time(batch)  # type: ignore[misc]
         rows = self._predictions["attn_prefill"]  # type: ignore[attr-defined]
-        return max(rows[(kv, -(-c // CHUNK_GRANULARITY) * CHUNK_GRANULARITY)] for kv, c in params)
+        chunk_rows = [rows[(kv, -(-c // CHUNK_GRANULARITY) * CHUNK_GRANULARITY)] for kv, c in params]
+        if keys.one_wave([c for _, c in params]):
+            return max(chunk_rows)
+        if keys.prefill_chunks == "one_launch":
+            return sum(chunk_rows) - (len(chunk_rows) - 1) * rows[(0, CHUNK_GRANULARITY)]
+        return sum(chunk_rows)
 
     def _get_attention_decode_execution_time(self, batch: Batch) -> float:
         """Vidur's batched decode attention; with ``decode_batching: as_measured`` the row alone, without Vidur's

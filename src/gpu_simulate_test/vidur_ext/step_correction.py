@@ -66,8 +66,8 @@ GRAPH_KEY = "decode_graph"  # profile_meta.json: the decode graphs' cost beyond 
 HOST_KEY = "host_term"  # profile_meta.json: the head variant's measured host share (absent or null: none)
 ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
-            "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave"),
-            "token_fit": ("bootstrap", "every_row"),
+            "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave", "one_launch"),
+            "token_fit": ("bootstrap", "every_row"), "prefill_attention_chunk": ("vidur_model", "between_measured"),
             "decode_attention_kv": ("rounded_up", "mean"), "decode_attention_batch": ("vidur_model", "between_measured")}
 ROW_COUNTS = ("prefill_wave_blocks", "prefill_block_q")  # the numbers of the one_wave reading (0: unused)
 ROW_SIZES = ("graph_batch_sizes", "graph_token_sizes")  # the buckets of the graph_bucket reading (empty: unused)
@@ -201,7 +201,10 @@ class RowKeys:
     - ``prefill_chunks``: Vidur adds one prefill attention row per prompt chunk of a step; ``one_wave`` reads a step
       whose chunks' query blocks (``ceil(chunk / prefill_block_q)`` each) fit one wave of the engine's launch
       (``prefill_wave_blocks`` a KV head: its SMs over its KV heads, one program an SM) as its longest chunk's row,
-      the chunks running side by side in one launch; a bigger step is summed as Vidur does.
+      the chunks running side by side in one launch; a bigger step is summed as Vidur does; ``one_launch`` reads one
+      wave as ``one_wave`` does and a bigger step as the summed rows less one launch's fixed cost (the row of 32 tokens
+      at KV 0) for every chunk after the first: each row holds a launch's fixed cost, which the engine pays once a
+      step (``studies/2026-12-03-untimed-rebuild/``, section 5).
     - ``token_fit``: Vidur fits each token operator (one row per token count) with a random forest whose trees each
       see a bootstrap sample of the rows, which averages a row with its neighbours where a tree missed it;
       ``every_row`` lets every tree see every row (``bootstrap=False``, token operators only), so the forest returns
@@ -215,6 +218,12 @@ class RowKeys:
       answers a size between two rungs with one of them, so 33-40 decodes read the 32-decode row and 41-48 the 48's (a
       sawtooth: -9 to -16% then +5%, on the H200 campaign); ``between_measured`` reads every batch size linearly
       between the model's predictions at the two measured sizes on either side (beyond the ladder: the model's).
+
+    - ``prefill_attention_chunk``: Vidur predicts a chunk's prefill attention from its model of the rows, measured at a
+      ladder of chunk sizes (..., 512, 768, 1024, 1536, 2048, 3072, 4096); its random forest answers a chunk between
+      two rungs with one of them (a lone prompt's sawtooth: -9 to +7% on the H200 campaign's vllm setup);
+      ``between_measured`` reads every chunk linearly between the model's predictions at the two measured sizes on
+      either side, at its KV (beyond the ladder: the model's).
 
     Apart from ``token_fit`` the rows and Vidur's trained models stay as they are; only the key of a lookup
     changes."""
@@ -230,6 +239,7 @@ class RowKeys:
     token_fit: str = "bootstrap"
     decode_attention_kv: str = "rounded_up"
     decode_attention_batch: str = "vidur_model"
+    prefill_attention_chunk: str = "vidur_model"
 
     def graph(self, num_tokens: int, num_seqs: int, decode_only: bool) -> Optional[tuple[int, int]]:
         """The ``(tokens, sequences)`` of the graph the engine replays a step in (``graph_bucket``), or None."""
@@ -241,8 +251,9 @@ class RowKeys:
                                 list(self.graph_token_sizes))
 
     def one_wave(self, chunks: list[int]) -> bool:
-        """Whether a step's prompt chunks run side by side in one wave (``prefill_chunks: one_wave``)."""
-        if self.prefill_chunks != "one_wave" or self.prefill_wave_blocks < 1 or self.prefill_block_q < 1:
+        """Whether a step's prompt chunks run side by side in one wave (``prefill_chunks: one_wave`` or
+        ``one_launch``)."""
+        if self.prefill_chunks not in ("one_wave", "one_launch") or self.prefill_wave_blocks < 1 or self.prefill_block_q < 1:
             return False
         return sum(-(-int(c) // self.prefill_block_q) for c in chunks) <= self.prefill_wave_blocks
 
@@ -343,8 +354,8 @@ def row_keys(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) ->
         elif value not in ROW_KEYS[name]:
             raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.{name}={value!r} is not one of {list(ROW_KEYS[name])}")
     keys = RowKeys(**fields)
-    if keys.prefill_chunks == "one_wave" and (keys.prefill_wave_blocks < 1 or keys.prefill_block_q < 1):
-        raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.prefill_chunks=one_wave needs prefill_wave_blocks and "
+    if keys.prefill_chunks != "summed" and (keys.prefill_wave_blocks < 1 or keys.prefill_block_q < 1):
+        raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.prefill_chunks={keys.prefill_chunks} needs prefill_wave_blocks and "
                             "prefill_block_q >= 1; rebuild the bundle")
     if keys.token_rows == "graph_bucket" and not (keys.graph_batch_sizes and keys.graph_token_sizes):
         raise ArtifactError(f"{source}: {ROW_KEYS_KEY}.token_rows=graph_bucket needs graph_batch_sizes and "

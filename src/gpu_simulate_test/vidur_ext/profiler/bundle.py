@@ -88,13 +88,15 @@ log = logging.getLogger(__name__)
 # read from the engine at build time; exact off a GPU, which has no graphs); batched decode attention as measured (the balanced split-KV decode costs
 # what a batch's total KV does, ragged or not); a step's prompt chunks that fit one wave of the engine's prefill
 # launch as the longest one's row (the wave's size measured on the device at build time, ``prefill_wave``; off a GPU
-# summed); token operators fitted on every row in every tree, so that each measured row is read back exactly
+# summed), beyond one wave summed less one launch's fixed cost a chunk after the first; a prompt chunk between the
+# measured chunk sizes linearly between them (``studies/2026-12-03-untimed-rebuild/``, section 5); token operators fitted on every row in every tree, so that each measured row is read back exactly
 # (``studies/2026-12-03-forest/``); decode attention at the batch's mean KV, not rounded up
 # (``studies/2026-12-03-bucket8/``), and at every batch size between the measured ones, not as the neighbouring
 # rung (``studies/2026-12-03-sawtooth/``). Written into every native bundle's meta and, as these names, into its id.
 NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph_bucket",
-                          decode_batching="as_measured", prefill_chunks="one_wave", token_fit="every_row",
-                          decode_attention_kv="mean", decode_attention_batch="between_measured")
+                          decode_batching="as_measured", prefill_chunks="one_launch", token_fit="every_row",
+                          decode_attention_kv="mean", decode_attention_batch="between_measured",
+                          prefill_attention_chunk="between_measured")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
              "(wall less device) measured on a request grid, packed ahead or at the start, by requests; a step no "
