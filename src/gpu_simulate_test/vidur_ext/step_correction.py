@@ -204,7 +204,7 @@ class RowKeys:
       the chunks running side by side in one launch; a bigger step is summed as Vidur does; ``one_launch`` reads one
       wave as ``one_wave`` does and a bigger step as the summed rows less one launch's fixed cost (the row of 32 tokens
       at KV 0) for every chunk after the first: each row holds a launch's fixed cost, which the engine pays once a
-      step (``studies/2026-12-03-untimed-rebuild/``, section 5).
+      step (``studies/2026-12-03-untimed-rebuild/prompts_per_step-vllm.txt``).
     - ``token_fit``: Vidur fits each token operator (one row per token count) with a random forest whose trees each
       see a bootstrap sample of the rows, which averages a row with its neighbours where a tree missed it;
       ``every_row`` lets every tree see every row (``bootstrap=False``, token operators only), so the forest returns

@@ -89,7 +89,8 @@ log = logging.getLogger(__name__)
 # what a batch's total KV does, ragged or not); a step's prompt chunks that fit one wave of the engine's prefill
 # launch as the longest one's row (the wave's size measured on the device at build time, ``prefill_wave``; off a GPU
 # summed), beyond one wave summed less one launch's fixed cost a chunk after the first; a prompt chunk between the
-# measured chunk sizes linearly between them (``studies/2026-12-03-untimed-rebuild/``, section 5); token operators fitted on every row in every tree, so that each measured row is read back exactly
+# measured chunk sizes linearly between them (``studies/2026-12-03-untimed-rebuild/prompts_per_step-vllm.txt``);
+# token operators fitted on every row in every tree, so that each measured row is read back exactly
 # (``studies/2026-12-03-forest/``); decode attention at the batch's mean KV, not rounded up
 # (``studies/2026-12-03-bucket8/``), and at every batch size between the measured ones, not as the neighbouring
 # rung (``studies/2026-12-03-sawtooth/``). Written into every native bundle's meta and, as these names, into its id.
