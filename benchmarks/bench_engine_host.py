@@ -3,7 +3,9 @@ kernels, no device), so what is left is the Python and numpy work the GPU waits 
 scheduling, packing the step's inputs, applying its tokens. Decode batches of 1-128 sequences (the median of 7
 rounds of 50 steps each), then a fresh prompt of 32, 256 and 512 tokens reaching an idle engine (the median of 30:
 with nothing running, all of that step's host work is on the GPU's path; a decode step's overlaps the step before
-it, ``engine/engine.py``). Wall time: a loaded machine inflates it, read it beside ``uptime``. Needs no GPU: a tiny
+it, ``engine/engine.py``), then a 512-token prompt arriving while 1-64 sequences decode (the median of 30): the step
+formed ahead is revised and packed again at its start (``LLMEngine._decide``), on the GPU's path too; it is the
+bundle's ``serial`` host term (``studies/2026-12-03-host-state/``). Wall time: a loaded machine inflates it, read it beside ``uptime``. Needs no GPU: a tiny
 random Qwen3 on the CPU (the host work does not depend on the model's size).
 
 Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_host.py``.
@@ -25,6 +27,7 @@ TINY = ModelShape(hidden_size=128, num_layers=2, num_attention_heads=4, num_kv_h
                   intermediate_size=384, vocab_size=151936, max_position_embeddings=40960, rope_theta=1e6,
                   rms_norm_eps=1e-6, tie_word_embeddings=True)
 BATCHES, ROUNDS, STEPS, PROMPTS = (1, 16, 64, 128), 7, 50, (32, 256, 512)
+REVISED = (1, 16, 64)  # decodes running when a 512-token prompt arrives
 
 
 def _state_dict(shape: ModelShape) -> dict:
@@ -75,6 +78,36 @@ def fresh_prompt_us(tokens: int, state_dict: dict) -> float:
     return statistics.median(times[1:])
 
 
+def repack_us(decodes: int, state_dict: dict) -> float:
+    """Median wall us of ``LLMEngine._decide`` when a 512-token prompt arrived during a step of ``decodes`` decodes:
+    the step formed ahead without it is revised and packed again, the forward stubbed."""
+    engine = _engine(state_dict)
+    rng = random.Random(decodes)
+    for i in range(decodes):
+        engine.add_request(i, [rng.randrange(100) for _ in range(64)], 10_000)
+    while not ((step := engine.step()).batch.is_decode_only and len(step.batch.entries) == decodes):
+        pass
+    times: list[int] = []
+    decide = engine._decide
+
+    def timed(*args: object) -> object:
+        t0 = time.perf_counter_ns()
+        out = decide(*args)
+        times.append(time.perf_counter_ns() - t0)
+        return out
+
+    engine._decide = timed  # type: ignore[method-assign]
+    for k in range(31):  # the first warms up
+        engine.add_request(decodes + k, [rng.randrange(100) for _ in range(512)], 1)  # arrives during the step
+        n = len(times)
+        engine.step()  # its decision: the request joins the step formed ahead, which is packed again
+        del times[n + 1:]
+        for _ in range(3):  # the prompt's step runs and the request finishes; the decodes go on
+            engine.step()
+        del times[n + 1:]
+    return statistics.median(times[1:]) / 1e3
+
+
 def main() -> int:
     state_dict = _state_dict(TINY)
     for batch in BATCHES:
@@ -82,6 +115,9 @@ def main() -> int:
     for tokens in PROMPTS:
         print(f"fresh prompt of {tokens:4d} tokens, engine idle: host work {fresh_prompt_us(tokens, state_dict):7.0f} "
               "us", flush=True)
+    for decodes in REVISED:
+        print(f"512-token prompt arriving beside {decodes:3d} decodes: packed again at the step's start "
+              f"{repack_us(decodes, state_dict):7.0f} us", flush=True)
     return 0
 
 
