@@ -471,16 +471,21 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
                              ([(1, 512)] * 3, 0.0), ([(1, 100), (1, 301)], layers * 0.0005 * (200.5 - 256))):
             got = (predict_batch_time_s(mean, shapes, serial=False) - predict_batch_time_s(rounded, shapes, serial=False)) * 1e3
             assert got == pytest.approx(want * (factor if len(shapes) > 1 else 1.0), abs=1e-6), (batching, shapes)
-    # decode attention at every batch size between the measured ones, linearly between the model's predictions
-    # there: the predictor's grid is Vidur's, post-processed (linear rows stay as they are)
-    from gpu_simulate_test.vidur_ext.predictor import between_measured_batches, measured_decode_batches
+    # decode attention at every batch size between the measured ones, and prefill attention at every chunk between
+    # the measured chunk sizes, linearly between the model's predictions there: the predictor's grid is Vidur's,
+    # post-processed (linear rows stay as they are), the other attention operator untouched
+    from gpu_simulate_test.vidur_ext.predictor import (between_measured_batches, between_measured_chunks,
+                                                       measured_decode_batches, measured_prefill_chunks)
 
-    measured_sizes = measured_decode_batches(root / "attention.csv")
-    assert len(measured_sizes) >= 3 and measured_sizes == sorted(measured_sizes)
-    between = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
-        keys=RowKeys(decode_attention_batch="between_measured")), **kw)
-    assert between._predictions["attn_decode"] == pytest.approx(
-        between_measured_batches(plain._predictions["attn_decode"], measured_sizes))
+    for field, op, other, measured, between in (
+            ("decode_attention_batch", "attn_decode", "attn_prefill", measured_decode_batches, between_measured_batches),
+            ("prefill_attention_chunk", "attn_prefill", "attn_decode", measured_prefill_chunks, between_measured_chunks)):
+        sizes = measured(root / "attention.csv")
+        assert len(sizes) >= 3 and sizes == sorted(sizes), field
+        read = build_predictor(root / "mlp.csv", root / "attention.csv",
+                               step_terms=StepTerms(keys=RowKeys(**{field: "between_measured"})), **kw)
+        assert read._predictions[op] == pytest.approx(between(plain._predictions[op], sizes)), field
+        assert read._predictions[other] == plain._predictions[other], field
     # a step's chunks in one wave of the engine's launch: the longest one's row, not the sum (a first chunk of 64 at
     # KV 0: 0.756 ms a layer, a later one of 32 at KV 512: 1.14); beyond the wave, summed as Vidur does
     before = RowKeys(prefill_attention_kv="before_chunk")
@@ -503,16 +508,6 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         launched = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys), **kw)
         got = (predict_batch_time_s(launched, chunks, serial=False) - predict_batch_time_s(summed, chunks, serial=False)) * 1e3
         assert got == pytest.approx(want, abs=1e-6), (wave, len(chunks))
-    # prefill attention between the measured chunk sizes: the predictor's grid is Vidur's, post-processed
-    from gpu_simulate_test.vidur_ext.predictor import between_measured_chunks, measured_prefill_chunks
-
-    measured_chunks = measured_prefill_chunks(root / "attention.csv")
-    assert len(measured_chunks) >= 3 and measured_chunks == sorted(measured_chunks)
-    chunked = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
-        keys=RowKeys(prefill_attention_chunk="between_measured")), **kw)
-    assert chunked._predictions["attn_prefill"] == pytest.approx(
-        between_measured_chunks(plain._predictions["attn_prefill"], measured_chunks))
-    assert chunked._predictions["attn_decode"] == plain._predictions["attn_decode"]
     # token rows at the CUDA graph the engine replays the step in (decode buckets 1, 2, 4, 8, 16, 32; token buckets
     # 16 ... 512; a mixed bucket needs one more sequence for its padding tokens): op rows grow linearly with tokens,
     # so 3 decodes (graph 4) gain one token's worth, a chunk of 100 beside 3 decodes (103 tokens: graph 128 x 8) 25;
