@@ -5,8 +5,8 @@ rounds of 50 steps each), then a fresh prompt of 32, 256 and 512 tokens reaching
 with nothing running, all of that step's host work is on the GPU's path; a decode step's overlaps the step before
 it, ``engine/engine.py``), then a 512-token prompt arriving while 1-64 sequences decode (the median of 30): the step
 formed ahead is revised and packed again at its start (``LLMEngine._decide``), on the GPU's path too; it is the
-bundle's ``serial`` host term (``studies/2026-12-03-host-state/``). Wall time: a loaded machine inflates it, read it beside ``uptime``. Needs no GPU: a tiny
-random Qwen3 on the CPU (the host work does not depend on the model's size).
+bundle's ``serial`` host term (``studies/2026-12-03-host-state/``). Wall time: a loaded machine inflates it, read it
+beside ``uptime``. Needs no GPU: a tiny random Qwen3 on the CPU (the host work does not depend on the model's size).
 
 Run: ``PYTHONPATH=src python3 benchmarks/bench_engine_host.py``.
 """
@@ -101,10 +101,9 @@ def repack_us(decodes: int, state_dict: dict) -> float:
         engine.add_request(decodes + k, [rng.randrange(100) for _ in range(512)], 1)  # arrives during the step
         n = len(times)
         engine.step()  # its decision: the request joins the step formed ahead, which is packed again
-        del times[n + 1:]
         for _ in range(3):  # the prompt's step runs and the request finishes; the decodes go on
             engine.step()
-        del times[n + 1:]
+        del times[n + 1:]  # only that decision
     return statistics.median(times[1:]) / 1e3
 
 

@@ -256,12 +256,12 @@ class _LocalProfileMixin:
         if len(params) < 2 or keys.prefill_chunks == "summed":
             return super()._get_attention_prefill_execution_time(batch)  # type: ignore[misc]
         rows = self._predictions["attn_prefill"]  # type: ignore[attr-defined]
-        chunk_rows = [rows[(kv, -(-c // CHUNK_GRANULARITY) * CHUNK_GRANULARITY)] for kv, c in params]
         if keys.one_wave([c for _, c in params]):
-            return max(chunk_rows)
+            return max(rows[(kv, -(-c // CHUNK_GRANULARITY) * CHUNK_GRANULARITY)] for kv, c in params)
+        summed = super()._get_attention_prefill_execution_time(batch)  # type: ignore[misc]
         if keys.prefill_chunks == "one_launch":
-            return sum(chunk_rows) - (len(chunk_rows) - 1) * rows[(0, CHUNK_GRANULARITY)]
-        return sum(chunk_rows)
+            return summed - (len(params) - 1) * rows[(0, CHUNK_GRANULARITY)]
+        return summed
 
     def _get_attention_decode_execution_time(self, batch: Batch) -> float:
         """Vidur's batched decode attention; with ``decode_batching: as_measured`` the row alone, without Vidur's

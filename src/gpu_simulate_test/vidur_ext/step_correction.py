@@ -218,7 +218,6 @@ class RowKeys:
       answers a size between two rungs with one of them, so 33-40 decodes read the 32-decode row and 41-48 the 48's (a
       sawtooth: -9 to -16% then +5%, on the H200 campaign); ``between_measured`` reads every batch size linearly
       between the model's predictions at the two measured sizes on either side (beyond the ladder: the model's).
-
     - ``prefill_attention_chunk``: Vidur predicts a chunk's prefill attention from its model of the rows, measured at a
       ladder of chunk sizes (..., 512, 768, 1024, 1536, 2048, 3072, 4096); its random forest answers a chunk between
       two rungs with one of them (a lone prompt's sawtooth: -9 to +7% on the H200 campaign's vllm setup);
