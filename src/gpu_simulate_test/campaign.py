@@ -29,12 +29,14 @@ import re
 import shutil
 import tarfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.config.experiment import ExperimentAppConfig
+from gpu_simulate_test.engine import measured_with
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.io.outputs import ARCHIVE_MODES, SUMMARY, WORKLOAD_META, write_archive
 
@@ -434,6 +436,26 @@ def _never_measure(cfg: Any) -> Path:
                      "archives, and the local half never measures; collect the call that ran it")
 
 
+def archived_engine_code(folder: Path) -> Optional[str]:
+    """The native engine the folder's points were measured with (each real run's ``backend.engine_code``), so that
+    ``publish`` finds them and their bundles by the keys they were filed under (``engine.measured_with``); None when
+    no point archive names one. Points of two engines in one folder are an error: one result, one engine."""
+    codes: dict[str, list[str]] = {}
+    for archive in archives(folder, "points"):
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith("/run_meta.json"):
+                    meta = json.load(tar.extractfile(member))
+                    code = (meta.get("backend") or {}).get("engine_code")
+                    if code:
+                        codes.setdefault(str(code), []).append(archive.name)
+    if len(codes) > 1:
+        raise InputError(f"{folder}/points: real runs of {len(codes)} engines ("
+                         + "; ".join(f"{c}: {len(a)} archives, e.g. {a[0]}" for c, a in sorted(codes.items()))
+                         + "); a result folder holds one engine's points")
+    return next(iter(codes), None)
+
+
 def unpack(folder: Path, root: Path) -> None:
     """Every archive of the result folder (``bundles/``, then ``points/``) into the artifact root."""
     root.mkdir(parents=True, exist_ok=True)
@@ -493,11 +515,18 @@ def _real_vs_real(root: Path, first: str, second: str) -> Path:
 
 def publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reproduce: str, stages: Any = None) -> list[str]:
     """The local half: unpack the folder's archives into ``root``, compare every point, and (re)write the folder's
-    ``tables/``, ``figs/``, ``summary.md`` and ``MANIFEST.csv``; returns what it wrote."""
+    ``tables/``, ``figs/``, ``summary.md`` and ``MANIFEST.csv``; returns what it wrote. Points and bundles are found
+    by the keys of the engine the points ran on (``archived_engine_code``), not of today's."""
+    folder, root = Path(folder), Path(root)
+    code = archived_engine_code(folder)
+    with measured_with(code) if code else nullcontext():
+        return _publish(campaign, folder, root, title=title, reproduce=reproduce, stages=stages)
+
+
+def _publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reproduce: str, stages: Any) -> list[str]:
     from gpu_simulate_test.analysis import publish as pub
     from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
 
-    folder, root = Path(folder), Path(root)
     unpack(folder, root)
     rehome_capacities(campaign, folder, root / "capacity")
     points = compare_points(campaign, root, stages)

@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpu_simulate_test.campaign import Campaign, bundle_app, collect, publish, read_collected, run_call
+import gpu_simulate_test.engine as engine_pkg
+from gpu_simulate_test.campaign import (Campaign, archived_engine_code, bundle_app, collect, publish, read_collected,
+                                        run_call)
 from gpu_simulate_test.config.apps import RealBenchAppConfig
+from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.experiment import default_stages
 from gpu_simulate_test.io.meta import build_meta, write_json
 from gpu_simulate_test.io.outputs import PROFILE_META, atomic_dir
@@ -72,7 +75,8 @@ class FakeEngine:
             write_run_tables(tmp, requests, tokens, iterations)
             write_run_meta(tmp, build_meta(
                 kind="real_run", id=run_id, config=asdict(app), inputs={"workload_id": w.workload_id},
-                backend={"name": app.backend.name, "num_blocks": 4096, "block_size": app.backend.block_size},
+                backend={"name": app.backend.name, "num_blocks": 4096, "block_size": app.backend.block_size,
+                         "engine_code": engine_pkg.source_fingerprint()},
                 gpu="cpu", load_s=1.5, warmup_s=0.1, run_s=free / 1e9, num_requests=len(w.requests),
                 engine_stats={"preemptions_during_run": 0, "cuda_graph_captures_during_run": 0},
                 host_load={"gpu": None, "busy": False}))
@@ -96,7 +100,7 @@ def _stages(engine: FakeEngine) -> Any:
 
 
 @pytest.mark.slow
-def test_calls_collect_and_publish(tmp_path: Path) -> None:
+def test_calls_collect_and_publish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = FakeEngine()
     folder, carry = tmp_path / "results", tmp_path / "carry"
     # Call 1 on a "fresh machine": the bundle (estimated 1 s) and the probe (1 s) fit its 60 s, a point (1,000 s) not.
@@ -176,6 +180,14 @@ def test_calls_collect_and_publish(tmp_path: Path) -> None:
     before = {f: (folder / f).read_bytes() for f in ("tables/sweep.csv", "tables/iterations.csv", "tables/runs.csv",
                                                      "summary.md", "MANIFEST.csv")}
     publish(CAMPAIGN, folder, tmp_path / "local", title="tiny", reproduce="publish")
+    assert {f: (folder / f).read_bytes() for f in before} == before
+    # The engine changes after the campaign: its points and bundle are found by the keys of the engine they ran on
+    # (each real run's backend.engine_code), and the command, on a root of its own, still rewrites the same tables.
+    measured = engine_pkg.source_fingerprint()
+    monkeypatch.setattr(engine_pkg, "source_fingerprint", lambda: "0" * 12)
+    assert archived_engine_code(folder) == measured
+    assert bundle_id(bundle_app(CAMPAIGN, tmp_path / "ids", "sarathi", _stages(engine))) != bid
+    publish(CAMPAIGN, folder, tmp_path / "local-after", title="tiny", reproduce="publish")
     assert {f: (folder / f).read_bytes() for f in before} == before
 
 
@@ -381,3 +393,23 @@ def test_a_capacity_archived_under_a_former_key_is_filed_under_todays(tmp_path: 
     (capacity / today).unlink()
     (capacity / "ffffffffffff.json").write_text('{"capacity_rps": 9.0}')  # two candidates: which is it?
     assert rehome_capacities(CAMPAIGN, folder, capacity) == [] and not (capacity / today).exists()
+
+
+def test_a_folder_holds_the_points_of_one_engine(tmp_path: Path) -> None:
+    """``archived_engine_code``: the engine named by every point's real run, none where no run names one, and an
+    error naming both where two engines' points were collected into one folder."""
+    def point(name: str, code: Any) -> None:
+        meta = json.dumps({"backend": {"name": "native", **({"engine_code": code} if code else {})}}).encode()
+        (tmp_path / "points").mkdir(exist_ok=True)
+        with tarfile.open(tmp_path / "points" / f"{name}.tar.xz", "w:xz") as tar:
+            _add(tar, f"real_runs/real-{name}/run_meta.json", meta)
+
+    point("a", None)
+    assert archived_engine_code(tmp_path) is None
+    point("b", "c1c1a4eaacd2")
+    point("c", "c1c1a4eaacd2")
+    assert archived_engine_code(tmp_path) == "c1c1a4eaacd2"
+    point("d", "0123456789ab")
+    with pytest.raises(InputError, match=r"real runs of 2 engines \(0123456789ab: 1 archives, e.g. d.tar.xz; "
+                                         r"c1c1a4eaacd2: 2 archives"):
+        archived_engine_code(tmp_path)

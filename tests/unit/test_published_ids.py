@@ -61,9 +61,11 @@ def test_published_bundles_keep_their_ids(compose_app: Callable[..., Any]) -> No
 
 def test_the_h200_native_result_finds_its_bundles(tmp_path: Path) -> None:
     """``publish`` simulates each setup's points with the bundle whose id today's code gives the setup's profile
-    config: a change to what a native bundle's id covers (its row keys, its terms, the engine's source) must come
-    with the bundles rebuilt and the result published again, or the documented command no longer reproduces it."""
-    from gpu_simulate_test.campaign import bundle_app
+    config, the engine named as the one the points ran on (``campaign.archived_engine_code``): a change to what a
+    native bundle's id covers besides the engine (its row keys, its terms) must come with the bundles rebuilt and the
+    result published again, or the documented command no longer reproduces it."""
+    from gpu_simulate_test.campaign import archived_engine_code, bundle_app
+    from gpu_simulate_test.engine import measured_with
     from gpu_simulate_test.experiment import default_stages
     from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
 
@@ -73,6 +75,9 @@ def test_the_h200_native_result_finds_its_bundles(tmp_path: Path) -> None:
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
     assert sweep.FOLDER == Path("docs/results/h200-qwen3-0.6b-native")
+    code = archived_engine_code(H200_NATIVE)
+    assert code is not None
     for setup in sweep.CAMPAIGN.setups:
-        bid = bundle_id(bundle_app(sweep.CAMPAIGN, tmp_path, setup, default_stages()))
+        with measured_with(code):
+            bid = bundle_id(bundle_app(sweep.CAMPAIGN, tmp_path, setup, default_stages()))
         assert (H200_NATIVE / "bundles" / f"{bid}.tar.xz").is_file(), (setup, bid)

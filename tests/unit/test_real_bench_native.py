@@ -147,3 +147,13 @@ def test_steps_over_the_largest_token_bucket_are_named(graph_sizes: list[int], t
     from gpu_simulate_test.backends.native import uncaptured_tokens
 
     assert uncaptured_tokens(graph_sizes, token_sizes, budget) == expected
+
+
+def test_no_measurement_runs_under_another_engines_ids(compose_app: Callable[..., Any], tmp_path: Path) -> None:
+    """``engine.measured_with`` makes ids name another engine (republishing old archives): a run under it would be
+    filed as that engine's, so the backend refuses to load."""
+    from gpu_simulate_test.engine import measured_with
+
+    with measured_with("0" * 12), pytest.raises(InputError, match="ids name engine 000000000000"):
+        _run(compose_app, tmp_path, CASES["vllm"])
+    assert not (tmp_path / "real_runs").exists() or not any((tmp_path / "real_runs").iterdir())

@@ -109,10 +109,13 @@ class NativeBackend(Backend):
     def load(self) -> str:
         import torch
 
+        from gpu_simulate_test.engine import pinned_code
         from gpu_simulate_test.engine.engine import LLMEngine
 
         if self._workload is None:
             raise RuntimeError("backend native: check_workload() comes before load()")
+        if pinned_code() is not None:  # its ids would name another engine than the one measured
+            raise InputError(f"backend native: ids name engine {pinned_code()} (engine.measured_with), not this one")
         loaded = load_model(self.model_cfg, self.hardware_cfg, attn_implementation=self.cfg.attn_implementation,
                             sdpa_kernels=self.cfg.sdpa_kernels, seed=self.seed)
         weights, device, self.sdpa_kernels = loaded.weights_source, loaded.device, loaded.sdpa_kernels

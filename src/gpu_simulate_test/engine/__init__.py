@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
+
+_measured_with: Optional[str] = None  # the engine an archived result was measured with (``measured_with``)
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,4 +41,22 @@ def source_fingerprint() -> str:
 def id_basis(backend: str) -> dict[str, str]:
     """What ids of a backend's measurements add to their config: the engine's source for ``native`` (whose kernels
     and step the project itself changes), nothing for the others (their code is a pinned package)."""
-    return {"engine_code": source_fingerprint()} if backend == "native" else {}
+    return {"engine_code": _measured_with or source_fingerprint()} if backend == "native" else {}
+
+
+def pinned_code() -> Optional[str]:
+    """The engine ``measured_with`` names now (None: this tree's): a measurement refuses to run under it."""
+    return _measured_with
+
+
+@contextmanager
+def measured_with(engine_code: str) -> Iterator[None]:
+    """Ids computed inside name the engine ``engine_code`` (a ``source_fingerprint`` of another tree) instead of
+    this one: a published result's archives were measured with the engine of their day, and republishing them must
+    find them by the keys they were filed under, whatever the engine has become since. Never around a measurement."""
+    global _measured_with
+    old, _measured_with = _measured_with, engine_code
+    try:
+        yield
+    finally:
+        _measured_with = old
