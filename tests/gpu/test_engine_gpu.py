@@ -266,6 +266,35 @@ def test_no_capture_or_compilation_during_a_run(engine):
                                                                        stats["cuda_graph_token_sizes"]))
 
 
+def test_pipelined_steps_give_the_tokens_of_steps_run_one_at_a_time(engine):
+    """The pipelined loop (each step packed while the one before runs, the token ids that step is still sampling
+    written in on the device inside the next step's graph, a revision that admits an arrival going on from the
+    packing ahead) gives every request the tokens the same arrivals get stepped one at a time, nothing in flight:
+    the same batches run from the same graphs."""
+    rng = random.Random(11)
+    plan = sorted((rng.randrange(40), [rng.randrange(QWEN3_06B.vocab_size) for _ in range(rng.randrange(1, 900))],
+                   rng.randrange(1, 50)) for _ in range(48))  # (step it arrives at, prompt, tokens)
+    got = []
+    for pipeline in (True, False):
+        ids = [next(_ids) for _ in plan]
+        tokens: dict[int, list[int]] = {i: [] for i in ids}
+        arrivals, step = list(zip(ids, plan)), 0
+        revised = 0
+        while arrivals or engine.has_unfinished():
+            while arrivals and arrivals[0][1][0] <= step:
+                rid, (_, prompt, n) = arrivals.pop(0)
+                engine.add_request(rid, prompt, n)
+                revised += pipeline and engine.in_flight is not None
+            if engine.has_unfinished():
+                for rid, tok in engine.step(pipeline=pipeline).new_tokens:
+                    tokens[rid].append(tok)
+            step += 1
+        assert not pipeline or revised > 10  # arrivals during a step: its successor revised at its end
+        got.append([tokens[i] for i in ids])
+    assert [len(t) for t in got[0]] == [n for _, _, n in plan]
+    assert got[0] == got[1]
+
+
 def test_pool_sized_from_memory_utilization(hf16):
     """num_blocks=None: the pool fills gpu_memory_utilization of the device after weights, peak activations and
     graphs; the whole process then holds no more than that."""

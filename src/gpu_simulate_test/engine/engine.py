@@ -183,13 +183,16 @@ class LLMEngine:
     def _decide(self, ahead: Optional[tuple[ScheduledBatch, PackedStep]], deferred: bool,
                 pending: dict[Sequence, int]) -> Optional[tuple[ScheduledBatch, PackedStep]]:
         """At an iteration's end: the requests that arrived during it join the queue, and the next iteration, formed
-        ahead or ``deferred`` to now, is decided for good (packed again if it changed)."""
+        ahead or ``deferred`` to now, is decided for good (packed again if it changed: from where the packing ahead
+        stopped when the change only admits requests after its entries, ``ModelRunner.prepare``)."""
         runner, scheduler = self.runner, self.scheduler
         arrived = self._queue_arrivals()
         if ahead is not None:
             if arrived and (batch := scheduler.revise(ahead[0])) is not ahead[0]:
-                runner.discard(ahead[1])
-                return None if batch is None else (batch, runner.prepare(batch, pending))
+                if batch is None:
+                    runner.discard(ahead[1])
+                    return None
+                return batch, runner.prepare(batch, pending, revises=ahead[1])
             return ahead
         if (arrived or deferred) and (batch := scheduler.schedule()) is not None:
             return batch, runner.prepare(batch, pending)

@@ -69,17 +69,22 @@ class _BlockTables:
 
     def __init__(self, num_rows: int, width: int, device: torch.device) -> None:
         self.width = width
-        self.table = torch.zeros(num_rows, width, dtype=torch.int32, device=device)
+        # one row more than the sequences: the step's unused upload slots write there (``scratch``), never read
+        self.table = torch.zeros(num_rows + 1, width, dtype=torch.int32, device=device)
+        self.flat = self.table.view(-1)
+        self.scratch = num_rows * width
         self._free = list(range(num_rows - 1, -1, -1))
         self._state: dict[Sequence, list[int]] = {}  # seq -> [row, num_restarts seen, blocks uploaded]
         self._journal: list[tuple[str, Sequence, Optional[list[int]]]] = []
 
-    def row(self, seq: Sequence, new_index: list[int], new_block: list[int]) -> int:
-        """The sequence's row; appends the flat table index and block id of each block not uploaded yet."""
+    def row(self, seq: Sequence, upto: int, new_index: list[int], new_block: list[int]) -> int:
+        """The sequence's row; appends the flat table index and block id of each of its first ``upto`` blocks (those
+        its step reaches) not uploaded yet. A policy may allocate a whole prompt's blocks at once; uploading only
+        what a step reads bounds a step's uploads by its tokens and entries (``_Caps.new_blocks``)."""
         st = self._state.get(seq)
-        blocks = seq.block_table
-        if st is not None and st[2] == len(blocks) and st[1] == seq.num_restarts:  # the common case: no news
+        if st is not None and st[2] >= upto and st[1] == seq.num_restarts:  # the common case: no news
             return st[0]
+        blocks = seq.block_table[:upto]
         if st is None:
             st = self._state[seq] = [self._take_row(), seq.num_restarts, 0]
             self._journal.append(("new", seq, None))
@@ -123,68 +128,76 @@ class _BlockTables:
             for seq in [s for s in self._state if s.status is not SequenceStatus.RUNNING]:
                 self.release(seq)
         if not self._free:
-            raise RuntimeError(f"more than {self.table.shape[0]} sequences hold KV blocks at once")
+            raise RuntimeError(f"more than {self.table.shape[0] - 1} sequences hold KV blocks at once")
         return self._free.pop()
 
 
 _ALIGN = 16  # int32 elements: each input starts 64-byte aligned, as Triton specialises pointers on alignment
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Where a step's inputs sit in the packed int32 buffer: T tokens, B entries, S sampling, D new blocks, P token
-    ids of the step before it, written in on the device (where in the buffer; which of its sampled tokens).
+class _Segments:
+    """Where each input sits in the packed int32 buffer: the same place for every step of a runner, each segment
+    sized for its largest step (``max_tokens`` tokens, ``max_seqs`` entries and sampling rows, ``max_uploads``
+    block-table entries). So a graph captured once reads every later step's inputs where they are, and a step packed
+    ahead can be extended in place when a revision admits more entries after its own (``ModelRunner.prepare``).
 
-    Every segment starts aligned whatever T and B are: a Triton kernel compiled for an aligned pointer must never
-    meet an unaligned one mid-run (that would compile a second variant inside a measured step). The segments up to
-    ``logits`` do not move with S and D."""
+    Every segment starts aligned: a Triton kernel compiled for an aligned pointer must never meet an unaligned one
+    mid-run (that would compile a second variant inside a measured step). The token segments come last, so that one
+    copy of the buffer's head holds a step of T tokens whatever its other lengths. The ids have one place more,
+    ``patch_scratch``, where a bucket's unused token patches write (never read)."""
+
+    def __init__(self, max_tokens: int, max_seqs: int, max_uploads: int) -> None:
+        self.patch_scratch = max_tokens
+        sizes = (("seq_lens", max_seqs), ("rows", max_seqs), ("cu", max_seqs + 1), ("logits", max_seqs),
+                 ("new_index", max_uploads), ("new_block", max_uploads), ("patch_at", max_seqs),
+                 ("patch_from", max_seqs), ("ids", max_tokens + 1), ("pos", max_tokens), ("slots", max_tokens))
+        self.offset: dict[str, int] = {}
+        o = 0
+        for name, n in sizes:
+            self.offset[name] = o
+            o += -(-n // _ALIGN) * _ALIGN
+        self.end = o
+
+
+class _Layout(NamedTuple):
+    """The lengths of one step's inputs: T tokens, B entries, S sampling rows, D new block-table entries, P token ids
+    of the step before it that are written in on the device (where among the ids; which of its sampled tokens)."""
 
     T: int
     B: int
     S: int
     D: int
-    P: int = 0
-
-    @property
-    def offsets(self) -> dict[str, int]:
-        return _spans(self.T, self.B, self.S, self.D, self.P)[0]
-
-    @property
-    def end(self) -> int:
-        return _spans(self.T, self.B, self.S, self.D, self.P)[0]["end"]
-
-    def view(self, buf: torch.Tensor, name: str) -> torch.Tensor:
-        o, n = _spans(self.T, self.B, self.S, self.D, self.P)[1][name]
-        return buf[o:o + n]
+    P: int
 
 
-@functools.lru_cache(maxsize=4096)
-def _spans(T: int, B: int, S: int, D: int, P: int) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
-    """A layout's segment offsets (and ``end``) and (offset, length) by name: computed once per shape, as packing
-    a step is on the critical path of an arrival."""
-    sizes = (("ids", T), ("pos", T), ("slots", T), ("seq_lens", B), ("rows", B), ("cu", B + 1), ("logits", S),
-             ("new_index", D), ("new_block", D), ("patch_at", P), ("patch_from", P))
-    offsets, spans, o = {}, {}, 0
-    for name, n in sizes:
-        offsets[name], spans[name] = o, (o, n)
-        o += -(-n // _ALIGN) * _ALIGN
-    offsets["end"] = o
-    return offsets, spans
+_LENGTH = {"ids": 0, "pos": 0, "slots": 0, "seq_lens": 1, "rows": 1, "cu": 1, "logits": 2, "new_index": 3,
+           "new_block": 3, "patch_at": 4, "patch_from": 4}  # the _Layout field each segment's length is (cu: B + 1)
+
+
+class _Filled(NamedTuple):
+    """How far a packing filled each segment with real entries (its padding comes after): where an extension of
+    the same step goes on."""
+
+    t: int  # tokens
+    n: int  # entries
+    s: int  # sampling rows
+    d: int  # block-table uploads
+    p: int  # token ids patched in on the device
+
+
+_NOTHING = _Filled(0, 0, 0, 0, 0)
 
 
 class PackedStep(NamedTuple):
-    """A step whose inputs are queued for the device: their layout, its sampling entries, and the graph bucket
-    that runs it (None: eager)."""
+    """A step whose inputs are queued for the device: their layout, its sampling entries, the graph bucket that
+    runs it (None: eager), and what an extension needs: the entries packed, the host buffer, how far it is filled."""
 
     layout: _Layout
     num_sampled: int
     graph_shape: Optional[tuple[int, int]]
-
-
-@dataclass
-class _Graph:
-    graph: "torch.cuda.CUDAGraph"
-    tokens: torch.Tensor  # [B] int64, written by each replay
+    entries: tuple[BatchEntry, ...]
+    turn: int
+    filled: _Filled
 
 
 def mixed_seq_sizes(seq_sizes: list[int]) -> list[int]:
@@ -231,25 +244,34 @@ class ModelRunner:
         width = math.ceil(shape.max_position_embeddings / config.block_size)
         self.tables = _BlockTables(self.max_seqs, width, self.device)
         cuda = self.device.type == "cuda"
-        # B and S up to one over the cap: a mixed bucket's padding sequence (``mixed_seq_sizes``)
-        worst = _Layout(self.max_tokens, self.max_seqs + 1, self.max_seqs + 1, self.max_seqs * width, self.max_seqs)
+        # B up to one over the cap: a mixed bucket's padding sequence (``mixed_seq_sizes``); a step uploads at most
+        # one block per entry more than its tokens fill (``_BlockTables.row`` uploads what the step reaches)
+        self._seg = _Segments(self.max_tokens, self.max_seqs + 1, self._max_uploads(self.max_tokens, self.max_seqs + 1))
         # two host buffers: a step is packed into one while the copy of the step before may still read the other;
         # each one's event marks its last copy done (a step packed again after a revision may come round early)
-        self._hosts = [torch.empty(worst.end, dtype=torch.int32, pin_memory=cuda) for _ in range(2)]
+        self._hosts = [torch.empty(self._seg.end, dtype=torch.int32, pin_memory=cuda) for _ in range(2)]
         self._hosts_np = [h.numpy() for h in self._hosts]
         self._copied = [torch.cuda.Event() for _ in range(2)] if cuda else None
         self._turn = 0
-        self._dev = torch.empty(worst.end, dtype=torch.int32, device=self.device)
-        self._tokens_host = torch.empty(self.max_seqs, dtype=torch.int64, pin_memory=cuda)
+        self._dev = torch.zeros(self._seg.end, dtype=torch.int32, device=self.device)
+        # where the step's patches write: the ids with their scratch place (not the whole buffer: the patches'
+        # own positions are read from it, and index_put_ refuses a target that overlaps its indices)
+        o = self._seg.offset["ids"]
+        self._patch_target = self._dev[o:o + self._seg.patch_scratch + 1]
+        # every step's sampled tokens, where the next step's patches read them and the host copies them from
+        self._sampled = torch.zeros(self.max_seqs + 1, dtype=torch.int64, device=self.device)
+        self._tokens_host = torch.empty(self.max_seqs + 1, dtype=torch.int64, pin_memory=cuda)
         self._num_sampled = 0  # of the step launched last
-        self._last_tokens: Optional[torch.Tensor] = None  # its sampled tokens on the device
         self._done = torch.cuda.Event() if cuda else None
+        self._copies: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # (turn, T): host, device spans
+        self._returns: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # n: sampled tokens on device, on host
         self._arange = np.arange(shape.max_position_embeddings + 1, dtype=np.int32)  # positions, cu_seqlens
+        self._in_block = self._arange % np.int32(config.block_size)  # a position's offset in its block
         self.graph_sizes = sorted({b for b in config.cuda_graph_batch_sizes
                                    if 0 < b <= min(self.max_seqs, self.max_tokens)}) if cuda else []
         self.graph_token_sizes = sorted({t for t in config.cuda_graph_token_sizes
                                          if 1 < t <= self.max_tokens}) if self.graph_sizes else []
-        self.graphs: dict[tuple[int, int], _Graph] = {}
+        self.graphs: dict[tuple[int, int], "torch.cuda.CUDAGraph"] = {}
         self.num_captures = 0
         self.last_graph_shape: Optional[tuple[int, int]] = None
         self.kv_cache: Optional[torch.Tensor] = None
@@ -315,28 +337,46 @@ class ModelRunner:
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool):
-                tokens = self._forward(layout)
+                self._forward(layout)
             pool = graph.pool() if pool is None else pool
-            self.graphs[shape] = _Graph(graph, tokens)
+            self.graphs[shape] = graph
             self.num_captures += 1
         for shape, graph in self.graphs.items():
             self._load_padding(*shape)
-            graph.graph.replay()
+            graph.replay()
         torch.cuda.synchronize()
+
+    def _max_uploads(self, num_tokens: int, num_seqs: int) -> int:
+        """The most block-table entries a step of ``num_tokens`` tokens in ``num_seqs`` entries uploads: an entry of
+        n tokens reaches at most ceil(n / block_size) blocks past those its sequence's steps before reached."""
+        return num_tokens // self.config.block_size + num_seqs
 
     def _load_padding(self, num_tokens: int, num_seqs: int) -> _Layout:
         """A bucket's inputs with no real entry (all padding), on the device: what capture and profiling run."""
-        layout = self._fill(self._hosts_np[0], (), num_tokens, pad_to=num_seqs)[0]
-        self._dev[:layout.end].copy_(self._hosts[0][:layout.end])
+        layout = self._fill(self._hosts_np[0], (), num_tokens, num_seqs, None, _NOTHING)[0]
+        end = self._seg.offset["slots"] + layout.T
+        self._dev[:end].copy_(self._hosts[0][:end])
         return layout
 
+    def _view(self, layout: _Layout, name: str) -> torch.Tensor:
+        """The device's segment ``name`` of a step at ``layout``."""
+        o = self._seg.offset[name]
+        return self._dev[o:o + layout[_LENGTH[name]] + (name == "cu")]
+
     def _forward(self, layout: _Layout) -> torch.Tensor:
-        """The greedy tokens of the rows in the ``logits`` segment of a step whose inputs are on the device at
-        ``layout``."""
-        v = functools.partial(layout.view, self._dev)
+        """The greedy tokens (``_sampled[:S]``) of a step whose inputs are on the device at ``layout``: first its
+        block-table uploads and the token ids of the step before it (the sampled tokens its inputs were packed
+        without), then the model. Both are part of the step, inside its graph: no launch of their own on the host."""
+        v = functools.partial(self._view, layout)
+        if layout.D:
+            self.tables.flat.index_put_((v("new_index"),), v("new_block"))
+        if layout.P:
+            self._patch_target.index_put_((v("patch_at"),),
+                                          self._sampled.index_select(0, v("patch_from")).to(torch.int32))
         tables = self.tables.table.index_select(0, v("rows"))
         attn = AttentionInputs(v("slots"), v("cu"), v("seq_lens"), tables)
-        return self.model.forward(v("ids"), v("pos"), attn, self.kv_cache, v("logits")).argmax(-1)
+        logits = self.model.forward(v("ids"), v("pos"), attn, self.kv_cache, v("logits"))
+        return torch.argmax(logits, dim=-1, out=self._sampled[:layout.S])
 
     # ---- one step ---------------------------------------------------------------------------------------------
 
@@ -356,37 +396,43 @@ class ModelRunner:
         return self.wait()
 
     def prepare(self, batch: ScheduledBatch, pending: Optional[dict[Sequence, int]] = None, allow_graph: bool = True,
-                pad_to: Optional[tuple[int, int]] = None) -> PackedStep:
-        """Pack a step's inputs and queue them for the device behind the step in flight (stream order: they land
-        once it has ended): one copy, the new block-table entries, and the token ids it is still sampling
-        (``pending``: those sequences, by their index among its sampled tokens), taken from its output on the
-        device. Launching is then all that is left (``launch``)."""
+                pad_to: Optional[tuple[int, int]] = None, revises: Optional[PackedStep] = None) -> PackedStep:
+        """Pack a step's inputs and queue their one copy to the device behind the step in flight (stream order: it
+        lands once that step has ended). ``pending``: the sequences whose next input that step is still sampling, by
+        their index among its sampled tokens (the step itself writes them in, ``_forward``). ``revises``: the step
+        packed ahead that this batch replaces (a revision at the decision): where the batch only adds entries after
+        its own, the packing goes on from where it stopped, in its buffer (the work of a step admitting a request
+        that arrived while the one before ran: on the device's critical path); otherwise it is rolled back."""
         shape = self.graph_shape(batch) if allow_graph and pad_to is None else None
         pad = shape or pad_to
-        self.tables.commit()  # from here on, what packing changes can be rolled back (discard)
-        self._turn ^= 1
-        host = self._hosts[self._turn]
+        if revises is not None and batch.entries[:len(revises.entries)] == revises.entries:
+            turn, at, entries = revises.turn, revises.filled, batch.entries[len(revises.entries):]
+        else:
+            if revises is not None:
+                self.discard(revises)
+            self.tables.commit()  # from here on, what packing changes can be rolled back (discard)
+            self._turn ^= 1
+            turn, at, entries = self._turn, _NOTHING, batch.entries
         if self._copied is not None:
-            self._copied[self._turn].synchronize()  # done long ago, but for a revision
-        layout, num_sampled = self._fill(self._hosts_np[self._turn], batch.entries,
-                                         batch.num_tokens if pad is None else pad[0], None if pad is None else pad[1],
-                                         pending)
-        self._dev[:layout.end].copy_(host[:layout.end], non_blocking=True)
+            self._copied[turn].synchronize()  # its last copy: long done, or the one right behind the step just ended
+        layout, filled = self._fill(self._hosts_np[turn], entries, batch.num_tokens if pad is None else pad[0],
+                                    None if pad is None else pad[1], pending, at)
+        host, dev = self._copies.get((turn, layout.T)) or self._copy_spans(turn, layout.T)
+        dev.copy_(host, non_blocking=True)
         if self._copied is not None:
-            self._copied[self._turn].record()
-        if layout.D:
-            new_index, new_block = layout.view(self._dev, "new_index"), layout.view(self._dev, "new_block")
-            self.tables.table.view(-1).index_put_((new_index,), new_block)
-        if layout.P:
-            tokens = self._last_tokens[layout.view(self._dev, "patch_from")].to(torch.int32)
-            layout.view(self._dev, "ids").index_put_((layout.view(self._dev, "patch_at"),), tokens)
-        return PackedStep(layout, num_sampled, shape)
+            self._copied[turn].record()
+        return PackedStep(layout, filled.s, shape, batch.entries, turn, filled)
+
+    def _copy_spans(self, turn: int, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The host buffer's head that holds a step of ``num_tokens`` tokens, and where it goes on the device."""
+        end = self._seg.offset["slots"] + num_tokens
+        spans = self._copies[(turn, num_tokens)] = (self._hosts[turn][:end], self._dev[:end])
+        return spans
 
     def discard(self, packed: PackedStep) -> None:
         """Forget a packed step that will not be launched (its batch was revised): the block-table rows it took and
         the uploads it planned go back to how they were on the host. What it queued for the device is overwritten
-        by the next packing before any launch reads it (table entries past what a row's sequence uploaded are never
-        read)."""
+        by the next packing before any launch reads it."""
         self.tables.rollback()
 
     def launch(self, packed: PackedStep) -> None:
@@ -394,14 +440,12 @@ class ModelRunner:
         self.last_graph_shape = packed.graph_shape
         if packed.graph_shape is None:
             with torch.inference_mode():
-                tokens = self._forward(packed.layout)
+                self._forward(packed.layout)
         else:
-            graph = self.graphs[packed.graph_shape]
-            graph.graph.replay()
-            tokens = graph.tokens
+            self.graphs[packed.graph_shape].replay()
         n = self._num_sampled = packed.num_sampled
-        self._last_tokens = tokens
-        self._tokens_host[:n].copy_(tokens[:n], non_blocking=True)
+        dev, host = self._returns.get(n) or self._returns.setdefault(n, (self._sampled[:n], self._tokens_host[:n]))
+        host.copy_(dev, non_blocking=True)
         if self._done is not None:
             self._done.record()
 
@@ -409,25 +453,20 @@ class ModelRunner:
         """The sampled tokens of the step launched last, once it has ended (on a GPU, the step's one sync)."""
         if self._done is not None:
             self._done.synchronize()
-        return self._tokens_host[:self._num_sampled].tolist()
+        return self._returns[self._num_sampled][1].tolist()
 
     def release(self, seq: Sequence) -> None:
         """Forget a finished sequence (its block-table row returns to the free rows)."""
         self.tables.release(seq)
 
     def _fill(self, h: np.ndarray, entries: tuple[BatchEntry, ...], num_tokens: int, pad_to: Optional[int],
-              pending: Optional[dict[Sequence, int]] = None) -> tuple[_Layout, int]:
-        """Write a step's inputs into the host buffer ``h``: their layout and the number of sampling entries. The
-        pending tokens (placeholders in ``token_ids``) get a ``patch_at`` (their place among the ids) and a
-        ``patch_from`` (their index among the step in flight's sampled tokens).
-        ``pad_to``: a graph bucket's B, ``num_tokens`` its T (the padding: the module's docstring)."""
+              pending: Optional[dict[Sequence, int]], at: _Filled) -> tuple[_Layout, _Filled]:
+        """Write ``entries`` into the host buffer ``h`` after the ``at`` already there: the step's layout and how far
+        it is filled. A pending token (a placeholder in ``token_ids``) gets a ``patch_at`` (its place in the device
+        ids) and a ``patch_from`` (its index among the step in flight's sampled tokens). ``pad_to``: a graph
+        bucket's B, ``num_tokens`` its T (the padding: the module's docstring)."""
         bs = self.config.block_size
-        T, B = num_tokens, len(entries) if pad_to is None else pad_to
-        if pad_to is not None:
-            n, t = len(entries), sum(e.num_q_tokens for e in entries)
-            if n > B or t > T or (t < T and n == B) or (T != B and B >= T):
-                raise RuntimeError(f"a batch of {n} entries and {t} tokens does not fit the graph bucket ({T}, {B})")
-        o = _Layout(T, B, 0, 0).offsets
+        o = self._seg.offset
         o_ids, o_pos, o_slot = o["ids"], o["pos"], o["slots"]
         dec_at: list[int] = []
         dec_ids: list[int] = []
@@ -441,7 +480,7 @@ class ModelRunner:
         new_block: list[int] = []
         patch_at: list[int] = []
         patch_from: list[int] = []
-        end = 0
+        end = at.t
         row = self.tables.row
         pending = pending or {}
         for seq, p, n, samples, _ in entries:
@@ -456,48 +495,59 @@ class ModelRunner:
                 dec_pos.append(p)
                 dec_slot.append(table[p // bs] * bs + p % bs)
             else:
-                pos = self._arange[p:p + n]
-                h[o_ids + end:o_ids + end + n] = seq.token_ids[p:p + n]
-                h[o_pos + end:o_pos + end + n] = pos
+                # the prompt as an array (made when the request was added); tokens generated since, from the list
+                ids = seq.prompt_array if p + n <= len(seq.prompt_array) else seq.token_ids
+                h[o_ids + end:o_ids + end + n] = ids[p:p + n]
+                h[o_pos + end:o_pos + end + n] = self._arange[p:p + n]
                 first = p // bs
-                blocks = np.array(table[first:(p + n - 1) // bs + 1], dtype=np.int32)
-                h[o_slot + end:o_slot + end + n] = blocks[pos // bs - first] * bs + pos % bs
+                blocks = np.repeat(np.array(table[first:(p + n - 1) // bs + 1], dtype=np.int32) * np.int32(bs), bs)
+                np.add(blocks[p - first * bs:p - first * bs + n], self._in_block[p:p + n],
+                       out=h[o_slot + end:o_slot + end + n])
             end += n
             ends.append(end)
             seq_lens.append(p + n)
-            rows.append(row(seq, new_index, new_block))
+            rows.append(row(seq, (p + n + bs - 1) // bs, new_index, new_block))
             if samples:
                 sampling.append(end - 1)
-        if len(dec_at) == end:  # decode-only: the entries are the tokens, in order
-            h[o_ids:o_ids + end], h[o_pos:o_pos + end], h[o_slot:o_slot + end] = dec_ids, dec_pos, dec_slot
+        if len(dec_at) == end - at.t:  # decodes only: the entries are the tokens, in order
+            h[o_ids + at.t:o_ids + end], h[o_pos + at.t:o_pos + end], h[o_slot + at.t:o_slot + end] = \
+                dec_ids, dec_pos, dec_slot
         elif dec_at:
-            at = np.asarray(dec_at)
-            h[o_ids + at], h[o_pos + at], h[o_slot + at] = dec_ids, dec_pos, dec_slot
-        n = len(entries)
-        h[o["seq_lens"]:o["seq_lens"] + n] = seq_lens
-        h[o["rows"]:o["rows"] + n] = rows
-        cu = h[o["cu"]:o["cu"] + B + 1]
-        cu[0] = 0
-        cu[1:n + 1] = ends
-        layout = _Layout(T, B, B if pad_to is not None else len(sampling), len(new_index), len(patch_at))
-        o = layout.offsets
-        h[o["logits"]:o["logits"] + len(sampling)] = sampling
-        if pad_to is not None:
-            self._fill_padding(h, layout, n, end)
-            h[o["logits"] + len(sampling):o["logits"] + B] = 0  # rows no entry samples: computed, never read
-        if layout.D:
-            h[o["new_index"]:o["new_index"] + layout.D] = new_index
-            h[o["new_block"]:o["new_block"] + layout.D] = new_block
-        if layout.P:
-            h[o["patch_at"]:o["patch_at"] + layout.P] = patch_at
-            h[o["patch_from"]:o["patch_from"] + layout.P] = patch_from
-        return layout, len(sampling)
+            i = np.asarray(dec_at)
+            h[o_ids + i], h[o_pos + i], h[o_slot + i] = dec_ids, dec_pos, dec_slot
+        filled = _Filled(end, at.n + len(entries), at.s + len(sampling), at.d + len(new_index), at.p + len(patch_at))
+        h[o["seq_lens"] + at.n:o["seq_lens"] + filled.n] = seq_lens
+        h[o["rows"] + at.n:o["rows"] + filled.n] = rows
+        h[o["cu"]] = 0
+        h[o["cu"] + at.n + 1:o["cu"] + filled.n + 1] = ends
+        if sampling:  # the rest are often empty: a numpy write costs ~1 us even then
+            h[o["logits"] + at.s:o["logits"] + filled.s] = sampling
+        if new_index:
+            h[o["new_index"] + at.d:o["new_index"] + filled.d] = new_index
+            h[o["new_block"] + at.d:o["new_block"] + filled.d] = new_block
+        if patch_at:
+            h[o["patch_at"] + at.p:o["patch_at"] + filled.p] = patch_at
+            h[o["patch_from"] + at.p:o["patch_from"] + filled.p] = patch_from
+        if pad_to is None:
+            return _Layout(end, filled.n, filled.s, filled.d, filled.p), filled
+        T, B = num_tokens, pad_to
+        n, t = filled.n, filled.t
+        if n > B or t > T or (t < T and n == B) or (T != B and B >= T):
+            raise RuntimeError(f"a batch of {n} entries and {t} tokens does not fit the graph bucket ({T}, {B})")
+        layout = _Layout(T, B, B, self._max_uploads(T, B), B)
+        if filled.d > layout.D:
+            raise RuntimeError(f"a step of {t} tokens in {n} entries uploads {filled.d} block-table entries, more than "
+                               f"its bucket's {layout.D}: a sequence skipped blocks it reached before")
+        self._fill_padding(h, layout, filled)
+        return layout, filled
 
-    def _fill_padding(self, h: np.ndarray, layout: _Layout, n: int, t: int) -> None:
-        """A bucket's padding after n entries of t tokens: tokens ``t..T`` are token 0 at position 0 with no KV
-        slot; sequences ``n..B`` have context 0 (attention reads nothing, writes zeros). Decode buckets (T == B):
-        one padding token a sequence; mixed ones: all padding tokens in sequence n, none in the rest."""
-        o, T, B = layout.offsets, layout.T, layout.B
+    def _fill_padding(self, h: np.ndarray, layout: _Layout, filled: _Filled) -> None:
+        """A bucket's padding after its real entries: tokens ``t..T`` are token 0 at position 0 with no KV slot;
+        sequences ``n..B`` have context 0 (attention reads nothing, writes zeros); decode buckets (T == B) hold one
+        padding token a sequence, mixed ones all padding tokens in sequence n, none in the rest. Logits rows past
+        the sampling ones read row 0 (computed, never read); unused uploads and patches write scratch places."""
+        o, (T, B, _, D, _) = self._seg.offset, layout
+        t, n, s, d, p = filled
         for name, value in (("ids", 0), ("pos", 0), ("slots", -1)):
             h[o[name] + t:o[name] + T] = value
         for name in ("seq_lens", "rows"):
@@ -507,6 +557,11 @@ class ModelRunner:
             cu[n + 1:] = self._arange[t + 1:T + 1]
         else:
             cu[n + 1:] = T
+        h[o["logits"] + s:o["logits"] + B] = 0
+        h[o["new_index"] + d:o["new_index"] + D] = self.tables.scratch
+        h[o["new_block"] + d:o["new_block"] + D] = 0
+        h[o["patch_at"] + p:o["patch_at"] + B] = self._seg.patch_scratch
+        h[o["patch_from"] + p:o["patch_from"] + B] = 0
 
     def _run_synthetic(self, case: list[tuple[int, int]]) -> None:
         """Run entries (start, n) of throw-away sequences whose blocks are 0, 1, 2, ... of the pool, wrapped around

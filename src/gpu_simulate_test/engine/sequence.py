@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import numpy as np
 
 
 class SequenceStatus(enum.Enum):
@@ -36,9 +39,13 @@ class Sequence:
     block_table: list[int] = field(default_factory=list)
     num_restarts: int = 0
     num_prefill_tokens: int = field(init=False)
+    # the prompt as int32, made where the request is added (off the steps' critical path): packing a prompt chunk
+    # copies from it instead of converting a list of Python ints
+    prompt_array: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.num_prefill_tokens = len(self.token_ids)
+        self.prompt_array = np.array(self.token_ids, dtype=np.int32)
 
     @property
     def num_tokens(self) -> int:
@@ -79,10 +86,10 @@ class ScheduledBatch:
 
     entries: tuple[BatchEntry, ...]
 
-    @property
+    @functools.cached_property  # read several times a step, on its critical path when it is packed at its start
     def num_tokens(self) -> int:
         return sum(e.num_q_tokens for e in self.entries)
 
-    @property
+    @functools.cached_property
     def is_decode_only(self) -> bool:
         return all(not e.is_prefill for e in self.entries)

@@ -55,13 +55,15 @@ def test_runner_on_hand_built_batches(hf):
     assert got == [_greedy_next(hf, b.token_ids), _greedy_next(hf, a.token_ids)]
     b.token_ids.append(got[0])
     a.token_ids.append(got[1])
-    # 4: decode-only (the graph-shaped path); the device table holds exactly the current tables
+    # 4: decode-only (the graph-shaped path); the device table holds exactly the blocks each step reached (a: 15
+    # tokens in 4 blocks; b: 8 tokens in 2 of its 3, the third allocated and not read yet)
     got = runner.run(ScheduledBatch((_entry(a, 14, 1, True, False), _entry(b, 7, 1, True, False))))
     assert got == [_greedy_next(hf, a.token_ids), _greedy_next(hf, b.token_ids)]
-    for seq in (a, b):
-        row = runner.tables.row(seq, new_index := [], [])
+    for seq, reached in ((a, 4), (b, 2)):
+        row = runner.tables.row(seq, reached, new_index := [], [])
         assert new_index == []  # nothing left to upload
-        assert runner.tables.table[row, : len(seq.block_table)].tolist() == seq.block_table
+        assert runner.tables.table[row, :reached].tolist() == seq.block_table[:reached]
+        assert runner.tables.row(seq, reached + 1, new_index, []) == row and len(new_index) == (seq is b)
 
 
 def test_block_table_rows_are_reused_and_reclaimed(hf):
@@ -69,15 +71,48 @@ def test_block_table_rows_are_reused_and_reclaimed(hf):
     runner = ModelRunner(cfg, Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
     s1, s2, s3 = _seq(1, [1], [4]), _seq(2, [1], [5]), _seq(3, [1], [6])
     idx, blocks = [], []
-    r1, r2 = runner.tables.row(s1, idx, blocks), runner.tables.row(s2, idx, blocks)
+    r1, r2 = runner.tables.row(s1, 1, idx, blocks), runner.tables.row(s2, 1, idx, blocks)
     assert blocks == [4, 5] and idx == [r1 * runner.tables.width, r2 * runner.tables.width]
     with pytest.raises(RuntimeError, match="more than 2 sequences"):
-        runner.tables.row(s3, [], [])
+        runner.tables.row(s3, 1, [], [])
     s1.status = SequenceStatus.WAITING  # preempted: its row may go to another sequence
-    assert runner.tables.row(s3, [], []) == r1
+    assert runner.tables.row(s3, 1, [], []) == r1
     runner.release(s2)
     s1.status = SequenceStatus.RUNNING
-    assert runner.tables.row(s1, idx := [], blocks := []) == r2 and blocks == [4]
+    assert runner.tables.row(s1, 1, idx := [], blocks := []) == r2 and blocks == [4]
+
+
+@pytest.mark.parametrize("pad", [None, (32, 4)])
+def test_a_revision_that_only_admits_more_goes_on_from_the_packing_ahead(hf, pad):
+    """A step packed ahead (two decodes), then revised at the decision to admit a prompt chunk after them: the
+    packing goes on in the same buffer from where it stopped, and the device gets the inputs, K/V and tokens that a
+    packing from scratch gives (eager, and padded to its bucket as a graph replays it)."""
+    runners = []
+    for _ in range(2):
+        r = ModelRunner(engine_config(num_blocks=64),
+                        Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
+        r.allocate_kv_cache(64)
+        runners.append(r)
+    pa, pb, pc = prompts([6, 9, 21], seed=31)
+    seqs = [_seq(i, p, list(range(8 * i, 8 * i + 8))) for i, p in enumerate((pa, pb, pc))]
+    a, b, c = seqs
+    for r in runners:
+        r.run(ScheduledBatch((_entry(a, 0, 6, True), _entry(b, 0, 9, True))))
+    a.token_ids.append(_greedy_next(hf, pa))
+    b.token_ids.append(_greedy_next(hf, pb))
+    decodes = (_entry(a, 6, 1, True, False), _entry(b, 9, 1, True, False))
+    revised = ScheduledBatch(decodes + (_entry(c, 0, 16, False),))
+    ahead = runners[0].prepare(ScheduledBatch(decodes), pad_to=pad and (4, 4))
+    extended = runners[0].prepare(revised, pad_to=pad, revises=ahead)
+    fresh = runners[1].prepare(revised, pad_to=pad)
+    assert extended.turn == ahead.turn and extended.filled == fresh.filled == (18, 3, 2, 4, 0)
+    assert extended.layout == fresh.layout
+    for name in ("ids", "pos", "slots", "seq_lens", "rows", "cu", "logits", "new_index", "new_block"):
+        assert torch.equal(runners[0]._view(extended.layout, name), runners[1]._view(fresh.layout, name)), name
+    runners[0].launch(extended)
+    runners[1].launch(fresh)
+    assert runners[0].wait() == runners[1].wait() == [_greedy_next(hf, a.token_ids), _greedy_next(hf, b.token_ids)]
+    assert torch.equal(runners[0].kv_cache, runners[1].kv_cache)
 
 
 # ---- the whole engine against model.generate ------------------------------------------------------------------
@@ -316,7 +351,7 @@ def test_all_padding_bucket_touches_no_kv(hf, shape):
     kv = runner.kv_cache.clone()
     T, B = shape
     layout = runner._load_padding(T, B)
-    view = functools.partial(layout.view, runner._dev)
+    view = functools.partial(runner._view, layout)
     assert view("slots").tolist() == [-1] * T and view("seq_lens").tolist() == [0] * B
     assert view("cu").tolist() == (list(range(B + 1)) if T == B else [0] + [T] * B)
     with torch.inference_mode():

@@ -266,10 +266,13 @@ class EngineLayerOps:
 
     def outside_layers(self, n: int, rows: int) -> Callable[[], Any]:
         """A step's work outside its layers, ``n`` tokens of ``rows`` sequences (each sampling one row), as the
-        runner's ``_forward`` and ``Qwen3Model.forward`` run it: the sequences' block-table rows gathered, the decode
-        work table (``kernels.decode_work``), the embeddings, the final add + norm and the LM head on the sampling rows,
-        and the argmax. Those few lines are written out here, not called (the engine's source is part of every native
-        id, and these lines of it are inside ``forward``): keep them in step with ``Qwen3Model.forward``."""
+        runner's ``_forward`` and ``Qwen3Model.forward`` run it: the step's block-table uploads (as many as a graph
+        bucket of ``n`` tokens and ``rows`` sequences has places for) and the patches of the token ids of the step
+        before it (one a row), the sequences' block-table rows gathered, the decode work table
+        (``kernels.decode_work``), the embeddings, the final add + norm and the LM head on the sampling rows, and the
+        argmax. Those few lines are written out here, not called (the engine's source is part of every native id, and
+        these lines of it are inside ``forward``): keep them in step with ``ModelRunner._forward`` and
+        ``Qwen3Model.forward``."""
         import torch
         import torch.nn.functional as F
 
@@ -277,17 +280,25 @@ class EngineLayerOps:
         ids = torch.randint(s.vocab_size, (n,), device=self.device, dtype=torch.int32)
         h, residual = self._rand(n, s.hidden_size), self._rand(n, s.hidden_size)
         logits = torch.arange(n - rows, n, device=self.device, dtype=torch.int32)  # each sequence's last token
-        table = self._int32([[0] * self._table_width] * rows)
+        table = self._int32([[0] * self._table_width] * (rows + 1))
+        uploads = n // self.block_size + rows  # ModelRunner._max_uploads
+        upload_index = torch.arange(uploads, device=self.device, dtype=torch.int32) % table.numel()
+        upload_block = torch.zeros(uploads, device=self.device, dtype=torch.int32)
+        patch_target = torch.zeros(n + 1, device=self.device, dtype=torch.int32)
+        patch_at = torch.arange(rows, device=self.device, dtype=torch.int32) % (n + 1)
+        sampled = torch.zeros(rows, device=self.device, dtype=torch.int64)
         seq_rows = torch.arange(rows, device=self.device, dtype=torch.int32)
         attn, caches = self._attention_inputs([(15, 1)] * rows)
 
         def step(_: int) -> Any:
+            table.view(-1).index_put_((upload_index,), upload_block)
+            patch_target.index_put_((patch_at,), sampled.index_select(0, seq_rows).to(torch.int32))
             tables = table.index_select(0, seq_rows)
             kernels.decode_work(attn.cu_seqlens_q, attn.seq_lens, tables, caches[0][0])
             F.embedding(ids, model.embed_tokens)
             out, _ = kernels.add_rms_norm(h.index_select(0, logits), residual.index_select(0, logits),
                                           model.final_norm, s.rms_norm_eps)
-            return kernels.lm_head(out, model.lm_head).argmax(-1)
+            return torch.argmax(kernels.lm_head(out, model.lm_head), dim=-1, out=sampled)
 
         return self._run(step)
 
