@@ -270,7 +270,8 @@ def test_pipelined_steps_give_the_tokens_of_steps_run_one_at_a_time(engine):
     """The pipelined loop (each step packed while the one before runs, the token ids that step is still sampling
     written in on the device inside the next step's graph, a revision that admits an arrival going on from the
     packing ahead) gives every request the tokens the same arrivals get stepped one at a time, nothing in flight:
-    the same batches run from the same graphs."""
+    the same batches run from the same graphs. A request added after ``s`` pipelined steps arrives during step s
+    (in flight) and joins at its end; stepped one at a time, the same decision comes after ``s + 1`` steps."""
     rng = random.Random(11)
     plan = sorted((rng.randrange(40), [rng.randrange(QWEN3_06B.vocab_size) for _ in range(rng.randrange(1, 900))],
                    rng.randrange(1, 50)) for _ in range(48))  # (step it arrives at, prompt, tokens)
@@ -281,7 +282,7 @@ def test_pipelined_steps_give_the_tokens_of_steps_run_one_at_a_time(engine):
         arrivals, step = list(zip(ids, plan)), 0
         revised = 0
         while arrivals or engine.has_unfinished():
-            while arrivals and arrivals[0][1][0] <= step:
+            while arrivals and arrivals[0][1][0] + (not pipeline) <= step:
                 rid, (_, prompt, n) = arrivals.pop(0)
                 engine.add_request(rid, prompt, n)
                 revised += pipeline and engine.in_flight is not None

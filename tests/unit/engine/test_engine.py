@@ -10,7 +10,7 @@ import torch
 from _qwen3_tiny import TINY, engine_config, hf_model, prompts
 from gpu_simulate_test.engine.engine import LLMEngine, StepEntry, StepOutput
 from gpu_simulate_test.engine.model import Qwen3Model
-from gpu_simulate_test.engine.runner import ModelRunner, graph_shapes, pick_graph_shape
+from gpu_simulate_test.engine.runner import ModelRunner, _Layout, graph_shapes, pick_graph_shape
 from gpu_simulate_test.engine.sequence import BatchEntry, ScheduledBatch, Sequence, SequenceStatus
 from gpu_simulate_test.errors import EnvironmentUnavailableError, InputError
 
@@ -182,6 +182,35 @@ def test_interleaved_batches_match_generate(hf, workload, policy):
         assert {True, False} in kinds  # a chunk beside decodes
     assert max(len(s.entries) for s in steps) > 2
     assert engine.stats()["preemptions"] == 0
+
+
+class _Replay:
+    """A CUDA graph's stand-in on the CPU: each replay runs the eager forward on its bucket's fixed layout (every
+    segment at its bucket's length, as the graph was captured reading it), whatever the step packed."""
+
+    def __init__(self, runner: ModelRunner, shape: tuple[int, int]) -> None:
+        self.runner, self.layout = runner, _Layout(shape[0], shape[1], shape[1], runner._max_uploads(*shape), shape[1])
+
+    def replay(self) -> None:
+        with torch.inference_mode():
+            self.runner._forward(self.layout)
+
+
+@pytest.mark.parametrize("policy", ["sarathi", "vllm"])
+def test_pipelined_bucket_replays_match_generate(hf, workload, policy):
+    """Every step that fits a bucket run as its graph runs it (padded inputs, the uploads and the token patches of
+    the step in flight written inside the step, unused ones to scratch places), pipelined, with arrivals during
+    steps (revisions going on from the packing ahead) and restarts: model.generate's tokens."""
+    reqs, want = workload
+    engine = _engine(hf, policy=policy, num_blocks=20, max_batch_tokens=16 if policy == "sarathi" else 48,
+                     watermark_blocks_fraction=0.0)
+    runner = engine.runner
+    runner.graph_sizes, runner.graph_token_sizes = [1, 2, 4, 8], [t for t in (16, 32, 64) if t <= runner.max_tokens]
+    runner.graphs = {shape: _Replay(runner, shape) for shape in graph_shapes(runner.graph_sizes, runner.graph_token_sizes)}
+    got, steps = _serve(engine, reqs)
+    assert [got[i] for i in range(len(reqs))] == want
+    assert engine.stats()["graph_steps"] > 0.8 * len(steps) and engine.stats()["prefill_graph_steps"] > 0
+    assert engine.stats()["preemptions"] > 0
 
 
 @pytest.mark.parametrize("policy", ["sarathi", "vllm"])
