@@ -269,31 +269,39 @@ def test_no_capture_or_compilation_during_a_run(engine):
 def test_pipelined_steps_give_the_tokens_of_steps_run_one_at_a_time(engine):
     """The pipelined loop (each step packed while the one before runs, the token ids that step is still sampling
     written in on the device inside the next step's graph, a revision that admits an arrival going on from the
-    packing ahead) gives every request the tokens the same arrivals get stepped one at a time, nothing in flight:
-    the same batches run from the same graphs. A request added after ``s`` pipelined steps arrives during step s
-    (in flight) and joins at its end; stepped one at a time, the same decision comes after ``s + 1`` steps."""
+    packing ahead) gives every request the tokens it gets when the engine steps one iteration at a time with
+    nothing in flight, each request added before the decision it joined when pipelined: the same batches, run from
+    the same graphs."""
     rng = random.Random(11)
     plan = sorted((rng.randrange(40), [rng.randrange(QWEN3_06B.vocab_size) for _ in range(rng.randrange(1, 900))],
-                   rng.randrange(1, 50)) for _ in range(48))  # (step it arrives at, prompt, tokens)
-    got = []
-    for pipeline in (True, False):
-        ids = [next(_ids) for _ in plan]
-        tokens: dict[int, list[int]] = {i: [] for i in ids}
-        arrivals, step = list(zip(ids, plan)), 0
-        revised = 0
-        while arrivals or engine.has_unfinished():
-            while arrivals and arrivals[0][1][0] + (not pipeline) <= step:
-                rid, (_, prompt, n) = arrivals.pop(0)
-                engine.add_request(rid, prompt, n)
-                revised += pipeline and engine.in_flight is not None
-            if engine.has_unfinished():
-                for rid, tok in engine.step(pipeline=pipeline).new_tokens:
-                    tokens[rid].append(tok)
-            step += 1
-        assert not pipeline or revised > 10  # arrivals during a step: its successor revised at its end
-        got.append([tokens[i] for i in ids])
-    assert [len(t) for t in got[0]] == [n for _, _, n in plan]
-    assert got[0] == got[1]
+                   rng.randrange(1, 50)) for _ in range(48))  # (loop turn it arrives at, prompt, tokens)
+    ids = [next(_ids) for _ in plan]
+    pipelined: dict[int, list[int]] = {rid: [] for rid in ids}
+    joins: list[int] = []  # the iteration whose decision each request joined
+    arrivals, turn, calls = list(zip(ids, plan)), 0, 0
+    while arrivals or engine.has_unfinished():
+        while arrivals and arrivals[0][1][0] <= turn:
+            rid, (_, prompt, n) = arrivals.pop(0)
+            engine.add_request(rid, prompt, n)
+            joins.append(calls + (engine.in_flight is not None))  # in flight: it joins at that iteration's end
+        if engine.has_unfinished():
+            for rid, tok in engine.step().new_tokens:
+                pipelined[rid].append(tok)
+            calls += 1
+        turn += 1
+    assert len(set(joins)) > 10  # requests joined many decisions, most of them while a step ran
+    again = [next(_ids) for _ in plan]
+    one_at_a_time: dict[int, list[int]] = {rid: [] for rid in again}
+    arrivals, calls = list(zip(again, zip(plan, joins))), 0
+    while arrivals or engine.has_unfinished():
+        while arrivals and (arrivals[0][1][1] <= calls or not engine.has_unfinished()):
+            rid, ((_, prompt, n), _) = arrivals.pop(0)
+            engine.add_request(rid, prompt, n)
+        for rid, tok in engine.step(pipeline=False).new_tokens:
+            one_at_a_time[rid].append(tok)
+        calls += 1
+    assert [len(pipelined[rid]) for rid in ids] == [n for _, _, n in plan]
+    assert [pipelined[rid] for rid in ids] == [one_at_a_time[rid] for rid in again]
 
 
 def test_pool_sized_from_memory_utilization(hf16):
