@@ -137,7 +137,7 @@ def decode_point(engine, batch: int, context: int, bw: float, rng: random.Random
     shape = engine.runner.graph_shape(last.batch)
     kernels = 0
     if shape is not None:
-        graph = engine.runner.graphs[shape].graph
+        graph = engine.runner.graphs[shape]
         row["replay_ms"] = _median_ms(graph.replay, REPLAYS)  # the last step's inputs, written again in place
         kernels = count_kernels(graph.replay)
         row["kernels_counted_in"] = "graph replay"
@@ -184,7 +184,7 @@ def _add_replay(engine, batch, row: dict) -> None:
     shape = engine.runner.graph_shape(batch)
     if shape is not None:
         row["graph_shape"] = list(shape)
-        row["replay_ms"] = _median_ms(engine.runner.graphs[shape].graph.replay, REPLAYS)
+        row["replay_ms"] = _median_ms(engine.runner.graphs[shape].replay, REPLAYS)
 
 
 def mixed_point(engine, decodes: int, context: int, chunk: int, rng: random.Random, next_id: list[int]) -> dict:

@@ -177,7 +177,7 @@ def main() -> int:
             rows.append((step.end_ns - step.start_ns, marks["schedule"] - step.start_ns,
                          marks["_fill"] - marks["schedule"], marks["prepare"] - marks["_fill"],
                          marks["launch"] - marks["prepare"], step.end_ns - marks["launch"]))
-        replay = engine.runner.graphs[step.graph_shape].graph.replay if step.graph_shape else None
+        replay = engine.runner.graphs[step.graph_shape].replay if step.graph_shape else None
         replays = []
         for _ in range(9 if replay else 0):
             torch.cuda.synchronize()
@@ -202,14 +202,14 @@ def main() -> int:
             engine.add_request(next_id[0], prompt(256), 1)
             step = step_until(engine, next_id[0], keep_inputs=True)
             next_id[0] += 1
-        _profile(engine.runner.graphs[step.graph_shape].graph.replay,
+        _profile(engine.runner.graphs[step.graph_shape].replay,
                  f"graph replay: prefill 256 (bucket {step.graph_shape}; its step {(step.end_ns - step.start_ns) / 1e6:.3f} ms)",
                  out, order=16)
         for batch in (1, 2, 4, 8):
             all_decoding(batch, 512)
             steps = [engine.step(pipeline=i < 19) for i in range(20)]
             ms = statistics.median((s.end_ns - s.start_ns) / 1e6 for s in steps)
-            _profile(engine.runner.graphs[steps[-1].graph_shape].graph.replay,
+            _profile(engine.runner.graphs[steps[-1].graph_shape].replay,
                      f"graph replay: decode batch {batch} KV 512 (its steps: median {ms:.3f} ms)", out, order=16)
             while engine.has_unfinished():
                 engine.step()
@@ -223,7 +223,7 @@ def main() -> int:
 
     for batch, context in ((1, 512), (64, 2048)):
         step = all_decoding(batch, context)
-        graph = engine.runner.graphs[engine.runner.graph_shape(step.batch)].graph
+        graph = engine.runner.graphs[engine.runner.graph_shape(step.batch)]
         _profile(graph.replay, f"graph replay: decode batch {batch} KV {context}", out)
         _profile(engine.step, f"engine.step: decode batch {batch} KV {context}", out)
         # the host's share of a decode step: what is not the wait for the GPU (Event.synchronize in _to_host)
@@ -241,7 +241,7 @@ def main() -> int:
         for i in range(30):
             step = engine.step(pipeline=i < 29)  # the last leaves its inputs on the device for the replays
             steps.append((step.end_ns - step.start_ns) / 1e6)
-        replay = engine.runner.graphs[step.graph_shape].graph.replay
+        replay = engine.runner.graphs[step.graph_shape].replay
         replays = []  # wall time with a sync, as a step is timed (not bench_engine._median_ms's device events)
         for _ in range(20):
             torch.cuda.synchronize()
@@ -261,7 +261,7 @@ def main() -> int:
     # replayed from its graph (or said to be eager), with the first layer's kernels in launch order.
     for decodes, context, chunk in ((64, 2048, 256), (127, 2048, 384), (96, 4096, 64), (12, 1024, 448)):
         decode_shape = engine.runner.graph_shape(all_decoding(decodes, context).batch)
-        _profile(engine.runner.graphs[decode_shape].graph.replay, f"graph replay: {decodes} decodes at KV {context}",
+        _profile(engine.runner.graphs[decode_shape].replay, f"graph replay: {decodes} decodes at KV {context}",
                  out, order=12)
         engine.add_request(next_id[0], prompt(chunk), 1)
         step = step_until(engine, next_id[0], keep_inputs=True)
@@ -272,7 +272,7 @@ def main() -> int:
                    f"(the decode-only step before it: graph {decode_shape})")
         print(out[-1], flush=True)
         if bucket is not None:
-            _profile(engine.runner.graphs[bucket].graph.replay, f"graph replay: {label}", out, order=14)
+            _profile(engine.runner.graphs[bucket].replay, f"graph replay: {label}", out, order=14)
         while engine.has_unfinished():
             engine.step()
 
