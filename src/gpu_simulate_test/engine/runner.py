@@ -3,15 +3,13 @@
 A step is packed (``prepare``), launched (``launch``) and waited for (``wait``) in three calls, so that the engine can
 pack step n+1 while step n runs on the GPU. Packing writes its int32 inputs (token ids, positions, KV slots, context
 lengths, block-table rows, ``cu_seqlens_q``, the rows that sample, the block-table entries added since the last step,
-and where the token ids that step n is still sampling go) into one of two pinned host buffers, each input at one
-place for every step (``_Segments``), and queues one copy on the stream behind step n. The step itself, first thing
-on the device, writes its block-table entries and patches in n's tokens from n's output (``_forward``), so at n's
-end only the launch is left. Block tables live on the device (one row per running sequence) and only the blocks a
-step reaches travel. A step formed ahead and then revised to admit more entries after its own is packed on from
-where it stopped (``prepare(revises=)``): on the critical path only the new entries are packed.
+and where the token ids that step n is still sampling go) into one of two pinned host buffers and queues them on the
+stream behind step n: one copy, the new table entries, and n's tokens gathered from its output on the device. At n's
+end only the launch is left. Block tables live on the device (one row per running sequence) and only their new
+blocks travel.
 
-Every step that fits a bucket replays a CUDA graph captured at start-up; the graph holds the uploads and patches, the
-whole forward, the LM head on a fixed ``B`` rows and the argmax. A bucket is a shape ``(T tokens, B sequences)``:
+Every step that fits a bucket replays a CUDA graph captured at start-up; the graph holds the whole forward, the LM
+head on a fixed ``B`` rows and the argmax. A bucket is a shape ``(T tokens, B sequences)``:
 
 - decode buckets ``(B, B)``, B in ``cuda_graph_batch_sizes``: a decode-only batch of n <= B sequences; padding rows
   ``n..B`` are one token each (token 0, position 0, slot -1, context 0: attention gives 0).
