@@ -82,17 +82,23 @@ def test_block_table_rows_are_reused_and_reclaimed(hf):
     assert runner.tables.row(s1, 1, idx := [], blocks := []) == r2 and blocks == [4]
 
 
-@pytest.mark.parametrize("pad", [None, (32, 4)])
-def test_a_revision_that_only_admits_more_goes_on_from_the_packing_ahead(hf, pad):
-    """A step packed ahead (two decodes), then revised at the decision to admit a prompt chunk after them: the
-    packing goes on in the same buffer from where it stopped, and the device gets the inputs, K/V and tokens that a
-    packing from scratch gives (eager, and padded to its bucket as a graph replays it)."""
+def _two_runners(hf) -> list[ModelRunner]:
+    """Two runners on the same weights, each with a pool of 64 blocks: one step run two ways, compared."""
     runners = []
     for _ in range(2):
         r = ModelRunner(engine_config(num_blocks=64),
                         Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
         r.allocate_kv_cache(64)
         runners.append(r)
+    return runners
+
+
+@pytest.mark.parametrize("pad", [None, (32, 4)])
+def test_a_revision_that_only_admits_more_goes_on_from_the_packing_ahead(hf, pad):
+    """A step packed ahead (two decodes), then revised at the decision to admit a prompt chunk after them: the
+    packing goes on in the same buffer from where it stopped, and the device gets the inputs, K/V and tokens that a
+    packing from scratch gives (eager, and padded to its bucket as a graph replays it)."""
+    runners = _two_runners(hf)
     pa, pb, pc = prompts([6, 9, 21], seed=31)
     seqs = [_seq(i, p, list(range(8 * i, 8 * i + 8))) for i, p in enumerate((pa, pb, pc))]
     a, b, c = seqs
@@ -308,12 +314,7 @@ def test_pick_graph_shape(num_tokens, num_seqs, decode_only, want):
 def _mixed_case(hf, steps: list[tuple[BatchEntry, ...]]) -> tuple[tuple[int, int], list[int]]:
     """Two runners on the same weights run the same earlier steps (eager); the last step runs eagerly on one and
     padded to its bucket on the other: same sampled tokens, same K/V, written to the same slots only."""
-    runners = []
-    for _ in range(2):
-        r = ModelRunner(engine_config(num_blocks=64),
-                        Qwen3Model.from_hf_state_dict(TINY, hf.state_dict(), torch.float32, torch.device("cpu")))
-        r.allocate_kv_cache(64)
-        runners.append(r)
+    runners = _two_runners(hf)
     *setup, last = steps
     for step in setup:
         for r in runners:
