@@ -443,12 +443,12 @@ def archived_engine_code(folder: Path) -> Optional[str]:
     codes: dict[str, list[str]] = {}
     for archive in archives(folder, "points"):
         with tarfile.open(archive) as tar:
-            for member in tar.getmembers():
+            for member in tar:  # in stream order, up to the run's meta: the token table after it stays packed
                 if member.name.endswith("/run_meta.json"):
-                    meta = json.load(tar.extractfile(member))
-                    code = (meta.get("backend") or {}).get("engine_code")
+                    code = (json.load(tar.extractfile(member)).get("backend") or {}).get("engine_code")
                     if code:
                         codes.setdefault(str(code), []).append(archive.name)
+                    break
     if len(codes) > 1:
         raise InputError(f"{folder}/points: real runs of {len(codes)} engines ("
                          + "; ".join(f"{c}: {len(a)} archives, e.g. {a[0]}" for c, a in sorted(codes.items()))
