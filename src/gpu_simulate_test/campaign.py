@@ -31,6 +31,7 @@ import tarfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -414,16 +415,51 @@ def _free_name(dest: Path, data: bytes) -> Path:
 # --- the local half ------------------------------------------------------------------------------------------
 
 
-def _existing_bundle(cfg: Any) -> Path:
-    """The local half's profile stage: the bundle the points name, from the archives; never measured here."""
-    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id
+def _existing_bundle(cfg: Any, filed: Optional[str] = None) -> Path:
+    """The local half's profile stage: the bundle the points name, from the archives; never measured here. That is
+    the id today's profiler gives the request, else ``filed`` (the bundle the folder's last publish simulated the
+    setup with, :func:`filed_bundles`) if it was built for the same request: a profiler change since (how the
+    bundle is timed, in every id) must not stop a published folder from reproducing."""
+    from gpu_simulate_test.config.apps import VidurProfileAppConfig
+    from gpu_simulate_test.io.ids import canonical_json, without_defaults
+    from gpu_simulate_test.io.meta import read_meta
+    from gpu_simulate_test.io.outputs import PROFILE_META
+    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_config, bundle_id
+    from gpu_simulate_test.vidur_ext.profiling_root import BUNDLE_KIND
 
-    path = Path(cfg.paths.profiling) / bundle_id(cfg)
-    if not path.is_dir():
-        have = sorted(p.name for p in Path(cfg.paths.profiling).glob("*")) if Path(cfg.paths.profiling).is_dir() else []
-        raise InputError(f"bundle {path.name} is not among the archives (bundles/: {', '.join(have) or 'none'}); "
-                         "collect the call that built it into bundles/")
-    return path
+    profiling = Path(cfg.paths.profiling)
+    path = profiling / bundle_id(cfg)
+    if path.is_dir():
+        return path
+    if filed is not None and (profiling / filed).is_dir():
+        recorded = read_meta(profiling / filed / PROFILE_META, BUNDLE_KIND).get("config") or {}
+        want = without_defaults(bundle_config(cfg), VidurProfileAppConfig)
+        got = without_defaults({k: recorded.get(k) for k in want}, VidurProfileAppConfig)
+        if canonical_json(got) != canonical_json(want):
+            differ = sorted(k for k in want if canonical_json(got.get(k)) != canonical_json(want[k]))
+            raise InputError(f"bundle {filed}, which tables/bundle_test.csv names, was built for another request "
+                             f"({', '.join(differ)} differ) than today's {path.name}; collect the bundle of this one")
+        log.info("bundle %s: today's profiler files this request as %s, not among the archives; the folder's %s",
+                 filed, path.name, filed)
+        return profiling / filed
+    have = sorted(p.name for p in profiling.glob("*")) if profiling.is_dir() else []
+    raise InputError(f"bundle {path.name} is not among the archives (bundles/: {', '.join(have) or 'none'}); "
+                     "collect the call that built it into bundles/")
+
+
+def filed_bundles(folder: Path) -> dict[str, str]:
+    """Each setup's bundle as the folder's last publish recorded it (``tables/bundle_test.csv``: ``setup``,
+    ``bundle_id``); empty before a first publish."""
+    import pandas as pd
+
+    table = Path(folder) / "tables" / "bundle_test.csv"
+    if not table.is_file():
+        return {}
+    pairs = pd.read_csv(table, usecols=["setup", "bundle_id"]).drop_duplicates()
+    twice = pairs["setup"][pairs["setup"].duplicated()].tolist()
+    if twice:
+        raise InputError(f"{table}: setup(s) {', '.join(map(str, twice))} name more than one bundle")
+    return dict(zip(pairs["setup"].astype(str), pairs["bundle_id"].astype(str)))
 
 
 class NotMeasuredError(InputError):
@@ -464,15 +500,18 @@ def unpack(folder: Path, root: Path) -> None:
             tar.extractall(root, filter="data")
 
 
-def compare_points(campaign: Campaign, root: Path, stages: Any = None) -> list["ComparedPoint"]:
+def compare_points(campaign: Campaign, root: Path, stages: Any = None,
+                   filed: Optional[dict[str, str]] = None) -> list["ComparedPoint"]:
     """Simulate and compare the first replicate of every point whose runs are under ``root``, and compare the second
-    replicate with the first; points without a real run are left out (and said so)."""
+    replicate with the first; points without a real run are left out (and said so). ``filed``: setup -> the bundle a
+    former publish simulated it with, used where today's profiler names one not among the archives."""
     from gpu_simulate_test.analysis.publish import ComparedPoint
     from gpu_simulate_test.experiment import default_stages, run_experiment
 
-    fns = replace(stages or default_stages(), profile=_existing_bundle, real=_never_measure)
+    base = replace(stages or default_stages(), real=_never_measure)
     out = []
     for setup in campaign.setups:
+        fns = replace(base, profile=partial(_existing_bundle, filed=(filed or {}).get(setup)))
         for workload in campaign.workloads_of(setup):
             for fraction in campaign.fractions:
                 recs = []
@@ -529,7 +568,7 @@ def _publish(campaign: Campaign, folder: Path, root: Path, *, title: str, reprod
 
     unpack(folder, root)
     rehome_capacities(campaign, folder, root / "capacity")
-    points = compare_points(campaign, root, stages)
+    points = compare_points(campaign, root, stages, filed=filed_bundles(folder))
     if not points:
         raise InputError(f"{folder}: no point of campaign {campaign.name} has its real runs in points/; nothing to publish")
     for sub in ("tables", "figs"):

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 import gpu_simulate_test.engine as engine_pkg
-from gpu_simulate_test.campaign import (Campaign, archived_engine_code, bundle_app, collect, publish, read_collected,
-                                        run_call)
+from gpu_simulate_test.campaign import (Campaign, _existing_bundle, archived_engine_code, bundle_app, collect,
+                                        filed_bundles, publish, read_collected, run_call)
 from gpu_simulate_test.config.apps import RealBenchAppConfig
 from gpu_simulate_test.errors import InputError
 from gpu_simulate_test.experiment import default_stages
@@ -90,7 +90,8 @@ class FakeEngine:
         path = constant_profile(Path(cfg.paths.profiling), bundle_id(cfg), model=cfg.model, hardware=cfg.hardware,
                                 backend=cfg.backend, limits=limits, op=0.02, prefill=0.05, decode=0.03)
         meta = json.loads((path / PROFILE_META).read_text())
-        meta["config"] = {"model": asdict(cfg.model), "hardware": asdict(cfg.hardware), "backend": asdict(cfg.backend)}
+        meta["config"] = {"model": asdict(cfg.model), "hardware": asdict(cfg.hardware), "backend": asdict(cfg.backend),
+                          "profile": asdict(cfg.profile)}
         write_json(path / PROFILE_META, meta)
         return path
 
@@ -188,6 +189,15 @@ def test_calls_collect_and_publish(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert archived_engine_code(folder) == measured
     assert bundle_id(bundle_app(CAMPAIGN, tmp_path / "ids", "sarathi", _stages(engine))) != bid
     publish(CAMPAIGN, folder, tmp_path / "local-after", title="tiny", reproduce="publish")
+    assert {f: (folder / f).read_bytes() for f in before} == before
+    # The profiler changes too (how a bundle is timed is in every id): the bundle the folder's last publish recorded
+    # for the setup (tables/bundle_test.csv) is used, being of the same request, and the tables come out the same.
+    from gpu_simulate_test.vidur_ext.profiler import bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod, "HEAD_TERM", bundle_mod.HEAD_TERM + " (timed another way)")
+    assert bundle_id(bundle_app(CAMPAIGN, tmp_path / "ids", "sarathi", _stages(engine))) != bid
+    assert filed_bundles(folder) == {"sarathi": bid}
+    publish(CAMPAIGN, folder, tmp_path / "local-profiler", title="tiny", reproduce="publish")
     assert {f: (folder / f).read_bytes() for f in before} == before
 
 
@@ -413,3 +423,25 @@ def test_a_folder_holds_the_points_of_one_engine(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"real runs of 2 engines \(0123456789ab: 1 archives, e.g. d.tar.xz; "
                                          r"c1c1a4eaacd2: 2 archives"):
         archived_engine_code(tmp_path)
+
+
+def test_a_bundle_filed_by_a_former_publish_serves_only_its_own_request(tmp_path: Path) -> None:
+    """Where today's profiler names a bundle not among the archives, the one the folder's tables name is used if it
+    was built for the same request (model, hardware, backend, profile), and refused, naming what differs, if not."""
+    engine = FakeEngine()
+    cfg = bundle_app(CAMPAIGN, tmp_path, "sarathi", _stages(engine))
+    built = engine.profile(cfg)
+    filed = built.with_name("qwen3-tiny-cpu-native-000000000000")
+    built.rename(filed)
+    with pytest.raises(InputError, match="not among the archives"):
+        _existing_bundle(cfg)
+    assert _existing_bundle(cfg, filed=filed.name) == filed
+    other = replace(cfg, profile=replace(cfg.profile, iteration_samples=cfg.profile.iteration_samples + 1))
+    with pytest.raises(InputError, match=r"another request \(profile differ\)"):
+        _existing_bundle(other, filed=filed.name)
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame({"setup": ["sarathi", "sarathi", "vllm"], "bundle_id": ["a", "b", "c"]}).to_csv(
+        tmp_path / "tables" / "bundle_test.csv", index=False)
+    with pytest.raises(InputError, match="sarathi name more than one bundle"):
+        filed_bundles(tmp_path)
+    assert filed_bundles(tmp_path / "nowhere") == {}
