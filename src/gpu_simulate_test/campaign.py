@@ -455,7 +455,10 @@ def filed_bundles(folder: Path) -> dict[str, str]:
     table = Path(folder) / "tables" / "bundle_test.csv"
     if not table.is_file():
         return {}
-    pairs = pd.read_csv(table, usecols=["setup", "bundle_id"]).drop_duplicates()
+    pairs = pd.read_csv(table)
+    if not {"setup", "bundle_id"} <= set(pairs.columns):
+        raise InputError(f"{table}: no setup and bundle_id columns (columns: {', '.join(map(str, pairs.columns))})")
+    pairs = pairs[["setup", "bundle_id"]].drop_duplicates()
     twice = pairs["setup"][pairs["setup"].duplicated()].tolist()
     if twice:
         raise InputError(f"{table}: setup(s) {', '.join(map(str, twice))} name more than one bundle")

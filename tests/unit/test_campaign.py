@@ -445,3 +445,6 @@ def test_a_bundle_filed_by_a_former_publish_serves_only_its_own_request(tmp_path
     with pytest.raises(InputError, match="sarathi name more than one bundle"):
         filed_bundles(tmp_path)
     assert filed_bundles(tmp_path / "nowhere") == {}
+    pd.DataFrame({"shape": ["decode:1x64"]}).to_csv(tmp_path / "tables" / "bundle_test.csv", index=False)
+    with pytest.raises(InputError, match="no setup and bundle_id columns"):
+        filed_bundles(tmp_path)
