@@ -418,9 +418,11 @@ def _free_name(dest: Path, data: bytes) -> Path:
 def _existing_bundle(cfg: Any, filed: Optional[str] = None) -> Path:
     """The local half's profile stage: the bundle the points name, from the archives; never measured here. That is
     the id today's profiler gives the request, else ``filed`` (the bundle the folder's last publish simulated the
-    setup with, :func:`filed_bundles`) if it was built for the same request: a profiler change since (how the
-    bundle is timed, in every id) must not stop a published folder from reproducing."""
+    setup with, :func:`filed_bundles`) if it was built for the same request on the same engine (where its meta
+    records one): a profiler change since (how the bundle is timed, in every id) must not stop a published folder
+    from reproducing."""
     from gpu_simulate_test.config.apps import VidurProfileAppConfig
+    from gpu_simulate_test.engine import id_basis
     from gpu_simulate_test.io.ids import canonical_json, without_defaults
     from gpu_simulate_test.io.meta import read_meta
     from gpu_simulate_test.io.outputs import PROFILE_META
@@ -432,7 +434,13 @@ def _existing_bundle(cfg: Any, filed: Optional[str] = None) -> Path:
     if path.is_dir():
         return path
     if filed is not None and (profiling / filed).is_dir():
-        recorded = read_meta(profiling / filed / PROFILE_META, BUNDLE_KIND).get("config") or {}
+        meta = read_meta(profiling / filed / PROFILE_META, BUNDLE_KIND)
+        basis = id_basis(cfg.backend.name)  # the engine the points ran on; bundles built before 2026-12-04 lack it
+        if any(k in meta and meta[k] != v for k, v in basis.items()):
+            raise InputError(f"bundle {filed}, which tables/bundle_test.csv names, was built on another engine "
+                             f"({', '.join(f'{k} {meta.get(k)}' for k in basis)}) than the points ran on "
+                             f"({', '.join(f'{k} {v}' for k, v in basis.items())})")
+        recorded = meta.get("config") or {}
         want = without_defaults(bundle_config(cfg), VidurProfileAppConfig)
         got = without_defaults({k: recorded.get(k) for k in want}, VidurProfileAppConfig)
         if canonical_json(got) != canonical_json(want):

@@ -436,6 +436,13 @@ def test_a_bundle_filed_by_a_former_publish_serves_only_its_own_request(tmp_path
     with pytest.raises(InputError, match="not among the archives"):
         _existing_bundle(cfg)
     assert _existing_bundle(cfg, filed=filed.name) == filed
+    meta = json.loads((filed / PROFILE_META).read_text())
+    write_json(filed / PROFILE_META, {**meta, "engine_code": engine_pkg.source_fingerprint()})
+    assert _existing_bundle(cfg, filed=filed.name) == filed  # built on the engine the ids name
+    write_json(filed / PROFILE_META, {**meta, "engine_code": "0" * 12})
+    with pytest.raises(InputError, match="built on another engine"):
+        _existing_bundle(cfg, filed=filed.name)
+    write_json(filed / PROFILE_META, meta)
     other = replace(cfg, profile=replace(cfg.profile, iteration_samples=cfg.profile.iteration_samples + 1))
     with pytest.raises(InputError, match=r"another request \(profile differ\)"):
         _existing_bundle(other, filed=filed.name)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gpu_simulate_test.engine import source_fingerprint
 from gpu_simulate_test.errors import EnvironmentUnavailableError, GstError, InputError
 from gpu_simulate_test.io.meta import read_meta
 from gpu_simulate_test.io.schemas import (
@@ -118,6 +119,7 @@ def test_native_bundle_times_the_engines_own_ops(compose_app, monkeypatch) -> No
     assert gc.isenabled() and sys.getswitchinterval() == interval
     meta = read_meta(result.path / "profile_meta.json", kind="profile_bundle")
     assert meta["backend_measured"] == "native" and meta["skipped_shapes"] == []
+    assert meta["engine_code"] == source_fingerprint()  # the engine it was built on, as real runs record it
     assert list(result.check["shape"]) == ["prefill:32", "prefill:32@64", "decode:1x64", "decode:4x64"]
     assert meta["held_out_check"]["num_shapes"] == 4 and math.isfinite(meta["held_out_check"]["median_abs_error_pct"])
     raw_mlp = read_table(result.path / "mlp_raw.csv", MLP_RAW_PROFILE)

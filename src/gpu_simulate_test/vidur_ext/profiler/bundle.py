@@ -364,7 +364,7 @@ def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFr
     write_json(path / pr.DATASET_CONFIG_FILE, {"model": vidur_model_name(cfg.model), "device_sku": cfg.hardware.vidur_device})
     inputs = {"workload_id": cfg.workload_id} if cfg.workload_id else {}  # the workload the grid was sized to
     meta = build_meta(kind=pr.BUNDLE_KIND, id=bid, config=bundle_config(cfg), inputs=inputs,
-                      grid_limits=grid.limits.to_dict(), **extra)
+                      grid_limits=grid.limits.to_dict(), **id_basis(cfg.backend.name), **extra)
     write_json(path / PROFILE_META, meta)
 
 
