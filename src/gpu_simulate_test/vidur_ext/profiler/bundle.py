@@ -153,11 +153,18 @@ def bundle_config(cfg: VidurProfileAppConfig) -> dict[str, Any]:
     return {"model": asdict(cfg.model), "hardware": asdict(cfg.hardware), "backend": asdict(cfg.backend), "profile": asdict(cfg.profile)}
 
 
+def bundle_request(groups: dict[str, Any]) -> dict[str, Any]:
+    """The request a bundle answers: its config groups (:func:`bundle_config`, or as a bundle's meta recorded them)
+    without the fields left at their defaults, the form its id hashes; two bundles of one request differ only in how
+    they were measured."""
+    return without_defaults(groups, VidurProfileAppConfig)
+
+
 def bundle_id(cfg: VidurProfileAppConfig) -> str:
     """Content hash of model + hardware + backend + grid/timing config (and, for ``native``, the engine's source,
     ``engine.id_basis``, and how its ops are timed, ``operators.OPERATOR_TIMING``): the same request finds the same
     bundle."""
-    c = {**without_defaults(bundle_config(cfg), VidurProfileAppConfig), **id_basis(cfg.backend.name)}
+    c = {**bundle_request(bundle_config(cfg)), **id_basis(cfg.backend.name)}
     if cfg.backend.name == "native":
         c.update(operator_timing=OPERATOR_TIMING, row_keys=NATIVE_ROW_KEYS.to_dict(), head_term=HEAD_TERM,
                  step_timing=STEP_TIMING)
