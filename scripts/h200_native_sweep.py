@@ -28,14 +28,11 @@ from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, ru
 # The published result: collect files each call's archives here (committed after every collect: a session's
 # checkout starts without tmp/), publish writes its tables, figures, summary and MANIFEST.csv; it travels with every
 # device call (64 MiB at most, the runbook's "Size"). Gathered in studies/2026-12-h200-native-campaign/results/ until
-# it was published (2026-12-03).
+# it was published (2026-12-03); its archives since 2026-12-04 are the re-packing engine's, gathered in a folder of
+# their own (studies/2026-12-04-repack/) and adopted when complete: a campaign on another engine does the same
+# (--folder, --carry).
 FOLDER = Path("docs/results/h200-qwen3-0.6b-native")
 CARRY = Path("tmp/h200-sweep-carry")
-# The campaign in progress on today's engine (studies/2026-12-04-repack/): collected into a folder of its own (a
-# folder holds one engine's points) with a carry of its own, until it replaces FOLDER's archives. Pass both to run
-# and collect (--folder, --carry); tests/unit/test_published_ids.py checks that the engine has not moved under it.
-NEXT_FOLDER = Path("studies/2026-12-04-repack/campaign")
-NEXT_CARRY = Path("tmp/h200-sweep-carry-repack")
 CAMPAIGN = Campaign(
     name="h200-qwen3-0.6b-native",
     common=("model=qwen3-0.6b", "hardware=h200", "capacity.num_requests=1000"),
