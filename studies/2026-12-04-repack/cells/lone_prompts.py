@@ -16,24 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from gpu_simulate_test.config import compose_app
-from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
-from gpu_simulate_test.vidur_ext.replay import replay_steps
+from point import replayed
 
 
 def main() -> int:
     root, folder = Path(sys.argv[1]), Path(sys.argv[2])
-    runs = pd.read_csv(folder / "tables" / "runs.csv")
-    bundle_id = pd.read_csv(folder / "tables" / "bundle_test.csv").groupby("setup")["bundle_id"].first()["vllm"]
-    app = compose_app("experiment", ["model=qwen3-0.6b", "hardware=h200", "backend=native"])
-    bundle = load_profiling_root(root / "profiling" / bundle_id, check_tables=False)
     for load in sys.argv[3:]:
-        run = runs[(runs["setup"] == "vllm") & (runs["load_fraction"] == float(load)) & (runs["replicate"] == 0)].iloc[0]
-        it = pd.read_csv(root / "real_runs" / run.real_run / "iteration_metrics.csv")
-        reqs = pd.read_csv(root / "real_runs" / run.real_run / "request_metrics.csv")
-        steps = replay_steps(bundle, it, model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
-                             cache_root=Path(app.paths.cache),
-                             dispatched=dict(zip(reqs["request_id"], reqs["dispatch_time_ns"])))
+        run, _, _, steps = replayed(root, folder, "vllm", "lognormal", float(load))
         lone = steps[(steps["batch_size"] == 1) & (steps["prompt_tokens"] > 0)]
         table = lone.groupby([pd.cut(lone["prompt_tokens"], [0, 256, 512, 1024, 2048, 4096]), "packed_at_start"],
                              observed=True).agg(steps=("error_pct", "size"), measured_ms=("measured_ns", "median"),

@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpu_simulate_test.config import compose_app
-from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
-from gpu_simulate_test.vidur_ext.replay import replay_steps
+from point import replayed
 
 
 def bias(steps: pd.DataFrame) -> float:
@@ -28,19 +26,9 @@ def bias(steps: pd.DataFrame) -> float:
 
 def main() -> int:
     root, folder = Path(sys.argv[1]), Path(sys.argv[2])
-    runs = pd.read_csv(folder / "tables" / "runs.csv")
-    bundles = pd.read_csv(folder / "tables" / "bundle_test.csv").groupby("setup")["bundle_id"].first()
-    app = compose_app("experiment", ["model=qwen3-0.6b", "hardware=h200", "backend=native"])
     for point in sys.argv[3:]:
         setup, workload, load = point.split(":")
-        run = runs[(runs["setup"] == setup) & (runs["workload"] == workload)
-                   & (runs["load_fraction"] == float(load)) & (runs["replicate"] == 0)].iloc[0]
-        bundle = load_profiling_root(root / "profiling" / bundles[setup], check_tables=False)
-        it = pd.read_csv(root / "real_runs" / run.real_run / "iteration_metrics.csv")
-        reqs = pd.read_csv(root / "real_runs" / run.real_run / "request_metrics.csv")
-        steps = replay_steps(bundle, it, model=app.model, hardware=app.hardware, vidur=app.vidur, seed=int(app.seed),
-                             cache_root=Path(app.paths.cache),
-                             dispatched=dict(zip(reqs["request_id"], reqs["dispatch_time_ns"])))
+        _, it, reqs, steps = replayed(root, folder, setup, workload, float(load))
         start = it["start_time_ns"].to_numpy()
         line = [f"{setup} {workload} {float(load):.0%}: every step {bias(steps):+.1f}%"]
         for q in (90, 99):
