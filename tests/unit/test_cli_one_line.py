@@ -53,8 +53,13 @@ def test_compare_runs_help_names_its_modes(tmp_path: Path) -> None:
 
 
 def _interrupt(cmd: list[str], ready: Path, env: dict[str, str], settle_s: float = 0.5) -> tuple[int, str]:
-    """Start ``cmd``, wait until it writes ``ready`` (it is then inside its work), send SIGINT; (exit code, stderr)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    """Start ``cmd``, wait until it writes ``ready`` (it is then inside its work), send SIGINT; (exit code, stderr).
+
+    The child starts with SIGINT at its default, as under a terminal: a shell that runs ``make test &`` without job
+    control leaves SIGINT ignored, Python then installs no KeyboardInterrupt handler, and the signal would be lost.
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not ready.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1] if proc.poll() is not None else "timeout"
