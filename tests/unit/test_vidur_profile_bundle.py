@@ -155,7 +155,8 @@ def test_native_bundle_times_the_engines_own_ops(compose_app, monkeypatch) -> No
                                 "token_fit": "every_row",  # every token row read back as measured
                                 "decode_attention_kv": "mean",  # decode attention at the mean KV, not rounded up
                                 "decode_attention_batch": "between_measured",  # and between measured batch sizes,
-                                "prefill_attention_chunk": "between_measured"}  # prompt chunks between measured sizes
+                                "prefill_attention_chunk": "between_measured",  # prompt chunks between measured sizes,
+                                "prefill_attention_kv_read": "between"}  # at the KV itself, not rounded up
     assert meta["decode_graph"] is None  # no CUDA graph runs a step on the CPU: no decode graph term
     # the head variant's term: the step's work outside its layers, timed at every token point with as many sampling
     # rows as tokens up to the batch cap, by those rows (the step's requests)

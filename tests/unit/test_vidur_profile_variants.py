@@ -300,7 +300,7 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                          "prefill_chunks": "one_wave", "prefill_wave_blocks": 16, "prefill_block_q": 64,
                          "graph_batch_sizes": [], "graph_token_sizes": [], "token_fit": "every_row",
                          "decode_attention_kv": "rounded_up", "decode_attention_batch": "vidur_model",
-                         "prefill_attention_chunk": "vidur_model"}}  # Vidur's readings
+                         "prefill_attention_chunk": "vidur_model", "prefill_attention_kv_read": "rounded_up"}}  # Vidur's readings
     terms = step_terms(meta)
     assert terms.outside == OutsideLayers((1, 8), (0.1, 0.2))
     assert terms.host == HostTerm(RequestCurve((1, 64), (0.03, 0.05)), RequestCurve((1,), (0.3,)))
@@ -341,7 +341,7 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                 {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1]}},
                 {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1, 4]}},
                 {**graphed, "decode_graph": {"requests": [1], "ms": [0.1], "graphs": ["one"]}},
-                {"row_keys": {"decode_attention_kv": "interpolated"}}):
+                {"row_keys": {"decode_attention_kv": "interpolated"}}, {"row_keys": {"prefill_attention_kv_read": "mean"}}):
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys|host_term"):
             step_terms(bad)
 
@@ -508,6 +508,25 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         launched = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys), **kw)
         got = (predict_batch_time_s(launched, chunks, serial=False) - predict_batch_time_s(summed, chunks, serial=False)) * 1e3
         assert got == pytest.approx(want, abs=1e-6), (wave, len(chunks))
+    # a chunk's attention at its KV itself, between Vidur's lookup points (its own: the KV rounded up to 256; the
+    # linear rows are exact in between): a chunk of 256 after 300 tokens read at 300, not 512; after 100 between the
+    # rows at 0 and 256; after 512, or a first chunk, as Vidur reads it; one wave's longest chunk and a launch's
+    # summed rows read the same way (before_chunk: the KV is the prefix)
+    for keys, chunks, want in (
+            (before, [(256, 556)], layers * 0.001 * (300 - 512)),
+            (before, [(256, 356)], layers * 0.001 * (100 - 256)),
+            (before, [(256, 768)], 0.0),
+            (before, [(200, 200)], 0.0),
+            (before, [(256, 556), (1, 65)], layers * 0.001 * (300 - 512)),
+            (replace(before, prefill_chunks="one_wave", prefill_wave_blocks=8, prefill_block_q=64),
+             [(64, 64), (64, 364)], layers * 0.001 * (300 - 512)),
+            (replace(before, prefill_chunks="one_launch", prefill_wave_blocks=1, prefill_block_q=64),
+             [(64, 364), (64, 428)], layers * 0.001 * (300 - 512 + 364 - 512))):
+        exact_kv = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
+            keys=replace(keys, prefill_attention_kv_read="between")), **kw)
+        rounded_kv = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(keys=keys), **kw)
+        got = (predict_batch_time_s(exact_kv, chunks, serial=False) - predict_batch_time_s(rounded_kv, chunks, serial=False)) * 1e3
+        assert got == pytest.approx(want, abs=1e-6), (keys.prefill_chunks, chunks)
     # token rows at the CUDA graph the engine replays the step in (decode buckets 1, 2, 4, 8, 16, 32; token buckets
     # 16 ... 512; a mixed bucket needs one more sequence for its padding tokens): op rows grow linearly with tokens,
     # so 3 decodes (graph 4) gain one token's worth, a chunk of 100 beside 3 decodes (103 tokens: graph 128 x 8) 25;

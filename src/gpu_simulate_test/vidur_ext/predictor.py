@@ -234,17 +234,36 @@ class _LocalProfileMixin:
         finally:
             batch._total_num_q_tokens_rounded = rounded
 
+    def _prefill_kv(self, batch: Batch) -> list[tuple[int, int]]:
+        """The ``(KV, chunk)`` of the batch's prompt chunks, the KV not rounded: with ``prefill_attention_kv:
+        before_chunk`` the context cached before the chunk, where the rows were measured; else Vidur's, after it."""
+        before = self._terms().keys.prefill_attention_kv == "before_chunk"
+        return [(int(kv - q) if before else int(kv), int(q))
+                for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if q != 1]
+
     def _get_batch_prefill_attention_params(self, batch: Batch) -> list[tuple[int, int]]:
-        """Vidur's ``(KV, chunk)`` keys of the batch's prompt chunks; with ``prefill_attention_kv: before_chunk`` the
-        KV is the context cached before the chunk, where the rows were measured (Vidur's: after it), rounded up to
-        Vidur's KV granularity all the same."""
+        """Vidur's ``(KV, chunk)`` keys of the batch's prompt chunks, the KV rounded up to Vidur's KV granularity (the
+        KV before the chunk with ``prefill_attention_kv: before_chunk``, Vidur's: after it)."""
         if self._terms().keys.prefill_attention_kv != "before_chunk":
             return super()._get_batch_prefill_attention_params(batch)  # type: ignore[misc]
         if not hasattr(batch, "_prefill_params"):
             g = int(self._config.kv_cache_prediction_granularity)
-            batch._prefill_params = [(_round_up(kv - q, g), int(q))
-                                     for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if q != 1]
+            batch._prefill_params = [(_round_up(kv, g), q) for kv, q in self._prefill_kv(batch)]
         return batch._prefill_params
+
+    def _prefill_rows(self, batch: Batch) -> list[float]:
+        """Each prompt chunk's attention row at its key; with ``prefill_attention_kv_read: between`` read at its KV
+        itself, linearly between the rows at the granularity points on either side (Vidur's: the point above)."""
+        rows = self._predictions["attn_prefill"]  # type: ignore[attr-defined]
+        params = self._get_batch_prefill_attention_params(batch)
+        out = [rows[(kv, _round_up(c, CHUNK_GRANULARITY))] for kv, c in params]
+        if self._terms().keys.prefill_attention_kv_read == "between":
+            g = int(self._config.kv_cache_prediction_granularity)
+            for k, ((kv, c), (exact, _)) in enumerate(zip(params, self._prefill_kv(batch))):
+                below = rows.get((kv - g, _round_up(c, CHUNK_GRANULARITY)))
+                if below is not None and exact < kv:
+                    out[k] = below + (exact - (kv - g)) / g * (out[k] - below)
+        return out
 
     def _get_attention_prefill_execution_time(self, batch: Batch) -> float:
         """Vidur's prefill attention, one row a chunk, summed; with ``prefill_chunks: one_wave`` (or ``one_launch``) a
@@ -252,16 +271,17 @@ class _LocalProfileMixin:
         bigger step costs the summed rows less a launch's fixed cost (the row of 32 tokens at KV 0) for every chunk
         after the first, the engine running all of a step's chunks in one launch."""
         keys = self._terms().keys
-        params = self._get_batch_prefill_attention_params(batch)
-        if len(params) < 2 or keys.prefill_chunks == "summed":
+        if keys.prefill_attention_kv_read != "between" and keys.prefill_chunks == "summed":
             return super()._get_attention_prefill_execution_time(batch)  # type: ignore[misc]
-        rows = self._predictions["attn_prefill"]  # type: ignore[attr-defined]
-        if keys.one_wave([c for _, c in params]):
-            return max(rows[(kv, -(-c // CHUNK_GRANULARITY) * CHUNK_GRANULARITY)] for kv, c in params)
-        summed = super()._get_attention_prefill_execution_time(batch)  # type: ignore[misc]
-        if keys.prefill_chunks == "one_launch":
-            return summed - (len(params) - 1) * rows[(0, CHUNK_GRANULARITY)]
-        return summed
+        params = self._get_batch_prefill_attention_params(batch)
+        if not params:
+            return 0.0
+        chunk_rows = self._prefill_rows(batch)
+        if len(params) > 1 and keys.one_wave([c for _, c in params]):
+            return max(chunk_rows)
+        if len(params) > 1 and keys.prefill_chunks == "one_launch":
+            return sum(chunk_rows) - (len(params) - 1) * self._predictions["attn_prefill"][(0, CHUNK_GRANULARITY)]  # type: ignore[attr-defined]
+        return sum(chunk_rows)
 
     def _get_attention_decode_execution_time(self, batch: Batch) -> float:
         """Vidur's batched decode attention; with ``decode_batching: as_measured`` the row alone, without Vidur's

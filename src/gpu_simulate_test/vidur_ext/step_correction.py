@@ -68,7 +68,8 @@ ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed 
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
             "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave", "one_launch"),
             "token_fit": ("bootstrap", "every_row"), "prefill_attention_chunk": ("vidur_model", "between_measured"),
-            "decode_attention_kv": ("rounded_up", "mean"), "decode_attention_batch": ("vidur_model", "between_measured")}
+            "decode_attention_kv": ("rounded_up", "mean"), "decode_attention_batch": ("vidur_model", "between_measured"),
+            "prefill_attention_kv_read": ("rounded_up", "between")}
 ROW_COUNTS = ("prefill_wave_blocks", "prefill_block_q")  # the numbers of the one_wave reading (0: unused)
 ROW_SIZES = ("graph_batch_sizes", "graph_token_sizes")  # the buckets of the graph_bucket reading (empty: unused)
 
@@ -223,6 +224,10 @@ class RowKeys:
       two rungs with one of them (a lone prompt's sawtooth: -9 to +7% on the H200 campaign's vllm setup);
       ``between_measured`` reads every chunk linearly between the model's predictions at the two measured sizes on
       either side, at its KV (beyond the ladder: the model's).
+    - ``prefill_attention_kv_read``: Vidur reads a chunk's attention row at its KV rounded up to its KV granularity
+      (256), up to 255 tokens more than the chunk attends to (a chunk after a prefix of 300 reads the row at 512);
+      ``between`` reads it at the KV itself, linearly between the predictions at the granularity points on either
+      side (the KV is the one ``prefill_attention_kv`` names).
 
     Apart from ``token_fit`` the rows and Vidur's trained models stay as they are; only the key of a lookup
     changes."""
@@ -239,6 +244,7 @@ class RowKeys:
     decode_attention_kv: str = "rounded_up"
     decode_attention_batch: str = "vidur_model"
     prefill_attention_chunk: str = "vidur_model"
+    prefill_attention_kv_read: str = "rounded_up"
 
     def graph(self, num_tokens: int, num_seqs: int, decode_only: bool) -> Optional[tuple[int, int]]:
         """The ``(tokens, sequences)`` of the graph the engine replays a step in (``graph_bucket``), or None."""

@@ -93,11 +93,12 @@ log = logging.getLogger(__name__)
 # token operators fitted on every row in every tree, so that each measured row is read back exactly
 # (``studies/2026-12-03-forest/``); decode attention at the batch's mean KV, not rounded up
 # (``studies/2026-12-03-bucket8/``), and at every batch size between the measured ones, not as the neighbouring
-# rung (``studies/2026-12-03-sawtooth/``). Written into every native bundle's meta and, as these names, into its id.
+# rung (``studies/2026-12-03-sawtooth/``); a prompt chunk's attention at the KV it attends to, not rounded up
+# (``studies/2026-12-04-prefill-kv/``). Written into every native bundle's meta and, as these names, into its id.
 NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph_bucket",
                           decode_batching="as_measured", prefill_chunks="one_launch", token_fit="every_row",
                           decode_attention_kv="mean", decode_attention_batch="between_measured",
-                          prefill_attention_chunk="between_measured")
+                          prefill_attention_chunk="between_measured", prefill_attention_kv_read="between")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
              "(wall less device) measured on a request grid, packed ahead or at the start, by requests; a step no "
