@@ -3,10 +3,11 @@
 A step is packed (``prepare``), launched (``launch``) and waited for (``wait``) in three calls, so that the engine can
 pack step n+1 while step n runs on the GPU. Packing writes its int32 inputs (token ids, positions, KV slots, context
 lengths, block-table rows, ``cu_seqlens_q``, the rows that sample, the block-table entries added since the last step,
-and where the token ids that step n is still sampling go) into one of two pinned host buffers and queues them on the
-stream behind step n: one copy, the new table entries, and n's tokens gathered from its output on the device. At n's
-end only the launch is left. Block tables live on the device (one row per running sequence) and only their new
-blocks travel.
+and where the token ids that step n is still sampling go), each at one fixed place sized for the largest step
+(``_Segments``), into one of two pinned host buffers, and queues one copy of them on the stream behind step n. The
+step itself, inside its graph, first writes its new block-table entries and patches in the tokens step n sampled
+(``_forward``), so at n's end only the launch is left. Block tables live on the device (one row per running
+sequence) and only the new blocks a step reaches travel.
 
 Every step that fits a bucket replays a CUDA graph captured at start-up; the graph holds the whole forward, the LM
 head on a fixed ``B`` rows and the argmax. A bucket is a shape ``(T tokens, B sequences)``:
@@ -80,7 +81,7 @@ class _BlockTables:
     def row(self, seq: Sequence, upto: int, new_index: list[int], new_block: list[int]) -> int:
         """The sequence's row; appends the flat table index and block id of each of its first ``upto`` blocks (those
         its step reaches) not uploaded yet. A policy may allocate a whole prompt's blocks at once; uploading only
-        what a step reads bounds a step's uploads by its tokens and entries (``_Caps.new_blocks``)."""
+        what a step reads bounds a step's uploads by its tokens and entries (``ModelRunner._max_uploads``)."""
         st = self._state.get(seq)
         if st is not None and st[2] >= upto and st[1] == seq.num_restarts:  # the common case: no news
             return st[0]
@@ -354,8 +355,8 @@ class ModelRunner:
     def _load_padding(self, num_tokens: int, num_seqs: int) -> _Layout:
         """A bucket's inputs with no real entry (all padding), on the device: what capture and profiling run."""
         layout = self._fill(self._hosts_np[0], (), num_tokens, num_seqs, None, _NOTHING)[0]
-        end = self._seg.offset["slots"] + layout.T
-        self._dev[:end].copy_(self._hosts[0][:end])
+        host, dev = self._copy_spans(0, layout.T)
+        dev.copy_(host)
         return layout
 
     def _view(self, layout: _Layout, name: str) -> torch.Tensor:
@@ -417,16 +418,19 @@ class ModelRunner:
             self._copied[turn].synchronize()  # its last copy: long done, or the one right behind the step just ended
         layout, filled = self._fill(self._hosts_np[turn], entries, batch.num_tokens if pad is None else pad[0],
                                     None if pad is None else pad[1], pending, at)
-        host, dev = self._copies.get((turn, layout.T)) or self._copy_spans(turn, layout.T)
+        host, dev = self._copy_spans(turn, layout.T)
         dev.copy_(host, non_blocking=True)
         if self._copied is not None:
             self._copied[turn].record()
         return PackedStep(layout, filled.s, shape, batch.entries, turn, filled)
 
     def _copy_spans(self, turn: int, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The host buffer's head that holds a step of ``num_tokens`` tokens, and where it goes on the device."""
-        end = self._seg.offset["slots"] + num_tokens
-        spans = self._copies[(turn, num_tokens)] = (self._hosts[turn][:end], self._dev[:end])
+        """The host buffer's head that holds a step of ``num_tokens`` tokens, and where it goes on the device (the
+        views made once a bucket)."""
+        spans = self._copies.get((turn, num_tokens))
+        if spans is None:
+            end = self._seg.offset["slots"] + num_tokens
+            spans = self._copies[(turn, num_tokens)] = (self._hosts[turn][:end], self._dev[:end])
         return spans
 
     def discard(self, packed: PackedStep) -> None:
