@@ -319,7 +319,8 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
         grid_record: dict[str, list] = {"shape": [], "requests": [], "tokens": [], "at_start": [], "packed_at_start": [],
                                         "host_ms": [], "wall_ms": []}
         feasible = [s for s in host_shapes if timer.unsupported(s) is None] if probe is not None else []
-        grid_task = progress.add_task("the host's share (request grid)", total=len(feasible))
+        if feasible:  # a bar only for work there is (off a GPU nothing measures the host's share)
+            grid_task = progress.add_task("the host's share (request grid)", total=len(feasible))
         for shape in feasible:
             with untimed(probe):
                 walls = timer.measure(backend, recorder, shape, probe)
