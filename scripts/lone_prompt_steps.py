@@ -1,7 +1,7 @@
-"""Why a lone prompt's step is shorter at high load: the step of one prompt alone, measured by what ran before it.
+"""The step of one prompt alone, split into device time and the host's hand-over, by what ran before it.
 
-The published vllm setup's lone prompt steps (``studies/2026-12-04-repack/cells/lone_prompts.txt``) shorten by ~6%
-from the 10% to the 90% point on one GPU. Here the native engine (the vllm setup: policy ``vllm``, token cap 4096,
+The published vllm setup's lone prompt steps move by up to 9% between runs on one GPU
+(``studies/2026-12-04-lone-prompt/``). Here the native engine (the vllm setup: policy ``vllm``, token cap 4096,
 graphs to 4096 tokens; Qwen3-0.6B's shape in bf16, random weights) runs a ``--tokens``-token prompt alone, by what
 came before it:
 
@@ -77,26 +77,28 @@ def step(engine: LLMEngine, timed: Timed, launched: list[int]) -> tuple[object, 
     return out, e0.elapsed_time(e1)
 
 
+def add(engine: LLMEngine, rng: random.Random, ids: list[int], n: int, max_tokens: int) -> None:
+    """A request of ``n`` random prompt tokens under the next id."""
+    ids[0] += 1
+    engine.add_request(ids[0], [rng.randrange(1000) for _ in range(n)], max_tokens)
+
+
 def lone_prompt(engine: LLMEngine, timed: Timed, launched: list[int], rng: random.Random, tokens: int,
                 condition: str, value: float, ids: list[int]) -> tuple[float, float, int]:
     """The prompt's step after ``condition``: (wall ms, device ms, entries in it)."""
-    def add(n: int, max_tokens: int) -> None:
-        ids[0] += 1
-        engine.add_request(ids[0], [rng.randrange(1000) for _ in range(n)], max_tokens)
-
     if condition == "idle":
         time.sleep(value)
-        add(tokens, 1)
+        add(engine, rng, ids, tokens, 1)
         out, device_ms = step(engine, timed, launched)
         while engine.has_unfinished():
             step(engine, timed, launched)
         return (out.end_ns - out.start_ns) / 1e6, device_ms, len(out.batch.entries)
     if condition == "after_idle":  # idle, then one request decodes ``value`` steps before the prompt arrives
         time.sleep(IDLE_BEFORE_S)
-        add(64, int(value) + 4)
+        add(engine, rng, ids, 64, int(value) + 4)
         for _ in range(int(value) + 1):  # its prefill, then ``value`` decodes
             step(engine, timed, launched)
-    add(tokens, 1)  # arrives during the step in flight
+    add(engine, rng, ids, tokens, 1)  # arrives during the step in flight
     step(engine, timed, launched)  # that step: its end decides the next, the prompt alone (vllm: prompts first)
     out, device_ms = step(engine, timed, launched)
     if condition == "after_idle":
@@ -140,8 +142,7 @@ def main() -> int:
             for tokens, condition, value in order:
                 if condition == "beside":  # k decodes that outlast the block (a prompt takes 2 of their steps)
                     for _ in range(int(value)):
-                        ids[0] += 1
-                        engine.add_request(ids[0], [rng.randrange(1000) for _ in range(64)], 2 * args.samples + 8)
+                        add(engine, rng, ids, 64, 2 * args.samples + 8)
                     while not ((out := step(engine, timed, launched)[0]).batch.is_decode_only
                                and len(out.batch.entries) == value):
                         pass

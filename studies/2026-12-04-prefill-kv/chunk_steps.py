@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gpu_simulate_test.io.schemas import parse_kv_tokens_field, parse_requests_field
+from gpu_simulate_test.vidur_ext.replay import step_shapes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "2026-12-04-repack" / "cells"))
 from point import replayed  # noqa: E402
@@ -26,12 +26,11 @@ def main() -> int:
     for arg in sys.argv[3:]:
         workload, load = arg.split(":")
         _, it, _, steps = replayed(root, folder, "sarathi", workload, float(load))
-        q = [[n for _, n in parse_requests_field(str(r))] for r in it["requests"]]
-        kv = [parse_kv_tokens_field(str(k)) for k in it["kv_tokens"]]
-        steps = steps.assign(chunks=[sum(n > 1 for n in a) for a in q],
-                             chunk=[max((n for n in a if n > 1), default=0) for a in q],
-                             prefix=[max((k - n for n, k in zip(a, b) if n > 1), default=-1) for a, b in zip(q, kv)],
-                             decodes=[sum(n == 1 for n in a) for a in q])
+        shapes = [step_shapes(r, k) for r, k in zip(it["requests"], it["kv_tokens"])]
+        steps = steps.assign(chunks=[sum(q > 1 for q, _ in a) for a in shapes],
+                             chunk=[max((q for q, _ in a if q > 1), default=0) for a in shapes],
+                             prefix=[max((kv - q for q, kv in a if q > 1), default=-1) for a in shapes],
+                             decodes=[sum(q == 1 for q, _ in a) for a in shapes])
         one = steps[steps["chunks"] == 1]
         one = one.assign(prefix_tokens=pd.cut(one["prefix"], [-1, 0, 511, 512, 1023, 1024, 10**6]),
                          decodes_beside=pd.cut(one["decodes"], [-1, 0, 2, 8, 128]))

@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 
 import gpu_simulate_test.vidur_ext.replay as replay
-from gpu_simulate_test.io.schemas import parse_kv_tokens_field, parse_requests_field
 from gpu_simulate_test.vidur_ext.step_correction import step_terms
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "2026-12-04-repack" / "cells"))
@@ -30,9 +29,7 @@ BINS, LABELS = [-1, 0, 512, 2048, 10**9], ["0 (first chunk)", "1-512", "513-2048
 
 def prefix(requests: str, kv_tokens: str) -> int:
     """The largest prefix (KV before the chunk) among the step's prompt chunks; -1: none."""
-    q = [n for _, n in parse_requests_field(str(requests))]
-    kv = parse_kv_tokens_field(str(kv_tokens))
-    return max((k - n for n, k in zip(q, kv) if n > 1), default=-1)
+    return max((kv - q for q, kv in replay.step_shapes(requests, kv_tokens) if q > 1), default=-1)
 
 
 def main() -> int:

@@ -469,8 +469,8 @@ def _chunk_lines(chunks: Optional[pd.DataFrame], setup: str, workload: str) -> l
     return _by_load_lines(chunks, setup, workload, "Matched steps with a prefill chunk by the chunk's prefix (Vidur "
                           "0.0.26 reads its attention at a KV rounded up to 256 tokens: the bundle's `row_keys` say "
                           "which KV and whether rounded; a first chunk also carries the engine's host work for a new "
-                          "request): median error of the simulated step (share of the matched chunk steps):", ("prefix (tokens)",), ["prefix_min"], label,
-                          "share_of_matched_chunk_steps")
+                          "request): median error of the simulated step (share of the matched chunk steps):",
+                          ("prefix (tokens)",), ["prefix_min"], label, "share_of_matched_chunk_steps")
 
 
 def write_manifest(folder: Path, describe: dict[str, dict[str, str]]) -> Path:

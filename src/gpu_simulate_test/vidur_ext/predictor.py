@@ -236,10 +236,13 @@ class _LocalProfileMixin:
 
     def _prefill_kv(self, batch: Batch) -> list[tuple[int, int]]:
         """The ``(KV, chunk)`` of the batch's prompt chunks, the KV not rounded: with ``prefill_attention_kv:
-        before_chunk`` the context cached before the chunk, where the rows were measured; else Vidur's, after it."""
-        before = self._terms().keys.prefill_attention_kv == "before_chunk"
-        return [(int(kv - q) if before else int(kv), int(q))
-                for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if q != 1]
+        before_chunk`` the context cached before the chunk, where the rows were measured; else Vidur's, after it.
+        Computed once a batch: the keys and the ``between`` reading both use it."""
+        if not hasattr(batch, "_gst_prefill_kv"):
+            before = self._terms().keys.prefill_attention_kv == "before_chunk"
+            batch._gst_prefill_kv = [(int(kv - q) if before else int(kv), int(q))
+                                     for q, kv in zip(batch.num_q_tokens, batch.num_kv_tokens) if q != 1]
+        return batch._gst_prefill_kv
 
     def _get_batch_prefill_attention_params(self, batch: Batch) -> list[tuple[int, int]]:
         """Vidur's ``(KV, chunk)`` keys of the batch's prompt chunks, the KV rounded up to Vidur's KV granularity (the
@@ -280,7 +283,8 @@ class _LocalProfileMixin:
         if len(params) > 1 and keys.one_wave([c for _, c in params]):
             return max(chunk_rows)
         if len(params) > 1 and keys.prefill_chunks == "one_launch":
-            return sum(chunk_rows) - (len(params) - 1) * self._predictions["attn_prefill"][(0, CHUNK_GRANULARITY)]  # type: ignore[attr-defined]
+            launch = self._predictions["attn_prefill"][(0, CHUNK_GRANULARITY)]  # type: ignore[attr-defined]
+            return sum(chunk_rows) - (len(params) - 1) * launch
         return sum(chunk_rows)
 
     def _get_attention_decode_execution_time(self, batch: Batch) -> float:
