@@ -5,7 +5,8 @@ and a number of replicates: every point (setup x workload x fraction) is measure
 engine, on the same workload, so that the spread between two real runs is known beside the simulation's error.
 
 The GPU half (:func:`run_call`) works through the campaign's tasks in order (per setup: its bundle, its capacity
-probes, then its points, every replicate of a fraction before the next fraction), skipping what a previous call
+probes, then its points per workload: the first replicate of every fraction, then the second, so that a point's
+two runs are minutes apart and their spread includes the host's drift over minutes, not one moment's state), skipping what a previous call
 already brought back and starting a task only if its estimated time fits what is left of the call's budget, so that
 the same command, repeated, finishes the campaign. It runs the GPU stages only (``stages=[workload,real]``, and
 vidur-profile for the bundle); everything it makes is packed into ``pack-<i>.tar`` files (the device tool brings back
@@ -92,8 +93,8 @@ class Campaign:
             for workload in self.workloads_of(setup):
                 yield Task("capacity", setup, workload)
             for workload in self.workloads_of(setup):
-                for fraction in self.fractions:
-                    for r in range(self.replicates):
+                for r in range(self.replicates):
+                    for fraction in self.fractions:
                         yield Task("point", setup, workload, fraction, r)
 
 

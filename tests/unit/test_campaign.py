@@ -455,3 +455,13 @@ def test_a_bundle_filed_by_a_former_publish_serves_only_its_own_request(tmp_path
     pd.DataFrame({"shape": ["decode:1x64"]}).to_csv(tmp_path / "tables" / "bundle_test.csv", index=False)
     with pytest.raises(InputError, match="no setup and bundle_id columns"):
         filed_bundles(tmp_path)
+
+
+def test_a_points_replicates_run_minutes_apart_not_back_to_back() -> None:
+    """Per setup and workload the GPU half measures the first replicate of every fraction before any second one, so
+    that a point's two runs see the host at different moments (its drift over minutes shows in the spread)."""
+    campaign = replace(CAMPAIGN, fractions=(0.1, 0.5, 0.9), workloads={"demo": ("workload=demo",), "b": ("workload=demo",)})
+    points = [(t.workload, t.fraction, t.replicate) for t in campaign.tasks() if t.kind == "point"]
+    assert points == [(w, f, r) for w in ("demo", "b") for r in (0, 1) for f in (0.1, 0.5, 0.9)]
+    kinds = [t.kind for t in campaign.tasks()]
+    assert kinds[:3] == ["bundle", "capacity", "capacity"] and set(kinds[3:]) == {"point"}
