@@ -5,16 +5,17 @@ and a number of replicates: every point (setup x workload x fraction) is measure
 engine, on the same workload, so that the spread between two real runs is known beside the simulation's error.
 
 The GPU half (:func:`run_call`) works through the campaign's tasks in order (per setup: its bundle, its capacity
-probes, then its points per workload: the first replicate of every fraction, then the second, so that a point's
-two runs are minutes apart and their spread includes the host's drift over minutes, not one moment's state), skipping what a previous call
-already brought back and starting a task only if its estimated time fits what is left of the call's budget, so that
-the same command, repeated, finishes the campaign. It runs the GPU stages only (``stages=[workload,real]``, and
-vidur-profile for the bundle); everything it makes is packed into ``pack-<i>.tar`` files (the device tool brings back
-at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.xz`` (the point's record, capacity file and real
-run; its workload is regenerated here from the campaign's config, its content-addressed id proving the same bytes),
-``bundles/<bundle_id>.tar.xz`` and ``diagnostics/capacity-<setup>-<workload>-<key>.tar.xz`` (the
-probe's run; ``key``: its capacity file's, which an engine change changes). Between calls, :func:`collect` files a call's packs into the result folder and refreshes the carried
-state (the capacities, and what was collected), which the next call, on a fresh machine, starts from.
+probes, then its points per workload: the first replicate of every fraction, then the second, so that a point's two
+runs are minutes apart and their spread includes the host's drift over minutes, not one moment's state), skipping what
+a previous call already brought back and starting a task only if its estimated time fits what is left of the call's
+budget, so that the same command, repeated, finishes the campaign. It runs the GPU stages only
+(``stages=[workload,real]``, and vidur-profile for the bundle); everything it makes is packed into ``pack-<i>.tar``
+files (the device tool brings back at most 8 files of at most 16 MiB) holding ``points/<point_key>.tar.xz`` (the
+point's record, capacity file and real run; its workload is regenerated here from the campaign's config, its
+content-addressed id proving the same bytes), ``bundles/<bundle_id>.tar.xz`` and
+``diagnostics/capacity-<setup>-<workload>-<key>.tar.xz`` (the probe's run; ``key``: its capacity file's, which an
+engine change changes). Between calls, :func:`collect` files a call's packs into the result folder and refreshes the
+carried state (the capacities, and what was collected), which the next call, on a fresh machine, starts from.
 
 The local half (:func:`publish`) unpacks a result folder's archives, simulates and compares the first replicate of
 every point (``experiment``, the bundle found by its id, never measured here), compares the second replicate with
