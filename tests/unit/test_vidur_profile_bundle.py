@@ -25,10 +25,16 @@ from gpu_simulate_test.io.schemas import (
 )
 from gpu_simulate_test.io.tables import read_table
 from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S
-from gpu_simulate_test.vidur_ext.profiler.bundle import build_bundle, bundle_id
+from gpu_simulate_test.vidur_ext.profiler.bundle import (
+    HOST_GRID_PASSES,
+    QuietProgress,
+    _time_host_grid,
+    build_bundle,
+    bundle_id,
+)
 from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 from gpu_simulate_test.vidur_ext.profiler.grid import build_grid
-from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.variants import head_term, host_share_term
 from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
@@ -180,6 +186,7 @@ def test_native_bundle_times_the_engines_own_ops(compose_app, monkeypatch) -> No
     assert timing["packed_at_start"] == [0.0, 1.0] * 4 and timing["packed_otherwise"] == []
     assert all(ms > 0 for ms in timing["host_ms"]) and all(w > h for w, h in zip(timing["wall_ms"], timing["host_ms"]))
     assert timing["tokens"] == [1, 60, 2, 61, 3, 62, 4, 63] and timing["eager"] == [False] * 8  # the CPU: no graphs
+    assert len(timing["wall_spread_pct"]) == 8 and all(p >= 0 for p in timing["wall_spread_pct"])  # over 3 passes
     host, record = host_share_term({k: v for k, v in timing.items() if k != "packed_otherwise"})
     assert record == timing and host.ahead.requests == host.serial.requests == (1, 2, 3, 4)
     assert host.serial.ms == tuple(timing["host_ms"][1::2])
@@ -203,6 +210,38 @@ def test_native_bundle_times_the_engines_own_ops(compose_app, monkeypatch) -> No
     assert set(errors) == {"bundle", "constant", "linear"}
     assert errors["bundle"]["median_abs_error_pct"] == pytest.approx(meta["held_out_check"]["median_abs_error_pct"])
     assert meta["verdict"] == bundle_verdict(meta).verdict
+
+
+class _DriftingTimer:
+    """A step timer whose host slows every step by 10% for a few seconds: the two measurements after the first."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def measure(self, backend, recorder, shape: BatchShape, probe=None) -> ShapeSamples:
+        slow = 1.1 if len(self.calls) in (1, 2) else 1.0
+        self.calls.append(str(shape))
+        wall = 1_000_000 * shape.batch_size * slow  # 1 ms a request; its device time 0.9 of it
+        return ShapeSamples(np.full(3, int(wall)), 8.0, np.full(3, int(0.9 * wall)), np.zeros(3, dtype=bool))
+
+
+def test_the_host_grid_is_timed_in_interleaved_passes_and_keeps_each_shapes_median_pass() -> None:
+    # One pass timed neighbouring request counts seconds apart, so a host that drifted for a few seconds moved them
+    # together (2026-12-04: one build's decodes of 5-12 requests 3% slow); passes over the whole grid spread each
+    # count over moments far apart, and the median pass drops the one a drift hit.
+    shapes = [BatchShape.parse(s) for s in ("decode:1x8", "decode:2x8", "decode:3x8")]
+    timer = _DriftingTimer()
+    with QuietProgress() as progress:
+        record = _time_host_grid(None, timer, None, None, shapes, False, progress)
+    assert HOST_GRID_PASSES == 3 and timer.calls == [str(s) for s in shapes] * 3  # interleaved, not back to back
+    assert record["shape"] == [str(s) for s in shapes] and record["requests"] == [1, 2, 3]
+    assert record["wall_ms"] == pytest.approx([1.0, 2.0, 3.0])  # the drifted pass dropped, not averaged in
+    assert record["host_ms"] == pytest.approx([0.1, 0.2, 0.3])
+    assert record["wall_spread_pct"] == pytest.approx([0.0, 10.0, 10.0])  # ... and shown
+    assert record["at_start"] == [False] * 3 and record["packed_at_start"] == [0.0] * 3
+    with QuietProgress() as progress:  # nothing to time (off a GPU): an empty record, no pass
+        empty = _time_host_grid(None, _DriftingTimer(), None, None, [], False, progress)
+    assert empty["shape"] == [] and set(empty) == set(record)
 
 
 def test_gpu_hardware_without_gpu_leaves_nothing(compose_app, tmp_path: Path) -> None:
@@ -293,7 +332,7 @@ def test_decoders_outlast_the_filling_under_decodes_first(text: str) -> None:
     must still be decoding, with ``samples`` steps to spare, when the last one decodes."""
     from types import SimpleNamespace
 
-    from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+    from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
 
     shape, budget, samples = BatchShape.parse(text), 512, 5
     timer = StepTimer.__new__(StepTimer)  # _lengths reads the samples and the budget only
@@ -326,7 +365,7 @@ def test_prefill_wave_and_graph_buckets_read_from_the_engine(compose_app, monkey
 
     from gpu_simulate_test.backends import get_backend
     from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps
-    from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
+    from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTimer
 
     cfg = _cfg(compose_app, ["backend=native"])
     backend = get_backend("native")(cfg.backend, cfg.model, cfg.hardware, cfg.seed)

@@ -101,7 +101,7 @@ NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph
                           prefill_attention_chunk="between_measured", prefill_attention_kv_read="between")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
-             "(wall less device) measured on a request grid, packed ahead or at the start, by requests; a step no "
+             "(wall less device) measured on a request grid (each shape's median of three interleaved passes), packed ahead or at the start, by requests; a step no "
              "graph holds: its wall less the rest, measured on an eager token grid, by tokens; (step and head) a decode "
              "batch a graph runs: the graph's device time less its parts, measured on the grid's decodes, by the "
              "graph's sequences")
@@ -283,14 +283,55 @@ def host_share_ns(walls: Sequence[ShapeSamples], timed: Optional[ShapeSamples]) 
     return float(np.median(np.concatenate([x.ns for x in walls])) - np.median(timed.device_ns))
 
 
+HOST_GRID_PASSES = 3  # passes over the host grid, interleaved; each shape's median pass is kept
+DRIFT_WARN_PCT = 5.0  # passes further apart than this: the build warns
+
+
+def _time_host_grid(backend: Backend, timer: StepTimer, recorder: Recorder, probe: Any, shapes: Sequence[BatchShape],
+                    apart: bool, progress: Progress) -> dict[str, list]:
+    """The host grid's record (``host_grid``: ``shape``, ``requests``, ``tokens``, ``at_start``, ``packed_at_start``,
+    ``host_ms``, ``wall_ms``, ``wall_spread_pct``), timed in :data:`HOST_GRID_PASSES` passes over every shape, each
+    shape's host share and wall the median of its passes'. In one pass, neighbouring request counts are timed seconds
+    apart, so a host that drifts for a few seconds moved them together: one build's decodes of 5-12 requests came out
+    3% slower than the same shape timed earlier in the build, and Vidur predicted a loaded server's commonest steps
+    that much long (``studies/2026-12-04-campaign/``). ``wall_spread_pct``: the passes' walls, largest less smallest,
+    in % of the kept one."""
+    record: dict[str, list] = {"shape": [], "requests": [], "tokens": [], "at_start": [], "packed_at_start": [],
+                               "host_ms": [], "wall_ms": [], "wall_spread_pct": []}
+    if not shapes:  # a bar only for work there is (off a GPU nothing measures the host's share)
+        return record
+    task = progress.add_task("the host's share (request grid)", total=len(shapes) * HOST_GRID_PASSES)
+    passes: dict[str, list[tuple[float, float, np.ndarray]]] = {str(s): [] for s in shapes}
+    for _ in range(HOST_GRID_PASSES):
+        for shape in shapes:
+            with untimed(probe):
+                walls = timer.measure(backend, recorder, shape, probe)
+            got = timer.measure(backend, recorder, shape, probe) if apart else None
+            assert walls.at_start is not None
+            passes[str(shape)].append((host_share_ns([walls], got) / 1e6, float(np.median(walls.ns)) / 1e6,
+                                       walls.at_start))
+            progress.advance(task)
+    for shape in shapes:
+        host_ms, wall_ms, at_start = zip(*passes[str(shape)])
+        wall = float(np.median(wall_ms))
+        record["shape"].append(str(shape))
+        record["requests"].append(shape.batch_size)
+        record["tokens"].append(shape.num_tokens)
+        record["at_start"].append(packed_at_start(shape))
+        record["packed_at_start"].append(float(np.concatenate(at_start).mean()))
+        record["host_ms"].append(float(np.median(host_ms)))
+        record["wall_ms"].append(wall)
+        record["wall_spread_pct"].append(100 * (max(wall_ms) - min(wall_ms)) / wall)
+    return record
+
+
 def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
                         progress: Progress, host_shapes: Sequence[BatchShape] = (), host_share: bool = False
                         ) -> tuple[pd.DataFrame, list[str], dict[str, list]]:
     """Time every feasible shape through the backend's driver; the table, the skipped shapes and the host grid's
     record. ``host_share``: also each step's device time and packing on the native engine (``host_share.StepProbe``):
-    the host's share of it, in the table, and measured on ``host_shapes`` (one round, after the sets) for the
-    record (``host_grid``: ``shape``, ``requests``, ``tokens``, ``at_start``, ``packed_at_start``, ``host_ms``,
-    ``wall_ms``). Every step is timed as real-bench runs it (``backends.conditions.measured_run``), its wall with the
+    the host's share of it, in the table, and measured on ``host_shapes`` (after the sets) for the record
+    (:func:`_time_host_grid`). Every step is timed as real-bench runs it (``backends.conditions.measured_run``), its wall with the
     probe's events off, since they slow the steps they time; the device times in a round of their own
     (:func:`host_share_ns`)."""
     measured, skipped = [], []
@@ -316,24 +357,8 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
             for shape, _role in measured:
                 timed[str(shape)] = timer.measure(backend, recorder, shape, probe)
                 progress.advance(task)
-        grid_record: dict[str, list] = {"shape": [], "requests": [], "tokens": [], "at_start": [], "packed_at_start": [],
-                                        "host_ms": [], "wall_ms": []}
         feasible = [s for s in host_shapes if timer.unsupported(s) is None] if probe is not None else []
-        if feasible:  # a bar only for work there is (off a GPU nothing measures the host's share)
-            grid_task = progress.add_task("the host's share (request grid)", total=len(feasible))
-        for shape in feasible:
-            with untimed(probe):
-                walls = timer.measure(backend, recorder, shape, probe)
-            got = timer.measure(backend, recorder, shape, probe) if apart else None
-            assert walls.at_start is not None
-            grid_record["shape"].append(str(shape))
-            grid_record["requests"].append(shape.batch_size)
-            grid_record["tokens"].append(shape.num_tokens)
-            grid_record["at_start"].append(packed_at_start(shape))
-            grid_record["packed_at_start"].append(float(walls.at_start.mean()))
-            grid_record["host_ms"].append(host_share_ns([walls], got) / 1e6)
-            grid_record["wall_ms"].append(float(np.median(walls.ns)) / 1e6)
-            progress.advance(grid_task)
+        grid_record = _time_host_grid(backend, timer, recorder, probe, feasible, apart, progress)
     rows = []
     for shape, role in measured:
         ns = np.concatenate([x.ns for x in samples[str(shape)]])
@@ -536,6 +561,11 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             graph_seqs = [g[1] if g is not None and s.kind == "decode" else None for s, g in zip(grid_shapes, graphs)]
             graph_shapes = [s for s, g in zip(grid_shapes, graph_seqs) if g is not None]
         host, host_timing = host_share_term(host_record) if measure_host else (None, None)
+        drifted = [(s, p) for s, p in zip(host_record["shape"], host_record["wall_spread_pct"]) if p > DRIFT_WARN_PCT]
+        if drifted:
+            log.warning("the host grid's passes disagree by more than %g%% on %d shape(s) (%s): the host drifted while "
+                        "it was timed; each keeps its median pass (host_timing.wall_spread_pct)", DRIFT_WARN_PCT,
+                        len(drifted), ", ".join(f"{s} {p:.1f}%" for s, p in drifted[:4]))
         _, fit_shapes, fit_ms = sets["fit"]
         val_names, val_shapes, val_ms = sets["validation"]
         test_names, test_shapes, test_ms = sets["test"]
