@@ -54,8 +54,9 @@ CAMPAIGN = Campaign(
     setup_workloads={"vllm": ("lognormal",)},
     # Estimates from the native engine's H200 sessions (studies/2026-12-01-native-h200: engine start-up ~11 s;
     # studies/2026-12-02-native-h200: h200.yaml's bundle in 181 s with 337 attention points, 300 s allowed for the
-    # 1,335 of 8 KV points an octave).
-    bundle_s=300.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
+    # 1,335 of 8 KV points an octave; the sarathi bundle took 465 s on 2026-12-04 and 533 s with the host grid in
+    # three passes, studies/2026-12-04-campaign: a bundle now starts only in a call with that much left).
+    bundle_s=500.0, probe_s=45.0, point_overhead_s=20.0, first_start_s=40.0,
 )
 # The plan's assumptions (requests/s), replaced in a run by the probes' figures: the sarathi capacities the probes
 # measured on 2026-12-02 with the balanced decode attention of 6445ffb (lognormal 97.9, gamma 92.3, conversation

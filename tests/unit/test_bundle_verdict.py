@@ -60,6 +60,11 @@ def _baselines(bundle: tuple[float, float], constant: tuple[float, float], linea
     ({"correction": {"variant": "step", "cap_pct": 10.0, "max_share_pct": 12.5}}, "fail",
      r"whole-step correction is 12.5% of a predicted step, over its cap of 10%"),
     ({"correction": {"variant": "fold", "cap_pct": None, "max_share_pct": 60.0}}, "pass", r"held-out median"),  # no cap
+    # the cap holds the fitted correction, not the measured decode graph term beside it (share_pct counts both)
+    ({"correction": {"variant": "step", "cap_pct": 10.0, "max_share_pct": 11.9, "max_fitted_share_pct": 10.0}}, "pass",
+     r"held-out median"),
+    ({"correction": {"variant": "step", "cap_pct": 10.0, "max_share_pct": 11.9, "max_fitted_share_pct": 10.4}}, "fail",
+     r"whole-step correction is 10.4% of a predicted step, over its cap of 10%"),
 ])
 def test_baselines_and_correction_cap(extra: dict[str, Any], verdict: str, reason: str) -> None:
     v = bundle_verdict(_meta(3.7, **extra))

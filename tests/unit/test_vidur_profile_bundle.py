@@ -28,6 +28,7 @@ from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S
 from gpu_simulate_test.vidur_ext.profiler.bundle import (
     HOST_GRID_PASSES,
     QuietProgress,
+    _correction_record,
     _time_host_grid,
     build_bundle,
     bundle_id,
@@ -201,6 +202,11 @@ def test_native_bundle_times_the_engines_own_ops(compose_app, monkeypatch) -> No
     if meta["variant"] != "head":  # the fitted correction is capped on every fit shape (0 for operators); the
         assert corr["share_pct"]["fit"]["max"] <= 10.0 + 1e-6  # measured head term is not (the CPU's tiny model:
         # its 151,936-row LM head outweighs its layers)
+    if meta["variant"] == "step":  # the share the cap holds: the fitted part's (no decode graph term on the CPU)
+        assert corr["max_fitted_share_pct"] == pytest.approx(corr["max_share_pct"], rel=1e-6)
+        assert corr["fitted_share_pct"]["fit"]["max"] <= 10.0 + 1e-6
+    else:
+        assert "max_fitted_share_pct" not in corr and "fitted_share_pct" not in corr
     # the test check: the bundle and both baselines fitted on the fit shapes, in the table and in the record
     check = read_table(result.path / "held_out_check.csv", HELD_OUT_CHECK)
     assert {"constant_ns", "linear_ns", "constant_error_pct", "linear_error_pct"} <= set(check.columns)
@@ -381,3 +387,17 @@ def test_prefill_wave_and_graph_buckets_read_from_the_engine(compose_app, monkey
         assert ops.prefill_wave() == (132 // cfg.model.num_kv_heads, 128 // padded)
     finally:
         backend.close()
+
+
+def test_the_correction_record_holds_the_fitted_part_apart_from_measured_terms() -> None:
+    # A step variant's prediction is the operators, the measured decode graph term and the fitted correction; the cap
+    # holds the fitted part (fit_step_correction), so the record gives its share apart (the verdict reads it), while
+    # share_pct counts everything beside the operators.
+    final, raw = np.array([10.0, 10.0, 20.0]), np.array([8.0, 9.0, 19.0])  # fit, validation, test
+    fitted = np.array([1.0, 0.5, -1.0])  # the first step's other 1 ms: its graph term
+    record = _correction_record("step", 10.0, final, raw, np.array([1, 2]), fitted)
+    assert record["cap_pct"] == 10.0 and record["max_share_pct"] == pytest.approx(20.0)
+    assert record["max_fitted_share_pct"] == pytest.approx(10.0)
+    assert record["fitted_share_pct"]["test"] == {"median": pytest.approx(5.0), "max": pytest.approx(5.0)}
+    assert record["share_pct"]["fit"]["max"] == pytest.approx(20.0)
+    assert "max_fitted_share_pct" not in _correction_record("head", 10.0, final, raw, np.array([1, 2]))

@@ -133,11 +133,14 @@ def _baselines(meta: Mapping[str, Any]) -> tuple[dict[str, dict[str, Optional[fl
 
 
 def _correction(meta: Mapping[str, Any]) -> tuple[Optional[float], Optional[float]]:
-    """``correction``'s largest share of a predicted step and the cap it is held to (None: no cap, or no record)."""
+    """``correction``'s largest share of a predicted step that the cap holds, and the cap (None: no cap, or no
+    record): the fitted correction's (``max_fitted_share_pct``); bundles built before it recorded only the share
+    beside the operators (``max_share_pct``), measured terms included."""
     record = meta.get("correction")
     if not isinstance(record, Mapping):
         return None, None
-    return _num(record.get("max_share_pct")), _num(record.get("cap_pct"))
+    fitted = _num(record.get("max_fitted_share_pct"))
+    return fitted if fitted is not None else _num(record.get("max_share_pct")), _num(record.get("cap_pct"))
 
 
 def _worst(errors: Mapping[str, float], n: int = 3) -> str:
