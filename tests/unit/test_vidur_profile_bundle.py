@@ -39,7 +39,7 @@ from gpu_simulate_test.vidur_ext.profiler.iterations import ShapeSamples, StepTi
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.profiler.variants import head_term, host_share_term
 from gpu_simulate_test.vidur_ext.profiling_root import load_profiling_root
-from gpu_simulate_test.vidur_ext.verdict import bundle_verdict
+from gpu_simulate_test.vidur_ext.verdict import _correction, bundle_verdict
 
 SMALL = [
     "profile.max_tokens=64", "profile.max_kv_tokens=128", "profile.repeat_iters=3", "profile.warmup_iters=1",
@@ -90,6 +90,18 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert all(math.isfinite(p) and p > 0 for p in pred)
     again = build_bundle(cfg, vidur_predict(cfg))
     assert again.reused and again.path == result.path and again.check.equals(result.check) and again.verdict == result.verdict
+
+
+def test_a_step_bundle_holds_its_fitted_correction_to_the_cap(compose_app) -> None:
+    # The step variant alone: its fitted correction's share of every checked step is recorded apart, within the cap
+    # it was fitted under, and that share is what the verdict reads.
+    cfg = _cfg(compose_app, ["profile.variants=[step]"])
+    meta = read_meta(build_bundle(cfg, vidur_predict(cfg)).path / "profile_meta.json", kind="profile_bundle")
+    corr = meta["correction"]
+    assert meta["variant"] == "step" and corr["cap_pct"] == 10.0 and meta["step_correction"] is not None
+    assert corr["max_fitted_share_pct"] <= 10.0 + 1e-6
+    assert corr["max_fitted_share_pct"] == max(v["max"] for v in corr["fitted_share_pct"].values() if v)
+    assert _correction(meta) == (corr["max_fitted_share_pct"], 10.0)  # what the verdict holds to the cap
 
 
 def test_head_variant_needs_the_native_engine(compose_app) -> None:
