@@ -176,7 +176,8 @@ def test_native_bundle_times_the_engines_own_ops(compose_app, monkeypatch) -> No
                                 "decode_attention_batch": "between_measured",  # and between measured batch sizes,
                                 "prefill_attention_chunk": "between_measured",  # prompt chunks between measured sizes,
                                 "prefill_attention_kv_read": "between"}  # at the KV itself, not rounded up
-    assert meta["decode_graph"] is None  # no CUDA graph runs a step on the CPU: no decode graph term
+    assert meta["decode_graph"] is None and meta["chunk_graph"] is None  # no CUDA graph runs a step on the CPU:
+    # no step graph terms
     # the head variant's term: the step's work outside its layers, timed at every token point with as many sampling
     # rows as tokens up to the batch cap, by those rows (the step's requests)
     head = meta["head_timing"]

@@ -19,6 +19,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     Candidate,
     check_variants,
     choose,
+    chunk_graph_term,
     decode_graph_term,
     eager_term,
     first_chunks,
@@ -34,6 +35,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
 )
 from gpu_simulate_test.vidur_ext.profiling_root import GridLimits
 from gpu_simulate_test.vidur_ext.step_correction import (
+    ChunkGraph,
     DecodeGraph,
     HostTerm,
     OutsideLayers,
@@ -238,6 +240,35 @@ def test_decode_graph_term_is_what_a_decode_graph_costs_beyond_its_parts_by_hand
     assert [old.at_step((b, b), True, n) for n, b in ((5, 8), (3, 4), (2, 2))] == pytest.approx([0.11, 0.025, -0.04 + 0.065 / 3])
 
 
+def test_chunk_graph_term_is_what_a_chunk_steps_graph_costs_beyond_its_parts_by_hand() -> None:
+    """The host grid's steps with a prompt chunk that a graph runs: their device time less what the bundle predicts of
+    them without the term, the median at each count of requests, signed (on the H200 such a step of a few requests ran
+    0.12-0.19 ms under its operators and the work outside them); added to a step with a chunk a graph runs only, by
+    its requests, by ``step`` and ``head`` alike beside the decode graph term."""
+    grid = [("decode:1x512", 1.20, 0.04), ("prefill:256", 2.00, 0.30), ("mixed:256+1x512", 2.40, 0.25),
+            ("mixed:256+3x512", 2.50, 0.20), ("mixed:256+3x512", 2.54, 0.20), ("prefill:768", 14.0, 0.3)]
+    record = {"shape": [g[0] for g in grid], "requests": [BatchShape.parse(g[0]).batch_size for g in grid],
+              "wall_ms": [g[1] for g in grid], "host_ms": [g[2] for g in grid]}
+    in_graph = [True, True, True, True, True, False]  # the 768-token prompt: no graph holds it (the eager term's)
+    predicted = [1.85, 2.30, 2.45, 2.45]  # the operators and the work outside, one a chunk step a graph runs
+    term = chunk_graph_term(record, in_graph, predicted)
+    assert term.requests == (1, 2, 4) and term.ms == pytest.approx((-0.15, -0.15, (-0.15 - 0.11) / 2))
+    assert chunk_graph_term(record, [True, False, False, False, False, False], []) is None  # a decode only
+    with pytest.raises(InputError, match="one prediction"):
+        chunk_graph_term(record, in_graph, predicted[:2])
+    keys = RowKeys(token_rows="graph_bucket", graph_batch_sizes=(1, 2, 4, 8), graph_token_sizes=(256, 512))
+    shapes = [BatchShape.parse(s) for s in ("mixed:32+2x64", "prefill:512@2048", "mixed:200+7x64", "decode:3x64",
+                                            "prefill:1024")]
+    # 3 requests: between 2 and 4; a later chunk alone: 1 request; 8: held past the last point; a decode batch and a
+    # step no graph holds: none
+    assert with_graph(None, shapes, np.ones(5), keys, term).tolist() == pytest.approx(
+        [1 - 0.14, 1 - 0.15, 1 - 0.13, 1.0, 1.0])
+    graph = DecodeGraph((1, 4), (0.01, 0.02))
+    assert with_graph(graph, shapes, np.ones(5), keys, term).tolist() == pytest.approx(
+        [1 - 0.14, 1 - 0.15, 1 - 0.13, 1.02, 1.0])
+    assert ChunkGraph((1,), (-0.1,)).at_step(None, False, 1) == 0.0 and ChunkGraph((1,), (-0.1,)).at_step((16, 1), True, 1) == 0.0
+
+
 def test_decode_attention_between_measured_batch_sizes_by_hand() -> None:
     """A model that answers 33-40 decodes with the 32-decode row and 41-47 with the 48's (a forest's steps) is read
     linearly between the measured 32 and 48 at each KV; the measured sizes and those beyond them as predicted."""
@@ -310,20 +341,25 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     assert not terms.keys.one_wave([512] + [64] * 9) and not RowKeys().one_wave([32, 32])
     assert replace(terms.keys, prefill_chunks="one_launch").one_wave([480, 32])  # one launch reads one wave alike
     assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
-    assert terms.record() == {**meta, "decode_graph": None}
+    assert terms.record() == {**meta, "decode_graph": None, "chunk_graph": None}
     eager = {**meta, "host_term": {**meta["host_term"], "eager": {"tokens": [768, 1280], "ms": [12.0, 13.0]}},
              "row_keys": {**meta["row_keys"], "token_rows": "graph_bucket", "graph_batch_sizes": [1, 2],
                           "graph_token_sizes": [256, 512]}}
     got = step_terms(eager)
-    assert got.host.eager == TokenCurve((768, 1280), (12.0, 13.0)) and got.record() == {**eager, "decode_graph": None}
+    assert got.host.eager == TokenCurve((768, 1280), (12.0, 13.0)) and got.record() == {**eager, "decode_graph": None,
+                                                                                         "chunk_graph": None}
     graphed = {**eager, "decode_graph": {"requests": [1, 8], "ms": [-0.01, 0.1]},
                "row_keys": {**eager["row_keys"], "decode_attention_kv": "mean"}}
     got = step_terms(graphed)
     assert got.graph == DecodeGraph((1, 8), (-0.01, 0.1)) and got.keys.decode_attention_kv == "mean"
-    assert got.record() == graphed
+    assert got.record() == {**graphed, "chunk_graph": None}
     padded = {**graphed, "decode_graph": {"requests": [1, 5, 8], "ms": [-0.01, 0.2, 0.1], "graphs": [1, 8, 8]}}
     got = step_terms(padded)
-    assert got.graph == DecodeGraph((1, 5, 8), (-0.01, 0.2, 0.1), (1, 8, 8)) and got.record() == padded
+    assert got.graph == DecodeGraph((1, 5, 8), (-0.01, 0.2, 0.1), (1, 8, 8)) and got.record() == {**padded,
+                                                                                                   "chunk_graph": None}
+    chunked = {**padded, "chunk_graph": {"requests": [1, 16], "ms": [-0.15, -0.1]}}
+    got = step_terms(chunked)
+    assert got.chunk == ChunkGraph((1, 16), (-0.15, -0.1)) and got.record() == chunked
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_chunks": "one_launch"}},
@@ -341,6 +377,9 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                 {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1]}},
                 {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1, 4]}},
                 {**graphed, "decode_graph": {"requests": [1], "ms": [0.1], "graphs": ["one"]}},
+                {"chunk_graph": {"requests": [1], "ms": [-0.1]}},  # graphs: none
+                {**graphed, "chunk_graph": {"requests": [1, 1], "ms": [-0.1, 0.1]}},
+                {**graphed, "chunk_graph": {"requests": [1], "ms": [float("inf")]}},
                 {"row_keys": {"decode_attention_kv": "interpolated"}}, {"row_keys": {"prefill_attention_kv_read": "mean"}}):
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys|host_term"):
             step_terms(bad)
@@ -557,6 +596,15 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
     for shapes, want in (([(1, 65)] * 3, 0.02), ([(1, 65)] * 6, 0.1), ([(1, 65)], -0.01), ([(1, 65)] * 20, 0.1),
                          ([(100, 100)] + [(1, 65)] * 3, 0.0), ([(200, 200)], 0.0)):
         got = (predict_batch_time_s(with_graph_term, shapes, serial=False) - predict_batch_time_s(bucket, shapes, serial=False)) * 1e3
+        assert got == pytest.approx(want, abs=1e-9), len(shapes)
+    # the chunk graph term: a step with a prompt chunk a graph runs gets it at its requests (a chunk beside 3 decodes:
+    # 4; a lone chunk: 1); a decode batch and a step no graph holds (520 tokens) none
+    chunk = ChunkGraph((1, 8), (-0.15, -0.08))
+    with_chunk_term = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
+        keys=RowKeys(token_rows="graph_bucket", **sizes), graph=graph, chunk=chunk), **kw)
+    for shapes, want in (([(100, 100)] + [(1, 65)] * 3, -0.12), ([(200, 200)], -0.15), ([(1, 65)] * 3, 0.02),
+                         ([(500, 500)] + [(1, 65)] * 20, 0.0)):
+        got = (predict_batch_time_s(with_chunk_term, shapes, serial=False) - predict_batch_time_s(bucket, shapes, serial=False)) * 1e3
         assert got == pytest.approx(want, abs=1e-9), len(shapes)
 
 

@@ -313,8 +313,8 @@ class _LocalProfileMixin:
         """Vidur's ``add`` row plus the bundle's step terms (the whole-step correction at the step's tokens rounded up
         to 8 and its requests' first chunks: a chunk of more than one token whose KV after the step is the chunk, the
         work outside the layers at its requests, the host's share at its requests, packed ahead or at its start, and
-        for a step no graph holds the eager term at its tokens; for a decode batch a graph runs, what that graph
-        costs beyond its parts)
+        for a step no graph holds the eager term at its tokens; for a step a graph runs, what that graph costs beyond
+        its parts: a decode batch's, or one with a prompt chunk's)
         over the layers that Vidur multiplies it by
         (``step_correction.py``): the step comes out as the operators plus the terms, nothing patched."""
         base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
@@ -328,8 +328,11 @@ class _LocalProfileMixin:
         if terms.host is not None:
             extra += terms.host.at(batch.size, self._serial(batch))
             extra += terms.host.eager_at(batch._total_num_q_tokens, self._graph(batch))
+        decode_only = all(q == 1 for q in batch.num_q_tokens)
         if terms.graph is not None:
-            extra += terms.graph.at_step(self._graph(batch), all(q == 1 for q in batch.num_q_tokens), batch.size)
+            extra += terms.graph.at_step(self._graph(batch), decode_only, batch.size)
+        if terms.chunk is not None:
+            extra += terms.chunk.at_step(self._graph(batch), decode_only, batch.size)
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _train_model(self, model_name: str, model_type: Any, df: pd.DataFrame, feature_cols: list[str],

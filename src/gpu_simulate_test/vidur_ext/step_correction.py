@@ -63,6 +63,7 @@ def step_correction(meta: Mapping[str, Any], source: str = PROFILE_META) -> Opti
 
 OUTSIDE_KEY = "outside_layers"  # profile_meta.json: the head variant's measured term (absent or null: none)
 GRAPH_KEY = "decode_graph"  # profile_meta.json: the decode graphs' cost beyond their parts (absent or null: none)
+CHUNK_KEY = "chunk_graph"  # profile_meta.json: a prompt chunk's step graphs' cost beyond their parts (absent: none)
 HOST_KEY = "host_term"  # profile_meta.json: the head variant's measured host share (absent or null: none)
 ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
@@ -129,6 +130,20 @@ class DecodeGraph(RequestCurve):
 
     def to_dict(self) -> dict[str, list]:
         return {**super().to_dict(), **({"graphs": list(self.graphs)} if self.graphs else {})}
+
+
+@dataclass(frozen=True)
+class ChunkGraph(RequestCurve):
+    """What the engine's step graph of a batch with a prompt chunk costs beyond its parts (the operators as the bundle
+    reads them and the work outside the layers), **measured** on the host grid's first chunks (``bundle.host_grid``:
+    their device time less those parts, ``variants.chunk_graph_term``), by the step's requests. Signed: on the H200
+    such a step of 1-12 requests ran 0.12-0.19 ms under its parts, one of 128 0.34-0.36 ms over, in three builds on three
+    machines (``studies/2026-12-04-chunk-graph/``); the decode graph term covers the steps without a chunk."""
+
+    def at_step(self, graph: Optional[tuple[int, int]], decode_only: bool, num_requests: int) -> float:
+        """The term of a step of ``num_requests`` run in ``graph`` (``RowKeys.graph``): 0 unless it holds a prompt
+        chunk and a graph runs it (a step no graph holds has the eager term)."""
+        return 0.0 if decode_only or graph is None else self.at(num_requests)
 
 
 @dataclass(frozen=True)
@@ -270,20 +285,22 @@ class RowKeys:
 class StepTerms:
     """Everything a bundle's meta tells vidur-sim's predictor besides its rows: the whole-step correction (``step``
     variant), the measured work outside the layers and the host's share of a step (``head`` variant), the decode
-    graphs' cost beyond their parts (either) and the rows' keys."""
+    graphs' and the prompt chunks' step graphs' cost beyond their parts (either) and the rows' keys."""
 
     correction: Optional[StepCorrection] = None
     outside: Optional[OutsideLayers] = None
     keys: RowKeys = RowKeys()
     host: Optional[HostTerm] = None
     graph: Optional[DecodeGraph] = None
+    chunk: Optional[ChunkGraph] = None
 
     def record(self) -> dict[str, Any]:
         """What a run's meta records of them (null: none)."""
         return {META_KEY: None if self.correction is None else self.correction.to_dict(),
                 OUTSIDE_KEY: None if self.outside is None else self.outside.to_dict(),
                 HOST_KEY: None if self.host is None else self.host.to_dict(),
-                GRAPH_KEY: None if self.graph is None else self.graph.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
+                GRAPH_KEY: None if self.graph is None else self.graph.to_dict(),
+                CHUNK_KEY: None if self.chunk is None else self.chunk.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
 
 
 def _points(record: Any, key: str, source: str, by: str = "requests", signed: bool = False
@@ -324,6 +341,11 @@ def decode_graph(record: Optional[Mapping[str, Any]], source: str = PROFILE_META
         raise ArtifactError(f"{source}: {GRAPH_KEY!r}.graphs needs one graph a point, each of at least its decodes; "
                             f"got {list(graphs)} for {list(counts)}; rebuild the bundle")
     return DecodeGraph(counts, ms, graphs)
+
+
+def chunk_graph(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[ChunkGraph]:
+    """The ``chunk_graph`` record checked (``_points``, signed)."""
+    return None if record is None else ChunkGraph(*_points(record, CHUNK_KEY, source, signed=True))
 
 
 def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:
@@ -372,10 +394,11 @@ def step_terms(meta: Mapping[str, Any], source: str = PROFILE_META) -> StepTerms
     """The step terms a bundle's meta carries (a bundle from before any of them: none, Vidur's own keys)."""
     terms = StepTerms(step_correction(meta, source), outside_layers(meta.get(OUTSIDE_KEY), source),
                       row_keys(meta.get(ROW_KEYS_KEY), source), host_term(meta.get(HOST_KEY), source),
-                      decode_graph(meta.get(GRAPH_KEY), source))
-    if terms.graph is not None and terms.keys.token_rows != "graph_bucket":
-        raise ArtifactError(f"{source}: {GRAPH_KEY} is the cost of the engine's decode graphs, but {ROW_KEYS_KEY} "
-                            "names no graph buckets (token_rows: graph_bucket); rebuild the bundle")
+                      decode_graph(meta.get(GRAPH_KEY), source), chunk_graph(meta.get(CHUNK_KEY), source))
+    for key, term in ((GRAPH_KEY, terms.graph), (CHUNK_KEY, terms.chunk)):
+        if term is not None and terms.keys.token_rows != "graph_bucket":
+            raise ArtifactError(f"{source}: {key} is a cost of the engine's step graphs, but {ROW_KEYS_KEY} names no "
+                                "graph buckets (token_rows: graph_bucket); rebuild the bundle")
     if terms.host is not None and terms.host.eager is not None and terms.keys.token_rows != "graph_bucket":
         raise ArtifactError(f"{source}: {HOST_KEY}.eager is the cost of a step no CUDA graph holds, but {ROW_KEYS_KEY} "
                             "names no graph buckets (token_rows: graph_bucket); rebuild the bundle")

@@ -55,6 +55,7 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     Candidate,
     check_variants,
     choose,
+    chunk_graph_term,
     decode_graph_term,
     eager_term,
     first_chunks,
@@ -70,10 +71,12 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
 )
 from gpu_simulate_test.vidur_ext.step_correction import META_KEY as STEP_CORRECTION_KEY
 from gpu_simulate_test.vidur_ext.step_correction import (
+    CHUNK_KEY,
     GRAPH_KEY,
     HOST_KEY,
     OUTSIDE_KEY,
     ROW_KEYS_KEY,
+    ChunkGraph,
     DecodeGraph,
     HostTerm,
     OutsideLayers,
@@ -109,7 +112,8 @@ HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated
              "(wall less device) measured on a request grid (each shape's median of three interleaved passes), packed ahead or at the start, by requests; a step no "
              "graph holds: its wall less the rest, measured on an eager token grid, by tokens; (step and head) a decode "
              "batch a graph runs: the graph's device time less its parts, measured on the grid's decodes, by the "
-             "graph's sequences")
+             "graph's sequences; a batch with a prompt chunk a graph runs: the same, measured on the grid's first "
+             "chunks, by the step's requests")
 
 
 def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
@@ -448,31 +452,32 @@ def _fit_variants(cfg: VidurProfileAppConfig, mlp: pd.DataFrame, att: pd.DataFra
                   raw_fit: np.ndarray, raw_val: np.ndarray, predict: Predict,
                   capped: Sequence[tuple[BatchShape, float]] = (),
                   outside: Optional[OutsideLayers] = None, keys: Optional[dict[str, Any]] = None,
-                  host: Optional[HostTerm] = None, graph: Optional[DecodeGraph] = None
-                  ) -> tuple[list[Candidate], Any]:
+                  host: Optional[HostTerm] = None, graph: Optional[DecodeGraph] = None,
+                  chunk: Optional[ChunkGraph] = None) -> tuple[list[Candidate], Any]:
     """Each variant of ``profile.variants`` fitted on the fit shapes only, with what it predicts for the validation
     shapes (``variants.py``); also the fold's coefficients and rows when it is a candidate. ``capped``: the validation
     and test shapes with their operators' predictions, on which the step correction's cap holds too. ``outside``:
     the step's work outside its layers as measured (``_measure_head``, ``variants.head_term``), and ``host`` the
     host's share on the request grid (``variants.host_share_term``, ``eager_term``), for the ``head`` variant;
-    ``graph``: the decode graphs' cost beyond their parts (``variants.decode_graph_term``), which ``step`` and
-    ``head`` add to the operators first (``capped`` holds the operators with it); ``keys``: the bundle's
+    ``graph`` and ``chunk``: the decode graphs' and the prompt chunks' step graphs' cost beyond their parts
+    (``variants.decode_graph_term``, ``chunk_graph_term``), which ``step`` and ``head`` add to the operators first
+    (``capped`` holds the operators with them); ``keys``: the bundle's
     ``row_keys`` record (``row_keys_record``), with which the rows are read."""
     candidates, folded = [], None
     reading = row_keys((keys or {}).get(ROW_KEYS_KEY))
-    graph_fit, graph_val = (with_graph(graph, shapes, ms, reading) for shapes, ms in ((fit_shapes, raw_fit),
-                                                                                       (val_shapes, raw_val)))
+    graph_fit, graph_val = (with_graph(graph, shapes, ms, reading, chunk) for shapes, ms in ((fit_shapes, raw_fit),
+                                                                                              (val_shapes, raw_val)))
     for name in check_variants(list(cfg.profile.variants)):
         if name == "operators":
             candidates.append(Candidate(name, raw_val))
         elif name == "head":
             assert outside is not None and host is not None, "the head variant needs its two terms measured"
             candidates.append(Candidate(name, with_outside(outside, val_shapes, graph_val, reading, host),
-                                        outside=outside, host=host, graph=graph))
+                                        outside=outside, host=host, graph=graph, chunk=chunk))
         elif name == "step":
             step = fit_step_correction(fit_shapes, fit_ms, list(graph_fit), cfg.profile.correction_cap_pct,
                                        also_capped=capped)
-            candidates.append(Candidate(name, with_step(step, val_shapes, graph_val), step, graph=graph))
+            candidates.append(Candidate(name, with_step(step, val_shapes, graph_val), step, graph=graph, chunk=chunk))
         else:
             overhead = fit_overhead(fit_shapes, fit_ms, list(raw_fit))
             rows = fold(mlp, att, overhead, cfg.model.num_layers, cfg.model.num_attention_heads > cfg.model.num_kv_heads)
@@ -567,6 +572,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         eager_shapes: list[BatchShape] = []
         graph_shapes: list[BatchShape] = []
         graph_seqs: list[Optional[int]] = []
+        in_graph: list[bool] = []  # the grid steps a graph runs
+        chunk_shapes: list[BatchShape] = []
         if measure_host:  # which grid steps no graph of the engine holds, and which decodes one does: its own rule
             grid_shapes = [BatchShape.parse(n) for n in host_record["shape"]]
             graphs = [reading.graph(s.num_tokens, s.batch_size, s.kind == "decode") for s in grid_shapes]
@@ -574,6 +581,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             eager_shapes = [s for s, e in zip(grid_shapes, host_record["eager"]) if e]
             graph_seqs = [g[1] if g is not None and s.kind == "decode" else None for s, g in zip(grid_shapes, graphs)]
             graph_shapes = [s for s, g in zip(grid_shapes, graph_seqs) if g is not None]
+            in_graph = [g is not None for g in graphs]
+            chunk_shapes = [s for s, g in zip(grid_shapes, in_graph) if g and s.kind != "decode"]
         host, host_timing = host_share_term(host_record) if measure_host else (None, None)
         drifted = [(s, p) for s, p in zip(host_record["shape"], host_record["wall_spread_pct"]) if p > DRIFT_WARN_PCT]
         if drifted:
@@ -589,15 +598,20 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
         with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
             _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **keys})
-            # the operators alone (test: shares, cap), and of the grid's eager steps and graph decodes, in one predictor
-            raw_pred, raw_eager, raw_graph = np.split(
-                np.asarray(predict(Path(raw), every + eager_shapes + graph_shapes), dtype=float),
-                np.cumsum([len(every), len(eager_shapes)]))
+            # the operators alone (test: shares, cap), and of the grid's eager steps, graph decodes and graph steps
+            # with a prompt chunk, in one predictor
+            raw_pred, raw_eager, raw_graph, raw_chunk = np.split(
+                np.asarray(predict(Path(raw), every + eager_shapes + graph_shapes + chunk_shapes), dtype=float),
+                np.cumsum([len(every), len(eager_shapes), len(graph_shapes)]))
         graph = None
         if graph_shapes:  # the decode graphs' cost beyond their parts: device time less operators and outside
             assert outside is not None
             graph = decode_graph_term(host_record, graph_seqs, list(with_outside(outside, graph_shapes, raw_graph,
                                                                                  reading)))
+        chunk = None
+        if chunk_shapes:  # the same for graph steps with a prompt chunk (the decode graph term is 0 on them)
+            assert outside is not None
+            chunk = chunk_graph_term(host_record, in_graph, list(with_outside(outside, chunk_shapes, raw_chunk, reading)))
         if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
             assert outside is not None and host is not None
             host = replace(host, eager=eager_term(host_record, list(with_outside(outside, eager_shapes, raw_eager,
@@ -605,9 +619,10 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         split = np.cumsum([len(fit_shapes), len(val_shapes)])
         raw_fit, raw_val, raw_test = np.split(raw_pred, split)
         capped = list(zip(val_shapes + test_shapes,  # operators' predictions (with the graph term), not measurements
-                          with_graph(graph, val_shapes + test_shapes, np.concatenate([raw_val, raw_test]), reading)))
+                          with_graph(graph, val_shapes + test_shapes, np.concatenate([raw_val, raw_test]), reading,
+                                     chunk)))
         candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped, outside, keys, host, graph)
+                                           raw_fit, raw_val, predict, capped, outside, keys, host, graph, chunk)
         chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
         winner = next(c for c in candidates if c.name == chosen)
         overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
@@ -618,7 +633,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
                  STEP_CORRECTION_KEY: None if winner.step is None else winner.step.to_dict(),
                  OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(),
                  HOST_KEY: None if winner.host is None else winner.host.to_dict(),
-                 GRAPH_KEY: None if winner.graph is None else winner.graph.to_dict(), **keys,
+                 GRAPH_KEY: None if winner.graph is None else winner.graph.to_dict(),
+                 CHUNK_KEY: None if winner.chunk is None else winner.chunk.to_dict(), **keys,
                  "skipped_shapes": skipped,
                  "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
                  "validation_check": val_record, "head_timing": head,

@@ -13,8 +13,9 @@
   and (since 2026-12-03) what a step no CUDA graph holds costs beyond all that, measured on eager prefills of the
   grid (``eager_term``): no fit, validation or test shape's time enters any of them. The native backend only.
 - Both ``step`` and ``head`` (native bundles built since 2026-12-03) first add what the engine's own step graph of a
-  decode batch costs beyond its parts, **measured** on the grid's decodes (``decode_graph_term``): the step
-  correction is fitted on what is left of the fit shapes after it.
+  decode batch costs beyond its parts, **measured** on the grid's decodes (``decode_graph_term``), and (since
+  2026-12-04) that of a batch with a prompt chunk, **measured** on the grid's first chunks (``chunk_graph_term``):
+  the step correction is fitted on what is left of the fit shapes after them.
 - ``fold``: the rows scaled and the missing costs folded into them (``fold.py``): what bundles were before issue 16;
   its correction has no cap (host-bound engines need most of their step from it).
 
@@ -36,6 +37,7 @@ from gpu_simulate_test.vidur_ext.profiler.baselines import abs_error_stats, sign
 from gpu_simulate_test.vidur_ext.profiler.fold import least_abs, vidur_tokens
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.vidur_ext.step_correction import (
+    ChunkGraph,
     DecodeGraph,
     HostTerm,
     OutsideLayers,
@@ -193,14 +195,33 @@ def decode_graph_term(record: dict[str, list], graph_seqs: Sequence[Optional[int
     return DecodeGraph(*points, tuple(graph_of[n] for n in points[0])) if steps else None
 
 
-def with_graph(term: Optional[DecodeGraph], shapes: list[BatchShape], raw_ms: np.ndarray, keys: RowKeys) -> np.ndarray:
-    """The operators plus the decode graph term (``decode_graph_term``), exactly as vidur-sim adds it; the operators
-    alone without one."""
+def chunk_graph_term(record: dict[str, list], in_graph: Sequence[bool], predicted_ms: Sequence[float]
+                     ) -> Optional[ChunkGraph]:
+    """The ``chunk_graph`` term from the host grid's record: for its steps with a prompt chunk that a CUDA graph runs
+    (``in_graph``, one a grid step), their device time (``wall_ms`` less ``host_ms``) less what the bundle predicts of
+    them without it (``predicted_ms``, one a such step in the record's order: the operators as read and the work
+    outside the layers), the median at each count of requests; None when the grid has no such step."""
+    steps = [(int(n), float(w) - float(h)) for s, n, w, h, g in zip(record.get("shape", []), record.get("requests", []),
+                                                                   record.get("wall_ms", []), record.get("host_ms", []),
+                                                                   in_graph)
+             if g and not str(s).startswith("decode:")]
+    points = _residuals(steps, predicted_ms, "chunk graph term", "requests")
+    return ChunkGraph(*points) if steps else None
+
+
+def with_graph(term: Optional[DecodeGraph], shapes: list[BatchShape], raw_ms: np.ndarray, keys: RowKeys,
+               chunk: Optional[ChunkGraph] = None) -> np.ndarray:
+    """The operators plus the step graphs' terms (``decode_graph_term``, ``chunk_graph_term``), exactly as vidur-sim
+    adds them; the operators alone without any."""
     raw = np.asarray(raw_ms, dtype=float)
-    if term is None:
+    if term is None and chunk is None:
         return raw
-    return raw + np.array([term.at_step(keys.graph(s.num_tokens, s.batch_size, s.kind == "decode"), s.kind == "decode",
-                                        s.batch_size) for s in shapes])
+    added = []
+    for s in shapes:
+        graph, decode_only = keys.graph(s.num_tokens, s.batch_size, s.kind == "decode"), s.kind == "decode"
+        added.append((0.0 if term is None else term.at_step(graph, decode_only, s.batch_size))
+                     + (0.0 if chunk is None else chunk.at_step(graph, decode_only, s.batch_size)))
+    return raw + np.array(added)
 
 
 def with_outside(term: OutsideLayers, shapes: list[BatchShape], raw_ms: np.ndarray,
@@ -236,6 +257,7 @@ class Candidate:
     outside: Optional[OutsideLayers] = None
     host: Optional[HostTerm] = None
     graph: Optional[DecodeGraph] = None
+    chunk: Optional[ChunkGraph] = None
 
 
 def choose(candidates: list[Candidate], names: list[str], measured_ms: np.ndarray) -> tuple[str, pd.DataFrame, dict[str, Any]]:
