@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 import json
 import math
 import sys
@@ -371,6 +372,48 @@ def test_decoders_outlast_the_filling_under_decodes_first(text: str) -> None:
                 left[i] -= take
                 room -= take
     assert decoded[0] + samples + 1 <= first[0][1], (steps, decoded[0], first[0][1])
+
+
+def test_a_build_with_graph_buckets_measures_both_step_graph_terms_on_its_grid(compose_app, monkeypatch) -> None:
+    """Where the engine has CUDA graphs (faked here: the CPU engine's buckets, as a GPU's runner reports them), the
+    build reads the grid's decodes and chunk steps that a graph runs against its operators and the work outside the
+    layers: the decode graph term by decodes, the chunk graph term by requests, each the grid's device time less
+    those parts (the CPU's walls, so only the wiring is checked here, not the engine's numbers), in the bundle that
+    vidur-sim reads."""
+    from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps
+    from gpu_simulate_test.vidur_ext.step_correction import step_terms
+
+    monkeypatch.setattr(EngineLayerOps, "graph_buckets", lambda self: ([1, 2, 4], [16, 32, 64]))
+    cfg = _cfg(compose_app, ["backend=native", "backend.max_requests_per_batch=4", "backend.max_batch_tokens=64",
+                             "profile.variants=[head]", "profile.validation=[prefill:24,decode:2x48]",
+                             "profile.test=[prefill:32,decode:1x64,decode:4x64]"])
+    root = build_bundle(cfg, vidur_predict(cfg)).path
+    meta = read_meta(root / "profile_meta.json", kind="profile_bundle")
+    assert meta["row_keys"]["token_rows"] == "graph_bucket" and meta["variant"] == "head"
+    timing = meta["host_timing"]  # decodes of 1-4 (graphs 1, 2, 4) and a 60-token chunk beside 0-3 (graph 64 x 4)
+    assert timing["eager"] == [False] * 8
+    terms = step_terms(meta)
+    assert terms.graph is not None and terms.graph.requests == (1, 2, 3, 4) and terms.graph.graphs == (1, 2, 4, 4)
+    assert terms.chunk is not None and terms.chunk.requests == (1, 2, 3, 4)
+    assert all(math.isfinite(t) for t in (*terms.graph.ms, *terms.chunk.ms))
+    # vidur-sim adds the chunk term to a step with a chunk only: the validation prompt of 24 tokens (graph 32 x 1)
+    val = read_table(root / "validation_check.csv", VALIDATION_CHECK).set_index("shape")
+    shapes = [BatchShape.parse("prefill:24"), BatchShape.parse("decode:2x48")]
+    with_chunk, without = (vidur_predict(cfg)(r, shapes) for r in (root, _with_terms(root, replace(terms, chunk=None))))
+    assert with_chunk[0] - without[0] == pytest.approx(terms.chunk.at(1), abs=1e-6)
+    assert with_chunk[1] == pytest.approx(without[1], abs=1e-9)
+    assert val.loc["prefill:24", "predicted_ns"] == pytest.approx(with_chunk[0] * 1e6, abs=1)
+
+
+def _with_terms(root: Path, terms) -> Path:
+    """A copy of the bundle at ``root`` whose meta carries ``terms`` (``StepTerms``) instead of its own."""
+    import shutil
+
+    copy = root.parent / f"{root.name}-copy"
+    shutil.copytree(root, copy)
+    meta = json.loads((copy / "profile_meta.json").read_text())
+    (copy / "profile_meta.json").write_text(json.dumps({**meta, **terms.record()}))
+    return copy
 
 
 def test_prefill_wave_and_graph_buckets_read_from_the_engine(compose_app, monkeypatch) -> None:
