@@ -13,6 +13,8 @@ first, in the first call, on the H200 the points then run on (``campaign.py``; t
     run --out DIR                 one call on the GPU host: the tasks that fit --budget, packed into DIR/pack-<i>.tar
     collect [FILES_AT]            here, after a call: its files into the result folder (commit it), carry refreshed;
                                   without FILES_AT, in a new checkout: the carry rebuilt from the committed folder
+    rederive SETUP --from ID      here: SETUP's bundle as today's code derives it from the measurements of a filed
+                                  bundle (no GPU: after a change to the derivation alone), filed, carry refreshed
     publish [--folder F]          here: the folder's tables, figures, summary and MANIFEST.csv from its archives
 """
 
@@ -23,7 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
-from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, run_call
+from gpu_simulate_test.campaign import Campaign, collect, plan_text, publish, rederive, run_call
 
 # The published result: collect files each call's archives here (committed after every collect: a session's
 # checkout starts without tmp/), publish writes its tables, figures, summary and MANIFEST.csv; it travels with every
@@ -110,6 +112,12 @@ def main() -> int:
                    help="the call's files_at; left out: only refresh the carry from the folder (a new checkout)")
     c.add_argument("--folder", type=Path, default=FOLDER)
     c.add_argument("--carry", type=Path, default=CARRY)
+    d2 = sub.add_parser("rederive", help="a setup's bundle derived again from a filed bundle's measurements (no GPU)")
+    d2.add_argument("setup")
+    d2.add_argument("--from", dest="source", required=True, help="the filed bundle's id (its archive in bundles/)")
+    d2.add_argument("--folder", type=Path, default=FOLDER)
+    d2.add_argument("--carry", type=Path, default=CARRY)
+    d2.add_argument("--root", type=Path, default=Path("tmp/rederive"))
     p = sub.add_parser("publish")
     p.add_argument("--folder", type=Path, default=FOLDER)
     p.add_argument("--root", type=Path, default=Path("tmp/publish-h200-native"))
@@ -125,6 +133,9 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         report = run_call(CAMPAIGN, args.root, args.out, budget_s=args.budget, carry=args.carry, only=args.only)
         print((args.out / "summary.txt").read_text())
+        return 0
+    if args.cmd == "rederive":
+        print(rederive(CAMPAIGN, args.folder, args.root, args.carry, args.setup, args.source))
         return 0
     if args.cmd == "collect":
         for f in collect(args.returned, args.folder, args.carry, CAMPAIGN):

@@ -9,6 +9,7 @@
 #       bash scripts/h200_native_sweep.sh collect             # a new checkout: the carry from the committed folder
 #       bash scripts/h200_native_sweep.sh publish [--folder F] # tables, figures, summary.md, MANIFEST.csv from archives
 #       bash scripts/h200_native_sweep.sh plan                # the calls the campaign needs (assumed capacities)
+#       bash scripts/h200_native_sweep.sh rederive S --from ID # S's bundle derived again from a filed one (no GPU)
 #   anywhere without a GPU:
 #       OUT=/tmp/h200-dry bash scripts/h200_native_sweep.sh --dry-run   # every config composed, the bundles' shapes
 #
@@ -17,7 +18,7 @@
 # summary.txt (one line per task), call.log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cmd=${1:?run, collect, publish, plan or --dry-run}; shift
+cmd=${1:?run, collect, publish, rederive, plan or --dry-run}; shift
 
 case "$cmd" in
   run)
@@ -36,8 +37,8 @@ case "$cmd" in
     export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
     .venv/bin/python scripts/h200_native_sweep.py dry-run --out "$OUT" "$@" && .venv/bin/python scripts/h200_native_sweep.py plan
     ;;
-  plan|collect|publish)
+  plan|collect|publish|rederive)
     python3 -m uv run --frozen python scripts/h200_native_sweep.py "$cmd" "$@"
     ;;
-  *) echo "unknown command $cmd (run, collect, publish, plan, --dry-run)" >&2; exit 2 ;;
+  *) echo "unknown command $cmd (run, collect, publish, rederive, plan, --dry-run)" >&2; exit 2 ;;
 esac

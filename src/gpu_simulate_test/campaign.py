@@ -353,6 +353,32 @@ def collect(returned: Optional[Path], folder: Path, carry: Path, campaign: Optio
     return moved
 
 
+def rederive(campaign: Campaign, folder: Path, root: Path, carry: Path, setup: str, source: str) -> Path:
+    """The setup's bundle as today's code derives it from the measurements of a bundle the folder holds (``source``:
+    its id; ``bundle.rederive_bundle``: no device), filed into ``folder/bundles/`` and the carry refreshed, so that
+    no call measures it again. For a change to the derivation alone, which moves every bundle id."""
+    from gpu_simulate_test.experiment import default_stages
+    from gpu_simulate_test.vidur_ext.profiler.bundle import rederive_bundle
+    from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
+
+    if setup not in campaign.setups:
+        raise InputError(f"campaign {campaign.name} has no setup {setup!r} (setups: {', '.join(campaign.setups)})")
+    archive = next((a for a in archives(folder, "bundles") if archive_key(a) == source), None)
+    if archive is None:
+        raise InputError(f"{folder}/bundles holds no bundle {source}")
+    root = Path(root)
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    cfg = bundle_app(campaign, root, setup, default_stages())
+    path = rederive_bundle(cfg, Path(cfg.paths.profiling) / source, vidur_predict(cfg)).path
+    dest = Path(folder) / "bundles" / f"{path.name}{ARCHIVE}"
+    if dest.exists():
+        raise InputError(f"{dest} exists: the folder holds today's bundle of setup {setup} already")
+    write_archive(dest, root, [path])
+    collect(None, folder, carry, campaign)
+    return dest
+
+
 def rehome_capacities(campaign: Campaign, folder: Path, capacity_dir: Path) -> list[str]:
     """Each setup and workload's measured capacity under the key today's code computes (``capacity_path``), where the
     archives hold it under another: until 2026-12-03 a trace file's path entered the key, so the same capacity had

@@ -93,6 +93,45 @@ def test_bundle_builds_is_reused_and_loads_in_vidur(compose_app) -> None:
     assert again.reused and again.path == result.path and again.check.equals(result.check) and again.verdict == result.verdict
 
 
+def test_a_bundle_derived_again_from_another_builds_measurements(compose_app, tmp_path: Path) -> None:
+    """mode=rederive: the same measurements derived again (no device) give the same bundle but for the record of where
+    they came from; it refuses a source of another request, one without its raw rows, and an existing target."""
+    import shutil
+
+    from gpu_simulate_test.vidur_ext.profiler import run_vidur_profile
+
+    cfg = _cfg(compose_app, ["backend=native", "backend.max_requests_per_batch=4", "backend.max_batch_tokens=64",
+                             "profile.variants=[operators,step,head]", "profile.validation=[prefill:24,decode:2x48]",
+                             "profile.test=[prefill:32,decode:1x64,decode:4x64]"])
+    built = build_bundle(cfg, vidur_predict(cfg))
+    elsewhere = replace(cfg, paths=replace(cfg.paths, profiling=str(tmp_path / "elsewhere")), mode="rederive",
+                        source=str(built.path))
+    again = run_vidur_profile(elsewhere)
+    assert again.path.name == built.path.name and again.path != built.path and not again.reused
+    assert again.verdict == built.verdict and again.check.equals(built.check)
+    for name in ("mlp.csv", "attention.csv", "mlp_raw.csv", "attention_raw.csv", "iterations.csv",
+                 "held_out_check.csv", "validation_check.csv"):
+        assert (again.path / name).read_bytes() == (built.path / name).read_bytes(), name
+    first, second = (json.loads((r / "profile_meta.json").read_text()) for r in (built.path, again.path))
+    derived = second.pop("derived_from")
+    assert derived["id"] == built.path.name and derived["content"] == load_profiling_root(built.path).content
+    assert {k: v for k, v in first.items() if k != "provenance"} == {k: v for k, v in second.items() if k != "provenance"}
+    with pytest.raises(InputError, match="exists"):  # never over a bundle
+        run_vidur_profile(elsewhere)
+    with pytest.raises(InputError, match="already today's bundle"):
+        run_vidur_profile(replace(elsewhere, paths=cfg.paths))
+    with pytest.raises(InputError, match="another request .*profile differ"):
+        run_vidur_profile(replace(elsewhere, profile=replace(elsewhere.profile, iteration_samples=4)))
+    bare = tmp_path / "bare" / built.path.name
+    shutil.copytree(built.path, bare)
+    (bare / "mlp_raw.csv").unlink()
+    with pytest.raises(InputError, match="lacks mlp_raw.csv"):
+        run_vidur_profile(replace(elsewhere, paths=replace(cfg.paths, profiling=str(tmp_path / "third")),
+                                  source=str(bare)))
+    with pytest.raises(InputError, match="needs source"):
+        run_vidur_profile(replace(elsewhere, source=None))
+
+
 def test_a_step_bundle_holds_its_fitted_correction_to_the_cap(compose_app) -> None:
     # The step variant alone: its fitted correction's share of every checked step is recorded apart, within the cap
     # it was fitted under, and that share is what the verdict reads.

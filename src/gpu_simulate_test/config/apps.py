@@ -65,13 +65,15 @@ class RealBenchAppConfig(MeasureAppConfig):
 @dataclass
 class VidurProfileAppConfig(MeasureAppConfig):
     """``mode=measure`` times the model on this machine; ``mode=import`` turns a profile in Vidur's own layout
-    (``source``: a folder with its ``mlp.csv`` and ``attention.csv``) into a bundle, unverified."""
+    (``source``: a folder with its ``mlp.csv`` and ``attention.csv``) into a bundle, unverified; ``mode=rederive``
+    derives this request's bundle again from another build's measurements (``source``: that bundle), no device."""
 
     profile: ProfileConfig = field(default_factory=ProfileConfig)
-    mode: str = "measure"  # measure | import
+    mode: str = "measure"  # measure | import | rederive
     # measure: a workload the grid must cover: the profile limits left null are sized to it, rounded up to powers of two.
     workload_id: Optional[str] = None
-    source: Optional[str] = None  # import: Vidur's data/profiling/compute/<device>/<model>/ (or a copy of it)
+    source: Optional[str] = None  # import: Vidur's data/profiling/compute/<device>/<model>/ (or a copy of it);
+    # rederive: a bundle of the same request and engine (its directory, or its id under paths.profiling)
     tensor_parallel_size: int = 1  # import: the rows of this TP size (vidur-sim simulates TP=1 replicas)
 
 

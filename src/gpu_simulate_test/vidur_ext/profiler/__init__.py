@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gpu_simulate_test.vidur_ext.profiler.bundle import BundleResult
 
 
-MODES = ("measure", "import")
+MODES = ("measure", "import", "rederive")
 
 
 def sized_for_workload(app: VidurProfileAppConfig) -> VidurProfileAppConfig:
@@ -36,9 +36,10 @@ def sized_for_workload(app: VidurProfileAppConfig) -> VidurProfileAppConfig:
 
 
 def run_vidur_profile(app: VidurProfileAppConfig) -> "BundleResult":
-    """The app's library entry: build (``mode=measure``) or import (``mode=import``) the bundle for ``app``, or find
-    it by id; its directory and held-out check."""
-    from gpu_simulate_test.vidur_ext.profiler.bundle import BundleResult, build_bundle
+    """The app's library entry: build (``mode=measure``), import (``mode=import``) or derive again from another build's
+    measurements (``mode=rederive``, ``source``: that bundle's directory or its id under ``paths.profiling``) the
+    bundle for ``app``, or find it by id; its directory and held-out check."""
+    from gpu_simulate_test.vidur_ext.profiler.bundle import BundleResult, build_bundle, rederive_bundle
 
     if app.mode not in MODES:
         raise InputError(f"mode={app.mode!r} is not one of {list(MODES)}")
@@ -56,4 +57,11 @@ def run_vidur_profile(app: VidurProfileAppConfig) -> "BundleResult":
     from gpu_simulate_test.vidur_ext.profiler.check import vidur_predict
 
     app = sized_for_workload(app)
+    if app.mode == "rederive":
+        if not app.source:
+            raise InputError("mode=rederive needs source=<a bundle directory, or its id under paths.profiling>")
+        source = Path(app.source) if Path(app.source).is_dir() else Path(app.paths.profiling) / app.source
+        if not source.is_dir():
+            raise InputError(f"source={app.source}: no bundle there, nor under paths.profiling ({app.paths.profiling})")
+        return rederive_bundle(app, source, vidur_predict(app))
     return build_bundle(app, vidur_predict(app))

@@ -512,6 +512,206 @@ def _correction_record(variant: str, cap_pct: float, final: np.ndarray, raw: np.
     return record
 
 
+@dataclass
+class Measured:
+    """What a build measured on the device, all that the derivation (``_derive``) reads: the operator rows as measured,
+    the whole steps of the shape sets, the skipped shapes, the ``row_keys`` record (the engine's launch wave and graph
+    buckets), the work outside the layers and the host grid's record (``head`` listed), how it was timed and on what;
+    ``derived_from``: the bundle they were read back from (``rederive_bundle``)."""
+
+    mlp: pd.DataFrame
+    att: pd.DataFrame
+    iters: pd.DataFrame
+    skipped: list[str]
+    keys: dict[str, Any]
+    head: Optional[dict[str, list]]
+    host_record: dict[str, list]
+    timing_method: str
+    weights_source: str
+    sdpa_kernels: Any
+    host_load: dict[str, Any]
+    build_wall_s: Optional[float] = None
+    derived_from: Optional[dict[str, Any]] = None
+
+
+def _derive(cfg: VidurProfileAppConfig, bid: str, grid: Grid, m: Measured, predict: Predict, out: Path,
+            t_start: Optional[float] = None) -> tuple[pd.DataFrame, BundleVerdict]:
+    """Everything a build makes of its measurements (``m``): the grid's terms, the variants fitted on the fit shapes
+    and chosen on the validation shapes, the test check against both baselines, the verdict; the bundle written at
+    ``out``. The same for a fresh build and a rederived one (``rederive_bundle``). ``t_start``: the build's start (its
+    wall time in the meta), None to keep ``m``'s."""
+    iters, keys, head, host_record = m.iters, m.keys, m.head, dict(m.host_record)
+    measure_host = "head" in cfg.profile.variants
+    sets = {role: measured_shapes(iters, role) for role in ("fit", "validation", "test")}
+    reading = row_keys(keys.get(ROW_KEYS_KEY))
+    outside = head_term(head) if head is not None else None
+    eager_shapes: list[BatchShape] = []
+    graph_shapes: list[BatchShape] = []
+    graph_seqs: list[Optional[int]] = []
+    in_graph: list[bool] = []  # the grid steps a graph runs
+    chunk_shapes: list[BatchShape] = []
+    if measure_host:  # which grid steps no graph of the engine holds, and which decodes one does: its own rule
+        grid_shapes = [BatchShape.parse(n) for n in host_record["shape"]]
+        graphs = [reading.graph(s.num_tokens, s.batch_size, s.kind == "decode") for s in grid_shapes]
+        host_record["eager"] = [reading.token_rows == "graph_bucket" and g is None for g in graphs]
+        eager_shapes = [s for s, e in zip(grid_shapes, host_record["eager"]) if e]
+        graph_seqs = [g[1] if g is not None and s.kind == "decode" else None for s, g in zip(grid_shapes, graphs)]
+        graph_shapes = [s for s, g in zip(grid_shapes, graph_seqs) if g is not None]
+        in_graph = [g is not None for g in graphs]
+        chunk_shapes = [s for s, g in zip(grid_shapes, in_graph) if g and s.kind != "decode"]
+    host, host_timing = host_share_term(host_record) if measure_host else (None, None)
+    drifted = [(s, p) for s, p in zip(host_record["shape"], host_record.get("wall_spread_pct", [])) if p > DRIFT_WARN_PCT]
+    if drifted:
+        log.warning("the host grid's passes disagree by more than %g%% on %d shape(s) (%s): the host drifted while "
+                    "it was timed; each keeps its median pass (host_timing.wall_spread_pct)", DRIFT_WARN_PCT,
+                    len(drifted), ", ".join(f"{s} {p:.1f}%" for s, p in drifted[:4]))
+    _, fit_shapes, fit_ms = sets["fit"]
+    val_names, val_shapes, val_ms = sets["validation"]
+    test_names, test_shapes, test_ms = sets["test"]
+    if not fit_shapes:
+        raise InputError("profile.fit lists no shape this backend can run; add prefill and decode shapes to the profile config")
+    every = fit_shapes + val_shapes + test_shapes  # in this order in every prediction below
+    empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
+    with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
+        _write_root(Path(raw), cfg, bid, m.mlp, m.att, iters, empty_check, grid, {"stage": "raw operator rows", **keys})
+        # the operators alone (test: shares, cap), and of the grid's eager steps, graph decodes and graph steps
+        # with a prompt chunk, in one predictor
+        raw_pred, raw_eager, raw_graph, raw_chunk = np.split(
+            np.asarray(predict(Path(raw), every + eager_shapes + graph_shapes + chunk_shapes), dtype=float),
+            np.cumsum([len(every), len(eager_shapes), len(graph_shapes)]))
+    graph = None
+    if graph_shapes:  # the decode graphs' cost beyond their parts: device time less operators and outside
+        assert outside is not None
+        graph = decode_graph_term(host_record, graph_seqs, list(with_outside(outside, graph_shapes, raw_graph,
+                                                                             reading)))
+    chunk = None
+    if chunk_shapes:  # the same for graph steps with a prompt chunk (the decode graph term is 0 on them)
+        assert outside is not None
+        chunk = chunk_graph_term(host_record, in_graph, list(with_outside(outside, chunk_shapes, raw_chunk, reading)))
+    if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
+        assert outside is not None and host is not None
+        host = replace(host, eager=eager_term(host_record, list(with_outside(outside, eager_shapes, raw_eager,
+                                                                             reading, host))))
+    split = np.cumsum([len(fit_shapes), len(val_shapes)])
+    raw_fit, raw_val, raw_test = np.split(raw_pred, split)
+    capped = list(zip(val_shapes + test_shapes,  # operators' predictions (with the graph term), not measurements
+                      with_graph(graph, val_shapes + test_shapes, np.concatenate([raw_val, raw_test]), reading,
+                                 chunk)))
+    candidates, folded = _fit_variants(cfg, m.mlp, m.att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
+                                       raw_fit, raw_val, predict, capped, outside, keys, host, graph, chunk)
+    chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
+    winner = next(c for c in candidates if c.name == chosen)
+    overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (m.mlp, m.att))
+    extra = {"timing_method": m.timing_method, "weights_source": m.weights_source, "sdpa_kernels": m.sdpa_kernels,
+             "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
+             STEP_CORRECTION_KEY: None if winner.step is None else winner.step.to_dict(),
+             OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(),
+             HOST_KEY: None if winner.host is None else winner.host.to_dict(),
+             GRAPH_KEY: None if winner.graph is None else winner.graph.to_dict(),
+             CHUNK_KEY: None if winner.chunk is None else winner.chunk.to_dict(), **keys,
+             "skipped_shapes": m.skipped,
+             "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": m.host_load,
+             "validation_check": val_record, "head_timing": head,
+             "host_timing": host_timing, **({"derived_from": m.derived_from} if m.derived_from else {})}
+    if host_timing is not None and host_timing["packed_otherwise"]:
+        log.warning("the engine packed the steps of %s otherwise than a first chunk's rule says (profile_meta.json "
+                    "host_timing): their host share sits in the other curve", host_timing["packed_otherwise"])
+    _write_root(out, cfg, bid, mlp_out, att_out, iters, empty_check, grid, extra, raw=(m.mlp, m.att), validation=validation)
+    # The bundle as vidur-sim reads it (its rows; its step correction inside Vidur's predictor), on every set.
+    bundle_pred = np.asarray(predict(out, every), dtype=float)
+    fit_pred, _, test_pred = np.split(bundle_pred, split)
+    fit_err = 100.0 * np.abs(fit_pred - np.asarray(fit_ms)) / np.asarray(fit_ms)
+    extra["fit_check"] = {"num_shapes": len(fit_err), "median_abs_error_pct": float(np.median(fit_err))}
+    fitted = None if winner.step is None else \
+        np.array([winner.step.ms(tokens_8(s), first_chunks(s)) for s in every])
+    extra["correction"] = _correction_record(chosen, cfg.profile.correction_cap_pct, bundle_pred, raw_pred, split,
+                                             fitted)
+    baselines = fit_baselines(fit_shapes, fit_ms)
+    check = baseline_table(test_names, test_shapes, np.asarray(test_ms, dtype=float), test_pred, baselines)
+    abs_err = np.abs(check["error_pct"].to_numpy(dtype=float))
+    table = check[["shape", "measured_ns", "predicted_ns", "error_pct"]]
+    summary = {"num_shapes": len(check), "median_abs_error_pct": float(np.median(abs_err)) if len(check) else None,
+               "max_abs_error_pct": float(abs_err.max()) if len(check) else None,
+               "tolerance_pct": float(cfg.profile.held_out_tolerance_pct), "table": table.to_dict(orient="records")}
+    extra.update(held_out_check=summary, baseline_check=baseline_record(check, baselines) if len(check) else None,
+                 build_wall_s=m.build_wall_s if t_start is None else round(time.monotonic() - t_start, 1))
+    verdict = bundle_verdict(extra)
+    extra["verdict"] = verdict.verdict
+    _write_root(out, cfg, bid, mlp_out, att_out, iters, check, grid, extra, raw=(m.mlp, m.att), validation=validation)
+    return check, verdict
+
+
+def _checked_grid(cfg: VidurProfileAppConfig) -> Grid:
+    """The profile's grid, once its settings are checked (before anything is measured or derived)."""
+    grid = build_grid(cfg.model, cfg.backend, cfg.profile)
+    if cfg.profile.iteration_rounds < 1:
+        raise InputError(f"profile.iteration_rounds must be >= 1, not {cfg.profile.iteration_rounds}")
+    if not cfg.profile.held_out_tolerance_pct > 0:
+        raise InputError(f"profile.held_out_tolerance_pct must be > 0, not {cfg.profile.held_out_tolerance_pct}")
+    check_variants(list(cfg.profile.variants))
+    if "head" in cfg.profile.variants and cfg.backend.name != "native":
+        raise InputError(f"profile.variants lists head, which times the native engine's own head, but the backend is "
+                         f"{cfg.backend.name}: list it for backend=native only")
+    if not 0 < cfg.profile.correction_cap_pct < 100:
+        raise InputError(f"profile.correction_cap_pct={cfg.profile.correction_cap_pct}: it must be in (0, 100)")
+    return grid
+
+
+def rederive_bundle(cfg: VidurProfileAppConfig, source: Path, predict: Predict) -> BundleResult:
+    """Today's bundle of ``cfg`` derived, without a device, from what another build of the same request on the same
+    engine measured (``source``, its root): its operator rows as measured, its shape sets' steps, the work outside the
+    layers and its request grid, read back and derived again by this code (``_derive``). For a change to the
+    derivation alone (a term, the verdict's record), which moves every bundle id but not what a build measures; the
+    meta names the build it came from (``derived_from``). Never over an existing bundle (``overwrite`` aside)."""
+    from gpu_simulate_test.io.tables import read_table
+
+    grid = _checked_grid(cfg)
+    bid = bundle_id(cfg)
+    final = Path(cfg.paths.profiling) / bid
+    src = pr.load_profiling_root(Path(source))
+    meta = src.meta
+    if Path(source).resolve() == final.resolve():
+        raise InputError(f"bundle {bid} is already today's bundle of this request; there is nothing to rederive")
+    if final.exists() and not cfg.overwrite:
+        raise InputError(f"bundle {bid} exists at {final}; remove it or pass overwrite=true to derive it again")
+    recorded = meta.get("config") or {}
+    groups = bundle_config(cfg)
+    want, got = bundle_request(groups), bundle_request({k: recorded.get(k) for k in groups})
+    if canonical_json(got) != canonical_json(want):
+        differ = sorted(k for k in groups if canonical_json(got.get(k)) != canonical_json(want.get(k)))
+        raise InputError(f"bundle {src.bundle_id} was built for another request ({', '.join(differ)} differ) than "
+                         f"{bid}; rederive only from a build of the same model, hardware, backend and profile")
+    engine = id_basis(cfg.backend.name)
+    if any(meta.get(k) != v for k, v in engine.items()):
+        raise InputError(f"bundle {src.bundle_id} measured engine {meta.get('engine_code')}, not this tree's "
+                         f"{engine.get('engine_code')}: its steps are another engine's; measure this one")
+    raw = (src.path / pr.MLP_RAW_FILE, src.path / pr.ATTENTION_RAW_FILE)
+    needs_host = "head" in cfg.profile.variants
+    missing = [p.name for p in raw if not p.is_file()] + [k for k in ("head_timing", "host_timing")
+                                                          if needs_host and not meta.get(k)]
+    if missing:
+        raise InputError(f"bundle {src.bundle_id} lacks {', '.join(missing)}: it cannot be derived again; measure it")
+    wave = meta.get(ROW_KEYS_KEY) or {}
+    keys = row_keys_record(cfg, (int(wave.get("prefill_wave_blocks", 0)), int(wave.get("prefill_block_q", 0))),
+                           (list(wave.get("graph_batch_sizes", [])), list(wave.get("graph_token_sizes", []))))
+    host_record = {k: list(v) for k, v in (meta.get("host_timing") or {}).items()
+                   if k not in ("packed_otherwise", "eager")} or \
+        {k: [] for k in ("shape", "requests", "tokens", "at_start", "packed_at_start", "host_ms", "wall_ms")}
+    measured = Measured(read_table(raw[0], MLP_RAW_PROFILE), read_table(raw[1], ATTENTION_RAW_PROFILE),
+                        read_table(src.iterations_csv, ITERATION_PROFILE), list(meta.get("skipped_shapes") or []),
+                        keys, meta.get("head_timing") if needs_host else None, host_record, str(meta["timing_method"]),
+                        str(meta.get("weights_source")), meta.get("sdpa_kernels"), dict(meta["host_load"]),
+                        meta.get("build_wall_s"),
+                        derived_from={"id": src.bundle_id, "content": src.content,
+                                      "created_at": (meta.get("provenance") or {}).get("created_at"),
+                                      "git_commit": (meta.get("provenance") or {}).get("git_commit")})
+    with atomic_dir(final, overwrite=cfg.overwrite) as out:
+        check, verdict = _derive(cfg, bid, grid, measured, predict, out)
+    log.log(logging.INFO if verdict.accepted else logging.WARNING, "bundle %s (derived from %s): verdict %s", bid,
+            src.bundle_id, verdict.line())
+    return BundleResult(final, False, check, verdict)
+
+
 def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
     """Measure and write ``<paths.profiling>/<bundle_id>/``; an existing complete bundle is returned as is."""
     from gpu_simulate_test.modeling import device_sync
@@ -524,17 +724,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         from gpu_simulate_test.io.tables import read_table
 
         return BundleResult(final, True, read_table(root.held_out_csv, HELD_OUT_CHECK), bundle_verdict(root.meta))
-    grid = build_grid(cfg.model, cfg.backend, cfg.profile)
-    if cfg.profile.iteration_rounds < 1:
-        raise InputError(f"profile.iteration_rounds must be >= 1, not {cfg.profile.iteration_rounds}")
-    if not cfg.profile.held_out_tolerance_pct > 0:
-        raise InputError(f"profile.held_out_tolerance_pct must be > 0, not {cfg.profile.held_out_tolerance_pct}")
-    check_variants(list(cfg.profile.variants))
-    if "head" in cfg.profile.variants and cfg.backend.name != "native":
-        raise InputError(f"profile.variants lists head, which times the native engine's own head, but the backend is "
-                         f"{cfg.backend.name}: list it for backend=native only")
-    if not 0 < cfg.profile.correction_cap_pct < 100:
-        raise InputError(f"profile.correction_cap_pct={cfg.profile.correction_cap_pct}: it must be in (0, 100)")
+    grid = _checked_grid(cfg)
     parsed = _wanted_shapes(cfg)
     timer = StepTimer(cfg.backend, [s for s, _ in parsed], cfg.profile.iteration_samples)
     measure_host = "head" in cfg.profile.variants
@@ -566,104 +756,10 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             host_load = probe.stop()
         finally:
             backend.close()
-        sets = {role: measured_shapes(iters, role) for role in ("fit", "validation", "test")}
-        reading = row_keys(keys.get(ROW_KEYS_KEY))
-        outside = head_term(head) if head is not None else None
-        eager_shapes: list[BatchShape] = []
-        graph_shapes: list[BatchShape] = []
-        graph_seqs: list[Optional[int]] = []
-        in_graph: list[bool] = []  # the grid steps a graph runs
-        chunk_shapes: list[BatchShape] = []
-        if measure_host:  # which grid steps no graph of the engine holds, and which decodes one does: its own rule
-            grid_shapes = [BatchShape.parse(n) for n in host_record["shape"]]
-            graphs = [reading.graph(s.num_tokens, s.batch_size, s.kind == "decode") for s in grid_shapes]
-            host_record["eager"] = [reading.token_rows == "graph_bucket" and g is None for g in graphs]
-            eager_shapes = [s for s, e in zip(grid_shapes, host_record["eager"]) if e]
-            graph_seqs = [g[1] if g is not None and s.kind == "decode" else None for s, g in zip(grid_shapes, graphs)]
-            graph_shapes = [s for s, g in zip(grid_shapes, graph_seqs) if g is not None]
-            in_graph = [g is not None for g in graphs]
-            chunk_shapes = [s for s, g in zip(grid_shapes, in_graph) if g and s.kind != "decode"]
-        host, host_timing = host_share_term(host_record) if measure_host else (None, None)
-        drifted = [(s, p) for s, p in zip(host_record["shape"], host_record["wall_spread_pct"]) if p > DRIFT_WARN_PCT]
-        if drifted:
-            log.warning("the host grid's passes disagree by more than %g%% on %d shape(s) (%s): the host drifted while "
-                        "it was timed; each keeps its median pass (host_timing.wall_spread_pct)", DRIFT_WARN_PCT,
-                        len(drifted), ", ".join(f"{s} {p:.1f}%" for s, p in drifted[:4]))
-        _, fit_shapes, fit_ms = sets["fit"]
-        val_names, val_shapes, val_ms = sets["validation"]
-        test_names, test_shapes, test_ms = sets["test"]
-        if not fit_shapes:
-            raise InputError("profile.fit lists no shape this backend can run; add prefill and decode shapes to the profile config")
-        every = fit_shapes + val_shapes + test_shapes  # in this order in every prediction below
-        empty_check = pd.DataFrame(columns=HELD_OUT_CHECK.column_names)
-        with tempfile.TemporaryDirectory(prefix=".raw-", dir=out.parent) as raw:
-            _write_root(Path(raw), cfg, bid, mlp, att, iters, empty_check, grid, {"stage": "raw operator rows", **keys})
-            # the operators alone (test: shares, cap), and of the grid's eager steps, graph decodes and graph steps
-            # with a prompt chunk, in one predictor
-            raw_pred, raw_eager, raw_graph, raw_chunk = np.split(
-                np.asarray(predict(Path(raw), every + eager_shapes + graph_shapes + chunk_shapes), dtype=float),
-                np.cumsum([len(every), len(eager_shapes), len(graph_shapes)]))
-        graph = None
-        if graph_shapes:  # the decode graphs' cost beyond their parts: device time less operators and outside
-            assert outside is not None
-            graph = decode_graph_term(host_record, graph_seqs, list(with_outside(outside, graph_shapes, raw_graph,
-                                                                                 reading)))
-        chunk = None
-        if chunk_shapes:  # the same for graph steps with a prompt chunk (the decode graph term is 0 on them)
-            assert outside is not None
-            chunk = chunk_graph_term(host_record, in_graph, list(with_outside(outside, chunk_shapes, raw_chunk, reading)))
-        if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
-            assert outside is not None and host is not None
-            host = replace(host, eager=eager_term(host_record, list(with_outside(outside, eager_shapes, raw_eager,
-                                                                                 reading, host))))
-        split = np.cumsum([len(fit_shapes), len(val_shapes)])
-        raw_fit, raw_val, raw_test = np.split(raw_pred, split)
-        capped = list(zip(val_shapes + test_shapes,  # operators' predictions (with the graph term), not measurements
-                          with_graph(graph, val_shapes + test_shapes, np.concatenate([raw_val, raw_test]), reading,
-                                     chunk)))
-        candidates, folded = _fit_variants(cfg, mlp, att, iters, grid, bid, out.parent, fit_shapes, fit_ms, val_shapes,
-                                           raw_fit, raw_val, predict, capped, outside, keys, host, graph, chunk)
-        chosen, validation, val_record = choose(candidates, val_names, np.asarray(val_ms, dtype=float))
-        winner = next(c for c in candidates if c.name == chosen)
-        overhead, (mlp_out, att_out) = folded if chosen == "fold" and folded is not None else (None, (mlp, att))
-        extra = {"timing_method": method.describe()
-                 + (f"; native operators: {OPERATOR_TIMING}" if cfg.backend.name == "native" else ""),
-                 "weights_source": weights_source, "sdpa_kernels": backend.sdpa_kernels,
-                 "variant": chosen, "overhead_fit": None if overhead is None else overhead.to_dict(),
-                 STEP_CORRECTION_KEY: None if winner.step is None else winner.step.to_dict(),
-                 OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(),
-                 HOST_KEY: None if winner.host is None else winner.host.to_dict(),
-                 GRAPH_KEY: None if winner.graph is None else winner.graph.to_dict(),
-                 CHUNK_KEY: None if winner.chunk is None else winner.chunk.to_dict(), **keys,
-                 "skipped_shapes": skipped,
-                 "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": host_load.to_dict(),
-                 "validation_check": val_record, "head_timing": head,
-                 "host_timing": host_timing}
-        if host_timing is not None and host_timing["packed_otherwise"]:
-            log.warning("the engine packed the steps of %s otherwise than a first chunk's rule says (profile_meta.json "
-                        "host_timing): their host share sits in the other curve", host_timing["packed_otherwise"])
-        _write_root(out, cfg, bid, mlp_out, att_out, iters, empty_check, grid, extra, raw=(mlp, att), validation=validation)
-        # The bundle as vidur-sim reads it (its rows; its step correction inside Vidur's predictor), on every set.
-        bundle_pred = np.asarray(predict(out, every), dtype=float)
-        fit_pred, _, test_pred = np.split(bundle_pred, split)
-        fit_err = 100.0 * np.abs(fit_pred - np.asarray(fit_ms)) / np.asarray(fit_ms)
-        extra["fit_check"] = {"num_shapes": len(fit_err), "median_abs_error_pct": float(np.median(fit_err))}
-        fitted = None if winner.step is None else \
-            np.array([winner.step.ms(tokens_8(s), first_chunks(s)) for s in every])
-        extra["correction"] = _correction_record(chosen, cfg.profile.correction_cap_pct, bundle_pred, raw_pred, split,
-                                                 fitted)
-        baselines = fit_baselines(fit_shapes, fit_ms)
-        check = baseline_table(test_names, test_shapes, np.asarray(test_ms, dtype=float), test_pred, baselines)
-        abs_err = np.abs(check["error_pct"].to_numpy(dtype=float))
-        table = check[["shape", "measured_ns", "predicted_ns", "error_pct"]]
-        summary = {"num_shapes": len(check), "median_abs_error_pct": float(np.median(abs_err)) if len(check) else None,
-                   "max_abs_error_pct": float(abs_err.max()) if len(check) else None,
-                   "tolerance_pct": float(cfg.profile.held_out_tolerance_pct), "table": table.to_dict(orient="records")}
-        extra.update(held_out_check=summary, baseline_check=baseline_record(check, baselines) if len(check) else None,
-                     build_wall_s=round(time.monotonic() - t_start, 1))
-        verdict = bundle_verdict(extra)
-        extra["verdict"] = verdict.verdict
-        _write_root(out, cfg, bid, mlp_out, att_out, iters, check, grid, extra, raw=(mlp, att), validation=validation)
+        measured = Measured(mlp, att, iters, skipped, keys, head, host_record,
+                            method.describe() + (f"; native operators: {OPERATOR_TIMING}"
+                                                 if cfg.backend.name == "native" else ""),
+                            weights_source, backend.sdpa_kernels, host_load.to_dict())
+        check, verdict = _derive(cfg, bid, grid, measured, predict, out, t_start)
     log.log(logging.INFO if verdict.accepted else logging.WARNING, "bundle %s: verdict %s", bid, verdict.line())
     return BundleResult(final, False, check, verdict)
-
