@@ -450,10 +450,9 @@ def _existing_bundle(cfg: Any, filed: Optional[str] = None) -> Path:
     records one): a profiler change since (how the bundle is timed, in every id) must not stop a published folder
     from reproducing."""
     from gpu_simulate_test.engine import id_basis
-    from gpu_simulate_test.io.ids import canonical_json
     from gpu_simulate_test.io.meta import read_meta
     from gpu_simulate_test.io.outputs import PROFILE_META
-    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_config, bundle_id, bundle_request
+    from gpu_simulate_test.vidur_ext.profiler.bundle import bundle_id, request_differs
     from gpu_simulate_test.vidur_ext.profiling_root import BUNDLE_KIND
 
     profiling = Path(cfg.paths.profiling)
@@ -467,11 +466,8 @@ def _existing_bundle(cfg: Any, filed: Optional[str] = None) -> Path:
             raise InputError(f"bundle {filed}, which tables/bundle_test.csv names, was built on another engine "
                              f"({', '.join(f'{k} {meta.get(k)}' for k in basis)}) than the points ran on "
                              f"({', '.join(f'{k} {v}' for k, v in basis.items())})")
-        recorded = meta.get("config") or {}
-        groups = bundle_config(cfg)
-        want, got = bundle_request(groups), bundle_request({k: recorded.get(k) for k in groups})
-        if canonical_json(got) != canonical_json(want):
-            differ = sorted(k for k in groups if canonical_json(got.get(k)) != canonical_json(want.get(k)))
+        differ = request_differs(cfg, meta)
+        if differ:
             raise InputError(f"bundle {filed}, which tables/bundle_test.csv names, was built for another request "
                              f"({', '.join(differ)} differ) than today's {path.name}; collect the bundle of this one")
         log.info("bundle %s: today's profiler files this request as %s, not among the archives; the folder's %s",

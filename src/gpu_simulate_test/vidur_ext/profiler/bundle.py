@@ -170,6 +170,15 @@ def bundle_request(groups: dict[str, Any]) -> dict[str, Any]:
     return without_defaults(groups, VidurProfileAppConfig)
 
 
+def request_differs(cfg: VidurProfileAppConfig, meta: dict[str, Any]) -> list[str]:
+    """The config groups in which the request a bundle's meta records differs from ``cfg``'s (``bundle_request``:
+    fields at their defaults aside); empty for a bundle of the same request."""
+    recorded = meta.get("config") or {}
+    groups = bundle_config(cfg)
+    want, got = bundle_request(groups), bundle_request({k: recorded.get(k) for k in groups})
+    return sorted(k for k in groups if canonical_json(got.get(k)) != canonical_json(want.get(k)))
+
+
 def bundle_id(cfg: VidurProfileAppConfig) -> str:
     """Content hash of model + hardware + backend + grid/timing config (and, for ``native``, the engine's source,
     ``engine.id_basis``, and how its ops are timed, ``operators.OPERATOR_TIMING``): the same request finds the same
@@ -674,11 +683,8 @@ def rederive_bundle(cfg: VidurProfileAppConfig, source: Path, predict: Predict) 
         raise InputError(f"bundle {bid} is already today's bundle of this request; there is nothing to rederive")
     if final.exists() and not cfg.overwrite:
         raise InputError(f"bundle {bid} exists at {final}; remove it or pass overwrite=true to derive it again")
-    recorded = meta.get("config") or {}
-    groups = bundle_config(cfg)
-    want, got = bundle_request(groups), bundle_request({k: recorded.get(k) for k in groups})
-    if canonical_json(got) != canonical_json(want):
-        differ = sorted(k for k in groups if canonical_json(got.get(k)) != canonical_json(want.get(k)))
+    differ = request_differs(cfg, meta)
+    if differ:
         raise InputError(f"bundle {src.bundle_id} was built for another request ({', '.join(differ)} differ) than "
                          f"{bid}; rederive only from a build of the same model, hardware, backend and profile")
     engine = id_basis(cfg.backend.name)
