@@ -433,7 +433,7 @@ def test_a_build_with_graph_buckets_measures_both_step_graph_terms_on_its_grid(c
     assert timing["eager"] == [False] * 8
     terms = step_terms(meta)
     assert terms.graph is not None and terms.graph.requests == (1, 2, 3, 4) and terms.graph.graphs == (1, 2, 4, 4)
-    assert terms.chunk is not None and terms.chunk.requests == (1, 2, 3, 4)
+    assert terms.chunk is not None and terms.chunk.requests == (1, 2, 3, 4) and terms.chunk.max_graph_tokens == 64
     assert all(math.isfinite(t) for t in (*terms.graph.ms, *terms.chunk.ms))
     # vidur-sim adds the chunk term to a step with a chunk only: the validation prompt of 24 tokens (graph 32 x 1)
     val = read_table(root / "validation_check.csv", VALIDATION_CHECK).set_index("shape")

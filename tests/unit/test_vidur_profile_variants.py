@@ -249,13 +249,14 @@ def test_chunk_graph_term_is_what_a_chunk_steps_graph_costs_beyond_its_parts_by_
             ("mixed:256+3x512", 2.50, 0.20), ("mixed:256+3x512", 2.54, 0.20), ("prefill:768", 14.0, 0.3)]
     record = {"shape": [g[0] for g in grid], "requests": [BatchShape.parse(g[0]).batch_size for g in grid],
               "wall_ms": [g[1] for g in grid], "host_ms": [g[2] for g in grid]}
-    in_graph = [True, True, True, True, True, False]  # the 768-token prompt: no graph holds it (the eager term's)
+    graph_tokens = [1, 256, 512, 512, 512, None]  # the 768-token prompt: no graph holds it (the eager term's)
     predicted = [1.85, 2.30, 2.45, 2.45]  # the operators and the work outside, one a chunk step a graph runs
-    term = chunk_graph_term(record, in_graph, predicted)
+    term = chunk_graph_term(record, graph_tokens, predicted)
     assert term.requests == (1, 2, 4) and term.ms == pytest.approx((-0.15, -0.15, (-0.15 - 0.11) / 2))
-    assert chunk_graph_term(record, [True, False, False, False, False, False], []) is None  # a decode only
+    assert term.max_graph_tokens == 512  # the largest graph a grid chunk step ran in
+    assert chunk_graph_term(record, [1, None, None, None, None, None], []) is None  # a decode only
     with pytest.raises(InputError, match="one prediction"):
-        chunk_graph_term(record, in_graph, predicted[:2])
+        chunk_graph_term(record, graph_tokens, predicted[:2])
     keys = RowKeys(token_rows="graph_bucket", graph_batch_sizes=(1, 2, 4, 8), graph_token_sizes=(256, 512))
     shapes = [BatchShape.parse(s) for s in ("mixed:32+2x64", "prefill:512@2048", "mixed:200+7x64", "decode:3x64",
                                             "prefill:1024")]
@@ -266,7 +267,10 @@ def test_chunk_graph_term_is_what_a_chunk_steps_graph_costs_beyond_its_parts_by_
     graph = DecodeGraph((1, 4), (0.01, 0.02))
     assert with_graph(graph, shapes, np.ones(5), keys, term).tolist() == pytest.approx(
         [1 - 0.14, 1 - 0.15, 1 - 0.13, 1.02, 1.0])
-    assert ChunkGraph((1,), (-0.1,)).at_step(None, False, 1) == 0.0 and ChunkGraph((1,), (-0.1,)).at_step((16, 1), True, 1) == 0.0
+    one = ChunkGraph((1,), (-0.1,), max_graph_tokens=256)
+    assert one.at_step((256, 1), False, 1) == -0.1 and one.at_step(None, False, 1) == 0.0
+    assert one.at_step((16, 1), True, 1) == 0.0  # a decode batch
+    assert one.at_step((512, 1), False, 1) == 0.0  # a graph larger than any the grid's chunks ran in: not measured
 
 
 def test_decode_attention_between_measured_batch_sizes_by_hand() -> None:
@@ -357,9 +361,9 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     got = step_terms(padded)
     assert got.graph == DecodeGraph((1, 5, 8), (-0.01, 0.2, 0.1), (1, 8, 8)) and got.record() == {**padded,
                                                                                                    "chunk_graph": None}
-    chunked = {**padded, "chunk_graph": {"requests": [1, 16], "ms": [-0.15, -0.1]}}
+    chunked = {**padded, "chunk_graph": {"requests": [1, 16], "ms": [-0.15, -0.1], "max_graph_tokens": 512}}
     got = step_terms(chunked)
-    assert got.chunk == ChunkGraph((1, 16), (-0.15, -0.1)) and got.record() == chunked
+    assert got.chunk == ChunkGraph((1, 16), (-0.15, -0.1), 512) and got.record() == chunked
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_chunks": "one_launch"}},
@@ -377,9 +381,11 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
                 {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1]}},
                 {**graphed, "decode_graph": {"requests": [1, 5], "ms": [0.1, 0.2], "graphs": [1, 4]}},
                 {**graphed, "decode_graph": {"requests": [1], "ms": [0.1], "graphs": ["one"]}},
-                {"chunk_graph": {"requests": [1], "ms": [-0.1]}},  # graphs: none
-                {**graphed, "chunk_graph": {"requests": [1, 1], "ms": [-0.1, 0.1]}},
-                {**graphed, "chunk_graph": {"requests": [1], "ms": [float("inf")]}},
+                {"chunk_graph": {"requests": [1], "ms": [-0.1], "max_graph_tokens": 512}},  # graphs: none
+                {**graphed, "chunk_graph": {"requests": [1, 1], "ms": [-0.1, 0.1], "max_graph_tokens": 512}},
+                {**graphed, "chunk_graph": {"requests": [1], "ms": [float("inf")], "max_graph_tokens": 512}},
+                {**graphed, "chunk_graph": {"requests": [1], "ms": [-0.1]}},
+                {**graphed, "chunk_graph": {"requests": [1], "ms": [-0.1], "max_graph_tokens": 0}},
                 {"row_keys": {"decode_attention_kv": "interpolated"}}, {"row_keys": {"prefill_attention_kv_read": "mean"}}):
         with pytest.raises(ArtifactError, match="rebuild the bundle|row_keys|host_term"):
             step_terms(bad)
@@ -599,7 +605,7 @@ def test_vidur_adds_the_step_correction_to_every_step_exactly(compose_app, tmp_p
         assert got == pytest.approx(want, abs=1e-9), len(shapes)
     # the chunk graph term: a step with a prompt chunk a graph runs gets it at its requests (a chunk beside 3 decodes:
     # 4; a lone chunk: 1); a decode batch and a step no graph holds (520 tokens) none
-    chunk = ChunkGraph((1, 8), (-0.15, -0.08))
+    chunk = ChunkGraph((1, 8), (-0.15, -0.08), max_graph_tokens=512)
     with_chunk_term = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(
         keys=RowKeys(token_rows="graph_bucket", **sizes), graph=graph, chunk=chunk), **kw)
     for shapes, want in (([(100, 100)] + [(1, 65)] * 3, -0.12), ([(200, 200)], -0.15), ([(1, 65)] * 3, 0.02),

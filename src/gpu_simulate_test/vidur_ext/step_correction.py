@@ -138,12 +138,21 @@ class ChunkGraph(RequestCurve):
     reads them and the work outside the layers), **measured** on the host grid's first chunks (``bundle.host_grid``:
     their device time less those parts, ``variants.chunk_graph_term``), by the step's requests. Signed: on the H200
     such a step of 1-12 requests ran 0.12-0.19 ms under its parts, one of 128 0.34-0.36 ms over, in three builds on three
-    machines (``studies/2026-12-04-chunk-graph/``); the decode graph term covers the steps without a chunk."""
+    machines (``studies/2026-12-04-chunk-graph/``); the decode graph term covers the steps without a chunk.
+    ``max_graph_tokens``: the largest token graph the grid's steps ran in; a step in a larger one (a long prompt
+    under the vllm policy) gets nothing, the term not being measured there."""
+
+    max_graph_tokens: int = 0
 
     def at_step(self, graph: Optional[tuple[int, int]], decode_only: bool, num_requests: int) -> float:
         """The term of a step of ``num_requests`` run in ``graph`` (``RowKeys.graph``): 0 unless it holds a prompt
-        chunk and a graph runs it (a step no graph holds has the eager term)."""
-        return 0.0 if decode_only or graph is None else self.at(num_requests)
+        chunk and a graph no larger than the measured ones runs it (a step no graph holds has the eager term)."""
+        if decode_only or graph is None or graph[0] > self.max_graph_tokens:
+            return 0.0
+        return self.at(num_requests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "max_graph_tokens": self.max_graph_tokens}
 
 
 @dataclass(frozen=True)
@@ -344,8 +353,14 @@ def decode_graph(record: Optional[Mapping[str, Any]], source: str = PROFILE_META
 
 
 def chunk_graph(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[ChunkGraph]:
-    """The ``chunk_graph`` record checked (``_points``, signed)."""
-    return None if record is None else ChunkGraph(*_points(record, CHUNK_KEY, source, signed=True))
+    """The ``chunk_graph`` record checked (``_points``, signed; ``max_graph_tokens`` a token count >= 1)."""
+    if record is None:
+        return None
+    largest = record.get("max_graph_tokens") if isinstance(record, Mapping) else None
+    if not isinstance(largest, int) or isinstance(largest, bool) or largest < 1:
+        raise ArtifactError(f"{source}: {CHUNK_KEY!r}.max_graph_tokens must be the largest token graph measured (>= 1); "
+                            f"got {largest!r}; rebuild the bundle")
+    return ChunkGraph(*_points(record, CHUNK_KEY, source, signed=True), max_graph_tokens=largest)
 
 
 def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:

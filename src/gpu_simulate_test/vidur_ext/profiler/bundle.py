@@ -113,7 +113,7 @@ HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated
              "graph holds: its wall less the rest, measured on an eager token grid, by tokens; (step and head) a decode "
              "batch a graph runs: the graph's device time less its parts, measured on the grid's decodes, by the "
              "graph's sequences; a batch with a prompt chunk a graph runs: the same, measured on the grid's first "
-             "chunks, by the step's requests")
+             "chunks, by the step's requests, in graphs up to the largest measured")
 
 
 def row_keys_record(cfg: VidurProfileAppConfig, wave: tuple[int, int] = (0, 0),
@@ -557,7 +557,7 @@ def _derive(cfg: VidurProfileAppConfig, bid: str, grid: Grid, m: Measured, predi
     eager_shapes: list[BatchShape] = []
     graph_shapes: list[BatchShape] = []
     graph_seqs: list[Optional[int]] = []
-    in_graph: list[bool] = []  # the grid steps a graph runs
+    graph_tokens: list[Optional[int]] = []  # the tokens of the graph that runs each grid step (None: no graph)
     chunk_shapes: list[BatchShape] = []
     if measure_host:  # which grid steps no graph of the engine holds, and which decodes one does: its own rule
         grid_shapes = [BatchShape.parse(n) for n in host_record["shape"]]
@@ -566,8 +566,8 @@ def _derive(cfg: VidurProfileAppConfig, bid: str, grid: Grid, m: Measured, predi
         eager_shapes = [s for s, e in zip(grid_shapes, host_record["eager"]) if e]
         graph_seqs = [g[1] if g is not None and s.kind == "decode" else None for s, g in zip(grid_shapes, graphs)]
         graph_shapes = [s for s, g in zip(grid_shapes, graph_seqs) if g is not None]
-        in_graph = [g is not None for g in graphs]
-        chunk_shapes = [s for s, g in zip(grid_shapes, in_graph) if g and s.kind != "decode"]
+        graph_tokens = [None if g is None else g[0] for g in graphs]
+        chunk_shapes = [s for s, t in zip(grid_shapes, graph_tokens) if t is not None and s.kind != "decode"]
     host, host_timing = host_share_term(host_record) if measure_host else (None, None)
     drifted = [(s, p) for s, p in zip(host_record["shape"], host_record.get("wall_spread_pct", [])) if p > DRIFT_WARN_PCT]
     if drifted:
@@ -596,7 +596,8 @@ def _derive(cfg: VidurProfileAppConfig, bid: str, grid: Grid, m: Measured, predi
     chunk = None
     if chunk_shapes:  # the same for graph steps with a prompt chunk (the decode graph term is 0 on them)
         assert outside is not None
-        chunk = chunk_graph_term(host_record, in_graph, list(with_outside(outside, chunk_shapes, raw_chunk, reading)))
+        chunk = chunk_graph_term(host_record, graph_tokens, list(with_outside(outside, chunk_shapes, raw_chunk,
+                                                                              reading)))
     if eager_shapes:  # the eager term: what such a step costs beyond the rest of the head variant
         assert outside is not None and host is not None
         host = replace(host, eager=eager_term(host_record, list(with_outside(outside, eager_shapes, raw_eager,

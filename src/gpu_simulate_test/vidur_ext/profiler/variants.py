@@ -195,18 +195,18 @@ def decode_graph_term(record: dict[str, list], graph_seqs: Sequence[Optional[int
     return DecodeGraph(*points, tuple(graph_of[n] for n in points[0])) if steps else None
 
 
-def chunk_graph_term(record: dict[str, list], in_graph: Sequence[bool], predicted_ms: Sequence[float]
+def chunk_graph_term(record: dict[str, list], graph_tokens: Sequence[Optional[int]], predicted_ms: Sequence[float]
                      ) -> Optional[ChunkGraph]:
     """The ``chunk_graph`` term from the host grid's record: for its steps with a prompt chunk that a CUDA graph runs
-    (``in_graph``, one a grid step), their device time (``wall_ms`` less ``host_ms``) less what the bundle predicts of
-    them without it (``predicted_ms``, one a such step in the record's order: the operators as read and the work
-    outside the layers), the median at each count of requests; None when the grid has no such step."""
-    steps = [(int(n), float(w) - float(h)) for s, n, w, h, g in zip(record.get("shape", []), record.get("requests", []),
-                                                                   record.get("wall_ms", []), record.get("host_ms", []),
-                                                                   in_graph)
-             if g and not str(s).startswith("decode:")]
-    points = _residuals(steps, predicted_ms, "chunk graph term", "requests")
-    return ChunkGraph(*points) if steps else None
+    (``graph_tokens``, one a grid step: the tokens of the graph that runs it, None for a step no graph holds), their
+    device time (``wall_ms`` less ``host_ms``) less what the bundle predicts of them without it (``predicted_ms``, one
+    a such step in the record's order: the operators as read and the work outside the layers), the median at each
+    count of requests, with the largest graph they ran in; None when the grid has no such step."""
+    steps = [(int(n), float(w) - float(h), int(t)) for s, n, w, h, t in zip(
+        record.get("shape", []), record.get("requests", []), record.get("wall_ms", []), record.get("host_ms", []),
+        graph_tokens) if t is not None and not str(s).startswith("decode:")]
+    points = _residuals([(n, ms) for n, ms, _ in steps], predicted_ms, "chunk graph term", "requests")
+    return ChunkGraph(*points, max_graph_tokens=max(t for _, _, t in steps)) if steps else None
 
 
 def with_graph(term: Optional[DecodeGraph], shapes: list[BatchShape], raw_ms: np.ndarray, keys: RowKeys,
