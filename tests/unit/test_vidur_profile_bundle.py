@@ -444,6 +444,24 @@ def test_a_build_with_graph_buckets_measures_both_step_graph_terms_on_its_grid(c
     assert val.loc["prefill:24", "predicted_ns"] == pytest.approx(with_chunk[0] * 1e6, abs=1)
 
 
+def test_under_the_vllm_policy_the_chunk_term_is_the_lone_prompts_in_its_own_graph(compose_app, monkeypatch) -> None:
+    """The vllm policy runs no mixed step: its grid's only chunk step is a lone prompt (the budget less the cap, here
+    past the profile's largest chunk: held to what the prefill rows cover), so the chunk graph term has one point, at
+    one request, held to that prompt's graph."""
+    from gpu_simulate_test.vidur_ext.profiler.engine_ops import EngineLayerOps
+    from gpu_simulate_test.vidur_ext.step_correction import step_terms
+
+    monkeypatch.setattr(EngineLayerOps, "graph_buckets", lambda self: ([1, 2, 4], [16, 32, 64, 128]))
+    cfg = _cfg(compose_app, ["backend=native", "backend.vidur_scheduler=vllm", "backend.max_requests_per_batch=4",
+                             "backend.max_batch_tokens=128", "profile.variants=[head]",
+                             "profile.validation=[prefill:24,decode:2x48]", "profile.test=[prefill:32,decode:1x64]"])
+    meta = read_meta(build_bundle(cfg, vidur_predict(cfg)).path / "profile_meta.json", kind="profile_bundle")
+    assert meta["host_timing"]["shape"] == ["decode:1x64", "prefill:64", "decode:2x64", "decode:3x64", "decode:4x64"]
+    chunk = step_terms(meta).chunk
+    assert chunk is not None and chunk.requests == (1,) and chunk.max_graph_tokens == 64
+    assert chunk.at_step((64, 1), False, 3) == chunk.ms[0] and chunk.at_step((128, 1), False, 1) == 0.0
+
+
 def _with_terms(root: Path, terms) -> Path:
     """A copy of the bundle at ``root`` whose meta carries ``terms`` (``StepTerms``) instead of its own."""
     import shutil

@@ -261,7 +261,8 @@ def host_grid(grid: Grid, timer: StepTimer, graph_tokens: Sequence[int] = (), ta
     (``variants.eager_term``). Their measured steps enter no fit, validation or test set, and no eager point has the
     tokens of one of those (``taken``)."""
     kv = min(HOST_GRID_KV, grid.limits.request_tokens // 2)
-    chunk = min(HOST_GRID_CHUNK, timer.limits.token_budget - grid.limits.batch_size)
+    # a chunk the grid's prefill rows cover (the chunk graph term predicts these steps from them)
+    chunk = min(HOST_GRID_CHUNK, timer.limits.token_budget - grid.limits.batch_size, grid.limits.prefill_chunk)
     counts = ladder(grid.limits.batch_size)
     buckets = sorted(b for b in set(graph_seqs) if b <= grid.limits.batch_size)
     fewest = {lower + 1 for lower in buckets[:-1]} - set(counts)
