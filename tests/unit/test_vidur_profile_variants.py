@@ -312,15 +312,17 @@ def test_eager_points_lie_above_the_largest_graph_between_powers_of_two() -> Non
     assert eager_points(512, 1024) == [768, 1024]
     # the host grid: decodes and first chunks at every request count, then the eager prefills, less the tokens of a
     # configured shape (taken)
-    grid = SimpleNamespace(limits=SimpleNamespace(batch_size=2, request_tokens=8192))
+    grid = SimpleNamespace(limits=SimpleNamespace(batch_size=2, request_tokens=8192, prefill_chunk=4096))
     timer = SimpleNamespace(limits=SimpleNamespace(token_budget=4096), unsupported=lambda s: None)
     shapes = [str(s) for s in host_grid(grid, timer, [16, 256, 512], taken=[1280, 9])]
     assert shapes == ["decode:1x512", "prefill:256", "decode:2x512", "mixed:256+1x512",
                       "prefill:768", "prefill:1792", "prefill:2560", "prefill:3584"]
     assert [str(s) for s in host_grid(grid, timer)] == shapes[:4]  # no graphs (off a GPU): no eager step to time
+    small = SimpleNamespace(limits=SimpleNamespace(batch_size=2, request_tokens=8192, prefill_chunk=128))
+    assert [str(s) for s in host_grid(small, timer)][:2] == ["decode:1x512", "prefill:128"]  # the rows' largest chunk
     # decodes also at the fewest of every decode graph up to the cap (one more than the bucket below), those the
     # ladder lacks, without a first chunk beside them
-    grid = SimpleNamespace(limits=SimpleNamespace(batch_size=16, request_tokens=8192))
+    grid = SimpleNamespace(limits=SimpleNamespace(batch_size=16, request_tokens=8192, prefill_chunk=4096))
     decodes = [str(s) for s in host_grid(grid, timer, graph_seqs=[1, 2, 4, 8, 16, 24]) if s.kind == "decode"]
     assert decodes == [f"decode:{n}x512" for n in (1, 2, 3, 4, 5, 6, 8, 9, 12, 16)]
     assert len(host_grid(grid, timer, graph_seqs=[1, 2, 4, 8, 16, 24])) == len(host_grid(grid, timer)) + 2
