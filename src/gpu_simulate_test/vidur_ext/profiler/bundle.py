@@ -58,13 +58,11 @@ from gpu_simulate_test.vidur_ext.profiler.variants import (
     chunk_graph_term,
     decode_graph_term,
     eager_term,
-    first_chunks,
     fit_step_correction,
     head_term,
     host_share_term,
     packed_at_start,
     share_pct,
-    tokens_8,
     with_graph,
     with_outside,
     with_step,
@@ -304,6 +302,7 @@ def host_share_ns(walls: Sequence[ShapeSamples], timed: Optional[ShapeSamples]) 
 
 HOST_GRID_PASSES = 3  # passes over the host grid, interleaved; each shape's median pass is kept
 DRIFT_WARN_PCT = 5.0  # passes further apart than this: the build warns
+HOST_GRID_FIELDS = ("shape", "requests", "tokens", "at_start", "packed_at_start", "host_ms", "wall_ms", "wall_spread_pct")
 
 
 def _time_host_grid(backend: Backend, timer: StepTimer, recorder: Recorder, probe: Any, shapes: Sequence[BatchShape],
@@ -315,8 +314,7 @@ def _time_host_grid(backend: Backend, timer: StepTimer, recorder: Recorder, prob
     3% slower than the same shape timed earlier in the build, and Vidur predicted a loaded server's commonest steps
     that much long (``studies/2026-12-04-campaign/``). ``wall_spread_pct``: the passes' walls, largest less smallest,
     in % of the kept one."""
-    record: dict[str, list] = {"shape": [], "requests": [], "tokens": [], "at_start": [], "packed_at_start": [],
-                               "host_ms": [], "wall_ms": [], "wall_spread_pct": []}
+    record: dict[str, list] = {k: [] for k in HOST_GRID_FIELDS}
     if not shapes:  # a bar only for work there is (off a GPU nothing measures the host's share)
         return record
     task = progress.add_task("the host's share (request grid)", total=len(shapes) * HOST_GRID_PASSES)
@@ -633,8 +631,7 @@ def _derive(cfg: VidurProfileAppConfig, bid: str, grid: Grid, m: Measured, predi
     fit_pred, _, test_pred = np.split(bundle_pred, split)
     fit_err = 100.0 * np.abs(fit_pred - np.asarray(fit_ms)) / np.asarray(fit_ms)
     extra["fit_check"] = {"num_shapes": len(fit_err), "median_abs_error_pct": float(np.median(fit_err))}
-    fitted = None if winner.step is None else \
-        np.array([winner.step.ms(tokens_8(s), first_chunks(s)) for s in every])
+    fitted = None if winner.step is None else with_step(winner.step, every, np.zeros(len(every)))
     extra["correction"] = _correction_record(chosen, cfg.profile.correction_cap_pct, bundle_pred, raw_pred, split,
                                              fitted)
     baselines = fit_baselines(fit_shapes, fit_ms)
@@ -703,8 +700,7 @@ def rederive_bundle(cfg: VidurProfileAppConfig, source: Path, predict: Predict) 
     keys = row_keys_record(cfg, (int(wave.get("prefill_wave_blocks", 0)), int(wave.get("prefill_block_q", 0))),
                            (list(wave.get("graph_batch_sizes", [])), list(wave.get("graph_token_sizes", []))))
     host_record = {k: list(v) for k, v in (meta.get("host_timing") or {}).items()
-                   if k not in ("packed_otherwise", "eager")} or \
-        {k: [] for k in ("shape", "requests", "tokens", "at_start", "packed_at_start", "host_ms", "wall_ms")}
+                   if k not in ("packed_otherwise", "eager")} or {k: [] for k in HOST_GRID_FIELDS}
     measured = Measured(read_table(raw[0], MLP_RAW_PROFILE), read_table(raw[1], ATTENTION_RAW_PROFILE),
                         read_table(src.iterations_csv, ITERATION_PROFILE), list(meta.get("skipped_shapes") or []),
                         keys, meta.get("head_timing") if needs_host else None, host_record, str(meta["timing_method"]),
