@@ -3,7 +3,7 @@ test shape (at the KV its decodes had) and every step of its host grid, with, fo
 correction's share of each predicted step (what the cap holds: ``correction.max_fitted_share_pct``).
 
     python3 -m uv run python studies/2026-12-04-campaign/bundle_steps.py \\
-        studies/2026-12-04-campaign/campaign/bundles/qwen3-0.6b-h200-native-fc003abd0aa8.tar.xz
+        docs/results/h200-qwen3-0.6b-native/bundles/qwen3-0.6b-h200-native-fc003abd0aa8.tar.xz
 """
 
 from __future__ import annotations

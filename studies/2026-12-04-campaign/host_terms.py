@@ -2,8 +2,11 @@
 term ahead of a decode (``host_term.ahead``) and the timed decode step (``host_timing.wall_ms``), and their difference.
 
     python3 studies/2026-12-04-campaign/host_terms.py \\
-        docs/results/h200-qwen3-0.6b-native/bundles/qwen3-0.6b-h200-native-642fcafbe096.tar.xz \\
-        studies/2026-12-04-campaign/campaign/bundles/qwen3-0.6b-h200-native-5dc2d24de0eb.tar.xz
+        <642fcafbe096's archive> \\
+        docs/results/h200-qwen3-0.6b-native/bundles/qwen3-0.6b-h200-native-5dc2d24de0eb.tar.xz
+
+(``642fcafbe096``, the bundle of the result published before, is in git:
+``git show 92aa2cd:docs/results/h200-qwen3-0.6b-native/bundles/qwen3-0.6b-h200-native-642fcafbe096.tar.xz``.)
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ the host's share, as the build measured them) against what the bundle's operator
 predict of them; the residual is what ``chunk_graph`` (``variants.chunk_graph_term``) carries in bundles built since.
 
     python3 -m uv run python studies/2026-12-04-chunk-graph/chunk_residuals.py \\
-        studies/2026-12-04-campaign/campaign/bundles/qwen3-0.6b-h200-native-5dc2d24de0eb.tar.xz
+        docs/results/h200-qwen3-0.6b-native/bundles/qwen3-0.6b-h200-native-5dc2d24de0eb.tar.xz
 """
 
 from __future__ import annotations
