@@ -130,6 +130,19 @@ def test_a_bundle_derived_again_from_another_builds_measurements(compose_app, tm
                                   source=str(bare)))
     with pytest.raises(InputError, match="needs source"):
         run_vidur_profile(replace(elsewhere, source=None))
+    # the build timed a step after idle gaps, from which the idle term comes; a source without them (a build before
+    # 2026-12-04's idle term) cannot give today's bundle
+    idle = first["idle_timing"]
+    assert idle["nominal_gap_ms"][0] == 0.0 and len(idle["gap_ms"]) == len(idle["wake_ms"]) == len(idle["wall_ms"])
+    assert first["idle_start"]["gap_ms"] and all(g > 0 for g in first["idle_start"]["gap_ms"])
+    older = tmp_path / "older" / built.path.name
+    shutil.copytree(built.path, older)
+    meta = json.loads((older / "profile_meta.json").read_text())
+    meta.pop("idle_timing")
+    (older / "profile_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="lacks idle_timing"):
+        run_vidur_profile(replace(elsewhere, paths=replace(cfg.paths, profiling=str(tmp_path / "fourth")),
+                                  source=str(older)))
 
 
 def test_a_step_bundle_holds_its_fitted_correction_to_the_cap(compose_app) -> None:

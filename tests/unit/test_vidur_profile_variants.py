@@ -38,12 +38,14 @@ from gpu_simulate_test.vidur_ext.step_correction import (
     ChunkGraph,
     DecodeGraph,
     HostTerm,
+    IdleStart,
     OutsideLayers,
     RequestCurve,
     RowKeys,
     StepCorrection,
     StepTerms,
     TokenCurve,
+    idle_start,
     step_correction,
     step_terms,
 )
@@ -347,25 +349,28 @@ def test_step_terms_from_meta_and_refused_when_malformed() -> None:
     assert not terms.keys.one_wave([512] + [64] * 9) and not RowKeys().one_wave([32, 32])
     assert replace(terms.keys, prefill_chunks="one_launch").one_wave([480, 32])  # one launch reads one wave alike
     assert step_terms({"row_keys": {"token_rows": "exact"}}).keys == RowKeys(token_rows="exact")  # the rest: Vidur's
-    assert terms.record() == {**meta, "decode_graph": None, "chunk_graph": None}
+    assert terms.record() == {**meta, "decode_graph": None, "chunk_graph": None, "idle_start": None}
     eager = {**meta, "host_term": {**meta["host_term"], "eager": {"tokens": [768, 1280], "ms": [12.0, 13.0]}},
              "row_keys": {**meta["row_keys"], "token_rows": "graph_bucket", "graph_batch_sizes": [1, 2],
                           "graph_token_sizes": [256, 512]}}
     got = step_terms(eager)
     assert got.host.eager == TokenCurve((768, 1280), (12.0, 13.0)) and got.record() == {**eager, "decode_graph": None,
-                                                                                         "chunk_graph": None}
+                                                                                         "chunk_graph": None,
+                                                                                         "idle_start": None}
     graphed = {**eager, "decode_graph": {"requests": [1, 8], "ms": [-0.01, 0.1]},
                "row_keys": {**eager["row_keys"], "decode_attention_kv": "mean"}}
     got = step_terms(graphed)
     assert got.graph == DecodeGraph((1, 8), (-0.01, 0.1)) and got.keys.decode_attention_kv == "mean"
-    assert got.record() == {**graphed, "chunk_graph": None}
+    assert got.record() == {**graphed, "chunk_graph": None, "idle_start": None}
     padded = {**graphed, "decode_graph": {"requests": [1, 5, 8], "ms": [-0.01, 0.2, 0.1], "graphs": [1, 8, 8]}}
     got = step_terms(padded)
-    assert got.graph == DecodeGraph((1, 5, 8), (-0.01, 0.2, 0.1), (1, 8, 8)) and got.record() == {**padded,
-                                                                                                   "chunk_graph": None}
-    chunked = {**padded, "chunk_graph": {"requests": [1, 16], "ms": [-0.15, -0.1], "max_graph_tokens": 512}}
+    assert got.graph == DecodeGraph((1, 5, 8), (-0.01, 0.2, 0.1), (1, 8, 8)) and got.record() == {
+        **padded, "chunk_graph": None, "idle_start": None}
+    chunked = {**padded, "chunk_graph": {"requests": [1, 16], "ms": [-0.15, -0.1], "max_graph_tokens": 512},
+               "idle_start": {"gap_ms": [0.3, 50.0], "ms": [0.35, 0.8]}}
     got = step_terms(chunked)
-    assert got.chunk == ChunkGraph((1, 16), (-0.15, -0.1), 512) and got.record() == chunked
+    assert got.chunk == ChunkGraph((1, 16), (-0.15, -0.1), 512) and got.idle == IdleStart((0.3, 50.0), (0.35, 0.8))
+    assert got.record() == chunked
     for bad in ({"outside_layers": {"requests": [2, 1], "ms": [0.1, 0.2]}}, {"outside_layers": {"ms": [0.1]}},
                 {"row_keys": {"token_rows": "rounded_16"}}, {"row_keys": {"kv": "before_chunk"}},
                 {"row_keys": {"prefill_chunks": "one_wave"}}, {"row_keys": {"prefill_chunks": "one_launch"}},
@@ -659,6 +664,63 @@ def test_vidur_adds_the_host_share_as_the_engine_packs_each_step(compose_app, tm
     d = Request(arrived_at=0.0019, num_prefill_tokens=32, num_decode_tokens=2)  # queued before the batch before began:
     assert scheduled(0.003, [a, b, c, d], [1, 1, 1, 32], [67, 67, 33, 32]) == pytest.approx(0.0475)  # packed ahead
     assert scheduled(0.0031, [d], [1], [33], replica=1) == pytest.approx(0.35)  # another replica: its own first
+
+
+def test_the_idle_start_term_by_hand() -> None:
+    """``IdleStart``: nothing back to back, linear from 0 at no gap to the first measured gap, between the measured
+    gaps, flat past the last (and for a replica's first batch, an infinite gap); the record checked on read; derived
+    from the build's ``idle_timing`` as wake-up + wall less the wall at no gap, a gap that came out no longer than the
+    one before it dropped."""
+    from gpu_simulate_test.vidur_ext.profiler.bundle import idle_start_term
+
+    term = IdleStart((0.2, 5.0, 50.0), (0.4, 0.6, 0.9))
+    assert [term.at(g) for g in (0.0, -1.0, 0.1, 0.2, 2.6, 27.5, 50.0, 500.0, float("inf"))] == \
+        pytest.approx([0.0, 0.0, 0.2, 0.4, 0.5, 0.75, 0.9, 0.9, 0.9])
+    assert idle_start({"gap_ms": [0.2, 5.0, 50.0], "ms": [0.4, 0.6, 0.9]}) == term
+    assert idle_start(None) is None
+    for bad in ({"gap_ms": [0.0, 5.0], "ms": [0.1, 0.2]}, {"gap_ms": [5.0, 1.0], "ms": [0.1, 0.2]},
+                {"gap_ms": [1.0], "ms": [0.1, 0.2]}, {"gap_ms": [1.0], "ms": [float("nan")]}, {"ms": [0.1]}):
+        with pytest.raises(ArtifactError, match="idle_start"):
+            idle_start(bad)
+    record = {"prompt_tokens": 256, "nominal_gap_ms": [0.0, 1.0, 5.0, 20.0],
+              "gap_ms": [0.3, 1.1, 0.9, 20.2], "wake_ms": [0.35, 0.4, 0.5, 0.45], "wall_ms": [2.0, 2.1, 2.2, 2.4]}
+    # 5 ms came out at 0.9 ms, below 1 ms's 1.1: the points go by the gap each got, each wake + wall - 2.0
+    got = idle_start_term(record)
+    assert got.gap_ms == pytest.approx((0.3, 0.9, 1.1, 20.2)) and got.ms == pytest.approx((0.35, 0.7, 0.5, 0.85))
+    record["gap_ms"] = [0.3, 1.1, 1.1, 20.2]  # a tie: the second of the two is dropped
+    assert idle_start_term(record).gap_ms == pytest.approx((0.3, 1.1, 20.2))
+
+
+def test_vidur_adds_the_idle_start_term_to_a_step_that_starts_on_an_idle_replica(compose_app, tmp_path) -> None:
+    """As vidur-sim runs: the replica's first batch gets the term at its longest gap; a batch scheduled when the one
+    before it ended (scheduled plus predicted) none; one scheduled later gets it at the gap, per replica; a shape
+    predicted on its own (``predict_batch_time_s``, back to back) none."""
+    from vidur.entities import Batch, Request
+    from vidur.types import ReplicaId
+
+    cfg, root, kw = _linear_bundle(compose_app, tmp_path)
+    idle = IdleStart((1.0, 10.0), (0.3, 0.5))
+    plain = build_predictor(root / "mlp.csv", root / "attention.csv", **kw)
+    with_idle = build_predictor(root / "mlp.csv", root / "attention.csv", step_terms=StepTerms(idle=idle), **kw)
+    assert predict_batch_time_s(with_idle, [(64, 64)], serial=True) == predict_batch_time_s(plain, [(64, 64)], serial=True)
+
+    def scheduled(at: float, q: int, replica: int = 0) -> tuple[float, float]:
+        """One batch scheduled at ``at`` (s) and predicted once: the term it got (ms), and its end (s)."""
+        req = Request(arrived_at=0.0, num_prefill_tokens=q, num_decode_tokens=2)
+        batch, twin = Batch(ReplicaId(replica), [req], [q], [q]), Batch(ReplicaId(replica), [req], [q], [q])
+        batch.on_schedule(at)
+        total = with_idle.get_execution_time(batch, 0).total_time
+        return (total - plain.get_execution_time(twin, 0).total_time) * 1e3, at + total
+
+    term, end = scheduled(0.0, 64)
+    assert term == pytest.approx(0.5)  # the replica's first batch: idle since its warm-up
+    term, end = scheduled(end, 32)
+    assert term == pytest.approx(0.0)  # back to back
+    term, end = scheduled(end + 0.0055, 32)  # 5.5 ms idle: halfway between the measured gaps
+    assert term == pytest.approx(0.4)
+    term, _ = scheduled(end + 0.0005, 32)  # 0.5 ms: from 0 at no gap to 1 ms's point
+    assert term == pytest.approx(0.15)
+    assert scheduled(0.0, 32, replica=1)[0] == pytest.approx(0.5)  # another replica: its own first
 
 
 def test_a_real_steps_packing_read_from_the_runs_dispatch_times_by_hand() -> None:

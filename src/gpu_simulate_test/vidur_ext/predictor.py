@@ -217,12 +217,33 @@ class _LocalProfileMixin:
             last[batch.replica_id] = batch.scheduled_at
         return batch._gst_serial
 
+    def _idle_gap_ms(self, batch: Batch) -> float:
+        """How long the replica was idle before the batch (ms): from its previous batch's end (scheduled plus
+        predicted) to this one's start; 0 back to back, the longest gap for the replica's first batch (the engine idle
+        since its warm-up). Decided once a batch, in schedule order (``get_execution_time`` then records its end);
+        :func:`predict_batch_time_s` sets it instead (0: a shape timed back to back)."""
+        if not hasattr(batch, "_gst_idle_gap_ms"):
+            ends: dict[int, float] = self.__dict__.setdefault("_gst_last_end", {})
+            end = ends.get(batch.replica_id)
+            start = batch._scheduled_at  # None where no scheduler placed it (Vidur's property raises then)
+            batch._gst_idle_gap_ms = 0.0 if start is None else float("inf") if end is None else \
+                max(0.0, (start - end) * 1e3)
+        return batch._gst_idle_gap_ms
+
     def get_execution_time(self, batch: Batch, pipeline_stage: int) -> Any:
         """Vidur's step; with ``token_rows: exact`` or ``graph_bucket`` (``step_correction.RowKeys``) its token rows
         are looked up at the step's own tokens or its graph's for this one prediction, the batch left as Vidur made
         it."""
         if self._terms().host is not None:
             self._serial(batch)  # before anything else reads the batch: once, in schedule order
+        if self._terms().idle is not None:
+            self._idle_gap_ms(batch)
+        out = self._execution_time(batch, pipeline_stage)
+        if self._terms().idle is not None and batch._scheduled_at is not None:
+            self.__dict__.setdefault("_gst_last_end", {})[batch.replica_id] = batch._scheduled_at + out.total_time
+        return out
+
+    def _execution_time(self, batch: Batch, pipeline_stage: int) -> Any:
         token_rows = self._terms().keys.token_rows
         if token_rows not in ("exact", "graph_bucket"):
             return super().get_execution_time(batch, pipeline_stage)  # type: ignore[misc]
@@ -314,7 +335,8 @@ class _LocalProfileMixin:
         to 8 and its requests' first chunks: a chunk of more than one token whose KV after the step is the chunk, the
         work outside the layers at its requests, the host's share at its requests, packed ahead or at its start, and
         for a step no graph holds the eager term at its tokens; for a step a graph runs, what that graph costs beyond
-        its parts: a decode batch's, or one with a prompt chunk's)
+        its parts: a decode batch's, or one with a prompt chunk's; for a step that starts on an idle replica, the
+        engine's wake-up and slower first step at that idle gap)
         over the layers that Vidur multiplies it by
         (``step_correction.py``): the step comes out as the operators plus the terms, nothing patched."""
         base = super()._get_add_layer_act_execution_time(batch)  # type: ignore[misc]
@@ -333,6 +355,8 @@ class _LocalProfileMixin:
             extra += terms.graph.at_step(self._graph(batch), decode_only, batch.size)
         if terms.chunk is not None:
             extra += terms.chunk.at_step(self._graph(batch), decode_only, batch.size)
+        if terms.idle is not None:
+            extra += terms.idle.at(self._idle_gap_ms(batch))
         return base + extra / self._num_layers_per_pipeline_stage  # type: ignore[attr-defined]
 
     def _train_model(self, model_name: str, model_type: Any, df: pd.DataFrame, feature_cols: list[str],
@@ -553,4 +577,5 @@ def predict_batch_time_s(predictor: SklearnExecutionTimePredictor, shapes: Seque
     requests = [Request(arrived_at=0.0, num_prefill_tokens=int(kv), num_decode_tokens=1) for _, kv in shapes]
     batch = Batch(ReplicaId(0), requests, [int(q) for q, _ in shapes], [int(kv) for _, kv in shapes])
     batch._gst_serial = bool(serial)
+    batch._gst_idle_gap_ms = 0.0
     return float(predictor.get_execution_time(batch, 0).total_time)

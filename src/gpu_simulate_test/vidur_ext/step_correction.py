@@ -65,6 +65,7 @@ OUTSIDE_KEY = "outside_layers"  # profile_meta.json: the head variant's measured
 GRAPH_KEY = "decode_graph"  # profile_meta.json: the decode graphs' cost beyond their parts (absent or null: none)
 CHUNK_KEY = "chunk_graph"  # profile_meta.json: a prompt chunk's step graphs' cost beyond their parts (absent: none)
 HOST_KEY = "host_term"  # profile_meta.json: the head variant's measured host share (absent or null: none)
+IDLE_KEY = "idle_start"  # profile_meta.json: what a step that starts on an idle engine costs more (absent or null: none)
 ROW_KEYS_KEY = "row_keys"  # profile_meta.json: how the bundle's rows are keyed (absent or null: as Vidur 0.0.26 reads)
 ROW_KEYS = {"prefill_attention_kv": ("after_chunk", "before_chunk"), "token_rows": ("rounded_8", "exact", "graph_bucket"),
             "decode_batching": ("vidur_overhead", "as_measured"), "prefill_chunks": ("summed", "one_wave", "one_launch"),
@@ -153,6 +154,29 @@ class ChunkGraph(RequestCurve):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "max_graph_tokens": self.max_graph_tokens}
+
+
+@dataclass(frozen=True)
+class IdleStart:
+    """What a step that starts on an idle engine costs beyond the same step back to back, **measured** by the build
+    (``bundle.idle_start_term``) on a lone prompt submitted a few gap lengths after the engine's last step ended: the
+    engine thread's wake-up (from the request's dispatch to the step's start) plus the step's own wall, less that
+    prompt's wall resubmitted at once (as the shape sets and the host grid time a lone prompt), by the idle gap before
+    the step. Interpolated linearly in the gap from 0 at no gap, held flat beyond the longest gap measured. At 10% load
+    on the H200 10-15% of the requests reached an idle engine: 0.4 ms of wake-up and a first step 0.15-0.58 ms slower
+    than predicted (``studies/2026-12-04-campaign/idle_arrivals.txt``); Vidur's step has no term for either."""
+
+    gap_ms: tuple[float, ...]
+    ms: tuple[float, ...]
+
+    def at(self, gap_ms: float) -> float:
+        """The term of a step that starts ``gap_ms`` after the replica's previous step ended (0: back to back)."""
+        if gap_ms <= 0:
+            return 0.0
+        return float(np.interp(gap_ms, (0.0, *self.gap_ms), (0.0, *self.ms)))
+
+    def to_dict(self) -> dict[str, list]:
+        return {"gap_ms": list(self.gap_ms), "ms": list(self.ms)}
 
 
 @dataclass(frozen=True)
@@ -294,7 +318,8 @@ class RowKeys:
 class StepTerms:
     """Everything a bundle's meta tells vidur-sim's predictor besides its rows: the whole-step correction (``step``
     variant), the measured work outside the layers and the host's share of a step (``head`` variant), the decode
-    graphs' and the prompt chunks' step graphs' cost beyond their parts (either) and the rows' keys."""
+    graphs' and the prompt chunks' step graphs' cost beyond their parts (either), what a step that starts on an idle
+    engine costs more, and the rows' keys."""
 
     correction: Optional[StepCorrection] = None
     outside: Optional[OutsideLayers] = None
@@ -302,6 +327,7 @@ class StepTerms:
     host: Optional[HostTerm] = None
     graph: Optional[DecodeGraph] = None
     chunk: Optional[ChunkGraph] = None
+    idle: Optional[IdleStart] = None
 
     def record(self) -> dict[str, Any]:
         """What a run's meta records of them (null: none)."""
@@ -309,7 +335,8 @@ class StepTerms:
                 OUTSIDE_KEY: None if self.outside is None else self.outside.to_dict(),
                 HOST_KEY: None if self.host is None else self.host.to_dict(),
                 GRAPH_KEY: None if self.graph is None else self.graph.to_dict(),
-                CHUNK_KEY: None if self.chunk is None else self.chunk.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
+                CHUNK_KEY: None if self.chunk is None else self.chunk.to_dict(),
+                IDLE_KEY: None if self.idle is None else self.idle.to_dict(), ROW_KEYS_KEY: self.keys.to_dict()}
 
 
 def _points(record: Any, key: str, source: str, by: str = "requests", signed: bool = False
@@ -363,6 +390,23 @@ def chunk_graph(record: Optional[Mapping[str, Any]], source: str = PROFILE_META)
     return ChunkGraph(*_points(record, CHUNK_KEY, source, signed=True), max_graph_tokens=largest)
 
 
+def idle_start(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[IdleStart]:
+    """The ``idle_start`` record checked: gaps (ms) strictly increasing above 0, one finite time each (signed: a
+    quiet host may wake as fast as it resubmits)."""
+    if record is None:
+        return None
+    try:
+        gaps = tuple(float(g) for g in record["gap_ms"])
+        ms = tuple(float(t) for t in record["ms"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source}: {IDLE_KEY!r} must hold lists gap_ms and ms ({exc}); rebuild the bundle") from exc
+    if not gaps or len(gaps) != len(ms) or gaps[0] <= 0 or any(b <= a for a, b in zip(gaps, gaps[1:])) \
+            or not all(np.isfinite(x) for x in (*gaps, *ms)):
+        raise ArtifactError(f"{source}: {IDLE_KEY!r} needs gaps increasing from > 0 ms and one finite time each; got "
+                            f"{list(gaps)} / {list(ms)}; rebuild the bundle")
+    return IdleStart(gaps, ms)
+
+
 def host_term(record: Optional[Mapping[str, Any]], source: str = PROFILE_META) -> Optional[HostTerm]:
     """The ``host_term`` record checked: an ``ahead`` and a ``serial`` curve (``_points``), and an ``eager`` one by
     tokens where the bundle measured it."""
@@ -409,7 +453,8 @@ def step_terms(meta: Mapping[str, Any], source: str = PROFILE_META) -> StepTerms
     """The step terms a bundle's meta carries (a bundle from before any of them: none, Vidur's own keys)."""
     terms = StepTerms(step_correction(meta, source), outside_layers(meta.get(OUTSIDE_KEY), source),
                       row_keys(meta.get(ROW_KEYS_KEY), source), host_term(meta.get(HOST_KEY), source),
-                      decode_graph(meta.get(GRAPH_KEY), source), chunk_graph(meta.get(CHUNK_KEY), source))
+                      decode_graph(meta.get(GRAPH_KEY), source), chunk_graph(meta.get(CHUNK_KEY), source),
+                      idle_start(meta.get(IDLE_KEY), source))
     for key, term in ((GRAPH_KEY, terms.graph), (CHUNK_KEY, terms.chunk)):
         if term is not None and terms.keys.token_rows != "graph_bucket":
             raise ArtifactError(f"{source}: {key} is a cost of the engine's step graphs, but {ROW_KEYS_KEY} names no "

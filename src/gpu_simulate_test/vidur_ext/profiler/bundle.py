@@ -72,11 +72,13 @@ from gpu_simulate_test.vidur_ext.step_correction import (
     CHUNK_KEY,
     GRAPH_KEY,
     HOST_KEY,
+    IDLE_KEY,
     OUTSIDE_KEY,
     ROW_KEYS_KEY,
     ChunkGraph,
     DecodeGraph,
     HostTerm,
+    IdleStart,
     OutsideLayers,
     RowKeys,
     row_keys,
@@ -105,6 +107,16 @@ NATIVE_ROW_KEYS = RowKeys(prefill_attention_kv="before_chunk", token_rows="graph
 # What the step variant's cap holds, in the id: bundles before it recorded only the share beside the operators, which
 # counts the measured decode graph term too (fc003abd0aa8 failed its verdict on it: 11.9%, its fitted part <= 10%).
 CORRECTION_CAP = "the fitted correction's share of the predicted step (max_fitted_share_pct)"
+# A step that starts on an idle engine (``step_correction.IdleStart``), timed on a lone prompt submitted these gaps
+# after the engine's last step ended (0: at once, the reference), the gaps in a new order each round: at 10% load on
+# the H200 the wake-up took 0.4 ms and the first step after a gap of 5 ms or more ran 0.15-0.58 ms over its
+# prediction (``studies/2026-12-04-campaign/idle_arrivals.txt``). In the id.
+IDLE_GAPS_MS = (0.0, 1.0, 5.0, 20.0, 50.0, 200.0)
+IDLE_ROUNDS = 12
+IDLE_PROMPT = 256  # tokens (at most the step's budget)
+IDLE_TIMING = (f"a lone prompt of {IDLE_PROMPT} tokens after idle gaps of {list(IDLE_GAPS_MS)} ms, {IDLE_ROUNDS} "
+               "interleaved rounds; the wake-up (dispatch to the step's start) plus the step's wall, less the wall at "
+               "no gap, by each gap's median; interpolated from 0 at no gap")
 # The head variant's terms, in the id: what changes them changes the bundle.
 HEAD_TERM = ("outside the layers, measured, by the step's requests (interpolated); the host's share of a step "
              "(wall less device) measured on a request grid (each shape's median of three interleaved passes), packed ahead or at the start, by requests; a step no "
@@ -184,7 +196,7 @@ def bundle_id(cfg: VidurProfileAppConfig) -> str:
     c = {**bundle_request(bundle_config(cfg)), **id_basis(cfg.backend.name)}
     if cfg.backend.name == "native":
         c.update(operator_timing=OPERATOR_TIMING, row_keys=NATIVE_ROW_KEYS.to_dict(), head_term=HEAD_TERM,
-                 step_timing=STEP_TIMING, correction_cap=CORRECTION_CAP)
+                 step_timing=STEP_TIMING, correction_cap=CORRECTION_CAP, idle_timing=IDLE_TIMING)
     return f"{cfg.model.name}-{cfg.hardware.name}-{cfg.backend.name}-{short_hash(canonical_json(c))}"
 
 
@@ -342,13 +354,46 @@ def _time_host_grid(backend: Backend, timer: StepTimer, recorder: Recorder, prob
     return record
 
 
+def _time_idle_starts(backend: Backend, timer: StepTimer, recorder: Recorder, probe: Any, progress: Progress
+                      ) -> dict[str, Any]:
+    """The ``idle_timing`` record: a lone prompt (:data:`IDLE_PROMPT` tokens, at most the budget) submitted each of
+    :data:`IDLE_GAPS_MS` after the engine's last step ended, :data:`IDLE_ROUNDS` rounds with the gaps in a new order
+    each (a drifting host moves every gap alike); per gap the medians of the gap it got, the wake-up and the wall (ms).
+    Walls with the probe's events off, as runs have them."""
+    prompt = max(1, min(IDLE_PROMPT, timer.limits.token_budget))
+    got: dict[float, list[tuple[int, int, int]]] = {g: [] for g in IDLE_GAPS_MS}
+    task = progress.add_task("a step after an idle gap", total=IDLE_ROUNDS * len(IDLE_GAPS_MS))
+    with untimed(probe):
+        for r in range(IDLE_ROUNDS):
+            for g in np.random.default_rng(r).permutation(IDLE_GAPS_MS):
+                got[float(g)].append(timer.idle_start(backend, recorder, prompt, int(round(g * 1e6))))
+                progress.advance(task)
+    med = {g: np.median(np.asarray(v, dtype=float), axis=0) / 1e6 for g, v in got.items()}
+    return {"prompt_tokens": prompt, "nominal_gap_ms": list(IDLE_GAPS_MS),
+            **{k: [float(med[g][i]) for g in IDLE_GAPS_MS] for i, k in enumerate(("gap_ms", "wake_ms", "wall_ms"))}}
+
+
+def idle_start_term(record: dict[str, Any]) -> IdleStart:
+    """The ``idle_start`` term from the ``idle_timing`` record: at each gap the wake-up plus the wall, less the wall
+    at no gap (the lone prompt as the shape sets and the host grid time it, resubmitted at once), by the gap it got;
+    a gap no longer than the one before it (a slow resubmission) is dropped."""
+    ref = record["wall_ms"][record["nominal_gap_ms"].index(0.0)]
+    gaps, ms = [], []
+    for gap, wake, wall in sorted(zip(record["gap_ms"], record["wake_ms"], record["wall_ms"])):
+        if gap > (gaps[-1] if gaps else 0.0):
+            gaps.append(float(gap))
+            ms.append(float(wake + wall - ref))
+    return IdleStart(tuple(gaps), tuple(ms))
+
+
 def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[BatchShape, str]], rounds: int,
                         progress: Progress, host_shapes: Sequence[BatchShape] = (), host_share: bool = False
-                        ) -> tuple[pd.DataFrame, list[str], dict[str, list]]:
-    """Time every feasible shape through the backend's driver; the table, the skipped shapes and the host grid's
-    record. ``host_share``: also each step's device time and packing on the native engine (``host_share.StepProbe``):
-    the host's share of it, in the table, and measured on ``host_shapes`` (after the sets) for the record
-    (:func:`_time_host_grid`). Every step is timed as real-bench runs it (``backends.conditions.measured_run``), its wall with the
+                        ) -> tuple[pd.DataFrame, list[str], dict[str, list], Optional[dict[str, Any]]]:
+    """Time every feasible shape through the backend's driver; the table, the skipped shapes, the host grid's record
+    and the idle record. ``host_share``: also each step's device time and packing on the native engine
+    (``host_share.StepProbe``): the host's share of it, in the table, and measured on ``host_shapes`` (after the sets)
+    for the record (:func:`_time_host_grid`), then a step after idle gaps (:func:`_time_idle_starts`; else None).
+    Every step is timed as real-bench runs it (``backends.conditions.measured_run``), its wall with the
     probe's events off, since they slow the steps they time; the device times in a round of their own
     (:func:`host_share_ns`)."""
     measured, skipped = [], []
@@ -376,6 +421,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
                 progress.advance(task)
         feasible = [s for s in host_shapes if timer.unsupported(s) is None] if probe is not None else []
         grid_record = _time_host_grid(backend, timer, recorder, probe, feasible, apart, progress)
+        idle_record = _time_idle_starts(backend, timer, recorder, probe, progress) if probe is not None else None
     rows = []
     for shape, role in measured:
         ns = np.concatenate([x.ns for x in samples[str(shape)]])
@@ -393,7 +439,7 @@ def _measure_iterations(backend: Backend, timer: StepTimer, parsed: list[tuple[B
                      **host})
     for s in skipped:
         log.info("skipped batch shape %s (listed in profile_meta.json)", s)
-    return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped, grid_record
+    return pd.DataFrame(rows, columns=ITERATION_PROFILE.column_names), skipped, grid_record, idle_record
 
 
 def _write_root(path: Path, cfg: VidurProfileAppConfig, bid: str, mlp: pd.DataFrame, att: pd.DataFrame,
@@ -525,7 +571,8 @@ class Measured:
     """What a build measured on the device, all that the derivation (``_derive``) reads: the operator rows as measured,
     the whole steps of the shape sets, the skipped shapes, the ``row_keys`` record (the engine's launch wave and graph
     buckets), the work outside the layers and the host grid's record (``head`` listed), how it was timed and on what;
-    ``derived_from``: the bundle they were read back from (``rederive_bundle``)."""
+    ``derived_from``: the bundle they were read back from (``rederive_bundle``); ``idle_record``: a step after idle
+    gaps (``_time_idle_starts``), where the host's share was measured."""
 
     mlp: pd.DataFrame
     att: pd.DataFrame
@@ -540,6 +587,7 @@ class Measured:
     host_load: dict[str, Any]
     build_wall_s: Optional[float] = None
     derived_from: Optional[dict[str, Any]] = None
+    idle_record: Optional[dict[str, Any]] = None
 
 
 def _derive(cfg: VidurProfileAppConfig, bid: str, grid: Grid, m: Measured, predict: Predict, out: Path,
@@ -617,11 +665,13 @@ def _derive(cfg: VidurProfileAppConfig, bid: str, grid: Grid, m: Measured, predi
              OUTSIDE_KEY: None if winner.outside is None else winner.outside.to_dict(),
              HOST_KEY: None if winner.host is None else winner.host.to_dict(),
              GRAPH_KEY: None if winner.graph is None else winner.graph.to_dict(),
-             CHUNK_KEY: None if winner.chunk is None else winner.chunk.to_dict(), **keys,
+             CHUNK_KEY: None if winner.chunk is None else winner.chunk.to_dict(),
+             IDLE_KEY: None if m.idle_record is None else idle_start_term(m.idle_record).to_dict(), **keys,
              "skipped_shapes": m.skipped,
              "backend_measured": cfg.backend.name, "source": MEASURED, "host_load": m.host_load,
              "validation_check": val_record, "head_timing": head,
-             "host_timing": host_timing, **({"derived_from": m.derived_from} if m.derived_from else {})}
+             "host_timing": host_timing, "idle_timing": m.idle_record,
+             **({"derived_from": m.derived_from} if m.derived_from else {})}
     if host_timing is not None and host_timing["packed_otherwise"]:
         log.warning("the engine packed the steps of %s otherwise than a first chunk's rule says (profile_meta.json "
                     "host_timing): their host share sits in the other curve", host_timing["packed_otherwise"])
@@ -692,7 +742,7 @@ def rederive_bundle(cfg: VidurProfileAppConfig, source: Path, predict: Predict) 
                          f"{engine.get('engine_code')}: its steps are another engine's; measure this one")
     raw = (src.path / pr.MLP_RAW_FILE, src.path / pr.ATTENTION_RAW_FILE)
     needs_host = "head" in cfg.profile.variants
-    missing = [p.name for p in raw if not p.is_file()] + [k for k in ("head_timing", "host_timing")
+    missing = [p.name for p in raw if not p.is_file()] + [k for k in ("head_timing", "host_timing", "idle_timing")
                                                           if needs_host and not meta.get(k)]
     if missing:
         raise InputError(f"bundle {src.bundle_id} lacks {', '.join(missing)}: it cannot be derived again; measure it")
@@ -705,7 +755,7 @@ def rederive_bundle(cfg: VidurProfileAppConfig, source: Path, predict: Predict) 
                         read_table(src.iterations_csv, ITERATION_PROFILE), list(meta.get("skipped_shapes") or []),
                         keys, meta.get("head_timing") if needs_host else None, host_record, str(meta["timing_method"]),
                         str(meta.get("weights_source")), meta.get("sdpa_kernels"), dict(meta["host_load"]),
-                        meta.get("build_wall_s"),
+                        meta.get("build_wall_s"), idle_record=meta.get("idle_timing") if needs_host else None,
                         derived_from={"id": src.bundle_id, "content": src.content,
                                       "created_at": (meta.get("provenance") or {}).get("created_at"),
                                       "git_commit": (meta.get("provenance") or {}).get("git_commit")})
@@ -749,8 +799,8 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
             with QuietProgress() as progress:
                 # The engine's whole steps first, on the engine as loaded, as a run meets it: timed after the
                 # operators, its steps came out slower than a run's (STEP_TIMING)
-                iters, skipped, host_record = _measure_iterations(backend, timer, parsed, cfg.profile.iteration_rounds,
-                                                                  progress, host_shapes, host_share=measure_host)
+                iters, skipped, host_record, idle_record = _measure_iterations(
+                    backend, timer, parsed, cfg.profile.iteration_rounds, progress, host_shapes, host_share=measure_host)
                 ops = _operator_source(backend, cfg)
                 keys = row_keys_record(cfg, ops.prefill_wave(), ops.graph_buckets()) \
                     if hasattr(ops, "prefill_wave") else row_keys_record(cfg)
@@ -763,7 +813,7 @@ def build_bundle(cfg: VidurProfileAppConfig, predict: Predict) -> BundleResult:
         measured = Measured(mlp, att, iters, skipped, keys, head, host_record,
                             method.describe() + (f"; native operators: {OPERATOR_TIMING}"
                                                  if cfg.backend.name == "native" else ""),
-                            weights_source, backend.sdpa_kernels, host_load.to_dict())
+                            weights_source, backend.sdpa_kernels, host_load.to_dict(), idle_record=idle_record)
         check, verdict = _derive(cfg, bid, grid, measured, predict, out, t_start)
     log.log(logging.INFO if verdict.accepted else logging.WARNING, "bundle %s: verdict %s", bid, verdict.line())
     return BundleResult(final, False, check, verdict)

@@ -27,6 +27,7 @@ from gpu_simulate_test.backends.recorder import Recorder, Step
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.limits import Limits, resolve_limits
 from gpu_simulate_test.errors import EnvironmentUnavailableError
+from gpu_simulate_test.real_bench.replay import wait_until
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
@@ -165,6 +166,21 @@ class StepTimer:
         device = None if any(r.device_ns is None for r in launches) else \
             np.array([r.device_ns for r in launches], dtype=np.int64)  # None: launched untimed (``StepProbe.untimed``)
         return ShapeSamples(ns, decode_kv, device, np.array([r.at_start for r in launches], dtype=bool))
+
+    def idle_start(self, backend: Backend, recorder: Recorder, prompt: int, gap_ns: int) -> tuple[int, int, int]:
+        """One lone prompt of ``prompt`` tokens (one output token: its one step) submitted ``gap_ns`` after the
+        engine's last step ended, the engine idle since (0: at once, as :meth:`measure` times a lone prompt): the gap
+        it got, its wake-up (the request's dispatch to its step's start) and the step's wall, in ns."""
+        backend.wait_all()
+        steps = recorder.steps(max(recorder.num_steps - 1, 0))
+        last = steps[-1].end_ns if steps else recorder.clock.now()
+        wait_until(recorder.clock, last + gap_ns)
+        rid, self._next_id = self._next_id, self._next_id + 1
+        since = recorder.num_steps
+        dispatched = backend.submit(WorkloadRequest(rid, 0, prompt, 1), _prompt(prompt, backend.model_cfg.vocab_size, rid + 1))
+        backend.wait_all()
+        step = next(st for st in recorder.steps(since) if any(i.request_id == rid for i in st.items))
+        return dispatched - last, step.start_ns - dispatched, step.end_ns - step.start_ns
 
     def _submit(self, backend: Backend, prompt: int, decode: int, vocab: int) -> int:
         rid, self._next_id = self._next_id, self._next_id + 1
