@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gpu_simulate_test.backends.recorder import RunClock
 from gpu_simulate_test.backends.conditions import switch_interval
-from gpu_simulate_test.real_bench.replay import lateness_stats, replay, wait_until
+from gpu_simulate_test.backends.recorder import RunClock, wait_until
+from gpu_simulate_test.real_bench.replay import lateness_stats, replay
 from gpu_simulate_test.workloads.load import WorkloadRequest
 
 

@@ -40,6 +40,19 @@ class RunClock:
         return round(seconds * 1e9) - self.start_ns
 
 
+SPIN_NS = 300_000  # sleep until this close to the target, then spin (time.sleep overshoots by ~60-100 us)
+
+
+def wait_until(clock: RunClock, target_ns: int, spin_ns: int = SPIN_NS) -> None:
+    """Return at ``target_ns`` on ``clock`` (never earlier): sleep most of the way, spin the rest. real-bench hands
+    each request over with it; vidur-profile times a step after an idle gap with it."""
+    remaining = target_ns - clock.now()
+    if remaining > spin_ns:
+        time.sleep((remaining - spin_ns) / 1e9)
+    while clock.now() < target_ns:
+        pass
+
+
 @dataclass(frozen=True)
 class StepItem:
     """One request's share of an engine iteration; ``kv_tokens``: its KV-cache length after the iteration, where the

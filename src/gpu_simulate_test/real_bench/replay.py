@@ -9,26 +9,13 @@ separate process) are in ``specs/run.md``, section "Dispatch and the GIL".
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Optional
 
 import numpy as np
 
-from gpu_simulate_test.backends.recorder import RunClock
+from gpu_simulate_test.backends.recorder import RunClock, wait_until
 from gpu_simulate_test.workloads.load import WorkloadRequest
-
-SPIN_NS = 300_000  # sleep until this close to the arrival, then spin (time.sleep overshoots by ~60-100 us)
-
-
-def wait_until(clock: RunClock, target_ns: int, spin_ns: int = SPIN_NS) -> None:
-    """Return at ``target_ns`` (never earlier): sleep most of the way, spin the rest."""
-    remaining = target_ns - clock.now()
-    if remaining > spin_ns:
-        time.sleep((remaining - spin_ns) / 1e9)
-    while clock.now() < target_ns:
-        pass
-
 
 IDLE_MIN_NS = 20_000_000  # on_idle runs only when the next arrival is at least this far away
 

@@ -23,11 +23,10 @@ import numpy as np
 
 from gpu_simulate_test.backends.base import Backend
 from gpu_simulate_test.backends.conditions import SWITCH_INTERVAL_S
-from gpu_simulate_test.backends.recorder import Recorder, Step
+from gpu_simulate_test.backends.recorder import Recorder, Step, wait_until
 from gpu_simulate_test.config.backend import BackendConfig
 from gpu_simulate_test.config.limits import Limits, resolve_limits
 from gpu_simulate_test.errors import EnvironmentUnavailableError
-from gpu_simulate_test.real_bench.replay import wait_until
 from gpu_simulate_test.vidur_ext.profiler.shapes import BatchShape
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
