@@ -12,7 +12,7 @@ a fresh order each round:
 - ``replay_quiet``: the same without ``on_idle``;
 - ``replay_near``: arrivals in pairs 2 ms apart (the first of a pair is timed: its dispatcher next sleeps 1.7 ms and
   spins 0.3 ms, as for a near arrival in a run);
-- ``harness``: submit, then wait for the engine at once, as vidur-profile's ``StepTimer.idle_start`` does.
+- ``harness``: vidur-profile's own ``StepTimer.idle_start`` (submit, then wait for the engine at once).
 
 Every way runs under real-bench's conditions (``measured_run``). Per request: its dispatch to its step's start (the
 wake-up) and the step's wall; medians and quartiles per way go to stdout and ``--out``/wake.csv.
@@ -28,7 +28,6 @@ import csv
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,48 +37,42 @@ from gpu_simulate_test.backends.recorder import Recorder, RunClock
 from gpu_simulate_test.config import compose_app
 from gpu_simulate_test.real_bench.progress import RunProgress
 from gpu_simulate_test.real_bench.replay import replay
+from gpu_simulate_test.vidur_ext.profiler.iterations import StepTimer
 from gpu_simulate_test.workloads.load import Workload, WorkloadRequest
 
 WAYS = ("replay_far", "replay_quiet", "replay_near", "harness")
 NEAR_NS = 2_000_000
 
 
-def one_way(way: str, backend, recorder: Recorder, progress: RunProgress, first_id: int, n: int, tokens: int,
-            gap_ns: int, prompt: list[int]) -> list[tuple[int, int, int]]:
-    """``n`` timed requests handed over ``way``; per timed request (its id, its wake-up in ns, its step's wall in ns)."""
+def one_way(way: str, backend, recorder: Recorder, timer: StepTimer, progress: RunProgress, first_id: int, n: int,
+            tokens: int, gap_ns: int, prompt: list[int]) -> list[tuple[int, int]]:
+    """``n`` timed requests handed over ``way``; per timed request its wake-up and its step's wall (ns). ``harness``
+    is vidur-profile's own (``StepTimer.idle_start``, whose request ids are its own); the replays' ids start at
+    ``first_id``."""
+    if way == "harness":
+        return [timer.idle_start(backend, recorder, tokens, gap_ns)[1:] for _ in range(n)]
     clock = recorder.clock
     dispatched: dict[int, int] = {}
-    timed: list[int] = []
-    submit: Callable[[WorkloadRequest], int] = lambda r: backend.submit(r, prompt)
-    on_dispatch = lambda r, t: dispatched.__setitem__(r.request_id, t)
-    if way == "harness":
-        for i in range(n):
-            backend.wait_all()
-            time.sleep(gap_ns / 1e9)
-            r = WorkloadRequest(first_id + i, 0, tokens, 1)
-            dispatched[r.request_id] = submit(r)
-            timed.append(r.request_id)
-            backend.wait_all()
-    else:
-        backend.wait_all()
-        start = clock.now() + gap_ns
-        requests, rid = [], first_id
-        for i in range(n):
-            at = start + i * gap_ns
-            requests.append(WorkloadRequest(rid, at, tokens, 1))
-            timed.append(rid)
+    backend.wait_all()
+    since, start = recorder.num_steps, clock.now() + gap_ns
+    requests, timed, rid = [], [], first_id
+    for i in range(n):
+        at = start + i * gap_ns
+        requests.append(WorkloadRequest(rid, at, tokens, 1))
+        timed.append(rid)
+        rid += 1
+        if way == "replay_near":
+            requests.append(WorkloadRequest(rid, at + NEAR_NS, tokens, 1))
             rid += 1
-            if way == "replay_near":
-                requests.append(WorkloadRequest(rid, at + NEAR_NS, tokens, 1))
-                rid += 1
-        on_idle: Optional[Callable[[], None]] = progress.redraw if way == "replay_far" else None
-        replay(requests, submit, clock, on_dispatch=on_dispatch, on_idle=on_idle)
-        backend.wait_all()
-    starts = {}
-    for st in recorder.steps():
+    on_idle: Optional[Callable[[], None]] = progress.redraw if way == "replay_far" else None
+    replay(requests, lambda r: backend.submit(r, prompt), clock,
+           on_dispatch=lambda r, t: dispatched.__setitem__(r.request_id, t), on_idle=on_idle)
+    backend.wait_all()
+    starts: dict[int, tuple[int, int]] = {}
+    for st in recorder.steps(since):
         for item in st.items:
             starts.setdefault(item.request_id, (st.start_ns, st.end_ns))
-    return [(rid, starts[rid][0] - dispatched[rid], starts[rid][1] - starts[rid][0]) for rid in timed]
+    return [(starts[r][0] - dispatched[r], starts[r][1] - starts[r][0]) for r in timed]
 
 
 def main() -> int:
@@ -100,20 +93,21 @@ def main() -> int:
                                     requests=[WorkloadRequest(0, 0, args.tokens, 1)]))
     backend.load()
     prompt = [10 + (7 * i) % 1000 for i in range(args.tokens)]
+    timer = StepTimer(app.backend, [], 1)
     rows: list[dict] = []
     with measured_run(), RunProgress(args.rounds * len(WAYS) * args.samples, lambda: len(rows)) as progress:
         recorder = Recorder([], RunClock())
         backend.start(recorder)
         try:
             # a warm-up round, untimed: the first steps of a fresh engine are slower
-            one_way("harness", backend, recorder, progress, 10**7, 3, args.tokens, int(args.gap_ms * 1e6), prompt)
-            next_id = 0
+            one_way("harness", backend, recorder, timer, progress, 0, 3, args.tokens, int(args.gap_ms * 1e6), prompt)
+            next_id = 10**7  # the replays' ids, apart from the harness's (0 up)
             for r in range(args.rounds):
                 for way in random.Random(r).sample(WAYS, len(WAYS)):
-                    got = one_way(way, backend, recorder, progress, next_id, args.samples, args.tokens,
+                    got = one_way(way, backend, recorder, timer, progress, next_id, args.samples, args.tokens,
                                   int(args.gap_ms * 1e6), prompt)
-                    next_id += 2 * args.samples + 1
-                    rows += [{"round": r, "way": way, "request_id": rid, "wake_ns": w, "wall_ns": s} for rid, w, s in got]
+                    next_id += 2 * args.samples
+                    rows += [{"round": r, "way": way, "wake_ns": w, "wall_ns": s} for w, s in got]
         finally:
             backend.stop()
             backend.close()

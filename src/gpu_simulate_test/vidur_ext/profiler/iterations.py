@@ -123,13 +123,13 @@ class StepTimer:
         first, added = self._lengths(shape)
         since = recorder.num_steps
         vocab = backend.model_cfg.vocab_size
-        running = [self._submit(backend, p, d, vocab) for p, d in first]
+        running = [self._submit(backend, p, d, vocab)[0] for p, d in first]
         if shape.kind == "mixed":  # the decoders run a full decode step before the prefills join them
             self._wait(backend, recorder, since, lambda st: _is(st, decode=running), f"{len(running)} requests decoding")
         extra: list[int] = []
         for p, d in added:
             at = recorder.num_steps  # no step before this one can hold the new request
-            rid = self._submit(backend, p, d, vocab)
+            rid, _ = self._submit(backend, p, d, vocab)
             extra.append(rid)
             if shape.kind == "prefill":
                 backend.wait_all()
@@ -174,17 +174,16 @@ class StepTimer:
         steps = recorder.steps(max(recorder.num_steps - 1, 0))
         last = steps[-1].end_ns if steps else recorder.clock.now()
         wait_until(recorder.clock, last + gap_ns)
-        rid, self._next_id = self._next_id, self._next_id + 1
         since = recorder.num_steps
-        dispatched = backend.submit(WorkloadRequest(rid, 0, prompt, 1), _prompt(prompt, backend.model_cfg.vocab_size, rid + 1))
+        rid, dispatched = self._submit(backend, prompt, 1, backend.model_cfg.vocab_size)
         backend.wait_all()
         step = next(st for st in recorder.steps(since) if any(i.request_id == rid for i in st.items))
         return dispatched - last, step.start_ns - dispatched, step.end_ns - step.start_ns
 
-    def _submit(self, backend: Backend, prompt: int, decode: int, vocab: int) -> int:
+    def _submit(self, backend: Backend, prompt: int, decode: int, vocab: int) -> tuple[int, int]:
+        """One request handed to the driver: its id and its dispatch time (the recorder's clock)."""
         rid, self._next_id = self._next_id, self._next_id + 1
-        backend.submit(WorkloadRequest(rid, 0, prompt, decode), _prompt(prompt, vocab, rid + 1))
-        return rid
+        return rid, backend.submit(WorkloadRequest(rid, 0, prompt, decode), _prompt(prompt, vocab, rid + 1))
 
     @staticmethod
     def _wait(backend: Backend, recorder: Recorder, since: int, match: Callable[[Step], bool], what: str) -> int:
