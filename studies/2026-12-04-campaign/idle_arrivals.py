@@ -93,6 +93,10 @@ def main() -> int:
               f"{lo:.2f}-{hi:.2f} ms): {len(near)}, {int(near['idle_arrival'].sum())} idle arrivals; paired TTFT median "
               f"{near.loc[near['idle_arrival'], 'ttft'].median():+.3f} ms (idle), "
               f"{near.loc[~near['idle_arrival'], 'ttft'].median():+.3f} ms (the others)")
+        qs = [round(cell + d, 2) for d in (-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06)]
+        sim_ms = pairs["ttft_sim_ns"] / 1e6
+        print("TTFT quantiles around it (ms): " + "; ".join(
+            f"P{q * 100:.0f} real {by['real_ms'].quantile(q):.2f} sim {sim_ms.quantile(q):.2f}" for q in qs))
         cells = sweep[(sweep.setup == run.setup) & (sweep.workload == run.workload) & (sweep.load_fraction == 0.1)
                       & (sweep.metric == "ttft") & sweep.statistic.isin(["p50", "p90", "p99"])]
         print("TTFT cells:", "; ".join(f"{c.statistic} {c.error_pct:+.1f}%" for c in cells.itertuples()) + "\n", flush=True)
